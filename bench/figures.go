@@ -1,0 +1,58 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/krules/krules/internal/task"
+	"github.com/krules/krules/nonblock"
+)
+
+// A figure is one cost of the rules: a krules operation measured beside its
+// baseline in the same run. Target is the largest acceptable ratio
+// krules/baseline (0 when the issues set none); MaxAllocs, when >= 0, the
+// allocations per op krules may make.
+type figure struct {
+	Name      string
+	Baseline  string
+	Target    float64
+	MaxAllocs int64
+	base      func(b *testing.B)
+	rules     func(b *testing.B)
+}
+
+// figures lists every hot path with its baseline. Each also runs as a Go
+// benchmark (BenchmarkFigures/<name>/{baseline,krules}).
+var figures = []figure{
+	{
+		Name: "current lookup", Baseline: "empty call", Target: 5, MaxAllocs: 0,
+		base: loop(emptyCall),
+		rules: loop(func() {
+			if task.Lookup() != nil {
+				panic("unexpected task state")
+			}
+		}),
+	},
+	{
+		Name: "MightSleep outside sections", Baseline: "empty call", Target: 5, MaxAllocs: 0,
+		base:  loop(emptyCall),
+		rules: loop(nonblock.MightSleep),
+	},
+	{
+		Name: "nonblock.Start+End", Baseline: "empty call", MaxAllocs: 0,
+		base:  loop(emptyCall),
+		rules: loop(func() { nonblock.Start(); nonblock.End() }),
+	},
+}
+
+//go:noinline
+func emptyCall() {}
+
+// loop turns an operation into a benchmark body.
+func loop(op func()) func(b *testing.B) {
+	return func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			op()
+		}
+	}
+}

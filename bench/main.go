@@ -1,0 +1,137 @@
+// Command bench is the report krules users run first:
+//
+//	go run ./bench
+//
+// It prints the price of the rules (each krules hot path beside its Go
+// baseline, measured in the same run, with the target ratio from the
+// project's issues) and demonstrates what the rules catch.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/nonblock"
+)
+
+func main() {
+	quick := flag.Bool("quick", false, "measure briefly (CI smoke run)")
+	only := flag.String("run", "", "only figures whose name contains this")
+	flag.Parse()
+	os.Exit(run(os.Stdout, *quick, *only))
+}
+
+func run(w io.Writer, quick bool, only string) int {
+	testing.Init()
+	benchtime := "300ms"
+	if quick {
+		benchtime = "20ms"
+	}
+	if err := flag.Set("test.benchtime", benchtime); err != nil {
+		fmt.Fprintln(w, "bench:", err)
+		return 2
+	}
+
+	fmt.Fprintln(w, "krules: the price of the rules (uncontended, one goroutine)")
+	fmt.Fprintln(w)
+	rows := measure(w, only)
+	printTable(w, rows)
+	fmt.Fprintln(w)
+	demonstrate(w)
+	return 0
+}
+
+type row struct {
+	figure
+	base, rules testing.BenchmarkResult
+}
+
+func (r row) ratio() float64 {
+	return nsPerOp(r.rules) / nsPerOp(r.base)
+}
+
+func (r row) missed() []string {
+	var why []string
+	if r.Target > 0 && r.ratio() > r.Target {
+		why = append(why, fmt.Sprintf("ratio %.2f > %.2f", r.ratio(), r.Target))
+	}
+	if r.MaxAllocs >= 0 && r.rules.AllocsPerOp() > r.MaxAllocs {
+		why = append(why, fmt.Sprintf("%d allocs/op > %d", r.rules.AllocsPerOp(), r.MaxAllocs))
+	}
+	return why
+}
+
+func nsPerOp(r testing.BenchmarkResult) float64 {
+	if r.N == 0 {
+		return 0
+	}
+	return float64(r.T.Nanoseconds()) / float64(r.N)
+}
+
+func measure(w io.Writer, only string) []row {
+	var rows []row
+	for _, f := range figures {
+		if only != "" && !strings.Contains(f.Name, only) {
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "\rmeasuring %-60s", f.Name)
+		rows = append(rows, row{figure: f, base: testing.Benchmark(f.base), rules: testing.Benchmark(f.rules)})
+	}
+	fmt.Fprintf(os.Stderr, "\r%-72s\r", "")
+	return rows
+}
+
+func printTable(w io.Writer, rows []row) {
+	fmt.Fprintf(w, "%-32s %-14s %10s %10s %7s %7s %7s  %s\n", "operation", "baseline", "base ns", "krules ns", "ratio", "target", "allocs", "verdict")
+	var missed []string
+	for _, r := range rows {
+		target := "-"
+		if r.Target > 0 {
+			target = fmt.Sprintf("≤%.1f×", r.Target)
+		}
+		verdict := "ok"
+		if why := r.missed(); len(why) > 0 {
+			verdict = "MISSED"
+			missed = append(missed, fmt.Sprintf("%s: %s", r.Name, strings.Join(why, ", ")))
+		}
+		fmt.Fprintf(w, "%-32s %-14s %10.2f %10.2f %6.2f× %7s %7d  %s\n",
+			r.Name, r.Baseline, nsPerOp(r.base), nsPerOp(r.rules), r.ratio(), target, r.rules.AllocsPerOp(), verdict)
+	}
+	if len(missed) == 0 {
+		fmt.Fprintln(w, "\nEvery target is met on this machine.")
+		return
+	}
+	fmt.Fprintln(w, "\nTargets missed on this machine:")
+	for _, m := range missed {
+		fmt.Fprintln(w, "  "+m)
+	}
+}
+
+// demonstrate runs the scenarios the rules exist for and prints the
+// reports they raise.
+func demonstrate(w io.Writer) {
+	fmt.Fprintln(w, "What the rules catch")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "1. A non-blockable notifier callback (OOM-reaper style) that sleeps:")
+	reports := krules.Collect(func() {
+		krules.SetName("oom_reaper")
+		defer krules.SetName("")
+		nonblock.Start()
+		defer nonblock.End()
+		nonblock.Sleep(time.Millisecond)
+	})
+	for _, r := range reports {
+		fmt.Fprintln(w)
+		fmt.Fprint(w, indent(r.Text))
+	}
+}
+
+func indent(s string) string {
+	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ") + "\n"
+}

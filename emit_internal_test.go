@@ -1,0 +1,133 @@
+package krules
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krules/krules/internal/task"
+)
+
+// unclaimed runs the test with reports going to the output, hooks and
+// policy, as in a program, and with fresh counters.
+func unclaimed(t *testing.T) *bytes.Buffer {
+	sinks.mu.Lock()
+	pkg, tests := sinks.packageClaimer, sinks.testClaimers
+	sinks.packageClaimer, sinks.testClaimers = nil, nil
+	sinks.mu.Unlock()
+	var out bytes.Buffer
+	prev := SetOutput(&out)
+	Reset()
+	t.Cleanup(func() {
+		SetOutput(prev)
+		Reset()
+		sinks.mu.Lock()
+		sinks.packageClaimer, sinks.testClaimers = pkg, tests
+		sinks.mu.Unlock()
+	})
+	return &out
+}
+
+func sleepReport(line string) *Report {
+	b := NewReport(SleepInAtomic, "BUG: sleeping function called from invalid context at "+line, 0)
+	b.Printf("%s\n", b.Headline())
+	return b.Report()
+}
+
+func TestSleepReportsAreRateLimitedOnePerSecond(t *testing.T) {
+	out := unclaimed(t)
+	Emit(sleepReport("a.go:1"))
+	Emit(sleepReport("a.go:2"))
+	Emit(sleepReport("a.go:3"))
+	require.Equal(t, 1, bytes.Count(out.Bytes(), []byte("BUG: sleeping function")), "one printed a second")
+	st := ReportStats()
+	require.Equal(t, 3, st.Reports[SleepInAtomic], "every report is counted")
+	require.Equal(t, 2, st.Suppressed)
+	require.True(t, st.Tainted)
+
+	// The next interval prints again and says how many were kept quiet.
+	sinks.mu.Lock()
+	sinks.limits[SleepInAtomic].begin = time.Now().Add(-2 * time.Second)
+	sinks.mu.Unlock()
+	r := sleepReport("a.go:4")
+	Emit(r)
+	require.Equal(t, 2, r.Suppressed)
+	require.Contains(t, out.String(), "krules: 2 sleep-in-atomic reports suppressed\nBUG: sleeping function called from invalid context at a.go:4")
+}
+
+func TestOtherKindsAreNotRateLimited(t *testing.T) {
+	out := unclaimed(t)
+	for range 3 {
+		Emit(Warn(LockdepMisuse, "pinning an unheld lock", 0))
+	}
+	require.Equal(t, 3, bytes.Count(out.Bytes(), []byte("[ cut here ]")))
+	require.Zero(t, ReportStats().Suppressed)
+}
+
+func TestPanicPolicyPanicsWithTheReportAfterPrinting(t *testing.T) {
+	out := unclaimed(t)
+	defer SetPanicOnReport(SetPanicOnReport(true))
+	r := Warn(NonBlockImbalance, "unbalanced", 0)
+	require.PanicsWithValue(t, r, func() { Emit(r) })
+	require.Contains(t, out.String(), "unbalanced")
+}
+
+func TestHooksSeePrintedReportsAndCanBeRemoved(t *testing.T) {
+	unclaimed(t)
+	var seen []Kind
+	remove := OnReport(func(r *Report) { seen = append(seen, r.Kind) })
+	Emit(Warn(MempoolMisuse, "x", 0))
+	remove()
+	Emit(Warn(MempoolMisuse, "y", 0))
+	require.Equal(t, []Kind{MempoolMisuse}, seen)
+}
+
+func TestRecordedReportsBypassTheRateLimit(t *testing.T) {
+	rec := Record(t)
+	for range 3 {
+		Emit(sleepReport("b.go:1"))
+	}
+	require.Equal(t, 3, rec.Len())
+}
+
+func TestGoroutineReturningWithLocksHeldIsReportedAndReaped(t *testing.T) {
+	rec := Record(t)
+	done := make(chan int64)
+	go func() {
+		SetName("leaky")
+		tk := task.Current()
+		tk.Lockdep.Held = append(tk.Lockdep.Held, task.HeldLock{Label: "(&dev->lock){+.+.}-{4:4}"})
+		done <- tk.ID
+	}()
+	id := <-done
+	require.Eventually(t, func() bool { return !liveGoroutines()[id] }, 5*time.Second, time.Millisecond)
+	reapExited()
+	require.Equal(t, []Kind{LocksHeldAtExit}, rec.Kinds())
+	r := rec.Last()
+	require.Equal(t, "WARNING: leaky/"+itoa(id)+" still has locks held!", r.Headline)
+	require.Contains(t, r.Text, "1 lock held by leaky/"+itoa(id)+":\n #0: ")
+	require.Contains(t, r.Text, "(&dev->lock){+.+.}-{4:4}")
+	require.Equal(t, Goroutine{ID: id, Name: "leaky"}, r.Goroutine)
+	require.Nil(t, task.LookupID(id), "the dead goroutine's record is gone")
+}
+
+func TestSlowGoroutineIDPathIsReportedOnce(t *testing.T) {
+	rec := Record(t)
+	restore := task.ForceSlowPath("offset of g.goid changed")
+	defer restore()
+	require.Equal(t, []Kind{GoroutineID}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "goroutine ids fall back to runtime.Stack")
+	require.Contains(t, rec.Last().Text, "offset of g.goid changed")
+	require.Equal(t, task.StackID(), CurrentGoroutine().ID)
+}
+
+func itoa(n int64) string { return string(appendInt(nil, n)) }
+
+func appendInt(b []byte, n int64) []byte {
+	if n >= 10 {
+		b = appendInt(b, n/10)
+	}
+	return append(b, byte('0'+n%10))
+}

@@ -1,0 +1,126 @@
+// Package splat lays out reports the way the kernel prints them: the framed
+// headline of lockdep reports, WARN()'s cut-here block, the CPU/PID/Comm line
+// and the call trace. Every package builds its report text with it; the root
+// package delivers the result.
+package splat
+
+import (
+	"fmt"
+	"runtime"
+	"strings"
+	"sync/atomic"
+
+	"github.com/krules/krules/internal/stack"
+	"github.com/krules/krules/internal/task"
+)
+
+// tainted mirrors the kernel's TAINT_WARN: set by the first BUG or WARNING.
+var tainted atomic.Bool
+
+// Taint marks the process as having reported a problem.
+func Taint() { tainted.Store(true) }
+
+// Tainted reports whether a problem was reported.
+func Tainted() bool { return tainted.Load() }
+
+// ResetTaint clears the taint; tests use it.
+func ResetTaint() { tainted.Store(false) }
+
+// Ident is the kernel's identity line: release, build and taint.
+func Ident() string {
+	t := "Not tainted"
+	if Tainted() {
+		t = "Tainted: G        W"
+	}
+	return fmt.Sprintf("%s krules %s", t, runtime.Version())
+}
+
+// Header writes lockdep's framing: a rule of '=' as wide as the headline,
+// the headline, the identity line and a rule of '-'.
+func Header(b *strings.Builder, headline string) {
+	b.WriteString(strings.Repeat("=", len(headline)))
+	b.WriteByte('\n')
+	b.WriteString(headline)
+	b.WriteByte('\n')
+	b.WriteString(Ident())
+	b.WriteByte('\n')
+	b.WriteString(strings.Repeat("-", len(headline)))
+	b.WriteByte('\n')
+}
+
+// Dump writes what dump_stack prints: the CPU/PID/Comm line, then the call
+// trace of pcs.
+func Dump(b *strings.Builder, id int64, comm string, pcs []uintptr) {
+	fmt.Fprintf(b, "CPU: - PID: %d Comm: %s %s\n", id, comm, Ident())
+	b.WriteString("Call Trace:\n")
+	stack.Format(b, pcs, " ")
+}
+
+// WarnHeadline is WARN()'s headline for a problem detected at the user's
+// frame f: "WARNING: PID: 42 at dir/file.go:12 pkg.Func+0x1c".
+func WarnHeadline(id int64, f runtime.Frame) string {
+	return fmt.Sprintf("WARNING: PID: %d at %s %s+0x%x", id, stack.FileLineOf(f), stack.ShortFunc(f.Function), f.PC-f.Entry)
+}
+
+// Warn lays out a WARN(): the cut-here rule, the message (if any), the
+// headline, the dump and the end-of-trace rule.
+func Warn(b *strings.Builder, headline, message string, id int64, comm string, pcs []uintptr) {
+	b.WriteString("------------[ cut here ]------------\n")
+	if message != "" {
+		b.WriteString(strings.TrimRight(message, "\n"))
+		b.WriteByte('\n')
+	}
+	b.WriteString(headline)
+	b.WriteByte('\n')
+	Dump(b, id, comm, pcs)
+	b.WriteString("---[ end trace 0000000000000000 ]---\n")
+}
+
+// Comm returns the name reports print for goroutine t: its chosen name, or
+// else the function the goroutine started in, taken from pcs (a stack that
+// reaches the goroutine's entry). Test goroutines are named after the test.
+func Comm(t *task.Task, pcs []uintptr) string {
+	if t != nil && t.Name != "" {
+		return t.Name
+	}
+	return EntryName(pcs)
+}
+
+// EntryName returns the short name of the outermost user function in pcs.
+func EntryName(pcs []uintptr) string {
+	frames := runtime.CallersFrames(pcs)
+	last := ""
+	for {
+		f, more := frames.Next()
+		switch {
+		case f.Function == "runtime.goexit", f.Function == "":
+		case f.Function == "testing.tRunner" && last != "":
+			return shortName(last) // the test function runs just above tRunner
+		default:
+			last = f.Function
+		}
+		if !more {
+			break
+		}
+	}
+	if last == "" {
+		return "goroutine"
+	}
+	return shortName(last)
+}
+
+func shortName(fn string) string {
+	fn = stack.ShortFunc(fn)
+	if i := strings.IndexByte(fn, '.'); i >= 0 && i+1 < len(fn) {
+		return fn[i+1:]
+	}
+	return fn
+}
+
+// FullStack captures the calling goroutine's stack down to its entry, skip
+// frames above the caller.
+func FullStack(skip int) []uintptr {
+	pcs := make([]uintptr, 256)
+	n := runtime.Callers(skip+2, pcs)
+	return pcs[:n:n]
+}

@@ -1,0 +1,70 @@
+package task
+
+import (
+	"fmt"
+	"strings"
+	"unsafe"
+
+	"github.com/krules/krules/internal/stack"
+)
+
+// Lockdep is the lock validator's per-task state: the kernel's held_locks,
+// lockdep_depth (len(Held)), curr_chain_key and lockdep_recursion.
+type Lockdep struct {
+	Held     []HeldLock
+	ChainKey uint64
+	// Off counts lockdep_off() nesting; while non-zero the validator ignores
+	// this goroutine.
+	Off int32
+}
+
+// HeldLock is one entry of the held-lock stack (struct held_lock). The
+// lockclass package owns its meaning; the fields reports need are plain.
+type HeldLock struct {
+	// Instance identifies the lock map (the lockdep_map's address).
+	Instance unsafe.Pointer
+	// Class is the validator's class, opaque outside lockclass.
+	Class unsafe.Pointer
+	// Label is what reports print for the class:
+	// "(name#ver/sub){usage}-{outer:inner}".
+	Label string
+	// Site is the PC of the acquisition ("at:").
+	Site uintptr
+
+	PrevChainKey uint64
+	NestLock     unsafe.Pointer
+	References   uint32
+	PinCount     int32
+	Read         uint8 // 0 write, 1 read, 2 recursive read
+	Trylock      bool
+	Check        bool
+}
+
+// FormatHeldLock writes one held-lock line as lockdep prints it:
+// "000000c000123450 (&dev->lock){+.+.}-{4:4}, at: pkg.Func+0x1c file.go:12".
+func FormatHeldLock(b *strings.Builder, h *HeldLock) {
+	fmt.Fprintf(b, "%016x %s, at: %s", uintptr(h.Instance), h.Label, stack.FormatPC(h.Site))
+}
+
+// FormatHeldLocks writes the held-lock list of t the way
+// lockdep_print_held_locks does; who is "name/goid".
+func FormatHeldLocks(b *strings.Builder, t *Task, who string) {
+	var held []HeldLock
+	if t != nil {
+		held = t.Lockdep.Held
+	}
+	switch len(held) {
+	case 0:
+		fmt.Fprintf(b, "no locks held by %s.\n", who)
+		return
+	case 1:
+		fmt.Fprintf(b, "1 lock held by %s:\n", who)
+	default:
+		fmt.Fprintf(b, "%d locks held by %s:\n", len(held), who)
+	}
+	for i := range held {
+		fmt.Fprintf(b, " #%d: ", i)
+		FormatHeldLock(b, &held[i])
+		b.WriteByte('\n')
+	}
+}

@@ -1,0 +1,129 @@
+// Package task holds krules' equivalent of the kernel's task_struct: the
+// state each goroutine carries while it is inside a non-block or atomic
+// section, in an allocation scope, holding instrumented locks, or named.
+//
+// Every subsystem keeps its per-goroutine fields here, in one record, so that
+// the root package can report on them together (a might-sleep report prints
+// the held locks) without import cycles. A record exists only while it is
+// non-empty: each subsystem calls ReleaseIfEmpty after it clears its fields,
+// so goroutine churn leaves nothing behind.
+//
+// Only the owning goroutine reads or writes a record's fields; that is what
+// makes them cheap. Code that walks other goroutines' records (Each) may only
+// read records whose owners are known to be stopped or synchronised with it.
+package task
+
+import (
+	"sync/atomic"
+
+	"github.com/petermattis/goid"
+)
+
+// Task is the per-goroutine record.
+type Task struct {
+	id   atomic.Int64 // owning goroutine; 0 when the slot is free
+	next atomic.Pointer[Task]
+
+	// ID is the owning goroutine's id, a plain copy for the owner's use.
+	ID int64
+	// Name is what reports print before /ID, like the kernel's comm.
+	Name string
+
+	// NonBlock counts nested nonblock.Start calls (non_block_count).
+	NonBlock int32
+	// NonBlockSite is the PC of the outermost nonblock.Start.
+	NonBlockSite uintptr
+	// Preempt counts nested atomic sections (preempt_count).
+	Preempt int32
+	// PreemptSite is the PC of the outermost atomic section's start, printed
+	// as "Preemption disabled at:".
+	PreemptSite uintptr
+
+	// Memalloc holds the PF_MEMALLOC* scope bits set by the gfp package.
+	Memalloc uint32
+
+	// Lockdep is the lock validator's per-task state.
+	Lockdep Lockdep
+}
+
+// Empty reports whether the record carries no state, so it can be dropped.
+func (t *Task) Empty() bool {
+	return t.NonBlock == 0 && t.Preempt == 0 && t.Memalloc == 0 && t.Name == "" &&
+		len(t.Lockdep.Held) == 0 && t.Lockdep.Off == 0
+}
+
+// Lookup returns the calling goroutine's record, or nil if it has none.
+// It never allocates and never locks. (ID is spelled out here and in Current
+// so that the hot path makes one call, to goid's getg.)
+func Lookup() *Task {
+	if idMode.Load() != modeFast {
+		return lookup(slowID())
+	}
+	return lookup(goid.Get())
+}
+
+// LookupID returns the record of goroutine id, or nil. Only the owner may
+// use the fields of the result; others may only test for presence.
+func LookupID(id int64) *Task { return lookup(id) }
+
+// Current returns the calling goroutine's record, creating it if needed.
+// The caller must call ReleaseIfEmpty once it has cleared what it set.
+func Current() *Task {
+	var id int64
+	if idMode.Load() == modeFast {
+		id = goid.Get()
+	} else {
+		id = slowID()
+	}
+	if t := lookup(id); t != nil {
+		return t
+	}
+	return insert(id)
+}
+
+// ReleaseIfEmpty drops the record from the table if it carries no state.
+// Only the owner calls it.
+func (t *Task) ReleaseIfEmpty() {
+	if !t.Empty() {
+		return
+	}
+	id := t.ID
+	t.ID = 0
+	t.NonBlockSite, t.PreemptSite = 0, 0
+	t.Lockdep.ChainKey = 0
+	t.id.Store(0) // publishes the cleared fields to the next owner of the slot
+	b := bucketFor(id)
+	if b.nodes.Load() > idlePerBucket {
+		b.trim()
+	}
+}
+
+// Each calls fn for every live record until fn returns false. Reading the
+// fields of another goroutine's record is racy unless that goroutine has
+// finished or is otherwise synchronised with the caller.
+func Each(fn func(t *Task) bool) {
+	for i := range table {
+		for t := table[i].head.Load(); t != nil; t = t.next.Load() {
+			if t.id.Load() > 0 && !fn(t) {
+				return
+			}
+		}
+	}
+}
+
+// Len returns the number of live records.
+func Len() int {
+	n := 0
+	Each(func(*Task) bool { n++; return true })
+	return n
+}
+
+// Reap clears the record of a goroutine that has returned and frees its
+// slot. Only code that has established the owner is gone may call it.
+func Reap(t *Task) {
+	t.Name = ""
+	t.NonBlock, t.Preempt, t.Memalloc = 0, 0, 0
+	t.Lockdep.Held = t.Lockdep.Held[:0]
+	t.Lockdep.Off = 0
+	t.ReleaseIfEmpty()
+}

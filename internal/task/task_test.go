@@ -1,0 +1,160 @@
+package task
+
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestIDMatchesRuntimeStack(t *testing.T) {
+	require.Equal(t, StackID(), ID())
+	var wg sync.WaitGroup
+	ids := make([]int64, 50)
+	for i := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			require.Equal(t, StackID(), ID())
+			ids[i] = ID()
+		}()
+	}
+	wg.Wait()
+	seen := map[int64]bool{}
+	for _, id := range ids {
+		require.False(t, seen[id], "two goroutines share id %d", id)
+		seen[id] = true
+	}
+}
+
+func TestRecordExistsOnlyWhileNonEmpty(t *testing.T) {
+	require.Nil(t, Lookup(), "a goroutine starts without a record")
+	tk := Current()
+	require.Same(t, tk, Current(), "Current returns the same record")
+	require.Equal(t, ID(), tk.ID)
+	tk.NonBlock = 1
+	tk.ReleaseIfEmpty()
+	require.Same(t, tk, Lookup(), "a non-empty record stays")
+	tk.NonBlock = 0
+	tk.ReleaseIfEmpty()
+	require.Nil(t, Lookup(), "an empty record goes away")
+	require.Zero(t, Len())
+}
+
+func TestAbsentLookupAllocatesNothing(t *testing.T) {
+	require.Zero(t, testing.AllocsPerRun(1000, func() { _ = Lookup() }))
+	require.Zero(t, testing.AllocsPerRun(1000, func() {
+		tk := Current()
+		tk.Preempt++
+		tk.Preempt--
+		tk.ReleaseIfEmpty()
+	}), "a goroutine that re-enters reuses its slot")
+}
+
+// Goroutine churn must not grow the table: 100k goroutines each take a record
+// and drop it; afterwards no record is live and each bucket keeps at most a
+// couple of idle nodes.
+func TestChurnLeavesNothing(t *testing.T) {
+	const n = 100_000
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 512)
+	for range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			tk := Current()
+			tk.NonBlock++
+			tk.Preempt++
+			tk.Preempt--
+			tk.NonBlock--
+			tk.ReleaseIfEmpty()
+		}()
+	}
+	wg.Wait()
+	require.Zero(t, Len())
+	require.LessOrEqual(t, nodeCount(), (idlePerBucket+1)<<bucketBits)
+}
+
+// Many goroutines hold records at once, in the same buckets, while another
+// goroutine walks the table and trims it: every owner always finds its own
+// record and never another's. (The walker may see a record just as its
+// owner frees it; that is why Each's callers only read records of stopped
+// goroutines.)
+func TestConcurrentOwnersAndWalker(t *testing.T) {
+	const workers, rounds = 64, 2000
+	var wg sync.WaitGroup
+	var stop atomic.Bool
+	var walks atomic.Int64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for !stop.Load() {
+			Each(func(*Task) bool { return true })
+			bucketFor(ID()).trim()
+			walks.Add(1)
+		}
+	}()
+	var owners sync.WaitGroup
+	for range workers {
+		owners.Add(1)
+		go func() {
+			defer owners.Done()
+			for range rounds {
+				tk := Current()
+				require.Equal(t, ID(), tk.ID)
+				tk.Memalloc = 1
+				require.Same(t, tk, Lookup())
+				tk.Memalloc = 0
+				tk.ReleaseIfEmpty()
+				require.Nil(t, Lookup())
+			}
+		}()
+	}
+	owners.Wait()
+	stop.Store(true)
+	wg.Wait()
+	require.Positive(t, walks.Load())
+	require.Zero(t, Len())
+}
+
+func TestSlowPathKeepsIdsCorrectAndWarnsOnce(t *testing.T) {
+	var warnings atomic.Int32
+	var reason atomic.Value
+	SetWarner(func(r string) { warnings.Add(1); reason.Store(r) })
+	defer SetWarner(nil)
+	restore := ForceSlowPath("test mismatch")
+	slow, why := SlowPath()
+	require.True(t, slow)
+	require.Equal(t, "test mismatch", why)
+	require.Equal(t, StackID(), ID())
+	tk := Current()
+	tk.NonBlock = 1
+	require.Same(t, tk, Lookup())
+	tk.NonBlock = 0
+	tk.ReleaseIfEmpty()
+	require.EqualValues(t, 1, warnings.Load())
+	require.Equal(t, "test mismatch", reason.Load())
+	restore()
+	slow, _ = SlowPath()
+	require.False(t, slow)
+	require.EqualValues(t, 1, warnings.Load(), "restoring does not warn again")
+}
+
+func TestReapFreesADeadGoroutinesRecord(t *testing.T) {
+	done := make(chan *Task)
+	go func() {
+		tk := Current()
+		tk.Lockdep.Held = append(tk.Lockdep.Held, HeldLock{Label: "(x)"})
+		done <- tk
+	}()
+	tk := <-done
+	require.Equal(t, 1, Len())
+	Reap(tk)
+	require.Zero(t, Len())
+}

@@ -1,0 +1,105 @@
+package krules
+
+// Kind says which rule a report is about. Each kind has one kernel headline;
+// tests should match on the kind, and on the headline's fixed part.
+type Kind int
+
+const (
+	_ Kind = iota
+
+	// SleepInAtomic: "BUG: sleeping function called from invalid context",
+	// a might-sleep check inside an atomic or non-block section.
+	SleepInAtomic
+	// AssumeAtomic: "BUG: assuming atomic context", CantSleep outside one.
+	AssumeAtomic
+	// NonBlockImbalance: a WARNING for nonblock.End without Start, or an
+	// atomic section ended that was never started.
+	NonBlockImbalance
+	// ScheduleInNonBlock: "BUG: scheduling in a non-blocking section", a
+	// goroutine that really blocked inside a section (found by the tracer).
+	ScheduleInNonBlock
+	// AllocBlockInNonBlock: the Go runtime blocked the goroutine inside a
+	// section while it allocated (GC assist or GC start): Go's own
+	// "allocation may sleep".
+	AllocBlockInNonBlock
+	// GoroutineID: a WARNING that goroutine ids come from the slow path.
+	GoroutineID
+
+	// RecursiveLocking: "WARNING: possible recursive locking detected".
+	RecursiveLocking
+	// CircularDependency: "WARNING: possible circular locking dependency detected".
+	CircularDependency
+	// BadUnlockBalance: "WARNING: bad unlock balance detected!".
+	BadUnlockBalance
+	// HeldLockFreed: "WARNING: held lock freed!".
+	HeldLockFreed
+	// NestedLockNotTaken: "WARNING: Nested lock was not taken".
+	NestedLockNotTaken
+	// InvalidSubclass: "BUG: looking up invalid subclass".
+	InvalidSubclass
+	// LockdepLimit: "BUG: MAX_LOCKDEP_KEYS too low!" and the rest of the
+	// MAX_* family; validation turns off.
+	LockdepLimit
+	// LocksHeldAtExit: "WARNING: NAME/GOID still has locks held!".
+	LocksHeldAtExit
+	// LockdepMisuse: the validator's other WARNINGs (pinning, downgrading a
+	// read lock, an unregistered key, a held lock re-keyed badly, ...).
+	LockdepMisuse
+
+	// AllocFailure: "page allocation failure: order:N, mode:0x...".
+	AllocFailure
+	// GFPMisuse: a WARNING for a GFP combination the kernel warns about.
+	GFPMisuse
+
+	// MempoolMisuse: a WARNING for misuse of a mempool (foreign or double
+	// free, __GFP_ZERO, elements outstanding at Close).
+	MempoolMisuse
+	// MempoolPoison: "BUG: mempool element poison mismatch".
+	MempoolPoison
+	// MempoolDeadlock: a goroutine waits on a pool for longer than the
+	// timeout while holding elements of that pool.
+	MempoolDeadlock
+
+	// NotifierMisuse: a WARNING from the MMU notifier rules (a failing
+	// callback in blockable context, a failing notifier with an end
+	// callback, a non-EAGAIN failure, an interval callback returning false
+	// when it may block).
+	NotifierMisuse
+	// OOMReaperFailure: "oom_reaper: unable to reap".
+	OOMReaperFailure
+
+	kindCount
+)
+
+var kindNames = [...]string{
+	SleepInAtomic:        "sleep-in-atomic",
+	AssumeAtomic:         "assume-atomic",
+	NonBlockImbalance:    "non-block-imbalance",
+	ScheduleInNonBlock:   "schedule-in-non-block",
+	AllocBlockInNonBlock: "alloc-block-in-non-block",
+	GoroutineID:          "goroutine-id",
+	RecursiveLocking:     "recursive-locking",
+	CircularDependency:   "circular-dependency",
+	BadUnlockBalance:     "bad-unlock-balance",
+	HeldLockFreed:        "held-lock-freed",
+	NestedLockNotTaken:   "nested-lock-not-taken",
+	InvalidSubclass:      "invalid-subclass",
+	LockdepLimit:         "lockdep-limit",
+	LocksHeldAtExit:      "locks-held-at-exit",
+	LockdepMisuse:        "lockdep-misuse",
+	AllocFailure:         "alloc-failure",
+	GFPMisuse:            "gfp-misuse",
+	MempoolMisuse:        "mempool-misuse",
+	MempoolPoison:        "mempool-poison",
+	MempoolDeadlock:      "mempool-deadlock",
+	NotifierMisuse:       "notifier-misuse",
+	OOMReaperFailure:     "oom-reaper-failure",
+}
+
+// String returns the kind's short name, such as "circular-dependency".
+func (k Kind) String() string {
+	if k > 0 && k < kindCount {
+		return kindNames[k]
+	}
+	return "unknown"
+}

@@ -1,0 +1,26 @@
+// Package nonblock mirrors the kernel's sleep-in-atomic checking for
+// goroutines.
+//
+// A non-block section (Start/End, the kernel's non_block_start() and
+// non_block_end()) marks code that must not sleep even though nothing stops it
+// from being preempted: the kernel uses it around MMU-notifier callbacks
+// called by the OOM reaper. An atomic section (StartAtomic/EndAtomic, the
+// kernel's preempt_disable() and preempt_enable()) marks code that runs with
+// preemption off; spin locks enter one while held.
+//
+// Every primitive that may block calls MightSleep first (the kernel's
+// might_sleep()). Inside either kind of section that produces the kernel's
+// report, deterministically, at the call, whether or not it would really have
+// blocked this time:
+//
+//	BUG: sleeping function called from invalid context at drv/notifier.go:42
+//	in_atomic(): 0, irqs_disabled(): 0, non_block: 1, pid: 17, name: oom_reaper
+//	preempt_count: 0, expected: 0
+//	no locks held by oom_reaper/17.
+//	CPU: - PID: 17 Comm: oom_reaper Tainted: G        W krules go1.26.8
+//	Call Trace:
+//	 ...
+//
+// Sections nest and belong to the goroutine that entered them. Outside every
+// section MightSleep costs a few nanoseconds and allocates nothing.
+package nonblock

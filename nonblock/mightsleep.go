@@ -1,0 +1,81 @@
+package nonblock
+
+import (
+	"github.com/krules/krules"
+	"github.com/krules/krules/internal/stack"
+	"github.com/krules/krules/internal/task"
+)
+
+// MightSleep declares that the caller may block: the kernel's might_sleep().
+// Inside an atomic or non-block section it reports
+// "BUG: sleeping function called from invalid context at FILE:LINE", naming
+// the first caller outside krules. Reports are rate limited to one a second,
+// as in the kernel; the rest are counted (krules.ReportStats).
+func MightSleep() {
+	if t := task.Lookup(); t != nil && (t.NonBlock|t.Preempt) != 0 {
+		reportSleep(t, 0)
+	}
+}
+
+// MightSleepIf calls MightSleep when cond is true: might_sleep_if().
+func MightSleepIf(cond bool) {
+	if cond {
+		MightSleep()
+	}
+}
+
+// MightResched is MightSleep for callers that legitimately hold
+// expectedPreempt atomic sections, such as a helper that will drop a spin
+// lock before it sleeps (the kernel's __might_resched with a preempt offset).
+func MightResched(expectedPreempt int) {
+	if t := task.Lookup(); t != nil && (t.NonBlock != 0 || int(t.Preempt) != expectedPreempt) {
+		reportSleep(t, int32(expectedPreempt))
+	}
+}
+
+// CantSleep asserts that the caller is in an atomic section: cant_sleep().
+// Outside one it reports "BUG: assuming atomic context at FILE:LINE". It does
+// not look at non-block sections, like the kernel.
+func CantSleep() {
+	if t := task.Lookup(); t == nil || t.Preempt == 0 {
+		reportAssumeAtomic(t)
+	}
+}
+
+func reportSleep(t *task.Task, expected int32) {
+	site := stack.Caller(0)
+	b := krules.NewReport(krules.SleepInAtomic,
+		"BUG: sleeping function called from invalid context at "+stack.FileLineOf(site), 1)
+	b.Printf("%s\n", b.Headline())
+	b.Printf("in_atomic(): %d, irqs_disabled(): 0, non_block: %d, pid: %d, name: %s\n",
+		boolInt(t.Preempt > 0), t.NonBlock, t.ID, b.Name())
+	b.Printf("preempt_count: %x, expected: %x\n", t.Preempt, expected)
+	b.HeldLocks()
+	if t.Preempt != expected {
+		b.Printf("Preemption disabled at:\n%s\n", stack.FormatPC(t.PreemptSite))
+	}
+	b.Dump()
+	krules.Emit(b.Report())
+}
+
+func reportAssumeAtomic(t *task.Task) {
+	site := stack.Caller(0)
+	b := krules.NewReport(krules.AssumeAtomic, "BUG: assuming atomic context at "+stack.FileLineOf(site), 1)
+	var preempt int32
+	if t != nil {
+		preempt = t.Preempt
+	}
+	b.Printf("%s\n", b.Headline())
+	b.Printf("in_atomic(): %d, irqs_disabled(): 0, pid: %d, name: %s\n", boolInt(preempt > 0), b.ID(), b.Name())
+	b.Printf("preempt_count: %x, expected: %x\n", preempt, 0)
+	b.HeldLocks()
+	b.Dump()
+	krules.Emit(b.Report())
+}
+
+func boolInt(v bool) int {
+	if v {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,290 @@
+package nonblock_test
+
+import (
+	"context"
+	"regexp"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/internal/task"
+	"github.com/krules/krules/nonblock"
+)
+
+func TestMain(m *testing.M) { krules.VerifyTestMain(m) }
+
+// here returns "nonblock/nonblock_test.go:LINE" for the line after the call
+// (where the checked call sits).
+func here() string {
+	_, file, line, _ := runtime.Caller(1)
+	_ = file
+	return "nonblock/nonblock_test.go:" + strconv.Itoa(line+1)
+}
+
+func goid() string { return strconv.FormatInt(krules.CurrentGoroutine().ID, 10) }
+
+func TestMightSleepOutsideSectionsIsQuiet(t *testing.T) {
+	krules.Check(t)
+	nonblock.MightSleep()
+	nonblock.MightSleepIf(true)
+	nonblock.Sleep(time.Microsecond)
+	nonblock.Schedule()
+	nonblock.CondResched()
+	require.Zero(t, task.Len())
+}
+
+func TestMightSleepInNonBlockSection(t *testing.T) {
+	rec := krules.Record(t)
+	krules.SetName("oom_reaper")
+	defer krules.SetName("")
+	nonblock.Start()
+	site := here()
+	nonblock.MightSleep()
+	nonblock.End()
+
+	require.Equal(t, []krules.Kind{krules.SleepInAtomic}, rec.Kinds())
+	r := rec.Last()
+	require.Equal(t, "BUG: sleeping function called from invalid context at "+site, r.Headline)
+	require.Regexp(t, `^`+regexp.QuoteMeta(r.Headline+"\n"+
+		"in_atomic(): 0, irqs_disabled(): 0, non_block: 1, pid: "+goid()+", name: oom_reaper\n"+
+		"preempt_count: 0, expected: 0\n"+
+		"no locks held by oom_reaper/"+goid()+".\n"+
+		"CPU: - PID: "+goid()+" Comm: oom_reaper ")+`(Not tainted|Tainted: G +W) krules go[^\n]*\n`+
+		`Call Trace:\n nonblock\.MightSleep\+0x[0-9a-f]+ nonblock/mightsleep\.go:\d+\n`, r.Text)
+	require.Contains(t, r.Text, "nonblock_test.TestMightSleepInNonBlockSection+")
+	require.NotContains(t, r.Text, "Preemption disabled at:", "preemption is on in a non-block section")
+}
+
+func TestMightSleepInAtomicSectionNamesWherePreemptionWasDisabled(t *testing.T) {
+	rec := krules.Record(t)
+	disabled := here()
+	nonblock.StartAtomic()
+	nonblock.StartAtomic()
+	site := here()
+	nonblock.MightSleep()
+	nonblock.EndAtomic()
+	nonblock.EndAtomic()
+
+	r := rec.Last()
+	require.Equal(t, krules.SleepInAtomic, r.Kind)
+	require.Equal(t, "BUG: sleeping function called from invalid context at "+site, r.Headline)
+	require.Contains(t, r.Text, "\nin_atomic(): 1, irqs_disabled(): 0, non_block: 0, pid: "+goid()+", name: TestMightSleepInAtomicSectionNamesWherePreemptionWasDisabled\n")
+	require.Contains(t, r.Text, "\npreempt_count: 2, expected: 0\n")
+	require.Regexp(t, `\nPreemption disabled at:\nnonblock_test\.TestMightSleepInAtomicSectionNamesWherePreemptionWasDisabled\+0x[0-9a-f]+ `+disabled+`\n`, r.Text)
+	require.False(t, nonblock.InAtomic())
+}
+
+func TestSectionsNest(t *testing.T) {
+	rec := krules.Record(t)
+	nonblock.Start()
+	nonblock.Start()
+	require.True(t, nonblock.InNonBlock())
+	nonblock.MightSleep()
+	nonblock.End()
+	nonblock.MightSleep()
+	nonblock.End()
+	nonblock.MightSleep()
+	require.False(t, nonblock.InNonBlock())
+	require.Equal(t, 2, rec.Len())
+	require.Contains(t, rec.Reports()[0].Text, "non_block: 2,")
+	require.Contains(t, rec.Reports()[1].Text, "non_block: 1,")
+	require.Nil(t, task.Lookup(), "leaving the last section drops the record")
+}
+
+func TestEndWithoutStartIsReportedAndDoesNotUnderflow(t *testing.T) {
+	rec := krules.Record(t)
+	site := here()
+	nonblock.End()
+	require.Equal(t, []krules.Kind{krules.NonBlockImbalance}, rec.Kinds())
+	r := rec.Last()
+	require.Regexp(t, `^WARNING: PID: `+goid()+` at `+site+` nonblock_test.TestEndWithoutStartIsReportedAndDoesNotUnderflow\+0x[0-9a-f]+$`, r.Headline)
+	require.Contains(t, r.Text, "nonblock.End() without nonblock.Start(): non_block_count was 0\n")
+	require.Contains(t, r.Text, "Call Trace:\n nonblock.End+")
+
+	nonblock.MightSleep() // still outside any section
+	nonblock.Start()
+	nonblock.End()
+	nonblock.MightSleep()
+	require.Equal(t, 1, rec.Len())
+	require.Nil(t, task.Lookup())
+}
+
+func TestEndAtomicWithoutStartIsReported(t *testing.T) {
+	rec := krules.Record(t)
+	nonblock.EndAtomic()
+	require.Equal(t, []krules.Kind{krules.NonBlockImbalance}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "preempt_count underflow")
+	require.False(t, nonblock.InAtomic())
+}
+
+func TestCantSleepAssertsAtomicContext(t *testing.T) {
+	rec := krules.Record(t)
+	nonblock.StartAtomic()
+	nonblock.CantSleep()
+	nonblock.EndAtomic()
+	require.Zero(t, rec.Len(), "atomic context is what CantSleep wants")
+
+	nonblock.Start()
+	site := here()
+	nonblock.CantSleep() // non_block is not atomic, as in the kernel
+	nonblock.End()
+	require.Equal(t, []krules.Kind{krules.AssumeAtomic}, rec.Kinds())
+	r := rec.Last()
+	require.Equal(t, "BUG: assuming atomic context at "+site, r.Headline)
+	require.Contains(t, r.Text, "\nin_atomic(): 0, irqs_disabled(): 0, pid: "+goid()+", name: ")
+}
+
+func TestMightReschedAcceptsTheExpectedPreemptCount(t *testing.T) {
+	rec := krules.Record(t)
+	nonblock.StartAtomic()
+	nonblock.MightResched(1)
+	require.Zero(t, rec.Len())
+	nonblock.StartAtomic()
+	nonblock.MightResched(1)
+	nonblock.EndAtomic()
+	nonblock.EndAtomic()
+	require.Equal(t, 1, rec.Len())
+	require.Contains(t, rec.Last().Text, "\npreempt_count: 2, expected: 1\n")
+}
+
+// Every sleeping helper checks before it sleeps, and the report names the
+// caller of the helper.
+func TestSleepingHelpersCheckFirst(t *testing.T) {
+	ctx := context.Background()
+	ch := make(chan int, 1)
+	ch <- 1
+	var q nonblock.WaitQueue
+	helpers := map[string]func(){
+		"Sleep":        func() { nonblock.Sleep(time.Microsecond) },
+		"SleepContext": func() { _ = nonblock.SleepContext(ctx, time.Microsecond) },
+		"Receive":      func() { _, _, _ = nonblock.Receive(ctx, ch) },
+		"Schedule":     nonblock.Schedule,
+		"CondResched":  nonblock.CondResched,
+		"Wait":         func() { _ = q.Wait(ctx, func() bool { return true }) },
+		"WaitTimeout":  func() { _, _ = q.WaitTimeout(ctx, func() bool { return true }, time.Millisecond) },
+		"TicketSleep":  func() { _, _ = q.Prepare().Sleep(ctx, time.Microsecond) },
+	}
+	for name, helper := range helpers {
+		t.Run(name, func(t *testing.T) {
+			rec := krules.Record(t)
+			nonblock.Start()
+			helper()
+			nonblock.End()
+			require.NotZero(t, rec.Len())
+			require.Equal(t, krules.SleepInAtomic, rec.Reports()[0].Kind)
+			require.Regexp(t, `at nonblock/nonblock_test.go:\d+$`, rec.Reports()[0].Headline)
+		})
+	}
+}
+
+func TestSleepContextAndReceiveAreKillable(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.ErrorIs(t, nonblock.SleepContext(ctx, time.Hour), context.Canceled)
+	_, ok, err := nonblock.Receive(ctx, make(chan int))
+	require.False(t, ok)
+	require.ErrorIs(t, err, context.Canceled)
+	v, ok, err := nonblock.Receive(context.Background(), func() chan int { c := make(chan int, 1); c <- 7; return c }())
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, 7, v)
+}
+
+func TestWaitQueueWaitsForTheCondition(t *testing.T) {
+	krules.Check(t)
+	var q nonblock.WaitQueue
+	var ready atomic.Bool
+	done := make(chan error)
+	go func() { done <- q.Wait(context.Background(), ready.Load) }()
+	require.Eventually(t, q.HasSleepers, 5*time.Second, time.Millisecond)
+	q.WakeUp() // spurious: the condition is still false
+	ready.Store(true)
+	q.WakeUp()
+	require.NoError(t, <-done)
+	require.False(t, q.HasSleepers())
+}
+
+func TestWaitQueueWaitIsKillableAndTimesOut(t *testing.T) {
+	var q nonblock.WaitQueue
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, q.Wait(ctx, func() bool { return false }), context.DeadlineExceeded)
+	ok, err := q.WaitTimeout(context.Background(), func() bool { return false }, 5*time.Millisecond)
+	require.NoError(t, err)
+	require.False(t, ok)
+	woken, err := q.Prepare().Sleep(context.Background(), time.Millisecond)
+	require.NoError(t, err)
+	require.False(t, woken)
+}
+
+// A WakeUp between Prepare and Sleep is not lost: many waiters, a producer
+// that wakes after every change, everybody finishes.
+func TestWaitQueueLosesNoWakeUps(t *testing.T) {
+	var q nonblock.WaitQueue
+	var mu sync.Mutex
+	tokens := 0
+	take := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if tokens > 0 {
+			tokens--
+			return true
+		}
+		return false
+	}
+	const waiters, rounds = 8, 500
+	var wg sync.WaitGroup
+	for range waiters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range rounds {
+				require.NoError(t, q.Wait(context.Background(), take))
+			}
+		}()
+	}
+	for range waiters * rounds {
+		mu.Lock()
+		tokens++
+		mu.Unlock()
+		q.WakeUp()
+	}
+	wg.Wait()
+}
+
+// The issue's churn test: 100k goroutines each enter and leave sections; no
+// task record is left afterwards.
+func TestGoroutineChurnLeavesNoTaskRecords(t *testing.T) {
+	krules.Check(t)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 256)
+	for range 100_000 {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			nonblock.Start()
+			nonblock.StartAtomic()
+			nonblock.CantSleep()
+			nonblock.EndAtomic()
+			nonblock.End()
+		}()
+	}
+	wg.Wait()
+	require.Zero(t, task.Len())
+}
+
+func TestNoAllocationOutsideSections(t *testing.T) {
+	require.Zero(t, testing.AllocsPerRun(1000, nonblock.MightSleep))
+	require.Zero(t, testing.AllocsPerRun(1000, func() {
+		nonblock.Start()
+		nonblock.End()
+	}))
+}

@@ -1,0 +1,77 @@
+package nonblock
+
+import (
+	"github.com/krules/krules"
+	"github.com/krules/krules/internal/stack"
+	"github.com/krules/krules/internal/task"
+)
+
+// Start enters a non-block section on the calling goroutine: the kernel's
+// non_block_start(). Until the matching End, every might-sleep check on this
+// goroutine reports. Sections nest.
+//
+//go:noinline
+func Start() {
+	t := task.Current()
+	if t.NonBlock == 0 {
+		t.NonBlockSite = stack.ReturnPC()
+	}
+	t.NonBlock++
+}
+
+// End leaves the innermost non-block section: the kernel's non_block_end().
+// An End without a Start is reported (WARN_ON in the kernel) and ignored; the
+// count never goes below zero.
+func End() {
+	t := task.Lookup()
+	if t == nil || t.NonBlock == 0 {
+		krules.Emit(krules.Warn(krules.NonBlockImbalance,
+			"nonblock.End() without nonblock.Start(): non_block_count was 0", 0))
+		return
+	}
+	t.NonBlock--
+	t.ReleaseIfEmpty()
+}
+
+// StartAtomic enters an atomic section on the calling goroutine: the
+// kernel's preempt_disable(). Until the matching EndAtomic the goroutine is
+// in_atomic() and every might-sleep check reports, with the site of the
+// outermost StartAtomic as "Preemption disabled at:". Sections nest.
+//
+//go:noinline
+func StartAtomic() {
+	t := task.Current()
+	if t.Preempt == 0 {
+		t.PreemptSite = stack.ReturnPC()
+	}
+	t.Preempt++
+}
+
+// EndAtomic leaves the innermost atomic section: preempt_enable(). An
+// EndAtomic without a StartAtomic is reported and ignored.
+func EndAtomic() {
+	t := task.Lookup()
+	if t == nil || t.Preempt == 0 {
+		krules.Emit(krules.Warn(krules.NonBlockImbalance,
+			"nonblock.EndAtomic() without nonblock.StartAtomic(): preempt_count underflow", 0))
+		return
+	}
+	t.Preempt--
+	if t.Preempt == 0 {
+		t.PreemptSite = 0
+	}
+	t.ReleaseIfEmpty()
+}
+
+// InAtomic reports whether the calling goroutine is in an atomic section:
+// the kernel's in_atomic().
+func InAtomic() bool {
+	t := task.Lookup()
+	return t != nil && t.Preempt > 0
+}
+
+// InNonBlock reports whether the calling goroutine is in a non-block section.
+func InNonBlock() bool {
+	t := task.Lookup()
+	return t != nil && t.NonBlock > 0
+}

@@ -1,0 +1,136 @@
+package krules
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/krules/krules/internal/splat"
+	"github.com/krules/krules/internal/stack"
+	"github.com/krules/krules/internal/task"
+)
+
+// Report is one kernel-style report (a "splat"): the rule that was broken,
+// the headline a kernel developer would grep for, the full text laid out as
+// the kernel prints it, the goroutine that broke the rule and its stack.
+type Report struct {
+	// Kind says which rule was broken.
+	Kind Kind
+	// Headline is the report's first line, such as
+	// "BUG: sleeping function called from invalid context at drv.go:42".
+	Headline string
+	// Text is the whole report, headline included.
+	Text string
+	// Goroutine is the goroutine the report is about; usually the caller.
+	Goroutine Goroutine
+	// Stack holds the program counters of the goroutine's stack when the
+	// report was raised, innermost first.
+	Stack []uintptr
+	// Suppressed counts reports of the same rate-limited group that were
+	// not printed since the previous printed one (the kernel's
+	// "N callbacks suppressed").
+	Suppressed int
+}
+
+// Goroutine identifies a goroutine the way the kernel prints a task:
+// "name/id", like comm/pid.
+type Goroutine struct {
+	ID   int64
+	Name string
+}
+
+// String returns "name/id".
+func (g Goroutine) String() string { return fmt.Sprintf("%s/%d", g.Name, g.ID) }
+
+// Error returns the headline, so a report can travel as an error (it is the
+// value of the panic under the panic policy).
+func (r *Report) Error() string { return r.Headline }
+
+// String returns the full text.
+func (r *Report) String() string { return r.Text }
+
+// StackText returns the stack as the report prints it, one frame a line.
+func (r *Report) StackText() string { return stack.String(r.Stack, " ") }
+
+// CurrentGoroutine describes the calling goroutine, naming it as reports do:
+// its SetName name, or else the function it started in.
+func CurrentGoroutine() Goroutine {
+	id := task.ID()
+	t := task.LookupID(id)
+	if t != nil && t.Name != "" {
+		return Goroutine{ID: id, Name: t.Name}
+	}
+	return Goroutine{ID: id, Name: splat.EntryName(splat.FullStack(1))}
+}
+
+// Builder helps a package lay out a report for the calling goroutine: it
+// captures the stack once and offers the kernel's standard blocks.
+type Builder struct {
+	strings.Builder
+	r    Report
+	task *task.Task
+}
+
+// NewReport starts a report of the given kind and headline about the
+// calling goroutine. The stack starts skip frames above NewReport's caller,
+// so that a package can leave out its reporting helpers but keep the API
+// function the user called, as the kernel's traces do.
+func NewReport(kind Kind, headline string, skip int) *Builder {
+	full := splat.FullStack(skip + 1)
+	id := task.ID()
+	t := task.LookupID(id)
+	b := &Builder{task: t}
+	b.r = Report{
+		Kind:      kind,
+		Headline:  headline,
+		Goroutine: Goroutine{ID: id, Name: splat.Comm(t, full)},
+		Stack:     full,
+	}
+	return b
+}
+
+// Who returns "name/id" of the report's goroutine.
+func (b *Builder) Who() string { return b.r.Goroutine.String() }
+
+// Header writes lockdep's framed headline.
+func (b *Builder) Header() { splat.Header(&b.Builder, b.r.Headline) }
+
+// HeldLocks writes the goroutine's held-lock list ("N locks held by ...").
+func (b *Builder) HeldLocks() { task.FormatHeldLocks(&b.Builder, b.task, b.Who()) }
+
+// Backtrace writes "stack backtrace:" and the dump.
+func (b *Builder) Backtrace() {
+	b.WriteString("stack backtrace:\n")
+	b.Dump()
+}
+
+// Dump writes the CPU/PID/Comm line and the call trace.
+func (b *Builder) Dump() { splat.Dump(&b.Builder, b.r.Goroutine.ID, b.r.Goroutine.Name, b.r.Stack) }
+
+// Printf appends formatted text.
+func (b *Builder) Printf(format string, args ...any) { fmt.Fprintf(&b.Builder, format, args...) }
+
+// Report finishes the text and returns the report, ready for Emit.
+func (b *Builder) Report() *Report {
+	r := b.r
+	r.Text = b.String()
+	return &r
+}
+
+// Warn builds a WARN()-style report about the calling goroutine: the
+// cut-here block with message, a headline naming the first caller outside
+// krules, and the stack from skip frames above Warn's caller.
+func Warn(kind Kind, message string, skip int) *Report {
+	b := NewReport(kind, "", skip+1)
+	b.r.Headline = splat.WarnHeadline(b.r.Goroutine.ID, stack.Caller(skip+1))
+	splat.Warn(&b.Builder, b.r.Headline, message, b.r.Goroutine.ID, b.r.Goroutine.Name, b.r.Stack)
+	return b.Report()
+}
+
+// Headline returns the report's headline.
+func (b *Builder) Headline() string { return b.r.Headline }
+
+// Name returns the goroutine's name as the report prints it.
+func (b *Builder) Name() string { return b.r.Goroutine.Name }
+
+// ID returns the goroutine's id.
+func (b *Builder) ID() int64 { return b.r.Goroutine.ID }
