@@ -21,12 +21,25 @@ type arenaConfig struct {
 	portable bool
 }
 
+// alignmentFor returns the alignment that makes every buddy block of a
+// zone of size bytes aligned to its own size in the address space (and so
+// in frame numbers), as physical blocks are: the largest block, at most a
+// MaxOrder block.
+func alignmentFor(size int) int {
+	a := PageSize
+	for a < PageSize<<MaxOrder && a*2 <= size {
+		a *= 2
+	}
+	return a
+}
+
 // heapArena is the portable fallback: a Go byte slice, aligned by hand. It
 // cannot be locked or backed by huge pages.
 func heapArena(size int) (arena, error) {
-	buf := make([]byte, size+PageSize)
+	align := alignmentFor(size)
+	buf := make([]byte, size+align)
 	addr := uintptr(unsafe.Pointer(unsafe.SliceData(buf)))
-	skip := int((PageSize - addr%PageSize) % PageSize)
+	skip := int((uintptr(align) - addr%uintptr(align)) % uintptr(align))
 	return arena{
 		mem:     buf[skip : skip+size : skip+size],
 		backing: "heap",

@@ -5,6 +5,7 @@ package gfp
 import (
 	"fmt"
 	"syscall"
+	"unsafe"
 )
 
 const haveMmap = true
@@ -21,21 +22,27 @@ func mmapArena(cfg arenaConfig) (arena, error) {
 	if cfg.huge {
 		mem, backing = mapHuge(size)
 	}
+	full := mem
 	if mem == nil {
-		mem, err = syscall.Mmap(-1, 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+		// Map the alignment's worth more and use the aligned part, so that
+		// blocks are aligned in the address space as in physical memory.
+		align := alignmentFor(size)
+		full, err = syscall.Mmap(-1, 0, size+align, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
 		if err != nil {
 			return arena{}, fmt.Errorf("gfp: mmap %d bytes: %w", size, err)
 		}
+		addr := uintptr(unsafe.Pointer(unsafe.SliceData(full)))
+		skip := int((uintptr(align) - addr%uintptr(align)) % uintptr(align))
+		mem = full[skip : skip+size]
 		if cfg.huge {
 			backing = adviseHuge(mem)
 		}
 	}
 	a := arena{mem: mem[:cfg.size:cfg.size], backing: backing}
-	full := mem
 	a.release = func() error { return syscall.Munmap(full) }
 	if cfg.mlock {
 		if err := syscall.Mlock(mem); err != nil {
-			_ = syscall.Munmap(mem)
+			_ = syscall.Munmap(full)
 			return arena{}, fmt.Errorf("gfp: mlock %d bytes: %w", size, err)
 		}
 		a.locked = true

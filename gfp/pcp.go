@@ -144,3 +144,8 @@ func (z *Zone) drainAll() {
 		s.mu.Unlock()
 	}
 }
+
+// DrainPages returns every block cached on the zone's per-CPU-style lists to
+// the buddy lists, where they count as free and merge with their buddies:
+// drain_all_pages. Direct reclaim does it before its last attempt.
+func (z *Zone) DrainPages() { z.drainAll() }

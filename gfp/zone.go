@@ -83,7 +83,8 @@ func WithName(name string) ZoneOption { return func(c *zoneConfig) { c.name = na
 func WithMlock() ZoneOption { return func(c *zoneConfig) { c.arena.mlock = true } }
 
 // WithHugePages backs the arena with huge pages: hugetlb pages if the system
-// has them, else transparent huge pages (Linux only).
+// has them (the arena is then aligned to 2 MiB rather than to a MaxOrder
+// block), else transparent huge pages (Linux only).
 func WithHugePages() ZoneOption { return func(c *zoneConfig) { c.arena.huge = true } }
 
 // WithPortableArena takes the arena from the Go heap instead of mmap, as on
@@ -162,6 +163,10 @@ func (z *Zone) Name() string { return z.name }
 
 // Pages returns the number of pages the zone manages.
 func (z *Zone) Pages() int { return len(z.pages) }
+
+// StartPFN returns the frame number of the zone's first page
+// (zone_start_pfn).
+func (z *Zone) StartPFN() uint64 { return z.startPFN }
 
 // Backing says where the arena came from: "mmap", "mmap+hugetlb",
 // "mmap+thp" or "heap", and whether it is mlocked.
