@@ -140,9 +140,12 @@ func FreePages(p *Page, order int) {
 
 // freeBlock returns a claimed block: to the goroutine's page cache for
 // small orders, draining a batch to the buddy lists when the cache is over
-// its high mark, else straight to the buddy lists.
+// its high mark, else straight to the buddy lists. Below the low watermark
+// the caches are bypassed, so that what reclaim and the OOM hook free counts
+// as free at once (the kernel shrinks pcp->high to a few batches while
+// reclaim is active for the same reason).
 func (z *Zone) freeBlock(idx int32, order int) {
-	if order < pcpOrders {
+	if order < pcpOrders && z.nrFree.Load() >= z.wmark[wmarkLow].Load() {
 		s := z.lockShard()
 		z.pages[idx].state.Store(pageState(pgPCP, order))
 		s.lists[order] = append(s.lists[order], idx)
@@ -154,6 +157,7 @@ func (z *Zone) freeBlock(idx int32, order int) {
 		s.mu.Unlock()
 		return
 	}
+	z.pages[idx].state.Store(pageState(pgFreeing, order))
 	z.mu.Lock()
 	z.freeOne(idx, order)
 	z.nrFree.Add(1 << order)
