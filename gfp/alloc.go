@@ -145,6 +145,7 @@ func FreePages(p *Page, order int) {
 // as free at once (the kernel shrinks pcp->high to a few batches while
 // reclaim is active for the same reason).
 func (z *Zone) freeBlock(idx int32, order int) {
+	z.noteFreed(1 << order)
 	if order < pcpOrders && z.nrFree.Load() >= z.wmark[wmarkLow].Load() {
 		s := z.lockShard()
 		z.pages[idx].state.Store(pageState(pgPCP, order))

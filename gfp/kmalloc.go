@@ -301,6 +301,7 @@ func (z *Zone) classDrain(c *sizeClass, objs []uint64) {
 // It takes only the zone lock, so callers may hold shard and class locks.
 func (z *Zone) releaseSlab(sl *slab) {
 	order := sl.class.order
+	z.noteFreed(1 << order)
 	for i := range int32(1) << order {
 		z.pages[sl.head+i].slab.Store(nil)
 	}

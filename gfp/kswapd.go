@@ -92,44 +92,61 @@ func (z *Zone) KswapdRunning() bool {
 }
 
 // kswapdRun is kswapd(): it runs with PF_MEMALLOC and PF_KSWAPD for its
-// whole life, sleeps until woken, and balances the zone each time.
+// whole life, and sleeps until woken only when the zone is balanced or
+// hopeless (kswapd_try_to_sleep); otherwise it balances again at once.
 func (z *Zone) kswapdRun(wake, quit, done chan struct{}) {
 	defer close(done)
 	krules.SetName("kswapd0")
 	defer krules.SetName("")
 	saved := MemallocSave(PFMemalloc | PFKswapd)
 	defer MemallocRestore(saved)
+	k := &z.kswapd
 	for {
-		select {
-		case <-quit:
-			return
-		case <-wake:
+		order := int(k.order.Load())
+		if z.balanced(order) || k.failures.Load() >= MaxReclaimRetries {
+			select {
+			case <-quit:
+				return
+			case <-wake:
+			}
+		} else {
+			select {
+			case <-quit:
+				return
+			default:
+			}
 		}
 		z.balancePgdat(quit)
 	}
 }
 
-// balancePgdat reclaims, holding the fs_reclaim map throughout, at
-// decreasing priorities until the zone is over its high watermark for the
-// order asked for.
+// balancePgdat reclaims, holding the fs_reclaim map throughout, until the
+// zone is over its high watermark for the order asked for. Like the
+// kernel's it stays at a priority while that makes progress and lowers it
+// when a round frees nothing; a run that frees nothing at all counts as a
+// failure.
 func (z *Zone) balancePgdat(quit chan struct{}) {
 	k := &z.kswapd
 	order := int(k.order.Swap(0))
 	z.stats.pageoutrun.Add(1)
 	FSReclaimMap.Acquire() // __fs_reclaim_acquire: kswapd always counts as FS reclaim
-	before := z.pagesFreed()
+	id := z.reclaimStart()
 	var scanned int64
-	for prio := DefPriority; prio >= 0 && !z.balanced(order); prio-- {
+	for prio := DefPriority; prio >= 0 && !z.balanced(order); {
 		select {
 		case <-quit:
 			prio = -1
 			continue
 		default:
 		}
+		before := z.reclaimed(id)
 		_, sc := z.shrinkSlab(Kernel, prio)
 		scanned += int64(sc)
+		if z.reclaimed(id) == before {
+			prio--
+		}
 	}
-	reclaimed := max(z.pagesFreed()-before, 0)
+	reclaimed := z.reclaimEnd(id)
 	FSReclaimMap.Release()
 	z.stats.pgscanKswapd.Add(scanned)
 	z.stats.pgstealKswapd.Add(reclaimed)

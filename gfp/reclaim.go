@@ -2,7 +2,10 @@ package gfp
 
 import (
 	"runtime"
+	"sync"
+	"sync/atomic"
 
+	"github.com/krules/krules/internal/task"
 	"github.com/krules/krules/nonblock"
 )
 
@@ -32,34 +35,73 @@ func (z *Zone) performReclaim(order int, gfp Flags) int64 {
 // until want pages have come back. It returns the pages reclaimed and the
 // objects scanned.
 func (z *Zone) tryToFreePages(gfp Flags, want int64) (reclaimed, scanned int64) {
-	before := z.pagesFreed()
+	id := z.reclaimStart()
 	for prio := DefPriority; prio >= 0; prio-- {
 		_, sc := z.shrinkSlab(gfp, prio)
 		scanned += int64(sc)
-		reclaimed = z.pagesFreed() - before
-		if reclaimed >= want {
+		if z.reclaimed(id) >= want {
 			break
 		}
 	}
-	return max(reclaimed, 0), scanned
+	return z.reclaimEnd(id), scanned
 }
 
-// pagesFreed counts every page returned to the zone so far. Reclaim's
-// progress is how much it grew while the shrinkers ran (the kernel counts
-// what the reclaiming task freed; frees by other goroutines at the same
-// moment count here too).
-func (z *Zone) pagesFreed() int64 {
-	var n int64
-	for i := range z.shards {
-		s := &z.shards[i]
-		s.mu.Lock()
-		n += s.ev.pgfree
-		s.mu.Unlock()
+// reclaimers tracks the goroutines in reclaim and the pages each has freed
+// (current->reclaim_state): reclaim's progress is what the reclaiming
+// goroutine itself gave back, not what others freed meanwhile. Frees look
+// here only while some goroutine is reclaiming.
+type reclaimers struct {
+	n  atomic.Int32
+	mu sync.Mutex
+	m  map[int64]*int64
+}
+
+// reclaimStart registers the calling goroutine as reclaiming.
+func (z *Zone) reclaimStart() int64 {
+	id := task.ID()
+	r := &z.reclaimers
+	r.mu.Lock()
+	if r.m == nil {
+		r.m = map[int64]*int64{}
 	}
-	z.mu.Lock()
-	n += z.stats.highFrees
-	z.mu.Unlock()
+	r.m[id] = new(int64)
+	r.n.Add(1)
+	r.mu.Unlock()
+	return id
+}
+
+// reclaimEnd unregisters the goroutine and returns the pages it freed.
+func (z *Zone) reclaimEnd(id int64) int64 {
+	r := &z.reclaimers
+	r.mu.Lock()
+	n := *r.m[id]
+	delete(r.m, id)
+	r.n.Add(-1)
+	r.mu.Unlock()
 	return n
+}
+
+// reclaimed returns the pages the reclaiming goroutine id has freed so far.
+func (z *Zone) reclaimed(id int64) int64 {
+	r := &z.reclaimers
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return *r.m[id]
+}
+
+// noteFreed credits pages freed by the calling goroutine to its reclaim,
+// if it is reclaiming.
+func (z *Zone) noteFreed(pages int) {
+	r := &z.reclaimers
+	if r.n.Load() == 0 {
+		return
+	}
+	id := task.ID()
+	r.mu.Lock()
+	if c := r.m[id]; c != nil {
+		*c += int64(pages)
+	}
+	r.mu.Unlock()
 }
 
 // reclaimablePages is zone_reclaimable_pages: with no LRU lists, what the

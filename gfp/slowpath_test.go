@@ -50,19 +50,24 @@ func newHeldShrinker(z *gfp.Zone, pages []*gfp.Page, perScan int) *heldShrinker 
 			s.calls.Add(1)
 			s.flags.Store(uint32(gfp.CurrentTaskFlags()))
 			s.gfpSeen.Store(uint32(sc.GFP))
-			freed := uint64(0)
-			for range min(uint64(s.perScan), sc.NrToScan) {
-				select {
-				case p := <-s.held:
-					s.z.FreePages(p, 0)
-					freed++
-				default:
-				}
-			}
-			return freed
+			return s.scanHeld(sc)
 		},
 	}
 	return s
+}
+
+// scanHeld frees up to perScan held pages.
+func (s *heldShrinker) scanHeld(sc *gfp.ShrinkControl) uint64 {
+	freed := uint64(0)
+	for range min(uint64(s.perScan), sc.NrToScan) {
+		select {
+		case p := <-s.held:
+			s.z.FreePages(p, 0)
+			freed++
+		default:
+		}
+	}
+	return freed
 }
 
 func (s *heldShrinker) release() {

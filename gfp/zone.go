@@ -51,11 +51,12 @@ type Zone struct {
 
 	classes [nClasses]sizeClass
 
-	reclaim reclaimState
-	kswapd  kswapd
-	oom     oomState
-	stats   zoneStats
-	once    warnOnce
+	reclaim    reclaimState
+	reclaimers reclaimers
+	kswapd     kswapd
+	oom        oomState
+	stats      zoneStats
+	once       warnOnce
 
 	failPage atomic.Pointer[FaultAttr]
 	failSlab atomic.Pointer[FaultAttr]
