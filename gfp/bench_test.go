@@ -61,3 +61,21 @@ func BenchmarkMake4096(b *testing.B) {
 		sink = make([]byte, 4096)
 	}
 }
+
+func BenchmarkAllocFreePageGoroutine(b *testing.B) {
+	z := benchZone(b)
+	b.ReportAllocs()
+	b.ResetTimer()
+	done := make(chan struct{})
+	go func() {
+		for range b.N {
+			p, err := z.AllocPages(0, gfp.Kernel)
+			if err != nil {
+				panic(err)
+			}
+			z.FreePages(p, 0)
+		}
+		close(done)
+	}()
+	<-done
+}
