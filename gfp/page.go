@@ -73,5 +73,9 @@ func (p *Page) Bytes() []byte {
 	return p.zone.mem[off : off+n : off+n]
 }
 
+// InUse reports whether the page heads a block AllocPages handed out and
+// nobody has freed yet (the kernel's page_count() != 0 for a head page).
+func (p *Page) InUse() bool { return stateKind(p.state.Load()) == pgAlloc }
+
 // Zone returns the zone the page belongs to.
 func (p *Page) Zone() *Zone { return p.zone }
