@@ -82,7 +82,7 @@ func TestFirstPassFlags(t *testing.T) {
 	require.ErrorIs(t, err, gfp.ErrNoMemory)
 	_, err = p.Alloc(gfp.Kernel &^ gfp.DirectReclaim)
 	require.ErrorIs(t, err, gfp.ErrNoMemory)
-	require.Equal(t, []gfp.Flags{gfp.NoWait | added, (gfp.Kernel&^gfp.DirectReclaim|added)&^gfp.IO, gfp.Kernel&^gfp.DirectReclaim | added}, s.calls())
+	require.Equal(t, []gfp.Flags{gfp.NoWait | added, (gfp.Kernel&^gfp.DirectReclaim | added) &^ gfp.IO, gfp.Kernel&^gfp.DirectReclaim | added}, s.calls())
 	st := p.Stats()
 	require.Equal(t, int64(3), st.Failed)
 	require.Equal(t, int64(1), st.FromReserve)
