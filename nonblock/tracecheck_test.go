@@ -34,37 +34,44 @@ func lineAfter() string {
 
 // waitState waits until goroutine id is parked in the given state, as
 // runtime.Stack prints it ("chan receive", "sync.Mutex.Lock", "IO wait", ...),
-// so that a test knows the goroutine really blocked before it wakes it.
-func waitState(id int64, state string) {
+// so that a test knows the goroutine really blocked before it wakes it. It
+// gives up, returning false, once stop is closed.
+func waitState(id int64, state string, stop <-chan struct{}) bool {
 	prefix := []byte(fmt.Sprintf("goroutine %d [%s", id, state))
 	buf := make([]byte, 1<<20)
 	for {
 		n := runtime.Stack(buf, true)
 		for _, line := range bytes.Split(buf[:n], []byte("\n")) {
 			if bytes.HasPrefix(line, prefix) {
-				return
+				return true
 			}
 		}
-		time.Sleep(200 * time.Microsecond)
+		select {
+		case <-stop:
+			return false
+		case <-time.After(200 * time.Microsecond):
+		}
 	}
 }
 
 // blockInSection enters a non-block section on the calling goroutine, runs
-// block, which must block until wake runs, and leaves the section. wake runs
-// on a helper goroutine once the caller is parked in state. It returns the
-// section's entry site.
+// block, which blocks until wake runs (or by itself, like a sleep), and
+// leaves the section. wake runs on a helper goroutine once the caller is
+// parked in state. It returns the section's entry site.
 func blockInSection(state string, block, wake func()) (site string) {
 	me := task.ID()
-	done := make(chan struct{})
+	done, returned := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
-		waitState(me, state)
-		wake()
+		if waitState(me, state, returned) {
+			wake()
+		}
 	}()
 	site = lineAfter()
 	nonblock.Start()
 	block()
 	nonblock.End()
+	close(returned)
 	<-done
 	return site
 }
