@@ -128,7 +128,10 @@ func (c *TraceChecker) Flush() error {
 	if c.stopped {
 		return errors.New("flush after Stop")
 	}
-	return c.flush()
+	mine, unowned, err := c.collect()
+	c.deliver(mine, true)
+	c.deliver(unowned, false)
+	return err
 }
 
 // Stop flushes and stops checking. It is idempotent.
@@ -138,21 +141,24 @@ func (c *TraceChecker) Stop() error {
 	if c.stopped {
 		return nil
 	}
-	err := c.flush()
+	mine, unowned, err := c.collect()
+	// Leave before reporting: under krules.SetPanicOnReport a report
+	// unwinds, and the recorder must not stay on for a checker that is gone.
 	c.stopped = true
 	leave(c)
+	c.deliver(mine, true)
+	c.deliver(unowned, false)
 	return err
 }
 
-func (c *TraceChecker) flush() error {
+// collect takes a snapshot and sorts out its findings (distribute).
+func (c *TraceChecker) collect() (mine, unowned []delivery, err error) {
 	res, err := snapshot()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	mine, unowned := distribute(c, res)
-	c.deliver(mine, true)
-	c.deliver(unowned, false)
-	return nil
+	mine, unowned = distribute(c, res)
+	return mine, unowned, nil
 }
 
 // deliver reports findings. A test's own findings go through

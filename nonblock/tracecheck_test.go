@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -323,22 +324,27 @@ func TestTraceSectionEndedOnAnotherGoroutine(t *testing.T) {
 	tc := nonblock.TraceCheck(t, nonblock.IgnoreAllocBlocks())
 	me := krules.CurrentGoroutine()
 	nonblock.Start()
-	var other int64
+	var other atomic.Int64
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		other = task.ID()
+		id := task.ID()
 		nonblock.End() // not this goroutine's section
-		time.Sleep(2 * time.Millisecond)
+		other.Store(id)
+		time.Sleep(2 * time.Millisecond) // not in any section
 	}()
-	time.Sleep(2 * time.Millisecond) // still in the section: the End above ended nothing
+	for other.Load() == 0 {
+		runtime.Gosched() // a yield, not a block
+	}
+	require.True(t, nonblock.InNonBlock(), "the End on the other goroutine ended nothing")
+	time.Sleep(2 * time.Millisecond) // still in the section
 	nonblock.End()
 	<-done
 	require.NoError(t, tc.Flush())
 
 	require.Equal(t, []krules.Kind{krules.NonBlockImbalance, krules.ScheduleInNonBlock}, rec.Kinds())
 	warn := rec.Reports()[0]
-	require.Equal(t, other, warn.Goroutine.ID)
+	require.Equal(t, other.Load(), warn.Goroutine.ID)
 	require.Contains(t, warn.Text, "nonblock.End() without nonblock.Start(): non_block_count was 0\n")
 	bug := rec.Reports()[1]
 	require.Equal(t, me, bug.Goroutine, "only the goroutine that entered the section is blamed")
