@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/krules/krules/internal/lineage"
 	"github.com/krules/krules/internal/splat"
 	"github.com/krules/krules/internal/task"
 )
@@ -73,12 +74,23 @@ func claimersFor(r *Report) []*claimer {
 		byGoroutine[c.goid] = c
 	}
 	parents := goroutineParents()
-	for id, hops := r.Goroutine.ID, 0; id > 0 && hops < 1000; id, hops = parents[id], hops+1 {
+	for id, hops := r.Goroutine.ID, 0; id > 0 && hops < 1000; id, hops = parentOf(parents, id), hops+1 {
 		if c := byGoroutine[id]; c != nil {
 			return []*claimer{c}
 		}
 	}
 	return tests
+}
+
+// parentOf returns the goroutine that started id: from the live goroutines,
+// or else as noted by the code raising a report about a goroutine that has
+// returned (the trace checker learns parents from the trace).
+func parentOf(live map[int64]int64, id int64) int64 {
+	if p, ok := live[id]; ok {
+		return p
+	}
+	p, _ := lineage.Noted(id)
+	return p
 }
 
 func pushClaimer(c *claimer) {
@@ -234,19 +246,37 @@ func VerifyNone(tb testing.TB, opts ...Option) {
 	goleak.VerifyNone(tb, o.leak...)
 }
 
+// reaping serialises reapExited: parallel tests end concurrently, and a
+// record must be reaped once.
+var reaping sync.Mutex
+
 // reapExited finds task records whose goroutine has returned. A goroutine
 // that returned holding locks is reported, as the kernel's do_exit does
 // ("still has locks held!"); one that returned inside an atomic section gets
 // the kernel's note. The records are then dropped, so nothing leaks.
 func reapExited() {
-	live := liveGoroutines()
-	var dead []*task.Task
+	reaping.Lock()
+	defer reaping.Unlock()
+	// Records first, live goroutines second: a goroutine missing from a
+	// snapshot taken after its record was seen has returned (ids are never
+	// reused), while one that took its record after the snapshot would look
+	// dead. Owner, not ID: the owners of live records are still writing them.
+	type seen struct {
+		t  *task.Task
+		id int64
+	}
+	var records []seen
 	task.Each(func(t *task.Task) bool {
-		if !live[t.ID] {
-			dead = append(dead, t)
-		}
+		records = append(records, seen{t, t.Owner()})
 		return true
 	})
+	live := liveGoroutines()
+	var dead []*task.Task
+	for _, r := range records {
+		if r.id > 0 && !live[r.id] && r.t.Owner() == r.id {
+			dead = append(dead, r.t)
+		}
+	}
 	for _, t := range dead {
 		if len(t.Lockdep.Held) > 0 {
 			who := fmt.Sprintf("%s/%d", commOf(t), t.ID)

@@ -150,6 +150,7 @@ func demonstrate(w io.Writer) {
 		fmt.Fprintln(w)
 		fmt.Fprint(w, indent(r.Text))
 	}
+	demonstrateTraceCheck(w)
 }
 
 func indent(s string) string {
