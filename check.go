@@ -1,12 +1,8 @@
 package krules
 
 import (
-	"bytes"
 	"fmt"
-	"runtime"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 
@@ -73,7 +69,7 @@ func claimersFor(r *Report) []*claimer {
 	for _, c := range tests {
 		byGoroutine[c.goid] = c
 	}
-	parents := goroutineParents()
+	parents := lineage.Live()
 	for id, hops := r.Goroutine.ID, 0; id > 0 && hops < 1000; id, hops = parentOf(parents, id), hops+1 {
 		if c := byGoroutine[id]; c != nil {
 			return []*claimer{c}
@@ -270,10 +266,10 @@ func reapExited() {
 		records = append(records, seen{t, t.Owner()})
 		return true
 	})
-	live := liveGoroutines()
+	live := lineage.Live()
 	var dead []*task.Task
 	for _, r := range records {
-		if r.id > 0 && !live[r.id] && r.t.Owner() == r.id {
+		if _, alive := live[r.id]; r.id > 0 && !alive && r.t.Owner() == r.id {
 			dead = append(dead, r.t)
 		}
 	}
@@ -301,67 +297,4 @@ func commOf(t *task.Task) string {
 		return t.Name
 	}
 	return "goroutine"
-}
-
-// liveGoroutines returns the ids of every goroutine, from runtime.Stack.
-func liveGoroutines() map[int64]bool {
-	buf := make([]byte, 1<<16)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	live := map[int64]bool{}
-	for _, line := range bytes.Split(buf, []byte("\n")) {
-		if id, ok := parseHeader(line); ok {
-			live[id] = true
-		}
-	}
-	return live
-}
-
-// goroutineParents maps each live goroutine to the goroutine that created
-// it, from the "created by ... in goroutine N" lines of runtime.Stack.
-func goroutineParents() map[int64]int64 {
-	buf := make([]byte, 1<<16)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	parents := map[int64]int64{}
-	var current int64
-	for _, line := range strings.Split(string(buf), "\n") {
-		if id, ok := parseHeader([]byte(line)); ok {
-			current = id
-			continue
-		}
-		if strings.HasPrefix(line, "created by ") {
-			if i := strings.LastIndex(line, " in goroutine "); i >= 0 {
-				if p, err := strconv.ParseInt(strings.TrimSpace(line[i+len(" in goroutine "):]), 10, 64); err == nil {
-					parents[current] = p
-				}
-			}
-		}
-	}
-	return parents
-}
-
-func parseHeader(line []byte) (int64, bool) {
-	rest, ok := bytes.CutPrefix(line, []byte("goroutine "))
-	if !ok {
-		return 0, false
-	}
-	i := bytes.IndexByte(rest, ' ')
-	if i <= 0 {
-		return 0, false
-	}
-	id, err := strconv.ParseInt(string(rest[:i]), 10, 64)
-	return id, err == nil
 }

@@ -70,8 +70,9 @@ func Len() int {
 	return len(noted.m)
 }
 
-// Live maps each live goroutine to the goroutine that created it, from the
-// "created by ... in goroutine N" lines of runtime.Stack.
+// Live maps every live goroutine to the goroutine that created it, from the
+// "created by ... in goroutine N" lines of runtime.Stack; a goroutine whose
+// creator is unknown (the main goroutine) maps to 0.
 func Live() map[int64]int64 {
 	buf := make([]byte, 1<<16)
 	for {
@@ -89,6 +90,7 @@ func Live() map[int64]int64 {
 			if i := bytes.IndexByte(rest, ' '); i > 0 {
 				if id, err := strconv.ParseInt(string(rest[:i]), 10, 64); err == nil {
 					current = id
+					parents[id] = 0
 				}
 			}
 			continue
