@@ -44,12 +44,16 @@ type Task struct {
 
 	// Lockdep is the lock validator's per-task state.
 	Lockdep Lockdep
+
+	// Regions are the runtime/trace regions of the open sections that were
+	// entered while tracing was on, innermost last (nonblock owns them).
+	Regions []SectionRegion
 }
 
 // Empty reports whether the record carries no state, so it can be dropped.
 func (t *Task) Empty() bool {
 	return t.NonBlock == 0 && t.Preempt == 0 && t.Memalloc == 0 && t.Name == "" &&
-		len(t.Lockdep.Held) == 0 && t.Lockdep.Off == 0
+		len(t.Lockdep.Held) == 0 && t.Lockdep.Off == 0 && len(t.Regions) == 0
 }
 
 // Lookup returns the calling goroutine's record, or nil if it has none.
@@ -111,6 +115,10 @@ func Each(fn func(t *Task) bool) {
 	}
 }
 
+// Owner returns the id of the goroutine that owns the record, or 0 if the
+// slot is free. Unlike ID it may be read by any goroutine.
+func (t *Task) Owner() int64 { return t.id.Load() }
+
 // Len returns the number of live records.
 func Len() int {
 	n := 0
@@ -125,5 +133,7 @@ func Reap(t *Task) {
 	t.NonBlock, t.Preempt, t.Memalloc = 0, 0, 0
 	t.Lockdep.Held = t.Lockdep.Held[:0]
 	t.Lockdep.Off = 0
+	clear(t.Regions) // a dead goroutine's regions cannot be ended; drop them
+	t.Regions = t.Regions[:0]
 	t.ReleaseIfEmpty()
 }
