@@ -2,6 +2,7 @@ package gfp
 
 import (
 	"sync/atomic"
+	"unsafe"
 )
 
 const (
@@ -33,6 +34,9 @@ type Page struct {
 	// slab is set on every page of a slab (kmalloc) block.
 	slab atomic.Pointer[slab]
 	zone *Zone
+	// Descriptors are 64 bytes, like the kernel's struct page, so that two
+	// goroutines working on neighbouring pages never share a cache line.
+	_ [32]byte
 }
 
 // Kinds of page.
@@ -79,3 +83,5 @@ func (p *Page) InUse() bool { return stateKind(p.state.Load()) == pgAlloc }
 
 // Zone returns the zone the page belongs to.
 func (p *Page) Zone() *Zone { return p.zone }
+
+var _ = [1]struct{}{}[unsafe.Sizeof(Page{})-64]

@@ -44,9 +44,7 @@ type shardEvents struct {
 // batch from the zone's size (at most 63), high the low watermark split
 // across the shards but at least four batches.
 func (z *Zone) setupShards(n int) {
-	if n < 1 {
-		n = 1
-	}
+	n = min(max(n, 1), 256)
 	n = 1 << bits.Len(uint(n-1))
 	z.shards = make([]shard, n)
 	z.shardShift = uint(64 - bits.Len(uint(n-1)))
@@ -70,12 +68,21 @@ func (z *Zone) setupShards(n int) {
 	}
 }
 
-// lockShard locks and returns the calling goroutine's shard, or the first
-// idle one after it when it is busy.
+// hintSlots is the size of the table that remembers where goroutines that
+// collided went.
+const hintSlots = 64
+
+// lockShard locks and returns the calling goroutine's shard: the one its id
+// hashes to, unless it found that one busy before and moved (the hint
+// table remembers where, so two busy goroutines that hash alike separate
+// after their first collision instead of sharing a shard's cache lines),
+// or else the first idle one after it.
 func (z *Zone) lockShard() *shard {
-	h := uint64(0)
-	if z.shardShift < 64 {
-		h = uint64(task.ID()) * 0x9e3779b97f4a7c15 >> z.shardShift
+	id := uint64(task.ID())
+	slot := &z.hints[id%hintSlots]
+	h := id * 0x9e3779b97f4a7c15 >> z.shardShift
+	if v := slot.Load(); v>>8 == id {
+		h = v & 0xff
 	}
 	s := &z.shards[h]
 	if s.mu.TryLock() {
@@ -83,9 +90,10 @@ func (z *Zone) lockShard() *shard {
 	}
 	mask := uint64(len(z.shards) - 1)
 	for i := uint64(1); i <= mask; i++ {
-		o := &z.shards[(h+i)&mask]
-		if o.mu.TryLock() {
-			return o
+		o := (h + i) & mask
+		if z.shards[o].mu.TryLock() {
+			slot.Store(id<<8 | o)
+			return &z.shards[o]
 		}
 	}
 	s.mu.Lock()

@@ -46,6 +46,7 @@ type Zone struct {
 
 	shards     []shard
 	shardShift uint
+	hints      [hintSlots]atomic.Uint64 // goroutine id<<8 | shard
 	pcpBatch   int
 	pcpHigh    int
 
