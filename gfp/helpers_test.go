@@ -1,6 +1,9 @@
 package gfp_test
 
 import (
+	"path/filepath"
+	"runtime"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -22,4 +25,10 @@ func newZone(t testing.TB, size int, opts ...gfp.ZoneOption) *gfp.Zone {
 func accounted(z *gfp.Zone) int64 {
 	st := z.Stats()
 	return st.Free + st.PCP
+}
+
+// here returns "gfp/FILE.go:LINE" for the line after the call.
+func here() string {
+	_, file, line, _ := runtime.Caller(1)
+	return "gfp/" + filepath.Base(file) + ":" + strconv.Itoa(line+1)
 }
