@@ -8,4 +8,7 @@ require (
 	go.uber.org/goleak v1.3.0
 )
 
-require go.yaml.in/yaml/v3 v3.0.5 // indirect
+require (
+	github.com/sasha-s/go-deadlock v0.3.9 // indirect
+	go.yaml.in/yaml/v3 v3.0.5 // indirect
+)
