@@ -22,7 +22,9 @@ type figure struct {
 
 // figures lists every hot path with its baseline. Each also runs as a Go
 // benchmark (BenchmarkFigures/<name>/{baseline,krules}).
-var figures = []figure{
+var figures = append(baseFigures, lockclassFigures...)
+
+var baseFigures = []figure{
 	{
 		Name: "current lookup", Baseline: "empty call", Target: 5, MaxAllocs: 0,
 		base: loop(emptyCall),

@@ -34,41 +34,55 @@ func acquire(m *Map, sub int, read uint8, fl uint8, nest *Map, pc uintptr, defau
 	if !compiledIn || !enabled.Load() {
 		return nil
 	}
-	t := task.Claim(task.ID())
+	t := task.Claim(task.Goid())
 	if fl&fSleep != 0 && t.NonBlock|t.Preempt != 0 {
 		nonblock.MightSleep()
 	}
-	if uint(sub) < 2 && nest == nil && fl&fSync == 0 && t.Lockdep.Off == 0 {
-		if c := m.cache[sub].Load(); c != nil && c.state.Load() == 0 {
-			held := t.Lockdep.Held
-			n := len(held)
-			if n < MaxLockDepth-1 {
-				prev := t.Lockdep.ChainKey
-				key := chainKeyMix(prev, c.ids[read])
-				hit := fl&fTry != 0
-				if !hit {
-					if n == 0 {
-						hit = c.head[read].Load()
-					} else {
-						hit = c.g.chains.Load().has(key)
-					}
-				}
-				if hit {
-					c.markUsage(read, true, false)
-					t.Lockdep.Held = append(held, task.HeldLock{
-						Instance: unsafe.Pointer(m), Class: unsafe.Pointer(c), Site: pc,
-						PrevChainKey: prev, Read: read, Trylock: fl&fTry != 0, Check: true,
-					})
-					t.Lockdep.ChainKey = key
-					if int32(n) >= c.g.maxDepth.Load() {
-						c.g.noteDepth(n + 1)
-					}
-					return t
-				}
-			}
-		}
+	if uint(sub) < 2 && nest == nil && fl&fSync == 0 && pushCached(t, m, m.cache[sub].Load(), read, fl&fTry != 0, pc) {
+		return t
 	}
 	return acquireSlow(t, m, sub, read, fl, nest, pc, defaults)
+}
+
+// pushCached is the cached path of an acquisition: if c is current and the
+// chain it makes was validated before, push the entry and report true.
+func pushCached(t *task.Task, m *Map, c *class, read uint8, try bool, pc uintptr) bool {
+	if c == nil || c.state.Load() != 0 || t.Lockdep.Off != 0 {
+		return false
+	}
+	held := t.Lockdep.Held
+	n := len(held)
+	if n >= MaxLockDepth-1 {
+		return false
+	}
+	prev := t.Lockdep.ChainKey
+	key := chainKeyMix(prev, c.ids[read])
+	if !try {
+		if n == 0 {
+			if !c.head[read].Load() {
+				return false
+			}
+		} else if !c.g.chains.Load().has(key) {
+			return false
+		}
+	}
+	c.markUsage(read, true, false)
+	if n == cap(held) {
+		held = append(held, task.HeldLock{})
+	}
+	held = held[:n+1]
+	h := &held[n]
+	h.Instance, h.Class, h.NestLock = unsafe.Pointer(m), unsafe.Pointer(c), nil
+	h.Site, h.PrevChainKey = pc, prev
+	h.References, h.PinCount = 0, 0
+	h.Read, h.Trylock, h.Check = read, try, true
+	h.Label = ""
+	t.Lockdep.Held = held
+	t.Lockdep.ChainKey = key
+	if int32(n) >= c.g.maxDepth.Load() {
+		c.g.noteDepth(n + 1)
+	}
+	return true
 }
 
 func (g *graph) noteDepth(d int) {

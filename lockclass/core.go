@@ -176,6 +176,10 @@ func (c *core) unlock() bool {
 	if c.state.CompareAndSwap(cWriter, 0) {
 		return true
 	}
+	return c.unlockSlow()
+}
+
+func (c *core) unlockSlow() bool {
 	for {
 		s := c.state.Load()
 		if s&cWriter == 0 {

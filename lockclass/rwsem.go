@@ -107,7 +107,7 @@ func (s *RWSem) Unlock() {
 		if s.ownerID != 0 {
 			t, id := s.owner, s.ownerID
 			s.owner, s.ownerID = nil, 0
-			if id == task.ID() {
+			if id == task.Goid() {
 				release(&s.dep, t)
 			} else {
 				releaseShared(&s.dep)

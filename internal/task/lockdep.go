@@ -5,6 +5,8 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/petermattis/goid"
+
 	"github.com/krules/krules/internal/stack"
 )
 
@@ -56,10 +58,41 @@ func LabelOf(h *HeldLock) string {
 }
 
 // Claim returns the record of goroutine id, which must be the caller,
-// creating it if needed. It is Current in a single walk of the bucket: the
-// lock validator calls it on every acquisition by a goroutine that holds
-// nothing yet, so the walk that finds no record also finds the idle slot.
+// creating it if needed: Current in one walk of the bucket. The lock
+// validator calls it on every acquisition, so the common cases (the record
+// at the head of its bucket, or the head an idle slot alone in its bucket)
+// are decided inline.
 func Claim(id int64) *Task {
+	b := bucketFor(id)
+	t := b.head.Load()
+	if t != nil && t.next.Load() == nil {
+		// A bucket of one node, the common case: ours, or idle and so
+		// free for us since nobody else can hold our id.
+		switch t.id.Load() {
+		case id:
+			return t
+		case 0:
+			if t.id.CompareAndSwap(0, id) {
+				t.ID = id
+				return t
+			}
+		}
+	}
+	return claimSlow(id)
+}
+
+// Goid is ID, small enough to be inlined into the validator's hot paths.
+func Goid() int64 {
+	if idMode.Load() == modeFast {
+		return goid.Get()
+	}
+	return slowGoid()
+}
+
+//go:noinline
+func slowGoid() int64 { return slowID() }
+
+func claimSlow(id int64) *Task {
 	b := bucketFor(id)
 	var idle *Task
 	for t := b.head.Load(); t != nil; t = t.next.Load() {
