@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"unsafe"
 	"weak"
 
 	"github.com/krules/krules"
@@ -119,3 +120,5 @@ func UnregisterKey(k *Key) {
 		v.graph().zapKey(k)
 	}
 }
+
+func keyPtr(k *Key) unsafe.Pointer { return unsafe.Pointer(k) }
