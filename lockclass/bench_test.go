@@ -34,3 +34,22 @@ func BenchmarkMutexPairOff(b *testing.B) {
 		m.Unlock()
 	}
 }
+
+func BenchmarkRWSemRPair(b *testing.B) {
+	var s lockclass.RWSem
+	s.Init(lockclass.WithName("bench_rwsem"))
+	s.RLock()
+	s.RUnlock()
+	for b.Loop() {
+		s.RLock()
+		s.RUnlock()
+	}
+}
+
+func BenchmarkSyncRWMutexRPair(b *testing.B) {
+	var s sync.RWMutex
+	for b.Loop() {
+		s.RLock()
+		s.RUnlock()
+	}
+}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/krules/krules/internal/stack"
 	"github.com/krules/krules/internal/task"
+	"github.com/krules/krules/nonblock"
 )
 
 // RWSem is the kernel's struct rw_semaphore under lockdep: a sleeping
@@ -122,7 +123,32 @@ func (s *RWSem) Unlock() {
 // RLock takes the read side: down_read.
 //
 //go:noinline
-func (s *RWSem) RLock() { s.rlock(nil, 0, stack.ReturnPC()) }
+func (s *RWSem) RLock() {
+	if !compiledIn || !enabled.Load() {
+		if !s.core.tryRLock() {
+			s.core.lockSlow(nil, false)
+		}
+		if compiledIn {
+			s.dep.untracked.Add(1)
+		}
+		return
+	}
+	// acquire's cached path, inline.
+	pc := stack.ReturnPC()
+	t := task.Claim(task.Goid())
+	if t.NonBlock|t.Preempt != 0 {
+		nonblock.MightSleep()
+	}
+	if !pushCached(t, &s.dep, s.dep.cache[0].Load(), 1, false, pc) {
+		t = acquireSlow(t, &s.dep, 0, 1, fSleep, nil, pc, rwsemDefaults)
+	}
+	if !s.core.tryRLock() {
+		s.core.lockSlow(nil, false)
+	}
+	if t == nil {
+		s.dep.untracked.Add(1)
+	}
+}
 
 // RLockNested is down_read_nested.
 //
@@ -171,7 +197,22 @@ func (s *RWSem) TryRLock() bool {
 
 // RUnlock releases a read hold: up_read.
 func (s *RWSem) RUnlock() {
-	releaseShared(&s.dep)
+	if compiledIn {
+		t := task.Lookup()
+		if t != nil {
+			held := t.Lockdep.Held
+			if n := len(held) - 1; n >= 0 && held[n].Instance == unsafe.Pointer(&s.dep) && held[n].References|uint32(held[n].PinCount) == 0 {
+				t.Lockdep.ChainKey = held[n].PrevChainKey
+				t.Lockdep.Held = held[:n]
+				if n == 0 {
+					t.ReleaseIfEmpty()
+				}
+				s.core.runlock()
+				return
+			}
+		}
+		releaseSlow(&s.dep, t)
+	}
 	s.core.runlock()
 }
 
