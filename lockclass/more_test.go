@@ -130,3 +130,16 @@ func TestNoValidateAndNoTrack(t *testing.T) {
 	nv1.Unlock()
 	require.Zero(t, v.Stats().Entries)
 }
+
+func TestDowngradeOfAnUntrackedWriteHoldIsQuiet(t *testing.T) {
+	krules.Check(t)
+	var s lockclass.RWSem
+	s.Init(lockclass.WithValidator(lockclass.NewValidator()))
+	lockclass.Off()
+	s.Lock()
+	lockclass.On()
+	s.Downgrade()
+	s.RUnlock()
+	require.False(t, s.IsLocked())
+	require.Nil(t, task.Lookup())
+}

@@ -236,8 +236,8 @@ func (s *RWSem) Downgrade() {
 	pc := stack.ReturnPC()
 	tracked := s.ownerID != 0
 	s.owner, s.ownerID = nil, 0
-	if compiledIn && (tracked || enabled.Load()) {
-		downgrade(&s.dep, pc)
+	if compiledIn && (tracked || enabled.Load() && !s.core.wlocked()) {
+		downgrade(&s.dep, pc) // untracked and not write-locked: reported
 	}
 	if !tracked && compiledIn {
 		s.dep.untracked.Add(1)
