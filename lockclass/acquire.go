@@ -76,7 +76,9 @@ func pushCached(t *task.Task, m *Map, c *class, read uint8, try bool, pc uintptr
 	h.Site, h.PrevChainKey = pc, prev
 	h.References, h.PinCount = 0, 0
 	h.Read, h.Trylock, h.Check = read, try, true
-	h.Label = ""
+	if h.Label != "" { // a reused slot; the validator itself never sets labels
+		h.Label = ""
+	}
 	t.Lockdep.Held = held
 	t.Lockdep.ChainKey = key
 	if int32(n) >= c.g.maxDepth.Load() {
