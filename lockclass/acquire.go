@@ -34,7 +34,7 @@ func acquire(m *Map, sub int, read uint8, fl uint8, nest *Map, pc uintptr, defau
 	if !compiledIn || !enabled.Load() {
 		return nil
 	}
-	t := task.Claim(task.Goid())
+	t := task.Claim(task.ID())
 	if fl&fSleep != 0 && t.NonBlock|t.Preempt != 0 {
 		nonblock.MightSleep()
 	}

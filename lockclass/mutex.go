@@ -113,7 +113,7 @@ func (m *Mutex) TryLock() bool {
 func (m *Mutex) unlockTracked() {
 	t, id := m.owner, m.ownerID
 	m.owner, m.ownerID = nil, 0
-	if id == task.Goid() {
+	if id == task.ID() {
 		release(&m.dep, t)
 		return
 	}

@@ -20,7 +20,7 @@ func (m *Mutex) Lock() {
 	}
 	// acquire's cached path, inline.
 	pc := stack.ReturnPC()
-	t := task.Claim(task.Goid())
+	t := task.Claim(task.ID())
 	if t.NonBlock|t.Preempt != 0 {
 		nonblock.MightSleep()
 	}
@@ -41,7 +41,7 @@ func (m *Mutex) Lock() {
 func (m *Mutex) Unlock() {
 	if compiledIn && m.ownerID != 0 {
 		// The cached path: the caller is the owner and m is on top.
-		if t := m.owner; m.ownerID == task.Goid() {
+		if t := m.owner; m.ownerID == task.ID() {
 			held := t.Lockdep.Held
 			if n := len(held) - 1; n >= 0 && held[n].Instance == unsafe.Pointer(&m.dep) && held[n].References|uint32(held[n].PinCount) == 0 {
 				m.owner, m.ownerID = nil, 0

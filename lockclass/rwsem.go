@@ -108,7 +108,7 @@ func (s *RWSem) Unlock() {
 		if s.ownerID != 0 {
 			t, id := s.owner, s.ownerID
 			s.owner, s.ownerID = nil, 0
-			if id == task.Goid() {
+			if id == task.ID() {
 				release(&s.dep, t)
 			} else {
 				releaseShared(&s.dep)
@@ -135,7 +135,7 @@ func (s *RWSem) RLock() {
 	}
 	// acquire's cached path, inline.
 	pc := stack.ReturnPC()
-	t := task.Claim(task.Goid())
+	t := task.Claim(task.ID())
 	if t.NonBlock|t.Preempt != 0 {
 		nonblock.MightSleep()
 	}

@@ -84,7 +84,7 @@ func (l *SpinLock) Unlock() {
 		if l.ownerID != 0 {
 			t, id := l.owner, l.ownerID
 			l.owner, l.ownerID = nil, 0
-			if id == task.Goid() {
+			if id == task.ID() {
 				release(&l.dep, t)
 			} else {
 				releaseShared(&l.dep)

@@ -5,8 +5,6 @@ import (
 	"strings"
 	"unsafe"
 
-	"github.com/petermattis/goid"
-
 	"github.com/krules/krules/internal/stack"
 )
 
@@ -80,17 +78,6 @@ func Claim(id int64) *Task {
 	}
 	return claimSlow(id)
 }
-
-// Goid is ID, small enough to be inlined into the validator's hot paths.
-func Goid() int64 {
-	if idMode.Load() == modeFast {
-		return goid.Get()
-	}
-	return slowGoid()
-}
-
-//go:noinline
-func slowGoid() int64 { return slowID() }
 
 func claimSlow(id int64) *Task {
 	b := bucketFor(id)
