@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/petermattis/goid v0.0.0-20261109124353-7cfa343ad0ab
+	github.com/sasha-s/go-deadlock v0.3.9
 	github.com/stretchr/testify v1.12.1
 	go.uber.org/goleak v1.3.0
 	golang.org/x/exp v0.0.0-20261113113407-e3970619a1a4

@@ -57,8 +57,8 @@ func (t *Task) Empty() bool {
 }
 
 // Lookup returns the calling goroutine's record, or nil if it has none.
-// It never allocates and never locks. (ID is spelled out here and in Current
-// so that the hot path makes one call, to goid's getg.)
+// It never allocates and never locks. (ID is spelled out here and in Current:
+// it cannot be inlined, and this saves the hot paths a call.)
 func Lookup() *Task {
 	if idMode.Load() != modeFast {
 		return lookup(slowID())
@@ -73,16 +73,10 @@ func LookupID(id int64) *Task { return lookup(id) }
 // Current returns the calling goroutine's record, creating it if needed.
 // The caller must call ReleaseIfEmpty once it has cleared what it set.
 func Current() *Task {
-	var id int64
-	if idMode.Load() == modeFast {
-		id = goid.Get()
-	} else {
-		id = slowID()
+	if idMode.Load() != modeFast {
+		return Claim(slowID())
 	}
-	if t := lookup(id); t != nil {
-		return t
-	}
-	return insert(id)
+	return Claim(goid.Get())
 }
 
 // ReleaseIfEmpty drops the record from the table if it carries no state.
