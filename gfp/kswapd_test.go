@@ -9,6 +9,7 @@ import (
 
 	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/lockclass"
 )
 
 // kswapd wakes when an allocation finds the zone below its low watermark,
@@ -29,11 +30,13 @@ func TestKswapdReclaimsToHighAndStops(t *testing.T) {
 	stalls := z.Stats().AllocStall
 	var name atomic.Value
 	var flags atomic.Uint32
+	var underFSReclaim atomic.Bool
 	s := newHeldShrinker(z, pages[:600], 8)
 	rest := pages[600:]
 	s.Shrinker.Scan = func(sc *gfp.ShrinkControl) uint64 {
 		name.Store(krules.CurrentGoroutine().Name)
 		flags.Store(uint32(gfp.CurrentTaskFlags()))
+		underFSReclaim.Store(lockclass.IsHeld(gfp.FSReclaimMap))
 		return s.scanHeld(sc)
 	}
 	require.NoError(t, z.RegisterShrinker(&s.Shrinker))
@@ -52,6 +55,7 @@ func TestKswapdReclaimsToHighAndStops(t *testing.T) {
 	require.Equal(t, stalls, st.AllocStall, "nobody reclaimed directly")
 	require.Equal(t, "kswapd0", name.Load())
 	require.Equal(t, gfp.PFMemalloc|gfp.PFKswapd, gfp.TaskFlags(flags.Load()))
+	require.True(t, underFSReclaim.Load(), "kswapd holds fs_reclaim while it shrinks")
 	require.Less(t, st.Free, int64(wm.High+200), "kswapd stops once balanced")
 
 	z.UnregisterShrinker(&s.Shrinker)
