@@ -8,9 +8,15 @@ import "github.com/krules/krules/lockclass"
 // kswapd always), and MightAlloc acquires and releases it for every
 // allocation that could enter reclaim with FS, so lockdep orders every lock
 // held around such an allocation before reclaim and every lock taken by a
-// shrinker after it. Shrinker-owning code may use it to prime lockdep at
-// init (see FSReclaimAcquire). It belongs to the default validator, which
-// tests reset with lockclass.ResetDefault.
+// shrinker after it. It belongs to the default validator, which tests reset
+// with lockclass.ResetDefault.
+//
+// To order a held lock before reclaim by hand, call FSReclaimAcquire and
+// FSReclaimRelease rather than acquiring this map directly: they also order
+// fs_reclaim before NotifierMap, which MightAlloc relies on when it skips
+// the maps for goroutines that hold no lock. Taking fs_reclaim first and
+// then the shrinker's lock (priming, as drivers do at init) is fine either
+// way.
 var FSReclaimMap = lockclass.NewMap("fs_reclaim")
 
 // NotifierMap is the kernel's __mmu_notifier_invalidate_range_start_map,
