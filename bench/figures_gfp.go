@@ -35,6 +35,26 @@ var gfpFigures = []figure{
 		}),
 	},
 	{
+		// With a lock held, MightAlloc really acquires and releases the
+		// fs_reclaim and notifier maps: lockdep's price for proving reclaim
+		// deadlocks.
+		Name: "gfp order-0 pages, lock held", Baseline: "__GFP_NOLOCKDEP", MaxAllocs: 0,
+		base: withZone(func(z *gfp.Zone) func() {
+			return func() {
+				heldLock.Lock()
+				allocFreePageFlags(z, gfp.Kernel|gfp.NoLockdep)
+				heldLock.Unlock()
+			}
+		}),
+		rules: withZone(func(z *gfp.Zone) func() {
+			return func() {
+				heldLock.Lock()
+				allocFreePageFlags(z, gfp.Kernel)
+				heldLock.Unlock()
+			}
+		}),
+	},
+	{
 		// ns/op of the same total work on two goroutines against one: at
 		// most 1/1.3 means two goroutines get at least 1.3x the throughput.
 		Name: "gfp order-0 pages, 2 goroutines", Baseline: "1 goroutine", Target: 1 / 1.3, MaxAllocs: -1,
@@ -43,12 +63,17 @@ var gfpFigures = []figure{
 	},
 }
 
+// heldLock is held around allocations by the lock-held figure.
+var heldLock lockclass.Mutex
+
 // pageSink keeps the baseline's allocations from being optimised away.
 var pageSink []byte
 
 //go:noinline
-func allocFreePage(z *gfp.Zone) {
-	p, err := z.AllocPages(0, gfp.Kernel)
+func allocFreePage(z *gfp.Zone) { allocFreePageFlags(z, gfp.Kernel) }
+
+func allocFreePageFlags(z *gfp.Zone, flags gfp.Flags) {
+	p, err := z.AllocPages(0, flags)
 	if err != nil {
 		panic(err)
 	}
