@@ -86,16 +86,25 @@ func TestKswapdGivesUpAfterRepeatedFailures(t *testing.T) {
 		z.FreePages(p, 0)
 		time.Sleep(time.Millisecond)
 	}
-	time.Sleep(20 * time.Millisecond)
-	runs := z.Stats().PageOutRun
+	settled := func() int64 { // wait for a run in progress to end
+		for {
+			r := z.Stats().PageOutRun
+			time.Sleep(30 * time.Millisecond)
+			if z.Stats().PageOutRun == r {
+				return r
+			}
+		}
+	}
+	runs := settled()
 	require.GreaterOrEqual(t, runs, int64(gfp.MaxReclaimRetries))
+	wakeups := z.Stats().KswapdWakeups
 	for range 20 {
 		p, err := z.AllocPages(0, gfp.Atomic)
 		require.NoError(t, err)
 		z.FreePages(p, 0)
 	}
-	time.Sleep(20 * time.Millisecond)
-	require.Equal(t, runs, z.Stats().PageOutRun, "no more wake-ups")
+	require.Equal(t, runs, settled(), "no more runs")
+	require.Equal(t, wakeups, z.Stats().KswapdWakeups, "no more wake-ups")
 	require.Contains(t, z.ZoneInfo(), "node_unreclaimable:  1")
 }
 
