@@ -151,6 +151,8 @@ func demonstrate(w io.Writer) {
 		fmt.Fprint(w, indent(r.Text))
 	}
 	demonstrateTraceCheck(w)
+	demonstrateGFP(w)
+	demonstrateMempool(w)
 }
 
 func indent(s string) string {
