@@ -1,17 +1,14 @@
 package krules
 
 import (
-	"bytes"
 	"fmt"
-	"runtime"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 
 	"go.uber.org/goleak"
 
+	"github.com/krules/krules/internal/lineage"
 	"github.com/krules/krules/internal/splat"
 	"github.com/krules/krules/internal/task"
 )
@@ -72,13 +69,24 @@ func claimersFor(r *Report) []*claimer {
 	for _, c := range tests {
 		byGoroutine[c.goid] = c
 	}
-	parents := goroutineParents()
-	for id, hops := r.Goroutine.ID, 0; id > 0 && hops < 1000; id, hops = parents[id], hops+1 {
+	parents := lineage.Live()
+	for id, hops := r.Goroutine.ID, 0; id > 0 && hops < 1000; id, hops = parentOf(parents, id), hops+1 {
 		if c := byGoroutine[id]; c != nil {
 			return []*claimer{c}
 		}
 	}
 	return tests
+}
+
+// parentOf returns the goroutine that started id: from the live goroutines,
+// or else as noted by the code raising a report about a goroutine that has
+// returned (the trace checker learns parents from the trace).
+func parentOf(live map[int64]int64, id int64) int64 {
+	if p, ok := live[id]; ok {
+		return p
+	}
+	p, _ := lineage.Noted(id)
+	return p
 }
 
 func pushClaimer(c *claimer) {
@@ -234,19 +242,37 @@ func VerifyNone(tb testing.TB, opts ...Option) {
 	goleak.VerifyNone(tb, o.leak...)
 }
 
+// reaping serialises reapExited: parallel tests end concurrently, and a
+// record must be reaped once.
+var reaping sync.Mutex
+
 // reapExited finds task records whose goroutine has returned. A goroutine
 // that returned holding locks is reported, as the kernel's do_exit does
 // ("still has locks held!"); one that returned inside an atomic section gets
 // the kernel's note. The records are then dropped, so nothing leaks.
 func reapExited() {
-	live := liveGoroutines()
-	var dead []*task.Task
+	reaping.Lock()
+	defer reaping.Unlock()
+	// Records first, live goroutines second: a goroutine missing from a
+	// snapshot taken after its record was seen has returned (ids are never
+	// reused), while one that took its record after the snapshot would look
+	// dead. Owner, not ID: the owners of live records are still writing them.
+	type seen struct {
+		t  *task.Task
+		id int64
+	}
+	var records []seen
 	task.Each(func(t *task.Task) bool {
-		if !live[t.ID] {
-			dead = append(dead, t)
-		}
+		records = append(records, seen{t, t.Owner()})
 		return true
 	})
+	live := lineage.Live()
+	var dead []*task.Task
+	for _, r := range records {
+		if _, alive := live[r.id]; r.id > 0 && !alive && r.t.Owner() == r.id {
+			dead = append(dead, r.t)
+		}
+	}
 	for _, t := range dead {
 		if len(t.Lockdep.Held) > 0 {
 			who := fmt.Sprintf("%s/%d", commOf(t), t.ID)
@@ -271,67 +297,4 @@ func commOf(t *task.Task) string {
 		return t.Name
 	}
 	return "goroutine"
-}
-
-// liveGoroutines returns the ids of every goroutine, from runtime.Stack.
-func liveGoroutines() map[int64]bool {
-	buf := make([]byte, 1<<16)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	live := map[int64]bool{}
-	for _, line := range bytes.Split(buf, []byte("\n")) {
-		if id, ok := parseHeader(line); ok {
-			live[id] = true
-		}
-	}
-	return live
-}
-
-// goroutineParents maps each live goroutine to the goroutine that created
-// it, from the "created by ... in goroutine N" lines of runtime.Stack.
-func goroutineParents() map[int64]int64 {
-	buf := make([]byte, 1<<16)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	parents := map[int64]int64{}
-	var current int64
-	for _, line := range strings.Split(string(buf), "\n") {
-		if id, ok := parseHeader([]byte(line)); ok {
-			current = id
-			continue
-		}
-		if strings.HasPrefix(line, "created by ") {
-			if i := strings.LastIndex(line, " in goroutine "); i >= 0 {
-				if p, err := strconv.ParseInt(strings.TrimSpace(line[i+len(" in goroutine "):]), 10, 64); err == nil {
-					parents[current] = p
-				}
-			}
-		}
-	}
-	return parents
-}
-
-func parseHeader(line []byte) (int64, bool) {
-	rest, ok := bytes.CutPrefix(line, []byte("goroutine "))
-	if !ok {
-		return 0, false
-	}
-	i := bytes.IndexByte(rest, ' ')
-	if i <= 0 {
-		return 0, false
-	}
-	id, err := strconv.ParseInt(string(rest[:i]), 10, 64)
-	return id, err == nil
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/krules/krules/internal/lineage"
 	"github.com/krules/krules/internal/task"
 )
 
@@ -102,7 +103,7 @@ func TestGoroutineReturningWithLocksHeldIsReportedAndReaped(t *testing.T) {
 		done <- tk.ID
 	}()
 	id := <-done
-	require.Eventually(t, func() bool { return !liveGoroutines()[id] }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { _, alive := lineage.Live()[id]; return !alive }, 5*time.Second, time.Millisecond)
 	reapExited()
 	require.Equal(t, []Kind{LocksHeldAtExit}, rec.Kinds())
 	r := rec.Last()

@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -24,10 +27,26 @@ func BenchmarkFigures(b *testing.B) {
 	}
 }
 
-func TestQuickRunPrintsTheTableAndTheDemonstration(t *testing.T) {
+func TestQuickRunPrintsTheTableAndWritesTheOutputs(t *testing.T) {
 	var out bytes.Buffer
-	require.Zero(t, run(&out, true, ""))
+	dir := t.TempDir()
+	require.Zero(t, run(&out, config{quick: true, out: dir}))
 	require.Contains(t, out.String(), "MightSleep outside sections")
 	require.Contains(t, out.String(), "BUG: sleeping function called from invalid context at ")
 	require.Contains(t, out.String(), "non_block: 1")
+
+	var rep runReport
+	data, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(data, &rep))
+	require.Len(t, rep.Figures, len(figures))
+	for _, f := range rep.Figures {
+		require.Positive(t, f.BaselineNs, f.Name)
+		require.Positive(t, f.KrulesNs, f.Name)
+		require.InDelta(t, f.KrulesNs/f.BaselineNs, f.Ratio, 1e-9, f.Name)
+	}
+	svg, err := os.ReadFile(filepath.Join(dir, "overhead-ratios.svg"))
+	require.NoError(t, err)
+	require.Contains(t, string(svg), "<svg")
+	require.Contains(t, string(svg), "MightSleep outside sections")
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/krules/krules/internal/task"
@@ -22,7 +23,9 @@ type figure struct {
 
 // figures lists every hot path with its baseline. Each also runs as a Go
 // benchmark (BenchmarkFigures/<name>/{baseline,krules}).
-var figures = []figure{
+var figures = slices.Concat(baseFigures, nonblockFigures, lockclassFigures)
+
+var baseFigures = []figure{
 	{
 		Name: "current lookup", Baseline: "empty call", Target: 5, MaxAllocs: 0,
 		base: loop(emptyCall),

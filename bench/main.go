@@ -21,13 +21,22 @@ import (
 )
 
 func main() {
-	quick := flag.Bool("quick", false, "measure briefly (CI smoke run)")
-	only := flag.String("run", "", "only figures whose name contains this")
+	var cfg config
+	flag.BoolVar(&cfg.quick, "quick", false, "measure briefly (CI smoke run, under 20 s)")
+	flag.StringVar(&cfg.only, "run", "", "only figures whose name contains this")
+	flag.StringVar(&cfg.out, "out", "bench-out", "folder for results.json and the SVG charts (empty: write none)")
 	flag.Parse()
-	os.Exit(run(os.Stdout, *quick, *only))
+	os.Exit(run(os.Stdout, cfg))
 }
 
-func run(w io.Writer, quick bool, only string) int {
+type config struct {
+	quick bool
+	only  string
+	out   string
+}
+
+func run(w io.Writer, cfg config) int {
+	quick, only := cfg.quick, cfg.only
 	testing.Init()
 	benchtime := "300ms"
 	if quick {
@@ -44,6 +53,17 @@ func run(w io.Writer, quick bool, only string) int {
 	printTable(w, rows)
 	fmt.Fprintln(w)
 	demonstrate(w)
+	if cfg.out != "" {
+		files, err := writeOutputs(cfg.out, newRunReport(rows, quick))
+		fmt.Fprintln(w)
+		for _, f := range files {
+			fmt.Fprintln(w, "wrote", f)
+		}
+		if err != nil {
+			fmt.Fprintln(w, "bench:", err)
+			return 1
+		}
+	}
 	return 0
 }
 
@@ -130,6 +150,7 @@ func demonstrate(w io.Writer) {
 		fmt.Fprintln(w)
 		fmt.Fprint(w, indent(r.Text))
 	}
+	demonstrateTraceCheck(w)
 }
 
 func indent(s string) string {

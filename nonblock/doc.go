@@ -23,4 +23,23 @@
 //
 // Sections nest and belong to the goroutine that entered them. Outside every
 // section MightSleep costs a few nanoseconds and allocates nothing.
+//
+// MightSleep only sees the primitives that call it. The kernel also checks in
+// schedule() itself, so that blocking nobody announced is caught too. Its Go
+// counterpart is the trace checker (TraceCheck in tests, StartTraceCheck
+// elsewhere): sections mark themselves as runtime/trace regions, and the
+// checker reads the execution trace for goroutines that really blocked inside
+// one (a channel operation, select, sync.Mutex, sync.Cond, time.Sleep,
+// network I/O, a system call that blocked) and reports each as the kernel
+// does:
+//
+//	BUG: scheduling in a non-blocking section: oom_reaper/17/1
+//	blocked on: chan receive
+//	Non-block section entered at:
+//	drv.(*Notifier).Invalidate+0x3c drv/notifier.go:40
+//	CPU: - PID: 17 Comm: oom_reaper Tainted: G        W krules go1.26.8
+//	Call Trace:
+//	 runtime.chanrecv1+0x11 runtime/chan.go:509
+//	 drv.(*Notifier).Invalidate+0x5c drv/notifier.go:42
+//	 ...
 package nonblock

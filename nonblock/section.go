@@ -1,6 +1,8 @@
 package nonblock
 
 import (
+	"runtime/trace"
+
 	"github.com/krules/krules"
 	"github.com/krules/krules/internal/stack"
 	"github.com/krules/krules/internal/task"
@@ -8,7 +10,9 @@ import (
 
 // Start enters a non-block section on the calling goroutine: the kernel's
 // non_block_start(). Until the matching End, every might-sleep check on this
-// goroutine reports. Sections nest.
+// goroutine reports, and so does the trace checker if the goroutine really
+// blocks (TraceCheck). Sections nest, and belong to the goroutine that
+// entered them: only that goroutine can End them.
 //
 //go:noinline
 func Start() {
@@ -17,11 +21,16 @@ func Start() {
 		t.NonBlockSite = stack.ReturnPC()
 	}
 	t.NonBlock++
+	if trace.IsEnabled() {
+		openRegion(t, false, t.NonBlock)
+	}
 }
 
 // End leaves the innermost non-block section: the kernel's non_block_end().
-// An End without a Start is reported (WARN_ON in the kernel) and ignored; the
-// count never goes below zero.
+// An End without a Start on the calling goroutine is reported (WARN_ON in the
+// kernel) and ignored; the count never goes below zero. That includes an End
+// meant for a section another goroutine entered: it ends nothing, and that
+// goroutine stays in its section.
 func End() {
 	t := task.Lookup()
 	if t == nil || t.NonBlock == 0 {
@@ -30,6 +39,9 @@ func End() {
 		return
 	}
 	t.NonBlock--
+	if len(t.Regions) != 0 {
+		closeRegion(t, false, t.NonBlock+1)
+	}
 	t.ReleaseIfEmpty()
 }
 
@@ -45,6 +57,9 @@ func StartAtomic() {
 		t.PreemptSite = stack.ReturnPC()
 	}
 	t.Preempt++
+	if trace.IsEnabled() {
+		openRegion(t, true, t.Preempt)
+	}
 }
 
 // EndAtomic leaves the innermost atomic section: preempt_enable(). An
@@ -59,6 +74,9 @@ func EndAtomic() {
 	t.Preempt--
 	if t.Preempt == 0 {
 		t.PreemptSite = 0
+	}
+	if len(t.Regions) != 0 {
+		closeRegion(t, true, t.Preempt+1)
 	}
 	t.ReleaseIfEmpty()
 }

@@ -40,6 +40,7 @@ func ID() int64 {
 	return slowID()
 }
 
+//go:noinline
 func slowID() int64 {
 	if idMode.Load() == modeUnverified {
 		verify()

@@ -44,17 +44,21 @@ type Task struct {
 
 	// Lockdep is the lock validator's per-task state.
 	Lockdep Lockdep
+
+	// Regions are the runtime/trace regions of the open sections that were
+	// entered while tracing was on, innermost last (nonblock owns them).
+	Regions []SectionRegion
 }
 
 // Empty reports whether the record carries no state, so it can be dropped.
 func (t *Task) Empty() bool {
 	return t.NonBlock == 0 && t.Preempt == 0 && t.Memalloc == 0 && t.Name == "" &&
-		len(t.Lockdep.Held) == 0 && t.Lockdep.Off == 0
+		len(t.Lockdep.Held) == 0 && t.Lockdep.Off == 0 && len(t.Regions) == 0
 }
 
 // Lookup returns the calling goroutine's record, or nil if it has none.
-// It never allocates and never locks. (ID is spelled out here and in Current
-// so that the hot path makes one call, to goid's getg.)
+// It never allocates and never locks. (ID is spelled out here and in Current:
+// it cannot be inlined, and this saves the hot paths a call.)
 func Lookup() *Task {
 	if idMode.Load() != modeFast {
 		return lookup(slowID())
@@ -69,16 +73,10 @@ func LookupID(id int64) *Task { return lookup(id) }
 // Current returns the calling goroutine's record, creating it if needed.
 // The caller must call ReleaseIfEmpty once it has cleared what it set.
 func Current() *Task {
-	var id int64
-	if idMode.Load() == modeFast {
-		id = goid.Get()
-	} else {
-		id = slowID()
+	if idMode.Load() != modeFast {
+		return Claim(slowID())
 	}
-	if t := lookup(id); t != nil {
-		return t
-	}
-	return insert(id)
+	return Claim(goid.Get())
 }
 
 // ReleaseIfEmpty drops the record from the table if it carries no state.
@@ -111,6 +109,10 @@ func Each(fn func(t *Task) bool) {
 	}
 }
 
+// Owner returns the id of the goroutine that owns the record, or 0 if the
+// slot is free. Unlike ID it may be read by any goroutine.
+func (t *Task) Owner() int64 { return t.id.Load() }
+
 // Len returns the number of live records.
 func Len() int {
 	n := 0
@@ -125,5 +127,7 @@ func Reap(t *Task) {
 	t.NonBlock, t.Preempt, t.Memalloc = 0, 0, 0
 	t.Lockdep.Held = t.Lockdep.Held[:0]
 	t.Lockdep.Off = 0
+	clear(t.Regions) // a dead goroutine's regions cannot be ended; drop them
+	t.Regions = t.Regions[:0]
 	t.ReleaseIfEmpty()
 }

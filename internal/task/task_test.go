@@ -158,3 +158,27 @@ func TestReapFreesADeadGoroutinesRecord(t *testing.T) {
 	Reap(tk)
 	require.Zero(t, Len())
 }
+
+func TestOpenRegionsKeepTheRecordAndReapDropsThem(t *testing.T) {
+	tk := Current()
+	require.Equal(t, ID(), tk.Owner())
+	tk.Regions = append(tk.Regions, SectionRegion{Depth: 1})
+	tk.ReleaseIfEmpty()
+	require.Same(t, tk, Lookup(), "a record with an open region stays")
+	tk.Regions = tk.Regions[:0]
+	tk.ReleaseIfEmpty()
+	require.Nil(t, Lookup())
+	require.Zero(t, tk.Owner(), "a free slot has no owner")
+
+	done := make(chan *Task)
+	go func() {
+		tk := Current()
+		tk.NonBlock = 1
+		tk.Regions = append(tk.Regions, SectionRegion{Depth: 1})
+		done <- tk
+	}()
+	tk = <-done
+	Reap(tk)
+	require.Zero(t, Len())
+	require.Empty(t, tk.Regions)
+}

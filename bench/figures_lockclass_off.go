@@ -1,0 +1,12 @@
+//go:build krules_nolockdep
+
+package main
+
+// compiledOutFigures: with -tags krules_nolockdep a Mutex is a plain lock;
+// the target is parity with sync.Mutex, within measurement noise.
+var compiledOutFigures = []figure{
+	{
+		Name: "Mutex compiled out", Baseline: "sync.Mutex", Target: 1.1, MaxAllocs: 0,
+		base: benchSyncPair, rules: benchMutexPair,
+	},
+}

@@ -1,0 +1,124 @@
+package lockclass
+
+import (
+	"runtime"
+	"strconv"
+	"sync"
+	"unsafe"
+	"weak"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/internal/stack"
+)
+
+// Key is a lock class key, the kernel's struct lock_class_key: its identity
+// is its address, and it stands for eight classes, one per subclass. Declare
+// one as a package-level variable and pass it with WithKey (or SetClass) to
+// put locks initialised in different places into one class, or to split the
+// locks initialised at one place into several. A Key inside a heap object is
+// a dynamic key: RegisterKey it before use and UnregisterKey it before the
+// object is dropped, which zaps its classes with every dependency and cached
+// chain that mentions them (lockdep_register_key/lockdep_unregister_key).
+//
+// A Key must not be copied.
+type Key struct {
+	_    noCopy
+	name string // the default class name of a site key
+	site uintptr
+}
+
+// The kernel's special keys: __lockdep_no_validate__ and
+// __lockdep_no_track__. Locks keyed with them share one class each.
+var (
+	noValidateKey = Key{name: "(no-validate)"}
+	noTrackKey    = Key{name: "(no-track)"}
+)
+
+// siteKeys maps an initialisation or first-acquisition site to its key: the
+// hidden static lock_class_key of the kernel's init macros, one per line.
+var siteKeys sync.Map // uintptr -> *Key
+
+// siteKey returns the key of the source line at pc (a return address).
+func siteKey(pc uintptr) *Key {
+	if k, ok := siteKeys.Load(pc); ok {
+		return k.(*Key)
+	}
+	k := &Key{name: siteName(pc), site: pc}
+	actual, _ := siteKeys.LoadOrStore(pc, k)
+	return actual.(*Key)
+}
+
+// siteName names a site-keyed class after its source line, "dir/file.go:42",
+// standing in for the stringified lock expression the kernel uses.
+func siteName(pc uintptr) string {
+	f, _ := runtime.CallersFrames([]uintptr{pc}).Next()
+	if f.File == "" {
+		return "lock@0x" + strconv.FormatUint(uint64(pc), 16)
+	}
+	return stack.ShortFile(f.File) + ":" + strconv.Itoa(f.Line)
+}
+
+// registeredKeys holds the dynamic keys (lockdep_register_key).
+var registeredKeys sync.Map // *Key -> struct{}
+
+// validators lists every validator, weakly, so UnregisterKey can zap a key's
+// classes wherever they were registered.
+var validators struct {
+	mu   sync.Mutex
+	list []weak.Pointer[Validator]
+}
+
+func trackValidator(v *Validator) {
+	validators.mu.Lock()
+	defer validators.mu.Unlock()
+	live := validators.list[:0]
+	for _, w := range validators.list {
+		if w.Value() != nil {
+			live = append(live, w)
+		}
+	}
+	validators.list = append(live, weak.Make(v))
+}
+
+func allValidators() []*Validator {
+	validators.mu.Lock()
+	defer validators.mu.Unlock()
+	var vs []*Validator
+	for _, w := range validators.list {
+		if v := w.Value(); v != nil {
+			vs = append(vs, v)
+		}
+	}
+	return vs
+}
+
+// RegisterKey registers a dynamic key before its first use:
+// lockdep_register_key(). Registering a key twice, or one of the special
+// keys, is a WARNING.
+func RegisterKey(k *Key) {
+	if k == &noValidateKey || k == &noTrackKey {
+		krules.Emit(warnf(krules.LockdepMisuse, "lockdep_register_key: registering a special key"))
+		return
+	}
+	if _, dup := registeredKeys.LoadOrStore(k, struct{}{}); dup {
+		krules.Emit(warnf(krules.LockdepMisuse, "lockdep_register_key: key %p registered twice", k))
+	}
+}
+
+// UnregisterKey drops a dynamic key before its memory goes away:
+// lockdep_unregister_key(). Every class of the key (all subclasses, in
+// every validator) is zapped together with the dependencies and cached
+// chains that mention it; locks still using the key get fresh classes on
+// their next acquisition. Unregistering a key that was not registered is a
+// WARNING and does nothing else.
+func UnregisterKey(k *Key) {
+	if _, ok := registeredKeys.LoadAndDelete(k); !ok {
+		krules.Emit(warnf(krules.LockdepMisuse, "lockdep_unregister_key: key %p was not registered", k))
+		return
+	}
+	for _, v := range allValidators() {
+		v.graph().zapKey(k)
+	}
+}
+
+func keyPtr(k *Key) unsafe.Pointer { return unsafe.Pointer(k) }

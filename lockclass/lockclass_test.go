@@ -1,0 +1,759 @@
+//go:build !krules_nolockdep
+
+package lockclass_test
+
+import (
+	"context"
+	"io"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/internal/task"
+	"github.com/krules/krules/lockclass"
+	"github.com/krules/krules/nonblock"
+)
+
+func mutex(v *lockclass.Validator, name string) *lockclass.Mutex {
+	m := new(lockclass.Mutex)
+	m.Init(lockclass.WithValidator(v), lockclass.WithKey(new(lockclass.Key)), lockclass.WithName(name))
+	return m
+}
+
+// The circular report's layout (spec §7.2), line by line.
+func TestCircularReportLayout(t *testing.T) {
+	rec := krules.Record(t)
+	v := lockclass.NewValidator()
+	a, b, c := mutex(v, "&a->lock"), mutex(v, "&b->lock"), mutex(v, "&c->lock")
+	a.Lock()
+	b.Lock() // A -> B
+	b.Unlock()
+	a.Unlock()
+	b.Lock()
+	c.Lock() // B -> C
+	c.Unlock()
+	b.Unlock()
+	c.Lock()
+	a.Lock() // C -> A closes A -> B -> C -> A
+	a.Unlock()
+	c.Unlock()
+	require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+	r := rec.Last()
+	require.Equal(t, "WARNING: possible circular locking dependency detected", r.Headline)
+	lines := strings.Split(r.Text, "\n")
+	require.Equal(t, strings.Repeat("=", len(r.Headline)), lines[0])
+	require.Equal(t, r.Headline, lines[1])
+	require.Regexp(t, `^(Not tainted|Tainted: G +W) krules go`, lines[2])
+	require.Equal(t, strings.Repeat("-", len(r.Headline)), lines[3])
+	require.Regexp(t, `^TestCircularReportLayout/\d+ is trying to acquire lock:$`, lines[4])
+	require.Regexp(t, `^[0-9a-f]{16} \(&a->lock\)\{\+\.\+\.\}-\{4:4\}, at: lockclass_test\.TestCircularReportLayout\+0x[0-9a-f]+ lockclass/lockclass_test\.go:\d+$`, lines[5])
+	require.Equal(t, "", lines[6])
+	require.Equal(t, "but task is already holding lock:", lines[7])
+	require.Regexp(t, `^[0-9a-f]{16} \(&c->lock\)\{\+\.\+\.\}-\{4:4\}, at: `, lines[8])
+	text := r.Text
+	for _, want := range []string{
+		"\nwhich lock already depends on the new lock.\n\n\nthe existing dependency chain (in reverse order) is:\n",
+		"\n-> #2 (&c->lock){+.+.}-{4:4}:\n       lockclass.(*Mutex).Lock+",
+		"\n-> #1 (&b->lock){+.+.}-{4:4}:\n       lockclass.(*Mutex).Lock+",
+		"\n-> #0 (&a->lock){+.+.}-{4:4}:\n       lockclass.(*Mutex).Lock+",
+		"\nother info that might help us debug this:\n\nChain exists of:\n  &a->lock --> &b->lock --> &c->lock\n\n",
+		" Possible unsafe locking scenario:\n\n" +
+			"       CPU0                    CPU1\n" +
+			"       ----                    ----\n" +
+			"  lock(&c->lock);\n" +
+			"                               lock(&b->lock);\n" +
+			"                               lock(&c->lock);\n" +
+			"  lock(&a->lock);\n\n *** DEADLOCK ***\n\n1 lock held by TestCircularReportLayout/",
+		"\n #0: ",
+		"\n\nstack backtrace:\nCPU: - PID: ",
+		"Call Trace:\n lockclass.(*Mutex).Lock+",
+	} {
+		require.Contains(t, text, want)
+	}
+	// Each link carries the stack that first recorded it: B -> C was seen
+	// at the line taking c under b.
+	require.Regexp(t, `-> #1 \(&b->lock\)\S+:\n +lockclass\.\(\*Mutex\)\.Lock\+0x[0-9a-f]+ \S+\n +lockclass_test\.TestCircularReportLayout\+0x[0-9a-f]+ lockclass/lockclass_test\.go:\d+\n`, text)
+}
+
+func TestTwoLockCycleHasNoChainLineAndReadScenario(t *testing.T) {
+	rec := krules.Record(t)
+	v := lockclass.NewValidator()
+	var s lockclass.RWSem
+	s.Init(lockclass.WithValidator(v), lockclass.WithName("&mm->mmap_lock"))
+	m := mutex(v, "&dev->lock")
+	s.RLock()
+	m.Lock()
+	m.Unlock()
+	s.RUnlock()
+	m.Lock()
+	s.RLock() // rwsem_ABBA2: r then N, strong
+	s.RUnlock()
+	m.Unlock()
+	r := rec.Last()
+	require.NotNil(t, r)
+	require.Equal(t, krules.CircularDependency, r.Kind)
+	require.NotContains(t, r.Text, "Chain exists of:")
+	require.Contains(t, r.Text, "  lock(&dev->lock);\n                               lock(&mm->mmap_lock);\n                               lock(&dev->lock);\n  rlock(&mm->mmap_lock);\n")
+	require.Contains(t, r.Text, "(&mm->mmap_lock){.+.+}-{4:4}")
+}
+
+func TestRecursiveReportLayout(t *testing.T) {
+	rec := krules.Record(t)
+	v := lockclass.NewValidator()
+	var k lockclass.Key
+	var x1, x2 lockclass.SpinLock
+	x1.Init(lockclass.WithValidator(v), lockclass.WithKey(&k), lockclass.WithName("&x->lock"))
+	x2.Init(lockclass.WithValidator(v), lockclass.WithKey(&k), lockclass.WithName("&x->lock"))
+	x1.Lock()
+	x2.Lock()
+	x2.Unlock()
+	x1.Unlock()
+	require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+	r := rec.Last()
+	require.Regexp(t, `(?s)^============================================\nWARNING: possible recursive locking detected\n.*\n--------------------------------------------\n`+
+		`TestRecursiveReportLayout/\d+ is trying to acquire lock:\n[0-9a-f]{16} \(&x->lock\)\{\+\.\+\.\}-\{2:2\}, at: .*\n\n`+
+		`but task is already holding lock:\n[0-9a-f]{16} \(&x->lock\)\{\+\.\+\.\}-\{2:2\}, at: .*\n\n`+
+		`other info that might help us debug this:\n Possible unsafe locking scenario:\n\n       CPU0\n       ----\n  lock\(&x->lock\);\n  lock\(&x->lock\);\n\n \*\*\* DEADLOCK \*\*\*\n\n May be due to missing lock nesting notation\n\n`+
+		`1 lock held by TestRecursiveReportLayout/\d+:\n #0: .*\n\nstack backtrace:\nCPU: `, r.Text)
+}
+
+func TestBadUnlockBalanceLayout(t *testing.T) {
+	rec := krules.Record(t)
+	v := lockclass.NewValidator()
+	m := mutex(v, "&dev->lock")
+	m.Lock()
+	m.Unlock()
+	m.Unlock()
+	require.Equal(t, []krules.Kind{krules.BadUnlockBalance}, rec.Kinds())
+	require.Regexp(t, `(?s)^=====================================\nWARNING: bad unlock balance detected!\n.*\n-------------------------------------\n`+
+		`TestBadUnlockBalanceLayout/\d+ is trying to release lock \(&dev->lock\) at:\n\[<[0-9a-f]{16}>\] lockclass_test\.TestBadUnlockBalanceLayout\+0x[0-9a-f]+ lockclass/lockclass_test\.go:\d+\n`+
+		`but there are no more locks to release!\n\nother info that might help us debug this:\nno locks held by TestBadUnlockBalanceLayout/\d+\.\n\nstack backtrace:\n`, rec.Last().Text)
+	require.False(t, m.IsLocked())
+	m.Lock() // still a working lock
+	m.Unlock()
+}
+
+func TestHeldLockFreedLayout(t *testing.T) {
+	rec := krules.Record(t)
+	v := lockclass.NewValidator()
+	m := mutex(v, "&dev->lock")
+	m.Lock()
+	m.Destroy()
+	m.Unlock()
+	require.Equal(t, []krules.Kind{krules.HeldLockFreed}, rec.Kinds())
+	require.Regexp(t, `(?s)^=========================\nWARNING: held lock freed!\n.*\n-------------------------\n`+
+		`TestHeldLockFreedLayout/\d+ is freeing memory [0-9a-f]{16}-[0-9a-f]{16}, with a lock still held there!\n`+
+		`[0-9a-f]{16} \(&dev->lock\)\{\+\.\+\.\}-\{4:4\}, at: .*\n1 lock held by TestHeldLockFreedLayout/\d+:\n #0: .*\n\nstack backtrace:\n`, rec.Last().Text)
+	require.Nil(t, task.Lookup(), "the record is gone once the lock is released")
+}
+
+func TestNestLock(t *testing.T) {
+	t.Run("ww_test_spin_nest_lock", func(t *testing.T) {
+		rec := krules.Record(t)
+		v := lockclass.NewValidator()
+		var ky lockclass.Key
+		x := mutex(v, "X")
+		a := mutex(v, "A")
+		var y1, y2 lockclass.Mutex
+		y1.Init(lockclass.WithValidator(v), lockclass.WithKey(&ky), lockclass.WithName("Y"))
+		y2.Init(lockclass.WithValidator(v), lockclass.WithKey(&ky), lockclass.WithName("Y"))
+		x.Lock()
+		y1.LockNestLock(x)
+		a.Lock()
+		y2.LockNestLock(x) // same class, serialised by X: OK via nest
+		y2.Unlock()
+		a.Unlock()
+		y1.Unlock()
+		x.Unlock()
+		require.Zero(t, rec.Len())
+	})
+	t.Run("merge", func(t *testing.T) {
+		rec := krules.Record(t)
+		v := lockclass.NewValidator()
+		var ky lockclass.Key
+		x := mutex(v, "X")
+		var y1, y2 lockclass.Mutex
+		y1.Init(lockclass.WithValidator(v), lockclass.WithKey(&ky), lockclass.WithName("Y"))
+		y2.Init(lockclass.WithValidator(v), lockclass.WithKey(&ky), lockclass.WithName("Y"))
+		x.Lock()
+		y1.LockNestLock(x)
+		y2.LockNestLock(x) // merged into y1's entry
+		tk := task.Lookup()
+		require.Len(t, tk.Lockdep.Held, 2)
+		require.EqualValues(t, 2, tk.Lockdep.Held[1].References)
+		y1.Unlock() // either instance releases a reference
+		require.True(t, lockclass.IsHeld(&y2))
+		y2.Unlock()
+		require.Len(t, tk.Lockdep.Held, 1)
+		x.Unlock()
+		require.Zero(t, rec.Len())
+		require.Nil(t, task.Lookup())
+	})
+	t.Run("ww_test_spin_nest_unlocked", func(t *testing.T) {
+		rec := krules.Record(t)
+		v := lockclass.NewValidator()
+		x, a := mutex(v, "X"), mutex(v, "A")
+		a.LockNestLock(x)
+		a.Unlock()
+		require.Equal(t, []krules.Kind{krules.NestedLockNotTaken}, rec.Kinds())
+		require.Contains(t, rec.Last().Text, "\nbut this task is not holding:\nX\n")
+	})
+	t.Run("same class without nest lock", func(t *testing.T) {
+		rec := krules.Record(t)
+		v := lockclass.NewValidator()
+		var ky lockclass.Key
+		var y1, y2 lockclass.Mutex
+		y1.Init(lockclass.WithValidator(v), lockclass.WithKey(&ky))
+		y2.Init(lockclass.WithValidator(v), lockclass.WithKey(&ky))
+		y1.Lock()
+		y2.Lock()
+		y2.Unlock()
+		y1.Unlock()
+		require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+	})
+}
+
+func TestTrylock(t *testing.T) {
+	t.Run("never the target of an edge", func(t *testing.T) {
+		rec := krules.Record(t)
+		v := lockclass.NewValidator()
+		a, b := mutex(v, "A"), mutex(v, "B")
+		a.Lock()
+		require.True(t, b.TryLock())
+		b.Unlock()
+		a.Unlock()
+		b.Lock()
+		a.Lock()
+		a.Unlock()
+		b.Unlock()
+		require.Zero(t, rec.Len())
+	})
+	t.Run("a predecessor of later locks", func(t *testing.T) {
+		rec := krules.Record(t)
+		v := lockclass.NewValidator()
+		a, b := mutex(v, "A"), mutex(v, "B")
+		require.True(t, a.TryLock())
+		b.Lock()
+		b.Unlock()
+		a.Unlock()
+		b.Lock()
+		a.Lock()
+		a.Unlock()
+		b.Unlock()
+		require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+	})
+	t.Run("trylocks above the nearest blocking lock all get edges", func(t *testing.T) {
+		rec := krules.Record(t)
+		v := lockclass.NewValidator()
+		a, b, c := mutex(v, "A"), mutex(v, "B"), mutex(v, "C")
+		a.Lock()
+		require.True(t, b.TryLock())
+		c.Lock() // B -> C and A -> C
+		c.Unlock()
+		b.Unlock()
+		a.Unlock()
+		var out strings.Builder
+		require.NoError(t, v.WriteClasses(&out))
+		require.Regexp(t, `FD:    2 BD:    1 \+\.\+\.: A\n\n`, out.String(), "A -> C exists, not adjacent")
+		require.Regexp(t, `FD:    1 BD:    3 \+\.\+\.: C\n`, out.String())
+		require.Zero(t, rec.Len())
+		c.Lock()
+		a.Lock()
+		a.Unlock()
+		c.Unlock()
+		require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+	})
+	t.Run("failed trylock is invisible", func(t *testing.T) {
+		v := lockclass.NewValidator()
+		a := mutex(v, "A")
+		done := make(chan struct{})
+		a.Lock()
+		go func() { defer close(done); require.False(t, a.TryLock()); require.Nil(t, task.Lookup()) }()
+		<-done
+		a.Unlock()
+	})
+}
+
+func TestEdgesOnlyFromTheNearestPredecessor(t *testing.T) {
+	krules.Check(t)
+	v := lockclass.NewValidator()
+	a, b, c := mutex(v, "A"), mutex(v, "B"), mutex(v, "C")
+	a.Lock()
+	b.Lock()
+	c.Lock()
+	c.Unlock()
+	b.Unlock()
+	a.Unlock()
+	var out strings.Builder
+	require.NoError(t, v.WriteClasses(&out))
+	require.Regexp(t, `FD:    3 BD:    1 \+\.\+\.: A\n -> \[[0-9a-f]+\] B\n\n`, out.String())
+	require.Regexp(t, `FD:    2 BD:    2 \+\.\+\.: B\n -> \[[0-9a-f]+\] C\n\n`, out.String())
+	require.Regexp(t, `FD:    1 BD:    3 \+\.\+\.: C\n\n`, out.String())
+	st := v.Stats()
+	require.Equal(t, 3, st.Classes)
+	require.Equal(t, 4, st.Entries, "two list entries per direct dependency")
+	require.Equal(t, 3, st.Chains)
+}
+
+func TestOutOfOrderReleaseRebuildsAndValidates(t *testing.T) {
+	rec := krules.Record(t)
+	v := lockclass.NewValidator()
+	a, b, c, d := mutex(v, "A"), mutex(v, "B"), mutex(v, "C"), mutex(v, "D")
+	d.Lock()
+	a.Lock()
+	d.Unlock() // out of order is legal
+	a.Unlock()
+	require.Zero(t, rec.Len())
+	a.Lock()
+	b.Lock()
+	c.Lock()
+	b.Unlock() // rebuild: C re-acquired right on top of A
+	var out strings.Builder
+	require.NoError(t, v.WriteClasses(&out))
+	require.Regexp(t, `: A\n -> \[[0-9a-f]+\] B\n -> \[[0-9a-f]+\] C\n`, out.String(), "A -> C became adjacent")
+	c.Unlock()
+	a.Unlock()
+	require.Zero(t, rec.Len())
+	require.Nil(t, task.Lookup())
+	c.Lock()
+	d.Lock() // C -> D closes D -> A -> B -> C
+	d.Unlock()
+	c.Unlock()
+	require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+}
+
+func TestSubclasses(t *testing.T) {
+	rec := krules.Record(t)
+	v := lockclass.NewValidator()
+	var k lockclass.Key
+	var parent, child lockclass.Mutex
+	parent.Init(lockclass.WithValidator(v), lockclass.WithKey(&k), lockclass.WithName("&inode->i_rwsem"))
+	child.Init(lockclass.WithValidator(v), lockclass.WithKey(&k), lockclass.WithName("&inode->i_rwsem"))
+	parent.Lock()
+	child.LockNested(1)
+	tk := task.Lookup()
+	require.Contains(t, task.LabelOf(&tk.Lockdep.Held[1]), "(&inode->i_rwsem/1)")
+	child.Unlock()
+	parent.Unlock()
+	require.Zero(t, rec.Len())
+	parent.LockNested(8)
+	parent.Unlock()
+	require.Equal(t, []krules.Kind{krules.InvalidSubclass}, rec.Kinds())
+	require.Equal(t, "BUG: looking up invalid subclass: 8", rec.Last().Headline)
+	require.Contains(t, rec.Last().Text, "\nturning off the locking correctness validator.\n")
+	require.False(t, v.Enabled())
+}
+
+func TestNameVersions(t *testing.T) {
+	v := lockclass.NewValidator()
+	a, b := mutex(v, "&lock"), mutex(v, "&lock")
+	a.Lock()
+	b.Lock()
+	b.Unlock()
+	a.Unlock()
+	var out strings.Builder
+	require.NoError(t, v.WriteClasses(&out))
+	require.Contains(t, out.String(), ": &lock\n")
+	require.Contains(t, out.String(), "] &lock#2\n")
+}
+
+func TestInitSiteKeysAndZeroValueLocks(t *testing.T) {
+	krules.Check(t)
+	lockclass.ResetDefault(t)
+	var ms [3]lockclass.Mutex
+	for i := range ms {
+		ms[i].Init() // one site: one class
+	}
+	var zero lockclass.Mutex
+	for i := range ms {
+		ms[i].Lock()
+		ms[i].Unlock()
+	}
+	zero.Lock()
+	zero.Unlock()
+	require.Equal(t, 2, lockclass.Default().Stats().Classes)
+	var out strings.Builder
+	require.NoError(t, lockclass.Default().WriteClasses(&out))
+	require.Regexp(t, `: lockclass/lockclass_test\.go:\d+\n`, out.String())
+}
+
+func TestLimitsTurnValidationOffAndLocksKeepWorking(t *testing.T) {
+	rec := krules.Record(t)
+	v := lockclass.NewValidator(lockclass.WithLimits(lockclass.Limits{Classes: 2}))
+	a, b, c := mutex(v, "A"), mutex(v, "B"), mutex(v, "C")
+	a.Lock()
+	b.Lock()
+	c.Lock()
+	c.Unlock()
+	b.Unlock()
+	a.Unlock()
+	require.Equal(t, []krules.Kind{krules.LockdepLimit}, rec.Kinds())
+	require.Equal(t, "BUG: MAX_LOCKDEP_KEYS too low!", rec.Last().Headline)
+	require.False(t, v.Enabled())
+	c.Lock()
+	a.Lock() // no report: validation is off
+	a.Unlock()
+	c.Unlock()
+	require.Equal(t, 1, rec.Len())
+	require.Nil(t, task.Lookup())
+}
+
+func TestMaxLockDepth(t *testing.T) {
+	rec := krules.Record(t)
+	v := lockclass.NewValidator()
+	locks := make([]*lockclass.Mutex, lockclass.MaxLockDepth)
+	for i := range locks {
+		locks[i] = mutex(v, "L")
+	}
+	for i, m := range locks {
+		m.Lock()
+		if i < lockclass.MaxLockDepth-1 {
+			require.Zero(t, rec.Len(), "depth %d", i+1)
+		}
+	}
+	require.Equal(t, []krules.Kind{krules.LockdepLimit}, rec.Kinds())
+	require.Equal(t, "BUG: MAX_LOCK_DEPTH too low!", rec.Last().Headline)
+	require.Contains(t, rec.Last().Text, "\ndepth: 48  max: 48!\n48 locks held by ")
+	for i := len(locks) - 1; i >= 0; i-- {
+		locks[i].Unlock()
+	}
+	require.Nil(t, task.Lookup())
+}
+
+func TestKeepGoing(t *testing.T) {
+	rec := krules.Record(t)
+	v := lockclass.NewValidator(lockclass.KeepGoing())
+	a, b, c := mutex(v, "A"), mutex(v, "B"), mutex(v, "C")
+	for _, pair := range [][2]*lockclass.Mutex{{a, b}, {b, a}, {b, c}, {c, b}} {
+		pair[0].Lock()
+		pair[1].Lock()
+		pair[1].Unlock()
+		pair[0].Unlock()
+	}
+	require.Equal(t, []krules.Kind{krules.CircularDependency, krules.CircularDependency}, rec.Kinds())
+	require.True(t, v.Enabled())
+	require.Nil(t, task.Lookup())
+}
+
+func TestLockMaps(t *testing.T) {
+	rec := krules.Record(t)
+	v := lockclass.NewValidator()
+	reclaim := lockclass.NewMap("fs_reclaim", lockclass.WithValidator(v))
+	m := mutex(v, "&dev->lock")
+	// reclaim takes the lock; an allocation under the lock might reclaim.
+	reclaim.Acquire()
+	m.Lock()
+	m.Unlock()
+	reclaim.Release()
+	m.Lock()
+	lockclass.MightLock(reclaim)
+	m.Unlock()
+	require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "(fs_reclaim){+.+.}-{0:0}")
+
+	rec.Clear()
+	v2 := lockclass.NewValidator()
+	flush := lockclass.NewMap("(wq_completion)events", lockclass.WithValidator(v2))
+	l := mutex(v2, "&dev->lock")
+	flush.AcquireRead()
+	l.Lock()
+	l.Unlock()
+	flush.Release()
+	l.Lock()
+	flush.Sync()
+	l.Unlock()
+	require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "  sync((wq_completion)events);\n")
+	require.Nil(t, task.Lookup())
+}
+
+func TestMightLockReadAndNested(t *testing.T) {
+	rec := krules.Record(t)
+	v := lockclass.NewValidator()
+	var s lockclass.RWSem
+	s.Init(lockclass.WithValidator(v), lockclass.WithName("S"))
+	s.RLock()
+	lockclass.MightLockRead(&s) // r after r: recursive
+	s.RUnlock()
+	require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+	v2 := lockclass.NewValidator()
+	var s2 lockclass.RWSem
+	s2.Init(lockclass.WithValidator(v2), lockclass.WithName("S"))
+	s2.Lock()
+	lockclass.MightLockNested(&s2, 1) // another subclass: fine
+	s2.Unlock()
+	require.Equal(t, 1, rec.Len())
+}
+
+func TestAssertionsAndPins(t *testing.T) {
+	rec := krules.Record(t)
+	v := lockclass.NewValidator()
+	m := mutex(v, "M")
+	var s lockclass.RWSem
+	s.Init(lockclass.WithValidator(v), lockclass.WithName("S"))
+	lockclass.AssertNotHeld(m)
+	lockclass.AssertNoneHeld()
+	require.False(t, lockclass.IsHeld(m))
+	m.Lock()
+	s.RLock()
+	lockclass.AssertHeld(m)
+	lockclass.AssertHeldWrite(m)
+	lockclass.AssertHeldRead(&s)
+	require.True(t, lockclass.IsHeld(m))
+	require.Zero(t, rec.Len())
+	lockclass.AssertHeldRead(m)
+	lockclass.AssertNotHeld(m)
+	lockclass.AssertNoneHeld()
+	require.Equal(t, 3, rec.Len())
+	for _, r := range rec.Reports() {
+		require.Equal(t, krules.LockdepMisuse, r.Kind)
+		require.Regexp(t, `^WARNING: PID: \d+ at lockclass/lockclass_test\.go:\d+ `, r.Headline)
+	}
+	rec.Clear()
+	c := lockclass.Pin(m)
+	lockclass.Unpin(m, c)
+	c = lockclass.Pin(m)
+	s.RUnlock()
+	m.Unlock() // pinned
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "releasing a pinned lock")
+	lockclass.Unpin(m, c)
+	require.Equal(t, 2, rec.Len())
+	require.Contains(t, rec.Last().Text, "unpinning an unheld lock")
+	require.Nil(t, task.Lookup())
+}
+
+func TestOffOn(t *testing.T) {
+	krules.Check(t)
+	v := lockclass.NewValidator()
+	a, b := mutex(v, "A"), mutex(v, "B")
+	a.Lock()
+	b.Lock()
+	b.Unlock()
+	a.Unlock()
+	lockclass.Off()
+	b.Lock()
+	a.Lock() // ignored
+	require.True(t, lockclass.IsHeld(a), "unknown while off")
+	a.Unlock()
+	b.Unlock()
+	lockclass.On()
+	require.True(t, v.Enabled())
+	require.Nil(t, task.Lookup())
+}
+
+func TestSetEnabledMakesPlainLocks(t *testing.T) {
+	krules.Check(t)
+	v := lockclass.NewValidator()
+	a, b := mutex(v, "A"), mutex(v, "B")
+	a.Lock()
+	prev := lockclass.SetEnabled(false)
+	b.Lock()
+	b.Unlock()
+	a.Unlock() // acquired while on: released properly
+	require.Nil(t, task.Lookup())
+	b.Lock()
+	lockclass.SetEnabled(prev)
+	b.Unlock() // acquired while off: a plain unlock, not a bad balance
+	require.True(t, v.Enabled())
+}
+
+func TestRegisterUnregisterKeyZapsClasses(t *testing.T) {
+	rec := krules.Record(t)
+	v := lockclass.NewValidator()
+	type obj struct {
+		key lockclass.Key
+		mu  lockclass.Mutex
+	}
+	o := new(obj)
+	lockclass.RegisterKey(&o.key)
+	o.mu.Init(lockclass.WithValidator(v), lockclass.WithKey(&o.key), lockclass.WithName("&obj->mu"))
+	other := mutex(v, "other")
+	o.mu.Lock()
+	other.Lock()
+	other.Unlock()
+	o.mu.Unlock()
+	before := v.Stats()
+	require.Equal(t, 2, before.Classes)
+	require.Equal(t, 2, before.Entries)
+	lockclass.UnregisterKey(&o.key)
+	after := v.Stats()
+	require.Equal(t, 1, after.Classes)
+	require.Zero(t, after.Entries)
+	require.Equal(t, 1, after.ZappedClasses)
+	require.Equal(t, 2, before.Chains)
+	require.Zero(t, after.Chains, "the chains mentioning it are gone")
+	require.Equal(t, 2, after.ZappedChains)
+	// No memory of the old order: the reverse is fine now.
+	lockclass.RegisterKey(&o.key)
+	other.Lock()
+	o.mu.Lock()
+	o.mu.Unlock()
+	other.Unlock()
+	require.Zero(t, rec.Len())
+	lockclass.UnregisterKey(&o.key)
+	lockclass.UnregisterKey(&o.key)
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
+}
+
+func TestResetDefaultRestoresTheGraph(t *testing.T) {
+	var a, b lockclass.Mutex
+	a.Init(lockclass.WithName("A"))
+	b.Init(lockclass.WithName("B"))
+	t.Run("inner", func(t *testing.T) {
+		rec := krules.Record(t)
+		lockclass.ResetDefault(t)
+		a.Lock()
+		b.Lock()
+		b.Unlock()
+		a.Unlock()
+		b.Lock()
+		a.Lock()
+		a.Unlock()
+		b.Unlock()
+		require.Equal(t, 1, rec.Len())
+		require.False(t, lockclass.Default().Enabled())
+	})
+	require.True(t, lockclass.Default().Enabled(), "the previous graph is back")
+}
+
+func TestHeldAtExitIsReported(t *testing.T) {
+	rec := krules.Record(t)
+	v := lockclass.NewValidator()
+	m := mutex(v, "&leaked->lock")
+	done := make(chan struct{})
+	go func() {
+		m.Lock()
+		close(done) // the goroutine's last touch of its record
+	}()
+	<-done
+	krules.VerifyNone(t)
+	require.Equal(t, []krules.Kind{krules.LocksHeldAtExit}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "(&leaked->lock){+.+.}-{4:4}, at: ")
+}
+
+func TestSpinLockIsAnAtomicSection(t *testing.T) {
+	rec := krules.Record(t)
+	v := lockclass.NewValidator()
+	var l lockclass.SpinLock
+	l.Init(lockclass.WithValidator(v), lockclass.WithName("&zone->lock"))
+	m := mutex(v, "M")
+	l.Lock()
+	require.True(t, nonblock.InAtomic())
+	m.Lock() // sleeping under a spinlock
+	m.Unlock()
+	l.Unlock()
+	require.False(t, nonblock.InAtomic())
+	require.Equal(t, []krules.Kind{krules.SleepInAtomic}, rec.Kinds())
+	require.Regexp(t, `\nPreemption disabled at:\nlockclass_test\.TestSpinLockIsAnAtomicSection\+0x[0-9a-f]+ lockclass/lockclass_test\.go:\d+\n`, rec.Last().Text)
+	require.Contains(t, rec.Last().Text, "(&zone->lock){+.+.}-{2:2}")
+}
+
+func TestRWSemSemantics(t *testing.T) {
+	krules.Check(t)
+	var s lockclass.RWSem
+	s.Init(lockclass.WithValidator(lockclass.NewValidator()))
+	// Readers share.
+	s.RLock()
+	got := make(chan bool)
+	go func() { got <- s.TryRLock(); s.RUnlock() }()
+	require.True(t, <-got)
+	// A waiting writer keeps new readers out (writer fairness).
+	wrote := make(chan struct{})
+	go func() { s.Lock(); close(wrote); s.Unlock() }()
+	require.Eventually(t, func() bool {
+		if s.TryRLock() {
+			s.RUnlock()
+			return false
+		}
+		return true
+	}, 5*time.Second, time.Millisecond)
+	s.RUnlock()
+	<-wrote
+	// Downgrade lets queued readers in while keeping writers out.
+	s.Lock()
+	readers := make(chan struct{})
+	go func() { s.RLock(); s.RUnlock(); close(readers) }()
+	time.Sleep(5 * time.Millisecond)
+	s.Downgrade()
+	<-readers
+	require.False(t, s.TryLock())
+	s.RUnlock()
+	require.True(t, s.TryLock())
+	// Killable waits give up.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+	defer cancel()
+	errc := make(chan error)
+	go func() { errc <- s.RLockKillable(ctx) }()
+	require.ErrorIs(t, <-errc, context.DeadlineExceeded)
+	go func() { errc <- s.LockKillable(ctx) }()
+	require.ErrorIs(t, <-errc, context.DeadlineExceeded)
+	s.Unlock()
+	require.False(t, s.IsLocked())
+	// Non-owner read release.
+	s.RLockNonOwner()
+	go func() { s.RUnlockNonOwner(); close(got) }()
+	<-got
+	require.False(t, s.IsLocked())
+	require.Nil(t, task.Lookup())
+}
+
+func TestMutexKillableAndLocker(t *testing.T) {
+	krules.Check(t)
+	var m lockclass.Mutex
+	var _ sync.Locker = &m
+	m.Lock()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error)
+	go func() { errc <- m.LockKillable(ctx) }()
+	time.Sleep(time.Millisecond)
+	cancel()
+	require.ErrorIs(t, <-errc, context.Canceled)
+	m.Unlock()
+	require.NoError(t, m.LockKillable(context.Background()))
+	m.Unlock()
+	c := sync.NewCond(&m)
+	ready := false
+	go func() { m.Lock(); ready = true; m.Unlock(); c.Broadcast() }()
+	m.Lock()
+	for !ready {
+		c.Wait()
+	}
+	m.Unlock()
+}
+
+func TestViewsAndHandler(t *testing.T) {
+	krules.Check(t)
+	v := lockclass.NewValidator()
+	a, b := mutex(v, "A"), mutex(v, "B")
+	a.Lock()
+	b.Lock()
+	b.Unlock()
+	a.Unlock()
+	srv := httptest.NewServer(lockclass.Handler(v))
+	defer srv.Close()
+	get := func(path string) string {
+		resp, err := srv.Client().Get(srv.URL + "/debug/lockdep/" + path)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return string(body)
+	}
+	require.Contains(t, get(""), `href="lockdep_stats"`)
+	require.Regexp(t, `^all lock classes:\n[0-9a-f]{16} FD:    2 BD:    1 \+\.\+\.: A\n -> \[[0-9a-f]{16}\] B\n`, get("lockdep"))
+	require.Regexp(t, `^all lock chains:\nirq_context: 0\n\[[0-9a-f]{16}\] A\n\nirq_context: 0\n\[[0-9a-f]{16}\] A\n\[[0-9a-f]{16}\] B\n\n$`, get("lockdep_chains"))
+	stats := get("lockdep_stats")
+	require.Regexp(t, `(?m)^ lock-classes: +2 \[max: 8192\]$`, stats)
+	require.Regexp(t, `(?m)^ direct dependencies: +2 \[max: 32768\]$`, stats)
+	require.Regexp(t, `(?m)^ dependency chains: +2 \[max: 65536\]$`, stats)
+	require.Regexp(t, `(?m)^ max locking depth: +2$`, stats)
+	require.Regexp(t, `(?m)^ debug_locks: +1$`, stats)
+	require.Regexp(t, regexp.MustCompile(`(?s)digraph lockdep \{.*c1 \[label="A"\];.*c1 -> c2 \[label="EN"\];`), get("graph.dot"))
+}

@@ -1,0 +1,173 @@
+package lockclass
+
+import (
+	"sync/atomic"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/internal/stack"
+)
+
+// Map is a lockdep_map: what the validator knows of one lock instance. Every
+// lock type embeds one; on its own it is a pseudo-lock that models a wait or
+// a whole subsystem (fs_reclaim, the MMU notifier map, a workqueue's
+// flush): acquiring it records the dependencies of everything held on it,
+// without blocking.
+//
+// A Map made by NewMap without WithKey is its own key, like a static kernel
+// map (STATIC_LOCKDEP_MAP_INIT): every Map is then its own class. The zero
+// Map is usable and is keyed by the site of its first acquisition. A Map must
+// not be copied.
+type Map struct {
+	_     noCopy
+	cfg   atomic.Pointer[mapConfig]
+	cache [2]atomic.Pointer[class] // subclasses 0 and 1 (class_cache)
+	own   Key
+	// untracked counts acquisitions the validator did not follow (taken
+	// while the goroutine was in Off, say) by holders the map cannot name,
+	// so their releases are not mistaken for unbalanced ones.
+	untracked atomic.Int32
+}
+
+// Lockable is anything the validator can name: a *Map or any lock of this
+// package.
+type Lockable interface {
+	lockdepMap() *Map
+}
+
+func (m *Map) lockdepMap() *Map { return m }
+
+// NewMap returns a lock map named name (lockdep_init_map). With no WithKey
+// option the map is its own key.
+func NewMap(name string, opts ...Option) *Map {
+	m := new(Map)
+	cfg := &mapConfig{key: &m.own, name: name}
+	for _, o := range opts {
+		o(cfg)
+	}
+	m.own.name = name
+	m.cfg.Store(cfg)
+	return m
+}
+
+// init (re)initialises the map from a lock's Init call at site pc: the key is
+// the site's unless an option names one (the kernel's init macros).
+func (m *Map) init(pc uintptr, defaults []Option, opts []Option) {
+	cfg := &mapConfig{site: pc}
+	for _, o := range defaults {
+		o(cfg)
+	}
+	for _, o := range opts {
+		o(cfg)
+	}
+	if cfg.key == nil {
+		cfg.key = siteKey(pc)
+	}
+	m.setConfig(cfg)
+}
+
+func (m *Map) setConfig(cfg *mapConfig) {
+	m.cfg.Store(cfg)
+	m.cache[0].Store(nil)
+	m.cache[1].Store(nil)
+}
+
+// config returns the map's configuration, creating the lazy one of a zero
+// map keyed by the site pc of its first use.
+func (m *Map) config(pc uintptr, defaults []Option) *mapConfig {
+	if cfg := m.cfg.Load(); cfg != nil {
+		return cfg
+	}
+	cfg := &mapConfig{site: pc}
+	for _, o := range defaults {
+		o(cfg)
+	}
+	cfg.key = siteKey(pc)
+	if m.cfg.CompareAndSwap(nil, cfg) {
+		return cfg
+	}
+	return m.cfg.Load()
+}
+
+func (cfg *mapConfig) validator() *Validator {
+	if cfg.v != nil {
+		return cfg.v
+	}
+	return defaultValidator
+}
+
+// Name returns the map's class name (without version or subclass).
+func (m *Map) Name() string {
+	cfg := m.cfg.Load()
+	if cfg == nil {
+		return "(uninitialised)"
+	}
+	if cfg.name != "" {
+		return cfg.name
+	}
+	return cfg.key.name
+}
+
+// resolve returns the class for an acquisition of subclass sub at pc
+// (look_up_lock_class/register_lock_class through the class cache), or a
+// report to emit. A nil class with no report means "do not track".
+func (m *Map) resolve(sub int, pc uintptr, defaults []Option) (*class, *krules.Report) {
+	if sub >= 0 && sub < 2 {
+		if c := m.cache[sub].Load(); c != nil && c.state.Load()&stStale == 0 {
+			return c, nil
+		}
+	}
+	cfg := m.config(pc, defaults)
+	g := cfg.validator().graph()
+	eff := sub
+	if sub == 0 {
+		eff = cfg.sub
+	}
+	if eff < 0 || eff >= 8 {
+		if !g.off() {
+			return nil, nil
+		}
+		return nil, invalidSubclassReport(eff)
+	}
+	c, rep := g.register(cfg, cfg.key, eff)
+	if c != nil && sub >= 0 && sub < 2 {
+		m.cache[sub].Store(c)
+	}
+	return c, rep
+}
+
+// Acquire takes the map exclusively: lock_map_acquire (write, full check).
+//
+//go:noinline
+func (m *Map) Acquire() { m.acquireShared(0, 0, stack.ReturnPC()) }
+
+func (m *Map) acquireShared(read uint8, fl uint8, pc uintptr) {
+	if acquire(m, 0, read, fl, nil, pc, nil) == nil && compiledIn && fl&fSync == 0 {
+		m.untracked.Add(1)
+	}
+}
+
+// AcquireRead takes the map for recursive read: lock_map_acquire_read
+// (read mode 2).
+//
+//go:noinline
+func (m *Map) AcquireRead() { m.acquireShared(2, 0, stack.ReturnPC()) }
+
+// TryAcquire takes the map as a successful trylock: lock_map_acquire_try.
+//
+//go:noinline
+func (m *Map) TryAcquire() { m.acquireShared(0, fTry, stack.ReturnPC()) }
+
+// TryAcquireRead is lock_map_acquire_tryread.
+//
+//go:noinline
+func (m *Map) TryAcquireRead() { m.acquireShared(2, fTry, stack.ReturnPC()) }
+
+// Release drops the map: lock_map_release.
+func (m *Map) Release() { releaseShared(m) }
+
+// Sync validates an acquisition of the map without creating a critical
+// section (lock_map_sync): "wait for everybody who holds it" primitives use
+// it, so holding something the holders need is caught.
+//
+//go:noinline
+func (m *Map) Sync() { acquire(m, 0, 0, fSync, nil, stack.ReturnPC(), nil) }

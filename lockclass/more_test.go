@@ -1,0 +1,145 @@
+//go:build !krules_nolockdep
+
+package lockclass_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/internal/task"
+	"github.com/krules/krules/lockclass"
+)
+
+func TestValidatorsDoNotSeeEachOther(t *testing.T) {
+	krules.Check(t)
+	v1, v2 := lockclass.NewValidator(), lockclass.NewValidator()
+	a, b := mutex(v1, "A"), mutex(v2, "B")
+	a.Lock()
+	b.Lock()
+	b.Unlock()
+	a.Unlock()
+	b.Lock()
+	a.Lock() // the reverse order, but across validators: no edge either way
+	tk := task.Lookup()
+	require.Len(t, tk.Lockdep.Held, 2, "both stay in the held-lock list")
+	a.Unlock()
+	b.Unlock()
+	require.Zero(t, v1.Stats().Entries)
+	require.Zero(t, v2.Stats().Entries)
+}
+
+func TestDowngradeIsValidatedAsARead(t *testing.T) {
+	rec := krules.Record(t)
+	v := lockclass.NewValidator()
+	var k lockclass.Key
+	var s1, s2 lockclass.RWSem
+	s1.Init(lockclass.WithValidator(v), lockclass.WithKey(&k), lockclass.WithName("S"))
+	s2.Init(lockclass.WithValidator(v), lockclass.WithKey(&k), lockclass.WithName("S"))
+	s1.Lock()
+	s1.Downgrade()
+	tk := task.Lookup()
+	require.EqualValues(t, 1, tk.Lockdep.Held[0].Read)
+	lockclass.AssertHeldRead(&s1)
+	require.Zero(t, rec.Len())
+	s2.RLock() // r after r of one class: recursive
+	s2.RUnlock()
+	s1.RUnlock()
+	require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+	require.Nil(t, task.Lookup())
+}
+
+func TestSetClassOnAHeldLockRevalidates(t *testing.T) {
+	rec := krules.Record(t)
+	v := lockclass.NewValidator()
+	var other lockclass.Key
+	a, b := mutex(v, "A"), mutex(v, "B")
+	b.Lock()
+	a.Lock()
+	a.Unlock()
+	b.Unlock() // B -> A
+	a.Lock()
+	b.Lock() // would close the cycle ...
+	b.Unlock()
+	a.Unlock()
+	require.Equal(t, 1, rec.Len())
+	rec.Clear()
+
+	v2 := lockclass.NewValidator()
+	c, d := mutex(v2, "C"), mutex(v2, "D")
+	d.Lock()
+	c.Lock()
+	c.Unlock()
+	d.Unlock() // D -> C
+	c.Lock()
+	lockclass.SetClassAndName(c, &other, "C'") // held: the stack is rebuilt in the new class
+	require.Contains(t, task.LabelOf(&task.Lookup().Lockdep.Held[0]), "(C')")
+	d.Lock() // C' -> D: no cycle, C' is a new class
+	d.Unlock()
+	c.Unlock()
+	require.Zero(t, rec.Len())
+	lockclass.SetSubclass(c, 2)
+	c.Lock()
+	require.Contains(t, task.LabelOf(&task.Lookup().Lockdep.Held[0]), "(C'/2)")
+	c.Unlock()
+}
+
+func TestWithSubclassIsTheDefault(t *testing.T) {
+	krules.Check(t)
+	v := lockclass.NewValidator()
+	var k lockclass.Key
+	var parent, child lockclass.Mutex
+	parent.Init(lockclass.WithValidator(v), lockclass.WithKey(&k), lockclass.WithName("&n->lock"))
+	child.Init(lockclass.WithValidator(v), lockclass.WithKey(&k), lockclass.WithName("&n->lock"), lockclass.WithSubclass(1))
+	parent.Lock()
+	child.Lock() // plain Lock, subclass 1 by default
+	require.Contains(t, task.LabelOf(&task.Lookup().Lockdep.Held[1]), "(&n->lock/1)")
+	child.Unlock()
+	parent.Unlock()
+}
+
+func TestChainLimit(t *testing.T) {
+	rec := krules.Record(t)
+	v := lockclass.NewValidator(lockclass.WithLimits(lockclass.Limits{Chains: 2}))
+	a, b, c := mutex(v, "A"), mutex(v, "B"), mutex(v, "C")
+	a.Lock()
+	b.Lock()
+	c.Lock()
+	c.Unlock()
+	b.Unlock()
+	a.Unlock()
+	require.Equal(t, []krules.Kind{krules.LockdepLimit}, rec.Kinds())
+	require.Equal(t, "BUG: MAX_LOCKDEP_CHAINS too low!", rec.Last().Headline)
+	require.Nil(t, task.Lookup())
+}
+
+func TestNoValidateAndNoTrack(t *testing.T) {
+	krules.Check(t)
+	v := lockclass.NewValidator()
+	var nv1, nv2, nt lockclass.Mutex
+	nv1.Init(lockclass.WithValidator(v), lockclass.NoValidate())
+	nv2.Init(lockclass.WithValidator(v), lockclass.NoValidate())
+	nt.Init(lockclass.WithValidator(v), lockclass.NoTrack())
+	nv1.Lock()
+	nv2.Lock() // same class, but never validated
+	nt.Lock()
+	require.Len(t, task.Lookup().Lockdep.Held, 2, "no-validate locks are tracked, no-track ones are not")
+	nt.Unlock()
+	nv2.Unlock()
+	nv1.Unlock()
+	require.Zero(t, v.Stats().Entries)
+}
+
+func TestDowngradeOfAnUntrackedWriteHoldIsQuiet(t *testing.T) {
+	krules.Check(t)
+	var s lockclass.RWSem
+	s.Init(lockclass.WithValidator(lockclass.NewValidator()))
+	lockclass.Off()
+	s.Lock()
+	lockclass.On()
+	s.Downgrade()
+	s.RUnlock()
+	require.False(t, s.IsLocked())
+	require.Nil(t, task.Lookup())
+}

@@ -1,0 +1,62 @@
+//go:build !krules_nolockdep
+
+package lockclass
+
+import (
+	"unsafe"
+
+	"github.com/krules/krules/internal/stack"
+	"github.com/krules/krules/internal/task"
+	"github.com/krules/krules/nonblock"
+)
+
+// Lock locks m: mutex_lock.
+//
+//go:noinline
+func (m *Mutex) Lock() {
+	if !compiledIn || !enabled.Load() {
+		m.core.lock(nil)
+		return
+	}
+	// acquire's cached path, inline.
+	pc := stack.ReturnPC()
+	t := task.Claim(task.ID())
+	if t.NonBlock|t.Preempt != 0 {
+		nonblock.MightSleep()
+	}
+	if !pushCached(t, &m.dep, m.dep.cache[0].Load(), 0, false, pc) {
+		t = acquireSlow(t, &m.dep, 0, 0, fSleep, nil, pc, mutexDefaults)
+	}
+	if !m.core.tryLock() {
+		m.core.lockSlow(nil, true)
+	}
+	if t != nil {
+		m.owner, m.ownerID = t, t.ID
+	}
+}
+
+// Unlock unlocks m: mutex_unlock. Unlocking a mutex the goroutine does not
+// hold is reported as a bad unlock balance and, if it was not locked at
+// all, leaves it alone.
+func (m *Mutex) Unlock() {
+	if compiledIn && m.ownerID != 0 {
+		// The cached path: the caller is the owner and m is on top.
+		if t := m.owner; m.ownerID == task.ID() {
+			held := t.Lockdep.Held
+			if n := len(held) - 1; n >= 0 && held[n].Instance == unsafe.Pointer(&m.dep) && held[n].References|uint32(held[n].PinCount) == 0 {
+				m.owner, m.ownerID = nil, 0
+				t.Lockdep.ChainKey = held[n].PrevChainKey
+				t.Lockdep.Held = held[:n]
+				if n == 0 {
+					t.ReleaseIfEmpty()
+				}
+				m.core.unlock()
+				return
+			}
+		}
+		m.unlockTracked()
+	} else if compiledIn && enabled.Load() && !m.core.wlocked() {
+		releaseShared(&m.dep) // not locked: a double unlock
+	}
+	m.core.unlock()
+}

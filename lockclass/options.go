@@ -1,0 +1,50 @@
+package lockclass
+
+// Option configures a lock or lock map at initialisation: Init, NewMap.
+type Option func(*mapConfig)
+
+// mapConfig is what lockdep_init_map_type records in a lockdep_map. It is
+// immutable once published; re-keying publishes a new one.
+type mapConfig struct {
+	key   *Key
+	name  string
+	sub   int
+	v     *Validator
+	inner uint8 // wait types, printed as {outer:inner}
+	outer uint8
+	site  uintptr
+}
+
+// WithKey puts the lock in key's class instead of its initialisation site's
+// (lockdep_set_class).
+func WithKey(key *Key) Option { return func(c *mapConfig) { c.key = key } }
+
+// WithName sets the class name reports print, such as "&mm->mmap_lock".
+func WithName(name string) Option { return func(c *mapConfig) { c.name = name } }
+
+// WithSubclass makes subclass sub the lock's default: its plain
+// acquisitions then use that subclass, as lockdep_set_subclass does (the
+// kernel's "cache abuse"). Subclasses run 0 to 7.
+func WithSubclass(sub int) Option { return func(c *mapConfig) { c.sub = sub } }
+
+// WithValidator validates the lock in v instead of the default validator.
+// Dependencies are recorded only between locks of one validator: a lock of
+// another validator held at the same time is invisible to v's checks (it is
+// still part of the held-lock list and of the chain key).
+func WithValidator(v *Validator) Option { return func(c *mapConfig) { c.v = v } }
+
+// NoValidate puts the lock in the no-validate class
+// (lockdep_set_novalidate_class): it is tracked (held-lock lists, unlock
+// balance, freed and held-at-exit checks) but never ordered against other
+// locks, as rcu_read_lock's check==0 acquisitions are.
+func NoValidate() Option { return func(c *mapConfig) { c.key = &noValidateKey } }
+
+// NoTrack puts the lock in the no-track class (lockdep_set_notrack_class):
+// the validator ignores it entirely, so it appears nowhere and AssertHeld on
+// it fails.
+func NoTrack() Option { return func(c *mapConfig) { c.key = &noTrackKey } }
+
+// waitTypes sets the kernel's wait types; the lock types use it.
+func waitTypes(inner, outer uint8) Option {
+	return func(c *mapConfig) { c.inner, c.outer = inner, outer }
+}

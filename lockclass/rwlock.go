@@ -1,0 +1,142 @@
+package lockclass
+
+import (
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/krules/krules/internal/stack"
+	"github.com/krules/krules/internal/task"
+	"github.com/krules/krules/nonblock"
+)
+
+// RWLock is the kernel's rwlock_t (wait type 3): a spinning reader-writer
+// lock whose holders are in an atomic section. Readers are recursive (read
+// mode 2), as lockdep's selftests treat them: a reader is only kept out by a
+// writer that holds the lock, never by one that waits, so read_lock twice is
+// safe and is not reported.
+//
+// Keys, classes and the zero value are as for Mutex.
+type RWLock struct {
+	_       noCopy
+	state   atomic.Int32 // -1: a writer; n > 0: n readers
+	owner   *task.Task
+	ownerID int64
+	dep     Map
+}
+
+var rwlockDefaults = []Option{waitTypes(waitConfig, 0)}
+
+func (l *RWLock) lockdepMap() *Map { return &l.dep }
+
+// Init (re)initialises the lock: rwlock_init.
+//
+//go:noinline
+func (l *RWLock) Init(opts ...Option) {
+	pc := stack.ReturnPC()
+	CheckNoLocksFreed(unsafe.Pointer(l), unsafe.Sizeof(*l))
+	l.dep.init(pc, rwlockDefaults, opts)
+}
+
+// Lock takes the write side: write_lock.
+//
+//go:noinline
+func (l *RWLock) Lock() {
+	pc := stack.ReturnPC()
+	startAtomic(pc)
+	t := acquire(&l.dep, 0, 0, 0, nil, pc, rwlockDefaults)
+	spinUntil(func() bool { return l.state.CompareAndSwap(0, -1) }, func() bool { return l.state.Load() == 0 })
+	if t != nil {
+		l.owner, l.ownerID = t, t.ID
+	}
+}
+
+// TryLock is write_trylock.
+//
+//go:noinline
+func (l *RWLock) TryLock() bool {
+	pc := stack.ReturnPC()
+	startAtomic(pc)
+	if !l.state.CompareAndSwap(0, -1) {
+		nonblock.EndAtomic()
+		return false
+	}
+	if t := acquire(&l.dep, 0, 0, fTry, nil, pc, rwlockDefaults); t != nil {
+		l.owner, l.ownerID = t, t.ID
+	}
+	return true
+}
+
+// Unlock releases the write side: write_unlock.
+func (l *RWLock) Unlock() {
+	if compiledIn {
+		if l.ownerID != 0 {
+			t, id := l.owner, l.ownerID
+			l.owner, l.ownerID = nil, 0
+			if id == task.ID() {
+				release(&l.dep, t)
+			} else {
+				releaseShared(&l.dep)
+			}
+		} else if enabled.Load() && l.state.Load() != -1 {
+			releaseShared(&l.dep)
+		}
+	}
+	if l.state.CompareAndSwap(-1, 0) {
+		nonblock.EndAtomic()
+	}
+}
+
+// RLock takes the read side: read_lock.
+//
+//go:noinline
+func (l *RWLock) RLock() {
+	pc := stack.ReturnPC()
+	startAtomic(pc)
+	if acquire(&l.dep, 0, 2, 0, nil, pc, rwlockDefaults) == nil && compiledIn {
+		l.dep.untracked.Add(1)
+	}
+	spinUntil(l.tryRead, func() bool { return l.state.Load() >= 0 })
+}
+
+func (l *RWLock) tryRead() bool {
+	for {
+		s := l.state.Load()
+		if s < 0 {
+			return false
+		}
+		if l.state.CompareAndSwap(s, s+1) {
+			return true
+		}
+	}
+}
+
+// TryRLock is read_trylock.
+//
+//go:noinline
+func (l *RWLock) TryRLock() bool {
+	pc := stack.ReturnPC()
+	startAtomic(pc)
+	if !l.tryRead() {
+		nonblock.EndAtomic()
+		return false
+	}
+	if acquire(&l.dep, 0, 2, fTry, nil, pc, rwlockDefaults) == nil && compiledIn {
+		l.dep.untracked.Add(1)
+	}
+	return true
+}
+
+// RUnlock releases a read hold: read_unlock.
+func (l *RWLock) RUnlock() {
+	releaseShared(&l.dep)
+	for {
+		s := l.state.Load()
+		if s <= 0 {
+			return // not read-locked: reported above, atomic section untouched
+		}
+		if l.state.CompareAndSwap(s, s-1) {
+			nonblock.EndAtomic()
+			return
+		}
+	}
+}

@@ -1,0 +1,249 @@
+package lockclass
+
+import (
+	"context"
+	"unsafe"
+
+	"github.com/krules/krules/internal/stack"
+	"github.com/krules/krules/internal/task"
+	"github.com/krules/krules/nonblock"
+)
+
+// RWSem is the kernel's struct rw_semaphore under lockdep: a sleeping
+// reader-writer lock. Readers are non-recursive (read mode 1): a waiting
+// writer blocks new readers, so a goroutine that takes the read side twice
+// can deadlock, and lockdep reports it. Writers are fair, Downgrade turns a
+// write hold into a read hold atomically, and the Killable variants give up
+// when their context is done.
+//
+// Keys, classes and the zero value are as for Mutex. Read holds must be
+// released by the goroutine that took them, except for the *NonOwner pair,
+// which the validator does not follow (down_read_non_owner).
+type RWSem struct {
+	_       noCopy
+	core    core
+	owner   *task.Task // the writer's record
+	ownerID int64
+	dep     Map
+}
+
+var rwsemDefaults = []Option{waitTypes(waitSleep, 0)}
+
+func (s *RWSem) lockdepMap() *Map { return &s.dep }
+
+// Init (re)initialises the semaphore: init_rwsem. The caller's source line
+// becomes its class key unless an option names one.
+//
+//go:noinline
+func (s *RWSem) Init(opts ...Option) {
+	pc := stack.ReturnPC()
+	CheckNoLocksFreed(unsafe.Pointer(s), unsafe.Sizeof(*s))
+	s.dep.init(pc, rwsemDefaults, opts)
+}
+
+// Destroy declares the semaphore dead; destroying one the calling
+// goroutine holds is reported as "held lock freed".
+func (s *RWSem) Destroy() { CheckNoLocksFreed(unsafe.Pointer(s), unsafe.Sizeof(*s)) }
+
+// Lock takes the write side: down_write.
+//
+//go:noinline
+func (s *RWSem) Lock() { s.lock(nil, 0, nil, stack.ReturnPC()) }
+
+// LockNested is down_write_nested.
+//
+//go:noinline
+func (s *RWSem) LockNested(sub int) { s.lock(nil, sub, nil, stack.ReturnPC()) }
+
+// LockNestLock is down_write_nest_lock.
+//
+//go:noinline
+func (s *RWSem) LockNestLock(nest Lockable) { s.lock(nil, 0, nest.lockdepMap(), stack.ReturnPC()) }
+
+// LockKillable is down_write_killable: it returns ctx.Err() if ctx is done
+// before the lock is taken.
+//
+//go:noinline
+func (s *RWSem) LockKillable(ctx context.Context) error {
+	return s.lock(ctx, 0, nil, stack.ReturnPC())
+}
+
+// LockNestedKillable is down_write_killable_nested.
+//
+//go:noinline
+func (s *RWSem) LockNestedKillable(ctx context.Context, sub int) error {
+	return s.lock(ctx, sub, nil, stack.ReturnPC())
+}
+
+func (s *RWSem) lock(ctx context.Context, sub int, nest *Map, pc uintptr) error {
+	t := acquire(&s.dep, sub, 0, fSleep, nest, pc, rwsemDefaults)
+	if err := s.core.lock(ctx); err != nil {
+		if t != nil {
+			release(&s.dep, t)
+		}
+		return err
+	}
+	if t != nil {
+		s.owner, s.ownerID = t, t.ID
+	}
+	return nil
+}
+
+// TryLock takes the write side if it is free: down_write_trylock.
+//
+//go:noinline
+func (s *RWSem) TryLock() bool {
+	if !s.core.tryLock() {
+		return false
+	}
+	if t := acquire(&s.dep, 0, 0, fTry, nil, stack.ReturnPC(), rwsemDefaults); t != nil {
+		s.owner, s.ownerID = t, t.ID
+	}
+	return true
+}
+
+// Unlock releases the write side: up_write.
+func (s *RWSem) Unlock() {
+	if compiledIn {
+		if s.ownerID != 0 {
+			t, id := s.owner, s.ownerID
+			s.owner, s.ownerID = nil, 0
+			if id == task.ID() {
+				release(&s.dep, t)
+			} else {
+				releaseShared(&s.dep)
+			}
+		} else if enabled.Load() && !s.core.wlocked() {
+			releaseShared(&s.dep)
+		}
+	}
+	s.core.unlock()
+}
+
+// RLock takes the read side: down_read.
+//
+//go:noinline
+func (s *RWSem) RLock() {
+	if !compiledIn || !enabled.Load() {
+		if !s.core.tryRLock() {
+			s.core.lockSlow(nil, false)
+		}
+		if compiledIn {
+			s.dep.untracked.Add(1)
+		}
+		return
+	}
+	// acquire's cached path, inline.
+	pc := stack.ReturnPC()
+	t := task.Claim(task.ID())
+	if t.NonBlock|t.Preempt != 0 {
+		nonblock.MightSleep()
+	}
+	if !pushCached(t, &s.dep, s.dep.cache[0].Load(), 1, false, pc) {
+		t = acquireSlow(t, &s.dep, 0, 1, fSleep, nil, pc, rwsemDefaults)
+	}
+	if !s.core.tryRLock() {
+		s.core.lockSlow(nil, false)
+	}
+	if t == nil {
+		s.dep.untracked.Add(1)
+	}
+}
+
+// RLockNested is down_read_nested.
+//
+//go:noinline
+func (s *RWSem) RLockNested(sub int) { s.rlock(nil, sub, stack.ReturnPC()) }
+
+// RLockKillable is down_read_killable.
+//
+//go:noinline
+func (s *RWSem) RLockKillable(ctx context.Context) error { return s.rlock(ctx, 0, stack.ReturnPC()) }
+
+// RLockNestedKillable is down_read_killable_nested.
+//
+//go:noinline
+func (s *RWSem) RLockNestedKillable(ctx context.Context, sub int) error {
+	return s.rlock(ctx, sub, stack.ReturnPC())
+}
+
+func (s *RWSem) rlock(ctx context.Context, sub int, pc uintptr) error {
+	t := acquire(&s.dep, sub, 1, fSleep, nil, pc, rwsemDefaults)
+	if err := s.core.rlock(ctx); err != nil {
+		if t != nil {
+			release(&s.dep, t)
+		}
+		return err
+	}
+	if t == nil && compiledIn {
+		s.dep.untracked.Add(1)
+	}
+	return nil
+}
+
+// TryRLock takes the read side if no writer holds or waits for it:
+// down_read_trylock.
+//
+//go:noinline
+func (s *RWSem) TryRLock() bool {
+	if !s.core.tryRLock() {
+		return false
+	}
+	if acquire(&s.dep, 0, 1, fTry, nil, stack.ReturnPC(), rwsemDefaults) == nil && compiledIn {
+		s.dep.untracked.Add(1)
+	}
+	return true
+}
+
+// RUnlock releases a read hold: up_read.
+func (s *RWSem) RUnlock() {
+	if compiledIn {
+		t := task.Lookup()
+		if t != nil {
+			held := t.Lockdep.Held
+			if n := len(held) - 1; n >= 0 && held[n].Instance == unsafe.Pointer(&s.dep) && held[n].References|uint32(held[n].PinCount) == 0 {
+				t.Lockdep.ChainKey = held[n].PrevChainKey
+				t.Lockdep.Held = held[:n]
+				if n == 0 {
+					t.ReleaseIfEmpty()
+				}
+				s.core.runlock()
+				return
+			}
+		}
+		releaseSlow(&s.dep, t)
+	}
+	s.core.runlock()
+}
+
+// RLockNonOwner takes the read side without telling the validator, for a
+// hold another goroutine will release with RUnlockNonOwner:
+// down_read_non_owner.
+func (s *RWSem) RLockNonOwner() {
+	s.core.rlock(nil) //nolint:errcheck // no context, cannot fail
+}
+
+// RUnlockNonOwner releases a hold taken with RLockNonOwner, from any
+// goroutine: up_read_non_owner.
+func (s *RWSem) RUnlockNonOwner() { s.core.runlock() }
+
+// Downgrade turns the caller's write hold into a read hold without letting
+// a writer in between, and wakes the readers queued behind it:
+// downgrade_write.
+//
+//go:noinline
+func (s *RWSem) Downgrade() {
+	pc := stack.ReturnPC()
+	tracked := s.ownerID != 0
+	s.owner, s.ownerID = nil, 0
+	if compiledIn && (tracked || enabled.Load() && !s.core.wlocked()) {
+		downgrade(&s.dep, pc) // untracked and not write-locked: reported
+	}
+	if !tracked && compiledIn {
+		s.dep.untracked.Add(1)
+	}
+	s.core.downgrade()
+}
+
+// IsLocked reports whether anybody holds the semaphore: rwsem_is_locked.
+func (s *RWSem) IsLocked() bool { return s.core.locked() }

@@ -1,0 +1,242 @@
+package lockclass
+
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// Validator holds the whole state of lock validation: classes, the
+// dependency graph, the chain cache, the limits and the debug_locks switch.
+// The package default serves every lock that does not name another one
+// (WithValidator). Tests make private validators, or start from an empty
+// default with ResetDefault.
+//
+// Locks of different validators may be held at once: each validator checks
+// its own locks against each other and ignores the rest (they stay in the
+// held-lock list and in reports).
+type Validator struct {
+	lim       Limits
+	keepGoing bool
+	g         atomic.Pointer[graph]
+}
+
+// Limits are the validator's static sizes (the kernel's MAX_LOCKDEP_*).
+// Exhausting one prints "BUG: MAX_… too low!" and turns validation off; the
+// locks keep working.
+type Limits struct {
+	Classes     int // MAX_LOCKDEP_KEYS, 8192
+	Entries     int // MAX_LOCKDEP_ENTRIES, 32768 (two per dependency)
+	Chains      int // MAX_LOCKDEP_CHAINS, 65536
+	ChainHlocks int // MAX_LOCKDEP_CHAIN_HLOCKS, 5 × Chains
+	StackTrace  int // MAX_STACK_TRACE_ENTRIES, 524288 words
+	BFSQueue    int // the circular queue of the cycle search, 4096
+}
+
+// DefaultLimits are the kernel's x86 defaults.
+var DefaultLimits = Limits{
+	Classes: 8192, Entries: 32768, Chains: 65536, ChainHlocks: 5 * 65536,
+	StackTrace: 1 << 19, BFSQueue: 4096,
+}
+
+// MaxLockDepth is MAX_LOCK_DEPTH: a goroutine holding this many locks at
+// once trips "BUG: MAX_LOCK_DEPTH too low!".
+const MaxLockDepth = 48
+
+// ValidatorOption configures NewValidator.
+type ValidatorOption func(*Validator)
+
+// WithLimits sets the validator's limits; zero fields keep the defaults.
+func WithLimits(l Limits) ValidatorOption {
+	return func(v *Validator) {
+		set := func(dst *int, src int) {
+			if src > 0 {
+				*dst = src
+			}
+		}
+		set(&v.lim.Classes, l.Classes)
+		set(&v.lim.Entries, l.Entries)
+		set(&v.lim.Chains, l.Chains)
+		if l.Chains > 0 && l.ChainHlocks == 0 {
+			v.lim.ChainHlocks = 5 * l.Chains
+		}
+		set(&v.lim.ChainHlocks, l.ChainHlocks)
+		set(&v.lim.StackTrace, l.StackTrace)
+		set(&v.lim.BFSQueue, l.BFSQueue)
+	}
+}
+
+// KeepGoing keeps validating after a report instead of turning validation
+// off (the kernel always turns it off: debug_locks_off). Exhausted limits
+// still turn it off.
+func KeepGoing() ValidatorOption { return func(v *Validator) { v.keepGoing = true } }
+
+// NewValidator returns an empty validator with validation on.
+func NewValidator(opts ...ValidatorOption) *Validator {
+	v := &Validator{lim: DefaultLimits}
+	for _, o := range opts {
+		o(v)
+	}
+	v.g.Store(newGraph(v))
+	trackValidator(v)
+	return v
+}
+
+var defaultValidator = NewValidator()
+
+// Default returns the package's default validator.
+func Default() *Validator { return defaultValidator }
+
+func (v *Validator) graph() *graph { return v.g.Load() }
+
+// Enabled reports whether the validator still validates: false after a
+// report (the kernel's debug_locks == 0) or an exhausted limit.
+func (v *Validator) Enabled() bool { return v.graph().enabled.Load() }
+
+// Reset empties the validator (lockdep_reset plus zapping every class):
+// no classes, dependencies or chains, and validation on. Locks keep working;
+// their next acquisition registers fresh classes. Locks held across a reset
+// are released quietly.
+func (v *Validator) Reset() { v.swap(newGraph(v)) }
+
+func (v *Validator) swap(n *graph) *graph {
+	old := v.g.Swap(n)
+	old.retire()
+	n.revive()
+	return old
+}
+
+// ResetDefault starts the calling test from an empty default validator with
+// validation on, and puts the previous graph back when the test ends, so a
+// test that provokes a report leaves nothing behind. Tests that call it must
+// not run in parallel with other tests using the default validator; those
+// should make their own with NewValidator.
+func ResetDefault(tb testing.TB) {
+	tb.Helper()
+	old := defaultValidator.swap(newGraph(defaultValidator))
+	tb.Cleanup(func() { defaultValidator.swap(old) })
+}
+
+// SetEnabled switches validation on or off for the whole process at run time
+// (the kernel's prove_locking sysctl) and returns the previous setting.
+// While it is off the locks are plain locks: no validation, no held-lock
+// tracking and no might-sleep checks, at the cost of one atomic load. Locks
+// acquired while it was on are still released properly.
+func SetEnabled(on bool) (previous bool) {
+	return enabled.Swap(on)
+}
+
+var enabled atomic.Bool
+
+func init() { enabled.Store(compiledIn) }
+
+// IsEnabled reports whether validation is switched on (SetEnabled) and
+// compiled in.
+func IsEnabled() bool { return compiledIn && enabled.Load() }
+
+// graph is one generation of a validator's state.
+type graph struct {
+	v       *Validator
+	enabled atomic.Bool // debug_locks
+	mu      sync.Mutex  // graph_lock
+
+	byKey      sync.Map // classKey -> *class, read lock-free
+	classes    []*class // by index; nil slots are free
+	nclasses   int
+	maxIndex   int
+	names      map[string]int // name -> highest version
+	zapped     int
+	zappedCh   int
+	nameWarned bool
+
+	entries     int // list entries in use (two per dependency)
+	chains      atomic.Pointer[chainTable]
+	chainList   []*chain
+	chainHlocks int
+
+	traces      map[uint64][]*trace
+	nTraces     int
+	traceWords  int
+	maxDepth    atomic.Int32
+	maxBFS      int
+	bfsBuf      []bfsNode
+	syncing     bool
+	bfsGen      uint64
+	lookups     atomic.Uint64
+	cacheMisses atomic.Uint64
+}
+
+type classKey struct {
+	key *Key
+	sub uint8
+}
+
+func newGraph(v *Validator) *graph {
+	g := &graph{v: v, names: map[string]int{}, traces: map[uint64][]*trace{}}
+	g.classes = make([]*class, 1) // index 0 is never used, as in the kernel
+	g.chains.Store(newChainTable(1024))
+	g.enabled.Store(true)
+	return g
+}
+
+// retire marks every class of g stale, so locks caching them re-resolve.
+func (g *graph) retire() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, c := range g.classes {
+		if c != nil {
+			c.state.Or(stStale)
+		}
+	}
+}
+
+func (g *graph) revive() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, c := range g.classes {
+		if c != nil {
+			c.state.And(^uint32(stStale))
+		}
+	}
+}
+
+// off turns validation off (debug_locks_off) and reports whether this call
+// did it, so only the first reporter prints.
+func (g *graph) off() bool {
+	if !g.enabled.CompareAndSwap(true, false) {
+		return false
+	}
+	g.mu.Lock()
+	for _, c := range g.classes {
+		if c != nil {
+			c.state.Or(stOff)
+		}
+	}
+	g.mu.Unlock()
+	return true
+}
+
+// offLocked is off with g.mu held.
+func (g *graph) offLocked() bool {
+	if !g.enabled.CompareAndSwap(true, false) {
+		return false
+	}
+	for _, c := range g.classes {
+		if c != nil {
+			c.state.Or(stOff)
+		}
+	}
+	return true
+}
+
+// reportable decides whether a validation report may be printed: the first
+// one turns validation off, unless the validator keeps going.
+func (g *graph) reportable(locked bool) bool {
+	if g.v.keepGoing {
+		return g.enabled.Load()
+	}
+	if locked {
+		return g.offLocked()
+	}
+	return g.off()
+}

@@ -1,0 +1,92 @@
+package nonblock
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/exp/trace"
+
+	"github.com/krules/krules"
+)
+
+func TestRegionNamesRoundTrip(t *testing.T) {
+	for _, atomic := range []bool{false, true} {
+		for _, reopened := range []bool{false, true} {
+			for _, depth := range []int32{1, 2, 8, 9, 300} {
+				name := regionName(atomic, depth, reopened)
+				reg, ok := parseRegion(name)
+				require.True(t, ok, name)
+				require.Equal(t, sectionRegion{name: name, atomic: atomic, depth: depth, reopened: reopened}, reg)
+			}
+		}
+	}
+	require.Equal(t, "krules.non_block=2", regionName(false, 2, false))
+	require.Equal(t, "krules.preempt_count=1 (reopened)", regionName(true, 1, true))
+	for _, foreign := range []string{"nonblock", "krules.non_block=", "krules.non_block=0", "krules.comm", "krules.preempt_count=x"} {
+		_, ok := parseRegion(foreign)
+		require.False(t, ok, foreign)
+	}
+	require.Zero(t, testing.AllocsPerRun(100, func() { _ = regionName(false, 3, false) }))
+}
+
+func TestAllocatorFramesAreRecognised(t *testing.T) {
+	for fn, want := range map[string]bool{
+		"runtime.mallocgc":            true,
+		"runtime.mallocgcSmallNoscan": true,
+		"runtime.gcAssistAlloc":       true,
+		"runtime.gcStart":             true,
+		"runtime.chanrecv1":           false,
+		"runtime.GC":                  false, // an explicit GC is a block like any other
+		"main.mallocgc":               false,
+	} {
+		require.Equal(t, want, inAllocator(trace.StackFrame{Func: fn}), fn)
+	}
+	stk := trace.MakeStack([]trace.StackFrame{
+		{PC: 0x1000, Func: "runtime.gcParkAssist"}, {PC: 0x2000, Func: "runtime.mallocgc"}, {PC: 0x3000, Func: "main.f"},
+	})
+	b := stackOf(stk)
+	require.True(t, b.alloc)
+	require.Equal(t, []uintptr{0x1001, 0x2001, 0x3001}, b.pcs, "call PCs become return addresses again")
+	require.Equal(t, krules.AllocBlockInNonBlock, newFinding(1, "", sectionView{depth: 1}, "sync", b, 0).kind)
+	require.Equal(t, krules.AllocBlockInNonBlock, newFinding(1, "", sectionView{depth: 1}, "GC mark assist wait for work", blockStack{}, 0).kind)
+	require.Equal(t, krules.ScheduleInNonBlock, newFinding(1, "", sectionView{depth: 1}, "sync", blockStack{}, 0).kind)
+}
+
+type errorfTB struct {
+	testing.TB
+	errors []string
+}
+
+func (e *errorfTB) Errorf(format string, args ...any) {
+	e.errors = append(e.errors, fmt.Sprintf(format, args...))
+}
+
+// The options filter what a checker reports: allocation blocks, and system
+// calls shorter than the threshold.
+func TestTraceOptionsFilterFindings(t *testing.T) {
+	alloc := &finding{kind: krules.AllocBlockInNonBlock, goid: 1 << 40, depth: 1, reason: "GC mark assist wait for work"}
+	short := &finding{kind: krules.ScheduleInNonBlock, goid: 1 << 40, depth: 1, syscall: time.Millisecond}
+	long := &finding{kind: krules.ScheduleInNonBlock, goid: 1 << 40, depth: 1, syscall: time.Second}
+	all := []delivery{{f: alloc}, {f: short}, {f: long}}
+	for _, tc := range []struct {
+		opts []TraceOption
+		want int
+	}{
+		{nil, 2},
+		{[]TraceOption{IgnoreAllocBlocks()}, 1},
+		{[]TraceOption{SyscallThreshold(0)}, 3},
+		{[]TraceOption{IgnoreAllocBlocks(), SyscallThreshold(2 * time.Second)}, 0},
+	} {
+		tb := &errorfTB{TB: t}
+		c := &TraceChecker{cfg: traceConfig{syscallMin: DefaultSyscallThreshold}, tb: tb}
+		for _, o := range tc.opts {
+			o(&c.cfg)
+		}
+		c.deliver(all, true)
+		require.Len(t, tb.errors, tc.want)
+	}
+	require.Contains(t, long.report().Text, "\nblocked on: syscall (lost its P; 1s in the system call)\n")
+	require.Contains(t, alloc.report().Text, "\nthe Go runtime blocked the goroutine while it allocated: allocation may sleep in Go\n")
+}

@@ -1,0 +1,68 @@
+package krules
+
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krules/krules/internal/lineage"
+	"github.com/krules/krules/internal/task"
+)
+
+// Parallel tests end while other tests' goroutines are taking and dropping
+// records: reaping must never take the record of a live goroutine, however
+// recently it was created, nor race with its owner.
+func TestReapLeavesLiveGoroutinesRecordsAlone(t *testing.T) {
+	var stop atomic.Bool
+	var lost atomic.Int32
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				var inner sync.WaitGroup
+				inner.Add(1)
+				go func() { // a fresh goroutine each time: it may post-date a reaper's snapshot
+					defer inner.Done()
+					tk := task.Current()
+					tk.NonBlock = 1
+					for range 50 {
+						if task.Lookup() != tk || tk.NonBlock != 1 {
+							lost.Add(1)
+						}
+					}
+					tk.NonBlock = 0
+					tk.ReleaseIfEmpty()
+				}()
+				inner.Wait()
+			}
+		}()
+	}
+	for range 200 {
+		reapExited()
+	}
+	stop.Store(true)
+	wg.Wait()
+	require.Zero(t, lost.Load(), "a live goroutine's record was reaped")
+	require.Zero(t, task.Len())
+}
+
+// A report about a goroutine that has returned is attributed through the
+// parents noted for it, when the runtime no longer knows them.
+func TestClaimersFollowNotedParentsOfReturnedGoroutines(t *testing.T) {
+	mine := &claimer{goid: task.ID(), mode: claimRecord}
+	other := &claimer{goid: -7, mode: claimRecord}
+	pushClaimer(other)
+	pushClaimer(mine)
+	defer popClaimer(other)
+	defer popClaimer(mine)
+	const returned = 1 << 40 // no such goroutine
+	r := &Report{Goroutine: Goroutine{ID: returned}}
+	require.Len(t, claimersFor(r), 2, "unknown lineage: every running test")
+	lineage.Note(returned, task.ID())
+	defer lineage.Forget(returned)
+	require.Equal(t, []*claimer{mine}, claimersFor(r))
+}
