@@ -50,6 +50,12 @@ const (
 	AllocFailure
 	// GFPMisuse: a WARNING for a GFP combination the kernel warns about.
 	GFPMisuse
+	// BadPage: "BUG: Bad page state in process NAME  pfn:N", a page block
+	// freed twice, with the wrong order, or to the wrong zone.
+	BadPage
+	// SlabError: "BUG kmalloc-N (...): Object already free" and the other
+	// kfree checks (a pointer kmalloc did not return, a misaligned one).
+	SlabError
 
 	// MempoolMisuse: a WARNING for misuse of a mempool (foreign or double
 	// free, __GFP_ZERO, elements outstanding at Close).
@@ -89,6 +95,8 @@ var kindNames = [...]string{
 	LockdepMisuse:        "lockdep-misuse",
 	AllocFailure:         "alloc-failure",
 	GFPMisuse:            "gfp-misuse",
+	BadPage:              "bad-page",
+	SlabError:            "slab-error",
 	MempoolMisuse:        "mempool-misuse",
 	MempoolPoison:        "mempool-poison",
 	MempoolDeadlock:      "mempool-deadlock",

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/mempool"
+)
+
+// mempoolFigures are the pool's two paths (issue 5): when the allocator
+// succeeds the pool should cost little beside the allocator alone; when it
+// fails, the reserve should cost little beside a sync.Pool.
+var mempoolFigures = []figure{
+	{
+		Name: "mempool Alloc+Free, allocator ok", Baseline: "kmalloc 64 B", Target: 2, MaxAllocs: 0,
+		base: withZone(func(z *gfp.Zone) func() {
+			return func() {
+				b, err := z.Alloc(64, gfp.Kernel)
+				if err != nil {
+					panic(err)
+				}
+				z.Free(b)
+			}
+		}),
+		rules: withZone(func(z *gfp.Zone) func() {
+			p, err := mempool.NewKmallocPool(4, z, 64, mempool.WithDebug(false))
+			if err != nil {
+				panic(err)
+			}
+			return func() {
+				b, err := p.Alloc(gfp.Kernel)
+				if err != nil {
+					panic(err)
+				}
+				p.Free(b)
+			}
+		}),
+	},
+	{
+		Name: "mempool Alloc+Free, from reserve", Baseline: "sync.Pool", Target: 3, MaxAllocs: 0,
+		base: func(b *testing.B) {
+			pool := sync.Pool{New: func() any { return new(int) }}
+			loop(func() { pool.Put(pool.Get().(*int)) })(b)
+		},
+		rules: func(b *testing.B) {
+			// The allocator fills the reserve, then never succeeds again.
+			fail := false
+			p, err := mempool.New(4, func(gfp.Flags) (*int, error) {
+				if fail {
+					return nil, errNoMem
+				}
+				return new(int), nil
+			}, func(*int) {}, mempool.WithDebug(false))
+			if err != nil {
+				panic(err)
+			}
+			fail = true
+			loop(func() {
+				x, err := p.Alloc(gfp.Kernel)
+				if err != nil {
+					panic(err)
+				}
+				p.Free(x)
+			})(b)
+		},
+	},
+}
+
+var errNoMem = errors.New("no memory")
+
+func init() { figures = append(figures, mempoolFigures...) }

@@ -1,0 +1,176 @@
+package gfp_test
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/gfp"
+)
+
+// outcomes allocates n order-1 blocks with flags (freeing each) and
+// returns the pattern of failures.
+func outcomes(z *gfp.Zone, n int, order int, flags gfp.Flags) string {
+	var b strings.Builder
+	for range n {
+		p, err := z.AllocPages(order, flags)
+		if err != nil {
+			b.WriteByte('x')
+			continue
+		}
+		b.WriteByte('.')
+		z.FreePages(p, order)
+	}
+	return b.String()
+}
+
+func quietAttr(prob int, seed uint64) *gfp.FaultAttr {
+	a := gfp.NewFaultAttr(prob, seed)
+	a.Verbose = 0
+	a.Times = -1
+	return a
+}
+
+func TestFaultInjectionRepeatsWithASeed(t *testing.T) {
+	krules.Check(t)
+	z := newZone(t, 4<<20)
+	a := quietAttr(30, 42)
+	z.InjectPageAllocFaults(a)
+	first := outcomes(z, 300, 1, gfp.Atomic|gfp.NoWarn)
+	require.Contains(t, first, "x")
+	require.Contains(t, first, ".")
+	n := strings.Count(first, "x")
+	require.InDelta(t, 90, n, 40, "about 30%%")
+	require.Equal(t, n, a.Failures())
+	require.Equal(t, int64(n), z.Stats().FaultsInjected)
+
+	z.InjectPageAllocFaults(a) // re-arming restarts the sequence
+	require.Equal(t, first, outcomes(z, 300, 1, gfp.Atomic|gfp.NoWarn))
+	z.InjectPageAllocFaults(quietAttr(30, 43))
+	require.NotEqual(t, first, outcomes(z, 300, 1, gfp.Atomic|gfp.NoWarn))
+	require.NotNil(t, z.InjectPageAllocFaults(nil))
+	require.Equal(t, strings.Repeat(".", 50), outcomes(z, 50, 1, gfp.Atomic|gfp.NoWarn))
+}
+
+func TestFaultInjectionNeverFailsNoFail(t *testing.T) {
+	krules.Check(t)
+	z := newZone(t, 4<<20)
+	a := gfp.NewFaultAttr(100, 1) // times 1
+	a.Verbose = 0
+	a.MinOrder = 0
+	a.IgnoreGFPWait = false
+	z.InjectPageAllocFaults(a)
+	require.Equal(t, strings.Repeat(".", 20), outcomes(z, 20, 0, gfp.Kernel|gfp.NoFail), "NOFAIL is exempt")
+	require.Zero(t, a.Failures())
+	require.Equal(t, "x..", outcomes(z, 3, 0, gfp.Kernel), "and consumed no budget: times is still 1")
+}
+
+// The kernel's order of checks: the page-alloc knobs first, then times,
+// space and interval, then the dice.
+func TestFaultInjectionOrderOfChecks(t *testing.T) {
+	krules.Check(t)
+	z := newZone(t, 4<<20)
+
+	a := quietAttr(100, 1)
+	z.InjectPageAllocFaults(a)
+	require.Equal(t, "....", outcomes(z, 4, 0, gfp.Atomic), "min-order 1: order 0 is never failed")
+	require.Equal(t, "....", outcomes(z, 4, 1, gfp.Kernel), "ignore-gfp-wait: blocking callers are never failed")
+	require.Equal(t, "....", outcomes(z, 4, 1, gfp.Atomic|gfp.HighMem), "ignore-gfp-highmem")
+	a = quietAttr(100, 1)
+	a.IgnoreGFPWait = false
+	a.IgnoreGFPHighmem = false
+	z.InjectPageAllocFaults(a)
+	require.Equal(t, "xx", outcomes(z, 2, 1, gfp.Kernel|gfp.HighMem))
+
+	// space: 8 pages of budget, order-1 calls cost 2 each while the budget
+	// is larger than the call.
+	a = quietAttr(100, 1)
+	a.Space = 8
+	z.InjectPageAllocFaults(a)
+	require.Equal(t, "...xx", outcomes(z, 5, 1, gfp.Atomic))
+
+	// interval 3: every third call that gets this far.
+	a = quietAttr(100, 1)
+	a.Interval = 3
+	z.InjectPageAllocFaults(a)
+	require.Equal(t, "..x..x..x", outcomes(z, 9, 1, gfp.Atomic))
+	require.Equal(t, "....", outcomes(z, 4, 0, gfp.Atomic), "filtered calls do not advance the interval")
+	require.Equal(t, "..x", outcomes(z, 3, 1, gfp.Atomic))
+
+	// times bounds the failures.
+	a = quietAttr(100, 1)
+	a.Times = 2
+	z.InjectPageAllocFaults(a)
+	require.Equal(t, "xx...", outcomes(z, 5, 1, gfp.Atomic))
+
+	// probability 0 disables everything.
+	z.InjectPageAllocFaults(quietAttr(0, 1))
+	require.Equal(t, "...", outcomes(z, 3, 1, gfp.Atomic))
+}
+
+//go:noinline
+func requiredCaller(z *gfp.Zone) string { return outcomes(z, 3, 1, gfp.Atomic) }
+
+//go:noinline
+func rejectedCaller(z *gfp.Zone) string { return requiredCaller(z) }
+
+func TestFaultInjectionStackFilter(t *testing.T) {
+	krules.Check(t)
+	z := newZone(t, 4<<20)
+	a := quietAttr(100, 1)
+	a.Require = []string{"github.com/krules/krules/gfp_test.requiredCaller"}
+	a.Reject = []string{"github.com/krules/krules/gfp_test.rejected*"}
+	z.InjectPageAllocFaults(a)
+	require.Equal(t, "...", outcomes(z, 3, 1, gfp.Atomic), "not called from requiredCaller")
+	require.Equal(t, "xxx", requiredCaller(z))
+	require.Equal(t, "...", rejectedCaller(z), "a rejected frame vetoes")
+
+	a = quietAttr(100, 1)
+	a.Require = []string{"github.com/krules/krules/gfp_test.requiredCaller"}
+	a.StackDepth = 1 // outcomes only: requiredCaller is out of reach
+	z.InjectPageAllocFaults(a)
+	require.Equal(t, "...", requiredCaller(z))
+}
+
+func TestFaultInjectionPrintsLikeTheKernel(t *testing.T) {
+	var out bytes.Buffer
+	prev := krules.SetOutput(&out)
+	defer krules.SetOutput(prev)
+	rec := krules.Record(t)
+	z := newZone(t, 4<<20)
+	a := gfp.NewFaultAttr(100, 1)
+	a.Times = 2
+	z.InjectPageAllocFaults(a)
+	_, err := z.AllocPages(1, gfp.Atomic|gfp.NoWarn)
+	require.ErrorIs(t, err, gfp.ErrNoMemory)
+	require.Empty(t, out.String(), "NOWARN silences the printout")
+	_, err = z.AllocPages(1, gfp.Atomic)
+	require.ErrorIs(t, err, gfp.ErrNoMemory)
+	require.Contains(t, out.String(), "FAULT_INJECTION: forcing a failure.\nname fail_page_alloc, interval 1, probability 100, space 0, times 0\n")
+	require.Contains(t, out.String(), "Call Trace:\n", "verbose 2 dumps the stack")
+	require.Contains(t, out.String(), "gfp_test.TestFaultInjectionPrintsLikeTheKernel")
+	require.Zero(t, rec.Len(), "an injected failure is not a report, and is not warn_alloc'ed")
+}
+
+func TestFailslab(t *testing.T) {
+	krules.Check(t)
+	z := newZone(t, 4<<20)
+	a := quietAttr(100, 1)
+	a.Times = 1
+	z.InjectSlabFaults(a)
+	b1, err := z.Alloc(64, gfp.Kernel)
+	require.NoError(t, err, "ignore-gfp-wait")
+	b2, err := z.Alloc(64, gfp.Atomic|gfp.NoFail)
+	require.NoError(t, err, "NOFAIL exempt")
+	_, err = z.Alloc(64, gfp.Atomic)
+	require.ErrorIs(t, err, gfp.ErrNoMemory)
+	require.Equal(t, int64(1), z.Stats().SlabFaultsInjected)
+	b3, err := z.Alloc(64, gfp.Atomic)
+	require.NoError(t, err, "times was 1")
+	for _, b := range [][]byte{b1, b2, b3} {
+		z.Free(b)
+	}
+}

@@ -1,0 +1,180 @@
+package gfp_test
+
+import (
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"unsafe"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/gfp"
+)
+
+func TestKmallocSizes(t *testing.T) {
+	krules.Check(t)
+	z := newZone(t, 16<<20)
+	var all [][]byte
+	for size := 1; size <= 3*gfp.PageSize; size += 37 {
+		b, err := z.Alloc(size, gfp.Kernel)
+		require.NoError(t, err)
+		require.Len(t, b, size)
+		require.Equal(t, size, cap(b), "no access beyond the request")
+		for i := range b {
+			b[i] = byte(size)
+		}
+		all = append(all, b)
+	}
+	for _, b := range all {
+		for i := range b {
+			require.Equal(t, byte(len(b)), b[i], "objects do not overlap")
+		}
+		z.Free(b)
+	}
+	require.Zero(t, z.Stats().Kmallocs-z.Stats().Kfrees)
+}
+
+func TestKmallocAlignmentAndClasses(t *testing.T) {
+	krules.Check(t)
+	z := newZone(t, 4<<20)
+	for _, c := range []struct{ size, align int }{{8, 8}, {64, 64}, {65, 32}, {96, 32}, {200, 256}, {4096, 4096}, {9000, 4096}} {
+		b, err := z.Alloc(c.size, gfp.Kernel)
+		require.NoError(t, err)
+		require.Zero(t, uintptr(unsafe.Pointer(&b[0]))%uintptr(c.align), "size %d", c.size)
+		z.Free(b)
+	}
+}
+
+func TestKmallocZeroAndEmpty(t *testing.T) {
+	krules.Check(t)
+	z := newZone(t, 4<<20, gfp.WithShards(1))
+	b, err := z.Alloc(64, gfp.Kernel)
+	require.NoError(t, err)
+	for i := range b {
+		b[i] = 0xff
+	}
+	z.Free(b)
+	c, err := z.Alloc(64, gfp.Kernel|gfp.Zero)
+	require.NoError(t, err)
+	require.Equal(t, &b[0], &c[0], "the object was reused")
+	require.Equal(t, make([]byte, 64), c)
+	z.Free(c)
+
+	e, err := z.Alloc(0, gfp.Kernel)
+	require.NoError(t, err)
+	require.NotNil(t, e)
+	require.Empty(t, e)
+	z.Free(e)   // ZERO_SIZE_PTR
+	z.Free(nil) // NULL
+	_, err = z.Alloc(-1, gfp.Kernel)
+	require.Error(t, err)
+}
+
+func TestKfreeMisuseIsReported(t *testing.T) {
+	rec := krules.Record(t)
+	z := newZone(t, 4<<20)
+	b, err := z.Alloc(64, gfp.Kernel)
+	require.NoError(t, err)
+	z.Free(b)
+	z.Free(b)
+	require.Equal(t, []krules.Kind{krules.SlabError}, rec.Kinds())
+	require.Regexp(t, `^BUG kmalloc-64 \((Not tainted|Tainted: G +W)\): Object already free$`, rec.Last().Headline)
+	require.Contains(t, rec.Last().Text, "Object 0x")
+
+	c, err := z.Alloc(64, gfp.Kernel)
+	require.NoError(t, err)
+	z.Free(c[8:])
+	require.Regexp(t, `^BUG kmalloc-64 \(.*\): Invalid object pointer 0x[0-9a-f]+$`, rec.Last().Headline)
+	z.Free(c) // still live: this one is fine
+
+	z.Free(make([]byte, 10))
+	require.Equal(t, krules.SlabError, rec.Last().Kind)
+	require.Contains(t, rec.Last().Text, "kfree: Object is not a Slab page!")
+	require.Regexp(t, `^WARNING: PID: \d+ at gfp/kmalloc_test.go:`, rec.Last().Headline)
+
+	p, err := z.AllocPages(0, gfp.Kernel)
+	require.NoError(t, err)
+	z.Free(p.Bytes())
+	require.Equal(t, krules.BadPage, rec.Last().Kind)
+	require.Contains(t, rec.Last().Text, "page dumped because: kfree() of memory kmalloc did not return")
+	z.FreePages(p, 0)
+
+	big, err := z.Alloc(3*gfp.PageSize, gfp.Kernel)
+	require.NoError(t, err)
+	z.Free(big)
+	n := rec.Len()
+	z.Free(big)
+	require.Equal(t, n+1, rec.Len())
+	require.Equal(t, krules.BadPage, rec.Last().Kind, "a large kmalloc freed twice")
+	require.Equal(t, 5, rec.Len())
+}
+
+// Many goroutines allocate pages and objects of random sizes, fill them
+// with their own pattern, check it and free them, under -race.
+func TestConcurrentAllocation(t *testing.T) {
+	krules.Check(t)
+	z := newZone(t, 32<<20)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(g), 7))
+			type obj struct {
+				b     []byte
+				p     *gfp.Page
+				order int
+			}
+			var held []obj
+			for range 3000 {
+				if len(held) > 0 && rng.IntN(2) == 0 {
+					i := rng.IntN(len(held))
+					o := held[i]
+					held[i] = held[len(held)-1]
+					held = held[:len(held)-1]
+					for _, c := range o.b {
+						if c != byte(g) {
+							panic("corrupted")
+						}
+					}
+					if o.p != nil {
+						z.FreePages(o.p, o.order)
+					} else {
+						z.Free(o.b)
+					}
+					continue
+				}
+				if rng.IntN(3) == 0 {
+					order := rng.IntN(4)
+					p, err := z.AllocPages(order, gfp.Kernel)
+					if err != nil {
+						panic(err)
+					}
+					b := p.Bytes()
+					for i := range b {
+						b[i] = byte(g)
+					}
+					held = append(held, obj{b, p, order})
+				} else {
+					b, err := z.Alloc(1+rng.IntN(3000), gfp.Kernel)
+					if err != nil {
+						panic(err)
+					}
+					for i := range b {
+						b[i] = byte(g)
+					}
+					held = append(held, obj{b: b})
+				}
+			}
+			for _, o := range held {
+				if o.p != nil {
+					z.FreePages(o.p, o.order)
+				} else {
+					z.Free(o.b)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}

@@ -1,0 +1,107 @@
+package gfp_test
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/gfp"
+)
+
+// kswapd wakes when an allocation finds the zone below its low watermark,
+// reclaims through the shrinkers (named kswapd0, with PF_MEMALLOC and
+// PF_KSWAPD) until the zone is over its high watermark, and stops with the
+// zone. VerifyTestMain's goleak check proves it is gone.
+func TestKswapdReclaimsToHighAndStops(t *testing.T) {
+	krules.Check(t)
+	z, err := gfp.NewZone(16<<20, gfp.WithMinFreeKbytes(1024))
+	require.NoError(t, err)
+	require.False(t, z.KswapdRunning(), "started lazily")
+	wm := z.Watermarks()
+
+	// Down to min without waking kswapd, which would otherwise fail to
+	// reclaim anything, MAX_RECLAIM_RETRIES times, and give up.
+	pages := drainTo(t, z, gfp.Kernel&^gfp.KswapdReclaim|gfp.NoWarn)
+	require.False(t, z.KswapdRunning())
+	stalls := z.Stats().AllocStall
+	var name atomic.Value
+	var flags atomic.Uint32
+	s := newHeldShrinker(z, pages[:600], 8)
+	rest := pages[600:]
+	s.Shrinker.Scan = func(sc *gfp.ShrinkControl) uint64 {
+		name.Store(krules.CurrentGoroutine().Name)
+		flags.Store(uint32(gfp.CurrentTaskFlags()))
+		return s.scanHeld(sc)
+	}
+	require.NoError(t, z.RegisterShrinker(&s.Shrinker))
+
+	// An atomic allocation below low: the fast path fails, the slow path
+	// wakes kswapd and takes a page from the reserve.
+	p, err := z.AllocPages(0, gfp.Atomic)
+	require.NoError(t, err)
+	require.True(t, z.KswapdRunning())
+	require.Eventually(t, func() bool { return z.Stats().Free > wm.High }, 5*time.Second, time.Millisecond, "%+v", z.Stats())
+	st := z.Stats()
+	require.NotZero(t, st.KswapdWakeups)
+	require.NotZero(t, st.PageOutRun)
+	require.NotZero(t, st.PgStealKswapd)
+	require.NotZero(t, st.PgScanKswapd)
+	require.Equal(t, stalls, st.AllocStall, "nobody reclaimed directly")
+	require.Equal(t, "kswapd0", name.Load())
+	require.Equal(t, gfp.PFMemalloc|gfp.PFKswapd, gfp.TaskFlags(flags.Load()))
+	require.Less(t, st.Free, int64(wm.High+200), "kswapd stops once balanced")
+
+	z.UnregisterShrinker(&s.Shrinker)
+	s.release()
+	z.FreePages(p, 0)
+	for _, p := range rest {
+		z.FreePages(p, 0)
+	}
+	require.NoError(t, z.Close())
+	require.False(t, z.KswapdRunning())
+}
+
+// A kswapd that cannot reclaim anything stops being woken after
+// MAX_RECLAIM_RETRIES failed runs.
+func TestKswapdGivesUpAfterRepeatedFailures(t *testing.T) {
+	krules.Check(t)
+	z := newZone(t, 16<<20, gfp.WithMinFreeKbytes(1024))
+	pages := pressure(t, z)
+	_ = pages
+	var calls atomic.Int64
+	s := liar(&calls)
+	require.NoError(t, z.RegisterShrinker(s))
+	defer z.UnregisterShrinker(s)
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) && z.Stats().PageOutRun < gfp.MaxReclaimRetries {
+		p, err := z.AllocPages(0, gfp.Atomic)
+		require.NoError(t, err)
+		z.FreePages(p, 0)
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+	runs := z.Stats().PageOutRun
+	require.GreaterOrEqual(t, runs, int64(gfp.MaxReclaimRetries))
+	for range 20 {
+		p, err := z.AllocPages(0, gfp.Atomic)
+		require.NoError(t, err)
+		z.FreePages(p, 0)
+	}
+	time.Sleep(20 * time.Millisecond)
+	require.Equal(t, runs, z.Stats().PageOutRun, "no more wake-ups")
+	require.Contains(t, z.ZoneInfo(), "node_unreclaimable:  1")
+}
+
+func TestZoneWithoutKswapd(t *testing.T) {
+	krules.Check(t)
+	z := newZone(t, 4<<20, gfp.WithoutKswapd())
+	pressure(t, z)
+	p, err := z.AllocPages(0, gfp.Atomic)
+	require.NoError(t, err)
+	z.FreePages(p, 0)
+	require.False(t, z.KswapdRunning())
+	require.Zero(t, z.Stats().KswapdWakeups)
+}

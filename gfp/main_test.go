@@ -1,0 +1,9 @@
+package gfp_test
+
+import (
+	"testing"
+
+	"github.com/krules/krules"
+)
+
+func TestMain(m *testing.M) { krules.VerifyTestMain(m) }

@@ -1,0 +1,95 @@
+package gfp
+
+import (
+	"github.com/krules/krules/internal/task"
+	"github.com/krules/krules/nonblock"
+)
+
+// currentTask returns the calling goroutine's task record (nil if it has
+// none) and its scope bits, with one lookup.
+func currentTask() (*task.Task, TaskFlags) {
+	if t := task.Lookup(); t != nil {
+		return t, TaskFlags(t.Memalloc)
+	}
+	return nil, 0
+}
+
+// needReclaim is __need_reclaim: could an allocation with gfp (scopes
+// applied) enter reclaim? Not without DirectReclaim, not under PF_MEMALLOC,
+// and NoLockdep asks not to be tracked.
+func needReclaim(gfp Flags, pf TaskFlags) bool {
+	return gfp&(DirectReclaim|NoLockdep) == DirectReclaim && pf&PFMemalloc == 0
+}
+
+// MightAlloc declares that the caller may allocate with flags:
+// might_alloc(). It applies the goroutine's scopes, then, if the allocation
+// could enter reclaim, acquires and releases the fs_reclaim lock map (when
+// FS is set) and touches the MMU-notifier map while holding it, so that
+// every lock the caller holds is ordered before reclaim; and if flags allow
+// blocking it checks that the caller may sleep. Every allocation in krules
+// calls it; code that allocates some other way should too.
+//
+// It proves reclaim deadlocks without memory pressure: a lock held here and
+// taken by a shrinker (which runs under fs_reclaim) is a circular
+// dependency as soon as both have been seen.
+func MightAlloc(flags Flags) {
+	t, pf := currentTask()
+	mightAllocTask(applyContext(flags, pf), t, pf)
+}
+
+// mightAllocTask is MightAlloc with the scopes applied and the task looked
+// up.
+func mightAllocTask(gfp Flags, t *task.Task, pf TaskFlags) {
+	sleepy := t != nil && (t.NonBlock|t.Preempt) != 0
+	if needReclaim(gfp, pf) {
+		if gfp&FS != 0 {
+			FSReclaimMap.Acquire()
+			touchNotifierMap()
+			FSReclaimMap.Release()
+		} else {
+			touchNotifierMap()
+		}
+	}
+	if sleepy && gfp&DirectReclaim != 0 {
+		nonblock.MightSleep()
+	}
+}
+
+// touchNotifierMap acquires and releases the MMU-notifier map: reclaim can
+// invalidate page tables, which runs notifier callbacks, whenever it may
+// run at all (not only with FS), so even GFP_NOIO is ordered before them.
+func touchNotifierMap() {
+	NotifierMap.Acquire()
+	NotifierMap.Release()
+}
+
+// FSReclaimAcquire marks the caller as in reclaim for an allocation with
+// flags: fs_reclaim_acquire(). With the goroutine's scopes applied, if the
+// allocation could reclaim, it acquires the fs_reclaim map when FS is set
+// (held until FSReclaimRelease) and touches the notifier map. Drivers call
+// it at init to teach the validator what their shrinker does ("priming"):
+//
+//	gfp.FSReclaimAcquire(gfp.Kernel)
+//	lockclass.MightLock(&dev.shrinkerLock)
+//	gfp.FSReclaimRelease(gfp.Kernel)
+func FSReclaimAcquire(flags Flags) {
+	pf := CurrentTaskFlags()
+	gfp := applyContext(flags, pf)
+	if needReclaim(gfp, pf) {
+		if gfp&FS != 0 {
+			FSReclaimMap.Acquire()
+		}
+		touchNotifierMap()
+	}
+}
+
+// FSReclaimRelease ends what FSReclaimAcquire(flags) began:
+// fs_reclaim_release(). It recomputes the same conditions, so the scopes
+// must be the same as at the acquire.
+func FSReclaimRelease(flags Flags) {
+	pf := CurrentTaskFlags()
+	gfp := applyContext(flags, pf)
+	if needReclaim(gfp, pf) && gfp&FS != 0 {
+		FSReclaimMap.Release()
+	}
+}

@@ -1,0 +1,146 @@
+package gfp
+
+import (
+	"fmt"
+	"strings"
+	"sync/atomic"
+
+	"github.com/krules/krules"
+)
+
+// The allocator's reports: warn_alloc's failure report, WARN_ON_ONCE for
+// misused flags, and bad_page for bad frees. Each is emitted only once the
+// allocator's state is consistent again, since Emit may panic.
+
+// warnOnce remembers which WARN_ON_ONCE sites of a zone have fired (the
+// kernel's per-site static __warned); a new zone starts afresh.
+type warnOnce struct{ fired atomic.Uint32 }
+
+type warnSite uint32
+
+const (
+	warnOrderTooLarge warnSite = 1 << iota
+	warnNoFailOrder
+	warnNoFailNoReclaim
+	warnNoFailMemalloc
+	warnNoFailOOM
+)
+
+// warnOnceGFP is WARN_ON_ONCE_GFP: a once-only WARNING that NoWarn keeps
+// quiet (without using up the once).
+func (z *Zone) warnOnceGFP(site warnSite, gfp Flags, format string, args ...any) {
+	if gfp&NoWarn != 0 {
+		return
+	}
+	z.warnOnceSite(site, gfp, format, args...)
+}
+
+// warnOnceSite is WARN_ON_ONCE.
+func (z *Zone) warnOnceSite(site warnSite, gfp Flags, format string, args ...any) {
+	for {
+		old := z.once.fired.Load()
+		if old&uint32(site) != 0 {
+			return
+		}
+		if z.once.fired.CompareAndSwap(old, old|uint32(site)) {
+			break
+		}
+	}
+	msg := fmt.Sprintf(format, args...) + fmt.Sprintf(", mode:%#x(%s)", uint32(gfp), gfp.decode())
+	krules.Emit(krules.Warn(krules.GFPMisuse, msg, 0))
+}
+
+// warnAlloc is warn_alloc(): the "page allocation failure" report with the
+// zone's state, unless NoWarn. krules rate-limits it (10 s, burst 1).
+func (z *Zone) warnAlloc(gfp Flags, order int) {
+	if gfp&NoWarn != 0 {
+		return
+	}
+	headline := fmt.Sprintf("%s: page allocation failure: order:%d, mode:%#x(%s), nodemask=(null)",
+		krules.CurrentGoroutine().Name, order, uint32(gfp), gfp.decode())
+	b := krules.NewReport(krules.AllocFailure, headline, 0)
+	b.Printf("%s,cpuset=/,mems_allowed=0\n", headline)
+	b.Dump()
+	z.showMem(&b.Builder)
+	krules.Emit(b.Report())
+}
+
+// showMem writes the Mem-Info part of warn_alloc (__show_mem) for the zone.
+func (z *Zone) showMem(b *strings.Builder) {
+	st := z.Stats()
+	b.WriteString("Mem-Info:\n")
+	fmt.Fprintf(b, "Node 0 %s free:%dkB boost:0kB min:%dkB low:%dkB high:%dkB reserved_highatomic:0KB free_pcp:%dkB present:%dkB managed:%dkB\n",
+		z.name, st.Free*4, st.Watermarks.Min*4, st.Watermarks.Low*4, st.Watermarks.High*4,
+		st.PCP*4, st.Managed*4, st.Managed*4)
+	fmt.Fprintf(b, "lowmem_reserve[]: 0 0 0 0\n")
+	fmt.Fprintf(b, "Node 0 %s: ", z.name)
+	total := int64(0)
+	for o, n := range st.FreeBlocks {
+		fmt.Fprintf(b, "%d*%dkB ", n, 4<<o)
+		total += n << o
+	}
+	fmt.Fprintf(b, "= %dkB\n", total*4)
+}
+
+// reportBadFree reports a FreePages (or kfree of a large block) that does
+// not match the block's state: bad_page().
+func (z *Zone) reportBadFree(p *Page, order int, want uint32) {
+	s := p.state.Load()
+	var reason string
+	switch k := stateKind(s); {
+	case uint(order) > MaxOrder:
+		reason = fmt.Sprintf("freed with order %d > MAX_PAGE_ORDER", order)
+	case k == pgFree || k == pgPCP || k == pgFreeing:
+		reason = "page already free (double free)"
+	case k == pgTail:
+		reason = "not the head of an allocated block"
+	case k != want:
+		reason = fmt.Sprintf("freeing a %s page as %s", kindNames[k], kindNames[want])
+	default:
+		reason = fmt.Sprintf("freed with order %d, allocated with order %d", order, stateOrder(s))
+	}
+	z.badPage(p.PFN(), s, reason)
+}
+
+// reportForeignPage reports a page of another zone (or no zone) handed to
+// this zone's FreePages.
+func (z *Zone) reportForeignPage(p *Page) { reportForeignPage(z, p) }
+
+func reportForeignPage(z *Zone, p *Page) {
+	var pfn uint64
+	reason := "page does not belong to any zone"
+	if p.zone != nil && p.zone.indexOf(p) >= 0 {
+		pfn = p.PFN()
+		reason = fmt.Sprintf("page of zone %s freed to zone %s", p.zone.name, z.name)
+	}
+	if z == nil {
+		z = p.zone
+	}
+	var s uint32
+	if p.zone != nil && p.zone.indexOf(p) >= 0 {
+		s = p.state.Load()
+	}
+	z.badPage(pfn, s, reason)
+}
+
+// badPage writes bad_page()'s report: the headline, dump_page's lines and
+// the stack.
+func (z *Zone) badPage(pfn uint64, s uint32, reason string) {
+	headline := fmt.Sprintf("BUG: Bad page state in process %s  pfn:%05x", krules.CurrentGoroutine().Name, pfn)
+	b := krules.NewReport(krules.BadPage, headline, 0)
+	ref := 0
+	if k := stateKind(s); k == pgAlloc || k == pgLarge || k == pgSlab {
+		ref = 1
+	}
+	name := "-"
+	if z != nil {
+		name = z.name
+	}
+	b.Printf("%s\n", headline)
+	b.Printf("page: refcount:%d mapcount:0 mapping:0000000000000000 index:0x0 pfn:%#x\n", ref, pfn)
+	b.Printf("flags: 0x0(%s|order=%d|zone=%s)\n", kindNames[stateKind(s)%uint32(len(kindNames))], stateOrder(s), name)
+	b.Printf("page dumped because: %s\n", reason)
+	b.Printf("Modules linked in:\n")
+	b.Dump()
+	krules.Emit(b.Report())
+}

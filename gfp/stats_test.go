@@ -1,0 +1,76 @@
+package gfp_test
+
+import (
+	"fmt"
+	"regexp"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/gfp"
+)
+
+func TestStatsCountAndPrint(t *testing.T) {
+	krules.Check(t)
+	z := newZone(t, 8<<20, gfp.WithName("DMA32"))
+	p, err := z.AllocPages(2, gfp.Kernel)
+	require.NoError(t, err)
+	q, err := z.AllocPages(5, gfp.Kernel)
+	require.NoError(t, err)
+	st := z.Stats()
+	require.Equal(t, "DMA32", st.Zone)
+	require.Equal(t, int64(2048), st.Managed)
+	require.Equal(t, int64(1), st.Allocs[2])
+	require.Equal(t, int64(1), st.Allocs[5])
+	require.GreaterOrEqual(t, st.PgAlloc, int64(4+32))
+	require.Equal(t, st.Managed-4-32, st.Free+st.PCP)
+	free := int64(0)
+	for o, n := range st.FreeBlocks {
+		free += n << o
+	}
+	require.Equal(t, st.Free, free, "buddyinfo adds up to nr_free_pages")
+
+	text := st.String()
+	require.Contains(t, text, fmt.Sprintf("nr_free_pages %d\n", st.Free))
+	require.Contains(t, text, fmt.Sprintf("pgalloc_normal %d\n", st.PgAlloc))
+	require.Contains(t, text, "allocstall_normal 0\n")
+	require.Contains(t, text, "krules_alloc_order5 1\n")
+	require.Regexp(t, regexp.MustCompile(`(?m)^pgscan_kswapd 0$`), text)
+
+	require.Regexp(t, `^Node 0, zone    DMA32( +\d+){11}\n$`, z.BuddyInfo())
+	info := z.ZoneInfo()
+	require.Contains(t, info, "Node 0, zone    DMA32\n  pages free     ")
+	require.Contains(t, info, fmt.Sprintf("        min      %d\n", st.Watermarks.Min))
+	require.Contains(t, info, "        managed  2048\n")
+	require.Contains(t, info, "  pagesets\n    cpu: 0\n")
+
+	z.FreePages(p, 2)
+	z.FreePages(q, 5)
+	require.Equal(t, st.PgFree+36, z.Stats().PgFree)
+}
+
+func TestDefaultZone(t *testing.T) {
+	krules.Check(t)
+	require.NoError(t, gfp.ResetDefault())
+	z := gfp.Default()
+	require.Same(t, z, gfp.Default(), "created once")
+	require.Equal(t, gfp.DefaultZoneSize/gfp.PageSize, z.Pages())
+
+	p, err := gfp.AllocPages(0, gfp.Kernel)
+	require.NoError(t, err)
+	require.Same(t, z, p.Zone())
+	gfp.FreePages(p, 0)
+	b, err := gfp.Alloc(100, gfp.Kernel)
+	require.NoError(t, err)
+	require.NotNil(t, z.PageOf(b))
+	gfp.Free(b)
+
+	mine := newZone(t, 1<<20)
+	prev := gfp.SetDefault(mine)
+	require.Same(t, z, prev)
+	require.NoError(t, prev.Close())
+	require.Same(t, mine, gfp.Default())
+	require.Same(t, mine, gfp.SetDefault(nil))
+	require.NoError(t, gfp.ResetDefault(), "nothing to reset")
+}

@@ -1,0 +1,195 @@
+package gfp_test
+
+import (
+	"errors"
+	"syscall"
+	"testing"
+	"unsafe"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/gfp"
+)
+
+func TestAllocPagesGivesDistinctWritableBlocks(t *testing.T) {
+	krules.Check(t)
+	z := newZone(t, 8<<20)
+	seen := map[uint64]bool{}
+	var blocks []*gfp.Page
+	for order := range 5 {
+		for range 4 {
+			p, err := z.AllocPages(order, gfp.Kernel)
+			require.NoError(t, err)
+			require.Equal(t, order, p.Order())
+			require.Len(t, p.Bytes(), gfp.PageSize<<order)
+			require.Zero(t, p.PFN()%(1<<order), "blocks are aligned to their order")
+			for i := range uint64(1) << order {
+				require.False(t, seen[p.PFN()+i], "page %d handed out twice", p.PFN()+i)
+				seen[p.PFN()+i] = true
+			}
+			b := p.Bytes()
+			b[0], b[len(b)-1] = byte(order), byte(order)
+			require.Equal(t, p, z.PageByPFN(p.PFN()))
+			require.Equal(t, p, z.PageOf(b))
+			require.Equal(t, p.PFN(), uint64(uintptr(unsafe.Pointer(&b[0])))/gfp.PageSize, "frame numbers are addresses")
+			blocks = append(blocks, p)
+		}
+	}
+	for _, p := range blocks {
+		require.Equal(t, byte(p.Order()), p.Bytes()[0], "nobody else wrote the block")
+		gfp.FreePages(p, p.Order())
+	}
+	require.Equal(t, int64(z.Pages()), accounted(z))
+}
+
+func TestZeroFlagZeroes(t *testing.T) {
+	z := newZone(t, 1<<20, gfp.WithShards(1))
+	p, err := z.AllocPages(1, gfp.Kernel)
+	require.NoError(t, err)
+	for i := range p.Bytes() {
+		p.Bytes()[i] = 0xaa
+	}
+	z.FreePages(p, 1)
+	q, err := z.AllocPages(1, gfp.Kernel|gfp.Zero)
+	require.NoError(t, err)
+	require.Equal(t, p, q, "the cached block is reused")
+	require.Equal(t, make([]byte, 2*gfp.PageSize), q.Bytes())
+	z.FreePages(q, 1)
+}
+
+func TestBadFreesAreReportedAndIgnored(t *testing.T) {
+	rec := krules.Record(t)
+	z := newZone(t, 1<<20)
+	other := newZone(t, 1<<20, gfp.WithName("Other"))
+	p, err := z.AllocPages(2, gfp.Kernel)
+	require.NoError(t, err)
+	before := z.Stats()
+
+	z.FreePages(p, 1) // wrong order
+	require.Equal(t, []krules.Kind{krules.BadPage}, rec.Kinds())
+	require.Regexp(t, `^BUG: Bad page state in process TestBadFreesAreReportedAndIgnored  pfn:[0-9a-f]{5,}$`, rec.Last().Headline)
+	require.Contains(t, rec.Last().Text, "page dumped because: freed with order 1, allocated with order 2\n")
+
+	z.FreePages(z.PageByPFN(p.PFN()+1), 0) // a tail page
+	require.Contains(t, rec.Last().Text, "page dumped because: not the head of an allocated block\n")
+
+	other.FreePages(p, 2) // the wrong zone
+	require.Contains(t, rec.Last().Text, "page dumped because: page of zone Normal freed to zone Other\n")
+
+	gfp.FreePages(&gfp.Page{}, 0) // not a page of any zone
+	require.Contains(t, rec.Last().Text, "page dumped because: page does not belong to any zone\n")
+	require.Equal(t, 4, rec.Len())
+	require.Equal(t, before.Free, z.Stats().Free, "nothing was freed")
+
+	z.FreePages(p, 2)
+	require.Equal(t, 4, rec.Len())
+	z.FreePages(p, 2) // double free
+	require.Equal(t, 5, rec.Len())
+	require.Contains(t, rec.Last().Text, "page dumped because: page already free (double free)\n")
+	require.Equal(t, int64(z.Pages()), accounted(z))
+
+	z.FreePages(nil, 0) // ignored
+	require.Equal(t, 5, rec.Len())
+	for _, r := range rec.Reports() {
+		require.Equal(t, krules.BadPage, r.Kind)
+	}
+}
+
+func TestDoubleFreeRaceHasOneWinner(t *testing.T) {
+	rec := krules.Record(t)
+	z := newZone(t, 1<<20)
+	for range 200 {
+		p, err := z.AllocPages(0, gfp.Kernel)
+		require.NoError(t, err)
+		done := make(chan struct{})
+		go func() { z.FreePages(p, 0); close(done) }()
+		z.FreePages(p, 0)
+		<-done
+	}
+	require.Equal(t, 200, rec.Len(), "exactly one of each pair of frees is bad")
+	require.Equal(t, int64(z.Pages()), accounted(z))
+}
+
+func TestOrderAboveMaxWarnsOnceAndFails(t *testing.T) {
+	rec := krules.Record(t)
+	z := newZone(t, 1<<20)
+	_, err := z.AllocPages(gfp.MaxOrder+1, gfp.Kernel)
+	require.ErrorIs(t, err, gfp.ErrNoMemory)
+	require.Equal(t, []krules.Kind{krules.GFPMisuse}, rec.Kinds())
+	require.Regexp(t, `^WARNING: PID: \d+ at gfp/zone_test.go:\d+ gfp_test.TestOrderAboveMaxWarnsOnceAndFails\+0x`, rec.Last().Headline)
+	require.Contains(t, rec.Last().Text, "order 11 > MAX_PAGE_ORDER (10), mode:0xcc0(GFP_KERNEL)\n")
+	_, err = z.AllocPages(gfp.MaxOrder+1, gfp.Kernel)
+	require.ErrorIs(t, err, gfp.ErrNoMemory)
+	require.Equal(t, 1, rec.Len(), "WARN_ON_ONCE")
+	_, err = z.AllocPages(-1, gfp.Kernel)
+	require.ErrorIs(t, err, gfp.ErrNoMemory)
+}
+
+func TestMaxOrderBlockAndMergeBack(t *testing.T) {
+	krules.Check(t)
+	z := newZone(t, 8<<20, gfp.WithMinFreeKbytes(128))
+	p, err := z.AllocPages(gfp.MaxOrder, gfp.Kernel)
+	require.NoError(t, err)
+	require.Len(t, p.Bytes(), 4<<20)
+	z.FreePages(p, gfp.MaxOrder)
+	require.Equal(t, int64(2), z.Stats().FreeBlocks[gfp.MaxOrder], "the zone is two whole top-order blocks again")
+}
+
+func TestClosedZone(t *testing.T) {
+	z, err := gfp.NewZone(1 << 20)
+	require.NoError(t, err)
+	p, err := z.AllocPages(0, gfp.Kernel)
+	require.NoError(t, err)
+	err = z.Close()
+	require.ErrorContains(t, err, "1 pages still allocated")
+	_, err = z.AllocPages(0, gfp.Kernel)
+	require.ErrorIs(t, err, gfp.ErrClosed)
+	_, err = z.Alloc(8, gfp.Kernel)
+	require.ErrorIs(t, err, gfp.ErrClosed)
+	p.Bytes()[0] = 1 // still mapped
+	z.FreePages(p, 0)
+	require.NoError(t, z.Close(), "Close is idempotent")
+}
+
+func TestArenaBackings(t *testing.T) {
+	krules.Check(t)
+	z := newZone(t, 1<<20, gfp.WithPortableArena())
+	kind, locked := z.Backing()
+	require.Equal(t, "heap", kind)
+	require.False(t, locked)
+	p, err := z.AllocPages(3, gfp.Kernel)
+	require.NoError(t, err)
+	p.Bytes()[gfp.PageSize*8-1] = 1
+	require.Zero(t, p.PFN()%8)
+	z.FreePages(p, 3)
+
+	_, err = gfp.NewZone(1<<20, gfp.WithPortableArena(), gfp.WithMlock())
+	require.Error(t, err, "a heap arena cannot be locked")
+
+	z2 := newZone(t, 4<<20, gfp.WithHugePages())
+	kind, _ = z2.Backing()
+	require.Contains(t, []string{"mmap+hugetlb", "mmap+thp", "mmap"}, kind)
+
+	z3, err := gfp.NewZone(1<<20, gfp.WithMlock())
+	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.ENOMEM) || errors.Is(err, syscall.EAGAIN) {
+		t.Logf("mlock refused here: %v", err)
+		return
+	}
+	require.NoError(t, err)
+	_, locked = z3.Backing()
+	require.True(t, locked)
+	require.NoError(t, z3.Close())
+}
+
+func TestZoneValidation(t *testing.T) {
+	_, err := gfp.NewZone(0)
+	require.Error(t, err)
+	_, err = gfp.NewZone(1<<20, gfp.WithWatermarkScaleFactor(0))
+	require.Error(t, err)
+	_, err = gfp.NewZone(1<<20, gfp.WithMinFreeKbytes(-1))
+	require.Error(t, err)
+	z := newZone(t, 1<<20, gfp.WithName("DMA32"))
+	require.Equal(t, "DMA32", z.Name())
+	require.Equal(t, 256, z.Pages())
+}

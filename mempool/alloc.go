@@ -1,0 +1,138 @@
+package mempool
+
+import (
+	"context"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/gfp"
+)
+
+// Alloc returns an element: mempool_alloc().
+//
+//  1. __GFP_ZERO is reported (once per pool) and passed on: a pool cannot
+//     zero what it hands out from its reserve.
+//  2. MightAlloc(flags).
+//  3. NoMemalloc, NoRetry and NoWarn are added: the pool is the fallback,
+//     so the allocator must not dip into the emergency reserves, loop or
+//     complain.
+//  4. The first try is without DirectReclaim and IO.
+//  5. If the allocator fails, the newest reserve element is taken.
+//  6. If the reserve is empty on the first pass, the allocator is tried at
+//     once with the caller's flags.
+//  7. Then, without DirectReclaim, Alloc fails with gfp.ErrNoMemory.
+//  8. Otherwise it waits until a Free refills the reserve (or the timeout
+//     passes) and starts again at 5 with the caller's flags.
+//
+// So with DirectReclaim Alloc never fails; it may wait as long as elements
+// are out. Without it, it tries the allocator twice and the reserve once,
+// and never sleeps.
+func (p *Pool[T]) Alloc(flags gfp.Flags) (T, error) {
+	return p.allocate(context.Background(), flags)
+}
+
+// AllocContext is Alloc with a killable wait: it returns ctx.Err() if ctx
+// is done while it waits.
+func (p *Pool[T]) AllocContext(ctx context.Context, flags gfp.Flags) (T, error) {
+	return p.allocate(ctx, flags)
+}
+
+func (p *Pool[T]) allocate(ctx context.Context, flags gfp.Flags) (T, error) {
+	var zero T
+	if flags&gfp.Zero != 0 && !p.warnedZero.Swap(true) {
+		krules.Emit(krules.Warn(krules.MempoolMisuse, "VM_WARN_ON_ONCE(gfp_mask & __GFP_ZERO): mempool "+p.cfg.name+" cannot return zeroed elements", 1))
+	}
+	gfp.MightAlloc(flags)
+	flags |= gfp.NoMemalloc | gfp.NoRetry | gfp.NoWarn
+	tmp := flags &^ (gfp.DirectReclaim | gfp.IO)
+	reported := false
+	for {
+		if p.closed.Load() {
+			return zero, ErrClosed
+		}
+		if x, err := p.alloc(tmp); err == nil {
+			p.handOut(x)
+			return x, nil
+		}
+		p.mu.Lock()
+		p.st.allocatorFailures++
+		if len(p.elements) > 0 {
+			x, bad := p.removeElement()
+			p.st.fromReserve++
+			p.mu.Unlock()
+			if bad >= 0 {
+				p.reportPoison(x, bad)
+			}
+			p.handOut(x)
+			return x, nil
+		}
+		if tmp != flags {
+			// The first pass found the reserve empty: try the allocator at
+			// once with the caller's flags, without sleeping.
+			p.mu.Unlock()
+			tmp = flags
+			continue
+		}
+		if flags&gfp.DirectReclaim == 0 {
+			p.st.failed++
+			p.mu.Unlock()
+			return zero, gfp.ErrNoMemory
+		}
+		// Register for the wake-up before dropping the lock, so that a Free
+		// right after the unlock is sure to wake us (prepare_to_wait).
+		ticket := p.wait.Prepare()
+		p.st.waits++
+		p.mu.Unlock()
+		woken, err := ticket.Sleep(ctx, p.cfg.timeout)
+		if err != nil {
+			return zero, err
+		}
+		if !woken && p.timedOut(!reported) {
+			reported = true
+		}
+	}
+}
+
+// AllocPreallocated takes an element from the reserve only:
+// mempool_alloc_preallocated(). It never calls the allocator and never
+// sleeps; ok is false if the reserve is empty.
+func (p *Pool[T]) AllocPreallocated() (x T, ok bool) {
+	p.mu.Lock()
+	if len(p.elements) == 0 || p.closed.Load() {
+		p.mu.Unlock()
+		return x, false
+	}
+	x, bad := p.removeElement()
+	p.st.fromReserve++
+	p.mu.Unlock()
+	if bad >= 0 {
+		p.reportPoison(x, bad)
+	}
+	p.handOut(x)
+	return x, true
+}
+
+// handOut accounts an element given to a caller.
+func (p *Pool[T]) handOut(x T) {
+	p.out.Add(1)
+	if p.dbg != nil && p.ops.key != nil {
+		p.dbg.track(p.ops.key(x))
+	}
+}
+
+// timedOut counts a wait that ended without a wake-up and, in debug mode
+// and if report, reports a goroutine that waits while holding elements of
+// the pool. It returns whether it reported.
+func (p *Pool[T]) timedOut(report bool) bool {
+	p.mu.Lock()
+	p.st.timeouts++
+	p.mu.Unlock()
+	if p.dbg == nil || !report {
+		return false
+	}
+	held := p.dbg.heldBy()
+	if len(held) == 0 {
+		return false
+	}
+	p.reportDeadlock(held)
+	return true
+}

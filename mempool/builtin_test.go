@@ -1,0 +1,250 @@
+package mempool_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/mempool"
+)
+
+func newZone(t *testing.T, size int, opts ...gfp.ZoneOption) *gfp.Zone {
+	t.Helper()
+	z, err := gfp.NewZone(size, opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, z.Close()) })
+	return z
+}
+
+// failPages makes every non-blocking page allocation of z fail from now on.
+func failPages(z *gfp.Zone) {
+	a := gfp.NewFaultAttr(100, 1)
+	a.Times, a.Verbose, a.MinOrder = -1, 0, 0
+	z.InjectPageAllocFaults(a)
+}
+
+func TestPagePool(t *testing.T) {
+	krules.Check(t)
+	z := newZone(t, 4<<20)
+	p, err := mempool.NewPagePool(4, z, 1, mempool.WithName("pages"))
+	require.NoError(t, err)
+	var held []*gfp.Page
+	for range 10 {
+		pg, err := p.Alloc(gfp.Kernel)
+		require.NoError(t, err)
+		require.Equal(t, 1, pg.Order())
+		require.Len(t, pg.Bytes(), 2*gfp.PageSize)
+		held = append(held, pg)
+	}
+	require.Equal(t, 4, p.Stats().Reserve, "the allocator succeeded: the reserve is untouched")
+	failPages(z)
+	for range 4 {
+		pg, err := p.Alloc(gfp.NoIO)
+		require.NoError(t, err)
+		held = append(held, pg)
+	}
+	require.Equal(t, int64(4), p.Stats().FromReserve)
+	_, err = p.Alloc(gfp.Atomic)
+	require.ErrorIs(t, err, gfp.ErrNoMemory)
+	for _, pg := range held {
+		p.Free(pg)
+	}
+	require.Equal(t, 4, p.Stats().Reserve)
+	require.NoError(t, p.Close())
+	z.InjectPageAllocFaults(nil)
+}
+
+// Page pools check frees by frame number even without debug mode.
+func TestPagePoolCatchesForeignAndDoubleFrees(t *testing.T) {
+	rec := krules.Record(t)
+	z := newZone(t, 4<<20)
+	other := newZone(t, 1<<20, gfp.WithName("Other"))
+	p, err := mempool.NewPagePool(2, z, 0, mempool.WithDebug(false), mempool.WithName("pages"))
+	require.NoError(t, err)
+
+	foreign, err := other.AllocPages(0, gfp.Kernel)
+	require.NoError(t, err)
+	p.Free(foreign)
+	require.Equal(t, []krules.Kind{krules.MempoolMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "mempool_free(pages): page is not from zone Normal\n")
+	other.FreePages(foreign, 0)
+
+	big, err := z.AllocPages(1, gfp.Kernel)
+	require.NoError(t, err)
+	p.Free(big)
+	require.Contains(t, rec.Last().Text, "is an order-1 block in an order-0 pool")
+	z.FreePages(big, 1)
+
+	a, ok := p.AllocPreallocated()
+	require.True(t, ok)
+	p.Free(a) // back into the reserve
+	p.Free(a) // again: it is in the reserve
+	require.Contains(t, rec.Last().Text, "is already in the reserve (freed twice)")
+
+	b, err := p.Alloc(gfp.Kernel) // from the zone
+	require.NoError(t, err)
+	p.Free(b) // reserve full: back to the zone
+	p.Free(b)
+	require.Contains(t, rec.Last().Text, "is not allocated (freed twice?)")
+	require.Equal(t, 4, rec.Len())
+	require.Equal(t, 2, p.Stats().Reserve)
+	require.NoError(t, p.Close())
+}
+
+func TestKmallocPool(t *testing.T) {
+	rec := krules.Record(t)
+	z := newZone(t, 4<<20)
+	p, err := mempool.NewKmallocPool(2, z, 200, mempool.WithName("kmalloc-200"))
+	require.NoError(t, err)
+	b, err := p.Alloc(gfp.Kernel)
+	require.NoError(t, err)
+	require.Len(t, b, 200)
+	p.Free(b)
+	p.Free(make([]byte, 200))
+	require.Equal(t, []krules.Kind{krules.MempoolMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "buffer is not from zone Normal")
+	c, err := z.Alloc(100, gfp.Kernel)
+	require.NoError(t, err)
+	p.Free(c)
+	require.Contains(t, rec.Last().Text, "buffer of 100 bytes in a pool of 200-byte buffers")
+	z.Free(c)
+	require.NoError(t, p.Close())
+}
+
+type request struct {
+	Sector uint64
+	Len    uint32
+	Flags  [4]uint8
+}
+
+func TestSlabPool(t *testing.T) {
+	krules.Check(t)
+	z := newZone(t, 4<<20)
+	p, err := mempool.NewSlabPool[request](3, z, mempool.WithName("bio"))
+	require.NoError(t, err)
+	var held []*request
+	for i := range 20 {
+		r, err := p.Alloc(gfp.NoIO)
+		require.NoError(t, err)
+		*r = request{Sector: uint64(i), Len: 512}
+		held = append(held, r)
+	}
+	for i, r := range held {
+		require.Equal(t, uint64(i), r.Sector, "objects do not overlap")
+		p.Free(r)
+	}
+	require.NoError(t, p.Close())
+
+	_, err = mempool.NewSlabPool[struct{ p *int }](1, z)
+	require.ErrorContains(t, err, "hold pointers")
+	_, err = mempool.NewSlabPool[[]byte](1, z)
+	require.Error(t, err)
+}
+
+// Debug mode poisons reserve elements; a write after free is caught when
+// the element comes out of the reserve again.
+func TestPoisonMismatch(t *testing.T) {
+	rec := krules.Record(t)
+	z := newZone(t, 4<<20)
+	p, err := mempool.NewKmallocPool(1, z, 64, mempool.WithDebug(true), mempool.WithName("kmalloc-64"))
+	require.NoError(t, err)
+	a, ok := p.AllocPreallocated()
+	require.True(t, ok)
+	require.Equal(t, byte(0x5a), a[0], "POISON_INUSE when taken out")
+	p.Free(a)
+	require.Equal(t, byte(0x6b), a[0], "POISON_FREE in the reserve")
+	require.Equal(t, byte(0xa5), a[63], "POISON_END")
+	a[10] = 0xee // use after free
+	b, ok := p.AllocPreallocated()
+	require.True(t, ok)
+	require.Equal(t, []krules.Kind{krules.MempoolPoison}, rec.Kinds())
+	r := rec.Last()
+	require.Equal(t, "BUG: mempool element poison mismatch", r.Headline)
+	require.Regexp(t, `^BUG: mempool element poison mismatch\nMempool 0x[0-9a-f]+ size 64 \(kmalloc-64\)\n nr=0 @ 0x[0-9a-f]+: \.\.\. 0x6b 6b 6b 6b 6b 6b 6b 6b ee 6b 6b 6b 6b 6b 6b 6b \.\.\.\n`, r.Text)
+	p.Free(b)
+	require.NoError(t, p.Close())
+}
+
+// Debug mode tracks elements: freeing one twice, or one the pool never
+// handed out, is reported for any pool.
+func TestDebugTracksElements(t *testing.T) {
+	rec := krules.Record(t)
+	s := &source{}
+	p, err := mempool.New(1, s.alloc, s.free, mempool.WithDebug(true), mempool.WithName("ints"))
+	require.NoError(t, err)
+	x, err := p.Alloc(gfp.Kernel)
+	require.NoError(t, err)
+	p.Free(x)
+	p.Free(x)
+	require.Equal(t, []krules.Kind{krules.MempoolMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "mempool_free(ints): element not handed out by this pool, or already freed")
+	p.Free(new(int))
+	require.Equal(t, 2, rec.Len())
+	require.NoError(t, p.Close(), "the bad frees changed nothing")
+}
+
+// A goroutine that holds an element and waits for another from the same
+// pool while all are out: the deadlock is reported when the wait outlasts
+// the timeout.
+func TestHeldElementWhileWaitingIsReported(t *testing.T) {
+	rec := krules.Record(t)
+	s := &source{}
+	p, err := mempool.New(1, s.alloc, s.free, mempool.WithTimeout(20*time.Millisecond), mempool.WithName("bio"))
+	require.NoError(t, err)
+	s.fail.Store(true)
+	first := make(chan *int)
+	second := make(chan *int)
+	go func() {
+		krules.SetName("kworker/u4:2")
+		defer krules.SetName("")
+		x, err := p.Alloc(gfp.NoIO)
+		if err != nil {
+			panic(err)
+		}
+		first <- x
+		y, err := p.Alloc(gfp.NoIO) // waits while holding x
+		if err != nil {
+			panic(err)
+		}
+		second <- y
+	}()
+	x := <-first
+	require.Eventually(t, func() bool { return rec.Len() > 0 }, 5*time.Second, time.Millisecond)
+	r := rec.Last()
+	require.Equal(t, krules.MempoolDeadlock, r.Kind)
+	require.Equal(t, "WARNING: possible mempool deadlock detected", r.Headline)
+	require.Regexp(t, `kworker/u4:2/\d+ is waiting for an element of mempool bio \(min_nr 1, none in reserve\)\nwhile holding 1 of its elements:\n #0: allocated at: mempool_test.TestHeldElementWhileWaitingIsReported.func1\+0x[0-9a-f]+ mempool/builtin_test.go:\d+\n`, r.Text)
+	time.Sleep(60 * time.Millisecond)
+	require.Equal(t, 1, rec.Len(), "reported once per wait, not at every timeout")
+	p.Free(x) // break the deadlock from outside
+	p.Free(<-second)
+	require.NoError(t, p.Close())
+	require.GreaterOrEqual(t, p.Stats().Timeouts, int64(1))
+}
+
+// Waiting without holding anything is just waiting.
+func TestWaitWithoutHoldingIsNotADeadlock(t *testing.T) {
+	krules.Check(t)
+	s := &source{}
+	p, err := mempool.New(1, s.alloc, s.free, mempool.WithTimeout(5*time.Millisecond))
+	require.NoError(t, err)
+	s.fail.Store(true)
+	x, err := p.Alloc(gfp.Kernel)
+	require.NoError(t, err)
+	got := make(chan *int)
+	go func() {
+		y, err := p.Alloc(gfp.Kernel)
+		if err != nil {
+			panic(err)
+		}
+		got <- y
+	}()
+	time.Sleep(30 * time.Millisecond)
+	p.Free(x)
+	p.Free(<-got)
+	require.NoError(t, p.Close())
+	require.NotZero(t, p.Stats().Timeouts)
+}

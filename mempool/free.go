@@ -1,0 +1,67 @@
+package mempool
+
+// Free gives an element back: mempool_free().
+//
+// If the reserve is below minNr the element refills it and every waiter is
+// woken; otherwise it goes back to the allocator. The first test is made
+// without the lock (an atomic load: the kernel's READ_ONCE after smp_rmb)
+// and repeated under it. It cannot miss a needed refill: the count it reads
+// is never older than the allocation of the element being freed (that
+// allocation happened before this Free, and Go's atomics are sequentially
+// consistent), so any Alloc that took the reserve below minNr is seen
+// unless a refill already undid it; and goroutines wait only when the
+// reserve is empty, so frees always reach them.
+//
+// A nil element is ignored. An element the pool did not hand out, or one
+// freed twice, is reported (MempoolMisuse) where the pool can tell (page
+// pools always, by frame number; every pool in debug mode) and left alone.
+func (p *Pool[T]) Free(x T) {
+	if p.ops.isNil(x) {
+		return
+	}
+	if !p.accept(x) {
+		return
+	}
+	p.out.Add(-1)
+	if p.curr.Load() < p.minNr.Load() {
+		p.mu.Lock()
+		if int64(len(p.elements)) < p.minNr.Load() && !p.closed.Load() {
+			p.addElement(x)
+			p.st.refills++
+			p.mu.Unlock()
+			p.wait.WakeUp()
+			return
+		}
+		p.mu.Unlock()
+	}
+	// A pool without a reserve keeps one element anyway, so that waiters
+	// are woken by frees.
+	if p.minNr.Load() == 0 && p.curr.Load() == 0 {
+		p.mu.Lock()
+		if p.minNr.Load() == 0 && len(p.elements) == 0 && !p.closed.Load() {
+			p.addElement(x)
+			p.st.refills++
+			p.mu.Unlock()
+			p.wait.WakeUp()
+			return
+		}
+		p.mu.Unlock()
+	}
+	p.free(x)
+}
+
+// accept checks that x may be freed to this pool and, in debug mode,
+// forgets it as outstanding. It reports and returns false otherwise.
+func (p *Pool[T]) accept(x T) bool {
+	if p.ops.check != nil {
+		if why := p.ops.check(x); why != "" {
+			p.reportBadFree(why)
+			return false
+		}
+	}
+	if p.dbg != nil && p.ops.key != nil && !p.dbg.untrack(p.ops.key(x)) {
+		p.reportBadFree("element not handed out by this pool, or already freed")
+		return false
+	}
+	return true
+}

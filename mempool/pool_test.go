@@ -1,0 +1,427 @@
+package mempool_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/mempool"
+)
+
+func TestNewPreallocates(t *testing.T) {
+	krules.Check(t)
+	s := &source{}
+	p, err := mempool.New(3, s.alloc, s.free)
+	require.NoError(t, err)
+	require.Equal(t, []gfp.Flags{gfp.Kernel, gfp.Kernel, gfp.Kernel}, s.calls())
+	require.Equal(t, 3, p.Stats().Reserve)
+	require.True(t, p.Saturated())
+	require.NoError(t, p.Close())
+	require.Zero(t, s.live.Load(), "Close gives the reserve back")
+
+	s = &source{}
+	p, err = mempool.New(0, s.alloc, s.free, mempool.WithGFP(gfp.NoIO))
+	require.NoError(t, err)
+	require.Equal(t, []gfp.Flags{gfp.NoIO}, s.calls(), "max(1, min_nr) elements with the given flags")
+	require.Equal(t, 1, p.Stats().Reserve)
+	require.NoError(t, p.Close())
+
+	// A failure releases what was taken.
+	s = &source{}
+	calls := 0
+	_, err = mempool.New(4, func(f gfp.Flags) (*int, error) {
+		if calls++; calls == 3 {
+			return nil, errFail
+		}
+		return s.alloc(f)
+	}, s.free)
+	require.ErrorIs(t, err, errFail)
+	require.Zero(t, s.live.Load())
+
+	_, err = mempool.New(-1, s.alloc, s.free)
+	require.Error(t, err)
+}
+
+// The spec's first pass: NOMEMALLOC|NORETRY|NOWARN added, DIRECT_RECLAIM
+// and IO removed; then the reserve; then, first pass only, the caller's
+// flags (with the three added); then fail or wait.
+func TestFirstPassFlags(t *testing.T) {
+	krules.Check(t)
+	s := &source{}
+	p, err := mempool.New(1, s.alloc, s.free, mempool.WithTimeout(time.Hour))
+	require.NoError(t, err)
+	defer p.Close()
+	s.reset()
+	s.fail.Store(true)
+	added := gfp.NoMemalloc | gfp.NoRetry | gfp.NoWarn
+
+	x, err := p.Alloc(gfp.Kernel)
+	require.NoError(t, err)
+	require.Equal(t, []gfp.Flags{gfp.KswapdReclaim | gfp.FS | added}, s.calls(), "one try without reclaim or I/O, then the reserve")
+
+	s.reset()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, err = p.AllocContext(ctx, gfp.Kernel)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "GFP_KERNEL waits")
+	require.Equal(t, []gfp.Flags{gfp.KswapdReclaim | gfp.FS | added, gfp.Kernel | added}, s.calls(),
+		"the reserve is empty: the caller's flags at once, then the wait")
+
+	s.reset()
+	_, err = p.Alloc(gfp.Atomic)
+	require.ErrorIs(t, err, gfp.ErrNoMemory)
+	require.Equal(t, []gfp.Flags{gfp.Atomic | added}, s.calls(), "nothing to strip from GFP_ATOMIC: one try, no second pass")
+
+	s.reset()
+	_, err = p.Alloc(gfp.NoWait)
+	require.ErrorIs(t, err, gfp.ErrNoMemory)
+	_, err = p.Alloc(gfp.Kernel &^ gfp.DirectReclaim)
+	require.ErrorIs(t, err, gfp.ErrNoMemory)
+	require.Equal(t, []gfp.Flags{gfp.NoWait | added, (gfp.Kernel&^gfp.DirectReclaim | added) &^ gfp.IO, gfp.Kernel&^gfp.DirectReclaim | added}, s.calls())
+	st := p.Stats()
+	require.Equal(t, int64(3), st.Failed)
+	require.Equal(t, int64(1), st.FromReserve)
+	require.Equal(t, int64(1), st.Waits)
+	p.Free(x)
+}
+
+// The underlying allocator never succeeds; N goroutines × M allocations
+// with blocking flags all complete on the reserve alone, with no timeout
+// needed (frees wake the waiters). With GFP_ATOMIC the failures are
+// immediate and counted.
+func TestForwardProgressWithAFailingAllocator(t *testing.T) {
+	krules.Check(t)
+	s := &source{}
+	p, err := mempool.New(4, s.alloc, s.free, mempool.WithTimeout(time.Hour))
+	require.NoError(t, err)
+	s.fail.Store(true)
+	const goroutines, rounds = 16, 300
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	for range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range rounds {
+				x, err := p.Alloc(gfp.NoIO)
+				if err != nil {
+					panic(err)
+				}
+				*x++ // the element is ours
+				p.Free(x)
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("no forward progress")
+	}
+	st := p.Stats()
+	require.Equal(t, int64(goroutines*rounds), st.FromReserve)
+	require.Zero(t, st.Timeouts, "every waiter was woken by a free")
+	require.Equal(t, 4, st.Reserve)
+
+	// Atomic: no waiting; with the reserve empty the failures are
+	// immediate and counted.
+	var held []*int
+	for range 4 {
+		x, err := p.Alloc(gfp.Atomic)
+		require.NoError(t, err)
+		held = append(held, x)
+	}
+	start := time.Now()
+	for range 100 {
+		_, err := p.Alloc(gfp.Atomic)
+		require.ErrorIs(t, err, gfp.ErrNoMemory)
+	}
+	require.Less(t, time.Since(start), time.Second)
+	require.Equal(t, int64(100), p.Stats().Failed)
+	for _, x := range held {
+		p.Free(x)
+	}
+	require.NoError(t, p.Close())
+	require.Zero(t, s.live.Load())
+}
+
+// A free refills the reserve before it wakes the waiter, and the waiter
+// sees what the freeing goroutine wrote (the race detector checks the
+// happens-before edge through the pool).
+func TestFreeBeforeWake(t *testing.T) {
+	krules.Check(t)
+	s := &source{}
+	p, err := mempool.New(1, s.alloc, s.free, mempool.WithTimeout(time.Hour))
+	require.NoError(t, err)
+	defer p.Close()
+	s.fail.Store(true)
+	for round := range 50 {
+		x, err := p.Alloc(gfp.Kernel)
+		require.NoError(t, err)
+		got := make(chan *int)
+		go func() {
+			y, err := p.Alloc(gfp.Kernel)
+			if err != nil {
+				panic(err)
+			}
+			got <- y
+		}()
+		require.Eventually(t, func() bool { return p.Stats().Waits > int64(round) }, 5*time.Second, 100*time.Microsecond)
+		*x = 1000 + round // written before the free
+		p.Free(x)
+		y := <-got
+		require.Same(t, x, y, "the waiter got the freed element")
+		require.Equal(t, 1000+round, *y)
+		p.Free(y)
+	}
+	require.Zero(t, p.Stats().Timeouts)
+}
+
+// Many goroutines contend for a small reserve with blocking flags and a
+// pool timeout of an hour: a lost wake-up would hang the test.
+func TestNoLostWakeUps(t *testing.T) {
+	krules.Check(t)
+	s := &source{}
+	p, err := mempool.New(2, s.alloc, s.free, mempool.WithTimeout(time.Hour), mempool.WithDebug(false))
+	require.NoError(t, err)
+	s.fail.Store(true)
+	var wg sync.WaitGroup
+	for g := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 500 {
+				x, err := p.Alloc(gfp.Kernel)
+				if err != nil {
+					panic(err)
+				}
+				if (g+i)%7 == 0 {
+					time.Sleep(time.Microsecond)
+				}
+				p.Free(x)
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("a wake-up was lost")
+	}
+	require.Zero(t, p.Stats().Timeouts)
+	require.NoError(t, p.Close())
+}
+
+// The same with a 1 ms safety net, so that timeouts race with frees.
+func TestShortTimeoutStress(t *testing.T) {
+	krules.Check(t)
+	s := &source{}
+	p, err := mempool.New(1, s.alloc, s.free, mempool.WithTimeout(time.Millisecond), mempool.WithDebug(false))
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 300 {
+				s.fail.Store((g+i)%3 != 0) // the allocator flickers
+				x, err := p.Alloc(gfp.Kernel)
+				if err != nil {
+					panic(err)
+				}
+				time.Sleep(time.Duration(i%3) * 100 * time.Microsecond)
+				p.Free(x)
+			}
+		}()
+	}
+	wg.Wait()
+	require.NoError(t, p.Close())
+	require.Zero(t, s.live.Load(), "nothing leaked between reserve and allocator")
+}
+
+func TestResizeWhileAllocationsRun(t *testing.T) {
+	krules.Check(t)
+	s := &source{}
+	p, err := mempool.New(2, s.alloc, s.free, mempool.WithTimeout(10*time.Millisecond))
+	require.NoError(t, err)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				s.fail.Store((g+i)%2 == 0)
+				x, err := p.Alloc(gfp.Kernel)
+				if err != nil {
+					panic(err)
+				}
+				p.Free(x)
+			}
+		}()
+	}
+	for _, n := range []int{8, 1, 16, 3, 32, 2, 5, 1, 12} {
+		s.fail.Store(false)
+		require.NoError(t, p.Resize(n))
+		require.Equal(t, n, p.MinNr())
+		st := p.Stats()
+		require.LessOrEqual(t, st.Reserve, max(n, 1))
+		time.Sleep(2 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	s.fail.Store(false)
+	require.NoError(t, p.Resize(6))
+	require.Equal(t, 6, p.Stats().Reserve, "growing fills the reserve when the allocator succeeds")
+	require.NoError(t, p.Resize(2))
+	require.Equal(t, 2, p.Stats().Reserve, "shrinking frees the surplus")
+	require.NoError(t, p.Close())
+	require.Zero(t, s.live.Load())
+}
+
+func TestResizeGrowFailureIsNotAnError(t *testing.T) {
+	rec := krules.Record(t)
+	s := &source{}
+	p, err := mempool.New(1, s.alloc, s.free)
+	require.NoError(t, err)
+	s.fail.Store(true)
+	require.NoError(t, p.Resize(5))
+	require.Equal(t, 5, p.MinNr())
+	require.Equal(t, 1, p.Stats().Reserve)
+	s.fail.Store(false)
+	x, err := p.Alloc(gfp.Kernel) // from the allocator
+	require.NoError(t, err)
+	p.Free(x) // refills instead of going back
+	require.Equal(t, 2, p.Stats().Reserve)
+
+	require.Error(t, p.Resize(0))
+	require.Equal(t, []krules.Kind{krules.MempoolMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "BUG_ON(new_min_nr <= 0)")
+	require.NoError(t, p.Close())
+}
+
+func TestAllocPreallocated(t *testing.T) {
+	krules.Check(t)
+	s := &source{}
+	p, err := mempool.New(2, s.alloc, s.free)
+	require.NoError(t, err)
+	s.reset()
+	a, ok := p.AllocPreallocated()
+	require.True(t, ok)
+	b, ok := p.AllocPreallocated()
+	require.True(t, ok)
+	_, ok = p.AllocPreallocated()
+	require.False(t, ok)
+	require.Empty(t, s.calls(), "never calls the allocator")
+	p.Free(a)
+	p.Free(b)
+	require.NoError(t, p.Close())
+}
+
+func TestZeroIsReportedOnce(t *testing.T) {
+	rec := krules.Record(t)
+	s := &source{}
+	p, err := mempool.New(1, s.alloc, s.free, mempool.WithName("bio"))
+	require.NoError(t, err)
+	x, err := p.Alloc(gfp.Kernel | gfp.Zero)
+	require.NoError(t, err)
+	y, err := p.Alloc(gfp.Kernel | gfp.Zero)
+	require.NoError(t, err)
+	require.Equal(t, []krules.Kind{krules.MempoolMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "VM_WARN_ON_ONCE(gfp_mask & __GFP_ZERO): mempool bio cannot return zeroed elements")
+	require.Regexp(t, `^WARNING: PID: \d+ at mempool/pool_test.go:\d+ `, rec.Last().Headline)
+	require.Contains(t, s.calls()[1:], (gfp.Kernel|gfp.Zero|gfp.NoMemalloc|gfp.NoRetry|gfp.NoWarn)&^(gfp.DirectReclaim|gfp.IO), "and still passed on")
+	p.Free(x)
+	p.Free(y)
+	require.NoError(t, p.Close())
+}
+
+func TestCloseReportsOutstandingElements(t *testing.T) {
+	rec := krules.Record(t)
+	s := &source{}
+	p, err := mempool.New(1, s.alloc, s.free, mempool.WithName("bio"))
+	require.NoError(t, err)
+	x, err := p.Alloc(gfp.Kernel)
+	require.NoError(t, err)
+	y, err := p.Alloc(gfp.Kernel)
+	require.NoError(t, err)
+	err = p.Close()
+	require.ErrorContains(t, err, "2 elements outstanding")
+	require.Equal(t, []krules.Kind{krules.MempoolMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "mempool_destroy(bio): 2 element(s) still outstanding\n")
+	require.Regexp(t, `allocated by goroutine \d+ at: mempool_test.TestCloseReportsOutstandingElements\+0x[0-9a-f]+ mempool/pool_test.go:\d+`, rec.Last().Text)
+	_, err = p.Alloc(gfp.Kernel)
+	require.ErrorIs(t, err, mempool.ErrClosed)
+	p.Free(x) // straight to the allocator
+	p.Free(y)
+	require.Zero(t, s.live.Load())
+	require.NoError(t, p.Close(), "idempotent")
+}
+
+func TestCloseWakesWaiters(t *testing.T) {
+	krules.Record(t)
+	s := &source{}
+	p, err := mempool.New(1, s.alloc, s.free, mempool.WithTimeout(time.Hour))
+	require.NoError(t, err)
+	s.fail.Store(true)
+	x, err := p.Alloc(gfp.Kernel)
+	require.NoError(t, err)
+	errc := make(chan error)
+	go func() { _, err := p.Alloc(gfp.Kernel); errc <- err }()
+	require.Eventually(t, func() bool { return p.Stats().Waits == 1 }, 5*time.Second, time.Millisecond)
+	_ = p.Close()
+	require.ErrorIs(t, <-errc, mempool.ErrClosed)
+	p.Free(x)
+}
+
+// min_nr 0 keeps one element, so a free still wakes a waiter.
+func TestZeroMinimumKeepsOneElement(t *testing.T) {
+	krules.Check(t)
+	s := &source{}
+	p, err := mempool.New(0, s.alloc, s.free, mempool.WithTimeout(time.Hour))
+	require.NoError(t, err)
+	s.fail.Store(true)
+	x, err := p.Alloc(gfp.Kernel)
+	require.NoError(t, err)
+	require.Zero(t, p.Stats().Reserve)
+	got := make(chan *int)
+	go func() {
+		y, err := p.Alloc(gfp.Kernel)
+		if err != nil {
+			panic(err)
+		}
+		got <- y
+	}()
+	require.Eventually(t, func() bool { return p.Stats().Waits == 1 }, 5*time.Second, time.Millisecond)
+	p.Free(x)
+	y := <-got
+	require.Same(t, x, y)
+	p.Free(y)
+	require.NoError(t, p.Close())
+	require.Zero(t, s.live.Load())
+}
+
+func TestSleepingAllocInANonBlockSectionIsReported(t *testing.T) {
+	rec := krules.Record(t)
+	s := &source{}
+	p, err := mempool.New(1, s.alloc, s.free)
+	require.NoError(t, err)
+	defer p.Close()
+	nonblockStart()
+	x, err := p.Alloc(gfp.Kernel)
+	nonblockEnd()
+	require.NoError(t, err)
+	p.Free(x)
+	require.Equal(t, []krules.Kind{krules.SleepInAtomic}, rec.Kinds(), "MightAlloc")
+}

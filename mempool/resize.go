@@ -1,0 +1,67 @@
+package mempool
+
+import (
+	"fmt"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/nonblock"
+)
+
+// Resize changes the reserve target to newMin (mempool_resize), which must
+// be positive; it may sleep. Shrinking frees the surplus reserve elements
+// to the allocator at once. Growing raises the target and tries to fill the
+// reserve with GFP_KERNEL allocations; a failed allocation is not an error,
+// since later frees refill the reserve. Alloc and Free may run
+// concurrently; Close must not.
+func (p *Pool[T]) Resize(newMin int) error {
+	if newMin <= 0 {
+		krules.Emit(krules.Warn(krules.MempoolMisuse, fmt.Sprintf("BUG_ON(new_min_nr <= 0): mempool_resize(%s, %d)", p.cfg.name, newMin), 0))
+		return fmt.Errorf("mempool: resize to %d", newMin)
+	}
+	nonblock.MightSleep()
+	p.mu.Lock()
+	if int64(newMin) <= p.minNr.Load() {
+		for newMin < len(p.elements) {
+			x, bad := p.removeElement()
+			p.mu.Unlock()
+			if bad >= 0 {
+				p.reportPoison(x, bad)
+			}
+			p.free(x)
+			p.mu.Lock()
+		}
+		p.minNr.Store(int64(newMin))
+		p.mu.Unlock()
+		return nil
+	}
+	p.mu.Unlock()
+
+	// Grow the array outside the lock, as the kernel allocates it.
+	grown := make([]T, 0, newMin)
+	p.mu.Lock()
+	if int64(newMin) <= p.minNr.Load() {
+		// Somebody else grew the pool meanwhile.
+		p.mu.Unlock()
+		return nil
+	}
+	p.elements = append(grown, p.elements...)
+	p.minNr.Store(int64(newMin))
+	for int64(len(p.elements)) < p.minNr.Load() {
+		p.mu.Unlock()
+		x, err := p.alloc(gfp.Kernel)
+		if err != nil {
+			return nil
+		}
+		p.mu.Lock()
+		if int64(len(p.elements)) < p.minNr.Load() && !p.closed.Load() {
+			p.addElement(x)
+			continue
+		}
+		p.mu.Unlock()
+		p.free(x) // raced with a refill
+		return nil
+	}
+	p.mu.Unlock()
+	return nil
+}
