@@ -8,14 +8,13 @@ package mmnotifier
 // O(log n). Equal starts are ordered by insertion, so every node has a unique
 // place and removal needs no search.
 //
-// The tree is not safe for concurrent use; the subscriptions lock guards it.
+// The tree is not safe for concurrent modification; the subscriptions lock
+// guards it. Concurrent queries are safe while nobody modifies it, which is
+// how invalidations walk it: the tree is frozen while the sequence is odd.
 type intervalTree[T any] struct {
 	root *itNode[T]
 	size int
 	seq  uint64
-	// examined counts the nodes the last Visit looked at; tests use it to
-	// show queries stay O(log n + k).
-	examined int
 }
 
 type itNode[T any] struct {
@@ -60,39 +59,70 @@ func (t *intervalTree[T]) Remove(n *itNode[T]) bool {
 }
 
 // Visit calls fn, in order of start, for every interval that overlaps
-// [start, last], until fn returns false.
-func (t *intervalTree[T]) Visit(start, last uint64, fn func(n *itNode[T]) bool) {
-	t.examined = 0
-	visit(t.root, start, last, fn, &t.examined)
+// [start, last], until fn returns false. It returns the number of nodes it
+// examined; tests use it to show queries stay O(log n + k).
+func (t *intervalTree[T]) Visit(start, last uint64, fn func(n *itNode[T]) bool) (examined int) {
+	var it itIter[T]
+	for n := it.first(t, start, last); n != nil; n = it.next() {
+		if !fn(n) {
+			break
+		}
+	}
+	return it.examined
 }
 
 // First returns the overlapping interval with the smallest start, or nil:
 // interval_tree_iter_first.
 func (t *intervalTree[T]) First(start, last uint64) *itNode[T] {
-	var first *itNode[T]
-	t.Visit(start, last, func(n *itNode[T]) bool { first = n; return false })
-	return first
+	var it itIter[T]
+	return it.first(t, start, last)
 }
 
-func visit[T any](n *itNode[T], start, last uint64, fn func(*itNode[T]) bool, examined *int) bool {
-	for n != nil && n.maxLast >= start {
-		*examined++
-		// Everything in the left subtree starts no later than n; it can
-		// overlap only if its maxLast reaches start, which the loop tests.
-		if n.left != nil && n.left.maxLast >= start {
-			if !visit(n.left, start, last, fn, examined) {
-				return false
-			}
-		}
-		if n.start > last {
-			return true // n and its whole right subtree start after the range
-		}
-		if n.last >= start && !fn(n) {
-			return false
-		}
-		n = n.right
+// itIter walks the intervals that overlap [start, last] in order of start
+// (interval_tree_iter_first/_next) without allocating: its stack holds the
+// nodes still to visit, each above the subtrees left of it, and lives in the
+// iterator, which lives on the caller's stack. A node is pushed only if its
+// subtree reaches start (maxLast), and the walk stops at the first node that
+// starts after last, since everything still on the stack starts later.
+type itIter[T any] struct {
+	start, last uint64
+	stack       []*itNode[T]
+	buf         [48]*itNode[T] // an AVL tree of 2^32 nodes is at most 46 high
+	examined    int
+}
+
+// first starts a walk of t and returns its first interval, or nil.
+func (it *itIter[T]) first(t *intervalTree[T], start, last uint64) *itNode[T] {
+	it.start, it.last = start, last
+	it.stack = it.buf[:0]
+	it.push(t.root)
+	return it.next()
+}
+
+// push stacks n and its left spine, as far as the subtrees can overlap.
+func (it *itIter[T]) push(n *itNode[T]) {
+	for n != nil && n.maxLast >= it.start {
+		it.examined++
+		it.stack = append(it.stack, n)
+		n = n.left
 	}
-	return true
+}
+
+// next returns the walk's next interval, or nil at the end.
+func (it *itIter[T]) next() *itNode[T] {
+	for len(it.stack) > 0 {
+		n := it.stack[len(it.stack)-1]
+		it.stack = it.stack[:len(it.stack)-1]
+		if n.start > it.last {
+			it.stack = it.stack[:0]
+			return nil
+		}
+		it.push(n.right)
+		if n.last >= it.start {
+			return n
+		}
+	}
+	return nil
 }
 
 func height[T any](n *itNode[T]) int8 {
