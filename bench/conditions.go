@@ -35,7 +35,7 @@ var conditions = []conditionInfo{
 	{condPlenty, "plenty", "plenty",
 		"nothing else allocated"},
 	{condNearLow, "nearlow", "near low",
-		"a page cache (reclaimable through a shrinker) fills the zone; a writer keeps allocating from it whenever free pages are over halfway from min to low, which wakes kswapd, and kswapd reclaims the cache back towards high"},
+		"a page cache (reclaimable through a shrinker) fills the zone; a writer allocates from it whenever free pages are over halfway from min to low, which wakes kswapd, and takes what kswapd reclaims at once, so kswapd never balances the zone"},
 	{condBelowMin, "belowmin", "below min",
 		"unreclaimable pages pinned (PF_MEMALLOC) until free pages are halfway between GFP_ATOMIC's floor (37.5% of min) and min; nothing is reclaimable, so only allocations that may use the reserves succeed"},
 	{condFaults, "faults", "fault 10%",
@@ -62,22 +62,25 @@ type conditionCheck struct {
 
 	// During the run: free pages sampled every millisecond, and what
 	// kswapd and fault injection did.
-	FreeP5, FreeP50, FreeP95 int64 `json:"-"`
-	KswapdRuns               int64 `json:"kswapd_runs_during"`
-	KswapdReclaimed          int64 `json:"kswapd_reclaimed_pages_during"`
-	FaultsInjected           int64 `json:"faults_injected_during"`
+	FreeP5          int64 `json:"free_pages_p5_during"`
+	FreeP50         int64 `json:"free_pages_p50_during"`
+	FreeP95         int64 `json:"free_pages_p95_during"`
+	KswapdRuns      int64 `json:"kswapd_runs_during"`
+	KswapdReclaimed int64 `json:"kswapd_reclaimed_pages_during"`
+	FaultsInjected  int64 `json:"faults_injected_during"`
 }
 
 // memState is a condition in force on a zone.
 type memState struct {
-	cond   condition
-	zone   *gfp.Zone
-	cache  *pageCache
-	pinned []*gfp.Page
-	faults *gfp.FaultAttr
-	stop   chan struct{}
-	done   sync.WaitGroup
-	base   gfp.Stats // at the start of the run
+	cond            condition
+	zone            *gfp.Zone
+	cache           *pageCache
+	pinned          []*gfp.Page
+	faults          *gfp.FaultAttr
+	stop            chan struct{}
+	done            sync.WaitGroup
+	base            gfp.Stats // at the start of the run
+	baseKswapdFreed int64
 
 	sampleMu sync.Mutex
 	samples  []int64
@@ -169,6 +172,9 @@ func (ms *memState) check() conditionCheck {
 // startRun records the zone's counters and starts sampling free pages.
 func (ms *memState) startRun() {
 	ms.base = ms.zone.Stats()
+	if ms.cache != nil {
+		ms.baseKswapdFreed = ms.cache.byKswapd.Load()
+	}
 	ms.done.Add(1)
 	go func() {
 		defer ms.done.Done()
@@ -192,7 +198,12 @@ func (ms *memState) startRun() {
 func (ms *memState) endRun(c *conditionCheck) {
 	st := ms.zone.Stats()
 	c.KswapdRuns = st.PageOutRun - ms.base.PageOutRun
-	c.KswapdReclaimed = st.PgStealKswapd - ms.base.PgStealKswapd
+	// kswapd counts its reclaim when a balancing run ends, and a run that
+	// never gets the zone balanced does not end: count what its scans
+	// freed instead.
+	if ms.cache != nil {
+		c.KswapdReclaimed = ms.cache.byKswapd.Load() - ms.baseKswapdFreed
+	}
 	c.FaultsInjected = st.FaultsInjected - ms.base.FaultsInjected
 	ms.sampleMu.Lock()
 	s := slices.Clone(ms.samples)
@@ -259,14 +270,17 @@ type pageCache struct {
 	mu       sync.Mutex
 	pages    []*gfp.Page
 	n        atomic.Int64
+	freed    chan struct{} // Scan freed pages: the writer may go on
+	byKswapd atomic.Int64  // pages kswapd's scans freed
 	shrinker gfp.Shrinker
 }
 
 func newPageCache(z *gfp.Zone) *pageCache {
-	c := &pageCache{zone: z}
+	c := &pageCache{zone: z, freed: make(chan struct{}, 1)}
 	c.shrinker = gfp.Shrinker{
 		Name:  "pagecache",
 		Seeks: gfp.DefaultSeeks,
+		Batch: 16, // reclaim in small steps, which the writer takes at once
 		Count: func(*gfp.ShrinkControl) uint64 {
 			if n := c.n.Load(); n > 0 {
 				return uint64(n)
@@ -283,6 +297,13 @@ func newPageCache(z *gfp.Zone) *pageCache {
 			for _, p := range victims {
 				c.zone.FreePages(p, 0)
 			}
+			if gfp.CurrentTaskFlags()&gfp.PFKswapd != 0 {
+				c.byKswapd.Add(int64(n))
+			}
+			select {
+			case c.freed <- struct{}{}:
+			default:
+			}
 			return uint64(n)
 		},
 	}
@@ -292,23 +313,32 @@ func newPageCache(z *gfp.Zone) *pageCache {
 func (c *pageCache) len() int64 { return c.n.Load() }
 
 // write allocates cache pages whenever the zone has more than target free
-// pages, until stop is closed. Its allocations never reclaim directly;
-// below low they wake kswapd, like a streaming writer's.
+// pages, until stop is closed; at the target it waits for kswapd to free
+// some. Its allocations never reclaim directly; below low they wake kswapd,
+// like a streaming writer's. So kswapd never gets the zone balanced and
+// free pages stay near target.
 func (c *pageCache) write(target int64, stop chan struct{}) {
 	const flags = gfp.HighUserMovable&^gfp.DirectReclaim | gfp.NoWarn
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
 	for {
 		select {
 		case <-stop:
 			return
 		default:
 		}
-		if c.zone.Stats().Free <= target {
-			time.Sleep(50 * time.Microsecond)
-			continue
+		var p *gfp.Page
+		err := gfp.ErrNoMemory
+		if c.zone.Stats().Free > target {
+			p, err = c.zone.AllocPages(0, flags)
 		}
-		p, err := c.zone.AllocPages(0, flags)
 		if err != nil {
-			time.Sleep(50 * time.Microsecond)
+			select {
+			case <-stop:
+				return
+			case <-c.freed:
+			case <-tick.C:
+			}
 			continue
 		}
 		c.mu.Lock()

@@ -111,10 +111,9 @@ func printStrategies(w io.Writer, wl workloadReport, results []strategyResult) {
 		ck := rows[0].Check
 		fmt.Fprintf(w, "  at the start of each run: %s\n", checkSummary(rows))
 		if c.id == condNearLow {
-			fmt.Fprintf(w, "  during the runs: free pages p5-p95 %d-%d; kswapd ran %d times and reclaimed %d pages a run (median)\n",
+			fmt.Fprintf(w, "  during the runs: free pages p5-p95 %d-%d; kswapd reclaimed %d pages a run (median)\n",
 				medianOf(rows, func(r strategyResult) int64 { return r.Check.FreeP5 }),
 				medianOf(rows, func(r strategyResult) int64 { return r.Check.FreeP95 }),
-				medianOf(rows, func(r strategyResult) int64 { return r.Check.KswapdRuns }),
 				medianOf(rows, func(r strategyResult) int64 { return r.Check.KswapdReclaimed }))
 		} else {
 			fmt.Fprintf(w, "  during the runs: free pages p5-p95 %d-%d (median run)\n",
