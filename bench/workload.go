@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -26,6 +27,9 @@ type workloadConfig struct {
 	reserve   int           // strategy 3's pool size; 0: one per goroutine that invalidates
 	seed      uint64
 	newSource func() source
+	// started and stopped, when set, are called as the measured part of
+	// a run begins and ends (a benchmark's timer).
+	started, stopped func()
 }
 
 func (c workloadConfig) spaces() int { return max(1, c.workers/2) }
@@ -136,7 +140,12 @@ func runStrategy(cfg workloadConfig, s strategyInfo, c conditionInfo, ops int64)
 	return res, err
 }
 
-const reaperName = "oom_reaper"
+// reaperName is the goroutine the non-blockable callbacks run on: the
+// OOM reaper's. killerName picks the victims and hands them to it.
+const (
+	reaperName = "oom_reaper"
+	killerName = "oom_kill"
+)
 
 func runCollected(cfg workloadConfig, s strategyInfo, c conditionInfo, ops int64) (res strategyResult, err error) {
 	res = strategyResult{Strategy: s.name, StrategyKey: s.key, Condition: c.name, ConditionKey: c.key}
@@ -160,7 +169,7 @@ func runCollected(cfg workloadConfig, s strategyInfo, c conditionInfo, ops int64
 	}()
 	rng := rand.New(rand.NewPCG(cfg.seed, uint64(s.id)<<8|uint64(c.id)))
 	src := cfg.newSource()
-	if err := src.setup(dev, cfg.spaces(), rng); err != nil {
+	if err := src.setup(dev, cfg.spaces(), cfg.workers, rng); err != nil {
 		src.close()
 		return res, fmt.Errorf("setup: %w", err)
 	}
@@ -193,13 +202,15 @@ func runCollected(cfg workloadConfig, s strategyInfo, c conditionInfo, ops int64
 			firstErr.Store(err.Error())
 		}
 	}
+	if cfg.started != nil {
+		cfg.started()
+	}
 	start := time.Now()
 	for w := range cfg.workers {
 		wg.Add(1)
 		krules.Go(fmt.Sprintf("app/%d", w), func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(cfg.seed, uint64(w)+1))
-			space := w % cfg.spaces()
 			for {
 				if ops > 0 {
 					if remaining.Add(-1) < 0 {
@@ -208,7 +219,7 @@ func runCollected(cfg workloadConfig, s strategyInfo, c conditionInfo, ops int64
 				} else if stop.Load() {
 					return
 				}
-				if err := src.blockable(space, rng); err != nil {
+				if err := src.blockable(w, rng); err != nil {
 					noteErr(err)
 				}
 				blockOps.Add(1)
@@ -216,11 +227,13 @@ func runCollected(cfg workloadConfig, s strategyInfo, c conditionInfo, ops int64
 		})
 	}
 	reaperDone := make(chan struct{})
-	krules.Go(reaperName, func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	krules.Go(killerName, func() {
 		defer close(reaperDone)
 		rng := rand.New(rand.NewPCG(cfg.seed, 1<<32))
 		for !stop.Load() {
-			retries, err := src.reap(dev, rng)
+			retries, err := src.reap(ctx, dev, rng)
 			res.ReapRetries += int64(retries)
 			res.Reaps++
 			if err != nil {
@@ -234,7 +247,11 @@ func runCollected(cfg workloadConfig, s strategyInfo, c conditionInfo, ops int64
 	}
 	wg.Wait()
 	blockEnd = time.Now()
+	if cfg.stopped != nil {
+		cfg.stopped()
+	}
 	stop.Store(true)
+	cancel()
 	<-reaperDone
 	reapEnd = time.Now()
 	ms.endRun(&res.Check)
