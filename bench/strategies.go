@@ -107,9 +107,8 @@ func printStrategies(w io.Writer, wl workloadReport, results []strategyResult) {
 			continue
 		}
 		fmt.Fprintln(w)
-		fmt.Fprintf(w, "%s: %s.\n", c.name, c.setup)
-		ck := rows[0].Check
-		fmt.Fprintf(w, "  at the start of each run: %s\n", checkSummary(rows))
+		fmt.Fprint(w, wrap(c.name+": "+c.setup+".", 100, ""))
+		fmt.Fprint(w, wrap("at the start of each run: "+checkSummary(rows), 100, "  "))
 		if c.id == condNearLow {
 			fmt.Fprintf(w, "  during the runs: free pages p5-p95 %d-%d; kswapd reclaimed %d pages a run (median)\n",
 				medianOf(rows, func(r strategyResult) int64 { return r.Check.FreeP5 }),
@@ -120,11 +119,10 @@ func printStrategies(w io.Writer, wl workloadReport, results []strategyResult) {
 				medianOf(rows, func(r strategyResult) int64 { return r.Check.FreeP5 }),
 				medianOf(rows, func(r strategyResult) int64 { return r.Check.FreeP95 }))
 		}
-		_ = ck
 		fmt.Fprintln(w)
-		fmt.Fprintf(w, "  %-19s %-8s %8s %8s %9s %9s %6s %6s %8s %6s %7s %7s %7s %5s %5s\n",
+		fmt.Fprintf(w, "  %-19s %-8s %8s %8s %9s %9s %6s %6s %8s %6s %7s %7s %7s %7s %5s %5s\n",
 			"strategy", "mode", "p50 µs", "p99 µs", "max µs", "inv/s", "passes", "fail", "fallback", "EAGAIN",
-			"rsv KiB", "retries", "lockdep", "sleep", "other")
+			"rsv KiB", "<min", "retries", "lockdep", "sleep", "other")
 		for _, r := range rows {
 			for md := range nModes {
 				m := r.Modes[md]
@@ -132,7 +130,7 @@ func printStrategies(w io.Writer, wl workloadReport, results []strategyResult) {
 				runCols := ""
 				if md == blockable {
 					name = r.Strategy
-					runCols = fmt.Sprintf(" %7d %7d %7d %5d %5d", r.ReserveBytes/1024, r.ReapRetries,
+					runCols = fmt.Sprintf(" %7d %7d %7d %7d %5d %5d", r.ReserveBytes/1024, r.ZoneReserveDips, r.ReapRetries,
 						r.Reports.Lockdep, r.Reports.Sleep, r.Reports.Other)
 				}
 				if !m.Shown {
@@ -151,7 +149,8 @@ func printStrategies(w io.Writer, wl workloadReport, results []strategyResult) {
 	fmt.Fprintln(w, "device commands per invalidation; fail, allocations the driver saw fail (strategy 4: buffers")
 	fmt.Fprintln(w, "refused when a victim's notifier registered); fallback, strategy 2's smaller chunk or emergency")
 	fmt.Fprintln(w, "page, strategy 3's buffers from the reserve; EAGAIN, non-blockable callbacks that told the")
-	fmt.Fprintln(w, "reaper to retry; rsv KiB, memory the strategy keeps allocated; retries, the OOM reaper's.")
+	fmt.Fprintln(w, "reaper to retry; rsv KiB, memory the strategy keeps allocated; <min, allocations that left the")
+	fmt.Fprintln(w, "zone below its min watermark, eating the reserve; retries, the OOM reaper's.")
 	fmt.Fprintln(w, "Reports are counted, not printed (krules.Collect), one per occurrence. Lockdep reports the")
 	fmt.Fprintln(w, "first dependency cycle it proves and then turns itself off (debug_locks = 0), as the kernel")
 	fmt.Fprintln(w, "does; the validator is reset before every run, so a lockdep count of 1 means the run proved")
@@ -273,4 +272,23 @@ func describeWorkload(cfg workloadConfig) workloadReport {
 		z.Close()
 	}
 	return wl
+}
+
+// wrap breaks text into lines of at most width columns, each starting
+// with indent.
+func wrap(text string, width int, indent string) string {
+	var b strings.Builder
+	line := indent
+	for _, word := range strings.Fields(text) {
+		if len(line) > len(indent) && len([]rune(line))+1+len([]rune(word)) > width {
+			b.WriteString(line + "\n")
+			line = indent
+		}
+		if len(line) > len(indent) {
+			line += " "
+		}
+		line += word
+	}
+	b.WriteString(line + "\n")
+	return b.String()
 }
