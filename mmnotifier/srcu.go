@@ -1,0 +1,131 @@
+package mmnotifier
+
+import (
+	"context"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/krules/krules/internal/task"
+	"github.com/krules/krules/lockclass"
+	"github.com/krules/krules/nonblock"
+)
+
+// srcuStruct is sleepable RCU for the notifier lists: callbacks run inside
+// read sections that never block, and unregistration waits for every read
+// section that might still see a notifier (synchronize_srcu) before it
+// returns, so that no callback runs once Unregister has returned.
+//
+// Readers count themselves in one of two epochs, in a counter shard chosen
+// by goroutine id (the kernel's per-CPU counters). A grace period flips the
+// epoch, so new readers count in the other one, and waits until the old
+// epoch's counters are all zero. A reader that read the old epoch but
+// counted itself only after the wait looked at its shard started its
+// section after the flip, hence after the update the grace period is for:
+// Go's atomics are sequentially consistent, so it sees the update.
+//
+// Lockdep: read sections are annotated as recursive-read trylocks of the
+// "srcu" map and grace periods as lock_sync on it, so srcu_read_lock
+// followed by synchronize_srcu on one goroutine (Unregister from inside a
+// callback) is reported, and so is a lock held across a grace period that a
+// callback takes. See the package documentation for why the read side is a
+// trylock.
+type srcuStruct struct {
+	dep    *lockclass.Map
+	epoch  atomic.Uint32
+	shards []srcuShard
+	mask   int64
+
+	gp      sync.Mutex // serialises grace periods (srcu_gp_mutex)
+	waiting atomic.Int32
+	wq      nonblock.WaitQueue
+
+	// pending counts the callbacks callSRCU queued and not yet run, for
+	// barrier; pendingWQ is woken when it drops to zero.
+	pending   atomic.Int64
+	pendingWQ nonblock.WaitQueue
+}
+
+type srcuShard struct {
+	readers [2]atomic.Int64
+	_       [48]byte // one shard per cache line
+}
+
+// srcu is the kernel's DEFINE_STATIC_SRCU(srcu) in mm/mmu_notifier.c: one
+// for every address space. It holds no state between grace periods beyond
+// reader counts that return to zero, so tests need no reset.
+var srcu = newSRCU("srcu")
+
+func newSRCU(name string) *srcuStruct {
+	n := 8
+	for n < 2*runtime.GOMAXPROCS(0) {
+		n *= 2
+	}
+	return &srcuStruct{dep: lockclass.NewMap(name), shards: make([]srcuShard, n), mask: int64(n - 1)}
+}
+
+// srcuToken remembers where a read section counted itself.
+type srcuToken struct {
+	shard *srcuShard
+	epoch uint32
+}
+
+// readLock enters a read section: srcu_read_lock. It never blocks.
+func (s *srcuStruct) readLock() srcuToken {
+	sh := &s.shards[task.ID()&s.mask]
+	e := s.epoch.Load() & 1
+	sh.readers[e].Add(1)
+	s.dep.TryAcquireRead()
+	return srcuToken{sh, e}
+}
+
+// readUnlock leaves the section readLock entered: srcu_read_unlock. It
+// wakes a grace period waiting for the section's epoch to drain.
+func (s *srcuStruct) readUnlock(t srcuToken) {
+	s.dep.Release()
+	if t.shard.readers[t.epoch].Add(-1) == 0 && s.waiting.Load() != 0 {
+		s.wq.WakeUp()
+	}
+}
+
+// synchronize waits until every read section that started before it has
+// ended: synchronize_srcu. It may sleep.
+func (s *srcuStruct) synchronize() {
+	s.dep.Sync()
+	s.gp.Lock()
+	defer s.gp.Unlock()
+	old := s.epoch.Add(1)&1 ^ 1
+	s.waiting.Add(1)
+	defer s.waiting.Add(-1)
+	s.wq.Wait(context.Background(), func() bool { return s.drained(old) }) //nolint:errcheck // no context to cancel
+}
+
+// drained reports whether no read section of epoch e is running.
+func (s *srcuStruct) drained(e uint32) bool {
+	for i := range s.shards {
+		if s.shards[i].readers[e].Load() != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// callSRCU runs fn after a grace period, on a goroutine of its own:
+// call_srcu. fn must not sleep.
+func (s *srcuStruct) callSRCU(fn func()) {
+	s.pending.Add(1)
+	go func() {
+		s.synchronize()
+		fn()
+		if s.pending.Add(-1) == 0 {
+			s.pendingWQ.WakeUp()
+		}
+	}()
+}
+
+// barrier waits for a grace period and for every callback callSRCU queued
+// before it: srcu_barrier.
+func (s *srcuStruct) barrier() {
+	s.synchronize()
+	s.pendingWQ.Wait(context.Background(), func() bool { return s.pending.Load() == 0 }) //nolint:errcheck // no context to cancel
+}
