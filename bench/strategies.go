@@ -89,12 +89,13 @@ func kindList(m map[string]int) string {
 func printStrategies(w io.Writer, wl workloadReport, results []strategyResult) {
 	fmt.Fprintln(w, "Preallocation strategies in a notifier callback")
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "A driver zaps its device's translation entries for every invalidated range (%d-%d pages),\n", wl.RangePages[0], wl.RangePages[1])
-	fmt.Fprintf(w, "building a buffer of 8 bytes a page, at most %d KiB a pass, the strategy's way. %d goroutines\n", wl.ChunkBytes/1024, wl.Workers)
-	fmt.Fprintf(w, "unmap and mprotect ranges of %d address spaces (blockable); an OOM reaper reaps fresh victims\n", wl.AddressSpaces)
-	fmt.Fprintf(w, "(non-blockable). Invalidations come from %s. Zone Normal: %d MiB, watermarks\n", wl.Source, wl.ZoneBytes>>20)
-	fmt.Fprintf(w, "min %d, low %d, high %d pages. %s a run; mempool N = %d.\n", wl.Min, wl.Low, wl.High,
-		time.Duration(wl.RunSeconds*float64(time.Second)), wl.MempoolSize)
+	fmt.Fprint(w, wrap(fmt.Sprintf("A driver zaps its device's translation entries for every invalidated range "+
+		"(%d-%d pages), building a buffer of 8 bytes a page, at most %d KiB a pass, the strategy's way. "+
+		"%d goroutines unmap and mprotect ranges of %d address spaces (blockable); an OOM reaper reaps "+
+		"fresh victims (non-blockable). Invalidations come from %s. Zone Normal: %d MiB, watermarks min %d, "+
+		"low %d, high %d pages. %s a run; mempool N = %d.",
+		wl.RangePages[0], wl.RangePages[1], wl.ChunkBytes/1024, wl.Workers, wl.AddressSpaces, wl.Source,
+		wl.ZoneBytes>>20, wl.Min, wl.Low, wl.High, time.Duration(wl.RunSeconds*float64(time.Second)), wl.MempoolSize), 100, ""))
 
 	for _, c := range conditions {
 		var rows []strategyResult
