@@ -1,10 +1,14 @@
 package main
 
 import (
+	"fmt"
+	"io"
 	"sync"
 	"testing"
 
+	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/lockclass"
 )
 
 // gfpFigures are the page allocator's hot paths (issue 4): an order-0 page
@@ -31,6 +35,26 @@ var gfpFigures = []figure{
 		}),
 	},
 	{
+		// With a lock held, MightAlloc really acquires and releases the
+		// fs_reclaim and notifier maps: lockdep's price for proving reclaim
+		// deadlocks.
+		Name: "gfp order-0 pages, lock held", Baseline: "__GFP_NOLOCKDEP", MaxAllocs: 0,
+		base: withZone(func(z *gfp.Zone) func() {
+			return func() {
+				heldLock.Lock()
+				allocFreePageFlags(z, gfp.Kernel|gfp.NoLockdep)
+				heldLock.Unlock()
+			}
+		}),
+		rules: withZone(func(z *gfp.Zone) func() {
+			return func() {
+				heldLock.Lock()
+				allocFreePageFlags(z, gfp.Kernel)
+				heldLock.Unlock()
+			}
+		}),
+	},
+	{
 		// ns/op of the same total work on two goroutines against one: at
 		// most 1/1.3 means two goroutines get at least 1.3x the throughput.
 		Name: "gfp order-0 pages, 2 goroutines", Baseline: "1 goroutine", Target: 1 / 1.3, MaxAllocs: -1,
@@ -39,12 +63,17 @@ var gfpFigures = []figure{
 	},
 }
 
+// heldLock is held around allocations by the lock-held figure.
+var heldLock lockclass.Mutex
+
 // pageSink keeps the baseline's allocations from being optimised away.
 var pageSink []byte
 
 //go:noinline
-func allocFreePage(z *gfp.Zone) {
-	p, err := z.AllocPages(0, gfp.Kernel)
+func allocFreePage(z *gfp.Zone) { allocFreePageFlags(z, gfp.Kernel) }
+
+func allocFreePageFlags(z *gfp.Zone, flags gfp.Flags) {
+	p, err := z.AllocPages(0, flags)
 	if err != nil {
 		panic(err)
 	}
@@ -95,3 +124,70 @@ func splitPages(n int) func(b *testing.B) {
 // Appended here rather than in figures.go's literal so that each package's
 // figures merge without touching the others' lines.
 func init() { figures = append(figures, gfpFigures...) }
+
+// demonstrateGFP shows the allocator's two signature reports: a lock held
+// across a GFP_KERNEL allocation that the driver's shrinker also takes,
+// proven through fs_reclaim without any memory pressure; and warn_alloc's
+// failure report.
+func demonstrateGFP(w io.Writer) {
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "3. A lock held across a GFP_KERNEL allocation that the driver's shrinker also takes, found through fs_reclaim with no memory pressure:")
+	lockclass.Default().Reset()
+	defer lockclass.Default().Reset()
+	z, err := gfp.NewZone(4 << 20)
+	if err != nil {
+		fmt.Fprintln(w, "    zone:", err)
+		return
+	}
+	defer z.Close()
+	reports := krules.Collect(func() {
+		var lock lockclass.Mutex
+		lock.Init(lockclass.WithName("&drv->lock"))
+		s := &gfp.Shrinker{
+			Name:  "drv",
+			Count: func(*gfp.ShrinkControl) uint64 { return 1000 },
+			Scan: func(*gfp.ShrinkControl) uint64 {
+				lock.Lock()
+				defer lock.Unlock()
+				return gfp.ShrinkStop
+			},
+		}
+		if err := z.RegisterShrinker(s); err != nil {
+			panic(err)
+		}
+		defer z.UnregisterShrinker(s)
+		z.Reclaim(1, gfp.Kernel) // memory.reclaim, once: fs_reclaim -> lock
+		lock.Lock()
+		b, err := z.Alloc(256, gfp.Kernel) // lock -> fs_reclaim
+		lock.Unlock()
+		if err == nil {
+			z.Free(b)
+		}
+	})
+	for _, r := range reports {
+		fmt.Fprintln(w)
+		fmt.Fprint(w, indent(r.Text))
+	}
+
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "4. A GFP_ATOMIC allocation that finds the zone exhausted (warn_alloc):")
+	reports = krules.Collect(func() {
+		krules.SetName("kworker/u4:1")
+		defer krules.SetName("")
+		var held []*gfp.Page
+		for {
+			p, err := z.AllocPages(2, gfp.Atomic)
+			if err != nil {
+				break
+			}
+			held = append(held, p)
+		}
+		for _, p := range held {
+			z.FreePages(p, 2)
+		}
+	})
+	for _, r := range reports {
+		fmt.Fprintln(w)
+		fmt.Fprint(w, indent(r.Text))
+	}
+}

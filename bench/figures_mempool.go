@@ -2,9 +2,13 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
 	"github.com/krules/krules/mempool"
 )
@@ -71,3 +75,41 @@ var mempoolFigures = []figure{
 var errNoMem = errors.New("no memory")
 
 func init() { figures = append(figures, mempoolFigures...) }
+
+// demonstrateMempool shows the classic mempool deadlock: a goroutine that
+// holds the pool's only element and waits for a second one.
+func demonstrateMempool(w io.Writer) {
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "5. A goroutine that holds a mempool element and waits for a second one from the same pool:")
+	reports := krules.Collect(func() {
+		fail := false
+		p, err := mempool.New(1, func(gfp.Flags) (*int, error) {
+			if fail {
+				return nil, errNoMem
+			}
+			return new(int), nil
+		}, func(*int) {}, mempool.WithName("bio"), mempool.WithDebug(true), mempool.WithTimeout(20*time.Millisecond))
+		if err != nil {
+			panic(err)
+		}
+		fail = true
+		first := make(chan *int)
+		done := make(chan struct{})
+		krules.Go("kworker/u4:2", func() {
+			defer close(done)
+			x, _ := p.Alloc(gfp.NoIO)
+			first <- x
+			y, _ := p.Alloc(gfp.NoIO) // waits while holding x
+			p.Free(y)
+		})
+		x := <-first
+		time.Sleep(50 * time.Millisecond) // past the pool's timeout
+		p.Free(x)
+		<-done
+		_ = p.Close()
+	})
+	for _, r := range reports {
+		fmt.Fprintln(w)
+		fmt.Fprint(w, indent(r.Text))
+	}
+}

@@ -174,12 +174,13 @@ func (a *FaultAttr) shouldFail(size int, nowarn bool) bool {
 		a.mu.Unlock()
 		return false
 	}
+	// fail_dump prints the budget as it was before this failure.
+	printIt := !nowarn && a.Verbose > 0 && a.ratelimit()
+	line := fmt.Sprintf("name %s, interval %d, probability %d, space %d, times %d", a.name, a.Interval, a.Probability, a.space, a.times)
 	if a.times != -1 && a.times > 0 {
 		a.times--
 	}
 	a.fails++
-	printIt := !nowarn && a.Verbose > 0 && a.ratelimit()
-	line := fmt.Sprintf("name %s, interval %d, probability %d, space %d, times %d", a.name, a.Interval, a.Probability, a.space, a.times)
 	a.mu.Unlock()
 	if printIt {
 		a.print(line)

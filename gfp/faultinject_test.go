@@ -149,7 +149,7 @@ func TestFaultInjectionPrintsLikeTheKernel(t *testing.T) {
 	require.Empty(t, out.String(), "NOWARN silences the printout")
 	_, err = z.AllocPages(1, gfp.Atomic)
 	require.ErrorIs(t, err, gfp.ErrNoMemory)
-	require.Contains(t, out.String(), "FAULT_INJECTION: forcing a failure.\nname fail_page_alloc, interval 1, probability 100, space 0, times 0\n")
+	require.Contains(t, out.String(), "FAULT_INJECTION: forcing a failure.\nname fail_page_alloc, interval 1, probability 100, space 0, times 1\n")
 	require.Contains(t, out.String(), "Call Trace:\n", "verbose 2 dumps the stack")
 	require.Contains(t, out.String(), "gfp_test.TestFaultInjectionPrintsLikeTheKernel")
 	require.Zero(t, rec.Len(), "an injected failure is not a report, and is not warn_alloc'ed")

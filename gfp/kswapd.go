@@ -83,7 +83,7 @@ func (k *kswapd) stop() {
 	}
 }
 
-// Running reports whether the zone's kswapd goroutine exists.
+// KswapdRunning reports whether the zone's kswapd goroutine exists.
 func (z *Zone) KswapdRunning() bool {
 	k := &z.kswapd
 	k.mu.Lock()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/lockclass"
 )
 
 // kswapd wakes when an allocation finds the zone below its low watermark,
@@ -29,11 +30,13 @@ func TestKswapdReclaimsToHighAndStops(t *testing.T) {
 	stalls := z.Stats().AllocStall
 	var name atomic.Value
 	var flags atomic.Uint32
+	var underFSReclaim atomic.Bool
 	s := newHeldShrinker(z, pages[:600], 8)
 	rest := pages[600:]
 	s.Shrinker.Scan = func(sc *gfp.ShrinkControl) uint64 {
 		name.Store(krules.CurrentGoroutine().Name)
 		flags.Store(uint32(gfp.CurrentTaskFlags()))
+		underFSReclaim.Store(lockclass.IsHeld(gfp.FSReclaimMap))
 		return s.scanHeld(sc)
 	}
 	require.NoError(t, z.RegisterShrinker(&s.Shrinker))
@@ -52,6 +55,7 @@ func TestKswapdReclaimsToHighAndStops(t *testing.T) {
 	require.Equal(t, stalls, st.AllocStall, "nobody reclaimed directly")
 	require.Equal(t, "kswapd0", name.Load())
 	require.Equal(t, gfp.PFMemalloc|gfp.PFKswapd, gfp.TaskFlags(flags.Load()))
+	require.True(t, underFSReclaim.Load(), "kswapd holds fs_reclaim while it shrinks")
 	require.Less(t, st.Free, int64(wm.High+200), "kswapd stops once balanced")
 
 	z.UnregisterShrinker(&s.Shrinker)
@@ -82,16 +86,25 @@ func TestKswapdGivesUpAfterRepeatedFailures(t *testing.T) {
 		z.FreePages(p, 0)
 		time.Sleep(time.Millisecond)
 	}
-	time.Sleep(20 * time.Millisecond)
-	runs := z.Stats().PageOutRun
+	settled := func() int64 { // wait for a run in progress to end
+		for {
+			r := z.Stats().PageOutRun
+			time.Sleep(30 * time.Millisecond)
+			if z.Stats().PageOutRun == r {
+				return r
+			}
+		}
+	}
+	runs := settled()
 	require.GreaterOrEqual(t, runs, int64(gfp.MaxReclaimRetries))
+	wakeups := z.Stats().KswapdWakeups
 	for range 20 {
 		p, err := z.AllocPages(0, gfp.Atomic)
 		require.NoError(t, err)
 		z.FreePages(p, 0)
 	}
-	time.Sleep(20 * time.Millisecond)
-	require.Equal(t, runs, z.Stats().PageOutRun, "no more wake-ups")
+	require.Equal(t, runs, settled(), "no more runs")
+	require.Equal(t, wakeups, z.Stats().KswapdWakeups, "no more wake-ups")
 	require.Contains(t, z.ZoneInfo(), "node_unreclaimable:  1")
 }
 

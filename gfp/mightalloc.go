@@ -25,7 +25,8 @@ func needReclaim(gfp Flags, pf TaskFlags) bool {
 // might_alloc(). It applies the goroutine's scopes, then, if the allocation
 // could enter reclaim, acquires and releases the fs_reclaim lock map (when
 // FS is set) and touches the MMU-notifier map while holding it, so that
-// every lock the caller holds is ordered before reclaim; and if flags allow
+// every lock the caller holds is ordered before reclaim (a caller holding
+// no lock has nothing to order, and skips this); and if flags allow
 // blocking it checks that the caller may sleep. Every allocation in krules
 // calls it; code that allocates some other way should too.
 //
@@ -39,9 +40,22 @@ func MightAlloc(flags Flags) {
 
 // mightAllocTask is MightAlloc with the scopes applied and the task looked
 // up.
+//
+// The lock maps are touched only when the goroutine holds a lock. With none
+// held, the kernel's acquire/release pairs add one dependency,
+// fs_reclaim → notifier map, and can close no cycle: every path back into
+// fs_reclaim from a held lock comes from a MightAlloc or FSReclaimAcquire
+// made with that lock held, which records fs_reclaim → notifier map itself,
+// in the same step. Skipping them saves four validator operations (about
+// 45 ns) on every allocation made without locks. (A raw
+// FSReclaimMap.Acquire under a lock is the one way around that; prime with
+// FSReclaimAcquire instead.)
 func mightAllocTask(gfp Flags, t *task.Task, pf TaskFlags) {
-	sleepy := t != nil && (t.NonBlock|t.Preempt) != 0
-	if needReclaim(gfp, pf) {
+	if t == nil {
+		return // no sections, no locks: nothing to check
+	}
+	sleepy := (t.NonBlock | t.Preempt) != 0
+	if len(t.Lockdep.Held) > 0 && needReclaim(gfp, pf) {
 		if gfp&FS != 0 {
 			FSReclaimMap.Acquire()
 			touchNotifierMap()

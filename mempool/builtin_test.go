@@ -242,9 +242,8 @@ func TestWaitWithoutHoldingIsNotADeadlock(t *testing.T) {
 		}
 		got <- y
 	}()
-	time.Sleep(30 * time.Millisecond)
+	require.Eventually(t, func() bool { return p.Stats().Timeouts > 1 }, 5*time.Second, time.Millisecond)
 	p.Free(x)
 	p.Free(<-got)
 	require.NoError(t, p.Close())
-	require.NotZero(t, p.Stats().Timeouts)
 }

@@ -157,8 +157,8 @@ func (p *Pool[T]) reportDeadlock(held []string) {
 	}
 	r.Printf("\nother info that might help us debug this:\n")
 	r.Printf(" A mempool guarantees progress only if every element taken comes back\n")
-	r.Printf(" without needing a second element of the same pool. When all %d elements\n", max(p.minNr.Load(), 1))
-	r.Printf(" are held by goroutines waiting for another one, no free will come.\n\n")
+	r.Printf(" without needing a second element of the same pool. Once every element\n")
+	r.Printf(" is held by a goroutine waiting for another one, no free will come.\n\n")
 	r.HeldLocks()
 	r.Printf("\n")
 	r.Backtrace()

@@ -26,13 +26,19 @@ func Tainted() bool { return tainted.Load() }
 // ResetTaint clears the taint; tests use it.
 func ResetTaint() { tainted.Store(false) }
 
-// Ident is the kernel's identity line: release, build and taint.
-func Ident() string {
-	t := "Not tainted"
+// Ident is the identity line under a lockdep headline, which the kernel
+// prints release first ("6.12.0 #1 Not tainted").
+func Ident() string { return release() + " " + taint() }
+
+// release stands for the kernel release: the library and the Go version.
+func release() string { return "krules " + runtime.Version() }
+
+// taint is print_tainted(): "Not tainted", or the flags set.
+func taint() string {
 	if Tainted() {
-		t = "Tainted: G        W"
+		return "Tainted: G        W"
 	}
-	return fmt.Sprintf("%s krules %s", t, runtime.Version())
+	return "Not tainted"
 }
 
 // Header writes lockdep's framing: a rule of '=' as wide as the headline,
@@ -51,7 +57,8 @@ func Header(b *strings.Builder, headline string) {
 // Dump writes what dump_stack prints: the CPU/PID/Comm line, then the call
 // trace of pcs.
 func Dump(b *strings.Builder, id int64, comm string, pcs []uintptr) {
-	fmt.Fprintf(b, "CPU: - PID: %d Comm: %s %s\n", id, comm, Ident())
+	// dump_stack's line prints the taint before the release.
+	fmt.Fprintf(b, "CPU: - PID: %d Comm: %s %s %s\n", id, comm, taint(), release())
 	b.WriteString("Call Trace:\n")
 	stack.Format(b, pcs, " ")
 }

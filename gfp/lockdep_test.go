@@ -1,0 +1,265 @@
+package gfp_test
+
+import (
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/internal/task"
+	"github.com/krules/krules/lockclass"
+)
+
+// lib/locking-selftest.c's fs_reclaim tests.
+func TestFSReclaimSelftests(t *testing.T) {
+	t.Run("correct nesting", func(t *testing.T) {
+		lockclass.ResetDefault(t)
+		krules.Check(t)
+		gfp.FSReclaimAcquire(gfp.Kernel)
+		gfp.MightAlloc(gfp.NoFS)
+		gfp.FSReclaimRelease(gfp.Kernel)
+	})
+	t.Run("wrong nesting", func(t *testing.T) {
+		lockclass.ResetDefault(t)
+		rec := krules.Record(t)
+		gfp.FSReclaimAcquire(gfp.Kernel)
+		gfp.MightAlloc(gfp.Kernel)
+		gfp.FSReclaimRelease(gfp.Kernel)
+		require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+		require.Equal(t, "WARNING: possible recursive locking detected", rec.Last().Headline)
+		require.Contains(t, rec.Last().Text, "fs_reclaim")
+	})
+	t.Run("protected nesting", func(t *testing.T) {
+		lockclass.ResetDefault(t)
+		krules.Check(t)
+		gfp.FSReclaimAcquire(gfp.Kernel)
+		flags := gfp.NoFSSave()
+		gfp.MightAlloc(gfp.Kernel)
+		gfp.NoFSRestore(flags)
+		gfp.FSReclaimRelease(gfp.Kernel)
+	})
+	require.Nil(t, task.Lookup(), "nothing left held")
+}
+
+// lockShrinker takes l in Scan, as a driver's shrinker takes its own lock,
+// and records whether fs_reclaim was held there.
+func lockShrinker(l *lockclass.Mutex, underReclaim *atomic.Bool) *gfp.Shrinker {
+	return &gfp.Shrinker{
+		Name:  "driver",
+		Count: func(*gfp.ShrinkControl) uint64 { return 1000 },
+		Scan: func(*gfp.ShrinkControl) uint64 {
+			underReclaim.Store(lockclass.IsHeld(gfp.FSReclaimMap))
+			l.Lock()
+			l.Unlock()
+			return gfp.ShrinkStop
+		},
+	}
+}
+
+// The notifier-allocation deadlock at the allocator level: a lock held
+// across a GFP_KERNEL allocation that a shrinker also takes. Lockdep proves
+// it through fs_reclaim the first time both have happened, with no memory
+// pressure at all; GFP_NOFS, a NoFS scope or GFP_NOIO do not order the lock
+// before fs_reclaim, and are not reported.
+func TestLockHeldAcrossAllocationTakenByShrinker(t *testing.T) {
+	cases := []struct {
+		name   string
+		flags  gfp.Flags
+		scope  func() gfp.TaskFlags
+		report bool
+	}{
+		{"GFP_KERNEL", gfp.Kernel, nil, true},
+		{"GFP_KERNEL kmalloc", gfp.Kernel, nil, true},
+		{"GFP_NOFS", gfp.NoFS, nil, false},
+		{"NoFS scope", gfp.Kernel, gfp.NoFSSave, false},
+		{"GFP_NOIO", gfp.NoIO, nil, false},
+		{"GFP_ATOMIC", gfp.Atomic, nil, false},
+		{"GFP_KERNEL|__GFP_NOLOCKDEP", gfp.Kernel | gfp.NoLockdep, nil, false},
+	}
+	for _, c := range cases {
+		for _, reclaimFirst := range []bool{true, false} {
+			name := c.name + "/reclaim first"
+			if !reclaimFirst {
+				name = c.name + "/allocation first"
+			}
+			t.Run(name, func(t *testing.T) {
+				lockclass.ResetDefault(t)
+				rec := krules.Record(t)
+				z := newZone(t, 4<<20)
+				var l lockclass.Mutex
+				l.Init(lockclass.WithName("&drv->lock"))
+				var underReclaim atomic.Bool
+				s := lockShrinker(&l, &underReclaim)
+				require.NoError(t, z.RegisterShrinker(s))
+				defer z.UnregisterShrinker(s)
+
+				reclaim := func() {
+					z.Reclaim(1, gfp.Kernel) // memory.reclaim: no pressure needed
+					require.True(t, underReclaim.Load(), "shrinkers run under fs_reclaim")
+				}
+				alloc := func() {
+					if c.scope != nil {
+						s := c.scope()
+						defer gfp.MemallocRestore(s)
+					}
+					l.Lock()
+					defer l.Unlock()
+					if c.name == "GFP_KERNEL kmalloc" {
+						b, err := z.Alloc(100, c.flags)
+						require.NoError(t, err, "no memory pressure")
+						z.Free(b)
+						return
+					}
+					p, err := z.AllocPages(0, c.flags)
+					require.NoError(t, err, "no memory pressure")
+					z.FreePages(p, 0)
+				}
+				if reclaimFirst {
+					reclaim()
+					alloc()
+				} else {
+					alloc()
+					reclaim()
+				}
+				require.Zero(t, z.Stats().AllocStall, "the allocation never reclaimed")
+				if !c.report {
+					require.Zero(t, rec.Len())
+					return
+				}
+				require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+				r := rec.Last()
+				require.Equal(t, "WARNING: possible circular locking dependency detected", r.Headline)
+				require.Contains(t, r.Text, "fs_reclaim")
+				require.Contains(t, r.Text, "&drv->lock")
+			})
+		}
+	}
+}
+
+// Drivers prime lockdep at init, as xe and panthor do: fs_reclaim →
+// shrinker lock, learnt without running reclaim.
+func TestPrimingFSReclaim(t *testing.T) {
+	lockclass.ResetDefault(t)
+	rec := krules.Record(t)
+	z := newZone(t, 1<<20)
+	var l lockclass.Mutex
+	l.Init(lockclass.WithName("&shrinker->lock"))
+	gfp.FSReclaimAcquire(gfp.Kernel)
+	lockclass.MightLock(&l)
+	gfp.FSReclaimRelease(gfp.Kernel)
+	require.Zero(t, rec.Len())
+
+	l.Lock()
+	b, err := z.Alloc(64, gfp.Kernel)
+	l.Unlock()
+	require.NoError(t, err)
+	z.Free(b)
+	require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+}
+
+// Reclaim can fire MMU notifiers whenever it may run at all, so even a
+// GFP_NOIO allocation with a lock held orders the lock before the notifier
+// map; an invalidate_range_start callback taking that lock closes the
+// cycle. GFP_ATOMIC cannot reclaim and is safe.
+func TestLockHeldAcrossAllocationTakenByNotifier(t *testing.T) {
+	for _, c := range []struct {
+		flags  gfp.Flags
+		report bool
+	}{{gfp.NoIO, true}, {gfp.Kernel, true}, {gfp.Atomic, false}, {gfp.NoWait, false}} {
+		t.Run(c.flags.String(), func(t *testing.T) {
+			lockclass.ResetDefault(t)
+			rec := krules.Record(t)
+			var l lockclass.Mutex
+			l.Init(lockclass.WithName("&svm->lock"))
+			l.Lock()
+			gfp.MightAlloc(c.flags)
+			l.Unlock()
+			// What mmnotifier does around an invalidate_range_start callback.
+			gfp.NotifierMap.Acquire()
+			l.Lock()
+			l.Unlock()
+			gfp.NotifierMap.Release()
+			if c.report {
+				require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+				require.Contains(t, rec.Last().Text, "mmu_notifier_invalidate_range_start")
+			} else {
+				require.Zero(t, rec.Len())
+			}
+		})
+	}
+}
+
+// Allocating inside a notifier callback with GFP_KERNEL is what the
+// notifier map exists to catch.
+func TestAllocationInsideNotifierCallback(t *testing.T) {
+	lockclass.ResetDefault(t)
+	rec := krules.Record(t)
+	gfp.NotifierMap.Acquire()
+	gfp.MightAlloc(gfp.Kernel)
+	gfp.NotifierMap.Release()
+	require.NotZero(t, rec.Len())
+	require.Contains(t, []krules.Kind{krules.CircularDependency, krules.RecursiveLocking}, rec.Kinds()[0])
+}
+
+// Direct reclaim holds fs_reclaim only for allocations with FS.
+func TestDirectReclaimHoldsFSReclaimForFS(t *testing.T) {
+	lockclass.ResetDefault(t)
+	krules.Check(t)
+	z := newZone(t, 16<<20, gfp.WithMinFreeKbytes(1024), gfp.WithShards(1), gfp.WithoutKswapd())
+	held := make(chan *gfp.Page, z.Pages())
+	pages := pressure(t, z)
+	for i := range 200 {
+		held <- pages[i]
+		pages[i] = nil // the shrinker's now
+	}
+	var active, underFSReclaim, ran atomic.Bool
+	s := &gfp.Shrinker{
+		Name: "probe",
+		Count: func(*gfp.ShrinkControl) uint64 {
+			if !active.Load() {
+				return 0
+			}
+			return uint64(len(held))
+		},
+		Scan: func(sc *gfp.ShrinkControl) uint64 {
+			underFSReclaim.Store(lockclass.IsHeld(gfp.FSReclaimMap))
+			ran.Store(true)
+			select {
+			case p := <-held:
+				z.FreePages(p, 0)
+				return 1
+			default:
+				return 0
+			}
+		},
+	}
+	require.NoError(t, z.RegisterShrinker(s))
+	defer z.UnregisterShrinker(s)
+	defer func() {
+		close(held)
+		for p := range held {
+			z.FreePages(p, 0)
+		}
+	}()
+
+	for _, c := range []struct {
+		flags gfp.Flags
+		held  bool
+	}{{gfp.NoFS, false}, {gfp.Kernel, true}, {gfp.NoIO, false}, {gfp.Kernel, true}} {
+		ran.Store(false)
+		active.Store(true)
+		p, err := z.AllocPages(0, c.flags&^gfp.KswapdReclaim)
+		require.NoError(t, err)
+		require.True(t, ran.Load(), "%v reclaimed", c.flags)
+		require.Equal(t, c.held, underFSReclaim.Load(), "%v", c.flags)
+		z.FreePages(p, 0)
+		// Back down to min for the next case, the shrinker asleep.
+		active.Store(false)
+		for _, p := range drainTo(t, z, gfp.Kernel&^gfp.KswapdReclaim|gfp.NoWarn) {
+			held <- p
+		}
+	}
+	require.False(t, lockclass.IsHeld(gfp.FSReclaimMap))
+}
