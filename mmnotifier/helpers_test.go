@@ -24,8 +24,11 @@ func newZone(t testing.TB, size int, opts ...gfp.ZoneOption) *gfp.Zone {
 
 // newMM returns an address space on a zone of its own (8 MiB unless opts
 // name one), torn down when the test ends.
+// Every test starts from an empty default validator (lockdep turns itself
+// off after a report), so tests that use it must not run in parallel.
 func newMM(t testing.TB, opts ...mmnotifier.Option) *mmnotifier.MM {
 	t.Helper()
+	lockclass.ResetDefault(t)
 	z := newZone(t, 8<<20, gfp.WithoutKswapd())
 	mm := mmnotifier.NewMM(append([]mmnotifier.Option{mmnotifier.WithZone(z), mmnotifier.WithTask(42, "victim")}, opts...)...)
 	t.Cleanup(func() {
