@@ -53,8 +53,8 @@ func runStrategies(cfg workloadConfig, ss []strategyInfo, cs []conditionInfo) []
 }
 
 // strategyProblems lists what must not happen: a condition that did not
-// hold, a run that failed, a report from strategies 2 to 5, and strategy 1
-// not producing its reports.
+// hold, a run that failed, a report from strategies 2 to 5 or lockdep off
+// at the end of their runs, and strategy 1's bug going unreported.
 func strategyProblems(results []strategyResult) []string {
 	var out []string
 	for _, r := range results {
@@ -63,6 +63,12 @@ func strategyProblems(results []strategyResult) []string {
 			out = append(out, fmt.Sprintf("%s: %s", at, r.Err))
 		}
 		if r.StrategyKey == strategyByID(stratKernel).key {
+			// The bug must be caught: lockdep proves the deadlock, and
+			// the reaper's callbacks sleep in a non-blocking section.
+			if r.Reports.Lockdep == 0 || r.Modes[nonBlockable].Reports.Sleep == 0 {
+				out = append(out, fmt.Sprintf("%s: the bug went unreported (%d lockdep, %d sleep-in-atomic in the reaper)",
+					at, r.Reports.Lockdep, r.Modes[nonBlockable].Reports.Sleep))
+			}
 			continue
 		}
 		if n := r.Reports.total(); n > 0 {

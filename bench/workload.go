@@ -215,12 +215,14 @@ func runCollected(cfg workloadConfig, s strategyInfo, c conditionInfo, ops int64
 		krules.Go(fmt.Sprintf("app/%d", w), func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(cfg.seed, uint64(w)+1))
-			for {
+			// Every worker and the reaper make at least one change, however
+			// short the run.
+			for n := 0; ; n++ {
 				if ops > 0 {
 					if remaining.Add(-1) < 0 {
 						return
 					}
-				} else if stop.Load() {
+				} else if n > 0 && stop.Load() {
 					return
 				}
 				if err := src.blockable(w, rng); err != nil {
@@ -236,7 +238,7 @@ func runCollected(cfg workloadConfig, s strategyInfo, c conditionInfo, ops int64
 	krules.Go(killerName, func() {
 		defer close(reaperDone)
 		rng := rand.New(rand.NewPCG(cfg.seed, 1<<32))
-		for !stop.Load() {
+		for n := 0; n == 0 || !stop.Load(); n++ {
 			retries, err := src.reap(ctx, dev, rng)
 			res.ReapRetries += int64(retries)
 			res.Reaps++
