@@ -64,15 +64,15 @@ type strategyInfo struct {
 
 var strategies = []strategyInfo{
 	{stratKernel, "kernel", "1 GFP_KERNEL",
-		"Allocating with GFP_KERNEL in a callback is a deadlock waiting for reclaim: lockdep proves it at once (reclaim may run notifiers, so the notifier map and fs_reclaim form a cycle), and under the OOM reaper every call is a sleep in a non-blocking section."},
+		"GFP_KERNEL in the callback is the bug. Reclaim may run notifiers, so lockdep proves the cycle between the notifier map and fs_reclaim on the first call, with no memory pressure; under the OOM reaper every call is a sleep in a non-blocking section, and below min it fails, which a blockable callback may not do (a WARNING) and which leaves the reaper unable to reap."},
 	{stratAtomic, "atomic", "2 ATOMIC+fallback",
-		"GFP_ATOMIC never sleeps, but it succeeds below min by eating the reserve kept for interrupts, and fails when even that is gone: the smaller chunk and the emergency page (mlx5's) keep the callback going at the cost of more passes and a mutex that a non-blockable caller may only trylock."},
+		"GFP_ATOMIC, then a smaller chunk, then an emergency page never sleeps, but below min it succeeds by eating the reserve kept for interrupts (<min); the fallbacks cost passes, and the emergency page's mutex may only be trylocked by a non-blockable caller."},
 	{stratMempool, "mempool", "3 mempool",
-		"A mempool is the driver's own reserve: sized to the callbacks that can run at once, it never runs dry, costs that much memory for ever, and turns the zone's failures into reserve use instead of errors."},
+		"A mempool of N buffers is the driver's own reserve: sized to the callbacks that can run at once it never runs dry, turns every failure of the zone into reserve use, and costs that memory for ever (-reserve 1 shows what an undersized pool does to the reaper)."},
 	{stratPrealloc, "prealloc", "4 prealloc/notifier",
-		"Allocating before any lock is taken, when the notifier is registered, makes the callback allocation-free and fast; the price is a buffer for every notifier, and registration is where memory pressure now fails."},
+		"Preallocation per notifier, before any lock, makes the callback allocation-free and the fastest; the price is a buffer per notifier, and registration becomes the place where memory pressure fails."},
 	{stratStack, "stack", "5 stack 128 B",
-		"A 128-byte stack buffer (nouveau's) needs no memory at all and cannot fail; it pays in passes, one device command per 16 entries, which is cheap here and expensive on a device with a slow command queue."},
+		"A 128-byte stack buffer (nouveau's) needs no memory and cannot fail; it pays in passes, one device command per 16 entries, cheap here and dear on a device with a slow command queue."},
 }
 
 func strategyByID(id strategy) strategyInfo { return strategies[id-1] }

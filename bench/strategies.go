@@ -163,6 +163,12 @@ func printStrategies(w io.Writer, wl workloadReport, results []strategyResult) {
 	fmt.Fprintln(w, "does; the validator is reset before every run, so a lockdep count of 1 means the run proved")
 	fmt.Fprintln(w, "a deadlock, not how often it would happen, and a 0 counts only because validation was")
 	fmt.Fprintln(w, "still on when the run ended.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "What each strategy teaches:")
+	for _, s := range strategies {
+		text := wrap(s.lesson, 97, "   ")
+		fmt.Fprint(w, s.name[:1]+"."+text[2:])
+	}
 }
 
 func usCol(m modeResult, v float64) string {
