@@ -161,8 +161,10 @@ func BenchmarkStrategies(b *testing.B) {
 					b.Fatal(err)
 				}
 				blk, nb := res.Modes[blockable], res.Modes[nonBlockable]
-				b.ReportMetric(blk.P50us*1e3, "p50-ns")
-				b.ReportMetric(blk.P99us*1e3, "p99-ns")
+				if blk.Invalidations > 0 {
+					b.ReportMetric(blk.P50us*1e3, "p50-ns")
+					b.ReportMetric(blk.P99us*1e3, "p99-ns")
+				}
 				if nb.Shown && nb.Invalidations > 0 {
 					b.ReportMetric(nb.P50us*1e3, "nonblock-p50-ns")
 					b.ReportMetric(nb.P99us*1e3, "nonblock-p99-ns")
