@@ -148,9 +148,6 @@ func byStrategy(t *testing.T, rep runReport, id strategy) []strategyResult {
 //
 //	go test -run '^$' -bench Strategies -count 10 ./bench | benchstat -
 func BenchmarkStrategies(b *testing.B) {
-	if newSource == nil {
-		b.Skip("no invalidation source built in")
-	}
 	for _, s := range strategies {
 		for _, c := range conditions {
 			b.Run(s.key+"/"+c.key, func(b *testing.B) {

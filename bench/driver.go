@@ -311,7 +311,7 @@ func (m *mirror) zap(st *modeStats, first uint64, npages int, md mode) error {
 			// Every buffer is out: wait for a callback to give one back.
 			// Letting the pool wait instead (a reclaiming gfp) would be
 			// strategy 1's bug again.
-			_, _ = d.poolWait.WaitTimeout(waitCtx, func() bool { return d.pool.Stats().Reserve > 0 }, time.Millisecond)
+			_, _ = d.poolWait.WaitTimeout(context.Background(), func() bool { return d.pool.Stats().Reserve > 0 }, time.Millisecond)
 			p, err = d.pool.Alloc(gfp.NoWait)
 		}
 		if !takeFresh(p) {
@@ -377,7 +377,3 @@ func takeFresh(p *gfp.Page) bool {
 	e[0] = 0
 	return fresh
 }
-
-// waitCtx is the context blockable waits in callbacks use: the workload
-// never kills them.
-var waitCtx = context.Background()

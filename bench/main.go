@@ -94,11 +94,6 @@ func run(w io.Writer, cfg config) int {
 
 	status := 0
 	rep := newRunReport(nil, quick)
-	if len(ss) > 0 && len(cs) > 0 && newSource == nil {
-		fmt.Fprintln(w, "The strategy report needs an invalidation source (the mmnotifier package); this build has none.")
-		fmt.Fprintln(w)
-		ss = nil
-	}
 	if len(ss) > 0 && len(cs) > 0 {
 		wcfg := cfg.workload()
 		results := runStrategies(wcfg, ss, cs)

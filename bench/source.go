@@ -36,10 +36,3 @@ const (
 func rangePages(rng *rand.Rand) int {
 	return minRangePages + rng.IntN(maxRangePages-minRangePages+1)
 }
-
-// newSource makes the invalidation source of a run; nil until a source
-// is built in.
-var newSource func() source
-
-// sourceName says where invalidations come from, for the report.
-var sourceName = "mmnotifier"

@@ -17,10 +17,11 @@ import (
 // several goroutines; non-blockable ones from the OOM reaper (OOMReap)
 // tearing down fresh victims.
 
-func init() {
-	newSource = func() source { return new(mmSource) }
-	sourceName = "mmnotifier: Protect and Unmap on shared address spaces, OOMReap of victims"
-}
+// newSource makes the invalidation source of a run.
+func newSource() source { return new(mmSource) }
+
+// sourceName says where invalidations come from, for the report.
+const sourceName = "mmnotifier: Protect and Unmap on shared address spaces, OOMReap of victims"
 
 // protectRegions is how many mappings of each address space the goroutines
 // sharing it toggle between read-write and read-only.
