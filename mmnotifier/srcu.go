@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/krules/krules/internal/task"
 	"github.com/krules/krules/lockclass"
@@ -90,14 +91,35 @@ func (s *srcuStruct) readUnlock(t srcuToken) {
 
 // synchronize waits until every read section that started before it has
 // ended: synchronize_srcu. It may sleep.
+//
+// Called inside a read section, it could only deadlock: the validator
+// reports it (lock_sync on a map the goroutine holds) and it returns at
+// once instead, so the program keeps going.
 func (s *srcuStruct) synchronize() {
+	inside := holds(s.dep)
 	s.dep.Sync()
+	if inside {
+		return
+	}
 	s.gp.Lock()
 	defer s.gp.Unlock()
 	old := s.epoch.Add(1)&1 ^ 1
 	s.waiting.Add(1)
 	defer s.waiting.Add(-1)
 	s.wq.Wait(context.Background(), func() bool { return s.drained(old) }) //nolint:errcheck // no context to cancel
+}
+
+// holds reports whether the calling goroutine holds m, as far as the lock
+// validator followed it.
+func holds(m *lockclass.Map) bool {
+	if t := task.Lookup(); t != nil {
+		for i := range t.Lockdep.Held {
+			if t.Lockdep.Held[i].Instance == unsafe.Pointer(m) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // drained reports whether no read section of epoch e is running.
