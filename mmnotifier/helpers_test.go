@@ -130,4 +130,3 @@ func (n *recNotifier) note(what string, r *mmnotifier.Range) {
 func (n *recNotifier) InvalidateRangeStart(r *mmnotifier.Range) error { n.note("start", r); return nil }
 func (n *recNotifier) InvalidateRangeEnd(r *mmnotifier.Range)         { n.note("end", r) }
 func (n *recNotifier) Release(*mmnotifier.MM)                         { n.rec.add(call{who: n.name, what: "release"}) }
-
