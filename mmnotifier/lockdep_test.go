@@ -143,9 +143,42 @@ func TestUnregisterFromACallbackIsReportedAndDoesNotHang(t *testing.T) {
 	addr := mapTouched(t, mm, 1)
 	require.NoError(t, mm.Discard(addr, pg))
 	require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
-	require.Contains(t, rec.Last().Text, "(srcu)")
+	require.Contains(t, rec.Last().Text, "(mmu_notifier_invalidate_range_start)")
 	require.NoError(t, mm.Discard(addr, pg))
 	require.EqualValues(t, 1, f.Counts().Starts, "unregistered all the same")
+}
+
+// Release runs in a read section of its own, outside any invalidation.
+func TestUnregisterFromReleaseIsReportedAndDoesNotHang(t *testing.T) {
+	rec := krules.Record(t)
+	mm := newMM(t)
+	var other *mmnotifier.Subscription
+	f := &mmnotifier.Funcs{Release: func(*mmnotifier.MM) { other.Unregister() }}
+	_, err := mmnotifier.Register(mm, f.Notifier())
+	require.NoError(t, err)
+	other, err = mmnotifier.Register(mm, (&mmnotifier.Funcs{}).Notifier())
+	require.NoError(t, err)
+	mm.Exit()
+	require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "(srcu)")
+}
+
+func TestLockHeldAcrossUnregisterThatReleaseTakesIsACycle(t *testing.T) {
+	rec := krules.Record(t)
+	mm := newMM(t)
+	mu := driverLock()
+	f := &mmnotifier.Funcs{Release: func(*mmnotifier.MM) { mu.Lock(); mu.Unlock() }}
+	sub, err := mmnotifier.Register(mm, f.Notifier())
+	require.NoError(t, err)
+	other, err := mmnotifier.Register(mm, (&mmnotifier.Funcs{}).Notifier())
+	require.NoError(t, err)
+	sub.Unregister() // Release takes mu under srcu
+	require.Empty(t, rec.Reports())
+	mu.Lock()
+	other.Unregister()
+	mu.Unlock()
+	r := requireCircular(t, rec, "&drv->lock", "srcu")
+	require.Contains(t, r.Text, "  sync(srcu);")
 }
 
 func TestLockHeldAcrossUnregisterThatCallbacksTakeIsACycle(t *testing.T) {
@@ -159,8 +192,7 @@ func TestLockHeldAcrossUnregisterThatCallbacksTakeIsACycle(t *testing.T) {
 	mu.Lock()
 	sub.Unregister() // waits for callbacks, which take mu
 	mu.Unlock()
-	r := requireCircular(t, rec, "&drv->lock", "srcu")
-	require.Contains(t, r.Text, "  sync(srcu);")
+	requireCircular(t, rec, "&drv->lock", "mmu_notifier_invalidate_range_start")
 }
 
 func TestRemoveFromIntervalCallbackIsReportedAndDoesNotHang(t *testing.T) {
