@@ -68,17 +68,20 @@
 //     IntervalOps.Invalidate receives the subscription, as the kernel's
 //     does, because it can run before InsertInterval returns.
 //     arch_invalidate_secondary_tlbs is not modelled.
-//   - The SRCU read sections around list callbacks are annotated as
-//     recursive-read trylocks of the "srcu" map rather than v6.12's
-//     recursive-read acquisitions. In v6.12 that acquisition is the
-//     nearest blocking predecessor of every lock a callback takes, and
-//     since a path through a recursive reader is not strong, the
-//     notifier map's dependencies on callback locks are lost: the kernel
-//     no longer sees the very deadlock the map was added for. A trylock
-//     never blocks, as srcu_read_lock never does, and lets the map keep
-//     its dependencies; synchronize's lock_sync still catches a grace
-//     period waited for inside a read section, or under a lock a callback
-//     takes.
+//   - SRCU read sections are annotated as recursive-read trylocks of the
+//     "srcu" map rather than v6.12's recursive-read acquisitions, and not at
+//     all around invalidation callbacks. In v6.12 that acquisition is the
+//     nearest blocking predecessor of every lock a callback takes, and since
+//     a path through a recursive reader is not strong, the notifier map's
+//     dependencies on callback locks are lost: the kernel no longer sees the
+//     very deadlock the map was added for. A trylock never blocks, as
+//     srcu_read_lock never does, and lets the map keep them. Invalidation
+//     callbacks already run under the notifier map, so their sections only
+//     count readers, and a grace period (Unregister, Put's free, exit)
+//     takes the notifier map as well as lock_sync on srcu: Unregister from
+//     any callback, or under a lock a callback takes, is still reported,
+//     and an invalidation costs a third less. Held-lock lists printed from
+//     inside invalidation callbacks therefore lack the kernel's "srcu" line.
 //   - When a non-blockable start fails in a list notifier after the
 //     interval notifiers succeeded, the kernel leaves the interval tree's
 //     invalidation counted, and the address space excluded for good, since

@@ -130,13 +130,3 @@ func (n *recNotifier) note(what string, r *mmnotifier.Range) {
 func (n *recNotifier) InvalidateRangeStart(r *mmnotifier.Range) error { n.note("start", r); return nil }
 func (n *recNotifier) InvalidateRangeEnd(r *mmnotifier.Range)         { n.note("end", r) }
 func (n *recNotifier) Release(*mmnotifier.MM)                         { n.rec.add(call{who: n.name, what: "release"}) }
-
-// needLockMaps skips the rest of a test that needs gfp's lock maps to be
-// real lockdep maps: until branch gfp's lockclass maps are merged, they are
-// placeholders that record nothing.
-func needLockMaps(t testing.TB) {
-	t.Helper()
-	if _, ok := any(gfp.NotifierMap).(lockclass.Lockable); !ok {
-		t.Skip("gfp.NotifierMap is still a placeholder: merge branch gfp with its lockclass maps")
-	}
-}

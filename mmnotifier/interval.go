@@ -135,8 +135,10 @@ func insertInterval(mm *MM, start, length uint64, ops IntervalOps) (*IntervalNot
 // Remove unsubscribes the interval: mmu_interval_notifier_remove. If an
 // invalidation of it is running, Remove waits for it to end; after Remove
 // returns, Invalidate is not running and will not be called again. It may
-// sleep and must not be called from Invalidate (the validator reports that
-// as recursive locking on the notifier map, and it would deadlock).
+// sleep and must not be called from Invalidate: the validator reports that
+// as recursive locking on the notifier map, and Remove then returns without
+// waiting (in the kernel it deadlocks); the removal happens when the
+// invalidation ends.
 func (sub *IntervalNotifier) Remove() {
 	nonblock.MightSleep()
 	subs := sub.subs
@@ -176,9 +178,10 @@ func (sub *IntervalNotifier) Remove() {
 	}
 	// Waiting for the invalidation is waiting for every holder of the
 	// notifier map, so taking it here orders the caller's locks before it.
+	inside := holds(gfp.NotifierMap)
 	gfp.NotifierMap.Acquire()
 	gfp.NotifierMap.Release()
-	if seq != 0 {
+	if seq != 0 && !inside {
 		subs.wq.Wait(context.Background(), func() bool { return subs.seq.Load() != seq }) //nolint:errcheck // no context to cancel
 	}
 	sub.mm.drop()

@@ -86,15 +86,19 @@ func (t *intervalTree[T]) First(start, last uint64) *itNode[T] {
 // starts after last, since everything still on the stack starts later.
 type itIter[T any] struct {
 	start, last uint64
-	stack       []*itNode[T]
-	buf         [48]*itNode[T] // an AVL tree of 2^32 nodes is at most 46 high
-	examined    int
+	// stack[:depth] are the nodes to visit, innermost last. Its size
+	// bounds the tree's height, and an AVL tree of 2^32 nodes is at most
+	// 46 high. (An array and an index rather than a slice of it: a slice
+	// into itself would move the iterator to the heap.)
+	stack    [48]*itNode[T]
+	depth    int
+	examined int
 }
 
 // first starts a walk of t and returns its first interval, or nil.
 func (it *itIter[T]) first(t *intervalTree[T], start, last uint64) *itNode[T] {
 	it.start, it.last = start, last
-	it.stack = it.buf[:0]
+	it.depth = 0
 	it.push(t.root)
 	return it.next()
 }
@@ -103,18 +107,19 @@ func (it *itIter[T]) first(t *intervalTree[T], start, last uint64) *itNode[T] {
 func (it *itIter[T]) push(n *itNode[T]) {
 	for n != nil && n.maxLast >= it.start {
 		it.examined++
-		it.stack = append(it.stack, n)
+		it.stack[it.depth] = n
+		it.depth++
 		n = n.left
 	}
 }
 
 // next returns the walk's next interval, or nil at the end.
 func (it *itIter[T]) next() *itNode[T] {
-	for len(it.stack) > 0 {
-		n := it.stack[len(it.stack)-1]
-		it.stack = it.stack[:len(it.stack)-1]
+	for it.depth > 0 {
+		it.depth--
+		n := it.stack[it.depth]
 		if n.start > it.last {
-			it.stack = it.stack[:0]
+			it.depth = 0
 			return nil
 		}
 		it.push(n.right)

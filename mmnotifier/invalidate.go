@@ -143,7 +143,7 @@ func (subs *subscriptions) invalidateStart(r *Range) ([]*krules.Report, error) {
 // hlistStart is mn_hlist_invalidate_range_start.
 func hlistStart(r *Range, list []*Subscription, reps []*krules.Report) ([]*krules.Report, error) {
 	var err error
-	tok := srcu.readLock()
+	tok := srcu.walkLock()
 	if r.Blockable() {
 		for _, s := range list {
 			if e := s.n.InvalidateRangeStart(r); e != nil {
@@ -177,7 +177,7 @@ func hlistStart(r *Range, list []*Subscription, reps []*krules.Report) ([]*krule
 
 // hlistEnd is mn_hlist_invalidate_end.
 func hlistEnd(r *Range, list []*Subscription) {
-	tok := srcu.readLock()
+	tok := srcu.walkLock()
 	if r.Blockable() {
 		for _, s := range list {
 			if s.end != nil {

@@ -198,7 +198,9 @@ func register(mm *MM, s *Subscription, cfg registerConfig) error {
 // it, its Release callback runs; then Unregister waits until no callback of
 // any notifier that might still see it is running (a grace period), so
 // after it returns none of its callbacks will run again. It may sleep, and
-// must not be called from a callback.
+// must not be called from a callback: the validator reports that (lock_sync
+// on the "srcu" map inside a read section of it) and Unregister returns
+// without the grace period, where the kernel would deadlock.
 func (s *Subscription) Unregister() {
 	if s.mm == nil || s.done.Swap(true) {
 		krules.Emit(krules.Warn(krules.NotifierMisuse, "mmu_notifier_unregister: notifier is not registered", 0))
