@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -110,6 +111,9 @@ func run(w io.Writer, cfg config) int {
 		}
 		rep.Workload, rep.Strategies = &wl, results
 		fmt.Fprintln(w)
+		// The runs leave garbage behind (address spaces, page tables);
+		// collect it now rather than during the figures.
+		runtime.GC()
 	}
 
 	fmt.Fprintln(w, "krules: the price of the rules (uncontended, one goroutine)")
