@@ -76,7 +76,7 @@ func state(mm *MM) (seq uint64, active int) {
 func inTree(sub *IntervalNotifier) bool {
 	sub.subs.lock.Lock()
 	defer sub.subs.lock.Unlock()
-	return sub.node != nil
+	return sub.inTree
 }
 
 // begin starts a blockable invalidation of [start, end) on a goroutine of
