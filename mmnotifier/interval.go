@@ -32,22 +32,22 @@ type IntervalOps interface {
 // number readers use to detect that an invalidation collided with them
 // (ReadBegin, ReadRetry).
 type IntervalNotifier struct {
+	// node is the tree node, part of the notifier as in the kernel, so
+	// that nothing is allocated under the subscriptions lock and a hit
+	// touches one object. inTree is false while it is not in
+	// the tree (RB_EMPTY_NODE); next links the deferred list; removed says
+	// Remove ran (all under the subscriptions lock).
+	node    itNode[*IntervalNotifier]
+	inTree  bool
+	removed bool
+	next    *IntervalNotifier
+
+	seq atomic.Uint64 // invalidate_seq
+
 	start, last uint64 // inclusive, like the kernel's interval tree
 	ops         IntervalOps
 	mm          *MM
 	subs        *subscriptions
-
-	// node is the tree node, part of the notifier as in the kernel, so
-	// that nothing is allocated under the subscriptions lock and a hit
-	// touches one object. inTree is false while it is not in the tree
-	// (RB_EMPTY_NODE); next links the deferred list; removed says Remove
-	// ran (all under the subscriptions lock).
-	node    itNode[*IntervalNotifier]
-	inTree  bool
-	next    *IntervalNotifier
-	removed bool
-
-	seq atomic.Uint64 // invalidate_seq
 }
 
 // Interval returns the interval's first and last address (inclusive).
