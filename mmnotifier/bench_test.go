@@ -160,3 +160,33 @@ func BenchmarkIntervalInvalidate(b *testing.B) {
 		}
 	}
 }
+
+// The hot paths allocate nothing: list and interval invalidations, blockable
+// or not.
+func TestInvalidationsDoNotAllocate(t *testing.T) {
+	mm := newMM(t)
+	for range 8 {
+		_, err := mmnotifier.Register(mm, &cheap{})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 64 {
+		if _, err := mmnotifier.InsertInterval(mm, uint64(i)*4*pg, pg, intervalSeq{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := mmnotifier.NewRange(mm, mmnotifier.EventClear, 8*pg, 9*pg)
+	mm.MmapLock().RLock()
+	defer mm.MmapLock().RUnlock()
+	allocs := testing.AllocsPerRun(100, func() {
+		mmnotifier.InvalidateRangeStart(&r)
+		mmnotifier.InvalidateRangeEnd(&r)
+		if mmnotifier.InvalidateRangeStartNonblock(&r) == nil {
+			mmnotifier.InvalidateRangeEnd(&r)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per invalidation pair", allocs)
+	}
+}

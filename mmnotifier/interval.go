@@ -32,19 +32,22 @@ type IntervalOps interface {
 // number readers use to detect that an invalidation collided with them
 // (ReadBegin, ReadRetry).
 type IntervalNotifier struct {
+	// node is the tree node, part of the notifier as in the kernel, so
+	// that nothing is allocated under the subscriptions lock and a hit
+	// touches one object. inTree is false while it is not in
+	// the tree (RB_EMPTY_NODE); next links the deferred list; removed says
+	// Remove ran (all under the subscriptions lock).
+	node    itNode[*IntervalNotifier]
+	inTree  bool
+	removed bool
+	next    *IntervalNotifier
+
+	seq atomic.Uint64 // invalidate_seq
+
 	start, last uint64 // inclusive, like the kernel's interval tree
 	ops         IntervalOps
 	mm          *MM
 	subs        *subscriptions
-
-	// node is the tree node; nil while not in the tree (RB_EMPTY_NODE).
-	// deferred says it is on the deferred list; removed that Remove ran
-	// (all under the subscriptions lock).
-	node     *itNode[*IntervalNotifier]
-	deferred bool
-	removed  bool
-
-	seq atomic.Uint64 // invalidate_seq
 }
 
 // Interval returns the interval's first and last address (inclusive).
@@ -103,31 +106,29 @@ func insertInterval(mm *MM, start, length uint64, ops IntervalOps) (*IntervalNot
 	mm.grab()
 	subs := mm.subs.Load()
 	sub := &IntervalNotifier{start: start, last: last, ops: ops, mm: mm, subs: subs}
-	var warn *krules.Report
+	sub.node.start, sub.node.last, sub.node.value = start, last, sub
+	wasOdd := false
 	subs.lock.Lock()
 	if subs.active != 0 {
 		if subs.seq.Load()&1 != 0 {
 			// The tree is frozen: insert once the invalidation ends.
-			sub.deferred = true
-			subs.deferred = append(subs.deferred, sub)
+			subs.postpone(sub)
 		} else {
 			// A running invalidation may cover the new range without
 			// knowing it: make every reader of it wait for its end.
 			subs.seq.Store(subs.seq.Load() | 1)
-			sub.node = subs.itree.Insert(start, last, sub)
+			subs.link(sub)
 		}
 		sub.seq.Store(subs.seq.Load())
 	} else {
-		if subs.seq.Load()&1 != 0 {
-			warn = krules.Warn(krules.NotifierMisuse, "WARN_ON(mn_itree_is_invalidating(subscriptions)) with no invalidation active", 1)
-		}
+		wasOdd = subs.seq.Load()&1 != 0
 		// Odd, not the current value, and far from wrapping to it.
 		sub.seq.Store(subs.seq.Load() - 1)
-		sub.node = subs.itree.Insert(start, last, sub)
+		subs.link(sub)
 	}
 	subs.lock.Unlock()
-	if warn != nil {
-		krules.Emit(warn)
+	if wasOdd { // reported once the spin lock is dropped: a report allocates
+		krules.Emit(krules.Warn(krules.NotifierMisuse, "WARN_ON(mn_itree_is_invalidating(subscriptions)) with no invalidation active", 1))
 	}
 	return sub, nil
 }
@@ -144,34 +145,32 @@ func (sub *IntervalNotifier) Remove() {
 	subs := sub.subs
 	var (
 		seq  uint64
-		warn *krules.Report
+		warn string // reported once the spin lock is dropped
 	)
 	subs.lock.Lock()
 	switch {
 	case sub.removed:
-		warn = krules.Warn(krules.NotifierMisuse, "mmu_interval_notifier_remove: interval notifier removed twice", 1)
+		warn = "mmu_interval_notifier_remove: interval notifier removed twice"
 	case subs.seq.Load()&1 != 0:
-		if sub.node == nil {
+		if !sub.inTree {
 			// Its insertion is still deferred: just forget it.
-			subs.dropDeferred(sub)
+			subs.unpostpone(sub)
 		} else {
-			sub.deferred = true
-			subs.deferred = append(subs.deferred, sub)
+			subs.postpone(sub)
 			seq = subs.seq.Load()
 		}
 	default:
-		if sub.node == nil {
-			warn = krules.Warn(krules.NotifierMisuse, "WARN_ON(RB_EMPTY_NODE(&interval_sub->interval_tree.rb))", 1)
+		if !sub.inTree {
+			warn = "WARN_ON(RB_EMPTY_NODE(&interval_sub->interval_tree.rb))"
 		} else {
-			subs.itree.Remove(sub.node)
-			sub.node = nil
+			subs.unlink(sub)
 		}
 	}
 	twice := sub.removed
 	sub.removed = true
 	subs.lock.Unlock()
-	if warn != nil {
-		krules.Emit(warn)
+	if warn != "" {
+		krules.Emit(krules.Warn(krules.NotifierMisuse, warn, 1))
 	}
 	if twice {
 		return
@@ -187,15 +186,35 @@ func (sub *IntervalNotifier) Remove() {
 	sub.mm.drop()
 }
 
-// dropDeferred takes sub off the deferred list. The caller holds the lock.
-func (subs *subscriptions) dropDeferred(sub *IntervalNotifier) {
-	for i, x := range subs.deferred {
-		if x == sub {
-			subs.deferred = append(subs.deferred[:i], subs.deferred[i+1:]...)
-			break
+// link puts sub in the tree; unlink takes it out. The caller holds the
+// lock; neither allocates.
+func (subs *subscriptions) link(sub *IntervalNotifier) {
+	subs.itree.Link(&sub.node)
+	sub.inTree = true
+}
+
+func (subs *subscriptions) unlink(sub *IntervalNotifier) {
+	subs.itree.Remove(&sub.node)
+	sub.inTree = false
+}
+
+// postpone queues sub on the deferred list, to be inserted if it is not in
+// the tree and removed if it is, when the last invalidation ends. The
+// caller holds the lock.
+func (subs *subscriptions) postpone(sub *IntervalNotifier) {
+	sub.next = subs.deferred
+	subs.deferred = sub
+}
+
+// unpostpone takes sub off the deferred list. The caller holds the lock.
+func (subs *subscriptions) unpostpone(sub *IntervalNotifier) {
+	for p := &subs.deferred; *p != nil; p = &(*p).next {
+		if *p == sub {
+			*p = sub.next
+			sub.next = nil
+			return
 		}
 	}
-	sub.deferred = false
 }
 
 // ReadBegin starts a read of the interval's mappings and returns the
@@ -286,17 +305,17 @@ func (subs *subscriptions) itreeInvEnd() {
 		return
 	}
 	subs.seq.Add(1)
-	for _, sub := range subs.deferred {
-		if sub.node == nil {
-			sub.node = subs.itree.Insert(sub.start, sub.last, sub)
+	for sub := subs.deferred; sub != nil; {
+		next := sub.next
+		sub.next = nil
+		if sub.inTree {
+			subs.unlink(sub)
 		} else {
-			subs.itree.Remove(sub.node)
-			sub.node = nil
+			subs.link(sub)
 		}
-		sub.deferred = false
+		sub = next
 	}
-	clear(subs.deferred)
-	subs.deferred = subs.deferred[:0]
+	subs.deferred = nil
 	subs.lock.Unlock()
 	subs.wq.WakeUp()
 }

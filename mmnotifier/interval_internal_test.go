@@ -76,7 +76,7 @@ func state(mm *MM) (seq uint64, active int) {
 func inTree(sub *IntervalNotifier) bool {
 	sub.subs.lock.Lock()
 	defer sub.subs.lock.Unlock()
-	return sub.node != nil
+	return sub.inTree
 }
 
 // begin starts a blockable invalidation of [start, end) on a goroutine of
@@ -339,4 +339,27 @@ func TestIntervalMisuse(t *testing.T) {
 	require.ErrorIs(t, err, ErrInvalid)
 	require.Len(t, rec.Reports(), 2)
 	require.Contains(t, rec.Last().Text, "mm_users) <= 0")
+}
+
+func TestIntervalRefusingReleaseIsReported(t *testing.T) {
+	rec := krules.Record(t)
+	mm := testMM(t)
+	A, err := InsertInterval(mm, 0x10000, page, &seqOps{refuse: true})
+	require.NoError(t, err)
+	mm.Exit()
+	require.Equal(t, []krules.Kind{krules.NotifierMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "WARN_ON(!ret)")
+	require.Contains(t, rec.Last().Text, "MMU_NOTIFY_RELEASE")
+	A.Remove()
+}
+
+func TestTooManyPutsAreReported(t *testing.T) {
+	rec := krules.Record(t)
+	mm := testMM(t)
+	mm.Exit()
+	mm.Put()
+	require.Equal(t, []krules.Kind{krules.NotifierMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "mm_users underflow")
+	require.Zero(t, mm.Users())
+	require.False(t, mm.GetNotZero())
 }

@@ -39,11 +39,19 @@ func (t *intervalTree[T]) Len() int { return t.size }
 // Insert adds [start, last] (start <= last) and returns its node, the handle
 // Remove takes.
 func (t *intervalTree[T]) Insert(start, last uint64, value T) *itNode[T] {
+	n := &itNode[T]{start: start, last: last, value: value}
+	t.Link(n)
+	return n
+}
+
+// Link adds a node the caller made, with start, last and value set, which
+// is not in a tree. It allocates nothing, so it may run where allocating
+// may not (under a spin lock).
+func (t *intervalTree[T]) Link(n *itNode[T]) {
 	t.seq++
-	n := &itNode[T]{start: start, last: last, maxLast: last, seq: t.seq, height: 1, value: value}
+	n.maxLast, n.seq, n.height, n.left, n.right = n.last, t.seq, 1, nil, nil
 	t.root = insertNode(t.root, n)
 	t.size++
-	return n
 }
 
 // Remove deletes a node returned by Insert. It reports whether the node was

@@ -29,9 +29,10 @@ type subscriptions struct {
 	seq    atomic.Uint64
 	active int // active_invalidate_ranges (lock)
 	itree  intervalTree[*IntervalNotifier]
-	// deferred holds inserts and removes that arrived while the tree was
-	// frozen; the last invalidation to end applies them (lock).
-	deferred []*IntervalNotifier
+	// deferred lists the inserts and removes that arrived while the tree
+	// was frozen, linked through the notifiers; the last invalidation to
+	// end applies them (lock).
+	deferred *IntervalNotifier
 	wq       nonblock.WaitQueue
 }
 

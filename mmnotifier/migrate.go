@@ -49,7 +49,7 @@ func (mm *MM) Migrate(addr, length uint64, owner any) (int, error) {
 	}
 	r := NewRangeOwner(mm, EventMigrate, addr, end, owner)
 	InvalidateRangeStart(&r)
-	var old []*gfp.Page
+	old := make([]*gfp.Page, 0, len(fresh))
 	mm.ptl.Lock()
 	for _, v := range vs {
 		for k := v.index(max(addr, v.start)); k < v.index(min(end, v.end)); k++ {

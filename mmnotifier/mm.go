@@ -189,6 +189,7 @@ func (mm *MM) exitMmap() {
 	mm.mmapLock.Lock()
 	var freed []*gfp.Page
 	if len(mm.vmas) != 0 {
+		freed = make([]*gfp.Page, 0, mm.entries(0, len(mm.vmas)))
 		r := NewRange(mm, EventUnmap, 0, ^uint64(0))
 		InvalidateRangeStart(&r)
 		mm.ptl.Lock()

@@ -185,11 +185,9 @@ func register(mm *MM, s *Subscription, cfg registerConfig) error {
 	mm.grab()
 	s.mm = mm
 	s.users = 1
-	subs.lock.Lock()
-	list := slices.Insert(slices.Clone(*subs.list.Load()), 0, s)
-	subs.list.Store(&list)
-	s.hashed.Store(true)
-	subs.lock.Unlock()
+	subs.modifyList(func(list []*Subscription) []*Subscription {
+		return slices.Insert(slices.Clone(list), 0, s)
+	}, func([]*Subscription) { s.hashed.Store(true) })
 	return nil
 }
 
@@ -280,9 +278,9 @@ func (s *Subscription) Put() {
 		subs.lock.Unlock()
 		return
 	}
-	subs.unhashLocked(s)
 	s.done.Store(true)
 	subs.lock.Unlock()
+	subs.unhash(s) // findGet skips it meanwhile: it has no users
 	mm, a, n := s.mm, s.alloc, s.n
 	srcu.callSRCU(func() {
 		nonblock.StartAtomic() // SRCU callbacks run with bottom halves off
@@ -303,7 +301,7 @@ func (subs *subscriptions) findGet(a Allocator) (*Subscription, error) {
 	subs.lock.Lock()
 	defer subs.lock.Unlock()
 	for _, s := range *subs.list.Load() {
-		if s.alloc != a {
+		if s.alloc != a || s.users == 0 {
 			continue
 		}
 		if s.users == math.MaxUint32 {
@@ -317,18 +315,28 @@ func (subs *subscriptions) findGet(a Allocator) (*Subscription, error) {
 
 // unhash takes s off the list if it is still there (hlist_del_init_rcu).
 func (subs *subscriptions) unhash(s *Subscription) {
-	subs.lock.Lock()
-	subs.unhashLocked(s)
-	subs.lock.Unlock()
+	subs.modifyList(func(list []*Subscription) []*Subscription {
+		return slices.DeleteFunc(slices.Clone(list), func(x *Subscription) bool { return x == s })
+	}, func([]*Subscription) { s.hashed.Store(false) })
 }
 
-func (subs *subscriptions) unhashLocked(s *Subscription) {
-	if !s.hashed.Load() {
-		return
+// modifyList replaces the list with edit's copy of it, and runs done with
+// the old list, under the lock. The copy is made outside the lock, which is
+// a spin lock (an atomic section, where allocating is not allowed), and made
+// again if the list changed meanwhile.
+func (subs *subscriptions) modifyList(edit func([]*Subscription) []*Subscription, done func(old []*Subscription)) {
+	for {
+		old := subs.list.Load()
+		next := edit(*old)
+		subs.lock.Lock()
+		if subs.list.Load() == old {
+			subs.list.Store(&next)
+			done(*old)
+			subs.lock.Unlock()
+			return
+		}
+		subs.lock.Unlock()
 	}
-	list := slices.DeleteFunc(slices.Clone(*subs.list.Load()), func(x *Subscription) bool { return x == s })
-	subs.list.Store(&list)
-	s.hashed.Store(false)
 }
 
 // release is __mmu_notifier_release, from exit_mmap: interval notifiers
@@ -349,13 +357,11 @@ func (subs *subscriptions) release(mm *MM) {
 			s.release.Release(mm)
 		}
 	}
-	subs.lock.Lock()
-	for _, s := range *subs.list.Load() {
-		s.hashed.Store(false)
-	}
-	empty := []*Subscription{}
-	subs.list.Store(&empty)
-	subs.lock.Unlock()
+	subs.modifyList(func([]*Subscription) []*Subscription { return nil }, func(old []*Subscription) {
+		for _, s := range old {
+			s.hashed.Store(false)
+		}
+	})
 	srcu.readUnlock(tok)
 	srcu.synchronize()
 }

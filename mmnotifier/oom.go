@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/krules/krules"
+	"github.com/krules/krules/gfp"
 	"github.com/krules/krules/nonblock"
 )
 
@@ -135,8 +136,9 @@ func (mm *MM) reap() (bool, int64) {
 			ok = false
 			continue
 		}
+		pages := make([]*gfp.Page, 0, len(v.ptes))
 		mm.ptl.Lock()
-		pages := v.zap(mm, nil, 0, len(v.ptes))
+		pages = v.zap(mm, pages, 0, len(v.ptes))
 		mm.ptl.Unlock()
 		InvalidateRangeEnd(&r)
 		mm.freePages(pages)

@@ -84,7 +84,8 @@ func TestReaperRetriesWhileANotifierRefuses(t *testing.T) {
 		d.mu.Unlock()
 	}()
 	<-locked
-	res := mm.OOMReap(context.Background(), mmnotifier.WithRetryDelay(time.Millisecond))
+	// Ten tries 10 ms apart leave the device thread 90 ms to notice.
+	res := mm.OOMReap(context.Background(), mmnotifier.WithRetryDelay(10*time.Millisecond))
 	<-unlocked
 	require.True(t, res.Reaped)
 	require.GreaterOrEqual(t, res.Tries, 4)

@@ -63,8 +63,9 @@ func (mm *MM) shrinkScan(sc *gfp.ShrinkControl) uint64 {
 		}
 		r := NewRange(mm, EventClear, v.start+uint64(from)*PageSize, v.start+uint64(to)*PageSize)
 		InvalidateRangeStart(&r)
+		pages := make([]*gfp.Page, 0, to-from)
 		mm.ptl.Lock()
-		pages := v.zap(mm, nil, from, to)
+		pages = v.zap(mm, pages, from, to)
 		mm.ptl.Unlock()
 		InvalidateRangeEnd(&r)
 		mm.freePages(pages)

@@ -58,7 +58,9 @@ const (
 func (v *vma) index(addr uint64) int { return int((addr - v.start) / PageSize) }
 
 // zap clears the entries [from, to) of v, appends their pages to freed
-// and returns it. The caller holds the page-table lock.
+// and returns it. The caller holds the page-table lock, an atomic section
+// where nothing may be allocated, so freed must have room for to-from more
+// pages.
 func (v *vma) zap(mm *MM, freed []*gfp.Page, from, to int) []*gfp.Page {
 	n := len(freed)
 	for i := from; i < to; i++ {
@@ -125,8 +127,18 @@ func (mm *MM) vmaAt(addr uint64) *vma {
 	return nil
 }
 
+// entries returns the number of page table entries of mm.vmas[lo:hi].
+func (mm *MM) entries(lo, hi int) int {
+	n := 0
+	for _, v := range mm.vmas[lo:hi] {
+		n += len(v.ptes)
+	}
+	return n
+}
+
 // split makes addr a VMA boundary if it falls inside one. The caller holds
-// mmap_lock for writing.
+// mmap_lock for writing, which keeps everybody else away from the page
+// table entries (they all hold it at least for reading).
 func (mm *MM) split(addr uint64) {
 	i := mm.find(addr)
 	if i == len(mm.vmas) || mm.vmas[i].start >= addr {
@@ -134,10 +146,8 @@ func (mm *MM) split(addr uint64) {
 	}
 	v := mm.vmas[i]
 	k := v.index(addr)
-	mm.ptl.Lock()
 	tail := &vma{start: addr, end: v.end, prot: v.prot, ptes: slices.Clone(v.ptes[k:])}
 	v.end, v.ptes = addr, v.ptes[:k:k]
-	mm.ptl.Unlock()
 	mm.vmas = slices.Insert(mm.vmas, i+1, tail)
 }
 
@@ -145,8 +155,6 @@ func (mm *MM) split(addr uint64) {
 // (vma_merge). The caller holds mmap_lock for writing.
 func (mm *MM) merge(lo, hi int) {
 	lo, hi = max(lo, 1), min(hi, len(mm.vmas)-1)
-	mm.ptl.Lock()
-	defer mm.ptl.Unlock()
 	for i := hi; i >= lo; i-- {
 		a, b := mm.vmas[i-1], mm.vmas[i]
 		if a.end == b.start && a.prot == b.prot {
@@ -211,7 +219,7 @@ func (mm *MM) Unmap(addr, length uint64) error {
 	}
 	r := NewRange(mm, EventUnmap, addr, end)
 	InvalidateRangeStart(&r)
-	var freed []*gfp.Page
+	freed := make([]*gfp.Page, 0, mm.entries(lo, hi))
 	mm.ptl.Lock()
 	for _, v := range mm.vmas[lo:hi] {
 		freed = v.zap(mm, freed, 0, len(v.ptes))
@@ -292,8 +300,9 @@ func (mm *MM) Discard(addr, length uint64) error {
 		s, e := max(addr, v.start), min(end, v.end)
 		r := NewRange(mm, EventClear, s, e)
 		InvalidateRangeStart(&r)
+		freed := make([]*gfp.Page, 0, v.index(e)-v.index(s))
 		mm.ptl.Lock()
-		freed := v.zap(mm, nil, v.index(s), v.index(e))
+		freed = v.zap(mm, freed, v.index(s), v.index(e))
 		mm.ptl.Unlock()
 		InvalidateRangeEnd(&r)
 		mm.freePages(freed)
