@@ -333,3 +333,49 @@ func TestNonBlockableCallbackThatSleepsIsReported(t *testing.T) {
 	require.Equal(t, "oom_reaper", r.Goroutine.Name)
 	require.Contains(t, r.Text, "(mmu_notifier_invalidate_range_start)", "the notifier map is held")
 }
+
+// With priming, a driver that registers under a lock its shrinker also
+// takes is told at registration: registering orders the lock before
+// fs_reclaim, and reclaim already ordered fs_reclaim before the lock.
+func TestPrimeLockdepReportsAtRegistration(t *testing.T) {
+	for _, prime := range []bool{false, true} {
+		t.Run(map[bool]string{false: "modern", true: "primed"}[prime], func(t *testing.T) {
+			rec := krules.Record(t)
+			mm := newMM(t)
+			_, err := mmnotifier.Register(mm, (&mmnotifier.Funcs{}).Notifier())
+			require.NoError(t, err)
+			lockclass.ResetDefault(t) // the subscriptions exist; the graph is empty
+			mu := driverLock()
+			scanned := false
+			s := &gfp.Shrinker{
+				Name:  "drv",
+				Count: func(*gfp.ShrinkControl) uint64 { return 1000 },
+				Scan: func(*gfp.ShrinkControl) uint64 {
+					scanned = true
+					mu.Lock()
+					defer mu.Unlock()
+					return gfp.ShrinkStop
+				},
+			}
+			require.NoError(t, mm.Zone().RegisterShrinker(s))
+			defer mm.Zone().UnregisterShrinker(s)
+			mm.Zone().Reclaim(1, gfp.Kernel) // fs_reclaim -> &drv->lock
+			require.True(t, scanned)
+			require.Empty(t, rec.Reports())
+
+			var opts []mmnotifier.RegisterOption
+			if prime {
+				opts = append(opts, mmnotifier.PrimeLockdep())
+			}
+			mu.Lock()
+			_, err = mmnotifier.Register(mm, (&mmnotifier.Funcs{}).Notifier(), opts...)
+			mu.Unlock()
+			require.NoError(t, err)
+			if prime {
+				requireCircular(t, rec, "&drv->lock", "fs_reclaim")
+			} else {
+				require.Empty(t, rec.Reports(), "nothing until the driver allocates under its lock")
+			}
+		})
+	}
+}
