@@ -7,6 +7,10 @@ import (
 	"time"
 
 	"github.com/krules/krules"
+	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/lockclass"
+	"github.com/krules/krules/mempool"
+	"github.com/krules/krules/mmnotifier"
 	"github.com/krules/krules/nonblock"
 )
 
@@ -32,4 +36,187 @@ func Example_sleepInNonBlockSection() {
 	// sleep-in-atomic
 	// BUG: sleeping function called from invalid context at example_test.go
 	// true oom_reaper
+}
+
+// A driver mirrors an address space (like mlx5's on-demand paging): its MMU
+// notifier builds a scratch buffer for every invalidation, with GFP_KERNEL,
+// under the driver lock; elsewhere, an ioctl allocates under the same lock.
+// Reclaim can invalidate page tables, so it can call the notifier while the
+// ioctl holds the lock and waits for reclaim: a deadlock that needs real
+// memory pressure to happen. krules reports it without any: every
+// allocation that may reclaim touches the notifier map, which invalidations
+// hold across their callbacks.
+//
+// The fixed driver allocates before taking its lock in the ioctl, and takes
+// its scratch buffers from a mempool with GFP_ATOMIC, falling back to a
+// small buffer of its own: the same workload raises nothing.
+func Example_notifierAllocationDeadlock() {
+	zone, err := gfp.NewZone(16 << 20)
+	if err != nil {
+		panic(err)
+	}
+	defer func() {
+		if err := zone.Close(); err != nil {
+			panic(err)
+		}
+	}()
+
+	lockclass.Default().Reset() // lockdep on, with an empty graph
+	buggy := newBuggyDriver(zone)
+	reports := krules.Collect(func() { runDriver(zone, buggy) })
+	buggy.close()
+	for _, r := range reports {
+		fmt.Println(r.Kind)
+		fmt.Println(r.Headline)
+		text := r.Text[strings.Index(r.Text, "Chain exists of:"):]
+		fmt.Print(text[:strings.Index(text, " *** DEADLOCK ***")])
+	}
+
+	lockclass.Default().Reset()
+	fixed, err := newFixedDriver(zone)
+	if err != nil {
+		panic(err)
+	}
+	reports = krules.Collect(func() { runDriver(zone, fixed) })
+	fmt.Println("fixed driver:", len(reports), "reports,", fixed.fallbacks, "fallbacks")
+	fixed.close()
+	// Output:
+	// circular-dependency
+	// WARNING: possible circular locking dependency detected
+	// Chain exists of:
+	//   &drv->lock --> fs_reclaim --> mmu_notifier_invalidate_range_start
+	//
+	//  Possible unsafe locking scenario:
+	//
+	//        CPU0                    CPU1
+	//        ----                    ----
+	//   lock(mmu_notifier_invalidate_range_start);
+	//                                lock(fs_reclaim);
+	//                                lock(mmu_notifier_invalidate_range_start);
+	//   lock(&drv->lock);
+	//
+	// fixed driver: 0 reports, 0 fallbacks
+}
+
+// driver is what the workload needs of either driver.
+type driver interface {
+	mmnotifier.Notifier
+	ioctlAddBuffer()
+}
+
+// runDriver is the workload: the driver mirrors an address space; an ioctl
+// adds a buffer; the process unmaps part of its memory and exits.
+func runDriver(zone *gfp.Zone, d driver) {
+	mm := mmnotifier.NewMM(mmnotifier.WithZone(zone))
+	sub, err := mmnotifier.Register(mm, d)
+	if err != nil {
+		panic(err)
+	}
+	addr, err := mm.Mmap(16*mmnotifier.PageSize, mmnotifier.ProtReadWrite)
+	if err != nil {
+		panic(err)
+	}
+	if err := mm.Write(addr, make([]byte, 16*mmnotifier.PageSize)); err != nil {
+		panic(err)
+	}
+	d.ioctlAddBuffer()
+	if err := mm.Unmap(addr, 8*mmnotifier.PageSize); err != nil {
+		panic(err)
+	}
+	d.ioctlAddBuffer()
+	if err := mm.Unmap(addr+8*mmnotifier.PageSize, 8*mmnotifier.PageSize); err != nil {
+		panic(err)
+	}
+	sub.Unregister()
+	mm.Exit()
+}
+
+type buggyDriver struct {
+	mu   lockclass.Mutex
+	zone *gfp.Zone
+	bufs [][]byte
+}
+
+func newBuggyDriver(zone *gfp.Zone) *buggyDriver {
+	d := &buggyDriver{zone: zone}
+	d.mu.Init(lockclass.WithName("&drv->lock"))
+	return d
+}
+
+func (d *buggyDriver) InvalidateRangeStart(r *mmnotifier.Range) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	scratch, err := d.zone.Alloc(4096, gfp.Kernel) // the bug: may reclaim
+	if err != nil {
+		return err
+	}
+	defer d.zone.Free(scratch)
+	// ... build the translation update in scratch and post it ...
+	return nil
+}
+
+func (d *buggyDriver) close() {
+	for _, b := range d.bufs {
+		d.zone.Free(b)
+	}
+}
+
+func (d *buggyDriver) ioctlAddBuffer() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	b, err := d.zone.Alloc(256, gfp.Kernel) // reclaim under the notifier's lock
+	if err != nil {
+		return
+	}
+	d.bufs = append(d.bufs, b)
+}
+
+type fixedDriver struct {
+	mu        lockclass.Mutex
+	zone      *gfp.Zone
+	pool      *mempool.Pool[[]byte]
+	small     [256]byte
+	fallbacks int
+	bufs      [][]byte
+}
+
+func newFixedDriver(zone *gfp.Zone) (*fixedDriver, error) {
+	pool, err := mempool.NewKmallocPool(4, zone, 4096, mempool.WithName("drv-scratch"))
+	if err != nil {
+		return nil, err
+	}
+	d := &fixedDriver{zone: zone, pool: pool}
+	d.mu.Init(lockclass.WithName("&drv->lock"))
+	return d, nil
+}
+
+func (d *fixedDriver) InvalidateRangeStart(r *mmnotifier.Range) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	scratch, err := d.pool.Alloc(gfp.Atomic | gfp.NoWarn) // never reclaims
+	if err != nil {
+		d.fallbacks++
+		scratch = d.small[:] // post the update in several small passes
+	} else {
+		defer d.pool.Free(scratch)
+	}
+	_ = scratch // ... build the translation update in scratch and post it ...
+	return nil
+}
+
+func (d *fixedDriver) ioctlAddBuffer() {
+	b, err := d.zone.Alloc(256, gfp.Kernel) // before taking the lock
+	if err != nil {
+		return
+	}
+	d.mu.Lock()
+	d.bufs = append(d.bufs, b)
+	d.mu.Unlock()
+}
+
+func (d *fixedDriver) close() {
+	for _, b := range d.bufs {
+		d.zone.Free(b)
+	}
+	d.pool.Close()
 }

@@ -11,12 +11,17 @@ import (
 // A figure is one cost of the rules: a krules operation measured beside its
 // baseline in the same run. Target is the largest acceptable ratio
 // krules/baseline (0 when the issues set none); MaxAllocs, when >= 0, the
-// allocations per op krules may make.
+// allocations per op krules may make. OverNs, when > 0, is a budget instead
+// of a ratio: the most krules may cost over the baseline per Unit, in ns,
+// with Units of them per operation (notifier calls, say).
 type figure struct {
 	Name      string
 	Baseline  string
 	Target    float64
 	MaxAllocs int64
+	OverNs    float64
+	Units     int
+	Unit      string
 	base      func(b *testing.B)
 	rules     func(b *testing.B)
 }

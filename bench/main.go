@@ -78,10 +78,19 @@ func (r row) ratio() float64 {
 	return nsPerOp(r.rules) / nsPerOp(r.base)
 }
 
+// overPerUnit is what krules costs over the baseline per unit of a
+// budgeted figure.
+func (r row) overPerUnit() float64 {
+	return (nsPerOp(r.rules) - nsPerOp(r.base)) / float64(max(r.Units, 1))
+}
+
 func (r row) missed() []string {
 	var why []string
 	if r.Target > 0 && r.ratio() > r.Target {
 		why = append(why, fmt.Sprintf("ratio %.2f > %.2f", r.ratio(), r.Target))
+	}
+	if r.OverNs > 0 && r.overPerUnit() > r.OverNs {
+		why = append(why, fmt.Sprintf("%.1f ns over per %s > %.0f", r.overPerUnit(), r.Unit, r.OverNs))
 	}
 	if r.MaxAllocs >= 0 && r.rules.AllocsPerOp() > r.MaxAllocs {
 		why = append(why, fmt.Sprintf("%d allocs/op > %d", r.rules.AllocsPerOp(), r.MaxAllocs))
@@ -131,10 +140,16 @@ func printTable(w io.Writer, rows []row) {
 		if r.Target > 0 {
 			target = fmt.Sprintf("≤%.1f×", r.Target)
 		}
+		if r.OverNs > 0 {
+			target = fmt.Sprintf("+%.0fns", r.OverNs)
+		}
 		verdict := "ok"
 		if why := r.missed(); len(why) > 0 {
 			verdict = "MISSED"
 			missed = append(missed, fmt.Sprintf("%s: %s", r.Name, strings.Join(why, ", ")))
+		}
+		if r.OverNs > 0 {
+			verdict += fmt.Sprintf(" (+%.1f ns/%s)", r.overPerUnit(), r.Unit)
 		}
 		fmt.Fprintf(w, "%-32s %-14s %10.2f %10.2f %6.2f× %7s %7d  %s\n",
 			r.Name, r.Baseline, nsPerOp(r.base), nsPerOp(r.rules), r.ratio(), target, r.rules.AllocsPerOp(), verdict)
@@ -169,6 +184,7 @@ func demonstrate(w io.Writer) {
 	demonstrateTraceCheck(w)
 	demonstrateGFP(w)
 	demonstrateMempool(w)
+	demonstrateMMNotifier(w)
 }
 
 func indent(s string) string {

@@ -35,6 +35,9 @@ type figureResult struct {
 	KrulesNs      float64  `json:"krules_ns_per_op"`
 	Ratio         float64  `json:"ratio"`
 	Target        float64  `json:"target_ratio,omitempty"`
+	OverNsTarget  float64  `json:"target_ns_over_per_unit,omitempty"`
+	OverNs        float64  `json:"ns_over_per_unit,omitempty"`
+	Unit          string   `json:"unit,omitempty"`
 	KrulesAllocs  int64    `json:"krules_allocs_per_op"`
 	BaselineAlloc int64    `json:"baseline_allocs_per_op"`
 	Missed        []string `json:"missed,omitempty"`
@@ -51,6 +54,10 @@ func newRunReport(rows []row, quick bool) runReport {
 			BaselineNs: nsPerOp(r.base), KrulesNs: nsPerOp(r.rules), Ratio: r.ratio(), Target: r.Target,
 			KrulesAllocs: r.rules.AllocsPerOp(), BaselineAlloc: r.base.AllocsPerOp(), Missed: r.missed(),
 		})
+		if r.OverNs > 0 {
+			f := &rep.Figures[len(rep.Figures)-1]
+			f.OverNsTarget, f.OverNs, f.Unit = r.OverNs, r.overPerUnit(), r.Unit
+		}
 	}
 	return rep
 }

@@ -1,0 +1,132 @@
+package mmnotifier_test
+
+import (
+	"bytes"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/lockclass"
+	"github.com/krules/krules/mmnotifier"
+)
+
+// newZone returns a zone of size bytes, closed when the test ends.
+func newZone(t testing.TB, size int, opts ...gfp.ZoneOption) *gfp.Zone {
+	t.Helper()
+	z, err := gfp.NewZone(size, opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, z.Close()) })
+	return z
+}
+
+// newMM returns an address space on a zone of its own (8 MiB unless opts
+// name one), torn down when the test ends.
+// Every test starts from an empty default validator (lockdep turns itself
+// off after a report), so tests that use it must not run in parallel.
+func newMM(t testing.TB, opts ...mmnotifier.Option) *mmnotifier.MM {
+	t.Helper()
+	lockclass.ResetDefault(t)
+	z := newZone(t, 8<<20, gfp.WithoutKswapd())
+	mm := mmnotifier.NewMM(append([]mmnotifier.Option{mmnotifier.WithZone(z), mmnotifier.WithTask(42, "victim")}, opts...)...)
+	t.Cleanup(func() {
+		if mm.Users() > 0 {
+			mm.Exit()
+		}
+		mmnotifier.Synchronize()
+	})
+	return mm
+}
+
+// mapTouched maps n pages read-write and touches each one.
+func mapTouched(t testing.TB, mm *mmnotifier.MM, n int) uint64 {
+	t.Helper()
+	addr, err := mm.Mmap(uint64(n)*mmnotifier.PageSize, mmnotifier.ProtReadWrite)
+	require.NoError(t, err)
+	for i := range n {
+		_, err := mm.Fault(addr+uint64(i)*mmnotifier.PageSize, true)
+		require.NoError(t, err)
+	}
+	return addr
+}
+
+// captureLog collects what krules.Logf prints while the test runs. Tests
+// using it must not run in parallel.
+func captureLog(t testing.TB) *syncBuffer {
+	b := &syncBuffer{}
+	prev := krules.SetOutput(b)
+	t.Cleanup(func() { krules.SetOutput(prev) })
+	return b
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// call is one callback a recorder saw.
+type call struct {
+	who       string
+	what      string // "start", "end", "release"
+	event     mmnotifier.Event
+	start     uint64
+	end       uint64
+	blockable bool
+	owner     any
+}
+
+// recorder records callbacks of several notifiers in one order.
+type recorder struct {
+	mu    sync.Mutex
+	calls []call
+}
+
+func (r *recorder) add(c call) {
+	r.mu.Lock()
+	r.calls = append(r.calls, c)
+	r.mu.Unlock()
+}
+
+func (r *recorder) take() []call {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := r.calls
+	r.calls = nil
+	return c
+}
+
+func (r *recorder) whats() []string {
+	var out []string
+	for _, c := range r.take() {
+		out = append(out, c.who+"."+c.what)
+	}
+	return out
+}
+
+// recNotifier is a notifier with start, end and release that records.
+type recNotifier struct {
+	name string
+	rec  *recorder
+}
+
+func (n *recNotifier) note(what string, r *mmnotifier.Range) {
+	n.rec.add(call{who: n.name, what: what, event: r.Event, start: r.Start, end: r.End, blockable: r.Blockable(), owner: r.Owner})
+}
+
+func (n *recNotifier) InvalidateRangeStart(r *mmnotifier.Range) error { n.note("start", r); return nil }
+func (n *recNotifier) InvalidateRangeEnd(r *mmnotifier.Range)         { n.note("end", r) }
+func (n *recNotifier) Release(*mmnotifier.MM)                         { n.rec.add(call{who: n.name, what: "release"}) }

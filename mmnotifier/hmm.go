@@ -1,0 +1,117 @@
+package mmnotifier
+
+import (
+	"github.com/krules/krules/lockclass"
+)
+
+// HMM (mm/hmm.c): a device driver reads the CPU page table of a range to
+// mirror it, under the protection of an interval notifier's sequence.
+
+// Flags of HMMRange.PFNs entries (enum hmm_pfn_flags). The same bits ask
+// for a fault on input (DefaultFlags) and describe the page on output.
+const (
+	// HMMPFNValid is HMM_PFN_VALID on output: the entry holds a frame
+	// number. As HMMPFNReqFault on input it asks for the page to be faulted
+	// in if it is not present.
+	HMMPFNValid uint64 = 1 << 63
+	// HMMPFNWrite is HMM_PFN_WRITE on output: the page is writable. As
+	// HMMPFNReqWrite on input it asks for a write fault.
+	HMMPFNWrite uint64 = 1 << 62
+	// HMMPFNError is HMM_PFN_ERROR: the address cannot be accessed.
+	HMMPFNError uint64 = 1 << 61
+
+	// HMMPFNReqFault is HMM_PFN_REQ_FAULT.
+	HMMPFNReqFault = HMMPFNValid
+	// HMMPFNReqWrite is HMM_PFN_REQ_WRITE.
+	HMMPFNReqWrite = HMMPFNWrite
+
+	// HMMPFNFlags masks the flag bits off an entry, leaving the frame
+	// number.
+	HMMPFNFlags = HMMPFNValid | HMMPFNWrite | HMMPFNError
+)
+
+// HMMRange is struct hmm_range: what HMMRangeFault should read.
+type HMMRange struct {
+	// Notifier and NotifierSeq are the interval notifier covering the
+	// range and the sequence its ReadBegin returned.
+	Notifier    *IntervalNotifier
+	NotifierSeq uint64
+	// Start and End delimit the range, page aligned; End is exclusive.
+	Start, End uint64
+	// PFNs receives one entry per page: frame number and HMMPFN* flags.
+	PFNs []uint64
+	// DefaultFlags applies to every page: HMMPFNReqFault to fault missing
+	// pages in, HMMPFNReqWrite to fault them in writable.
+	DefaultFlags uint64
+}
+
+// HMMRangeFault fills r.PFNs with the pages mapped in [r.Start, r.End),
+// faulting them in as r.DefaultFlags asks: hmm_range_fault. The caller
+// holds the address space's mmap_lock for reading. If an invalidation of
+// the notifier's interval starts meanwhile (CheckRetry), it returns ErrBusy
+// and the caller starts over from ReadBegin; an address that cannot be
+// faulted as asked returns ErrFault. A page without ReqFault that is not
+// present gets an entry of 0.
+//
+// Success proves nothing by itself: the driver must still take its lock and
+// check ReadRetry before it uses the entries.
+func HMMRangeFault(r *HMMRange) error {
+	mm := r.Notifier.mm
+	lockclass.AssertHeld(&mm.mmapLock)
+	n := int((r.End - r.Start) / PageSize)
+	if r.Start%PageSize != 0 || r.End%PageSize != 0 || r.End <= r.Start || len(r.PFNs) < n {
+		return ErrInvalid
+	}
+	for i := range n {
+		if r.Notifier.CheckRetry(r.NotifierSeq) {
+			return ErrBusy
+		}
+		addr := r.Start + uint64(i)*PageSize
+		e, err := mm.hmmEntry(addr, r.DefaultFlags)
+		if err != nil {
+			r.PFNs[i] = HMMPFNError
+			return err
+		}
+		r.PFNs[i] = e
+	}
+	return nil
+}
+
+// hmmEntry reads (and faults, if asked) the entry of addr.
+func (mm *MM) hmmEntry(addr, req uint64) (uint64, error) {
+	v := mm.vmaAt(addr)
+	if v == nil {
+		if req&HMMPFNReqFault != 0 {
+			return 0, ErrFault
+		}
+		return 0, nil
+	}
+	write := req&HMMPFNReqWrite != 0
+	mm.ptl.Lock()
+	e := v.ptes[v.index(addr)]
+	mm.ptl.Unlock()
+	if e.page != nil && (!write || e.flags&pteWP == 0 && v.prot&ProtWrite != 0) {
+		return entryOf(v, e), nil
+	}
+	if req&HMMPFNReqFault == 0 {
+		return 0, nil
+	}
+	if _, err := mm.faultLocked(addr, write); err != nil {
+		return 0, err
+	}
+	mm.ptl.Lock()
+	e = v.ptes[v.index(addr)]
+	mm.ptl.Unlock()
+	if e.page == nil { // reclaimed again already; the caller will retry
+		return 0, ErrBusy
+	}
+	return entryOf(v, e), nil
+}
+
+func entryOf(v *vma, e pte) uint64 {
+	out := e.page.PFN() | HMMPFNValid
+	if v.prot&ProtWrite != 0 && e.flags&pteWP == 0 {
+		out |= HMMPFNWrite
+	}
+	return out
+}

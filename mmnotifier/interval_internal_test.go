@@ -1,0 +1,365 @@
+package mmnotifier
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/lockclass"
+)
+
+func testMM(t *testing.T) *MM {
+	t.Helper()
+	lockclass.ResetDefault(t)
+	z, err := gfp.NewZone(4<<20, gfp.WithoutKswapd())
+	require.NoError(t, err)
+	mm := NewMM(WithZone(z), WithoutReclaim())
+	t.Cleanup(func() {
+		if mm.Users() > 0 {
+			mm.Exit()
+		}
+		Synchronize()
+		require.NoError(t, z.Close())
+	})
+	return mm
+}
+
+// seqOps is a driver's interval callback: it sets the sequence under its
+// lock and records what it saw; it can be made to refuse or to block.
+type seqOps struct {
+	mu             sync.Mutex
+	curs           []uint64
+	events         []Event
+	refuse         bool          // return false
+	refuseNonblock bool          // return false in non-blockable ranges
+	entered        chan struct{} // closed on the first call, if set
+	leave          chan struct{} // waited for on the first call, if set
+}
+
+func (o *seqOps) Invalidate(sub *IntervalNotifier, r *Range, cur uint64) bool {
+	if o.entered != nil {
+		close(o.entered)
+		o.entered = nil
+		<-o.leave
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.curs = append(o.curs, cur)
+	o.events = append(o.events, r.Event)
+	if o.refuse || o.refuseNonblock && !r.Blockable() {
+		return false
+	}
+	sub.SetSeq(cur)
+	return true
+}
+
+func (o *seqOps) calls() []uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	c := o.curs
+	o.curs = nil
+	return c
+}
+
+// state returns the subscriptions' sequence and active count.
+func state(mm *MM) (seq uint64, active int) {
+	s := mm.subs.Load()
+	s.lock.Lock()
+	defer s.lock.Unlock()
+	return s.seq.Load(), s.active
+}
+
+func inTree(sub *IntervalNotifier) bool {
+	sub.subs.lock.Lock()
+	defer sub.subs.lock.Unlock()
+	return sub.inTree
+}
+
+// begin starts a blockable invalidation of [start, end) on a goroutine of
+// its own, as another thread of the process would, and returns the
+// function that ends it.
+func begin(mm *MM, start, end uint64) func() {
+	started, stop, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		r := NewRange(mm, EventClear, start, end)
+		mm.mmapLock.RLock()
+		InvalidateRangeStart(&r)
+		close(started)
+		<-stop
+		InvalidateRangeEnd(&r)
+		mm.mmapLock.RUnlock()
+	}()
+	<-started
+	return func() {
+		close(stop)
+		<-done
+	}
+}
+
+// readBegin runs ReadBegin on a goroutine and returns its result channel.
+func readBegin(sub *IntervalNotifier) chan uint64 {
+	ch := make(chan uint64, 1)
+	go func() { ch <- sub.ReadBegin() }()
+	return ch
+}
+
+func requireWaiting(t *testing.T, ch chan uint64) {
+	t.Helper()
+	select {
+	case v := <-ch:
+		t.Fatalf("ReadBegin returned %d while the interval was being invalidated", v)
+	case <-time.After(20 * time.Millisecond):
+	}
+}
+
+const page = PageSize
+
+func TestSequenceScheme(t *testing.T) {
+	krules.Check(t)
+	mm := testMM(t)
+	a := &seqOps{}
+	A, err := InsertInterval(mm, 0x10000, 4*page, a)
+	require.NoError(t, err)
+	seq, active := state(mm)
+	require.Equal(t, uint64(2), seq, "invalidate_seq starts at 2")
+	require.Zero(t, active)
+	require.Equal(t, uint64(1), A.seq.Load(), "idle insert: current - 1")
+	require.Equal(t, uint64(1), A.ReadBegin(), "not colliding: no wait")
+	require.False(t, A.ReadRetry(1))
+
+	// An overlapping invalidation: odd, frozen, readers wait for its end.
+	end := begin(mm, 0x11000, 0x12000)
+	seq, active = state(mm)
+	require.Equal(t, uint64(3), seq)
+	require.Equal(t, 1, active)
+	require.Equal(t, []uint64{3}, a.calls(), "cur_seq is the odd sequence")
+	require.True(t, A.ReadRetry(1))
+	require.True(t, A.CheckRetry(1))
+	waiter := readBegin(A)
+	requireWaiting(t, waiter)
+	end()
+	require.Equal(t, uint64(3), <-waiter)
+	seq, active = state(mm)
+	require.Equal(t, uint64(4), seq, "the last end makes it even")
+	require.Zero(t, active)
+	require.False(t, A.ReadRetry(3))
+
+	// A disjoint invalidation: partially excluded, even, nobody called.
+	end = begin(mm, 0x20000, 0x21000)
+	seq, active = state(mm)
+	require.Equal(t, uint64(4), seq)
+	require.Equal(t, 1, active)
+	require.Empty(t, a.calls())
+	require.Equal(t, uint64(3), A.ReadBegin(), "no collision, no wait")
+
+	// Inserting meanwhile: the running invalidation might cover the new
+	// range, so the sequence goes odd and the newcomer collides.
+	b := &seqOps{}
+	B, err := InsertInterval(mm, 0x20000, page, b)
+	require.NoError(t, err)
+	require.True(t, inTree(B), "the tree was not frozen: inserted at once")
+	seq, _ = state(mm)
+	require.Equal(t, uint64(5), seq)
+	require.Equal(t, uint64(5), B.seq.Load())
+	waiter = readBegin(B)
+	requireWaiting(t, waiter)
+	end()
+	require.Equal(t, uint64(5), <-waiter)
+	seq, active = state(mm)
+	require.Equal(t, uint64(6), seq)
+	require.Zero(t, active)
+}
+
+func TestInsertAndRemoveAreDeferredWhileFrozen(t *testing.T) {
+	krules.Check(t)
+	mm := testMM(t)
+	a := &seqOps{}
+	A, err := InsertInterval(mm, 0x10000, 4*page, a)
+	require.NoError(t, err)
+
+	end := begin(mm, 0x10000, 0x11000) // overlaps A: frozen
+	c := &seqOps{}
+	C, err := InsertInterval(mm, 0x10000, page, c)
+	require.NoError(t, err)
+	require.False(t, inTree(C), "deferred until the invalidation ends")
+	seq, _ := state(mm)
+	require.Equal(t, seq, C.seq.Load(), "starts out colliding")
+	nested := begin(mm, 0x10000, 0x11000)
+	require.Empty(t, c.calls(), "not in the tree yet")
+	nested()
+	require.False(t, inTree(C), "not until the last invalidation ends")
+
+	// Removing a pending insert just forgets it, without waiting.
+	d := &seqOps{}
+	D, err := InsertInterval(mm, 0x10000, page, d)
+	require.NoError(t, err)
+	D.Remove()
+
+	// Removing a live interval waits for the invalidation.
+	removed := make(chan struct{})
+	go func() { A.Remove(); close(removed) }()
+	select {
+	case <-removed:
+		t.Fatal("Remove returned during the invalidation")
+	case <-time.After(20 * time.Millisecond):
+	}
+	require.True(t, inTree(A))
+	end()
+	<-removed
+	require.False(t, inTree(A))
+	require.True(t, inTree(C))
+	require.False(t, inTree(D))
+	a.calls()
+
+	end = begin(mm, 0x10000, 0x14000)
+	end()
+	require.Empty(t, a.calls(), "removed")
+	require.Len(t, c.calls(), 1, "inserted")
+	require.Empty(t, d.calls(), "never inserted")
+	C.Remove()
+	require.Equal(t, int32(1), mm.count.Load(), "every interval's pin dropped")
+}
+
+func TestRemoveWaitsForTheRunningInvalidation(t *testing.T) {
+	krules.Check(t)
+	mm := testMM(t)
+	a := &seqOps{entered: make(chan struct{}), leave: make(chan struct{})}
+	A, err := InsertInterval(mm, 0x10000, page, a)
+	require.NoError(t, err)
+	entered := a.entered
+	done := make(chan struct{})
+	go func() {
+		end := begin(mm, 0, 0x100000)
+		end()
+		close(done)
+	}()
+	<-entered
+	removed := make(chan struct{})
+	go func() { A.Remove(); close(removed) }()
+	select {
+	case <-removed:
+		t.Fatal("Remove returned while Invalidate ran")
+	case <-time.After(20 * time.Millisecond):
+	}
+	close(a.leave)
+	<-removed
+	<-done
+	require.Len(t, a.calls(), 1)
+}
+
+func TestNonBlockableIntervalRefusalUndoesTheStart(t *testing.T) {
+	krules.Check(t)
+	mm := testMM(t)
+	first, refusing, last := &seqOps{}, &seqOps{refuseNonblock: true}, &seqOps{}
+	for i, o := range []*seqOps{first, refusing, last} {
+		_, err := InsertInterval(mm, 0x10000+uint64(i)*page, page, o)
+		require.NoError(t, err)
+	}
+	r := NewRange(mm, EventUnmap, 0x10000, 0x13000)
+	mm.mmapLock.RLock()
+	err := InvalidateRangeStartNonblock(&r)
+	mm.mmapLock.RUnlock()
+	require.ErrorIs(t, err, ErrAgain)
+	require.Len(t, first.calls(), 1)
+	require.Len(t, refusing.calls(), 1)
+	require.Empty(t, last.calls(), "the walk stops at the refusal")
+	seq, active := state(mm)
+	require.Zero(t, active, "undone: the caller must not call end")
+	require.Zero(t, seq%2, "and the tree is unfrozen")
+}
+
+func TestListRefusalAfterIntervalsUndoesTheIntervalStart(t *testing.T) {
+	krules.Check(t)
+	mm := testMM(t)
+	_, err := InsertInterval(mm, 0x10000, page, &seqOps{})
+	require.NoError(t, err)
+	f := &Funcs{Start: func(*Range) error { return ErrAgain }}
+	_, err = Register(mm, f.Notifier())
+	require.NoError(t, err)
+	r := NewRange(mm, EventUnmap, 0x10000, 0x11000)
+	mm.mmapLock.RLock()
+	err = InvalidateRangeStartNonblock(&r)
+	mm.mmapLock.RUnlock()
+	require.ErrorIs(t, err, ErrAgain)
+	seq, active := state(mm)
+	require.Zero(t, active, "deviation: the kernel would leave this at 1 for good")
+	require.Zero(t, seq%2)
+}
+
+func TestBlockableIntervalRefusalIsReportedAndSkipped(t *testing.T) {
+	rec := krules.Record(t)
+	mm := testMM(t)
+	refusing, next := &seqOps{refuse: true}, &seqOps{}
+	R, err := InsertInterval(mm, 0x10000, page, refusing)
+	require.NoError(t, err)
+	defer R.Remove()
+	_, err = InsertInterval(mm, 0x11000, page, next)
+	require.NoError(t, err)
+	begin(mm, 0x10000, 0x12000)()
+	require.Len(t, next.calls(), 1, "the walk goes on")
+	require.Equal(t, []krules.Kind{krules.NotifierMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "WARN_ON(mmu_notifier_range_blockable(range))")
+	require.Contains(t, rec.Last().Text, "mmnotifier.(*seqOps).Invalidate")
+}
+
+func TestExitSendsReleaseThenUnmap(t *testing.T) {
+	krules.Check(t)
+	mm := testMM(t)
+	addr, err := mm.Mmap(2*page, ProtReadWrite)
+	require.NoError(t, err)
+	o := &seqOps{}
+	A, err := InsertInterval(mm, addr, 2*page, o)
+	require.NoError(t, err)
+	mm.Exit()
+	require.Equal(t, []Event{EventRelease, EventUnmap}, o.events)
+	A.Remove() // still allowed after exit
+	require.Zero(t, mm.count.Load())
+}
+
+func TestIntervalMisuse(t *testing.T) {
+	rec := krules.Record(t)
+	mm := testMM(t)
+	_, err := InsertInterval(mm, ^uint64(0)-page, 2*page, &seqOps{})
+	require.ErrorIs(t, err, ErrOverflow)
+	_, err = InsertInterval(mm, 0x1000, 0, &seqOps{})
+	require.ErrorIs(t, err, ErrOverflow)
+	A, err := InsertInterval(mm, 0x1000, page, &seqOps{})
+	require.NoError(t, err)
+	A.Remove()
+	A.Remove()
+	require.Equal(t, []krules.Kind{krules.NotifierMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "removed twice")
+	mm.Exit()
+	_, err = InsertInterval(mm, 0x1000, page, &seqOps{})
+	require.ErrorIs(t, err, ErrInvalid)
+	require.Len(t, rec.Reports(), 2)
+	require.Contains(t, rec.Last().Text, "mm_users) <= 0")
+}
+
+func TestIntervalRefusingReleaseIsReported(t *testing.T) {
+	rec := krules.Record(t)
+	mm := testMM(t)
+	A, err := InsertInterval(mm, 0x10000, page, &seqOps{refuse: true})
+	require.NoError(t, err)
+	mm.Exit()
+	require.Equal(t, []krules.Kind{krules.NotifierMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "WARN_ON(!ret)")
+	require.Contains(t, rec.Last().Text, "MMU_NOTIFY_RELEASE")
+	A.Remove()
+}
+
+func TestTooManyPutsAreReported(t *testing.T) {
+	rec := krules.Record(t)
+	mm := testMM(t)
+	mm.Exit()
+	mm.Put()
+	require.Equal(t, []krules.Kind{krules.NotifierMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "mm_users underflow")
+	require.Zero(t, mm.Users())
+	require.False(t, mm.GetNotZero())
+}

@@ -1,0 +1,109 @@
+package mmnotifier
+
+import (
+	"github.com/krules/krules/gfp"
+)
+
+// Migrate moves the pages present in [addr, addr+length) to freshly
+// allocated pages, copying their contents: migrate_vma_setup and
+// migrate_vma_pages for system memory. The range is invalidated with
+// MMU_NOTIFY_MIGRATE and owner (the pgmap owner a driver compares with its
+// own to skip its own migrations), blockable. The new pages are allocated
+// before the invalidation starts, the old ones freed after it ends. Every
+// address must be mapped (else ErrNoMem). It returns the pages moved. It
+// takes mmap_lock for reading and may sleep.
+func (mm *MM) Migrate(addr, length uint64, owner any) (int, error) {
+	end, err := checkRange(addr, length)
+	if err != nil {
+		return 0, err
+	}
+	mm.mmapLock.RLock()
+	defer mm.mmapLock.RUnlock()
+	var vs []*vma
+	for a := addr; a < end; {
+		v := mm.vmaAt(a)
+		if v == nil {
+			return 0, ErrNoMem
+		}
+		vs = append(vs, v)
+		a = v.end
+	}
+	mm.ptl.Lock()
+	n := 0
+	for _, v := range vs {
+		for k := v.index(max(addr, v.start)); k < v.index(min(end, v.end)); k++ {
+			if v.ptes[k].page != nil {
+				n++
+			}
+		}
+	}
+	mm.ptl.Unlock()
+	fresh := make([]*gfp.Page, 0, n)
+	for range n {
+		p, err := mm.zone.AllocPages(0, gfp.HighUserMovable)
+		if err != nil {
+			mm.freePages(fresh)
+			return 0, err
+		}
+		fresh = append(fresh, p)
+	}
+	r := NewRangeOwner(mm, EventMigrate, addr, end, owner)
+	InvalidateRangeStart(&r)
+	old := make([]*gfp.Page, 0, len(fresh))
+	mm.ptl.Lock()
+	for _, v := range vs {
+		for k := v.index(max(addr, v.start)); k < v.index(min(end, v.end)); k++ {
+			e := &v.ptes[k]
+			if e.page == nil || len(fresh) == 0 {
+				continue
+			}
+			p := fresh[len(fresh)-1]
+			fresh = fresh[:len(fresh)-1]
+			copy(p.Bytes(), e.page.Bytes())
+			old = append(old, e.page)
+			e.page = p
+		}
+	}
+	mm.ptl.Unlock()
+	InvalidateRangeEnd(&r)
+	mm.freePages(old)
+	mm.freePages(fresh) // pages that a concurrent Discard made unnecessary
+	return len(old), nil
+}
+
+// ClearSoftDirty resets soft-dirty tracking of the whole address space:
+// writing 4 to /proc/PID/clear_refs. Every entry loses its soft-dirty bit
+// and is write-protected, so the next write marks it again; the whole
+// address space is invalidated once with MMU_NOTIFY_SOFT_DIRTY, blockable,
+// so secondary MMUs write-protect too. It takes mmap_lock for writing and
+// may sleep.
+func (mm *MM) ClearSoftDirty() {
+	mm.mmapLock.Lock()
+	defer mm.mmapLock.Unlock()
+	r := NewRange(mm, EventSoftDirty, 0, ^uint64(0))
+	InvalidateRangeStart(&r)
+	mm.ptl.Lock()
+	for _, v := range mm.vmas {
+		for k := range v.ptes {
+			if v.ptes[k].page != nil {
+				v.ptes[k].flags = v.ptes[k].flags&^pteSoftDirty | pteWP
+			}
+		}
+	}
+	mm.ptl.Unlock()
+	InvalidateRangeEnd(&r)
+}
+
+// SoftDirty reports whether the page at addr was written since the last
+// ClearSoftDirty (the soft-dirty bit of /proc/PID/pagemap).
+func (mm *MM) SoftDirty(addr uint64) bool {
+	mm.mmapLock.RLock()
+	defer mm.mmapLock.RUnlock()
+	v := mm.vmaAt(addr)
+	if v == nil {
+		return false
+	}
+	mm.ptl.Lock()
+	defer mm.ptl.Unlock()
+	return v.ptes[v.index(addr)].flags&pteSoftDirty != 0
+}

@@ -1,0 +1,177 @@
+package mmnotifier_test
+
+import (
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/mmnotifier"
+)
+
+func TestMappingsAndFaults(t *testing.T) {
+	krules.Check(t)
+	mm := newMM(t)
+	a, err := mm.Mmap(3*pg, mmnotifier.ProtReadWrite)
+	require.NoError(t, err)
+	b, err := mm.Mmap(1, mmnotifier.ProtRead) // rounded up to a page
+	require.NoError(t, err)
+	require.Equal(t, a+3*pg, b, "lowest free address")
+	require.NoError(t, mm.Unmap(a+pg, pg))
+	c, err := mm.Mmap(pg, mmnotifier.ProtReadWrite)
+	require.NoError(t, err)
+	require.Equal(t, a+pg, c, "the hole is reused")
+
+	_, err = mm.Fault(b, true)
+	require.ErrorIs(t, err, mmnotifier.ErrFault, "read-only mapping")
+	pfn, err := mm.Fault(b, false)
+	require.NoError(t, err)
+	again, err := mm.Fault(b, false)
+	require.NoError(t, err)
+	require.Equal(t, pfn, again, "present already")
+	_, err = mm.Fault(b+pg, false)
+	require.ErrorIs(t, err, mmnotifier.ErrFault, "unmapped")
+	require.EqualValues(t, 1, mm.RSS())
+
+	require.ErrorIs(t, mm.Unmap(a+1, pg), mmnotifier.ErrInvalid)
+	require.ErrorIs(t, mm.Unmap(a, 0), mmnotifier.ErrInvalid)
+	require.ErrorIs(t, mm.Protect(a, 8*pg, mmnotifier.ProtRead), mmnotifier.ErrNoMem, "not all mapped")
+	require.ErrorIs(t, mm.Discard(a, 8*pg), mmnotifier.ErrNoMem, "holes are skipped and reported")
+	_, err = mm.Mmap(0, mmnotifier.ProtRead)
+	require.ErrorIs(t, err, mmnotifier.ErrInvalid)
+
+	buf := []byte("across a page boundary") // from a's page into c's
+	require.NoError(t, mm.Write(c-5, buf))
+	got := make([]byte, len(buf))
+	require.NoError(t, mm.Read(c-5, got))
+	require.Equal(t, string(buf), string(got))
+	require.ErrorIs(t, mm.Write(b, buf), mmnotifier.ErrFault, "read-only")
+}
+
+func TestProtectSplitsAndMergesMappings(t *testing.T) {
+	krules.Check(t)
+	mm := newMM(t)
+	rec := &recorder{}
+	_, err := mmnotifier.Register(mm, &recNotifier{"n", rec})
+	require.NoError(t, err)
+	addr := mapTouched(t, mm, 4)
+	rec.take()
+	require.NoError(t, mm.Protect(addr+pg, 2*pg, mmnotifier.ProtRead))
+	_, err = mm.Fault(addr, true)
+	require.NoError(t, err, "outside the protected middle")
+	_, err = mm.Fault(addr+pg, true)
+	require.ErrorIs(t, err, mmnotifier.ErrFault)
+	_, err = mm.Fault(addr+3*pg, true)
+	require.NoError(t, err)
+	rec.take()
+	require.NoError(t, mm.Protect(addr, 4*pg, mmnotifier.ProtReadWrite))
+	var ranges [][2]uint64
+	for _, c := range rec.take() {
+		if c.what == "start" {
+			ranges = append(ranges, [2]uint64{c.start, c.end})
+		}
+	}
+	require.Equal(t, [][2]uint64{{addr + pg, addr + 3*pg}}, ranges, "only the piece that changes")
+	require.NoError(t, mm.Protect(addr, 4*pg, mmnotifier.ProtRead))
+	starts := 0
+	for _, c := range rec.take() {
+		if c.what == "start" {
+			starts++
+			require.Equal(t, [2]uint64{addr, addr + 4*pg}, [2]uint64{c.start, c.end}, "merged back into one mapping")
+		}
+	}
+	require.Equal(t, 1, starts)
+}
+
+// youngNotifier reports every page accessed through its secondary MMU,
+// until told otherwise.
+type youngNotifier struct {
+	young         atomic.Bool
+	cleared, test atomic.Int32
+}
+
+func (n *youngNotifier) InvalidateRangeStart(*mmnotifier.Range) error { return nil }
+func (n *youngNotifier) ClearFlushYoung(_ *mmnotifier.MM, _, _ uint64) bool {
+	n.cleared.Add(1)
+	return n.young.Load()
+}
+func (n *youngNotifier) ClearYoung(_ *mmnotifier.MM, _, _ uint64) bool { return n.young.Load() }
+func (n *youngNotifier) TestYoung(*mmnotifier.MM, uint64) bool {
+	n.test.Add(1)
+	return n.young.Load()
+}
+
+func TestAccessedBitsAreTheCPUsAndTheNotifiers(t *testing.T) {
+	krules.Check(t)
+	mm := newMM(t)
+	y := &youngNotifier{}
+	_, err := mmnotifier.Register(mm, y)
+	require.NoError(t, err)
+	addr := mapTouched(t, mm, 2)
+	require.True(t, mm.TestYoung(addr), "the CPU touched it")
+	require.True(t, mm.ClearFlushYoung(addr, addr+2*pg))
+	require.False(t, mm.ClearFlushYoung(addr, addr+2*pg), "cleared")
+	require.False(t, mm.TestYoung(addr))
+	y.young.Store(true)
+	require.True(t, mm.TestYoung(addr), "the device touched it")
+	require.True(t, mm.ClearYoung(addr, addr+pg))
+	require.Positive(t, y.test.Load())
+}
+
+// Reclaim gives pages a secondary MMU keeps using a second chance, and
+// unmaps the rest.
+func TestReclaimSparesPagesTheDeviceUses(t *testing.T) {
+	krules.Check(t)
+	mm := newMM(t)
+	y := &youngNotifier{}
+	y.young.Store(true)
+	_, err := mmnotifier.Register(mm, y)
+	require.NoError(t, err)
+	mapTouched(t, mm, 32)
+	require.Zero(t, mm.Zone().Reclaim(32, gfp.Kernel), "all young, to the device")
+	require.EqualValues(t, 32, mm.RSS())
+	y.young.Store(false)
+	require.EqualValues(t, 32, mm.Zone().Reclaim(32, gfp.Kernel))
+	require.Zero(t, mm.RSS())
+}
+
+func TestReclaimNeedsIO(t *testing.T) {
+	krules.Check(t)
+	mm := newMM(t)
+	mapTouched(t, mm, 8)
+	mm.ClearFlushYoung(0, ^uint64(0))
+	require.Zero(t, mm.Zone().Reclaim(8, gfp.NoIO), "swapping out is I/O")
+	require.EqualValues(t, 8, mm.Zone().Reclaim(8, gfp.Kernel))
+}
+
+// Memory pressure on the zone, with kswapd and direct reclaim, drives
+// invalidations of the address space's pages: allocations keep succeeding
+// while the notifier sees CLEAR invalidations.
+func TestMemoryPressureDrivesInvalidations(t *testing.T) {
+	krules.Check(t)
+	z := newZone(t, 4<<20)
+	mm := newMM(t, mmnotifier.WithZone(z))
+	f := &mmnotifier.Funcs{End: func(*mmnotifier.Range) {}}
+	_, err := mmnotifier.Register(mm, f.Notifier())
+	require.NoError(t, err)
+	addr, err := mm.Mmap(512*pg, mmnotifier.ProtReadWrite) // 2 MiB
+	require.NoError(t, err)
+	for i := range uint64(512) {
+		_, err := mm.Fault(addr+i*pg, true)
+		require.NoError(t, err)
+	}
+	var pages []*gfp.Page
+	for range 600 { // another 2.3 MiB: more than is left
+		p, err := z.AllocPages(0, gfp.Kernel)
+		require.NoError(t, err)
+		pages = append(pages, p)
+	}
+	require.Positive(t, f.Counts().Starts, "reclaim unmapped pages of the address space")
+	require.Equal(t, f.Counts().Starts, f.Counts().Ends)
+	require.Less(t, mm.RSS(), int64(512))
+	for _, p := range pages {
+		z.FreePages(p, 0)
+	}
+}

@@ -1,0 +1,361 @@
+package mmnotifier_test
+
+import (
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/mmnotifier"
+)
+
+const pg = mmnotifier.PageSize
+
+var errDeviceGone = errors.New("device gone")
+
+func TestNewestNotifierIsCalledFirst(t *testing.T) {
+	krules.Check(t)
+	mm := newMM(t)
+	rec := &recorder{}
+	for _, name := range []string{"a", "b", "c"} {
+		_, err := mmnotifier.Register(mm, &recNotifier{name, rec})
+		require.NoError(t, err)
+	}
+	addr := mapTouched(t, mm, 4)
+	require.NoError(t, mm.Unmap(addr, 4*pg))
+	require.Equal(t, []string{"c.start", "b.start", "a.start", "c.end", "b.end", "a.end"}, rec.whats())
+}
+
+func TestEachOperationInvalidatesWithItsEvent(t *testing.T) {
+	krules.Check(t)
+	mm := newMM(t)
+	rec := &recorder{}
+	_, err := mmnotifier.Register(mm, &recNotifier{"n", rec})
+	require.NoError(t, err)
+	addr := mapTouched(t, mm, 8)
+
+	starts := func() []call {
+		var out []call
+		for _, c := range rec.take() {
+			if c.what == "start" {
+				c.who, c.what = "", ""
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+
+	require.NoError(t, mm.Protect(addr, 2*pg, mmnotifier.ProtRead))
+	require.Equal(t, []call{{event: mmnotifier.EventProtectionVMA, start: addr, end: addr + 2*pg, blockable: true}}, starts())
+	require.NoError(t, mm.Protect(addr, 2*pg, mmnotifier.ProtRead), "no change, no invalidation")
+	require.Empty(t, starts())
+	_, err = mm.Fault(addr, true)
+	require.ErrorIs(t, err, mmnotifier.ErrFault, "read-only now")
+
+	require.NoError(t, mm.Discard(addr+2*pg, 2*pg))
+	require.Equal(t, []call{{event: mmnotifier.EventClear, start: addr + 2*pg, end: addr + 4*pg, blockable: true}}, starts())
+	_, ok := mm.Lookup(addr + 2*pg)
+	require.False(t, ok, "discarded")
+
+	owner := &struct{ dev int }{}
+	before, _ := mm.Lookup(addr + 4*pg)
+	require.NoError(t, mm.Write(addr+4*pg, []byte("hello")))
+	n, err := mm.Migrate(addr+4*pg, 2*pg, owner)
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+	require.Equal(t, []call{{event: mmnotifier.EventMigrate, start: addr + 4*pg, end: addr + 6*pg, blockable: true, owner: owner}}, starts())
+	after, _ := mm.Lookup(addr + 4*pg)
+	require.NotEqual(t, before, after, "migrated to another page")
+	buf := make([]byte, 5)
+	require.NoError(t, mm.Read(addr+4*pg, buf))
+	require.Equal(t, "hello", string(buf), "contents moved along")
+
+	mm.ClearSoftDirty()
+	require.Equal(t, []call{{event: mmnotifier.EventSoftDirty, start: 0, end: ^uint64(0), blockable: true}}, starts())
+	require.False(t, mm.SoftDirty(addr+6*pg))
+	require.NoError(t, mm.Write(addr+6*pg, []byte{1}))
+	require.True(t, mm.SoftDirty(addr+6*pg))
+
+	require.NoError(t, mm.Unmap(addr, 8*pg))
+	require.Equal(t, []call{{event: mmnotifier.EventUnmap, start: addr, end: addr + 8*pg, blockable: true}}, starts())
+	require.NoError(t, mm.Unmap(addr, 8*pg), "nothing left to unmap")
+	require.Empty(t, starts())
+	require.Zero(t, mm.RSS())
+}
+
+func TestPagesAreFreedAfterTheEnd(t *testing.T) {
+	krules.Check(t)
+	mm := newMM(t)
+	addr := mapTouched(t, mm, 2)
+	pfn, ok := mm.Lookup(addr)
+	require.True(t, ok)
+	page := mm.Zone().PageByPFN(pfn)
+	var atStart, atEnd bool
+	_, err := mmnotifier.Register(mm, endFuncs(
+		func(*mmnotifier.Range) error { atStart = page.InUse(); return nil },
+		func(*mmnotifier.Range) { atEnd = page.InUse() }))
+	require.NoError(t, err)
+	require.NoError(t, mm.Unmap(addr, 2*pg))
+	require.True(t, atStart, "still mapped at start")
+	require.True(t, atEnd, "freed only after the end, as tlb_finish_mmu")
+	require.False(t, page.InUse())
+}
+
+func endFuncs(start func(*mmnotifier.Range) error, end func(*mmnotifier.Range)) mmnotifier.Notifier {
+	f := &mmnotifier.Funcs{Start: start, End: end}
+	return f.Notifier()
+}
+
+func TestFuncsCountsAndShapesTheNotifier(t *testing.T) {
+	krules.Check(t)
+	mm := newMM(t)
+	plain := &mmnotifier.Funcs{}
+	full := &mmnotifier.Funcs{End: func(*mmnotifier.Range) {}, Release: func(*mmnotifier.MM) {}}
+	_, isEnd := plain.Notifier().(mmnotifier.EndNotifier)
+	require.False(t, isEnd, "no End, no end callback")
+	_, isEnd = full.Notifier().(mmnotifier.EndNotifier)
+	require.True(t, isEnd)
+	_, isRel := full.Notifier().(mmnotifier.ReleaseNotifier)
+	require.True(t, isRel)
+	for _, f := range []*mmnotifier.Funcs{plain, full} {
+		_, err := mmnotifier.Register(mm, f.Notifier())
+		require.NoError(t, err)
+	}
+	addr := mapTouched(t, mm, 1)
+	require.NoError(t, mm.Discard(addr, pg))
+	require.NoError(t, mm.Discard(addr, pg))
+	require.Equal(t, mmnotifier.Counts{Starts: 2}, plain.Counts())
+	require.Equal(t, mmnotifier.Counts{Starts: 2, Ends: 2}, full.Counts())
+	mm.Exit()
+	require.Equal(t, mmnotifier.Counts{Starts: 2, Ends: 2, Releases: 1}, full.Counts())
+}
+
+func TestUnregisterCallsReleaseAndStopsCallbacks(t *testing.T) {
+	krules.Check(t)
+	mm := newMM(t)
+	rec := &recorder{}
+	sub, err := mmnotifier.Register(mm, &recNotifier{"n", rec})
+	require.NoError(t, err)
+	sub.Unregister()
+	require.Equal(t, []string{"n.release"}, rec.whats())
+	addr := mapTouched(t, mm, 1)
+	require.NoError(t, mm.Unmap(addr, pg))
+	require.Empty(t, rec.whats(), "no callback after Unregister")
+}
+
+func TestExitReleasesOnceAndUnregisterAfterwardDoesNot(t *testing.T) {
+	krules.Check(t)
+	mm := newMM(t)
+	rec := &recorder{}
+	sub, err := mmnotifier.Register(mm, &recNotifier{"n", rec})
+	require.NoError(t, err)
+	addr := mapTouched(t, mm, 3)
+	_ = addr
+	mm.Exit()
+	require.Equal(t, []string{"n.release"}, rec.whats(), "released; the final unmap finds the list empty")
+	require.Zero(t, mm.RSS())
+	sub.Unregister()
+	require.Empty(t, rec.whats())
+}
+
+func TestUnregisterWaitsForRunningCallbacks(t *testing.T) {
+	krules.Check(t)
+	mm := newMM(t)
+	entered, leave := make(chan struct{}), make(chan struct{})
+	var returned atomic.Bool
+	f := &mmnotifier.Funcs{Start: func(*mmnotifier.Range) error {
+		close(entered)
+		<-leave
+		require.False(t, returned.Load(), "Unregister returned while a callback ran")
+		return nil
+	}}
+	sub, err := mmnotifier.Register(mm, f.Notifier())
+	require.NoError(t, err)
+	addr := mapTouched(t, mm, 1)
+	unmapped := make(chan error)
+	go func() { unmapped <- mm.Discard(addr, pg) }()
+	<-entered
+	unregistered := make(chan struct{})
+	go func() {
+		sub.Unregister()
+		returned.Store(true)
+		close(unregistered)
+	}()
+	select {
+	case <-unregistered:
+		t.Fatal("Unregister did not wait for the running callback")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(leave)
+	<-unregistered
+	require.NoError(t, <-unmapped)
+}
+
+func TestRegisterOnDeadAddressSpaceIsReported(t *testing.T) {
+	rec := krules.Record(t)
+	mm := newMM(t)
+	mm.Exit()
+	_, err := mmnotifier.Register(mm, (&mmnotifier.Funcs{}).Notifier())
+	require.ErrorIs(t, err, mmnotifier.ErrInvalid)
+	require.Equal(t, []krules.Kind{krules.NotifierMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "BUG_ON(atomic_read(&mm->mm_users) <= 0)")
+}
+
+func TestUnregisterTwiceIsReported(t *testing.T) {
+	rec := krules.Record(t)
+	mm := newMM(t)
+	sub, err := mmnotifier.Register(mm, (&mmnotifier.Funcs{}).Notifier())
+	require.NoError(t, err)
+	sub.Unregister()
+	sub.Unregister()
+	require.Equal(t, []krules.Kind{krules.NotifierMisuse}, rec.Kinds())
+}
+
+// alloc is an Allocator that counts.
+type alloc struct {
+	rec           *recorder
+	made, freed   atomic.Int32
+	freedInAtomic atomic.Bool
+}
+
+func (a *alloc) AllocNotifier(*mmnotifier.MM) (mmnotifier.Notifier, error) {
+	a.made.Add(1)
+	return &recNotifier{"shared", a.rec}, nil
+}
+
+func (a *alloc) FreeNotifier(mmnotifier.Notifier) { a.freed.Add(1) }
+
+func TestGetSharesOneNotifierPerAllocatorAndAddressSpace(t *testing.T) {
+	krules.Check(t)
+	mm := newMM(t)
+	a, b := &alloc{rec: &recorder{}}, &alloc{rec: &recorder{}}
+	s1, err := mmnotifier.Get(mm, a)
+	require.NoError(t, err)
+	s2, err := mmnotifier.Get(mm, a)
+	require.NoError(t, err)
+	require.Same(t, s1, s2)
+	s3, err := mmnotifier.Get(mm, b)
+	require.NoError(t, err)
+	require.NotSame(t, s1, s3)
+	require.EqualValues(t, 1, a.made.Load())
+
+	addr := mapTouched(t, mm, 1)
+	s1.Put()
+	require.NoError(t, mm.Discard(addr, pg))
+	require.Equal(t, []string{"shared.start", "shared.end"}, a.rec.whats(), "one user left")
+	s2.Put()
+	mmnotifier.Synchronize()
+	require.EqualValues(t, 1, a.freed.Load(), "freed after the grace period")
+	require.NoError(t, mm.Discard(addr, pg))
+	require.Empty(t, a.rec.whats(), "gone from the list")
+	require.Len(t, b.rec.whats(), 4, "b saw both discards")
+
+	s4, err := mmnotifier.Get(mm, a)
+	require.NoError(t, err)
+	require.NotSame(t, s1, s4, "a fresh one after the last Put")
+	require.EqualValues(t, 2, a.made.Load())
+	s4.Put()
+	s3.Put()
+	mmnotifier.Synchronize()
+	require.EqualValues(t, 2, a.freed.Load())
+	require.EqualValues(t, 1, b.freed.Load())
+}
+
+func TestPutMisuseIsReported(t *testing.T) {
+	rec := krules.Record(t)
+	mm := newMM(t)
+	a := &alloc{rec: &recorder{}}
+	s, err := mmnotifier.Get(mm, a)
+	require.NoError(t, err)
+	s.Put()
+	s.Put()
+	require.Equal(t, []krules.Kind{krules.NotifierMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "WARN_ON(!subscription->users)")
+	plain, err := mmnotifier.Register(mm, (&mmnotifier.Funcs{}).Notifier())
+	require.NoError(t, err)
+	plain.Put()
+	require.Len(t, rec.Reports(), 2)
+	require.Contains(t, rec.Last().Text, "did not come from Get")
+	plain.Unregister()
+}
+
+// A notifier whose start fails, in each context.
+func TestFailureRules(t *testing.T) {
+	again := func(*mmnotifier.Range) error { return mmnotifier.ErrAgain }
+	for _, tc := range []struct {
+		name      string
+		blockable bool
+		err       func(*mmnotifier.Range) error
+		withEnd   bool
+		log       string
+		warns     []string
+	}{
+		{name: "EAGAIN non-blockable", err: again,
+			log: "callback failed with -11 in non-blockable context."},
+		{name: "EAGAIN blockable", blockable: true, err: again,
+			log:   "callback failed with -11 in blockable context.",
+			warns: []string{"WARN_ON(mmu_notifier_range_blockable(range) || _ret != -EAGAIN)"}},
+		{name: "other error", err: func(*mmnotifier.Range) error { return mmnotifier.ErrInvalid },
+			log:   "callback failed with -22 in non-blockable context.",
+			warns: []string{"_ret != -EAGAIN"}},
+		{name: "Go error", err: func(*mmnotifier.Range) error { return errDeviceGone },
+			log:   `callback failed with "device gone" in non-blockable context.`,
+			warns: []string{"_ret != -EAGAIN"}},
+		{name: "failing with an end", err: again, withEnd: true,
+			log:   "callback failed with -11 in non-blockable context.",
+			warns: []string{"WARN_ON(ops->invalidate_range_end)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			log := captureLog(t)
+			rec := krules.Record(t)
+			mm := newMM(t)
+			order := &recorder{}
+			_, err := mmnotifier.Register(mm, &recNotifier{"before", order}) // called last
+			require.NoError(t, err)
+			failing := &mmnotifier.Funcs{Start: tc.err}
+			if tc.withEnd {
+				failing.End = func(*mmnotifier.Range) { order.add(call{who: "failing", what: "end"}) }
+			}
+			_, err = mmnotifier.Register(mm, failing.Notifier())
+			require.NoError(t, err)
+			_, err = mmnotifier.Register(mm, &recNotifier{"after", order}) // called first
+			require.NoError(t, err)
+
+			r := mmnotifier.NewRange(mm, mmnotifier.EventUnmap, 0, pg)
+			var err2 error
+			mm.MmapLock().RLock()
+			if tc.blockable {
+				mmnotifier.InvalidateRangeStart(&r)
+			} else {
+				err2 = mmnotifier.InvalidateRangeStartNonblock(&r)
+			}
+			mm.MmapLock().RUnlock()
+			if !tc.blockable {
+				require.ErrorIs(t, err2, tc.err(&r))
+			}
+
+			require.Contains(t, log.String(), "mmnotifier_test.TestFailureRules")
+			require.Contains(t, log.String(), tc.log)
+			var kinds []krules.Kind
+			for _, w := range tc.warns {
+				kinds = append(kinds, krules.NotifierMisuse)
+				found := false
+				for _, r := range rec.Reports() {
+					found = found || strings.Contains(r.Text, w)
+				}
+				require.True(t, found, "a WARNING with %q", w)
+			}
+			require.Equal(t, kinds, rec.Kinds())
+			want := []string{"after.start", "before.start", "after.end", "before.end"}
+			if tc.withEnd {
+				want = []string{"after.start", "before.start", "after.end", "failing.end", "before.end"}
+			}
+			require.Equal(t, want, order.whats(), "every start runs, then the ends of the notifiers with one")
+			require.Equal(t, int64(1), failing.Counts().Failures)
+		})
+	}
+}

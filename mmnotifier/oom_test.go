@@ -1,0 +1,142 @@
+package mmnotifier_test
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/lockclass"
+	"github.com/krules/krules/mmnotifier"
+)
+
+// mlxLike is a notifier in the style of the 2019 drivers: it takes its
+// mutex, or in a non-blockable range tries it and gives up with -EAGAIN.
+type mlxLike struct {
+	mu       lockclass.Mutex
+	trylock  bool
+	refusals atomic.Int32
+}
+
+func (d *mlxLike) InvalidateRangeStart(r *mmnotifier.Range) error {
+	if !r.Blockable() && d.trylock {
+		if !d.mu.TryLock() {
+			d.refusals.Add(1)
+			return mmnotifier.ErrAgain
+		}
+	} else {
+		d.mu.Lock() // sleeps: wrong in a non-blockable range
+	}
+	d.mu.Unlock()
+	return nil
+}
+
+func TestReaperRetriesWhileANotifierRefuses(t *testing.T) {
+	lockclass.ResetDefault(t)
+	krules.Check(t)
+	log := captureLog(t)
+	mm := newMM(t)
+	d := &mlxLike{trylock: true}
+	d.mu.Init(lockclass.WithName("&dev->notifier_lock"))
+	_, err := mmnotifier.Register(mm, d)
+	require.NoError(t, err)
+	mapTouched(t, mm, 4)
+
+	// A device thread holds the lock until the reaper was refused thrice.
+	locked, unlocked := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(unlocked)
+		d.mu.Lock()
+		close(locked)
+		for d.refusals.Load() < 3 {
+			time.Sleep(time.Millisecond)
+		}
+		d.mu.Unlock()
+	}()
+	<-locked
+	// Ten tries 10 ms apart leave the device thread 90 ms to notice.
+	res := mm.OOMReap(context.Background(), mmnotifier.WithRetryDelay(10*time.Millisecond))
+	<-unlocked
+	require.True(t, res.Reaped)
+	require.GreaterOrEqual(t, res.Tries, 4)
+	require.EqualValues(t, res.Tries-1, d.refusals.Load(), "every refused try was retried")
+	require.EqualValues(t, 4, res.Freed)
+	require.Contains(t, log.String(), "callback failed with -11 in non-blockable context.")
+	require.Contains(t, log.String(), "oom_reaper: reaped process 42 (victim), now anon-rss:0kB, file-rss:0kB, shmem-rss:0kB")
+
+	again := mm.OOMReap(context.Background())
+	require.Equal(t, mmnotifier.ReapResult{Tries: 1, Reaped: true}, again, "MMF_OOM_SKIP: nothing to do")
+}
+
+func TestReaperGivesUpAfterTenTries(t *testing.T) {
+	lockclass.ResetDefault(t)
+	rec := krules.Record(t)
+	log := captureLog(t)
+	mm := newMM(t)
+	d := &mlxLike{trylock: true}
+	d.mu.Init(lockclass.WithName("&dev->notifier_lock"))
+	_, err := mmnotifier.Register(mm, d)
+	require.NoError(t, err)
+	mapTouched(t, mm, 2)
+
+	d.mu.Lock()
+	res := mm.OOMReap(context.Background(), mmnotifier.WithRetryDelay(time.Millisecond))
+	d.mu.Unlock()
+	require.Equal(t, mmnotifier.ReapResult{Tries: mmnotifier.MaxOOMReapRetries}, res)
+	require.EqualValues(t, 10, d.refusals.Load())
+	require.Equal(t, []krules.Kind{krules.OOMReaperFailure}, rec.Kinds())
+	require.Equal(t, "oom_reaper: unable to reap pid:42 (victim)", rec.Last().Headline)
+	require.Equal(t, "oom_reaper", rec.Last().Goroutine.Name)
+	require.Equal(t, 10, strings.Count(log.String(), "callback failed with -11 in non-blockable context."))
+	require.EqualValues(t, 2, mm.RSS(), "nothing was reaped")
+	require.True(t, mm.Reaped(), "MMF_OOM_SKIP is set anyway")
+}
+
+func TestReaperRetriesWhileMmapLockIsHeld(t *testing.T) {
+	krules.Check(t)
+	mm := newMM(t)
+	mapTouched(t, mm, 1)
+	locked, unlocked := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(unlocked)
+		mm.MmapLock().Lock()
+		close(locked)
+		time.Sleep(20 * time.Millisecond)
+		mm.MmapLock().Unlock()
+	}()
+	<-locked
+	res := mm.OOMReap(context.Background(), mmnotifier.WithRetryDelay(5*time.Millisecond))
+	<-unlocked
+	require.True(t, res.Reaped)
+	require.Greater(t, res.Tries, 1, "the trylock failed at first")
+}
+
+func TestReaperStopsWithItsContext(t *testing.T) {
+	krules.Check(t)
+	mm := newMM(t)
+	mapTouched(t, mm, 1)
+	mm.MmapLock().Lock()
+	defer mm.MmapLock().Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	res := mm.OOMReap(ctx)
+	require.Equal(t, mmnotifier.ReapResult{Tries: 1}, res, "one try, then the sleep is cut short; no report")
+}
+
+func TestReapedAddressSpaceFaultsFail(t *testing.T) {
+	krules.Check(t)
+	mm := newMM(t)
+	addr := mapTouched(t, mm, 1)
+	require.True(t, mm.OOMReap(context.Background()).Reaped)
+	_, err := mm.Fault(addr, false)
+	require.ErrorIs(t, err, mmnotifier.ErrFault, "SIGBUS on an unstable mm")
+}
+
+func TestDefaultReaperTimingIsTheKernels(t *testing.T) {
+	require.Equal(t, 10, mmnotifier.MaxOOMReapRetries)
+	require.Equal(t, 100*time.Millisecond, mmnotifier.OOMReapRetryDelay)
+}

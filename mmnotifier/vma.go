@@ -1,0 +1,431 @@
+package mmnotifier
+
+import (
+	"slices"
+	"syscall"
+
+	"github.com/krules/krules/gfp"
+)
+
+// PageSize is the size of a page, gfp.PageSize.
+const PageSize = gfp.PageSize
+
+// Prot is a mapping's access permission (PROT_READ, PROT_WRITE).
+type Prot uint8
+
+const (
+	// ProtNone is PROT_NONE: no access.
+	ProtNone Prot = 0
+	// ProtRead is PROT_READ.
+	ProtRead Prot = 1 << iota
+	// ProtWrite is PROT_WRITE.
+	ProtWrite
+	// ProtReadWrite is PROT_READ|PROT_WRITE.
+	ProtReadWrite = ProtRead | ProtWrite
+)
+
+// ErrNoMem is -ENOMEM: mprotect or a migration over addresses that are not
+// all mapped, or no room left in the address space.
+var ErrNoMem error = syscall.ENOMEM
+
+// mmapBase is where Mmap starts looking for room (TASK_UNMAPPED_BASE).
+const mmapBase = 1 << 32
+
+// vma is a mapped range (struct vm_area_struct) of anonymous private
+// memory, with its page table entries: one per page, nil page if not
+// present.
+type vma struct {
+	start, end uint64
+	prot       Prot
+	ptes       []pte
+}
+
+// pte is a page table entry.
+type pte struct {
+	page  *gfp.Page
+	flags uint8
+}
+
+// pte flags.
+const (
+	pteYoung     = 1 << iota // accessed
+	pteDirty                 // written
+	pteSoftDirty             // written since the last ClearSoftDirty
+	pteWP                    // write-protected by ClearSoftDirty
+)
+
+// index returns the page index of addr in v.
+func (v *vma) index(addr uint64) int { return int((addr - v.start) / PageSize) }
+
+// zap clears the entries [from, to) of v, appends their pages to freed
+// and returns it. The caller holds the page-table lock, an atomic section
+// where nothing may be allocated, so freed must have room for to-from more
+// pages.
+func (v *vma) zap(mm *MM, freed []*gfp.Page, from, to int) []*gfp.Page {
+	n := len(freed)
+	for i := from; i < to; i++ {
+		if p := v.ptes[i].page; p != nil {
+			freed = append(freed, p)
+			v.ptes[i] = pte{}
+		}
+	}
+	mm.rss.Add(-int64(len(freed) - n))
+	return freed
+}
+
+// hasPages reports whether any entry of v in [from, to) is present. The
+// caller holds mmap_lock.
+func (v *vma) hasPages(mm *MM, from, to int) bool {
+	mm.ptl.Lock()
+	defer mm.ptl.Unlock()
+	for i := from; i < to; i++ {
+		if v.ptes[i].page != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// freePages frees pages after an invalidation's end: tlb_finish_mmu.
+func (mm *MM) freePages(pages []*gfp.Page) {
+	for _, p := range pages {
+		mm.zone.FreePages(p, 0)
+	}
+}
+
+// checkRange validates [addr, addr+length) and returns its end.
+func checkRange(addr, length uint64) (uint64, error) {
+	if addr%PageSize != 0 || length == 0 {
+		return 0, ErrInvalid
+	}
+	length = (length + PageSize - 1) &^ (PageSize - 1)
+	end := addr + length
+	if end < addr || length == 0 {
+		return 0, ErrInvalid
+	}
+	return end, nil
+}
+
+// find returns the index of the first VMA that ends after addr. The caller
+// holds mmap_lock.
+func (mm *MM) find(addr uint64) int {
+	i, _ := slices.BinarySearchFunc(mm.vmas, addr, func(v *vma, a uint64) int {
+		if v.end <= a {
+			return -1
+		}
+		return 1
+	})
+	return i
+}
+
+// vmaAt returns the VMA containing addr, or nil. The caller holds
+// mmap_lock.
+func (mm *MM) vmaAt(addr uint64) *vma {
+	if i := mm.find(addr); i < len(mm.vmas) && mm.vmas[i].start <= addr {
+		return mm.vmas[i]
+	}
+	return nil
+}
+
+// entries returns the number of page table entries of mm.vmas[lo:hi].
+func (mm *MM) entries(lo, hi int) int {
+	n := 0
+	for _, v := range mm.vmas[lo:hi] {
+		n += len(v.ptes)
+	}
+	return n
+}
+
+// split makes addr a VMA boundary if it falls inside one. The caller holds
+// mmap_lock for writing, which keeps everybody else away from the page
+// table entries (they all hold it at least for reading).
+func (mm *MM) split(addr uint64) {
+	i := mm.find(addr)
+	if i == len(mm.vmas) || mm.vmas[i].start >= addr {
+		return
+	}
+	v := mm.vmas[i]
+	k := v.index(addr)
+	tail := &vma{start: addr, end: v.end, prot: v.prot, ptes: slices.Clone(v.ptes[k:])}
+	v.end, v.ptes = addr, v.ptes[:k:k]
+	mm.vmas = slices.Insert(mm.vmas, i+1, tail)
+}
+
+// merge joins neighbouring VMAs with the same protection in [lo, hi]
+// (vma_merge). The caller holds mmap_lock for writing.
+func (mm *MM) merge(lo, hi int) {
+	lo, hi = max(lo, 1), min(hi, len(mm.vmas)-1)
+	for i := hi; i >= lo; i-- {
+		a, b := mm.vmas[i-1], mm.vmas[i]
+		if a.end == b.start && a.prot == b.prot {
+			a.ptes = append(a.ptes, b.ptes...)
+			a.end = b.end
+			mm.vmas = slices.Delete(mm.vmas, i, i+1)
+		}
+	}
+}
+
+// Mmap maps length bytes (rounded up to pages) of anonymous memory with
+// protection prot at the lowest free address from 4 GiB up, and returns the
+// address. Pages are allocated on first touch. Mapping fires no notifier.
+func (mm *MM) Mmap(length uint64, prot Prot) (uint64, error) {
+	if length == 0 {
+		return 0, ErrInvalid
+	}
+	length = (length + PageSize - 1) &^ (PageSize - 1)
+	mm.mmapLock.Lock()
+	defer mm.mmapLock.Unlock()
+	if mm.users.Load() <= 0 {
+		return 0, ErrInvalid
+	}
+	addr := uint64(mmapBase)
+	i := mm.find(addr)
+	for ; i < len(mm.vmas); i++ {
+		if mm.vmas[i].start-addr >= length {
+			break
+		}
+		addr = mm.vmas[i].end
+	}
+	if addr+length < addr {
+		return 0, ErrNoMem
+	}
+	v := &vma{start: addr, end: addr + length, prot: prot, ptes: make([]pte, length/PageSize)}
+	mm.vmas = slices.Insert(mm.vmas, i, v)
+	return addr, nil
+}
+
+// Unmap removes the mappings in [addr, addr+length): munmap. If any VMA
+// overlaps the range, the range is invalidated (MMU_NOTIFY_UNMAP,
+// blockable) while its pages are still mapped, the entries are cleared,
+// the invalidation ends and the pages are freed. Unmapping nothing is not
+// an error and fires nothing. It takes mmap_lock for writing and may sleep.
+func (mm *MM) Unmap(addr, length uint64) error {
+	end, err := checkRange(addr, length)
+	if err != nil {
+		return err
+	}
+	mm.mmapLock.Lock()
+	defer mm.mmapLock.Unlock()
+	i := mm.find(addr)
+	if i == len(mm.vmas) || mm.vmas[i].start >= end {
+		return nil
+	}
+	mm.split(addr)
+	mm.split(end)
+	lo := mm.find(addr)
+	hi := lo
+	for hi < len(mm.vmas) && mm.vmas[hi].start < end {
+		hi++
+	}
+	r := NewRange(mm, EventUnmap, addr, end)
+	InvalidateRangeStart(&r)
+	freed := make([]*gfp.Page, 0, mm.entries(lo, hi))
+	mm.ptl.Lock()
+	for _, v := range mm.vmas[lo:hi] {
+		freed = v.zap(mm, freed, 0, len(v.ptes))
+	}
+	mm.ptl.Unlock()
+	InvalidateRangeEnd(&r)
+	mm.vmas = slices.Delete(mm.vmas, lo, hi)
+	mm.freePages(freed)
+	return nil
+}
+
+// Protect changes the protection of [addr, addr+length) to prot:
+// mprotect. Every mapping in the range must exist (else ErrNoMem). Each
+// piece whose protection changes and that has pages is invalidated with
+// MMU_NOTIFY_PROTECTION_VMA (blockable), as change_protection does; a
+// piece already at prot fires nothing. It takes mmap_lock for writing and
+// may sleep.
+func (mm *MM) Protect(addr, length uint64, prot Prot) error {
+	end, err := checkRange(addr, length)
+	if err != nil {
+		return err
+	}
+	mm.mmapLock.Lock()
+	defer mm.mmapLock.Unlock()
+	for a := addr; a < end; {
+		v := mm.vmaAt(a)
+		if v == nil {
+			return ErrNoMem
+		}
+		a = v.end
+	}
+	mm.split(addr)
+	mm.split(end)
+	lo := mm.find(addr)
+	hi := lo
+	for hi < len(mm.vmas) && mm.vmas[hi].start < end {
+		v := mm.vmas[hi]
+		hi++
+		if v.prot == prot {
+			continue
+		}
+		if !v.hasPages(mm, 0, len(v.ptes)) {
+			v.prot = prot
+			continue
+		}
+		r := NewRange(mm, EventProtectionVMA, v.start, v.end)
+		InvalidateRangeStart(&r)
+		mm.ptl.Lock()
+		v.prot = prot
+		mm.ptl.Unlock()
+		InvalidateRangeEnd(&r)
+	}
+	mm.merge(lo, hi)
+	return nil
+}
+
+// Discard drops the pages of [addr, addr+length) but keeps the mappings:
+// madvise(MADV_DONTNEED). Each VMA piece in the range is invalidated
+// (MMU_NOTIFY_CLEAR, blockable), whether or not it has pages, as
+// zap_page_range_single does; the pages are freed after the end and a
+// later touch maps fresh zeroed ones. It takes mmap_lock for reading, so
+// several goroutines can discard at once, and may sleep. Holes in the
+// range are skipped; ErrNoMem says there were some.
+func (mm *MM) Discard(addr, length uint64) error {
+	end, err := checkRange(addr, length)
+	if err != nil {
+		return err
+	}
+	mm.mmapLock.RLock()
+	defer mm.mmapLock.RUnlock()
+	var hole bool
+	a := addr
+	for i := mm.find(addr); i < len(mm.vmas) && mm.vmas[i].start < end; i++ {
+		v := mm.vmas[i]
+		if v.start > a {
+			hole = true
+		}
+		s, e := max(addr, v.start), min(end, v.end)
+		r := NewRange(mm, EventClear, s, e)
+		InvalidateRangeStart(&r)
+		freed := make([]*gfp.Page, 0, v.index(e)-v.index(s))
+		mm.ptl.Lock()
+		freed = v.zap(mm, freed, v.index(s), v.index(e))
+		mm.ptl.Unlock()
+		InvalidateRangeEnd(&r)
+		mm.freePages(freed)
+		a = e
+	}
+	if hole || a < end {
+		return ErrNoMem
+	}
+	return nil
+}
+
+// Fault makes the page at addr present, allocating a zeroed page from the
+// zone if needed, as a CPU access would (handle_mm_fault), and returns its
+// frame number. A write needs ProtWrite, a read ProtRead; else, or with no
+// mapping at addr, it returns ErrFault. After the OOM reaper has run it
+// returns ErrFault too (the kernel's SIGBUS for an unstable mm). It takes
+// mmap_lock for reading and allocates with GFP_HIGHUSER_MOVABLE, so it may
+// sleep and enter reclaim.
+func (mm *MM) Fault(addr uint64, write bool) (uint64, error) {
+	mm.mmapLock.RLock()
+	defer mm.mmapLock.RUnlock()
+	p, err := mm.faultLocked(addr, write)
+	if err != nil {
+		return 0, err
+	}
+	return p.PFN(), nil
+}
+
+// faultLocked is Fault with mmap_lock held.
+func (mm *MM) faultLocked(addr uint64, write bool) (*gfp.Page, error) {
+	v := mm.vmaAt(addr)
+	if v == nil || write && v.prot&ProtWrite == 0 || !write && v.prot&ProtRead == 0 {
+		return nil, ErrFault
+	}
+	if mm.flags.Load()&mmfUnstable != 0 {
+		return nil, ErrFault
+	}
+	i := v.index(addr)
+	var fresh *gfp.Page
+	for {
+		mm.ptl.Lock()
+		e := &v.ptes[i]
+		if e.page == nil && fresh != nil {
+			e.page, fresh = fresh, nil
+			mm.rss.Add(1)
+		}
+		if e.page != nil {
+			e.flags |= pteYoung
+			if write {
+				e.flags |= pteDirty | pteSoftDirty
+				e.flags &^= pteWP
+			}
+			p := e.page
+			mm.ptl.Unlock()
+			if fresh != nil { // lost a race with another fault
+				mm.zone.FreePages(fresh, 0)
+			}
+			return p, nil
+		}
+		mm.ptl.Unlock()
+		p, err := mm.zone.AllocPages(0, gfp.HighUserMovable|gfp.Zero)
+		if err != nil {
+			return nil, err
+		}
+		fresh = p
+	}
+}
+
+// Lookup returns the frame number of the page mapped at addr, if one is
+// present (follow_page); it never faults.
+func (mm *MM) Lookup(addr uint64) (pfn uint64, ok bool) {
+	mm.mmapLock.RLock()
+	defer mm.mmapLock.RUnlock()
+	v := mm.vmaAt(addr)
+	if v == nil {
+		return 0, false
+	}
+	mm.ptl.Lock()
+	defer mm.ptl.Unlock()
+	if p := v.ptes[v.index(addr)].page; p != nil {
+		return p.PFN(), true
+	}
+	return 0, false
+}
+
+// Write copies data into the address space at addr, faulting pages in as
+// a CPU store would (access_process_vm with FOLL_WRITE).
+func (mm *MM) Write(addr uint64, data []byte) error {
+	return mm.access(addr, data, true)
+}
+
+// Read copies from the address space at addr into buf, faulting pages in.
+func (mm *MM) Read(addr uint64, buf []byte) error {
+	return mm.access(addr, buf, false)
+}
+
+func (mm *MM) access(addr uint64, buf []byte, write bool) error {
+	mm.mmapLock.RLock()
+	defer mm.mmapLock.RUnlock()
+	for len(buf) > 0 {
+		page := addr &^ (PageSize - 1)
+		p, err := mm.faultLocked(page, write)
+		if err != nil {
+			return err
+		}
+		off := addr % PageSize
+		n := min(uint64(len(buf)), PageSize-off)
+		// Discard and reclaim zap entries under the page-table lock and
+		// free the pages only afterwards: if the entry still maps p here,
+		// p stays ours until the lock is dropped. Otherwise fault again.
+		mm.ptl.Lock()
+		v := mm.vmaAt(page)
+		if v.ptes[v.index(page)].page != p {
+			mm.ptl.Unlock()
+			continue
+		}
+		if write {
+			copy(p.Bytes()[off:off+n], buf[:n])
+		} else {
+			copy(buf[:n], p.Bytes()[off:off+n])
+		}
+		mm.ptl.Unlock()
+		buf, addr = buf[n:], addr+n
+	}
+	return nil
+}
