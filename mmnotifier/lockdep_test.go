@@ -1,6 +1,9 @@
+//go:build !krules_nolockdep
+
 package mmnotifier_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -301,4 +304,78 @@ func TestReclaimInvalidatesAndOrdersCallbackLocksAfterFSReclaim(t *testing.T) {
 	require.Empty(t, rec.Reports())
 	allocUnder(t, mm, mu)
 	requireCircular(t, rec, "&drv->lock", "fs_reclaim")
+}
+
+// The sleeping lock's might-sleep check belongs to the validator's
+// lookup, so this test needs it too.
+func TestNonBlockableCallbackThatSleepsIsReported(t *testing.T) {
+	lockclass.ResetDefault(t)
+	rec := krules.Record(t)
+	mm := newMM(t)
+	d := &mlxLike{}
+	d.mu.Init(lockclass.WithName("&dev->notifier_lock"))
+	_, err := mmnotifier.Register(mm, d)
+	require.NoError(t, err)
+	mapTouched(t, mm, 4)
+
+	res := mm.OOMReap(context.Background())
+	require.True(t, res.Reaped)
+	require.Equal(t, 1, res.Tries)
+	require.EqualValues(t, 4, res.Freed)
+	require.Zero(t, mm.RSS())
+	require.True(t, mm.Reaped())
+
+	require.Equal(t, []krules.Kind{krules.SleepInAtomic}, rec.Kinds())
+	r := rec.Last()
+	require.True(t, strings.HasPrefix(r.Headline, "BUG: sleeping function called from invalid context at mmnotifier/oom_test.go:"), r.Headline)
+	require.Contains(t, r.Text, "in_atomic(): 0, irqs_disabled(): 0, non_block: 1, pid: ")
+	require.Contains(t, r.Text, "name: oom_reaper")
+	require.Equal(t, "oom_reaper", r.Goroutine.Name)
+	require.Contains(t, r.Text, "(mmu_notifier_invalidate_range_start)", "the notifier map is held")
+}
+
+// With priming, a driver that registers under a lock its shrinker also
+// takes is told at registration: registering orders the lock before
+// fs_reclaim, and reclaim already ordered fs_reclaim before the lock.
+func TestPrimeLockdepReportsAtRegistration(t *testing.T) {
+	for _, prime := range []bool{false, true} {
+		t.Run(map[bool]string{false: "modern", true: "primed"}[prime], func(t *testing.T) {
+			rec := krules.Record(t)
+			mm := newMM(t)
+			_, err := mmnotifier.Register(mm, (&mmnotifier.Funcs{}).Notifier())
+			require.NoError(t, err)
+			lockclass.ResetDefault(t) // the subscriptions exist; the graph is empty
+			mu := driverLock()
+			scanned := false
+			s := &gfp.Shrinker{
+				Name:  "drv",
+				Count: func(*gfp.ShrinkControl) uint64 { return 1000 },
+				Scan: func(*gfp.ShrinkControl) uint64 {
+					scanned = true
+					mu.Lock()
+					defer mu.Unlock()
+					return gfp.ShrinkStop
+				},
+			}
+			require.NoError(t, mm.Zone().RegisterShrinker(s))
+			defer mm.Zone().UnregisterShrinker(s)
+			mm.Zone().Reclaim(1, gfp.Kernel) // fs_reclaim -> &drv->lock
+			require.True(t, scanned)
+			require.Empty(t, rec.Reports())
+
+			var opts []mmnotifier.RegisterOption
+			if prime {
+				opts = append(opts, mmnotifier.PrimeLockdep())
+			}
+			mu.Lock()
+			_, err = mmnotifier.Register(mm, (&mmnotifier.Funcs{}).Notifier(), opts...)
+			mu.Unlock()
+			require.NoError(t, err)
+			if prime {
+				requireCircular(t, rec, "&drv->lock", "fs_reclaim")
+			} else {
+				require.Empty(t, rec.Reports(), "nothing until the driver allocates under its lock")
+			}
+		})
+	}
 }

@@ -121,12 +121,16 @@ type registerConfig struct{ prime bool }
 
 // PrimeLockdep makes Register teach the lock validator that notifier
 // callbacks can run from reclaim, as v5.4–v5.10 kernels did at every
-// registration ("mm/mmu_notifiers: prime lockdep"): it acquires fs_reclaim
-// as for a GFP_KERNEL allocation, takes and drops the notifier map inside
-// it, and releases fs_reclaim. Every later lock a callback takes is then
-// ordered after fs_reclaim at once. Since v5.11 every reclaim-capable
-// allocation records the same thing (gfp.MightAlloc), so this only brings
-// the report earlier, to the first callback after registration.
+// registration ("mm/mmu_notifiers: prime lockdep"): with mmap_lock held it
+// acquires fs_reclaim as for a GFP_KERNEL allocation, takes and drops the
+// notifier map inside it, and releases fs_reclaim. So every lock a callback
+// takes is ordered after fs_reclaim, and every lock the registering
+// goroutine holds before it, from the registration on: a driver that
+// registers under a lock its shrinker or its callbacks take hears of it
+// then, not at its first allocation under that lock. Since v5.11 every
+// allocation that may reclaim records the same dependencies
+// (gfp.MightAlloc), and so does the first registration on an address space
+// (it allocates), so without the option the report comes a little later.
 func PrimeLockdep() RegisterOption { return func(c *registerConfig) { c.prime = true } }
 
 // Register registers n on mm: mmu_notifier_register. It takes mmap_lock

@@ -35,32 +35,6 @@ func (d *mlxLike) InvalidateRangeStart(r *mmnotifier.Range) error {
 	return nil
 }
 
-func TestNonBlockableCallbackThatSleepsIsReported(t *testing.T) {
-	lockclass.ResetDefault(t)
-	rec := krules.Record(t)
-	mm := newMM(t)
-	d := &mlxLike{}
-	d.mu.Init(lockclass.WithName("&dev->notifier_lock"))
-	_, err := mmnotifier.Register(mm, d)
-	require.NoError(t, err)
-	mapTouched(t, mm, 4)
-
-	res := mm.OOMReap(context.Background())
-	require.True(t, res.Reaped)
-	require.Equal(t, 1, res.Tries)
-	require.EqualValues(t, 4, res.Freed)
-	require.Zero(t, mm.RSS())
-	require.True(t, mm.Reaped())
-
-	require.Equal(t, []krules.Kind{krules.SleepInAtomic}, rec.Kinds())
-	r := rec.Last()
-	require.True(t, strings.HasPrefix(r.Headline, "BUG: sleeping function called from invalid context at mmnotifier/oom_test.go:"), r.Headline)
-	require.Contains(t, r.Text, "in_atomic(): 0, irqs_disabled(): 0, non_block: 1, pid: ")
-	require.Contains(t, r.Text, "name: oom_reaper")
-	require.Equal(t, "oom_reaper", r.Goroutine.Name)
-	require.Contains(t, r.Text, "(mmu_notifier_invalidate_range_start)", "the notifier map is held")
-}
-
 func TestReaperRetriesWhileANotifierRefuses(t *testing.T) {
 	lockclass.ResetDefault(t)
 	krules.Check(t)
