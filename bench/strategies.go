@@ -127,7 +127,7 @@ func printStrategies(w io.Writer, wl workloadReport, results []strategyResult) {
 				medianOf(rows, func(r strategyResult) int64 { return r.Check.FreeP95 }))
 		}
 		fmt.Fprintln(w)
-		fmt.Fprintf(w, "  %-19s %-8s %8s %8s %9s %9s %6s %6s %8s %6s %7s %7s %7s %7s %5s %5s\n",
+		fmt.Fprintf(w, "  %-19s %-8s %8s %8s %9s %9s %6s %6s %8s %6s %7s %7s %7s %7s %5s %6s\n",
 			"strategy", "mode", "p50 µs", "p99 µs", "max µs", "inv/s", "passes", "fail", "fallback", "EAGAIN",
 			"rsv KiB", "<min", "retries", "lockdep", "sleep", "other")
 		for _, r := range rows {
@@ -137,7 +137,7 @@ func printStrategies(w io.Writer, wl workloadReport, results []strategyResult) {
 				runCols := ""
 				if md == blockable {
 					name = r.Strategy
-					runCols = fmt.Sprintf(" %7d %7d %7d %7d %5d %5d", r.ReserveBytes/1024, r.ZoneReserveDips, r.ReapRetries,
+					runCols = fmt.Sprintf(" %7d %7d %7d %7d %5d %6d", r.ReserveBytes/1024, r.ZoneReserveDips, r.ReapRetries,
 						r.Reports.Lockdep, r.Reports.Sleep, r.Reports.Other)
 				}
 				if !m.Shown {
