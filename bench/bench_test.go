@@ -27,26 +27,147 @@ func BenchmarkFigures(b *testing.B) {
 	}
 }
 
-func TestQuickRunPrintsTheTableAndWritesTheOutputs(t *testing.T) {
-	var out bytes.Buffer
+// TestQuickRun runs go run ./bench -quick once and checks what it printed
+// and wrote, and what the strategy runs saw.
+func TestQuickRun(t *testing.T) {
 	dir := t.TempDir()
-	require.Zero(t, run(&out, config{quick: true, out: dir}))
-	require.Contains(t, out.String(), "MightSleep outside sections")
-	require.Contains(t, out.String(), "BUG: sleeping function called from invalid context at ")
-	require.Contains(t, out.String(), "non_block: 1")
-
+	var buf bytes.Buffer
+	status := run(&buf, config{quick: true, out: dir, strategies: "all", conditions: "all", workers: 4, zoneMiB: 16, seed: 1})
+	out := buf.String()
 	var rep runReport
 	data, err := os.ReadFile(filepath.Join(dir, "results.json"))
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal(data, &rep))
-	require.Len(t, rep.Figures, len(figures))
-	for _, f := range rep.Figures {
-		require.Positive(t, f.BaselineNs, f.Name)
-		require.Positive(t, f.KrulesNs, f.Name)
-		require.InDelta(t, f.KrulesNs/f.BaselineNs, f.Ratio, 1e-9, f.Name)
+
+	t.Run("prints the tables and writes every output", func(t *testing.T) {
+		require.Zero(t, status, out)
+		require.Contains(t, out, "Preallocation strategies in a notifier callback")
+		require.Contains(t, out, "MightSleep outside sections")
+		require.Contains(t, out, "BUG: sleeping function called from invalid context at ")
+		require.Contains(t, out, "non_block: 1")
+
+		require.Len(t, rep.Figures, len(figures))
+		for _, f := range rep.Figures {
+			require.Positive(t, f.BaselineNs, f.Name)
+			require.Positive(t, f.KrulesNs, f.Name)
+			require.InDelta(t, f.KrulesNs/f.BaselineNs, f.Ratio, 1e-9, f.Name)
+		}
+		require.Len(t, rep.Strategies, len(strategies)*len(conditions))
+		require.NotNil(t, rep.Workload)
+		for name, want := range map[string]string{
+			"overhead-ratios.svg":  "MightSleep outside sections",
+			"strategy-latency.svg": "3 mempool",
+		} {
+			svg, err := os.ReadFile(filepath.Join(dir, name))
+			require.NoError(t, err)
+			require.Contains(t, string(svg), "<svg", name)
+			require.Contains(t, string(svg), want, name)
+			require.Contains(t, out, "wrote "+filepath.Join(dir, name))
+		}
+	})
+
+	t.Run("strategies 2-5 raise no report in any condition", func(t *testing.T) {
+		for _, id := range []strategy{stratAtomic, stratMempool, stratPrealloc, stratStack} {
+			for _, r := range byStrategy(t, rep, id) {
+				at := r.Strategy + " under " + r.Condition
+				require.Empty(t, r.Err, at)
+				require.Zero(t, r.Reports.total(), "%s: %v", at, r.Reports.ByKind)
+				// A zero means something only if lockdep validated to the end.
+				require.True(t, r.LockdepOnAfter, at)
+				require.Positive(t, r.Modes[blockable].Invalidations, at)
+				require.Zero(t, r.Modes[blockable].Errors, at)
+				require.Equal(t, r.RegisterFailures, r.SourceErrors, at+": only strategy 4's registrations may fail")
+			}
+		}
+	})
+
+	t.Run("strategy 1 raises lockdep and sleep-in-atomic reports", func(t *testing.T) {
+		for _, r := range byStrategy(t, rep, stratKernel) {
+			at := r.Strategy + " under " + r.Condition
+			require.GreaterOrEqual(t, r.Reports.Lockdep, 1, at)
+			require.GreaterOrEqual(t, r.Reports.ByKind["circular-dependency"], 1, at)
+			require.GreaterOrEqual(t, r.Modes[nonBlockable].Reports.Sleep, 1, at+": the OOM reaper's callbacks sleep")
+			require.False(t, r.LockdepOnAfter, at+": lockdep turns itself off after its report")
+			require.False(t, r.Modes[nonBlockable].Shown, at)
+		}
+	})
+
+	// Against the raw observations, not the run's own verdict.
+	t.Run("each condition holds when its run starts", func(t *testing.T) {
+		for _, r := range rep.Strategies {
+			c, at := r.Check, r.Strategy+" under "+r.Condition
+			require.True(t, c.Held, at)
+			require.Less(t, c.Min, c.Low, at)
+			require.Less(t, c.Low, c.High, at)
+			switch r.ConditionKey {
+			case "plenty":
+				require.Greater(t, c.Free, c.High, at)
+				require.False(t, c.FaultsOn, at)
+			case "nearlow":
+				require.Greater(t, c.Free, c.Min, at)
+				require.LessOrEqual(t, c.Free, c.High, at)
+				require.True(t, c.KswapdRunning, at)
+				require.Positive(t, c.PageOutRuns, at)
+				require.Positive(t, c.Reclaimable, at)
+				require.Positive(t, c.KswapdReclaimed, at+": kswapd kept reclaiming during the run")
+				require.LessOrEqual(t, c.FreeP50, c.High, at+": and free pages stayed near low")
+			case "belowmin":
+				require.Less(t, c.Free, c.Min, at)
+				require.Greater(t, c.Free, c.AtomicFloor, at)
+				require.Zero(t, c.Reclaimable, at)
+				require.Less(t, c.FreeP95, c.Min, at+": and stayed below min")
+			case "faults":
+				require.Greater(t, c.Free, c.High, at)
+				require.True(t, c.FaultsOn, at)
+				if r.StrategyKey == "atomic" || r.StrategyKey == "mempool" {
+					require.Positive(t, c.FaultsInjected, at)
+				}
+			default:
+				t.Fatalf("unknown condition %q", r.ConditionKey)
+			}
+		}
+	})
+}
+
+// byStrategy returns a run's results for one strategy, one per condition.
+func byStrategy(t *testing.T, rep runReport, id strategy) []strategyResult {
+	var out []strategyResult
+	for _, r := range rep.Strategies {
+		if r.StrategyKey == strategyByID(id).key {
+			out = append(out, r)
+		}
 	}
-	svg, err := os.ReadFile(filepath.Join(dir, "overhead-ratios.svg"))
-	require.NoError(t, err)
-	require.Contains(t, string(svg), "<svg")
-	require.Contains(t, string(svg), "MightSleep outside sections")
+	require.Len(t, out, len(conditions))
+	return out
+}
+
+// BenchmarkStrategies runs the strategy workload as benchmarks, one per
+// strategy and memory condition: an op is one blockable change (an unmap
+// or an mprotect), with the OOM reaper running alongside. Besides ns/op it
+// reports the callbacks' latency quantiles and the reports raised:
+//
+//	go test -run '^$' -bench Strategies -count 10 ./bench | benchstat -
+func BenchmarkStrategies(b *testing.B) {
+	for _, s := range strategies {
+		for _, c := range conditions {
+			b.Run(s.key+"/"+c.key, func(b *testing.B) {
+				cfg := config{workers: 4, zoneMiB: 16, seed: 1}.workload()
+				cfg.started, cfg.stopped = b.ResetTimer, b.StopTimer
+				res, err := runStrategy(cfg, s, c, int64(b.N))
+				if err != nil {
+					b.Fatal(err)
+				}
+				blk, nb := res.Modes[blockable], res.Modes[nonBlockable]
+				if blk.Invalidations > 0 {
+					b.ReportMetric(blk.P50us*1e3, "p50-ns")
+					b.ReportMetric(blk.P99us*1e3, "p99-ns")
+				}
+				if nb.Shown && nb.Invalidations > 0 {
+					b.ReportMetric(nb.P50us*1e3, "nonblock-p50-ns")
+					b.ReportMetric(nb.P99us*1e3, "nonblock-p99-ns")
+				}
+				b.ReportMetric(float64(res.Reports.total()), "reports")
+			})
+		}
+	}
 }

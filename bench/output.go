@@ -26,6 +26,9 @@ type runReport struct {
 	CPUs      int            `json:"cpus"`
 	Quick     bool           `json:"quick"`
 	Figures   []figureResult `json:"figures"`
+	// Workload and Strategies are the strategy report's runs.
+	Workload   *workloadReport  `json:"workload,omitempty"`
+	Strategies []strategyResult `json:"strategies,omitempty"`
 }
 
 type figureResult struct {
@@ -78,6 +81,13 @@ func writeOutputs(dir string, rep runReport) ([]string, error) {
 		return nil, err
 	}
 	files = append(files, path)
+	if len(rep.Strategies) > 0 {
+		path = filepath.Join(dir, "strategy-latency.svg")
+		if err := latencyChart(path, rep.Strategies); err != nil {
+			return files, err
+		}
+		files = append(files, path)
+	}
 	if len(rep.Figures) > 0 {
 		path = filepath.Join(dir, "overhead-ratios.svg")
 		if err := ratioChart(path, rep.Figures); err != nil {
