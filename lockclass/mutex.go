@@ -5,7 +5,6 @@ import (
 	"unsafe"
 
 	"github.com/krules/krules/internal/stack"
-	"github.com/krules/krules/internal/task"
 )
 
 // Mutex is the kernel's struct mutex under lockdep: a sleeping lock that
@@ -22,11 +21,8 @@ import (
 type Mutex struct {
 	_    noCopy
 	core core
-	// owner and ownerID remember the goroutine whose held-lock stack has the
-	// entry, so Unlock compares goroutine ids instead of walking the table.
-	owner   *task.Task
-	ownerID int64
-	dep     Map
+	own  owner
+	dep  Map
 }
 
 var mutexDefaults = []Option{waitTypes(waitSleep, 0)}
@@ -88,7 +84,7 @@ func (m *Mutex) lock(ctx context.Context, sub int, nest *Map, pc uintptr) error 
 		return err
 	}
 	if t != nil {
-		m.owner, m.ownerID = t, t.ID
+		m.own.set(t)
 	}
 	return nil
 }
@@ -104,20 +100,10 @@ func (m *Mutex) TryLock() bool {
 	}
 	if compiledIn && enabled.Load() {
 		if t := acquire(&m.dep, 0, 0, fTry, nil, stack.ReturnPC(), mutexDefaults); t != nil {
-			m.owner, m.ownerID = t, t.ID
+			m.own.set(t)
 		}
 	}
 	return true
-}
-
-func (m *Mutex) unlockTracked() {
-	t, id := m.owner, m.ownerID
-	m.owner, m.ownerID = nil, 0
-	if id == task.ID() {
-		release(&m.dep, t)
-		return
-	}
-	releaseShared(&m.dep) // another goroutine's lock
 }
 
 // IsLocked reports whether somebody holds m: mutex_is_locked.

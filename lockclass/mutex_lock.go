@@ -30,21 +30,19 @@ func (m *Mutex) Lock() {
 	if !m.core.tryLock() {
 		m.core.lockSlow(nil, true)
 	}
-	if t != nil {
-		m.owner, m.ownerID = t, t.ID
-	}
+	m.own.set(t)
 }
 
 // Unlock unlocks m: mutex_unlock. Unlocking a mutex the goroutine does not
 // hold is reported as a bad unlock balance and, if it was not locked at
 // all, leaves it alone.
 func (m *Mutex) Unlock() {
-	if compiledIn && m.ownerID != 0 {
+	if compiledIn && m.own.id != 0 {
 		// The cached path: the caller is the owner and m is on top.
-		if t := m.owner; m.ownerID == task.ID() {
+		if t := m.own.t; m.own.id == task.ID() {
 			held := t.Lockdep.Held
 			if n := len(held) - 1; n >= 0 && held[n].Instance == unsafe.Pointer(&m.dep) && held[n].References|uint32(held[n].PinCount) == 0 {
-				m.owner, m.ownerID = nil, 0
+				m.own = owner{}
 				t.Lockdep.ChainKey = held[n].PrevChainKey
 				t.Lockdep.Held = held[:n]
 				if n == 0 {
@@ -54,7 +52,7 @@ func (m *Mutex) Unlock() {
 				return
 			}
 		}
-		m.unlockTracked()
+		m.own.release(&m.dep)
 	} else if compiledIn && enabled.Load() && !m.core.wlocked() {
 		releaseShared(&m.dep) // not locked: a double unlock
 	}

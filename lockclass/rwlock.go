@@ -5,7 +5,6 @@ import (
 	"unsafe"
 
 	"github.com/krules/krules/internal/stack"
-	"github.com/krules/krules/internal/task"
 	"github.com/krules/krules/nonblock"
 )
 
@@ -17,11 +16,10 @@ import (
 //
 // Keys, classes and the zero value are as for Mutex.
 type RWLock struct {
-	_       noCopy
-	state   atomic.Int32 // -1: a writer; n > 0: n readers
-	owner   *task.Task
-	ownerID int64
-	dep     Map
+	_     noCopy
+	state atomic.Int32 // -1: a writer; n > 0: n readers
+	own   owner
+	dep   Map
 }
 
 var rwlockDefaults = []Option{waitTypes(waitConfig, 0)}
@@ -46,7 +44,7 @@ func (l *RWLock) Lock() {
 	t := acquire(&l.dep, 0, 0, 0, nil, pc, rwlockDefaults)
 	spinUntil(func() bool { return l.state.CompareAndSwap(0, -1) }, func() bool { return l.state.Load() == 0 })
 	if t != nil {
-		l.owner, l.ownerID = t, t.ID
+		l.own.set(t)
 	}
 }
 
@@ -61,7 +59,7 @@ func (l *RWLock) TryLock() bool {
 		return false
 	}
 	if t := acquire(&l.dep, 0, 0, fTry, nil, pc, rwlockDefaults); t != nil {
-		l.owner, l.ownerID = t, t.ID
+		l.own.set(t)
 	}
 	return true
 }
@@ -69,15 +67,7 @@ func (l *RWLock) TryLock() bool {
 // Unlock releases the write side: write_unlock.
 func (l *RWLock) Unlock() {
 	if compiledIn {
-		if l.ownerID != 0 {
-			t, id := l.owner, l.ownerID
-			l.owner, l.ownerID = nil, 0
-			if id == task.ID() {
-				release(&l.dep, t)
-			} else {
-				releaseShared(&l.dep)
-			}
-		} else if enabled.Load() && l.state.Load() != -1 {
+		if !l.own.release(&l.dep) && enabled.Load() && l.state.Load() != -1 {
 			releaseShared(&l.dep)
 		}
 	}

@@ -20,11 +20,10 @@ import (
 // released by the goroutine that took them, except for the *NonOwner pair,
 // which the validator does not follow (down_read_non_owner).
 type RWSem struct {
-	_       noCopy
-	core    core
-	owner   *task.Task // the writer's record
-	ownerID int64
-	dep     Map
+	_    noCopy
+	core core
+	own  owner
+	dep  Map
 }
 
 var rwsemDefaults = []Option{waitTypes(waitSleep, 0)}
@@ -84,7 +83,7 @@ func (s *RWSem) lock(ctx context.Context, sub int, nest *Map, pc uintptr) error 
 		return err
 	}
 	if t != nil {
-		s.owner, s.ownerID = t, t.ID
+		s.own.set(t)
 	}
 	return nil
 }
@@ -97,7 +96,7 @@ func (s *RWSem) TryLock() bool {
 		return false
 	}
 	if t := acquire(&s.dep, 0, 0, fTry, nil, stack.ReturnPC(), rwsemDefaults); t != nil {
-		s.owner, s.ownerID = t, t.ID
+		s.own.set(t)
 	}
 	return true
 }
@@ -105,15 +104,7 @@ func (s *RWSem) TryLock() bool {
 // Unlock releases the write side: up_write.
 func (s *RWSem) Unlock() {
 	if compiledIn {
-		if s.ownerID != 0 {
-			t, id := s.owner, s.ownerID
-			s.owner, s.ownerID = nil, 0
-			if id == task.ID() {
-				release(&s.dep, t)
-			} else {
-				releaseShared(&s.dep)
-			}
-		} else if enabled.Load() && !s.core.wlocked() {
+		if !s.own.release(&s.dep) && enabled.Load() && !s.core.wlocked() {
 			releaseShared(&s.dep)
 		}
 	}
@@ -234,8 +225,8 @@ func (s *RWSem) RUnlockNonOwner() { s.core.runlock() }
 //go:noinline
 func (s *RWSem) Downgrade() {
 	pc := stack.ReturnPC()
-	tracked := s.ownerID != 0
-	s.owner, s.ownerID = nil, 0
+	tracked := s.own.id != 0
+	s.own = owner{}
 	if compiledIn && (tracked || enabled.Load() && !s.core.wlocked()) {
 		downgrade(&s.dep, pc) // untracked and not write-locked: reported
 	}

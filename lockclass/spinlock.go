@@ -18,11 +18,10 @@ import (
 //
 // Keys, classes and the zero value are as for Mutex.
 type SpinLock struct {
-	_       noCopy
-	state   atomic.Int32
-	owner   *task.Task
-	ownerID int64
-	dep     Map
+	_     noCopy
+	state atomic.Int32
+	own   owner
+	dep   Map
 }
 
 var spinDefaults = []Option{waitTypes(waitSpin, 0)}
@@ -58,7 +57,7 @@ func (l *SpinLock) lock(sub int, nest *Map, pc uintptr) {
 	t := acquire(&l.dep, sub, 0, 0, nest, pc, spinDefaults)
 	spinUntil(func() bool { return l.state.CompareAndSwap(0, 1) }, func() bool { return l.state.Load() == 0 })
 	if t != nil {
-		l.owner, l.ownerID = t, t.ID
+		l.own.set(t)
 	}
 }
 
@@ -73,7 +72,7 @@ func (l *SpinLock) TryLock() bool {
 		return false
 	}
 	if t := acquire(&l.dep, 0, 0, fTry, nil, pc, spinDefaults); t != nil {
-		l.owner, l.ownerID = t, t.ID
+		l.own.set(t)
 	}
 	return true
 }
@@ -81,15 +80,7 @@ func (l *SpinLock) TryLock() bool {
 // Unlock releases the lock and leaves the atomic section: spin_unlock.
 func (l *SpinLock) Unlock() {
 	if compiledIn {
-		if l.ownerID != 0 {
-			t, id := l.owner, l.ownerID
-			l.owner, l.ownerID = nil, 0
-			if id == task.ID() {
-				release(&l.dep, t)
-			} else {
-				releaseShared(&l.dep)
-			}
-		} else if enabled.Load() && l.state.Load() == 0 {
+		if !l.own.release(&l.dep) && enabled.Load() && l.state.Load() == 0 {
 			releaseShared(&l.dep)
 		}
 	}

@@ -1,0 +1,36 @@
+package lockclass
+
+import "github.com/krules/krules/internal/task"
+
+// owner remembers the goroutine whose held-lock stack has a lock's entry
+// (the writer's, for the read-write locks), so that Unlock compares goroutine
+// ids instead of walking the task table. It is written by the holder only.
+type owner struct {
+	t  *task.Task
+	id int64
+}
+
+// set records t as the holder; a nil t (an untracked acquisition) is ignored.
+func (o *owner) set(t *task.Task) {
+	if t != nil {
+		o.t, o.id = t, t.ID
+	}
+}
+
+// release forgets the holder and drops m's held-lock entry: from the
+// holder's own stack if the caller is the holder, or else as a release by
+// another goroutine, which the validator reports (bad unlock balance). It
+// reports whether there was a tracked holder.
+func (o *owner) release(m *Map) bool {
+	t, id := o.t, o.id
+	if id == 0 {
+		return false
+	}
+	*o = owner{}
+	if id == task.ID() {
+		release(m, t)
+	} else {
+		releaseShared(m)
+	}
+	return true
+}
