@@ -160,6 +160,11 @@ func ratioPlot(figs []figureResult) (*plot.Plot, error) {
 func saveSVG(p *plot.Plot, w, h vg.Length, path string) error {
 	c := vgsvg.NewWith(vgsvg.UseWH(w, h))
 	p.Draw(draw.New(c))
+	return writeCanvas(c, path)
+}
+
+// writeCanvas writes a drawn SVG canvas to path.
+func writeCanvas(c *vgsvg.Canvas, path string) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"image/color"
-	"os"
 	"strings"
 
 	"gonum.org/v1/plot"
@@ -45,15 +44,7 @@ func latencyChart(path string, results []strategyResult) error {
 	for i, row := range rows {
 		row[0].Draw(canvases[i][0])
 	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := c.WriteTo(f); err != nil {
-		f.Close()
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return f.Close()
+	return writeCanvas(c, path)
 }
 
 // latencyPoints are one strategy's points in a panel: X the condition

@@ -56,14 +56,7 @@ func (p *Pool[T]) allocate(ctx context.Context, flags gfp.Flags) (T, error) {
 		p.mu.Lock()
 		p.st.allocatorFailures++
 		if len(p.elements) > 0 {
-			x, bad := p.removeElement()
-			p.st.fromReserve++
-			p.mu.Unlock()
-			if bad >= 0 {
-				p.reportPoison(x, bad)
-			}
-			p.handOut(x)
-			return x, nil
+			return p.takeReserved(), nil
 		}
 		if tmp != flags {
 			// The first pass found the reserve empty: try the allocator at
@@ -101,6 +94,14 @@ func (p *Pool[T]) AllocPreallocated() (x T, ok bool) {
 		p.mu.Unlock()
 		return x, false
 	}
+	return p.takeReserved(), true
+}
+
+// takeReserved pops the newest reserve element and hands it out. The
+// caller holds p.mu and has seen the reserve non-empty; takeReserved
+// unlocks, then checks the element's poison outside the lock, as
+// remove_element's caller does.
+func (p *Pool[T]) takeReserved() T {
 	x, bad := p.removeElement()
 	p.st.fromReserve++
 	p.mu.Unlock()
@@ -108,7 +109,7 @@ func (p *Pool[T]) AllocPreallocated() (x T, ok bool) {
 		p.reportPoison(x, bad)
 	}
 	p.handOut(x)
-	return x, true
+	return x
 }
 
 // handOut accounts an element given to a caller.

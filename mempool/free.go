@@ -23,22 +23,9 @@ func (p *Pool[T]) Free(x T) {
 		return
 	}
 	p.out.Add(-1)
-	if p.curr.Load() < p.minNr.Load() {
+	if p.wantsRefill(p.curr.Load()) {
 		p.mu.Lock()
-		if int64(len(p.elements)) < p.minNr.Load() && !p.closed.Load() {
-			p.addElement(x)
-			p.st.refills++
-			p.mu.Unlock()
-			p.wait.WakeUp()
-			return
-		}
-		p.mu.Unlock()
-	}
-	// A pool without a reserve keeps one element anyway, so that waiters
-	// are woken by frees.
-	if p.minNr.Load() == 0 && p.curr.Load() == 0 {
-		p.mu.Lock()
-		if p.minNr.Load() == 0 && len(p.elements) == 0 && !p.closed.Load() {
+		if p.wantsRefill(int64(len(p.elements))) && !p.closed.Load() {
 			p.addElement(x)
 			p.st.refills++
 			p.mu.Unlock()
@@ -64,4 +51,12 @@ func (p *Pool[T]) accept(x T) bool {
 		return false
 	}
 	return true
+}
+
+// wantsRefill reports whether a reserve of n elements takes a freed element
+// back: while below minNr, and, for a pool without a reserve, while empty,
+// so that waiters are still woken by frees.
+func (p *Pool[T]) wantsRefill(n int64) bool {
+	min := p.minNr.Load()
+	return n < min || min == 0 && n == 0
 }
