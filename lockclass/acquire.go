@@ -34,7 +34,7 @@ func acquire(m *Map, sub int, read uint8, fl uint8, nest *Map, pc uintptr, defau
 	if !compiledIn || !enabled.Load() {
 		return nil
 	}
-	t := task.Claim(task.ID())
+	t := task.Current()
 	if fl&fSleep != 0 && t.NonBlock|t.Preempt != 0 {
 		nonblock.MightSleep()
 	}
@@ -46,44 +46,48 @@ func acquire(m *Map, sub int, read uint8, fl uint8, nest *Map, pc uintptr, defau
 
 // pushCached is the cached path of an acquisition: if c is current and the
 // chain it makes was validated before, push the entry and report true.
+//
+// It is the whole cost of a validated lock beyond the lock itself, so it
+// does only what a cached chain still needs: the usage bits and the depth
+// high-water mark were recorded when the chain was validated (the chain key
+// includes the read mode), and only a trylock, which skips validation, sets
+// its usage here.
 func pushCached(t *task.Task, m *Map, c *class, read uint8, try bool, pc uintptr) bool {
 	if c == nil || c.state.Load() != 0 || t.Lockdep.Off != 0 {
 		return false
 	}
 	held := t.Lockdep.Held
 	n := len(held)
-	if n >= MaxLockDepth-1 {
-		return false
+	if n >= MaxLockDepth-1 || n == cap(held) {
+		return false // the slow path checks the depth and grows the stack
 	}
 	prev := t.Lockdep.ChainKey
 	key := chainKeyMix(prev, c.ids[read])
-	if !try {
-		if n == 0 {
-			if !c.head[read].Load() {
-				return false
-			}
-		} else if !c.g.chains.Load().has(key) {
+	switch {
+	case try:
+		c.markUsage(read, true, false)
+	case n == 0:
+		if !c.head[read].Load() {
 			return false
 		}
-	}
-	c.markUsage(read, true, false)
-	if n == cap(held) {
-		held = append(held, task.HeldLock{})
+	default:
+		if !c.g.chains.Load().has(key) {
+			return false
+		}
+		if int32(n) >= c.g.maxDepth.Load() {
+			c.g.noteDepth(n + 1)
+		}
 	}
 	held = held[:n+1]
+	// Field by field: a composite literal is built on the stack and copied
+	// with 16-byte moves that stall on store forwarding.
 	h := &held[n]
 	h.Instance, h.Class, h.NestLock = unsafe.Pointer(m), unsafe.Pointer(c), nil
 	h.Site, h.PrevChainKey = pc, prev
 	h.References, h.PinCount = 0, 0
 	h.Read, h.Trylock, h.Check = read, try, true
-	if h.Label != "" { // a reused slot; the validator itself never sets labels
-		h.Label = ""
-	}
 	t.Lockdep.Held = held
 	t.Lockdep.ChainKey = key
-	if int32(n) >= c.g.maxDepth.Load() {
-		c.g.noteDepth(n + 1)
-	}
 	return true
 }
 

@@ -20,7 +20,7 @@ func (m *Mutex) Lock() {
 	}
 	// acquire's cached path, inline.
 	pc := stack.ReturnPC()
-	t := task.Claim(task.ID())
+	t := task.Current()
 	if t.NonBlock|t.Preempt != 0 {
 		nonblock.MightSleep()
 	}
@@ -39,7 +39,11 @@ func (m *Mutex) Lock() {
 func (m *Mutex) Unlock() {
 	if compiledIn && m.own.id != 0 {
 		// The cached path: the caller is the owner and m is on top.
-		if t := m.own.t; m.own.id == task.ID() {
+		id, ok := task.FastID()
+		if !ok {
+			id = task.ID()
+		}
+		if t := m.own.t; m.own.id == id {
 			held := t.Lockdep.Held
 			if n := len(held) - 1; n >= 0 && held[n].Instance == unsafe.Pointer(&m.dep) && held[n].References|uint32(held[n].PinCount) == 0 {
 				m.own = owner{}

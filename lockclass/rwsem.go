@@ -126,7 +126,7 @@ func (s *RWSem) RLock() {
 	}
 	// acquire's cached path, inline.
 	pc := stack.ReturnPC()
-	t := task.Claim(task.ID())
+	t := task.Current()
 	if t.NonBlock|t.Preempt != 0 {
 		nonblock.MightSleep()
 	}

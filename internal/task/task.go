@@ -21,8 +21,14 @@ import (
 
 // Task is the per-goroutine record.
 type Task struct {
-	id   atomic.Int64 // owning goroutine; 0 when the slot is free
-	next atomic.Pointer[Task]
+	owner atomic.Int64 // the goroutine the node belongs to, for its whole life
+	// busy is 1 while the record exists (is non-empty); only the owner
+	// stores it, with ownerStore, except Reap for a dead owner.
+	busy atomic.Int32
+	// retiring is set by a trim taking the node out of its bucket; an owner
+	// that sees it backs off (see table.go).
+	retiring atomic.Int32
+	next     atomic.Pointer[Task]
 
 	// ID is the owning goroutine's id, a plain copy for the owner's use.
 	ID int64
@@ -72,28 +78,37 @@ func LookupID(id int64) *Task { return lookup(id) }
 
 // Current returns the calling goroutine's record, creating it if needed.
 // The caller must call ReleaseIfEmpty once it has cleared what it set.
+//
+// The lock validator calls it on every acquisition, so it is one call deep
+// and takes the goroutine's own node back with two plain memory accesses.
 func Current() *Task {
-	if idMode.Load() != modeFast {
-		return Claim(slowID())
+	var id int64
+	if idMode.Load() == modeFast {
+		id = goid.Get()
+	} else {
+		id = slowID()
 	}
-	return Claim(goid.Get())
+	for t := bucketFor(id).head.Load(); t != nil; t = t.next.Load() {
+		if t.owner.Load() == id {
+			if t.busy.Load() != 0 || t.take() {
+				return t
+			}
+			break
+		}
+	}
+	return claimSlow(id)
 }
 
-// ReleaseIfEmpty drops the record from the table if it carries no state.
-// Only the owner calls it.
+// ReleaseIfEmpty drops the record if it carries no state: the node goes
+// idle, for the goroutine to take again. Only the owner calls it.
 func (t *Task) ReleaseIfEmpty() {
 	if !t.Empty() {
 		return
 	}
-	id := t.ID
-	t.ID = 0
 	t.NonBlockSite, t.PreemptSite = 0, 0
 	t.Lockdep.ChainKey = 0
-	t.id.Store(0) // publishes the cleared fields to the next owner of the slot
-	b := bucketFor(id)
-	if b.nodes.Load() > idlePerBucket {
-		b.trim()
-	}
+	// After the clearing stores: whoever sees the node idle sees it clear.
+	ownerStore(&t.busy, 0)
 }
 
 // Each calls fn for every live record until fn returns false. Reading the
@@ -102,16 +117,22 @@ func (t *Task) ReleaseIfEmpty() {
 func Each(fn func(t *Task) bool) {
 	for i := range table {
 		for t := table[i].head.Load(); t != nil; t = t.next.Load() {
-			if t.id.Load() > 0 && !fn(t) {
+			if t.busy.Load() != 0 && !fn(t) {
 				return
 			}
 		}
 	}
 }
 
-// Owner returns the id of the goroutine that owns the record, or 0 if the
-// slot is free. Unlike ID it may be read by any goroutine.
-func (t *Task) Owner() int64 { return t.id.Load() }
+// Owner returns the id of the goroutine whose record this is, or 0 if the
+// record does not exist now (the node is idle). Unlike ID it may be read by
+// any goroutine.
+func (t *Task) Owner() int64 {
+	if t.busy.Load() == 0 {
+		return 0
+	}
+	return t.owner.Load()
+}
 
 // Len returns the number of live records.
 func Len() int {
@@ -129,5 +150,7 @@ func Reap(t *Task) {
 	t.Lockdep.Off = 0
 	clear(t.Regions) // a dead goroutine's regions cannot be ended; drop them
 	t.Regions = t.Regions[:0]
-	t.ReleaseIfEmpty()
+	t.NonBlockSite, t.PreemptSite = 0, 0
+	t.Lockdep.ChainKey = 0
+	t.busy.Store(0)
 }

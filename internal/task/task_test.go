@@ -150,7 +150,7 @@ func TestReapFreesADeadGoroutinesRecord(t *testing.T) {
 	done := make(chan *Task)
 	go func() {
 		tk := Current()
-		tk.Lockdep.Held = append(tk.Lockdep.Held, HeldLock{Label: "(x)"})
+		tk.Lockdep.Held = append(tk.Lockdep.Held, HeldLock{Site: 1})
 		done <- tk
 	}()
 	tk := <-done
