@@ -5,7 +5,6 @@ package lockclass
 import (
 	"unsafe"
 
-	"github.com/krules/krules/internal/stack"
 	"github.com/krules/krules/internal/task"
 	"github.com/krules/krules/nonblock"
 )
@@ -19,8 +18,11 @@ func (m *Mutex) Lock() {
 		return
 	}
 	// acquire's cached path, inline.
-	pc := stack.ReturnPC()
-	t := task.Current()
+	id, pc := task.SiteID()
+	if id == 0 {
+		id = task.ID()
+	}
+	t := task.Claim(id)
 	if t.NonBlock|t.Preempt != 0 {
 		nonblock.MightSleep()
 	}

@@ -125,8 +125,11 @@ func (s *RWSem) RLock() {
 		return
 	}
 	// acquire's cached path, inline.
-	pc := stack.ReturnPC()
-	t := task.Current()
+	id, pc := task.SiteID()
+	if id == 0 {
+		id = task.ID()
+	}
+	t := task.Claim(id)
 	if t.NonBlock|t.Preempt != 0 {
 		nonblock.MightSleep()
 	}

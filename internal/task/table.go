@@ -69,7 +69,7 @@ func (t *Task) take() bool {
 	return false
 }
 
-// claimSlow is Current's path when the fast take did not succeed: under the
+// claimSlow is Claim's path when the fast take did not succeed: under the
 // bucket lock, where no trim runs, the caller's node is taken or, if it was
 // retired or never existed, a new one is pushed.
 func claimSlow(id int64) *Task {

@@ -78,16 +78,18 @@ func LookupID(id int64) *Task { return lookup(id) }
 
 // Current returns the calling goroutine's record, creating it if needed.
 // The caller must call ReleaseIfEmpty once it has cleared what it set.
-//
-// The lock validator calls it on every acquisition, so it is one call deep
-// and takes the goroutine's own node back with two plain memory accesses.
 func Current() *Task {
-	var id int64
-	if idMode.Load() == modeFast {
-		id = goid.Get()
-	} else {
-		id = slowID()
+	if idMode.Load() != modeFast {
+		return Claim(slowID())
 	}
+	return Claim(goid.Get())
+}
+
+// Claim is Current for callers that already know their goroutine id (from
+// SiteID); id must be the caller's. The lock validator calls it on every
+// acquisition: it takes the goroutine's own node back with two plain memory
+// accesses and no atomic read-modify-write.
+func Claim(id int64) *Task {
 	for t := bucketFor(id).head.Load(); t != nil; t = t.next.Load() {
 		if t.owner.Load() == id {
 			if t.busy.Load() != 0 || t.take() {
