@@ -70,10 +70,13 @@ func pushCached(t *task.Task, m *Map, c *class, read uint8, try bool, pc uintptr
 		if !c.head[read].Load() {
 			return false
 		}
+	case key == m.lastChain.Load():
+		// validated before, and its depth was recorded then
 	default:
 		if !c.g.chains.Load().has(key) {
 			return false
 		}
+		m.lastChain.Store(key)
 		if int32(n) >= c.g.maxDepth.Load() {
 			c.g.noteDepth(n + 1)
 		}
