@@ -102,15 +102,14 @@ func Claim(id int64) *Task {
 }
 
 // ReleaseIfEmpty drops the record if it carries no state: the node goes
-// idle, for the goroutine to take again. Only the owner calls it.
+// idle, for the goroutine to take again. Only the owner calls it. It is
+// cheap enough to be inlined into the unlock paths: the fields that outlive
+// their counts (the section sites) are reset by their owners, and the lock
+// validator leaves ChainKey 0 with the held-lock stack empty.
 func (t *Task) ReleaseIfEmpty() {
-	if !t.Empty() {
-		return
+	if t.Empty() {
+		ownerStore(&t.busy, 0) // after the clearing stores, as a release
 	}
-	t.NonBlockSite, t.PreemptSite = 0, 0
-	t.Lockdep.ChainKey = 0
-	// After the clearing stores: whoever sees the node idle sees it clear.
-	ownerStore(&t.busy, 0)
 }
 
 // Each calls fn for every live record until fn returns false. Reading the
