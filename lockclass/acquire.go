@@ -61,25 +61,27 @@ func pushCached(t *task.Task, m *Map, c *class, read uint8, try bool, pc uintptr
 	if n >= MaxLockDepth-1 || n == cap(held) {
 		return false // the slow path checks the depth and grows the stack
 	}
-	prev := t.Lockdep.ChainKey
-	key := chainKeyMix(prev, c.ids[read])
-	switch {
-	case try:
+	var prev, key uint64
+	if n == 0 {
+		key = c.headKeys[read]
+		if !try && !c.head[read].Load() {
+			return false
+		}
+	} else {
+		prev = t.Lockdep.ChainKey
+		key = chainKeyMix(prev, c.ids[read])
+		if !try && key != m.lastChain.Load() {
+			if !c.g.chains.Load().has(key) {
+				return false
+			}
+			m.lastChain.Store(key)
+			if int32(n) >= c.g.maxDepth.Load() {
+				c.g.noteDepth(n + 1)
+			}
+		}
+	}
+	if try {
 		c.markUsage(read, true, false)
-	case n == 0:
-		if !c.head[read].Load() {
-			return false
-		}
-	case key == m.lastChain.Load():
-		// validated before, and its depth was recorded then
-	default:
-		if !c.g.chains.Load().has(key) {
-			return false
-		}
-		m.lastChain.Store(key)
-		if int32(n) >= c.g.maxDepth.Load() {
-			c.g.noteDepth(n + 1)
-		}
 	}
 	held = held[:n+1]
 	// Field by field: a composite literal is built on the stack and copied

@@ -27,6 +27,8 @@ type class struct {
 	// (the kernel's class_idx | read << 13): random 64-bit values, so chain
 	// keys of different validators never meet.
 	ids [3]uint64
+	// headKeys are the keys of the one-lock chains, chainKeyMix(0, ids[r]).
+	headKeys [3]uint64
 
 	// state is zero while the class validates normally; any bit sends its
 	// acquisitions down the slow path.
@@ -165,6 +167,9 @@ func (g *graph) register(cfg *mapConfig, key *Key, sub int) (*class, *krules.Rep
 	}
 	c := &class{g: g, key: key, sub: uint8(sub), name: name, inner: cfg.inner, outer: cfg.outer}
 	c.ids = [3]uint64{nextID(), nextID(), nextID()}
+	for r, id := range c.ids {
+		c.headKeys[r] = chainKeyMix(0, id)
+	}
 	switch key {
 	case &noValidateKey:
 		c.state.Store(stNoValidate)
