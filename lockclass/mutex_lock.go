@@ -22,7 +22,10 @@ func (m *Mutex) Lock() {
 	if id == 0 {
 		id = task.ID()
 	}
-	t := task.Claim(id)
+	t := task.ClaimHead(id)
+	if t == nil {
+		t = task.Claim(id)
+	}
 	if t.NonBlock|t.Preempt != 0 {
 		nonblock.MightSleep()
 	}

@@ -59,19 +59,11 @@ func lookup(id int64) *Task {
 	return nil
 }
 
-// take marks the caller's own idle node busy, unless a trim is retiring it.
-func (t *Task) take() bool {
-	ownerStore(&t.busy, 1)
-	if t.retiring.Load() == 0 {
-		return true
-	}
-	ownerStore(&t.busy, 0)
-	return false
-}
-
-// claimSlow is Claim's path when the fast take did not succeed: under the
-// bucket lock, where no trim runs, the caller's node is taken or, if it was
-// retired or never existed, a new one is pushed.
+// claimSlow is Claim's path when its node was being retired or is not in
+// the bucket: under the bucket lock, where no trim runs, the caller's node is
+// taken, or if it was retired or never existed, a new one is pushed. (A
+// retired node may be left with busy set by the owner's late take; it is out
+// of the bucket and nobody reads it.)
 func claimSlow(id int64) *Task {
 	b := bucketFor(id)
 	b.lock()

@@ -86,19 +86,36 @@ func Current() *Task {
 }
 
 // Claim is Current for callers that already know their goroutine id (from
-// SiteID); id must be the caller's. The lock validator calls it on every
-// acquisition: it takes the goroutine's own node back with two plain memory
-// accesses and no atomic read-modify-write.
+// SiteID); id must be the caller's. It takes the goroutine's own node back
+// with plain memory accesses and no atomic read-modify-write.
 func Claim(id int64) *Task {
 	for t := bucketFor(id).head.Load(); t != nil; t = t.next.Load() {
 		if t.owner.Load() == id {
-			if t.busy.Load() != 0 || t.take() {
+			if t.take() {
 				return t
 			}
 			break
 		}
 	}
 	return claimSlow(id)
+}
+
+// ClaimHead is Claim's common case, small enough to be inlined into the lock
+// hot paths: the caller's node heads its bucket. It returns nil otherwise;
+// call Claim then.
+func ClaimHead(id int64) *Task {
+	if t := bucketFor(id).head.Load(); t != nil && t.owner.Load() == id && t.take() {
+		return t
+	}
+	return nil
+}
+
+// take marks the caller's own node busy unless a trim is retiring it: the
+// owner's side of the table's Dekker pair (see table.go). When it fails the
+// node may be left busy; claimSlow sorts that out under the bucket lock.
+func (t *Task) take() bool {
+	ownerStore(&t.busy, 1) // busy already or not: a store to our own line
+	return t.retiring.Load() == 0
 }
 
 // ReleaseIfEmpty drops the record if it carries no state: the node goes
