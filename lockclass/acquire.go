@@ -84,6 +84,7 @@ func pushCached(t *task.Task, m *Map, c *class, read uint8, try bool, pc uintptr
 		c.markUsage(read, true, false)
 	}
 	held = held[:n+1]
+	t.Lockdep.Held = held // before any other store: only the length changes
 	// Field by field: a composite literal is built on the stack and copied
 	// with 16-byte moves that stall on store forwarding.
 	h := &held[n]
@@ -91,7 +92,6 @@ func pushCached(t *task.Task, m *Map, c *class, read uint8, try bool, pc uintptr
 	h.Site, h.PrevChainKey = pc, prev
 	h.References, h.PinCount = 0, 0
 	h.Read, h.Trylock, h.Check = read, try, true
-	t.Lockdep.Held = held
 	t.Lockdep.ChainKey = key
 	return true
 }

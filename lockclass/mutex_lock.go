@@ -51,9 +51,10 @@ func (m *Mutex) Unlock() {
 		if t := m.own.t; m.own.id == id {
 			held := t.Lockdep.Held
 			if n := len(held) - 1; n >= 0 && held[n].Instance == unsafe.Pointer(&m.dep) && held[n].References|uint32(held[n].PinCount) == 0 {
-				m.own = owner{}
-				t.Lockdep.ChainKey = held[n].PrevChainKey
-				t.Lockdep.Held = held[:n]
+				prev := held[n].PrevChainKey
+				t.Lockdep.Held = held[:n] // first, so that only the length is stored
+				t.Lockdep.ChainKey = prev
+				m.own.id = 0 // the stale t is never read without the id
 				if n == 0 {
 					t.ReleaseIfEmpty()
 				}
