@@ -85,15 +85,35 @@ func pushCached(t *task.Task, m *Map, c *class, read uint8, try bool, pc uintptr
 	}
 	held = held[:n+1]
 	t.Lockdep.Held = held // before any other store: only the length changes
-	// Field by field: a composite literal is built on the stack and copied
-	// with 16-byte moves that stall on store forwarding.
-	h := &held[n]
+	fillEntry(&held[n], m, c, read, try, pc, prev)
+	t.Lockdep.ChainKey = key
+	return true
+}
+
+// headCached reports whether t taking c is pushCached's commonest case:
+// nothing held and the class's one-lock chain cached. It and pushHead are
+// small enough to be inlined into the lock paths.
+func headCached(t *task.Task, c *class, read uint8) bool {
+	return c != nil && len(t.Lockdep.Held) == 0 && cap(t.Lockdep.Held) != 0 &&
+		c.state.Load() == 0 && t.Lockdep.Off == 0 && c.head[read].Load()
+}
+
+// pushHead pushes the entry headCached approved.
+func pushHead(t *task.Task, m *Map, c *class, read uint8, pc uintptr) {
+	held := t.Lockdep.Held[:1]
+	t.Lockdep.Held = held
+	fillEntry(&held[0], m, c, read, false, pc, 0)
+	t.Lockdep.ChainKey = c.headKeys[read]
+}
+
+// fillEntry writes a cached acquisition's held-lock entry field by field: a
+// composite literal is built on the stack and copied with 16-byte moves that
+// stall on store forwarding.
+func fillEntry(h *task.HeldLock, m *Map, c *class, read uint8, try bool, pc uintptr, prev uint64) {
 	h.Instance, h.Class, h.NestLock = unsafe.Pointer(m), unsafe.Pointer(c), nil
 	h.Site, h.PrevChainKey = pc, prev
 	h.References, h.PinCount = 0, 0
 	h.Read, h.Trylock, h.Check = read, try, true
-	t.Lockdep.ChainKey = key
-	return true
 }
 
 func (g *graph) noteDepth(d int) {

@@ -29,7 +29,9 @@ func (m *Mutex) Lock() {
 	if t.NonBlock|t.Preempt != 0 {
 		nonblock.MightSleep()
 	}
-	if !pushCached(t, &m.dep, m.dep.cache[0].Load(), 0, false, pc) {
+	if c := m.dep.cache[0].Load(); headCached(t, c, 0) {
+		pushHead(t, &m.dep, c, 0, pc)
+	} else if !pushCached(t, &m.dep, c, 0, false, pc) {
 		t = acquireSlow(t, &m.dep, 0, 0, fSleep, nil, pc, mutexDefaults)
 	}
 	if !m.core.tryLock() {

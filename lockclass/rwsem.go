@@ -136,7 +136,9 @@ func (s *RWSem) RLock() {
 	if t.NonBlock|t.Preempt != 0 {
 		nonblock.MightSleep()
 	}
-	if !pushCached(t, &s.dep, s.dep.cache[0].Load(), 1, false, pc) {
+	if c := s.dep.cache[0].Load(); headCached(t, c, 1) {
+		pushHead(t, &s.dep, c, 1, pc)
+	} else if !pushCached(t, &s.dep, c, 1, false, pc) {
 		t = acquireSlow(t, &s.dep, 0, 1, fSleep, nil, pc, rwsemDefaults)
 	}
 	if !s.core.tryRLock() {
