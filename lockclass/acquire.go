@@ -409,20 +409,27 @@ func release(m *Map, t *task.Task) bool {
 		}
 		t = task.Lookup()
 	}
-	if t != nil {
-		held := t.Lockdep.Held
-		if n := len(held) - 1; n >= 0 {
-			if h := &held[n]; h.Instance == unsafe.Pointer(m) && h.References == 0 && h.PinCount == 0 {
-				t.Lockdep.ChainKey = h.PrevChainKey
-				t.Lockdep.Held = held[:n]
-				if n == 0 {
-					t.ReleaseIfEmpty()
-				}
-				return true
-			}
-		}
+	if t != nil && popTop(t, m) {
+		t.ReleaseIfEmpty()
+		return true
 	}
 	return releaseSlow(m, t)
+}
+
+// popTop is release's cached path, small enough to be inlined into the
+// unlock paths: m's entry is on top of t's stack, with no references or
+// pins. It reports whether it popped it; the caller then releases the
+// record if the stack is empty.
+func popTop(t *task.Task, m *Map) bool {
+	held := t.Lockdep.Held
+	n := len(held) - 1
+	if n < 0 || held[n].Instance != unsafe.Pointer(m) || held[n].References|uint32(held[n].PinCount) != 0 {
+		return false
+	}
+	prev := held[n].PrevChainKey
+	t.Lockdep.Held = held[:n] // before any other store: only the length changes
+	t.Lockdep.ChainKey = prev
+	return true
 }
 
 // releaseShared releases m for a holder the lock does not remember (readers,

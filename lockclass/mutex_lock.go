@@ -3,8 +3,6 @@
 package lockclass
 
 import (
-	"unsafe"
-
 	"github.com/krules/krules/internal/task"
 	"github.com/krules/krules/nonblock"
 )
@@ -50,19 +48,11 @@ func (m *Mutex) Unlock() {
 		if !ok {
 			id = task.ID()
 		}
-		if t := m.own.t; m.own.id == id {
-			held := t.Lockdep.Held
-			if n := len(held) - 1; n >= 0 && held[n].Instance == unsafe.Pointer(&m.dep) && held[n].References|uint32(held[n].PinCount) == 0 {
-				prev := held[n].PrevChainKey
-				t.Lockdep.Held = held[:n] // first, so that only the length is stored
-				t.Lockdep.ChainKey = prev
-				m.own.id = 0 // the stale t is never read without the id
-				if n == 0 {
-					t.ReleaseIfEmpty()
-				}
-				m.core.unlock()
-				return
-			}
+		if t := m.own.t; m.own.id == id && popTop(t, &m.dep) {
+			m.own.id = 0 // the stale t is never read without the id
+			t.ReleaseIfEmpty()
+			m.core.unlock()
+			return
 		}
 		m.own.release(&m.dep)
 	} else if compiledIn && enabled.Load() && !m.core.wlocked() {

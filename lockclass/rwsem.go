@@ -197,18 +197,17 @@ func (s *RWSem) TryRLock() bool {
 // RUnlock releases a read hold: up_read.
 func (s *RWSem) RUnlock() {
 	if compiledIn {
-		t := task.Lookup()
-		if t != nil {
-			held := t.Lockdep.Held
-			if n := len(held) - 1; n >= 0 && held[n].Instance == unsafe.Pointer(&s.dep) && held[n].References|uint32(held[n].PinCount) == 0 {
-				t.Lockdep.ChainKey = held[n].PrevChainKey
-				t.Lockdep.Held = held[:n]
-				if n == 0 {
-					t.ReleaseIfEmpty()
-				}
-				s.core.runlock()
-				return
-			}
+		var t *task.Task
+		if id, ok := task.FastID(); ok {
+			t = task.LookupHead(id)
+		}
+		if t == nil {
+			t = task.Lookup()
+		}
+		if t != nil && popTop(t, &s.dep) {
+			t.ReleaseIfEmpty()
+			s.core.runlock()
+			return
 		}
 		releaseSlow(&s.dep, t)
 	}

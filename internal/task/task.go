@@ -72,6 +72,16 @@ func Lookup() *Task {
 	return lookup(goid.Get())
 }
 
+// LookupHead is Lookup's common case for callers that know their id, small
+// enough to be inlined into the unlock paths: the caller's busy node heads
+// its bucket. It returns nil otherwise; call Lookup then.
+func LookupHead(id int64) *Task {
+	if t := bucketFor(id).head.Load(); t != nil && t.owner.Load() == id && t.busy.Load() != 0 {
+		return t
+	}
+	return nil
+}
+
 // LookupID returns the record of goroutine id, or nil. Only the owner may
 // use the fields of the result; others may only test for presence.
 func LookupID(id int64) *Task { return lookup(id) }
