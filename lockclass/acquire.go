@@ -63,13 +63,13 @@ func pushCached(t *task.Task, m *Map, c *class, read uint8, try bool, pc uintptr
 	}
 	var prev, key uint64
 	if n == 0 {
-		key = c.headKeys[read]
-		if !try && !c.head[read].Load() {
+		key = c.modes[read].headKey
+		if !try && !c.modes[read].head.Load() {
 			return false
 		}
 	} else {
 		prev = t.Lockdep.ChainKey
-		key = chainKeyMix(prev, c.ids[read])
+		key = chainKeyMix(prev, c.modes[read].id)
 		if !try && key != m.lastChain.Load() {
 			if !c.g.chains.Load().has(key) {
 				return false
@@ -95,7 +95,7 @@ func pushCached(t *task.Task, m *Map, c *class, read uint8, try bool, pc uintptr
 // small enough to be inlined into the lock paths.
 func headCached(t *task.Task, c *class, read uint8) bool {
 	return c != nil && len(t.Lockdep.Held) == 0 && cap(t.Lockdep.Held) != 0 &&
-		c.state.Load() == 0 && t.Lockdep.Off == 0 && c.head[read].Load()
+		c.state.Load() == 0 && t.Lockdep.Off == 0 && c.modes[read].head.Load()
 }
 
 // pushHead pushes the entry headCached approved.
@@ -103,7 +103,7 @@ func pushHead(t *task.Task, m *Map, c *class, read uint8, pc uintptr) {
 	held := t.Lockdep.Held[:1]
 	t.Lockdep.Held = held
 	fillEntry(&held[0], m, c, read, false, pc, 0)
-	t.Lockdep.ChainKey = c.headKeys[read]
+	t.Lockdep.ChainKey = c.modes[read].headKey
 }
 
 // fillEntry writes a cached acquisition's held-lock entry field by field: a
@@ -179,7 +179,7 @@ func (g *graph) lockAcquire(t *task.Task, hl *task.HeldLock, sync bool) (*krules
 	if depth == 0 {
 		prev = 0
 	}
-	key := chainKeyMix(prev, c.ids[hl.Read])
+	key := chainKeyMix(prev, c.modes[hl.Read].id)
 
 	// nest_lock merging: the same class again on top, serialised by an
 	// outer lock, only counts a reference.
@@ -254,7 +254,7 @@ func heldInstance(t *task.Task, p unsafe.Pointer) bool {
 // dependencies from the nearest blocking predecessor.
 func (g *graph) validateChain(t *task.Task, hl *task.HeldLock, key uint64, head, sync bool) *krules.Report {
 	c := (*class)(hl.Class)
-	if head && c.head[hl.Read].Load() || !head && g.chains.Load().has(key) {
+	if head && c.modes[hl.Read].head.Load() || !head && g.chains.Load().has(key) {
 		return nil
 	}
 	g.mu.Lock()
@@ -283,7 +283,7 @@ func (g *graph) validateChain(t *task.Task, hl *task.HeldLock, key uint64, head,
 	}
 	g.addChain(key, append(hls, chainLock{c, hl.Read}))
 	if head {
-		c.head[hl.Read].Store(true)
+		c.modes[hl.Read].head.Store(true)
 	}
 
 	ret, rep := g.checkDeadlock(t, hl)
@@ -547,7 +547,7 @@ func rebuild(t *task.Task, entries []task.HeldLock) []*krules.Report {
 		if len(t.Lockdep.Held) == 0 {
 			prev = 0
 		}
-		key := chainKeyMix(prev, c.ids[e.Read])
+		key := chainKeyMix(prev, c.modes[e.Read].id)
 		act := aPush
 		if c.state.Load()&(stStale|stOff) == 0 && enabled.Load() && t.Lockdep.Off == 0 {
 			var rep *krules.Report
