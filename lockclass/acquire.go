@@ -44,32 +44,64 @@ func acquire(m *Map, sub int, read uint8, fl uint8, nest *Map, pc uintptr, defau
 	return acquireSlow(t, m, sub, read, fl, nest, pc, defaults)
 }
 
-// pushCached is the cached path of an acquisition: if c is current and the
-// chain it makes was validated before, push the entry and report true.
+// The cached path of an acquisition: if the class is current and the chain
+// the acquisition makes was validated before, the entry is pushed with no
+// lock, no allocation and no stack capture. It is the whole cost of a
+// validated lock beyond the lock itself, so it does only what a cached chain
+// still needs: the usage bits and the depth high-water mark were recorded
+// when the chain was validated (the chain key includes the read mode); only
+// a trylock, which skips validation, sets its usage here.
 //
-// It is the whole cost of a validated lock beyond the lock itself, so it
-// does only what a cached chain still needs: the usage bits and the depth
-// high-water mark were recorded when the chain was validated (the chain key
-// includes the read mode), and only a trylock, which skips validation, sets
-// its usage here.
+// The two commonest cases are decided by headCached and memoCached, which
+// the lock paths inline, and pushed by pushQuick; pushCached decides all of
+// them.
+
+// headCached reports whether t taking c makes the class's one-lock chain
+// and that chain is cached: nothing held.
+func headCached(t *task.Task, c *class, read uint8) bool {
+	return c != nil && len(t.Lockdep.Held) == 0 && cap(t.Lockdep.Held) != 0 &&
+		c.state.Load()|uint32(t.Lockdep.Off) == 0 && c.modes[read].head.Load()
+}
+
+// memoCached reports whether t takes m under the same locks as when m's
+// last chain was validated (m.lastChain), and returns that chain's key.
+func memoCached(t *task.Task, m *Map, c *class, read uint8) (uint64, bool) {
+	ld := &t.Lockdep
+	if c == nil || len(ld.Held) == cap(ld.Held) || c.state.Load()|uint32(ld.Off) != 0 {
+		return 0, false
+	}
+	key := chainKeyMix(ld.ChainKey, c.modes[read].id)
+	return key, key == m.lastChain.Load()
+}
+
+// pushQuick pushes the entry of a cached acquisition that makes chain key;
+// the stack has room.
+func pushQuick(t *task.Task, m *Map, c *class, read uint8, try bool, pc uintptr, key uint64) {
+	held := t.Lockdep.Held
+	n := len(held)
+	held = held[:n+1]
+	t.Lockdep.Held = held // before any other store: only the length changes
+	fillEntry(&held[n], m, c, read, try, pc, t.Lockdep.ChainKey)
+	t.Lockdep.ChainKey = key
+}
+
+// pushCached takes the cached path if it can and reports whether it did.
 func pushCached(t *task.Task, m *Map, c *class, read uint8, try bool, pc uintptr) bool {
 	if c == nil || c.state.Load() != 0 || t.Lockdep.Off != 0 {
 		return false
 	}
-	held := t.Lockdep.Held
-	n := len(held)
-	if n >= MaxLockDepth-1 || n == cap(held) {
+	n := len(t.Lockdep.Held)
+	if n >= MaxLockDepth-1 || n == cap(t.Lockdep.Held) {
 		return false // the slow path checks the depth and grows the stack
 	}
-	var prev, key uint64
+	var key uint64
 	if n == 0 {
 		key = c.modes[read].headKey
 		if !try && !c.modes[read].head.Load() {
 			return false
 		}
 	} else {
-		prev = t.Lockdep.ChainKey
-		key = chainKeyMix(prev, c.modes[read].id)
+		key = chainKeyMix(t.Lockdep.ChainKey, c.modes[read].id)
 		if !try && key != m.lastChain.Load() {
 			if !c.g.chains.Load().has(key) {
 				return false
@@ -83,27 +115,8 @@ func pushCached(t *task.Task, m *Map, c *class, read uint8, try bool, pc uintptr
 	if try {
 		c.markUsage(read, true, false)
 	}
-	held = held[:n+1]
-	t.Lockdep.Held = held // before any other store: only the length changes
-	fillEntry(&held[n], m, c, read, try, pc, prev)
-	t.Lockdep.ChainKey = key
+	pushQuick(t, m, c, read, try, pc, key)
 	return true
-}
-
-// headCached reports whether t taking c is pushCached's commonest case:
-// nothing held and the class's one-lock chain cached. It and pushHead are
-// small enough to be inlined into the lock paths.
-func headCached(t *task.Task, c *class, read uint8) bool {
-	return c != nil && len(t.Lockdep.Held) == 0 && cap(t.Lockdep.Held) != 0 &&
-		c.state.Load() == 0 && t.Lockdep.Off == 0 && c.modes[read].head.Load()
-}
-
-// pushHead pushes the entry headCached approved.
-func pushHead(t *task.Task, m *Map, c *class, read uint8, pc uintptr) {
-	held := t.Lockdep.Held[:1]
-	t.Lockdep.Held = held
-	fillEntry(&held[0], m, c, read, false, pc, 0)
-	t.Lockdep.ChainKey = c.modes[read].headKey
 }
 
 // fillEntry writes a cached acquisition's held-lock entry field by field: a

@@ -27,8 +27,12 @@ func (m *Mutex) Lock() {
 	if t.NonBlock|t.Preempt != 0 {
 		nonblock.MightSleep()
 	}
-	if c := m.dep.cache[0].Load(); headCached(t, c, 0) {
-		pushHead(t, &m.dep, c, 0, pc)
+	// The cached path's two commonest cases inline, then the rest.
+	c := m.dep.cache[0].Load()
+	if headCached(t, c, 0) {
+		pushQuick(t, &m.dep, c, 0, false, pc, c.modes[0].headKey)
+	} else if key, ok := memoCached(t, &m.dep, c, 0); ok {
+		pushQuick(t, &m.dep, c, 0, false, pc, key)
 	} else if !pushCached(t, &m.dep, c, 0, false, pc) {
 		t = acquireSlow(t, &m.dep, 0, 0, fSleep, nil, pc, mutexDefaults)
 	}

@@ -136,8 +136,12 @@ func (s *RWSem) RLock() {
 	if t.NonBlock|t.Preempt != 0 {
 		nonblock.MightSleep()
 	}
-	if c := s.dep.cache[0].Load(); headCached(t, c, 1) {
-		pushHead(t, &s.dep, c, 1, pc)
+	// The cached path's two commonest cases inline, then the rest.
+	c := s.dep.cache[0].Load()
+	if headCached(t, c, 1) {
+		pushQuick(t, &s.dep, c, 1, false, pc, c.modes[1].headKey)
+	} else if key, ok := memoCached(t, &s.dep, c, 1); ok {
+		pushQuick(t, &s.dep, c, 1, false, pc, key)
 	} else if !pushCached(t, &s.dep, c, 1, false, pc) {
 		t = acquireSlow(t, &s.dep, 0, 1, fSleep, nil, pc, rwsemDefaults)
 	}

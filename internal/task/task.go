@@ -131,10 +131,10 @@ func (t *Task) take() bool {
 // ReleaseIfEmpty drops the record if it carries no state: the node goes
 // idle, for the goroutine to take again. Only the owner calls it. It is
 // cheap enough to be inlined into the unlock paths: the fields that outlive
-// their counts (the section sites) are reset by their owners, and the lock
-// validator leaves ChainKey 0 with the held-lock stack empty.
+// their counts (the section sites) are reset by their owners.
 func (t *Task) ReleaseIfEmpty() {
 	if t.Empty() {
+		t.Lockdep.ChainKey = 0 // the empty stack's key, whatever happened
 		ownerStore(&t.busy, 0) // after the clearing stores, as a release
 	}
 }
