@@ -210,7 +210,9 @@ func (s *RWSem) RUnlock() {
 		}
 		if t != nil && popTop(t, &s.dep) {
 			t.ReleaseIfEmpty()
-			s.core.runlock()
+			if !s.core.tryRUnlock() {
+				s.core.runlockSlow()
+			}
 			return
 		}
 		releaseSlow(&s.dep, t)

@@ -58,8 +58,8 @@ type Task struct {
 
 // Empty reports whether the record carries no state, so it can be dropped.
 func (t *Task) Empty() bool {
-	return t.NonBlock == 0 && t.Preempt == 0 && t.Memalloc == 0 && t.Name == "" &&
-		len(t.Lockdep.Held) == 0 && t.Lockdep.Off == 0 && len(t.Regions) == 0
+	return len(t.Lockdep.Held) == 0 && t.NonBlock == 0 && t.Preempt == 0 && t.Memalloc == 0 &&
+		t.Name == "" && t.Lockdep.Off == 0 && len(t.Regions) == 0
 }
 
 // Lookup returns the calling goroutine's record, or nil if it has none.
