@@ -48,8 +48,8 @@ func (m *Mutex) Lock() {
 func (m *Mutex) Unlock() {
 	if compiledIn && m.own.id != 0 {
 		// The cached path: the caller is the owner and m is on top.
-		id, ok := task.FastID()
-		if !ok {
+		id := task.GoID()
+		if id == 0 {
 			id = task.ID()
 		}
 		if t := m.own.t; m.own.id == id && popTop(t, &m.dep) {

@@ -202,7 +202,7 @@ func (s *RWSem) TryRLock() bool {
 func (s *RWSem) RUnlock() {
 	if compiledIn {
 		var t *task.Task
-		if id, ok := task.FastID(); ok {
+		if id := task.GoID(); id != 0 {
 			t = task.LookupHead(id)
 		}
 		if t == nil {

@@ -40,16 +40,6 @@ func ID() int64 {
 	return slowID()
 }
 
-// FastID returns the calling goroutine's id and true when goid.Get has been
-// verified; 0 and false otherwise (call ID then). Unlike ID it is cheap
-// enough to be inlined into the lock hot paths.
-func FastID() (int64, bool) {
-	if idMode.Load() == modeFast {
-		return goid.Get(), true
-	}
-	return 0, false
-}
-
 //go:noinline
 func slowID() int64 {
 	if idMode.Load() == modeUnverified {

@@ -15,6 +15,10 @@ import (
 // calling function must be //go:noinline.
 func SiteID() (id int64, pc uintptr)
 
+// GoID returns the calling goroutine's id read in place, as SiteID does, or
+// 0 while that is not possible (call ID then).
+func GoID() int64
+
 func getgp() unsafe.Pointer
 
 // goidOffset is where g.goid lies in the runtime's g, as goid.Get reads it;

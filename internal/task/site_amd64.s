@@ -26,3 +26,16 @@ TEXT ·getgp(SB), NOSPLIT|NOFRAME, $0-8
 	MOVQ	(TLS), AX
 	MOVQ	AX, ret+0(FP)
 	RET
+
+// func GoID() int64
+TEXT ·GoID(SB), NOSPLIT|NOFRAME, $0-8
+	MOVQ	·goidOffset(SB), CX
+	TESTQ	CX, CX
+	JZ	unknownid
+	MOVQ	(TLS), AX
+	MOVQ	(AX)(CX*1), AX
+	MOVQ	AX, ret+0(FP)
+	RET
+unknownid:
+	MOVQ	$0, ret+0(FP)
+	RET
