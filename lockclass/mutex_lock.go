@@ -15,25 +15,44 @@ func (m *Mutex) Lock() {
 		m.core.lock(nil)
 		return
 	}
-	// acquire's cached path, inline.
 	id, pc := task.SiteID()
 	if id == 0 {
 		id = task.ID()
 	}
-	t := task.ClaimHead(id)
-	if t == nil {
-		t = task.Claim(id)
+	// Uncontended, the lock is taken first and the cached path annotated
+	// after: nothing blocked, and a cached chain has nothing to report.
+	// m.own.t, stable now that m is ours, is the last holder's record: a
+	// guess at ours that spares the table walk.
+	if m.core.tryLock() {
+		t := m.own.t
+		if t == nil || !t.Reclaim(id) {
+			if t = task.ClaimHead(id); t == nil {
+				t = task.Claim(id)
+			}
+		}
+		if t.NonBlock|t.Preempt == 0 {
+			c := m.dep.cache[0].Load()
+			if headCached(t, c, 0) {
+				pushQuick(t, &m.dep, c, 0, false, pc, c.modes[0].headKey)
+				m.own.set(t)
+				return
+			}
+			if key, ok := memoCached(t, &m.dep, c, 0); ok {
+				pushQuick(t, &m.dep, c, 0, false, pc, key)
+				m.own.set(t)
+				return
+			}
+		}
+		// Not the quick case: give the lock back and go the whole way,
+		// annotating first as lock_acquire does.
+		t.ReleaseIfEmpty()
+		m.core.unlock()
 	}
+	t := task.Claim(id)
 	if t.NonBlock|t.Preempt != 0 {
 		nonblock.MightSleep()
 	}
-	// The cached path's two commonest cases inline, then the rest.
-	c := m.dep.cache[0].Load()
-	if headCached(t, c, 0) {
-		pushQuick(t, &m.dep, c, 0, false, pc, c.modes[0].headKey)
-	} else if key, ok := memoCached(t, &m.dep, c, 0); ok {
-		pushQuick(t, &m.dep, c, 0, false, pc, key)
-	} else if !pushCached(t, &m.dep, c, 0, false, pc) {
+	if !pushCached(t, &m.dep, m.dep.cache[0].Load(), 0, false, pc) {
 		t = acquireSlow(t, &m.dep, 0, 0, fSleep, nil, pc, mutexDefaults)
 	}
 	if !m.core.tryLock() {
@@ -53,7 +72,7 @@ func (m *Mutex) Unlock() {
 			id = task.ID()
 		}
 		if t := m.own.t; m.own.id == id && popTop(t, &m.dep) {
-			m.own.id = 0 // the stale t is never read without the id
+			m.own.id = 0 // t stays: the next Lock's guess at its record
 			t.ReleaseIfEmpty()
 			m.core.unlock()
 			return

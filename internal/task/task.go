@@ -120,6 +120,9 @@ func ClaimHead(id int64) *Task {
 	return nil
 }
 
+// Reclaim takes t back if it is the node of goroutine id, the caller.
+func (t *Task) Reclaim(id int64) bool { return t.owner.Load() == id && t.take() }
+
 // take marks the caller's own node busy unless a trim is retiring it: the
 // owner's side of the table's Dekker pair (see table.go). When it fails the
 // node may be left busy; claimSlow sorts that out under the bucket lock.
