@@ -124,25 +124,37 @@ func (s *RWSem) RLock() {
 		}
 		return
 	}
-	// acquire's cached path, inline.
 	id, pc := task.SiteID()
 	if id == 0 {
 		id = task.ID()
 	}
-	t := task.ClaimHead(id)
-	if t == nil {
-		t = task.Claim(id)
+	// Uncontended, the read side is taken first and the cached path
+	// annotated after, as Mutex.Lock does (without its guess: readers are
+	// many and not remembered).
+	if s.core.tryRLock() {
+		t := task.ClaimHead(id)
+		if t == nil {
+			t = task.Claim(id)
+		}
+		if t.NonBlock|t.Preempt == 0 {
+			c := s.dep.cache[0].Load()
+			if headCached(t, c, 1) {
+				pushQuick(t, &s.dep, c, 1, false, pc, c.modes[1].headKey)
+				return
+			}
+			if key, ok := memoCached(t, &s.dep, c, 1); ok {
+				pushQuick(t, &s.dep, c, 1, false, pc, key)
+				return
+			}
+		}
+		t.ReleaseIfEmpty()
+		s.core.runlock()
 	}
+	t := task.Claim(id)
 	if t.NonBlock|t.Preempt != 0 {
 		nonblock.MightSleep()
 	}
-	// The cached path's two commonest cases inline, then the rest.
-	c := s.dep.cache[0].Load()
-	if headCached(t, c, 1) {
-		pushQuick(t, &s.dep, c, 1, false, pc, c.modes[1].headKey)
-	} else if key, ok := memoCached(t, &s.dep, c, 1); ok {
-		pushQuick(t, &s.dep, c, 1, false, pc, key)
-	} else if !pushCached(t, &s.dep, c, 1, false, pc) {
+	if !pushCached(t, &s.dep, s.dep.cache[0].Load(), 1, false, pc) {
 		t = acquireSlow(t, &s.dep, 0, 1, fSleep, nil, pc, rwsemDefaults)
 	}
 	if !s.core.tryRLock() {
