@@ -28,8 +28,10 @@ const (
 // acquisition is tracked, nil when the validator ignores it.
 //
 // The cached path (the class cached in the map, the chain validated before)
-// costs one table walk for the record, one probe of the lock-free chain
-// cache and the push; no lock, no allocation, no stack capture.
+// costs a walk of the task table for the record, at most one probe of the
+// lock-free chain cache (none with nothing held, or for a lock taken again
+// under the same locks) and the push; no lock, no allocation, no stack
+// capture. Mutex.Lock and RWSem.RLock spell it out inline.
 func acquire(m *Map, sub int, read uint8, fl uint8, nest *Map, pc uintptr, defaults []Option) *task.Task {
 	if !compiledIn || !enabled.Load() {
 		return nil

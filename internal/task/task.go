@@ -5,8 +5,10 @@
 // Every subsystem keeps its per-goroutine fields here, in one record, so that
 // the root package can report on them together (a might-sleep report prints
 // the held locks) without import cycles. A record exists only while it is
-// non-empty: each subsystem calls ReleaseIfEmpty after it clears its fields,
-// so goroutine churn leaves nothing behind.
+// non-empty: each subsystem calls ReleaseIfEmpty after it clears its fields.
+// The record's node then stays in the table, idle, for the same goroutine to
+// take back without an atomic read-modify-write, until its bucket needs the
+// room (see table.go), so goroutine churn leaves nothing behind.
 //
 // Only the owning goroutine reads or writes a record's fields; that is what
 // makes them cheap. Code that walks other goroutines' records (Each) may only
