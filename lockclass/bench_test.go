@@ -53,18 +53,3 @@ func BenchmarkSyncRWMutexRPair(b *testing.B) {
 		s.RUnlock()
 	}
 }
-
-func BenchmarkMutexNested3(b *testing.B) {
-	var m0, m1, m2 lockclass.Mutex
-	m0.Init(lockclass.WithName("n0"))
-	m1.Init(lockclass.WithName("n1"))
-	m2.Init(lockclass.WithName("n2"))
-	for b.Loop() {
-		m0.Lock()
-		m1.Lock()
-		m2.Lock()
-		m2.Unlock()
-		m1.Unlock()
-		m0.Unlock()
-	}
-}

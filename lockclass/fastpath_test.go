@@ -30,15 +30,21 @@ func warm(ls ...*lockclass.Mutex) {
 	}
 }
 
-func TestUncontendedLockInANonBlockSectionStillMightSleep(t *testing.T) {
-	rec := krules.Record(t)
-	v := lockclass.NewValidator()
+// cachedMutexAndRWSem returns a mutex and an rwsem whose one-lock chains
+// (write for the mutex, read for the rwsem) are cached.
+func cachedMutexAndRWSem(v *lockclass.Validator) (*lockclass.Mutex, *lockclass.RWSem) {
 	m := mutex(v, "M")
-	var s lockclass.RWSem
+	s := new(lockclass.RWSem)
 	s.Init(lockclass.WithValidator(v), lockclass.WithName("S"))
 	warm(m)
 	s.RLock()
 	s.RUnlock()
+	return m, s
+}
+
+func TestUncontendedLockInANonBlockSectionStillMightSleep(t *testing.T) {
+	rec := krules.Record(t)
+	m, s := cachedMutexAndRWSem(lockclass.NewValidator())
 	require.Zero(t, rec.Len())
 
 	nonblock.Start()
@@ -54,13 +60,7 @@ func TestUncontendedLockInANonBlockSectionStillMightSleep(t *testing.T) {
 
 func TestCachedLockRecordsTheCallersSite(t *testing.T) {
 	krules.Check(t)
-	v := lockclass.NewValidator()
-	m := mutex(v, "M")
-	var s lockclass.RWSem
-	s.Init(lockclass.WithValidator(v), lockclass.WithName("S"))
-	warm(m)
-	s.RLock()
-	s.RUnlock()
+	m, s := cachedMutexAndRWSem(lockclass.NewValidator())
 
 	_, _, line, _ := runtime.Caller(0)
 	m.Lock()

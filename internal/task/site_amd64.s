@@ -10,16 +10,7 @@
 TEXT ·SiteID(SB), NOSPLIT|NOFRAME, $0-16
 	MOVQ	8(BP), AX
 	MOVQ	AX, pc+8(FP)
-	MOVQ	·goidOffset(SB), CX
-	TESTQ	CX, CX
-	JZ	unknown
-	MOVQ	(TLS), AX
-	MOVQ	(AX)(CX*1), AX
-	MOVQ	AX, id+0(FP)
-	RET
-unknown:
-	MOVQ	$0, id+0(FP)
-	RET
+	JMP	·GoID(SB) // writes id, the first result, as GoID's ret
 
 // func getgp() unsafe.Pointer
 TEXT ·getgp(SB), NOSPLIT|NOFRAME, $0-8
@@ -28,14 +19,16 @@ TEXT ·getgp(SB), NOSPLIT|NOFRAME, $0-8
 	RET
 
 // func GoID() int64
+//
+// g.goid at the located offset, or 0 while there is none.
 TEXT ·GoID(SB), NOSPLIT|NOFRAME, $0-8
 	MOVQ	·goidOffset(SB), CX
 	TESTQ	CX, CX
-	JZ	unknownid
+	JZ	unknown
 	MOVQ	(TLS), AX
 	MOVQ	(AX)(CX*1), AX
 	MOVQ	AX, ret+0(FP)
 	RET
-unknownid:
+unknown:
 	MOVQ	$0, ret+0(FP)
 	RET
