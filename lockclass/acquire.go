@@ -28,13 +28,15 @@ const (
 // acquisition is tracked, nil when the validator ignores it.
 //
 // The cached path (the class cached in the map, the chain validated before)
-// costs one table walk for the record, one probe of the lock-free chain
-// cache and the push; no lock, no allocation, no stack capture.
+// costs a walk of the task table for the record, at most one probe of the
+// lock-free chain cache (none with nothing held, or for a lock taken again
+// under the same locks) and the push; no lock, no allocation, no stack
+// capture. Mutex.Lock and RWSem.RLock spell it out inline.
 func acquire(m *Map, sub int, read uint8, fl uint8, nest *Map, pc uintptr, defaults []Option) *task.Task {
 	if !compiledIn || !enabled.Load() {
 		return nil
 	}
-	t := task.Claim(task.ID())
+	t := task.Current()
 	if fl&fSleep != 0 && t.NonBlock|t.Preempt != 0 {
 		nonblock.MightSleep()
 	}
@@ -44,47 +46,89 @@ func acquire(m *Map, sub int, read uint8, fl uint8, nest *Map, pc uintptr, defau
 	return acquireSlow(t, m, sub, read, fl, nest, pc, defaults)
 }
 
-// pushCached is the cached path of an acquisition: if c is current and the
-// chain it makes was validated before, push the entry and report true.
+// The cached path of an acquisition: if the class is current and the chain
+// the acquisition makes was validated before, the entry is pushed with no
+// lock, no allocation and no stack capture. It is the whole cost of a
+// validated lock beyond the lock itself, so it does only what a cached chain
+// still needs: the usage bits and the depth high-water mark were recorded
+// when the chain was validated (the chain key includes the read mode); only
+// a trylock, which skips validation, sets its usage here.
+//
+// The two commonest cases are decided by headCached and memoCached, which
+// the lock paths inline, and pushed by pushQuick; pushCached decides all of
+// them.
+
+// headCached reports whether t taking c makes the class's one-lock chain
+// and that chain is cached: nothing held.
+func headCached(t *task.Task, c *class, read uint8) bool {
+	return c != nil && len(t.Lockdep.Held) == 0 && cap(t.Lockdep.Held) != 0 &&
+		c.state.Load()|uint32(t.Lockdep.Off) == 0 && c.modes[read].head.Load()
+}
+
+// memoCached reports whether t takes m under the same locks as when m's
+// last chain was validated (m.lastChain), and returns that chain's key.
+func memoCached(t *task.Task, m *Map, c *class, read uint8) (uint64, bool) {
+	ld := &t.Lockdep
+	if c == nil || len(ld.Held) == cap(ld.Held) || c.state.Load()|uint32(ld.Off) != 0 {
+		return 0, false
+	}
+	key := chainKeyMix(ld.ChainKey, c.modes[read].id)
+	return key, key == m.lastChain.Load()
+}
+
+// pushQuick pushes the entry of a cached acquisition that makes chain key;
+// the stack has room.
+func pushQuick(t *task.Task, m *Map, c *class, read uint8, try bool, pc uintptr, key uint64) {
+	held := t.Lockdep.Held
+	n := len(held)
+	held = held[:n+1]
+	t.Lockdep.Held = held // before any other store: only the length changes
+	fillEntry(&held[n], m, c, read, try, pc, t.Lockdep.ChainKey)
+	t.Lockdep.ChainKey = key
+}
+
+// pushCached takes the cached path if it can and reports whether it did.
 func pushCached(t *task.Task, m *Map, c *class, read uint8, try bool, pc uintptr) bool {
 	if c == nil || c.state.Load() != 0 || t.Lockdep.Off != 0 {
 		return false
 	}
-	held := t.Lockdep.Held
-	n := len(held)
-	if n >= MaxLockDepth-1 {
-		return false
+	n := len(t.Lockdep.Held)
+	if n >= MaxLockDepth-1 || n == cap(t.Lockdep.Held) {
+		return false // the slow path checks the depth and grows the stack
 	}
-	prev := t.Lockdep.ChainKey
-	key := chainKeyMix(prev, c.ids[read])
-	if !try {
-		if n == 0 {
-			if !c.head[read].Load() {
-				return false
-			}
-		} else if !c.g.chains.Load().has(key) {
+	var key uint64
+	if n == 0 {
+		key = c.modes[read].headKey
+		if !try && !c.modes[read].head.Load() {
 			return false
 		}
+	} else {
+		key = chainKeyMix(t.Lockdep.ChainKey, c.modes[read].id)
+		if !try && key != m.lastChain.Load() {
+			if !c.g.chains.Load().has(key) {
+				return false
+			}
+			m.lastChain.Store(key)
+			if int32(n) >= c.g.maxDepth.Load() {
+				c.g.noteDepth(n + 1)
+			}
+		}
 	}
-	c.markUsage(read, true, false)
-	if n == cap(held) {
-		held = append(held, task.HeldLock{})
+	if try {
+		c.markUsage(read, true, false)
 	}
-	held = held[:n+1]
-	h := &held[n]
+	pushQuick(t, m, c, read, try, pc, key)
+	return true
+}
+
+// fillEntry writes a cached acquisition's held-lock entry field by field: a
+// composite literal is built on the stack and copied with 16-byte moves that
+// stall on store forwarding.
+func fillEntry(h *task.HeldLock, m *Map, c *class, read uint8, try bool, pc uintptr, prev uint64) {
 	h.Instance, h.Class, h.NestLock = unsafe.Pointer(m), unsafe.Pointer(c), nil
 	h.Site, h.PrevChainKey = pc, prev
 	h.References, h.PinCount = 0, 0
 	h.Read, h.Trylock, h.Check = read, try, true
-	if h.Label != "" { // a reused slot; the validator itself never sets labels
-		h.Label = ""
-	}
-	t.Lockdep.Held = held
-	t.Lockdep.ChainKey = key
-	if int32(n) >= c.g.maxDepth.Load() {
-		c.g.noteDepth(n + 1)
-	}
-	return true
 }
 
 func (g *graph) noteDepth(d int) {
@@ -150,7 +194,7 @@ func (g *graph) lockAcquire(t *task.Task, hl *task.HeldLock, sync bool) (*krules
 	if depth == 0 {
 		prev = 0
 	}
-	key := chainKeyMix(prev, c.ids[hl.Read])
+	key := chainKeyMix(prev, c.modes[hl.Read].id)
 
 	// nest_lock merging: the same class again on top, serialised by an
 	// outer lock, only counts a reference.
@@ -225,7 +269,7 @@ func heldInstance(t *task.Task, p unsafe.Pointer) bool {
 // dependencies from the nearest blocking predecessor.
 func (g *graph) validateChain(t *task.Task, hl *task.HeldLock, key uint64, head, sync bool) *krules.Report {
 	c := (*class)(hl.Class)
-	if head && c.head[hl.Read].Load() || !head && g.chains.Load().has(key) {
+	if head && c.modes[hl.Read].head.Load() || !head && g.chains.Load().has(key) {
 		return nil
 	}
 	g.mu.Lock()
@@ -254,7 +298,7 @@ func (g *graph) validateChain(t *task.Task, hl *task.HeldLock, key uint64, head,
 	}
 	g.addChain(key, append(hls, chainLock{c, hl.Read}))
 	if head {
-		c.head[hl.Read].Store(true)
+		c.modes[hl.Read].head.Store(true)
 	}
 
 	ret, rep := g.checkDeadlock(t, hl)
@@ -380,20 +424,27 @@ func release(m *Map, t *task.Task) bool {
 		}
 		t = task.Lookup()
 	}
-	if t != nil {
-		held := t.Lockdep.Held
-		if n := len(held) - 1; n >= 0 {
-			if h := &held[n]; h.Instance == unsafe.Pointer(m) && h.References == 0 && h.PinCount == 0 {
-				t.Lockdep.ChainKey = h.PrevChainKey
-				t.Lockdep.Held = held[:n]
-				if n == 0 {
-					t.ReleaseIfEmpty()
-				}
-				return true
-			}
-		}
+	if t != nil && popTop(t, m) {
+		t.ReleaseIfEmpty()
+		return true
 	}
 	return releaseSlow(m, t)
+}
+
+// popTop is release's cached path, small enough to be inlined into the
+// unlock paths: m's entry is on top of t's stack, with no references or
+// pins. It reports whether it popped it; the caller then releases the
+// record if the stack is empty.
+func popTop(t *task.Task, m *Map) bool {
+	held := t.Lockdep.Held
+	n := len(held) - 1
+	if n < 0 || held[n].Instance != unsafe.Pointer(m) || held[n].References|uint32(held[n].PinCount) != 0 {
+		return false
+	}
+	prev := held[n].PrevChainKey
+	t.Lockdep.Held = held[:n] // before any other store: only the length changes
+	t.Lockdep.ChainKey = prev
+	return true
 }
 
 // releaseShared releases m for a holder the lock does not remember (readers,
@@ -511,7 +562,7 @@ func rebuild(t *task.Task, entries []task.HeldLock) []*krules.Report {
 		if len(t.Lockdep.Held) == 0 {
 			prev = 0
 		}
-		key := chainKeyMix(prev, c.ids[e.Read])
+		key := chainKeyMix(prev, c.modes[e.Read].id)
 		act := aPush
 		if c.state.Load()&(stStale|stOff) == 0 && enabled.Load() && t.Lockdep.Off == 0 {
 			var rep *krules.Report

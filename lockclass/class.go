@@ -23,23 +23,32 @@ type class struct {
 	idx     int
 	inner   uint8
 	outer   uint8
-	// ids are the class's contribution to chain keys, one per read mode
-	// (the kernel's class_idx | read << 13): random 64-bit values, so chain
-	// keys of different validators never meet.
-	ids [3]uint64
+	// modes are the class's chain-key material, one per read mode (write,
+	// read, recursive read).
+	modes [3]chainMode
 
 	// state is zero while the class validates normally; any bit sends its
 	// acquisitions down the slow path.
 	state atomic.Uint32
-	// head says, per read mode, that the one-lock chain is cached: the
-	// chain-head fast path needs no hash probe.
-	head  [3]atomic.Bool
 	usage atomic.Uint32
 
 	// Under g.mu.
 	after, before []*edge
 	genStrong     uint64
 	genAny        uint64
+}
+
+// chainMode is what chain keys need of a class in one read mode.
+type chainMode struct {
+	// id is the class's contribution to chain keys (the kernel's
+	// class_idx | read << 13): a random 64-bit value, so chain keys of
+	// different validators never meet.
+	id uint64
+	// headKey is the key of the one-lock chain, chainKeyMix(0, id).
+	headKey uint64
+	// head says that the one-lock chain is cached: the chain-head fast
+	// path needs no hash probe.
+	head atomic.Bool
 }
 
 const (
@@ -164,7 +173,10 @@ func (g *graph) register(cfg *mapConfig, key *Key, sub int) (*class, *krules.Rep
 		return nil, limitReport("BUG: MAX_LOCKDEP_KEYS too low!")
 	}
 	c := &class{g: g, key: key, sub: uint8(sub), name: name, inner: cfg.inner, outer: cfg.outer}
-	c.ids = [3]uint64{nextID(), nextID(), nextID()}
+	for r := range c.modes {
+		id := nextID()
+		c.modes[r].id, c.modes[r].headKey = id, chainKeyMix(0, id)
+	}
 	switch key {
 	case &noValidateKey:
 		c.state.Store(stNoValidate)
@@ -302,11 +314,9 @@ func removeEdge(list []*edge, e *edge) []*edge {
 // chainKeyMix folds one (class, read) id into a chain key
 // (iterate_chain_key). It is order-sensitive; 0 is the initial key.
 func chainKeyMix(key, id uint64) uint64 {
-	k := (bits.RotateLeft64(key, 27) ^ id) * 0x9e3779b97f4a7c15
-	if k == 0 {
-		k = 1
-	}
-	return k
+	// The low bit is forced so that no chain key is 0, the chain cache's
+	// empty slot.
+	return (bits.RotateLeft64(key, 27)^id)*0x9e3779b97f4a7c15 | 1
 }
 
 // names renders classes for reports and views.

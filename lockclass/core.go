@@ -207,7 +207,16 @@ func (c *core) unlockSlow() bool {
 }
 
 // runlock releases one reader; false if no reader held it.
-func (c *core) runlock() bool {
+func (c *core) runlock() bool { return c.tryRUnlock() || c.runlockSlow() }
+
+// tryRUnlock is runlock's inlinable case: a reader leaving with nobody
+// queued. It reports false, having changed nothing, in every other case.
+func (c *core) tryRUnlock() bool {
+	s := c.state.Load()
+	return s != 0 && s&(cWriter|cWaiters) == 0 && c.state.CompareAndSwap(s, s-cReader)
+}
+
+func (c *core) runlockSlow() bool {
 	for {
 		s := c.state.Load()
 		if s < cReader {

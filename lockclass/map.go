@@ -21,7 +21,12 @@ type Map struct {
 	_     noCopy
 	cfg   atomic.Pointer[mapConfig]
 	cache [2]atomic.Pointer[class] // subclasses 0 and 1 (class_cache)
-	own   Key
+	// lastChain is the key of the last validated chain this map's
+	// acquisition ended, so that a lock taken again under the same locks
+	// skips the chain-cache probe. Keys are random per class incarnation, so
+	// a reset or zapped class can never make an old key match again.
+	lastChain atomic.Uint64
+	own       Key
 	// untracked counts acquisitions the validator did not follow (taken
 	// while the goroutine was in Off, say) by holders the map cannot name,
 	// so their releases are not mistaken for unbalanced ones.

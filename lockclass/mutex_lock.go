@@ -3,9 +3,6 @@
 package lockclass
 
 import (
-	"unsafe"
-
-	"github.com/krules/krules/internal/stack"
 	"github.com/krules/krules/internal/task"
 	"github.com/krules/krules/nonblock"
 )
@@ -18,9 +15,40 @@ func (m *Mutex) Lock() {
 		m.core.lock(nil)
 		return
 	}
-	// acquire's cached path, inline.
-	pc := stack.ReturnPC()
-	t := task.Claim(task.ID())
+	id, pc := task.SiteID()
+	if id == 0 {
+		id = task.ID()
+	}
+	// Uncontended, the lock is taken first and the cached path annotated
+	// after: nothing blocked, and a cached chain has nothing to report.
+	// m.own.t, stable now that m is ours, is the last holder's record: a
+	// guess at ours that spares the table walk.
+	if m.core.tryLock() {
+		t := m.own.t
+		if t == nil || !t.Reclaim(id) {
+			if t = task.ClaimHead(id); t == nil {
+				t = task.Claim(id)
+			}
+		}
+		if t.NonBlock|t.Preempt == 0 {
+			c := m.dep.cache[0].Load()
+			if headCached(t, c, 0) {
+				pushQuick(t, &m.dep, c, 0, false, pc, c.modes[0].headKey)
+				m.own.set(t)
+				return
+			}
+			if key, ok := memoCached(t, &m.dep, c, 0); ok {
+				pushQuick(t, &m.dep, c, 0, false, pc, key)
+				m.own.set(t)
+				return
+			}
+		}
+		// Not the quick case: give the lock back and go the whole way,
+		// annotating first as lock_acquire does.
+		t.ReleaseIfEmpty()
+		m.core.unlock()
+	}
+	t := task.Claim(id)
 	if t.NonBlock|t.Preempt != 0 {
 		nonblock.MightSleep()
 	}
@@ -39,18 +67,15 @@ func (m *Mutex) Lock() {
 func (m *Mutex) Unlock() {
 	if compiledIn && m.own.id != 0 {
 		// The cached path: the caller is the owner and m is on top.
-		if t := m.own.t; m.own.id == task.ID() {
-			held := t.Lockdep.Held
-			if n := len(held) - 1; n >= 0 && held[n].Instance == unsafe.Pointer(&m.dep) && held[n].References|uint32(held[n].PinCount) == 0 {
-				m.own = owner{}
-				t.Lockdep.ChainKey = held[n].PrevChainKey
-				t.Lockdep.Held = held[:n]
-				if n == 0 {
-					t.ReleaseIfEmpty()
-				}
-				m.core.unlock()
-				return
-			}
+		id := task.GoID()
+		if id == 0 {
+			id = task.ID()
+		}
+		if t := m.own.t; m.own.id == id && popTop(t, &m.dep) {
+			m.own.id = 0 // t stays: the next Lock's guess at its record
+			t.ReleaseIfEmpty()
+			m.core.unlock()
+			return
 		}
 		m.own.release(&m.dep)
 	} else if compiledIn && enabled.Load() && !m.core.wlocked() {

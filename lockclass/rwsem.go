@@ -124,9 +124,33 @@ func (s *RWSem) RLock() {
 		}
 		return
 	}
-	// acquire's cached path, inline.
-	pc := stack.ReturnPC()
-	t := task.Claim(task.ID())
+	id, pc := task.SiteID()
+	if id == 0 {
+		id = task.ID()
+	}
+	// Uncontended, the read side is taken first and the cached path
+	// annotated after, as Mutex.Lock does (without its guess: readers are
+	// many and not remembered).
+	if s.core.tryRLock() {
+		t := task.ClaimHead(id)
+		if t == nil {
+			t = task.Claim(id)
+		}
+		if t.NonBlock|t.Preempt == 0 {
+			c := s.dep.cache[0].Load()
+			if headCached(t, c, 1) {
+				pushQuick(t, &s.dep, c, 1, false, pc, c.modes[1].headKey)
+				return
+			}
+			if key, ok := memoCached(t, &s.dep, c, 1); ok {
+				pushQuick(t, &s.dep, c, 1, false, pc, key)
+				return
+			}
+		}
+		t.ReleaseIfEmpty()
+		s.core.runlock()
+	}
+	t := task.Claim(id)
 	if t.NonBlock|t.Preempt != 0 {
 		nonblock.MightSleep()
 	}
@@ -189,18 +213,19 @@ func (s *RWSem) TryRLock() bool {
 // RUnlock releases a read hold: up_read.
 func (s *RWSem) RUnlock() {
 	if compiledIn {
-		t := task.Lookup()
-		if t != nil {
-			held := t.Lockdep.Held
-			if n := len(held) - 1; n >= 0 && held[n].Instance == unsafe.Pointer(&s.dep) && held[n].References|uint32(held[n].PinCount) == 0 {
-				t.Lockdep.ChainKey = held[n].PrevChainKey
-				t.Lockdep.Held = held[:n]
-				if n == 0 {
-					t.ReleaseIfEmpty()
-				}
-				s.core.runlock()
-				return
+		var t *task.Task
+		if id := task.GoID(); id != 0 {
+			t = task.LookupHead(id)
+		}
+		if t == nil {
+			t = task.Lookup()
+		}
+		if t != nil && popTop(t, &s.dep) {
+			t.ReleaseIfEmpty()
+			if !s.core.tryRUnlock() {
+				s.core.runlockSlow()
 			}
+			return
 		}
 		releaseSlow(&s.dep, t)
 	}

@@ -80,6 +80,7 @@ func verify() {
 			return
 		}
 		idMode.Store(modeFast)
+		goidOffset = locateGoid()
 	})
 	// The warning is emitted outside the Once: emitting a report looks up
 	// the goroutine id again, which must not wait on this Once.
@@ -141,13 +142,16 @@ func StackID() int64 {
 func ForceSlowPath(reason string) (restore func()) {
 	verify()
 	prevMode, prevReason := idMode.Load(), slowReason.Load()
+	prevOffset := goidOffset
 	slowReason.Store(&reason)
 	idMode.Store(modeSlow)
+	goidOffset = 0
 	warnOnce.Store(false)
 	verify()
 	return func() {
 		slowReason.Store(prevReason)
 		idMode.Store(prevMode)
+		goidOffset = prevOffset
 		warnOnce.Store(prevMode == modeSlow)
 	}
 }

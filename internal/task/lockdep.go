@@ -35,68 +35,20 @@ type HeldLock struct {
 	Read         uint8 // 0 write, 1 read, 2 recursive read
 	Trylock      bool
 	Check        bool
-
-	// Label, when set, is what reports print for the class:
-	// "(name#ver/sub){usage}-{outer:inner}". The validator leaves it empty
-	// and lets ClassLabel compute it at print time, as the kernel does, so
-	// the usage characters are current and the hot path copies no string.
-	Label string
 }
 
-// ClassLabel returns the label of an opaque class for HeldLock entries
-// whose Label is empty. The lockclass package installs it at start-up.
+// ClassLabel returns what reports print for an opaque class:
+// "(name#ver/sub){usage}-{outer:inner}", computed at print time as the kernel
+// does, so the usage characters are current and the hot path copies no
+// string. The lockclass package installs it at start-up.
 var ClassLabel func(class unsafe.Pointer) string
 
 // LabelOf returns what reports print for h's class.
 func LabelOf(h *HeldLock) string {
-	if h.Label != "" || ClassLabel == nil || h.Class == nil {
-		return h.Label
+	if ClassLabel == nil || h.Class == nil {
+		return "(?)"
 	}
 	return ClassLabel(h.Class)
-}
-
-// Claim returns the record of goroutine id, which must be the caller,
-// creating it if needed: Current in one walk of the bucket. The lock
-// validator calls it on every acquisition, so the common cases (the record
-// at the head of its bucket, or the head an idle slot alone in its bucket)
-// are decided inline.
-func Claim(id int64) *Task {
-	b := bucketFor(id)
-	t := b.head.Load()
-	if t != nil && t.next.Load() == nil {
-		// A bucket of one node, the common case: ours, or idle and so
-		// free for us since nobody else can hold our id.
-		switch t.id.Load() {
-		case id:
-			return t
-		case 0:
-			if t.id.CompareAndSwap(0, id) {
-				t.ID = id
-				return t
-			}
-		}
-	}
-	return claimSlow(id)
-}
-
-func claimSlow(id int64) *Task {
-	b := bucketFor(id)
-	var idle *Task
-	for t := b.head.Load(); t != nil; t = t.next.Load() {
-		switch t.id.Load() {
-		case id:
-			return t
-		case 0:
-			if idle == nil {
-				idle = t
-			}
-		}
-	}
-	if idle != nil && idle.id.CompareAndSwap(0, id) {
-		idle.ID = id
-		return idle
-	}
-	return insert(id)
 }
 
 // FormatHeldLock writes one held-lock line as lockdep prints it:

@@ -7,24 +7,33 @@ import (
 
 // The table maps goroutine ids to records. It is a fixed array of buckets
 // (goroutine ids are sequential, so the low bits spread live goroutines
-// evenly), each a singly linked chain of records.
+// evenly), each a singly linked chain of nodes, and a node belongs to one
+// goroutine for its whole life.
 //
-//   - Lookups never lock: the owner walks its bucket's chain comparing ids.
-//     Only the owner inserts or frees its own record, so it always finds it.
-//   - Freeing a record is one atomic store of id 0; the node stays in the
-//     chain as an idle slot that the next goroutine hashing to the bucket
-//     claims with one CAS. A goroutine that locks and unlocks in a loop
-//     therefore reuses the same node and allocates nothing.
-//   - Nodes are pushed, and idle nodes beyond idlePerBucket unlinked, under a
-//     per-bucket spin lock. An unlinked node keeps its next pointer, so a
-//     reader standing on it still reaches the rest of the chain; it is never
-//     reused (its id is set to dead first), the garbage collector takes it.
+//   - A record "exists" while its node is busy. The owner marks it busy and
+//     idle itself with plain stores, no atomic read-modify-write: a lock
+//     pair that claims and drops the record pays no more atomic operations
+//     than the lock itself. An idle node stays in its bucket so that the
+//     same goroutine takes it again for free.
+//   - Idle nodes beyond idlePerBucket are retired (unlinked) when a new node
+//     joins the bucket. Retiring races with an owner that is just taking its
+//     idle node again; the two sides form an asymmetric Dekker pair: the
+//     owner stores busy and then loads retiring, the trimmer stores
+//     retiring, issues a process-wide barrier (membarrier(2), see barrier_*.go)
+//     and then loads busy. At least one of them sees the other: the owner
+//     backs off, or the trimmer leaves the node alone.
+//   - Nodes are never reused by another goroutine: an owner may be descheduled
+//     between finding its node and storing busy, and that late store must not
+//     land in somebody else's record. Retired nodes keep their next pointer,
+//     so a walker standing on one still reaches the rest of the chain; the
+//     garbage collector takes them.
+//   - Nodes are pushed and retired under a per-bucket spin lock, which the
+//     owner's fast path never takes.
 
 const (
 	bucketBits    = 12
 	bucketMask    = 1<<bucketBits - 1
 	idlePerBucket = 2
-	dead          = -1
 )
 
 type bucket struct {
@@ -37,43 +46,71 @@ var table [1 << bucketBits]bucket
 
 func bucketFor(id int64) *bucket { return &table[uint64(id)&bucketMask] }
 
+// lookup returns the busy record of goroutine id, or nil.
 func lookup(id int64) *Task {
 	for t := bucketFor(id).head.Load(); t != nil; t = t.next.Load() {
-		if t.id.Load() == id {
-			return t
+		if t.owner.Load() == id {
+			if t.busy.Load() != 0 {
+				return t
+			}
+			return nil
 		}
 	}
 	return nil
 }
 
-func insert(id int64) *Task {
+// claimSlow is Claim's path when its node was being retired or is not in
+// the bucket: under the bucket lock, where no trim runs, the caller's node is
+// taken, or if it was retired or never existed, a new one is pushed. (A
+// retired node may be left with busy set by the owner's late take; it is out
+// of the bucket and nobody reads it.)
+func claimSlow(id int64) *Task {
 	b := bucketFor(id)
+	b.lock()
+	defer b.unlock()
 	for t := b.head.Load(); t != nil; t = t.next.Load() {
-		if t.id.Load() == 0 && t.id.CompareAndSwap(0, id) {
-			t.ID = id
+		if t.owner.Load() == id {
+			ownerStore(&t.busy, 1)
 			return t
 		}
 	}
 	t := &Task{ID: id}
-	t.id.Store(id)
-	b.lock()
+	t.owner.Store(id)
+	t.busy.Store(1)
 	t.next.Store(b.head.Load())
 	b.head.Store(t)
-	b.nodes.Add(1)
-	b.unlock()
+	if b.nodes.Add(1) > idlePerBucket {
+		b.trimLocked()
+	}
 	return t
 }
 
-// trim unlinks idle nodes beyond the first idlePerBucket.
+// trim retires idle nodes beyond the first idlePerBucket.
 func (b *bucket) trim() {
 	b.lock()
-	idle := 0
+	b.trimLocked()
+	b.unlock()
+}
+
+func (b *bucket) trimLocked() {
+	idle, marked := 0, 0
+	for t := b.head.Load(); t != nil; t = t.next.Load() {
+		if t.busy.Load() == 0 {
+			if idle++; idle > idlePerBucket {
+				t.retiring.Store(1)
+				marked++
+			}
+		}
+	}
+	if marked == 0 {
+		return
+	}
+	ok := stealerBarrier()
 	var prev *Task
 	for t := b.head.Load(); t != nil; {
 		next := t.next.Load()
-		if t.id.Load() == 0 {
-			idle++
-			if idle > idlePerBucket && t.id.CompareAndSwap(0, dead) {
+		if t.retiring.Load() != 0 {
+			if ok && t.busy.Load() == 0 {
 				if prev == nil {
 					b.head.Store(next)
 				} else {
@@ -81,12 +118,12 @@ func (b *bucket) trim() {
 				}
 				b.nodes.Add(-1)
 				t = next
-				continue
+				continue // stays retiring: its owner can never take it again
 			}
+			t.retiring.Store(0) // its owner came back first (or no barrier)
 		}
 		prev, t = t, next
 	}
-	b.unlock()
 }
 
 func (b *bucket) lock() {
@@ -97,7 +134,7 @@ func (b *bucket) lock() {
 
 func (b *bucket) unlock() { b.mu.Store(0) }
 
-// nodeCount returns the number of nodes, live or idle, across all buckets.
+// nodeCount returns the number of nodes, busy or idle, across all buckets.
 // Tests use it to show that churn does not grow the table.
 func nodeCount() int {
 	n := 0

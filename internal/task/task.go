@@ -5,8 +5,10 @@
 // Every subsystem keeps its per-goroutine fields here, in one record, so that
 // the root package can report on them together (a might-sleep report prints
 // the held locks) without import cycles. A record exists only while it is
-// non-empty: each subsystem calls ReleaseIfEmpty after it clears its fields,
-// so goroutine churn leaves nothing behind.
+// non-empty: each subsystem calls ReleaseIfEmpty after it clears its fields.
+// The record's node then stays in the table, idle, for the same goroutine to
+// take back without an atomic read-modify-write, until its bucket needs the
+// room (see table.go), so goroutine churn leaves nothing behind.
 //
 // Only the owning goroutine reads or writes a record's fields; that is what
 // makes them cheap. Code that walks other goroutines' records (Each) may only
@@ -21,8 +23,14 @@ import (
 
 // Task is the per-goroutine record.
 type Task struct {
-	id   atomic.Int64 // owning goroutine; 0 when the slot is free
-	next atomic.Pointer[Task]
+	owner atomic.Int64 // the goroutine the node belongs to, for its whole life
+	// busy is 1 while the record exists (is non-empty); only the owner
+	// stores it, with ownerStore, except Reap for a dead owner.
+	busy atomic.Int32
+	// retiring is set by a trim taking the node out of its bucket; an owner
+	// that sees it backs off (see table.go).
+	retiring atomic.Int32
+	next     atomic.Pointer[Task]
 
 	// ID is the owning goroutine's id, a plain copy for the owner's use.
 	ID int64
@@ -52,8 +60,8 @@ type Task struct {
 
 // Empty reports whether the record carries no state, so it can be dropped.
 func (t *Task) Empty() bool {
-	return t.NonBlock == 0 && t.Preempt == 0 && t.Memalloc == 0 && t.Name == "" &&
-		len(t.Lockdep.Held) == 0 && t.Lockdep.Off == 0 && len(t.Regions) == 0
+	return len(t.Lockdep.Held) == 0 && t.NonBlock == 0 && t.Preempt == 0 && t.Memalloc == 0 &&
+		t.Name == "" && t.Lockdep.Off == 0 && len(t.Regions) == 0
 }
 
 // Lookup returns the calling goroutine's record, or nil if it has none.
@@ -64,6 +72,16 @@ func Lookup() *Task {
 		return lookup(slowID())
 	}
 	return lookup(goid.Get())
+}
+
+// LookupHead is Lookup's common case for callers that know their id, small
+// enough to be inlined into the unlock paths: the caller's busy node heads
+// its bucket. It returns nil otherwise; call Lookup then.
+func LookupHead(id int64) *Task {
+	if t := bucketFor(id).head.Load(); t != nil && t.owner.Load() == id && t.busy.Load() != 0 {
+		return t
+	}
+	return nil
 }
 
 // LookupID returns the record of goroutine id, or nil. Only the owner may
@@ -79,20 +97,50 @@ func Current() *Task {
 	return Claim(goid.Get())
 }
 
-// ReleaseIfEmpty drops the record from the table if it carries no state.
-// Only the owner calls it.
-func (t *Task) ReleaseIfEmpty() {
-	if !t.Empty() {
-		return
+// Claim is Current for callers that already know their goroutine id (from
+// SiteID); id must be the caller's. It takes the goroutine's own node back
+// with plain memory accesses and no atomic read-modify-write.
+func Claim(id int64) *Task {
+	for t := bucketFor(id).head.Load(); t != nil; t = t.next.Load() {
+		if t.owner.Load() == id {
+			if t.take() {
+				return t
+			}
+			break
+		}
 	}
-	id := t.ID
-	t.ID = 0
-	t.NonBlockSite, t.PreemptSite = 0, 0
-	t.Lockdep.ChainKey = 0
-	t.id.Store(0) // publishes the cleared fields to the next owner of the slot
-	b := bucketFor(id)
-	if b.nodes.Load() > idlePerBucket {
-		b.trim()
+	return claimSlow(id)
+}
+
+// ClaimHead is Claim's common case, small enough to be inlined into the lock
+// hot paths: the caller's node heads its bucket. It returns nil otherwise;
+// call Claim then.
+func ClaimHead(id int64) *Task {
+	if t := bucketFor(id).head.Load(); t != nil && t.owner.Load() == id && t.take() {
+		return t
+	}
+	return nil
+}
+
+// Reclaim takes t back if it is the node of goroutine id, the caller.
+func (t *Task) Reclaim(id int64) bool { return t.owner.Load() == id && t.take() }
+
+// take marks the caller's own node busy unless a trim is retiring it: the
+// owner's side of the table's Dekker pair (see table.go). When it fails the
+// node may be left busy; claimSlow sorts that out under the bucket lock.
+func (t *Task) take() bool {
+	ownerStore(&t.busy, 1) // busy already or not: a store to our own line
+	return t.retiring.Load() == 0
+}
+
+// ReleaseIfEmpty drops the record if it carries no state: the node goes
+// idle, for the goroutine to take again. Only the owner calls it. It is
+// cheap enough to be inlined into the unlock paths: the fields that outlive
+// their counts (the section sites) are reset by their owners.
+func (t *Task) ReleaseIfEmpty() {
+	if t.Empty() {
+		t.Lockdep.ChainKey = 0 // the empty stack's key, whatever happened
+		ownerStore(&t.busy, 0) // after the clearing stores, as a release
 	}
 }
 
@@ -102,16 +150,22 @@ func (t *Task) ReleaseIfEmpty() {
 func Each(fn func(t *Task) bool) {
 	for i := range table {
 		for t := table[i].head.Load(); t != nil; t = t.next.Load() {
-			if t.id.Load() > 0 && !fn(t) {
+			if t.busy.Load() != 0 && !fn(t) {
 				return
 			}
 		}
 	}
 }
 
-// Owner returns the id of the goroutine that owns the record, or 0 if the
-// slot is free. Unlike ID it may be read by any goroutine.
-func (t *Task) Owner() int64 { return t.id.Load() }
+// Owner returns the id of the goroutine whose record this is, or 0 if the
+// record does not exist now (the node is idle). Unlike ID it may be read by
+// any goroutine.
+func (t *Task) Owner() int64 {
+	if t.busy.Load() == 0 {
+		return 0
+	}
+	return t.owner.Load()
+}
 
 // Len returns the number of live records.
 func Len() int {
@@ -129,5 +183,7 @@ func Reap(t *Task) {
 	t.Lockdep.Off = 0
 	clear(t.Regions) // a dead goroutine's regions cannot be ended; drop them
 	t.Regions = t.Regions[:0]
-	t.ReleaseIfEmpty()
+	t.NonBlockSite, t.PreemptSite = 0, 0
+	t.Lockdep.ChainKey = 0
+	t.busy.Store(0)
 }

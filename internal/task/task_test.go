@@ -1,6 +1,7 @@
 package task
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -150,7 +151,7 @@ func TestReapFreesADeadGoroutinesRecord(t *testing.T) {
 	done := make(chan *Task)
 	go func() {
 		tk := Current()
-		tk.Lockdep.Held = append(tk.Lockdep.Held, HeldLock{Label: "(x)"})
+		tk.Lockdep.Held = append(tk.Lockdep.Held, HeldLock{Site: 1})
 		done <- tk
 	}()
 	tk := <-done
@@ -181,4 +182,106 @@ func TestOpenRegionsKeepTheRecordAndReapDropsThem(t *testing.T) {
 	Reap(tk)
 	require.Zero(t, Len())
 	require.Empty(t, tk.Regions)
+}
+
+//go:noinline
+func siteOfCaller() (int64, uintptr) { return SiteID() }
+
+func TestSiteIDGivesTheIDAndTheCallersReturnAddress(t *testing.T) {
+	id, pc := siteOfCaller()
+	if id != 0 {
+		require.Equal(t, ID(), id, "SiteID reads g.goid in place")
+		require.Equal(t, ID(), GoID())
+	} else {
+		require.Zero(t, GoID(), "both read in place or neither")
+	}
+	fn := runtime.FuncForPC(pc - 1)
+	require.NotNil(t, fn)
+	require.Equal(t, "github.com/krules/krules/internal/task."+t.Name(), fn.Name(), "pc is in siteOfCaller's caller")
+
+	done := make(chan [2]int64)
+	go func() { id, _ := siteOfCaller(); done <- [2]int64{id, ID()} }()
+	got := <-done
+	if got[0] != 0 {
+		require.Equal(t, got[1], got[0])
+	}
+}
+
+// The owner's take and the trimmer's retirement form a Dekker pair. Owners
+// (synthetic ids, all in one bucket) take and drop their records while
+// others keep joining the bucket and a trimmer keeps retiring idle nodes:
+// an owner must never hold a record that is no longer in the table, and the
+// table must end up bounded.
+func TestRetiringNeverTakesARecordInUse(t *testing.T) {
+	const owners, rounds = 4, 20000
+	base := int64(1) << 40 // far above real goroutine ids, bucket 0
+	b := bucketFor(base)
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { // newcomers push nodes, so trims have work
+		defer wg.Done()
+		for k := int64(owners); !stop.Load(); k++ {
+			id := base + k<<bucketBits
+			tk := Claim(id)
+			tk.Memalloc = 1
+			tk.Memalloc = 0
+			tk.ReleaseIfEmpty()
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for !stop.Load() {
+			b.trim()
+		}
+	}()
+	var lost atomic.Int64
+	var owning sync.WaitGroup
+	for k := range int64(owners) {
+		owning.Add(1)
+		go func() {
+			defer owning.Done()
+			id := base + k<<bucketBits
+			for i := range rounds {
+				var tk *Task
+				if i%2 == 0 {
+					tk = ClaimHead(id)
+				}
+				if tk == nil {
+					tk = Claim(id)
+				}
+				tk.NonBlock = 1
+				runtime.Gosched()
+				if lookup(id) != tk {
+					lost.Add(1)
+				}
+				tk.NonBlock = 0
+				tk.ReleaseIfEmpty()
+			}
+		}()
+	}
+	owning.Wait()
+	stop.Store(true)
+	wg.Wait()
+	require.Zero(t, lost.Load(), "an owner's record was retired under it")
+	require.LessOrEqual(t, int(b.nodes.Load()), idlePerBucket+1)
+	for k := range int64(owners) {
+		require.Nil(t, lookup(base+k<<bucketBits))
+	}
+}
+
+func TestReclaimTakesOnlyTheCallersLinkedNode(t *testing.T) {
+	id := int64(1)<<41 + 7
+	tk := Claim(id)
+	tk.ReleaseIfEmpty()
+	require.False(t, tk.Reclaim(id+1), "another goroutine's node")
+	require.True(t, tk.Reclaim(id))
+	require.Same(t, tk, lookup(id))
+	tk.ReleaseIfEmpty()
+	tk.retiring.Store(1) // as a trim leaves a retired node
+	require.False(t, tk.Reclaim(id))
+	require.Nil(t, ClaimHead(id))
+	tk.retiring.Store(0)
+	require.Same(t, tk, ClaimHead(id))
+	tk.ReleaseIfEmpty()
 }

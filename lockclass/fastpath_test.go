@@ -1,0 +1,134 @@
+//go:build !krules_nolockdep
+
+package lockclass_test
+
+import (
+	"runtime"
+	"strconv"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/internal/stack"
+	"github.com/krules/krules/internal/task"
+	"github.com/krules/krules/lockclass"
+	"github.com/krules/krules/nonblock"
+)
+
+// The uncontended Mutex.Lock and RWSem.RLock take the lock first and annotate
+// a cached chain after. These tests pin down that nothing a kernel developer
+// can observe changes with that order.
+
+// warm takes and drops each lock once in order, so the chain is cached.
+func warm(ls ...*lockclass.Mutex) {
+	for _, l := range ls {
+		l.Lock()
+	}
+	for i := range ls {
+		ls[len(ls)-1-i].Unlock()
+	}
+}
+
+// cachedMutexAndRWSem returns a mutex and an rwsem whose one-lock chains
+// (write for the mutex, read for the rwsem) are cached.
+func cachedMutexAndRWSem(v *lockclass.Validator) (*lockclass.Mutex, *lockclass.RWSem) {
+	m := mutex(v, "M")
+	s := new(lockclass.RWSem)
+	s.Init(lockclass.WithValidator(v), lockclass.WithName("S"))
+	warm(m)
+	s.RLock()
+	s.RUnlock()
+	return m, s
+}
+
+func TestUncontendedLockInANonBlockSectionStillMightSleep(t *testing.T) {
+	rec := krules.Record(t)
+	m, s := cachedMutexAndRWSem(lockclass.NewValidator())
+	require.Zero(t, rec.Len())
+
+	nonblock.Start()
+	m.Lock()
+	m.Unlock()
+	s.RLock()
+	s.RUnlock()
+	nonblock.End()
+	require.Equal(t, []krules.Kind{krules.SleepInAtomic, krules.SleepInAtomic}, rec.Kinds())
+	require.Contains(t, rec.Reports()[0].Headline, "BUG: sleeping function called from invalid context at ")
+	require.Nil(t, task.Lookup(), "both locks and the section are gone")
+}
+
+func TestCachedLockRecordsTheCallersSite(t *testing.T) {
+	krules.Check(t)
+	m, s := cachedMutexAndRWSem(lockclass.NewValidator())
+
+	_, _, line, _ := runtime.Caller(0)
+	m.Lock()
+	s.RLock()
+	held := task.Lookup().Lockdep.Held
+	require.Len(t, held, 2)
+	for i, h := range held {
+		require.Contains(t, stack.FormatPC(h.Site), "lockclass/fastpath_test.go:"+strconv.Itoa(line+1+i))
+		require.Contains(t, stack.FormatPC(h.Site), "TestCachedLockRecordsTheCallersSite")
+	}
+	s.RUnlock()
+	m.Unlock()
+	require.Nil(t, task.Lookup())
+}
+
+// A lock whose last chain was validated under one set of locks (the per-map
+// memo) and is then taken under another goes through validation again, so
+// the inversion that follows is reported.
+func TestCachedLockUnderNewLocksIsValidatedAgain(t *testing.T) {
+	rec := krules.Record(t)
+	v := lockclass.NewValidator()
+	a, b, c := mutex(v, "A"), mutex(v, "B"), mutex(v, "C")
+	for range 3 {
+		warm(a, b) // A -> B, then cached and memoised
+	}
+	warm(c, b) // C -> B: a new chain under B's memo
+	require.Zero(t, rec.Len())
+	warm(b, c) // B -> C closes C -> B
+	require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "WARNING: possible circular locking dependency detected")
+}
+
+// Recursive locking of a cached class by another instance is still
+// reported, and the lock that was free is not left locked.
+func TestUncontendedRecursionOnAClassIsReported(t *testing.T) {
+	rec := krules.Record(t)
+	v := lockclass.NewValidator()
+	var key lockclass.Key
+	m1, m2 := new(lockclass.Mutex), new(lockclass.Mutex)
+	m1.Init(lockclass.WithValidator(v), lockclass.WithKey(&key), lockclass.WithName("&dev->lock"))
+	m2.Init(lockclass.WithValidator(v), lockclass.WithKey(&key), lockclass.WithName("&dev->lock"))
+	warm(m1)
+	m1.Lock()
+	m2.Lock()
+	require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+	m2.Unlock()
+	m1.Unlock()
+	require.False(t, m1.IsLocked())
+	require.False(t, m2.IsLocked())
+}
+
+// The last holder's record is only a guess: another goroutine taking the
+// lock next uses its own.
+func TestLockAfterAnotherGoroutineUsesItsOwnRecord(t *testing.T) {
+	krules.Check(t)
+	v := lockclass.NewValidator()
+	m := mutex(v, "M")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		warm(m)
+		warm(m)
+	}()
+	<-done
+	m.Lock()
+	lockclass.AssertHeld(m)
+	require.Len(t, task.Lookup().Lockdep.Held, 1)
+	m.Unlock()
+	lockclass.AssertNotHeld(m)
+	require.Nil(t, task.Lookup())
+}
