@@ -29,17 +29,18 @@ func (m *Mutex) Lock() {
 			if t = task.ClaimHead(id); t == nil {
 				t = task.Claim(id)
 			}
+			m.own.t = t // the guess for next time; m.own.id says whether it holds
 		}
 		if t.NonBlock|t.Preempt == 0 {
 			c := m.dep.cache[0].Load()
 			if headCached(t, c, 0) {
 				pushQuick(t, &m.dep, c, 0, false, pc, c.modes[0].headKey)
-				m.own.set(t)
+				m.own.id = id
 				return
 			}
 			if key, ok := memoCached(t, &m.dep, c, 0); ok {
 				pushQuick(t, &m.dep, c, 0, false, pc, key)
-				m.own.set(t)
+				m.own.id = id
 				return
 			}
 		}
