@@ -54,15 +54,18 @@ func acquire(m *Map, sub int, read uint8, fl uint8, nest *Map, pc uintptr, defau
 // when the chain was validated (the chain key includes the read mode); only
 // a trylock, which skips validation, sets its usage here.
 //
-// The two commonest cases are decided by headCached and memoCached, which
+// The two commonest cases are decided by headKeyIfCached and memoCached, which
 // the lock paths inline, and pushed by pushQuick; pushCached decides all of
 // them.
 
-// headCached reports whether t taking c makes the class's one-lock chain
-// and that chain is cached: nothing held.
-func headCached(t *task.Task, c *class, read uint8) bool {
-	return c != nil && len(t.Lockdep.Held) == 0 && cap(t.Lockdep.Held) != 0 &&
-		c.state.Load()|uint32(t.Lockdep.Off) == 0 && c.modes[read].head.Load()
+// headKeyIfCached returns the key of c's one-lock chain in read mode, if t
+// taking c makes that chain (nothing held) and it is cached.
+func (c *class) headKeyIfCached(t *task.Task, read uint8) (uint64, bool) {
+	if c == nil || len(t.Lockdep.Held) != 0 || cap(t.Lockdep.Held) == 0 ||
+		c.state.Load()|uint32(t.Lockdep.Off) != 0 || !c.modes[read].head.Load() {
+		return 0, false
+	}
+	return c.modes[read].headKey, true
 }
 
 // memoCached reports whether t takes m under the same locks as when m's

@@ -32,14 +32,18 @@ func (m *Mutex) Lock() {
 			m.own.t = t // the guess for next time; m.own.id says whether it holds
 		}
 		if t.NonBlock|t.Preempt == 0 {
+			// The cached path's quick tiers inline, then the rest of it.
 			c := m.dep.cache[0].Load()
-			if headCached(t, c, 0) {
-				pushQuick(t, &m.dep, c, 0, false, pc, c.modes[0].headKey)
-				m.own.id = id
-				return
+			key, ok := c.headKeyIfCached(t, 0)
+			if !ok {
+				key, ok = memoCached(t, &m.dep, c, 0)
 			}
-			if key, ok := memoCached(t, &m.dep, c, 0); ok {
+			if ok {
 				pushQuick(t, &m.dep, c, 0, false, pc, key)
+			} else {
+				ok = pushCached(t, &m.dep, c, 0, false, pc) // still nothing to report
+			}
+			if ok {
 				m.own.id = id
 				return
 			}

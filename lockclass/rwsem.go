@@ -137,13 +137,18 @@ func (s *RWSem) RLock() {
 			t = task.Claim(id)
 		}
 		if t.NonBlock|t.Preempt == 0 {
+			// The cached path's quick tiers inline, then the rest of it.
 			c := s.dep.cache[0].Load()
-			if headCached(t, c, 1) {
-				pushQuick(t, &s.dep, c, 1, false, pc, c.modes[1].headKey)
-				return
+			key, ok := c.headKeyIfCached(t, 1)
+			if !ok {
+				key, ok = memoCached(t, &s.dep, c, 1)
 			}
-			if key, ok := memoCached(t, &s.dep, c, 1); ok {
+			if ok {
 				pushQuick(t, &s.dep, c, 1, false, pc, key)
+			} else {
+				ok = pushCached(t, &s.dep, c, 1, false, pc) // still nothing to report
+			}
+			if ok {
 				return
 			}
 		}
