@@ -84,7 +84,7 @@ func run(w io.Writer, cfg config) int {
 		return 2
 	}
 	testing.Init()
-	benchtime, rounds := "150ms", 3
+	benchtime, rounds := "150ms", 5
 	if quick {
 		benchtime, rounds = "20ms", 1
 	}
