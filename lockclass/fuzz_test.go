@@ -28,6 +28,8 @@ func FuzzValidatorAgainstModel(f *testing.F) {
 		{0x00, 0x00, 0x00, 0x01, 0x0c, 0x00, 0x0c, 0x00, 0x00, 0x01, 0x00, 0x00, 0x0c, 0x00, 0x0c, 0x00},
 		{0x08, 0x00, 0x00, 0x01, 0x0c, 0x00, 0x0c, 0x00, 0x00, 0x01, 0x08, 0x00, 0x0c, 0x00, 0x0c, 0x00},
 		{0x01, 0x00, 0x05, 0x01, 0x09, 0x02, 0x0d, 0x00, 0x0d, 0x00, 0x0d, 0x00, 0x02, 0x01, 0x02, 0x00},
+		// ABBA on the Mutexes, the second time round from their cached path
+		{0x00, 0x04, 0x00, 0x05, 0x0c, 0x00, 0x0c, 0x00, 0x00, 0x04, 0x00, 0x05, 0x0c, 0x00, 0x0c, 0x00, 0x01, 0x05, 0x01, 0x04},
 	} {
 		f.Add(seed)
 	}
@@ -88,13 +90,32 @@ func decodeOps(data []byte) []fzOp {
 	return ops
 }
 
-// instID names an instance: goroutine, class, instance, map (R) or rwsem.
+// instID names an instance: goroutine, class, instance and kind. Recursive
+// reads (R) take a Map; writes to instance 1 a Mutex, so that its
+// lock-first fast path meets the model too; everything else an RWSem.
 type instID struct {
 	g, class, inst int
-	isMap          bool
+	kind           instKind
 }
 
-func instOf(o fzOp) instID { return instID{o.g, o.class, o.inst, o.read == 2} }
+type instKind uint8
+
+const (
+	kindRWSem instKind = iota
+	kindMap
+	kindMutex
+)
+
+func instOf(o fzOp) instID {
+	kind := kindRWSem
+	switch {
+	case o.read == 2:
+		kind = kindMap
+	case o.read == 0 && o.inst == 1:
+		kind = kindMutex
+	}
+	return instID{o.g, o.class, o.inst, kind}
+}
 
 // ---- the reference model ----
 
@@ -252,6 +273,7 @@ var fzKeys [fzClasses]lockclass.Key
 
 type fzWorker struct {
 	sems [fzClasses][2]lockclass.RWSem
+	mus  [fzClasses]lockclass.Mutex // instance 1's writes
 	maps [fzClasses][2]*lockclass.Map
 	held []mHeld
 	ops  chan fzOp
@@ -264,8 +286,10 @@ func (w *fzWorker) do(o fzOp) {
 		h := w.held[idx]
 		w.held = slices.Delete(w.held, idx, idx+1)
 		switch {
-		case h.id.isMap:
+		case h.id.kind == kindMap:
 			w.maps[h.class][h.id.inst].Release()
+		case h.id.kind == kindMutex:
+			w.mus[h.class].Unlock()
 		case h.read == 1:
 			w.sems[h.class][h.id.inst].RUnlock()
 		default:
@@ -275,6 +299,12 @@ func (w *fzWorker) do(o fzOp) {
 	}
 	s := &w.sems[o.class][o.inst]
 	switch {
+	case instOf(o).kind == kindMutex && o.try:
+		if !w.mus[o.class].TryLock() {
+			panic("uncontended TryLock failed")
+		}
+	case instOf(o).kind == kindMutex:
+		w.mus[o.class].Lock()
 	case o.read == 2 && o.try:
 		w.maps[o.class][o.inst].TryAcquireRead()
 	case o.read == 2:
@@ -303,6 +333,7 @@ func validatorRun(t *testing.T, ops []fzOp) (int, krules.Kind) {
 		w := &fzWorker{ops: make(chan fzOp), done: make(chan struct{})}
 		for c := range fzClasses {
 			name := string(rune('A' + c))
+			w.mus[c].Init(lockclass.WithValidator(v), lockclass.WithKey(&fzKeys[c]), lockclass.WithName(name))
 			for k := range 2 {
 				w.sems[c][k].Init(lockclass.WithValidator(v), lockclass.WithKey(&fzKeys[c]), lockclass.WithName(name))
 				w.maps[c][k] = lockclass.NewMap(name, lockclass.WithValidator(v), lockclass.WithKey(&fzKeys[c]))
