@@ -10,3 +10,7 @@ var compiledOutFigures = []figure{
 		base: benchSyncPair, rules: benchMutexPair,
 	},
 }
+
+// lockdepCompiledIn says whether this build validates locks: not with
+// -tags krules_nolockdep, so nothing here expects a lockdep report.
+const lockdepCompiledIn = false

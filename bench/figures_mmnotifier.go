@@ -162,6 +162,10 @@ func withMM(b *testing.B, fn func(mm *mmnotifier.MM)) {
 func demonstrateMMNotifier(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "6. A driver lock held across a GFP_KERNEL allocation and taken in an MMU-notifier callback, found with no memory pressure:")
+	if !lockdepCompiledIn {
+		fmt.Fprintln(w, "\n    (not in this build: lockdep is compiled out with -tags krules_nolockdep)")
+		return
+	}
 	lockclass.Default().Reset()
 	defer lockclass.Default().Reset()
 	z, err := gfp.NewZone(4<<20, gfp.WithoutKswapd())

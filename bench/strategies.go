@@ -63,9 +63,10 @@ func strategyProblems(results []strategyResult) []string {
 			out = append(out, fmt.Sprintf("%s: %s", at, r.Err))
 		}
 		if r.StrategyKey == strategyByID(stratKernel).key {
-			// The bug must be caught: lockdep proves the deadlock, and
-			// the reaper's callbacks sleep in a non-blocking section.
-			if r.Reports.Lockdep == 0 || r.Modes[nonBlockable].Reports.Sleep == 0 {
+			// The bug must be caught: lockdep proves the deadlock (unless
+			// compiled out), and the reaper's callbacks sleep in a
+			// non-blocking section.
+			if lockdepCompiledIn && r.Reports.Lockdep == 0 || r.Modes[nonBlockable].Reports.Sleep == 0 {
 				out = append(out, fmt.Sprintf("%s: the bug went unreported (%d lockdep, %d sleep-in-atomic in the reaper)",
 					at, r.Reports.Lockdep, r.Modes[nonBlockable].Reports.Sleep))
 			}
