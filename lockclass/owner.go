@@ -5,6 +5,8 @@ import "github.com/krules/krules/internal/task"
 // owner remembers the goroutine whose held-lock stack has a lock's entry
 // (the writer's, for the read-write locks), so that Unlock compares goroutine
 // ids instead of walking the task table. It is written by the holder only.
+// id says whether there is a holder; with id 0, t is stale (Mutex keeps it
+// as its next Lock's guess at the caller's record) and must not be used.
 type owner struct {
 	t  *task.Task
 	id int64
