@@ -23,6 +23,7 @@ func (m *Mutex) Lock() {
 	// after: nothing blocked, and a cached chain has nothing to report.
 	// m.own.t, stable now that m is ours, is the last holder's record: a
 	// guess at ours that spares the table walk.
+	tried := false // the cached path, with the lock held
 	if m.core.tryLock() {
 		t := m.own.t
 		if t == nil || !t.Reclaim(id) {
@@ -43,6 +44,7 @@ func (m *Mutex) Lock() {
 			} else {
 				ok = pushCached(t, &m.dep, c, 0, false, pc) // still nothing to report
 			}
+			tried = true
 			if ok {
 				m.own.id = id
 				return
@@ -57,7 +59,7 @@ func (m *Mutex) Lock() {
 	if t.NonBlock|t.Preempt != 0 {
 		nonblock.MightSleep()
 	}
-	if !pushCached(t, &m.dep, m.dep.cache[0].Load(), 0, false, pc) {
+	if tried || !pushCached(t, &m.dep, m.dep.cache[0].Load(), 0, false, pc) {
 		t = acquireSlow(t, &m.dep, 0, 0, fSleep, nil, pc, mutexDefaults)
 	}
 	if !m.core.tryLock() {

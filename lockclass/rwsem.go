@@ -131,6 +131,7 @@ func (s *RWSem) RLock() {
 	// Uncontended, the read side is taken first and the cached path
 	// annotated after, as Mutex.Lock does (without its guess: readers are
 	// many and not remembered).
+	tried := false // the cached path, with the lock held
 	if s.core.tryRLock() {
 		t := task.ClaimHead(id)
 		if t == nil {
@@ -148,6 +149,7 @@ func (s *RWSem) RLock() {
 			} else {
 				ok = pushCached(t, &s.dep, c, 1, false, pc) // still nothing to report
 			}
+			tried = true
 			if ok {
 				return
 			}
@@ -159,7 +161,7 @@ func (s *RWSem) RLock() {
 	if t.NonBlock|t.Preempt != 0 {
 		nonblock.MightSleep()
 	}
-	if !pushCached(t, &s.dep, s.dep.cache[0].Load(), 1, false, pc) {
+	if tried || !pushCached(t, &s.dep, s.dep.cache[0].Load(), 1, false, pc) {
 		t = acquireSlow(t, &s.dep, 0, 1, fSleep, nil, pc, rwsemDefaults)
 	}
 	if !s.core.tryRLock() {
