@@ -1,6 +1,9 @@
 package lockclass
 
-import "sync/atomic"
+import (
+	"math/bits"
+	"sync/atomic"
+)
 
 // chainTable is the lock-free chain cache (chainhash_table): an open-
 // addressing set of 64-bit chain keys. Readers probe it with atomic loads and
@@ -73,4 +76,12 @@ func (g *graph) addChain(key uint64, hl []chainLock) {
 	t.insert(key)
 	g.chainList = append(g.chainList, &chain{key: key, hlocks: hl})
 	g.chainHlocks += len(hl)
+}
+
+// chainKeyMix folds one (class, read) id into a chain key
+// (iterate_chain_key). It is order-sensitive; 0 is the initial key.
+func chainKeyMix(key, id uint64) uint64 {
+	// The low bit is forced so that no chain key is 0, the chain cache's
+	// empty slot.
+	return (bits.RotateLeft64(key, 27)^id)*0x9e3779b97f4a7c15 | 1
 }

@@ -2,7 +2,6 @@ package lockclass
 
 import (
 	"fmt"
-	"math/bits"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -309,14 +308,6 @@ func removeEdge(list []*edge, e *edge) []*edge {
 		}
 	}
 	return list
-}
-
-// chainKeyMix folds one (class, read) id into a chain key
-// (iterate_chain_key). It is order-sensitive; 0 is the initial key.
-func chainKeyMix(key, id uint64) uint64 {
-	// The low bit is forced so that no chain key is 0, the chain cache's
-	// empty slot.
-	return (bits.RotateLeft64(key, 27)^id)*0x9e3779b97f4a7c15 | 1
 }
 
 // names renders classes for reports and views.

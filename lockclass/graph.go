@@ -4,9 +4,118 @@ import (
 	"hash/maphash"
 	"runtime"
 	"slices"
+	"sync"
+	"sync/atomic"
 
 	"github.com/krules/krules"
 )
+
+// graph is one generation of a validator's state.
+type graph struct {
+	v       *Validator
+	enabled atomic.Bool // debug_locks
+	mu      sync.Mutex  // graph_lock
+
+	byKey      sync.Map // classKey -> *class, read lock-free
+	classes    []*class // by index; nil slots are free
+	nclasses   int
+	maxIndex   int
+	names      map[string]int // name -> highest version
+	zapped     int
+	zappedCh   int
+	nameWarned bool
+
+	entries     int // list entries in use (two per dependency)
+	chains      atomic.Pointer[chainTable]
+	chainList   []*chain
+	chainHlocks int
+
+	traces      map[uint64][]*trace
+	nTraces     int
+	traceWords  int
+	maxDepth    atomic.Int32
+	maxBFS      int
+	bfsBuf      []bfsNode
+	syncing     bool
+	bfsGen      uint64
+	lookups     atomic.Uint64
+	cacheMisses atomic.Uint64
+}
+
+type classKey struct {
+	key *Key
+	sub uint8
+}
+
+func newGraph(v *Validator) *graph {
+	g := &graph{v: v, names: map[string]int{}, traces: map[uint64][]*trace{}}
+	g.classes = make([]*class, 1) // index 0 is never used, as in the kernel
+	g.chains.Store(newChainTable(1024))
+	g.enabled.Store(true)
+	return g
+}
+
+// retire marks every class of g stale, so locks caching them re-resolve.
+func (g *graph) retire() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, c := range g.classes {
+		if c != nil {
+			c.state.Or(stStale)
+		}
+	}
+}
+
+func (g *graph) revive() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, c := range g.classes {
+		if c != nil {
+			c.state.And(^uint32(stStale))
+		}
+	}
+}
+
+// off turns validation off (debug_locks_off) and reports whether this call
+// did it, so only the first reporter prints.
+func (g *graph) off() bool {
+	if !g.enabled.CompareAndSwap(true, false) {
+		return false
+	}
+	g.mu.Lock()
+	for _, c := range g.classes {
+		if c != nil {
+			c.state.Or(stOff)
+		}
+	}
+	g.mu.Unlock()
+	return true
+}
+
+// offLocked is off with g.mu held.
+func (g *graph) offLocked() bool {
+	if !g.enabled.CompareAndSwap(true, false) {
+		return false
+	}
+	for _, c := range g.classes {
+		if c != nil {
+			c.state.Or(stOff)
+		}
+	}
+	return true
+}
+
+// reportable decides whether a validation report may be printed: the first
+// one turns validation off, unless the validator keeps going.
+func (g *graph) reportable(locked bool) bool {
+	if g.v.keepGoing {
+		return g.enabled.Load()
+	}
+	if locked {
+		return g.offLocked()
+	}
+	return g.off()
+}
 
 // edge is one dependency prev -> next (a lock_list entry, shared by the
 // forward and the backward list).

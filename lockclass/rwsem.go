@@ -5,8 +5,6 @@ import (
 	"unsafe"
 
 	"github.com/krules/krules/internal/stack"
-	"github.com/krules/krules/internal/task"
-	"github.com/krules/krules/nonblock"
 )
 
 // RWSem is the kernel's struct rw_semaphore under lockdep: a sleeping
@@ -111,67 +109,6 @@ func (s *RWSem) Unlock() {
 	s.core.unlock()
 }
 
-// RLock takes the read side: down_read.
-//
-//go:noinline
-func (s *RWSem) RLock() {
-	if !compiledIn || !enabled.Load() {
-		if !s.core.tryRLock() {
-			s.core.lockSlow(nil, false)
-		}
-		if compiledIn {
-			s.dep.untracked.Add(1)
-		}
-		return
-	}
-	id, pc := task.SiteID()
-	if id == 0 {
-		id = task.ID()
-	}
-	// Uncontended, the read side is taken first and the cached path
-	// annotated after, as Mutex.Lock does (without its guess: readers are
-	// many and not remembered).
-	tried := false // the cached path, with the lock held
-	if s.core.tryRLock() {
-		t := task.ClaimHead(id)
-		if t == nil {
-			t = task.Claim(id)
-		}
-		if t.NonBlock|t.Preempt == 0 {
-			// The cached path's quick tiers inline, then the rest of it.
-			c := s.dep.cache[0].Load()
-			key, ok := c.headKeyIfCached(t, 1)
-			if !ok {
-				key, ok = memoCached(t, &s.dep, c, 1)
-			}
-			if ok {
-				pushQuick(t, &s.dep, c, 1, false, pc, key)
-			} else {
-				ok = pushCached(t, &s.dep, c, 1, false, pc) // still nothing to report
-			}
-			tried = true
-			if ok {
-				return
-			}
-		}
-		t.ReleaseIfEmpty()
-		s.core.runlock()
-	}
-	t := task.Claim(id)
-	if t.NonBlock|t.Preempt != 0 {
-		nonblock.MightSleep()
-	}
-	if tried || !pushCached(t, &s.dep, s.dep.cache[0].Load(), 1, false, pc) {
-		t = acquireSlow(t, &s.dep, 0, 1, fSleep, nil, pc, rwsemDefaults)
-	}
-	if !s.core.tryRLock() {
-		s.core.lockSlow(nil, false)
-	}
-	if t == nil {
-		s.dep.untracked.Add(1)
-	}
-}
-
 // RLockNested is down_read_nested.
 //
 //go:noinline
@@ -215,28 +152,6 @@ func (s *RWSem) TryRLock() bool {
 		s.dep.untracked.Add(1)
 	}
 	return true
-}
-
-// RUnlock releases a read hold: up_read.
-func (s *RWSem) RUnlock() {
-	if compiledIn {
-		var t *task.Task
-		if id := task.GoID(); id != 0 {
-			t = task.LookupHead(id)
-		}
-		if t == nil {
-			t = task.Lookup()
-		}
-		if t != nil && popTop(t, &s.dep) {
-			t.ReleaseIfEmpty()
-			if !s.core.tryRUnlock() {
-				s.core.runlockSlow()
-			}
-			return
-		}
-		releaseSlow(&s.dep, t)
-	}
-	s.core.runlock()
 }
 
 // RLockNonOwner takes the read side without telling the validator, for a

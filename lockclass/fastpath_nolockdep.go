@@ -1,0 +1,35 @@
+//go:build krules_nolockdep
+
+package lockclass
+
+import "github.com/krules/krules/internal/task"
+
+// Lock locks m: mutex_lock. Validation is compiled out: a plain lock,
+// small enough to be inlined like sync.Mutex.Lock.
+func (m *Mutex) Lock() {
+	if !m.core.state.CompareAndSwap(0, cWriter) {
+		m.core.lockSlow(nil, true)
+	}
+}
+
+// Unlock unlocks m: mutex_unlock. Validation is compiled out; unlocking an
+// unlocked mutex is ignored.
+func (m *Mutex) Unlock() {
+	if !m.core.state.CompareAndSwap(cWriter, 0) {
+		m.core.unlockSlow()
+	}
+}
+
+// RLock takes the read side: down_read. Validation is compiled out.
+func (s *RWSem) RLock() {
+	if !s.core.tryRLock() {
+		s.core.lockSlow(nil, false)
+	}
+}
+
+// RUnlock releases a read hold: up_read. Validation is compiled out.
+func (s *RWSem) RUnlock() { s.core.runlock() }
+
+// pushCached is the cached path of acquire, which returns before it when
+// validation is compiled out.
+func pushCached(*task.Task, *Map, *class, uint8, bool, uintptr) bool { return false }

@@ -1,0 +1,22 @@
+package lockclass
+
+import "github.com/krules/krules/internal/task"
+
+// Off makes the validator ignore the calling goroutine until the matching
+// On (lockdep_off); calls nest. Locks taken meanwhile are not tracked.
+func Off() {
+	if compiledIn {
+		task.Current().Lockdep.Off++
+	}
+}
+
+// On ends an Off (lockdep_on).
+func On() {
+	if !compiledIn {
+		return
+	}
+	if t := task.Lookup(); t != nil && t.Lockdep.Off > 0 {
+		t.Lockdep.Off--
+		t.ReleaseIfEmpty()
+	}
+}

@@ -1,0 +1,135 @@
+package lockclass
+
+import (
+	"unsafe"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/internal/task"
+)
+
+// release annotates a release of m by the calling goroutine (lock_release);
+// t is its record if the caller knows it. It returns false if m was not
+// held (reported when validation is on).
+func release(m *Map, t *task.Task) bool {
+	if t == nil {
+		if !compiledIn {
+			return false
+		}
+		t = task.Lookup()
+	}
+	if t != nil && popTop(t, m) {
+		t.ReleaseIfEmpty()
+		return true
+	}
+	return releaseSlow(m, t)
+}
+
+// popTop is release's cached path, small enough to be inlined into the
+// unlock paths: m's entry is on top of t's stack, with no references or
+// pins. It reports whether it popped it; the caller then releases the
+// record if the stack is empty.
+func popTop(t *task.Task, m *Map) bool {
+	held := t.Lockdep.Held
+	n := len(held) - 1
+	if n < 0 || held[n].Instance != unsafe.Pointer(m) || held[n].References|uint32(held[n].PinCount) != 0 {
+		return false
+	}
+	prev := held[n].PrevChainKey
+	t.Lockdep.Held = held[:n] // before any other store: only the length changes
+	t.Lockdep.ChainKey = prev
+	return true
+}
+
+// releaseShared releases m for a holder the lock does not remember (readers,
+// lock maps): the record is looked up.
+func releaseShared(m *Map) {
+	if compiledIn {
+		release(m, nil)
+	}
+}
+
+// findHeld is find_held_lock: the topmost entry of m, or a reference-counted
+// entry of m's class.
+func findHeld(t *task.Task, m *Map) int {
+	if t == nil {
+		return -1
+	}
+	held := t.Lockdep.Held
+	var c0 *class
+	for i := len(held) - 1; i >= 0; i-- {
+		h := &held[i]
+		if h.Instance == unsafe.Pointer(m) {
+			return i
+		}
+		if h.References > 0 {
+			if c0 == nil {
+				c0 = m.cache[0].Load()
+				if c0 == nil {
+					if cfg := m.cfg.Load(); cfg != nil {
+						sub := cfg.sub
+						c0 = cfg.validator().graph().lookup(cfg.key, sub)
+					}
+				}
+			}
+			if c0 != nil && h.Class == unsafe.Pointer(c0) {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// validating reports whether releases of m are checked now.
+func (m *Map) validating(t *task.Task) bool {
+	if !compiledIn || !enabled.Load() || t != nil && t.Lockdep.Off != 0 {
+		return false
+	}
+	if cfg := m.cfg.Load(); cfg != nil && cfg.key == &noTrackKey {
+		return false
+	}
+	return m.graph().enabled.Load()
+}
+
+//go:noinline
+func releaseSlow(m *Map, t *task.Task) bool {
+	i := findHeld(t, m)
+	if i < 0 {
+		if m.untracked.Load() > 0 && m.untracked.Add(-1) >= 0 {
+			// one of the acquisitions the validator did not follow
+		} else if m.validating(t) && m.graph().reportable(false) {
+			krules.Emit(unlockBalanceReport(m))
+		}
+		if t != nil {
+			t.ReleaseIfEmpty()
+		}
+		return false
+	}
+	held := t.Lockdep.Held
+	h := &held[i]
+	var reps []*krules.Report
+	if h.PinCount != 0 && m.validating(t) {
+		reps = append(reps, warnf(krules.LockdepMisuse, "releasing a pinned lock"))
+	}
+	if h.References > 0 {
+		h.References--
+		if h.References > 0 {
+			emitAll(reps)
+			return true
+		}
+	}
+	above := append([]task.HeldLock(nil), held[i+1:]...)
+	t.Lockdep.ChainKey = h.PrevChainKey
+	t.Lockdep.Held = held[:i]
+	reps = append(reps, rebuild(t, above)...)
+	if len(t.Lockdep.Held) == 0 {
+		t.ReleaseIfEmpty()
+	}
+	emitAll(reps)
+	return true
+}
+
+func emitAll(reps []*krules.Report) {
+	for _, r := range reps {
+		emit(r)
+	}
+}
