@@ -7,7 +7,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/krules/krules/internal/lineage"
 	"github.com/krules/krules/internal/task"
 )
 
@@ -42,7 +41,7 @@ func TestReapLeavesLiveGoroutinesRecordsAlone(t *testing.T) {
 		}()
 	}
 	for range 200 {
-		reapExited()
+		ReapExited()
 	}
 	stop.Store(true)
 	wg.Wait()
@@ -51,18 +50,18 @@ func TestReapLeavesLiveGoroutinesRecordsAlone(t *testing.T) {
 }
 
 // A report about a goroutine that has returned is attributed through the
-// parents noted for it, when the runtime no longer knows them.
-func TestClaimersFollowNotedParentsOfReturnedGoroutines(t *testing.T) {
-	mine := &claimer{goid: task.ID(), mode: claimRecord}
-	other := &claimer{goid: -7, mode: claimRecord}
-	pushClaimer(other)
-	pushClaimer(mine)
-	defer popClaimer(other)
-	defer popClaimer(mine)
+// lineage it carries, when the runtime no longer knows its parents.
+func TestClaimsFollowTheLineageAReportCarries(t *testing.T) {
+	mine := OpenClaim(nil)
+	defer mine.Close()
+	other := &Claim{goid: -7}
+	claims.mu.Lock()
+	claims.open = append(claims.open, other)
+	claims.mu.Unlock()
+	defer other.Close()
 	const returned = 1 << 40 // no such goroutine
 	r := &Report{Goroutine: Goroutine{ID: returned}}
-	require.Len(t, claimersFor(r), 2, "unknown lineage: every running test")
-	lineage.Note(returned, task.ID())
-	defer lineage.Forget(returned)
-	require.Equal(t, []*claimer{mine}, claimersFor(r))
+	require.Len(t, claimsFor(r), 2, "unknown lineage: every open claim")
+	r.Lineage = []int64{returned + 1, task.ID()}
+	require.Equal(t, []*Claim{mine}, claimsFor(r))
 }
