@@ -23,13 +23,13 @@ import (
 // are never rate limited, so tests see every one.
 
 var sinks = struct {
-	mu             sync.Mutex
-	out            io.Writer
-	panicOnReport  bool
-	hooks          []*func(*Report)
-	counts         [kindCount]int
-	suppressed     int
-	limits         map[Kind]*rateLimit
+	mu            sync.Mutex
+	out           io.Writer
+	panicOnReport bool
+	hooks         []*func(*Report)
+	counts        [kindCount]int
+	suppressed    int
+	limits        map[Kind]*rateLimit
 }{out: os.Stderr}
 
 // rateLimit is the kernel's ___ratelimit: burst reports per interval.

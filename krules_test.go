@@ -9,13 +9,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/krules/krules"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/nonblock"
 )
 
-func TestMain(m *testing.M) { krules.VerifyTestMain(m) }
+func TestMain(m *testing.M) { krulestest.VerifyTestMain(m) }
 
 func TestWarnNamesTheCallerAndLaysOutACutHereBlock(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	krules.Emit(krules.Warn(krules.NotifierMisuse, "callback failed with -11 in blockable context", 0))
 	r := rec.Last()
 	require.Equal(t, krules.NotifierMisuse, r.Kind)
@@ -29,7 +30,7 @@ func TestWarnNamesTheCallerAndLaysOutACutHereBlock(t *testing.T) {
 }
 
 func TestReportOnAGoroutineTheTestStartedIsAttributedToIt(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -48,7 +49,7 @@ func TestParallelTestsGetTheirOwnReports(t *testing.T) {
 	for _, n := range []int{1, 2} {
 		t.Run(strconv.Itoa(n), func(t *testing.T) {
 			t.Parallel()
-			rec := krules.Record(t)
+			rec := krulestest.Record(t)
 			var wg sync.WaitGroup
 			for range n {
 				wg.Add(1)
@@ -64,7 +65,7 @@ func TestParallelTestsGetTheirOwnReports(t *testing.T) {
 }
 
 func TestSetNameShowsInReportsAndClears(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	done := make(chan int64)
 	krules.Go("kworker/0:1", func() {
 		nonblock.StartAtomic()

@@ -97,7 +97,7 @@ func SyscallThreshold(d time.Duration) TraceOption {
 // it starts from now on, directly or not, until Stop. Checkers share the
 // process's one flight recorder (runtime/trace.FlightRecorder), which runs
 // alongside `go test -trace`; it fails if another flight recorder is running.
-// Findings are delivered with krules.Emit. Tests use TraceCheck.
+// Findings are delivered with krules.Emit. Tests use krulestest.TraceCheck.
 func StartTraceCheck(opts ...TraceOption) (*TraceChecker, error) {
 	c := &TraceChecker{cfg: traceConfig{syscallMin: DefaultSyscallThreshold}, root: task.ID()}
 	for _, o := range opts {
