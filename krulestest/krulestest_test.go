@@ -55,9 +55,11 @@ type fakeTB struct {
 	cleanups []func()
 }
 
-func (f *fakeTB) Helper()                        {}
-func (f *fakeTB) Errorf(format string, a ...any) { f.errors = append(f.errors, fmt.Sprintf(format, a...)) }
-func (f *fakeTB) Cleanup(fn func())              { f.cleanups = append(f.cleanups, fn) }
+func (f *fakeTB) Helper() {}
+func (f *fakeTB) Errorf(format string, a ...any) {
+	f.errors = append(f.errors, fmt.Sprintf(format, a...))
+}
+func (f *fakeTB) Cleanup(fn func()) { f.cleanups = append(f.cleanups, fn) }
 
 func (f *fakeTB) end() {
 	for i := len(f.cleanups) - 1; i >= 0; i-- {
