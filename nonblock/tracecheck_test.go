@@ -2,6 +2,7 @@ package nonblock_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -21,9 +22,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/krules/krules"
+	"github.com/krules/krules/gfp"
 	"github.com/krules/krules/internal/lineage"
 	"github.com/krules/krules/internal/task"
 	"github.com/krules/krules/krulestest"
+	"github.com/krules/krules/mmnotifier"
 	"github.com/krules/krules/nonblock"
 )
 
@@ -573,4 +576,45 @@ func TestTraceRegionsAreOnlyKeptWhileTracing(t *testing.T) {
 	require.NoError(t, tc.Stop())
 	require.False(t, rtrace.IsEnabled(), "the last checker stops the recorder")
 	require.Equal(t, 0, strings.Count("", "x"))
+}
+
+// sleepyNotifier sleeps in its callback with time.Sleep, which no
+// might-sleep check sees: only the trace shows it blocked.
+type sleepyNotifier struct{}
+
+func (sleepyNotifier) InvalidateRangeStart(*mmnotifier.Range) error {
+	time.Sleep(time.Millisecond)
+	return nil
+}
+
+// When krules itself entered the section (the OOM reaper runs non-blockable
+// notifier callbacks inside one), the report names the library frame that
+// entered it rather than printing 0x0.
+func TestTraceNamesTheLibraryFrameThatEnteredTheSection(t *testing.T) {
+	rec := krulestest.Record(t)
+	tc := krulestest.TraceCheck(t, nonblock.IgnoreAllocBlocks())
+	z, err := gfp.NewZone(4<<20, gfp.WithoutKswapd())
+	require.NoError(t, err)
+	defer func() { require.NoError(t, z.Close()) }()
+	mm := mmnotifier.NewMM(mmnotifier.WithZone(z))
+	defer mm.Exit()
+	_, err = mmnotifier.Register(mm, sleepyNotifier{})
+	require.NoError(t, err)
+	addr, err := mm.Mmap(mmnotifier.PageSize, mmnotifier.ProtReadWrite)
+	require.NoError(t, err)
+	_, err = mm.Fault(addr, true)
+	require.NoError(t, err)
+	mm.OOMReap(context.Background())
+	require.NoError(t, tc.Flush())
+
+	var found []*krules.Report
+	for _, r := range rec.Reports() {
+		if r.Kind == krules.ScheduleInNonBlock {
+			found = append(found, r)
+		}
+	}
+	require.NotEmpty(t, found, "the callback's sleep is in the trace")
+	for _, r := range found {
+		require.Regexp(t, `\nNon-block section entered at:\nmmnotifier\.\S+\+0x[0-9a-f]+ mmnotifier/invalidate\.go:\d+\n`, r.Text)
+	}
 }
