@@ -20,12 +20,12 @@ func TestWarnNamesTheCallerAndLaysOutACutHereBlock(t *testing.T) {
 	krules.Emit(krules.Warn(krules.NotifierMisuse, "callback failed with -11 in blockable context", 0))
 	r := rec.Last()
 	require.Equal(t, krules.NotifierMisuse, r.Kind)
-	require.Regexp(t, `^WARNING: PID: \d+ at [^ /]+/krules_test.go:\d+ krules_test.TestWarnNamesTheCallerAndLaysOutACutHereBlock\+0x[0-9a-f]+$`, r.Headline)
+	require.Regexp(t, `^WARNING: PID: \d+ at krules/krules_test.go:\d+ krules_test.TestWarnNamesTheCallerAndLaysOutACutHereBlock\+0x[0-9a-f]+$`, r.Headline)
 	require.Regexp(t, regexp.MustCompile(`(?s)^------------\[ cut here \]------------\n`+
 		`callback failed with -11 in blockable context\n`+
 		regexp.QuoteMeta(r.Headline)+`\n`+
 		`CPU: - PID: \d+ Comm: TestWarnNamesTheCallerAndLaysOutACutHereBlock Tainted: G +W krules go.*\n`+
-		`Call Trace:\n krules_test.TestWarnNamesTheCallerAndLaysOutACutHereBlock\+0x[0-9a-f]+ [^ /]+/krules_test.go:\d+\n.*`+
+		`Call Trace:\n krules_test.TestWarnNamesTheCallerAndLaysOutACutHereBlock\+0x[0-9a-f]+ krules/krules_test.go:\d+\n.*`+
 		`---\[ end trace 0000000000000000 \]---\n$`), r.Text)
 }
 
