@@ -4,9 +4,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/krules/krules/internal/lineage"
 	"github.com/krules/krules/internal/task"
 )
 
@@ -64,4 +66,49 @@ func TestClaimsFollowTheLineageAReportCarries(t *testing.T) {
 	require.Len(t, claimsFor(r), 2, "unknown lineage: every open claim")
 	r.Lineage = []int64{returned + 1, task.ID()}
 	require.Equal(t, []*Claim{mine}, claimsFor(r))
+}
+
+// A goroutine that returns inside a non-block or atomic section, or named,
+// leaves a record behind; ReapExited reclaims it, with do_exit's note for
+// the sections.
+func TestReapReclaimsGoroutinesThatReturnedInASectionOrNamed(t *testing.T) {
+	out := unclaimed(t)
+	ids := make(chan int64, 3)
+	var wg sync.WaitGroup
+	for _, enter := range []func(tk *task.Task){
+		func(tk *task.Task) { tk.NonBlock = 1 },         // returned inside nonblock.Start
+		func(tk *task.Task) { tk.Preempt = 2 },          // inside two atomic sections
+		func(tk *task.Task) { SetName("kworker/u8:3") }, // named, never cleared
+	} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			enter(task.Current())
+			ids <- task.ID()
+		}()
+	}
+	wg.Wait()
+	close(ids)
+	var gone []int64
+	for id := range ids {
+		gone = append(gone, id)
+	}
+	require.Eventually(t, func() bool {
+		live := lineage.Live()
+		for _, id := range gone {
+			if _, ok := live[id]; ok {
+				return false
+			}
+		}
+		return true
+	}, 5*time.Second, time.Millisecond)
+	before := task.Len()
+	require.GreaterOrEqual(t, before, 3)
+	require.GreaterOrEqual(t, ReapExited(), 3)
+	for _, id := range gone {
+		require.Nil(t, task.LookupID(id), "goroutine %d's record is reclaimed", id)
+	}
+	require.Regexp(t, `note: \S+\[\d+\] exited with non_block_count 1\n`, out.String())
+	require.Regexp(t, `note: \S+\[\d+\] exited with preempt_count 2\n`, out.String())
+	require.NotContains(t, out.String(), "kworker/u8:3", "a named goroutine is reclaimed silently")
 }
