@@ -14,7 +14,7 @@ import (
 
 // unclaimed runs the test with reports going to the output, hooks and
 // policy, as in a program, and with fresh counters.
-func unclaimed(t *testing.T) *bytes.Buffer {
+func unclaimed(t testing.TB) *bytes.Buffer {
 	claims.mu.Lock()
 	fallback, open := claims.fallback, claims.open
 	claims.fallback, claims.open = nil, nil

@@ -1,6 +1,7 @@
 package krules
 
 import (
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -111,4 +112,73 @@ func TestReapReclaimsGoroutinesThatReturnedInASectionOrNamed(t *testing.T) {
 	require.Regexp(t, `note: \S+\[\d+\] exited with non_block_count 1\n`, out.String())
 	require.Regexp(t, `note: \S+\[\d+\] exited with preempt_count 2\n`, out.String())
 	require.NotContains(t, out.String(), "kworker/u8:3", "a named goroutine is reclaimed silently")
+}
+
+// Two collectors at once attribute each report by lineage: the collector's
+// own goroutine or a child of it needs no dump of every goroutine, and a
+// grandchild's parents are learnt once and cached.
+func TestParallelCollectorsAttributeByLineage(t *testing.T) {
+	unclaimed(t)
+	var wg sync.WaitGroup
+	got := make([][]*Report, 2)
+	for i := range got {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i] = Collect(func() {
+				Emit(Warn(MempoolMisuse, "own", 0))
+				var inner sync.WaitGroup
+				inner.Add(1)
+				go func() {
+					defer inner.Done()
+					Emit(Warn(MempoolMisuse, "child", 0))
+					inner.Add(1)
+					go func() {
+						defer inner.Done()
+						Emit(Warn(MempoolMisuse, "grandchild", 0))
+					}()
+				}()
+				inner.Wait()
+			})
+		}()
+	}
+	wg.Wait()
+	for i := range got {
+		require.Len(t, got[i], 3, "collector %d gets its own three reports", i)
+	}
+}
+
+// BenchmarkEmitUnderTwoCollectors emits from a child of each collector:
+// two collectors must not make a report dearer than one does (runtime.Stack
+// of every goroutine on each report did).
+func BenchmarkEmitUnderTwoCollectors(b *testing.B) {
+	unclaimed(b)
+	for _, n := range []int{1, 2} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			per := b.N / n
+			b.ResetTimer()
+			for range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					Collect(func() {
+						done := make(chan struct{})
+						go func() {
+							defer close(done)
+							<-start
+							r := &Report{Kind: MempoolMisuse, Goroutine: Goroutine{ID: task.ID()}}
+							for range per {
+								Emit(r)
+							}
+						}()
+						<-done
+					})
+				}()
+			}
+			close(start)
+			wg.Wait()
+		})
+	}
 }
