@@ -9,10 +9,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/krules/krules"
+	"github.com/krules/krules/krulestest"
 )
 
-func TestMain(m *testing.M) { krules.VerifyTestMain(m) }
+func TestMain(m *testing.M) { krulestest.VerifyTestMain(m) }
 
 // BenchmarkFigures runs every figure and its baseline as sub-benchmarks, for
 // benchstat:

@@ -10,10 +10,11 @@ import (
 
 	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/krulestest"
 )
 
 func TestKmallocSizes(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := newZone(t, 16<<20)
 	var all [][]byte
 	for size := 1; size <= 3*gfp.PageSize; size += 37 {
@@ -36,7 +37,7 @@ func TestKmallocSizes(t *testing.T) {
 }
 
 func TestKmallocAlignmentAndClasses(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := newZone(t, 4<<20)
 	for _, c := range []struct{ size, align int }{{8, 8}, {64, 64}, {65, 32}, {96, 32}, {200, 256}, {4096, 4096}, {9000, 4096}} {
 		b, err := z.Alloc(c.size, gfp.Kernel)
@@ -47,7 +48,7 @@ func TestKmallocAlignmentAndClasses(t *testing.T) {
 }
 
 func TestKmallocZeroAndEmpty(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := newZone(t, 4<<20, gfp.WithShards(1))
 	b, err := z.Alloc(64, gfp.Kernel)
 	require.NoError(t, err)
@@ -72,7 +73,7 @@ func TestKmallocZeroAndEmpty(t *testing.T) {
 }
 
 func TestKfreeMisuseIsReported(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	z := newZone(t, 4<<20)
 	b, err := z.Alloc(64, gfp.Kernel)
 	require.NoError(t, err)
@@ -113,7 +114,7 @@ func TestKfreeMisuseIsReported(t *testing.T) {
 // Many goroutines allocate pages and objects of random sizes, fill them
 // with their own pattern, check it and free them, under -race.
 func TestConcurrentAllocation(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := newZone(t, 32<<20)
 	var wg sync.WaitGroup
 	for g := range 8 {

@@ -9,7 +9,7 @@ import "github.com/krules/krules/lockclass"
 // allocation that could enter reclaim with FS, so lockdep orders every lock
 // held around such an allocation before reclaim and every lock taken by a
 // shrinker after it. It belongs to the default validator, which tests reset
-// with lockclass.ResetDefault.
+// with krulestest.ResetDefault.
 //
 // To order a held lock before reclaim by hand, call FSReclaimAcquire and
 // FSReclaimRelease rather than acquiring this map directly: they also order

@@ -5,8 +5,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/krulestest"
 )
 
 func TestWatermarksAreComputedAsTheKernelDoes(t *testing.T) {
@@ -78,7 +78,7 @@ func TestReserveThresholds(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			krules.Check(t)
+			krulestest.Check(t)
 			z := reserveZone(t)
 			if c.scope != nil {
 				s := c.scope()
@@ -101,7 +101,7 @@ func TestReserveThresholds(t *testing.T) {
 // The thresholds stack: GFP_KERNEL stops at min, GFP_ATOMIC goes on to
 // 37.5%, PF_MEMALLOC takes the rest.
 func TestReservesAreUsedInTurn(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := reserveZone(t)
 	k := drainTo(t, z, gfp.Kernel|gfp.NoWarn)
 	require.Equal(t, int64(256), z.Stats().Free)
@@ -125,7 +125,7 @@ func TestReservesAreUsedInTurn(t *testing.T) {
 // Higher orders count the pages they take: free - (2^order - 1) must stay
 // above the threshold.
 func TestReserveThresholdForHigherOrders(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := reserveZone(t)
 	var got []*gfp.Page
 	for {

@@ -10,10 +10,11 @@ import (
 
 	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/krulestest"
 )
 
 func TestAllocPagesGivesDistinctWritableBlocks(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := newZone(t, 8<<20)
 	seen := map[uint64]bool{}
 	var blocks []*gfp.Page
@@ -59,7 +60,7 @@ func TestZeroFlagZeroes(t *testing.T) {
 }
 
 func TestBadFreesAreReportedAndIgnored(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	z := newZone(t, 1<<20)
 	other := newZone(t, 1<<20, gfp.WithName("Other"))
 	p, err := z.AllocPages(2, gfp.Kernel)
@@ -97,7 +98,7 @@ func TestBadFreesAreReportedAndIgnored(t *testing.T) {
 }
 
 func TestDoubleFreeRaceHasOneWinner(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	z := newZone(t, 1<<20)
 	for range 200 {
 		p, err := z.AllocPages(0, gfp.Kernel)
@@ -112,7 +113,7 @@ func TestDoubleFreeRaceHasOneWinner(t *testing.T) {
 }
 
 func TestOrderAboveMaxWarnsOnceAndFails(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	z := newZone(t, 1<<20)
 	_, err := z.AllocPages(gfp.MaxOrder+1, gfp.Kernel)
 	require.ErrorIs(t, err, gfp.ErrNoMemory)
@@ -127,7 +128,7 @@ func TestOrderAboveMaxWarnsOnceAndFails(t *testing.T) {
 }
 
 func TestMaxOrderBlockAndMergeBack(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := newZone(t, 8<<20, gfp.WithMinFreeKbytes(128))
 	p, err := z.AllocPages(gfp.MaxOrder, gfp.Kernel)
 	require.NoError(t, err)
@@ -153,7 +154,7 @@ func TestClosedZone(t *testing.T) {
 }
 
 func TestArenaBackings(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := newZone(t, 1<<20, gfp.WithPortableArena())
 	kind, locked := z.Backing()
 	require.Equal(t, "heap", kind)

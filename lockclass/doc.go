@@ -49,7 +49,7 @@
 // # Validators
 //
 // A Validator holds all graph state; the package default serves ordinary
-// use, NewValidator makes private ones (with Limits), ResetDefault gives a
+// use, NewValidator makes private ones (with Limits), krulestest.ResetDefault gives a
 // test an empty default graph that is put back at cleanup. Dependencies are
 // recorded only between locks of the same validator; locks of another
 // validator held meanwhile are skipped by the checks but stay in the held-lock

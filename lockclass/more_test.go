@@ -9,11 +9,12 @@ import (
 
 	"github.com/krules/krules"
 	"github.com/krules/krules/internal/task"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/lockclass"
 )
 
 func TestValidatorsDoNotSeeEachOther(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	v1, v2 := lockclass.NewValidator(), lockclass.NewValidator()
 	a, b := mutex(v1, "A"), mutex(v2, "B")
 	a.Lock()
@@ -31,7 +32,7 @@ func TestValidatorsDoNotSeeEachOther(t *testing.T) {
 }
 
 func TestDowngradeIsValidatedAsARead(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	v := lockclass.NewValidator()
 	var k lockclass.Key
 	var s1, s2 lockclass.RWSem
@@ -51,7 +52,7 @@ func TestDowngradeIsValidatedAsARead(t *testing.T) {
 }
 
 func TestSetClassOnAHeldLockRevalidates(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	v := lockclass.NewValidator()
 	var other lockclass.Key
 	a, b := mutex(v, "A"), mutex(v, "B")
@@ -86,7 +87,7 @@ func TestSetClassOnAHeldLockRevalidates(t *testing.T) {
 }
 
 func TestWithSubclassIsTheDefault(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	v := lockclass.NewValidator()
 	var k lockclass.Key
 	var parent, child lockclass.Mutex
@@ -100,7 +101,7 @@ func TestWithSubclassIsTheDefault(t *testing.T) {
 }
 
 func TestChainLimit(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	v := lockclass.NewValidator(lockclass.WithLimits(lockclass.Limits{Chains: 2}))
 	a, b, c := mutex(v, "A"), mutex(v, "B"), mutex(v, "C")
 	a.Lock()
@@ -115,7 +116,7 @@ func TestChainLimit(t *testing.T) {
 }
 
 func TestNoValidateAndNoTrack(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	v := lockclass.NewValidator()
 	var nv1, nv2, nt lockclass.Mutex
 	nv1.Init(lockclass.WithValidator(v), lockclass.NoValidate())
@@ -132,7 +133,7 @@ func TestNoValidateAndNoTrack(t *testing.T) {
 }
 
 func TestDowngradeOfAnUntrackedWriteHoldIsQuiet(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	var s lockclass.RWSem
 	s.Init(lockclass.WithValidator(lockclass.NewValidator()))
 	lockclass.Off()

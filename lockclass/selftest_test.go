@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/krules/krules"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/lockclass"
 )
 
@@ -131,7 +132,7 @@ func lu2(a, b string) func(w *world, col column) {
 }
 
 func (s scenario) run(t *testing.T, col column) (reported bool) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	w := newWorld()
 	for i, step := range s.steps {
 		step(w, col)
@@ -276,7 +277,7 @@ func (w *rwWorld) y(name string) lk {
 type rwStep func(w *rwWorld)
 
 func runRW(t *testing.T, sem bool, steps []rwStep) []krules.Kind {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	w := &rwWorld{v: lockclass.NewValidator(), sem: sem, rws: map[string]rw{}, ys: map[string]lk{}}
 	for i, s := range steps {
 		s(w)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/krules/krules"
 	"github.com/krules/krules/internal/task"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/lockclass"
 )
 
@@ -28,7 +29,7 @@ func TestStressManyGoroutinesManyClasses(t *testing.T) {
 		goroutines = 24
 		rounds     = 400
 	)
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	v := lockclass.NewValidator()
 	type guarded struct {
 		mu lockclass.Mutex

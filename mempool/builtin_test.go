@@ -8,6 +8,7 @@ import (
 
 	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/mempool"
 )
 
@@ -27,7 +28,7 @@ func failPages(z *gfp.Zone) {
 }
 
 func TestPagePool(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := newZone(t, 4<<20)
 	p, err := mempool.NewPagePool(4, z, 1, mempool.WithName("pages"))
 	require.NoError(t, err)
@@ -59,7 +60,7 @@ func TestPagePool(t *testing.T) {
 
 // Page pools check frees by frame number even without debug mode.
 func TestPagePoolCatchesForeignAndDoubleFrees(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	z := newZone(t, 4<<20)
 	other := newZone(t, 1<<20, gfp.WithName("Other"))
 	p, err := mempool.NewPagePool(2, z, 0, mempool.WithDebug(false), mempool.WithName("pages"))
@@ -95,7 +96,7 @@ func TestPagePoolCatchesForeignAndDoubleFrees(t *testing.T) {
 }
 
 func TestKmallocPool(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	z := newZone(t, 4<<20)
 	p, err := mempool.NewKmallocPool(2, z, 200, mempool.WithName("kmalloc-200"))
 	require.NoError(t, err)
@@ -121,7 +122,7 @@ type request struct {
 }
 
 func TestSlabPool(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := newZone(t, 4<<20)
 	p, err := mempool.NewSlabPool[request](3, z, mempool.WithName("bio"))
 	require.NoError(t, err)
@@ -147,7 +148,7 @@ func TestSlabPool(t *testing.T) {
 // Debug mode poisons reserve elements; a write after free is caught when
 // the element comes out of the reserve again.
 func TestPoisonMismatch(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	z := newZone(t, 4<<20)
 	p, err := mempool.NewKmallocPool(1, z, 64, mempool.WithDebug(true), mempool.WithName("kmalloc-64"))
 	require.NoError(t, err)
@@ -171,7 +172,7 @@ func TestPoisonMismatch(t *testing.T) {
 // Debug mode tracks elements: freeing one twice, or one the pool never
 // handed out, is reported for any pool.
 func TestDebugTracksElements(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	s := &source{}
 	p, err := mempool.New(1, s.alloc, s.free, mempool.WithDebug(true), mempool.WithName("ints"))
 	require.NoError(t, err)
@@ -190,7 +191,7 @@ func TestDebugTracksElements(t *testing.T) {
 // pool while all are out: the deadlock is reported when the wait outlasts
 // the timeout.
 func TestHeldElementWhileWaitingIsReported(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	s := &source{}
 	p, err := mempool.New(1, s.alloc, s.free, mempool.WithTimeout(20*time.Millisecond), mempool.WithName("bio"))
 	require.NoError(t, err)
@@ -227,7 +228,7 @@ func TestHeldElementWhileWaitingIsReported(t *testing.T) {
 
 // Waiting without holding anything is just waiting.
 func TestWaitWithoutHoldingIsNotADeadlock(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	s := &source{}
 	p, err := mempool.New(1, s.alloc, s.free, mempool.WithTimeout(5*time.Millisecond))
 	require.NoError(t, err)

@@ -10,11 +10,12 @@ import (
 
 	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/mempool"
 )
 
 func TestNewPreallocates(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	s := &source{}
 	p, err := mempool.New(3, s.alloc, s.free)
 	require.NoError(t, err)
@@ -51,7 +52,7 @@ func TestNewPreallocates(t *testing.T) {
 // and IO removed; then the reserve; then, first pass only, the caller's
 // flags (with the three added); then fail or wait.
 func TestFirstPassFlags(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	s := &source{}
 	p, err := mempool.New(1, s.alloc, s.free, mempool.WithTimeout(time.Hour))
 	require.NoError(t, err)
@@ -95,7 +96,7 @@ func TestFirstPassFlags(t *testing.T) {
 // needed (frees wake the waiters). With GFP_ATOMIC the failures are
 // immediate and counted.
 func TestForwardProgressWithAFailingAllocator(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	s := &source{}
 	p, err := mempool.New(4, s.alloc, s.free, mempool.WithTimeout(time.Hour))
 	require.NoError(t, err)
@@ -154,7 +155,7 @@ func TestForwardProgressWithAFailingAllocator(t *testing.T) {
 // sees what the freeing goroutine wrote (the race detector checks the
 // happens-before edge through the pool).
 func TestFreeBeforeWake(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	s := &source{}
 	p, err := mempool.New(1, s.alloc, s.free, mempool.WithTimeout(time.Hour))
 	require.NoError(t, err)
@@ -185,7 +186,7 @@ func TestFreeBeforeWake(t *testing.T) {
 // Many goroutines contend for a small reserve with blocking flags and a
 // pool timeout of an hour: a lost wake-up would hang the test.
 func TestNoLostWakeUps(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	s := &source{}
 	p, err := mempool.New(2, s.alloc, s.free, mempool.WithTimeout(time.Hour), mempool.WithDebug(false))
 	require.NoError(t, err)
@@ -220,7 +221,7 @@ func TestNoLostWakeUps(t *testing.T) {
 
 // The same with a 1 ms safety net, so that timeouts race with frees.
 func TestShortTimeoutStress(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	s := &source{}
 	p, err := mempool.New(1, s.alloc, s.free, mempool.WithTimeout(time.Millisecond), mempool.WithDebug(false))
 	require.NoError(t, err)
@@ -246,7 +247,7 @@ func TestShortTimeoutStress(t *testing.T) {
 }
 
 func TestResizeWhileAllocationsRun(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	s := &source{}
 	p, err := mempool.New(2, s.alloc, s.free, mempool.WithTimeout(10*time.Millisecond))
 	require.NoError(t, err)
@@ -291,7 +292,7 @@ func TestResizeWhileAllocationsRun(t *testing.T) {
 }
 
 func TestResizeGrowFailureIsNotAnError(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	s := &source{}
 	p, err := mempool.New(1, s.alloc, s.free)
 	require.NoError(t, err)
@@ -312,7 +313,7 @@ func TestResizeGrowFailureIsNotAnError(t *testing.T) {
 }
 
 func TestAllocPreallocated(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	s := &source{}
 	p, err := mempool.New(2, s.alloc, s.free)
 	require.NoError(t, err)
@@ -330,7 +331,7 @@ func TestAllocPreallocated(t *testing.T) {
 }
 
 func TestZeroIsReportedOnce(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	s := &source{}
 	p, err := mempool.New(1, s.alloc, s.free, mempool.WithName("bio"))
 	require.NoError(t, err)
@@ -348,7 +349,7 @@ func TestZeroIsReportedOnce(t *testing.T) {
 }
 
 func TestCloseReportsOutstandingElements(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	s := &source{}
 	p, err := mempool.New(1, s.alloc, s.free, mempool.WithName("bio"))
 	require.NoError(t, err)
@@ -370,7 +371,7 @@ func TestCloseReportsOutstandingElements(t *testing.T) {
 }
 
 func TestCloseWakesWaiters(t *testing.T) {
-	krules.Record(t)
+	krulestest.Record(t)
 	s := &source{}
 	p, err := mempool.New(1, s.alloc, s.free, mempool.WithTimeout(time.Hour))
 	require.NoError(t, err)
@@ -387,7 +388,7 @@ func TestCloseWakesWaiters(t *testing.T) {
 
 // min_nr 0 keeps one element, so a free still wakes a waiter.
 func TestZeroMinimumKeepsOneElement(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	s := &source{}
 	p, err := mempool.New(0, s.alloc, s.free, mempool.WithTimeout(time.Hour))
 	require.NoError(t, err)
@@ -413,7 +414,7 @@ func TestZeroMinimumKeepsOneElement(t *testing.T) {
 }
 
 func TestSleepingAllocInANonBlockSectionIsReported(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	s := &source{}
 	p, err := mempool.New(1, s.alloc, s.free)
 	require.NoError(t, err)

@@ -9,12 +9,12 @@ import (
 
 	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
-	"github.com/krules/krules/lockclass"
+	"github.com/krules/krules/krulestest"
 )
 
 func testMM(t *testing.T) *MM {
 	t.Helper()
-	lockclass.ResetDefault(t)
+	krulestest.ResetDefault(t)
 	z, err := gfp.NewZone(4<<20, gfp.WithoutKswapd())
 	require.NoError(t, err)
 	mm := NewMM(WithZone(z), WithoutReclaim())
@@ -120,7 +120,7 @@ func requireWaiting(t *testing.T, ch chan uint64) {
 const page = PageSize
 
 func TestSequenceScheme(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := testMM(t)
 	a := &seqOps{}
 	A, err := InsertInterval(mm, 0x10000, 4*page, a)
@@ -176,7 +176,7 @@ func TestSequenceScheme(t *testing.T) {
 }
 
 func TestInsertAndRemoveAreDeferredWhileFrozen(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := testMM(t)
 	a := &seqOps{}
 	A, err := InsertInterval(mm, 0x10000, 4*page, a)
@@ -226,7 +226,7 @@ func TestInsertAndRemoveAreDeferredWhileFrozen(t *testing.T) {
 }
 
 func TestRemoveWaitsForTheRunningInvalidation(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := testMM(t)
 	a := &seqOps{entered: make(chan struct{}), leave: make(chan struct{})}
 	A, err := InsertInterval(mm, 0x10000, page, a)
@@ -253,7 +253,7 @@ func TestRemoveWaitsForTheRunningInvalidation(t *testing.T) {
 }
 
 func TestNonBlockableIntervalRefusalUndoesTheStart(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := testMM(t)
 	first, refusing, last := &seqOps{}, &seqOps{refuseNonblock: true}, &seqOps{}
 	for i, o := range []*seqOps{first, refusing, last} {
@@ -274,7 +274,7 @@ func TestNonBlockableIntervalRefusalUndoesTheStart(t *testing.T) {
 }
 
 func TestListRefusalAfterIntervalsUndoesTheIntervalStart(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := testMM(t)
 	_, err := InsertInterval(mm, 0x10000, page, &seqOps{})
 	require.NoError(t, err)
@@ -292,7 +292,7 @@ func TestListRefusalAfterIntervalsUndoesTheIntervalStart(t *testing.T) {
 }
 
 func TestBlockableIntervalRefusalIsReportedAndSkipped(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	mm := testMM(t)
 	refusing, next := &seqOps{refuse: true}, &seqOps{}
 	R, err := InsertInterval(mm, 0x10000, page, refusing)
@@ -308,7 +308,7 @@ func TestBlockableIntervalRefusalIsReportedAndSkipped(t *testing.T) {
 }
 
 func TestExitSendsReleaseThenUnmap(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := testMM(t)
 	addr, err := mm.Mmap(2*page, ProtReadWrite)
 	require.NoError(t, err)
@@ -322,7 +322,7 @@ func TestExitSendsReleaseThenUnmap(t *testing.T) {
 }
 
 func TestIntervalMisuse(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	mm := testMM(t)
 	_, err := InsertInterval(mm, ^uint64(0)-page, 2*page, &seqOps{})
 	require.ErrorIs(t, err, ErrOverflow)
@@ -342,7 +342,7 @@ func TestIntervalMisuse(t *testing.T) {
 }
 
 func TestIntervalRefusingReleaseIsReported(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	mm := testMM(t)
 	A, err := InsertInterval(mm, 0x10000, page, &seqOps{refuse: true})
 	require.NoError(t, err)
@@ -354,7 +354,7 @@ func TestIntervalRefusingReleaseIsReported(t *testing.T) {
 }
 
 func TestTooManyPutsAreReported(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	mm := testMM(t)
 	mm.Exit()
 	mm.Put()

@@ -6,13 +6,13 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/mmnotifier"
 )
 
 func TestMappingsAndFaults(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := newMM(t)
 	a, err := mm.Mmap(3*pg, mmnotifier.ProtReadWrite)
 	require.NoError(t, err)
@@ -51,7 +51,7 @@ func TestMappingsAndFaults(t *testing.T) {
 }
 
 func TestProtectSplitsAndMergesMappings(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := newMM(t)
 	rec := &recorder{}
 	_, err := mmnotifier.Register(mm, &recNotifier{"n", rec})
@@ -104,7 +104,7 @@ func (n *youngNotifier) TestYoung(*mmnotifier.MM, uint64) bool {
 }
 
 func TestAccessedBitsAreTheCPUsAndTheNotifiers(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := newMM(t)
 	y := &youngNotifier{}
 	_, err := mmnotifier.Register(mm, y)
@@ -123,7 +123,7 @@ func TestAccessedBitsAreTheCPUsAndTheNotifiers(t *testing.T) {
 // Reclaim gives pages a secondary MMU keeps using a second chance, and
 // unmaps the rest.
 func TestReclaimSparesPagesTheDeviceUses(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := newMM(t)
 	y := &youngNotifier{}
 	y.young.Store(true)
@@ -138,7 +138,7 @@ func TestReclaimSparesPagesTheDeviceUses(t *testing.T) {
 }
 
 func TestReclaimNeedsIO(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := newMM(t)
 	mapTouched(t, mm, 8)
 	mm.ClearFlushYoung(0, ^uint64(0))
@@ -150,7 +150,7 @@ func TestReclaimNeedsIO(t *testing.T) {
 // invalidations of the address space's pages: allocations keep succeeding
 // while the notifier sees CLEAR invalidations.
 func TestMemoryPressureDrivesInvalidations(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := newZone(t, 4<<20)
 	mm := newMM(t, mmnotifier.WithZone(z))
 	f := &mmnotifier.Funcs{End: func(*mmnotifier.Range) {}}

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/krules/krules"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/mmnotifier"
 )
 
@@ -18,7 +19,7 @@ const pg = mmnotifier.PageSize
 var errDeviceGone = errors.New("device gone")
 
 func TestNewestNotifierIsCalledFirst(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := newMM(t)
 	rec := &recorder{}
 	for _, name := range []string{"a", "b", "c"} {
@@ -31,7 +32,7 @@ func TestNewestNotifierIsCalledFirst(t *testing.T) {
 }
 
 func TestEachOperationInvalidatesWithItsEvent(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := newMM(t)
 	rec := &recorder{}
 	_, err := mmnotifier.Register(mm, &recNotifier{"n", rec})
@@ -88,7 +89,7 @@ func TestEachOperationInvalidatesWithItsEvent(t *testing.T) {
 }
 
 func TestPagesAreFreedAfterTheEnd(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := newMM(t)
 	addr := mapTouched(t, mm, 2)
 	pfn, ok := mm.Lookup(addr)
@@ -111,7 +112,7 @@ func endFuncs(start func(*mmnotifier.Range) error, end func(*mmnotifier.Range)) 
 }
 
 func TestFuncsCountsAndShapesTheNotifier(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := newMM(t)
 	plain := &mmnotifier.Funcs{}
 	full := &mmnotifier.Funcs{End: func(*mmnotifier.Range) {}, Release: func(*mmnotifier.MM) {}}
@@ -135,7 +136,7 @@ func TestFuncsCountsAndShapesTheNotifier(t *testing.T) {
 }
 
 func TestUnregisterCallsReleaseAndStopsCallbacks(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := newMM(t)
 	rec := &recorder{}
 	sub, err := mmnotifier.Register(mm, &recNotifier{"n", rec})
@@ -148,7 +149,7 @@ func TestUnregisterCallsReleaseAndStopsCallbacks(t *testing.T) {
 }
 
 func TestExitReleasesOnceAndUnregisterAfterwardDoesNot(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := newMM(t)
 	rec := &recorder{}
 	sub, err := mmnotifier.Register(mm, &recNotifier{"n", rec})
@@ -163,7 +164,7 @@ func TestExitReleasesOnceAndUnregisterAfterwardDoesNot(t *testing.T) {
 }
 
 func TestUnregisterWaitsForRunningCallbacks(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := newMM(t)
 	entered, leave := make(chan struct{}), make(chan struct{})
 	var returned atomic.Bool
@@ -196,7 +197,7 @@ func TestUnregisterWaitsForRunningCallbacks(t *testing.T) {
 }
 
 func TestRegisterOnDeadAddressSpaceIsReported(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	mm := newMM(t)
 	mm.Exit()
 	_, err := mmnotifier.Register(mm, (&mmnotifier.Funcs{}).Notifier())
@@ -206,7 +207,7 @@ func TestRegisterOnDeadAddressSpaceIsReported(t *testing.T) {
 }
 
 func TestUnregisterTwiceIsReported(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	mm := newMM(t)
 	sub, err := mmnotifier.Register(mm, (&mmnotifier.Funcs{}).Notifier())
 	require.NoError(t, err)
@@ -230,7 +231,7 @@ func (a *alloc) AllocNotifier(*mmnotifier.MM) (mmnotifier.Notifier, error) {
 func (a *alloc) FreeNotifier(mmnotifier.Notifier) { a.freed.Add(1) }
 
 func TestGetSharesOneNotifierPerAllocatorAndAddressSpace(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := newMM(t)
 	a, b := &alloc{rec: &recorder{}}, &alloc{rec: &recorder{}}
 	s1, err := mmnotifier.Get(mm, a)
@@ -266,7 +267,7 @@ func TestGetSharesOneNotifierPerAllocatorAndAddressSpace(t *testing.T) {
 }
 
 func TestPutMisuseIsReported(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	mm := newMM(t)
 	a := &alloc{rec: &recorder{}}
 	s, err := mmnotifier.Get(mm, a)
@@ -311,7 +312,7 @@ func TestFailureRules(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			log := captureLog(t)
-			rec := krules.Record(t)
+			rec := krulestest.Record(t)
 			mm := newMM(t)
 			order := &recorder{}
 			_, err := mmnotifier.Register(mm, &recNotifier{"before", order}) // called last

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/krules/krules"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/lockclass"
 	"github.com/krules/krules/mmnotifier"
 )
@@ -36,8 +37,8 @@ func (d *mlxLike) InvalidateRangeStart(r *mmnotifier.Range) error {
 }
 
 func TestReaperRetriesWhileANotifierRefuses(t *testing.T) {
-	lockclass.ResetDefault(t)
-	krules.Check(t)
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
 	log := captureLog(t)
 	mm := newMM(t)
 	d := &mlxLike{trylock: true}
@@ -73,8 +74,8 @@ func TestReaperRetriesWhileANotifierRefuses(t *testing.T) {
 }
 
 func TestReaperGivesUpAfterTenTries(t *testing.T) {
-	lockclass.ResetDefault(t)
-	rec := krules.Record(t)
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
 	log := captureLog(t)
 	mm := newMM(t)
 	d := &mlxLike{trylock: true}
@@ -97,7 +98,7 @@ func TestReaperGivesUpAfterTenTries(t *testing.T) {
 }
 
 func TestReaperRetriesWhileMmapLockIsHeld(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := newMM(t)
 	mapTouched(t, mm, 1)
 	locked, unlocked := make(chan struct{}), make(chan struct{})
@@ -116,7 +117,7 @@ func TestReaperRetriesWhileMmapLockIsHeld(t *testing.T) {
 }
 
 func TestReaperStopsWithItsContext(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := newMM(t)
 	mapTouched(t, mm, 1)
 	mm.MmapLock().Lock()
@@ -128,7 +129,7 @@ func TestReaperStopsWithItsContext(t *testing.T) {
 }
 
 func TestReapedAddressSpaceFaultsFail(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := newMM(t)
 	addr := mapTouched(t, mm, 1)
 	require.True(t, mm.OOMReap(context.Background()).Reaped)

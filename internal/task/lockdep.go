@@ -18,6 +18,15 @@ type Lockdep struct {
 	Off int32
 }
 
+func (l *Lockdep) empty() bool { return len(l.Held) == 0 && l.Off == 0 }
+
+func (l *Lockdep) reap() {
+	clear(l.Held) // the entries keep classes and lock maps alive
+	l.Held = l.Held[:0]
+	l.Off = 0
+	l.ChainKey = 0
+}
+
 // HeldLock is one entry of the held-lock stack (struct held_lock). The
 // lockclass package owns its meaning; the fields reports need are plain.
 type HeldLock struct {
