@@ -36,8 +36,14 @@ func (z *Zone) allocPages(order int, flags Flags, kind uint32) (*Page, error) {
 		z.prepNewPage(p, order, gfp)
 		return p, nil
 	}
+	if z.closed.Load() {
+		return nil, ErrClosed // closed while in flight
+	}
 	p := z.slowPath(order, gfp, kind, pf)
 	if p == nil {
+		if z.closed.Load() {
+			return nil, ErrClosed
+		}
 		return nil, ErrNoMemory
 	}
 	z.prepNewPage(p, order, gfp)
