@@ -55,6 +55,14 @@ func (p *Pool[T]) allocate(ctx context.Context, flags gfp.Flags) (T, error) {
 		}
 		p.mu.Lock()
 		p.st.allocatorFailures++
+		if p.closed.Load() {
+			// Closed while the allocator ran: Close's wake-up may have
+			// come already, so a wait now would sleep the whole timeout.
+			// Close sets closed before it takes the lock to empty the
+			// reserve, so seen here under the lock it is never missed.
+			p.mu.Unlock()
+			return zero, ErrClosed
+		}
 		if len(p.elements) > 0 {
 			return p.takeReserved(), nil
 		}

@@ -3,6 +3,7 @@ package mempool_test
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -424,4 +425,41 @@ func TestSleepingAllocInANonBlockSectionIsReported(t *testing.T) {
 	require.NoError(t, err)
 	p.Free(x)
 	require.Equal(t, []krules.Kind{krules.SleepInAtomic}, rec.Kinds(), "MightAlloc")
+}
+
+// An Alloc whose allocator call is in flight when Close runs: Close's
+// wake-up comes before the Alloc prepares to wait, so the Alloc must see
+// the pool closed under the lock and return at once, not sleep its whole
+// timeout (DefaultTimeout, 5 s).
+func TestAllocInFlightAtCloseReturnsAtOnce(t *testing.T) {
+	rec := krules.Record(t)
+	var failing atomic.Bool
+	entered, release := make(chan struct{}), make(chan struct{})
+	alloc := func(f gfp.Flags) (*int, error) {
+		if !failing.Load() {
+			return new(int), nil
+		}
+		if f&gfp.DirectReclaim != 0 { // the second try, with the caller's flags
+			close(entered)
+			<-release
+		}
+		return nil, errFail
+	}
+	p, err := mempool.New(1, alloc, func(*int) {}, mempool.WithName("bio"))
+	require.NoError(t, err)
+	failing.Store(true)
+	x, ok := p.AllocPreallocated() // the reserve's only element
+	require.True(t, ok)
+
+	errc := make(chan error)
+	go func() { _, err := p.Alloc(gfp.Kernel); errc <- err }()
+	<-entered
+	require.ErrorContains(t, p.Close(), "1 elements outstanding")
+	start := time.Now()
+	close(release)
+	require.ErrorIs(t, <-errc, mempool.ErrClosed)
+	require.Less(t, time.Since(start), time.Second, "returned at once, without waiting its timeout")
+	require.Zero(t, p.Stats().Waits)
+	require.Equal(t, []krules.Kind{krules.MempoolMisuse}, rec.Kinds(), "the outstanding element")
+	p.Free(x)
 }
