@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/krules/krules"
-	"github.com/krules/krules/gfp"
 	"github.com/krules/krules/nonblock"
 )
 
@@ -136,9 +135,8 @@ func (mm *MM) reap() (bool, int64) {
 			ok = false
 			continue
 		}
-		pages := make([]*gfp.Page, 0, len(v.ptes))
 		mm.ptl.Lock()
-		pages = v.zap(mm, pages, 0, len(v.ptes))
+		pages := mm.zap(nil, v.start, v.end)
 		mm.ptl.Unlock()
 		InvalidateRangeEnd(&r)
 		mm.freePages(pages)
