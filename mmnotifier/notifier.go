@@ -2,6 +2,7 @@ package mmnotifier
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"slices"
@@ -81,6 +82,10 @@ type Allocator interface {
 	FreeNotifier(n Notifier)
 }
 
+// errNilNotifier refuses a nil notifier: registered, it would fault in
+// the first invalidation.
+var errNilNotifier = fmt.Errorf("mmnotifier: no notifier to register: %w", ErrInvalid)
+
 // Subscription is one notifier registered on one address space, the handle
 // Register and Get return.
 type Subscription struct {
@@ -136,7 +141,9 @@ func PrimeLockdep() RegisterOption { return func(c *registerConfig) { c.prime = 
 // Register registers n on mm: mmu_notifier_register. It takes mmap_lock
 // for writing, so the caller must not hold it; mm must have users (Get or
 // be the caller's own). The newest notifier is called first. Unregister
-// undoes it.
+// undoes it, or Put, as for a notifier from Get. A nil n is refused with
+// an error wrapping ErrInvalid (the kernel's mmu_notifier_register(NULL,
+// mm) only sets up the subscriptions, which InsertInterval does here).
 func Register(mm *MM, n Notifier, opts ...RegisterOption) (*Subscription, error) {
 	mm.mmapLock.Lock()
 	defer mm.mmapLock.Unlock()
@@ -149,6 +156,9 @@ func RegisterLocked(mm *MM, n Notifier, opts ...RegisterOption) (*Subscription, 
 	var cfg registerConfig
 	for _, o := range opts {
 		o(&cfg)
+	}
+	if n == nil {
+		return nil, errNilNotifier
 	}
 	s := newSubscription(n)
 	if err := register(mm, s, cfg); err != nil {
@@ -250,6 +260,9 @@ func GetLocked(mm *MM, a Allocator) (*Subscription, error) {
 	n, err := a.AllocNotifier(mm)
 	if err != nil {
 		return nil, err
+	}
+	if n == nil {
+		return nil, errNilNotifier
 	}
 	s := newSubscription(n)
 	s.alloc = a

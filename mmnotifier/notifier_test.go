@@ -205,6 +205,29 @@ func TestRegisterOnDeadAddressSpaceIsReported(t *testing.T) {
 	require.Contains(t, rec.Last().Text, "BUG_ON(atomic_read(&mm->mm_users) <= 0)")
 }
 
+// A nil notifier is refused: registered, it would make every later
+// invalidation, Exit included, call a method on nil.
+func TestRegisterRefusesNilNotifier(t *testing.T) {
+	krules.Check(t)
+	mm := newMM(t)
+	sub, err := mmnotifier.Register(mm, nil)
+	require.ErrorIs(t, err, mmnotifier.ErrInvalid)
+	require.Nil(t, sub)
+	_, err = mmnotifier.Get(mm, nilAlloc{})
+	require.ErrorIs(t, err, mmnotifier.ErrInvalid)
+	addr := mapTouched(t, mm, 1)
+	require.NoError(t, mm.Discard(addr, pg))
+	require.NoError(t, mm.Unmap(addr, pg))
+	mm.Exit()
+}
+
+// nilAlloc is an Allocator whose AllocNotifier returns no notifier and no
+// error.
+type nilAlloc struct{}
+
+func (nilAlloc) AllocNotifier(*mmnotifier.MM) (mmnotifier.Notifier, error) { return nil, nil }
+func (nilAlloc) FreeNotifier(mmnotifier.Notifier)                          {}
+
 func TestUnregisterTwiceIsReported(t *testing.T) {
 	rec := krules.Record(t)
 	mm := newMM(t)
