@@ -363,3 +363,57 @@ func TestTooManyPutsAreReported(t *testing.T) {
 	require.Zero(t, mm.Users())
 	require.False(t, mm.GetNotZero())
 }
+
+// readBeginReturns requires ReadBegin to return (not hang) and returns its
+// sequence number.
+func readBeginReturns(t *testing.T, sub *IntervalNotifier) uint64 {
+	t.Helper()
+	select {
+	case seq := <-readBegin(sub):
+		return seq
+	case <-time.After(5 * time.Second):
+		t.Fatal("ReadBegin hangs")
+		return 0
+	}
+}
+
+// An InvalidateRangeEnd without its start is reported and changes
+// nothing: the sequence stays usable, later invalidations pair up and no
+// ReadBegin hangs.
+func TestEndWithoutStartIsReported(t *testing.T) {
+	rec := krules.Record(t)
+	mm := testMM(t)
+	a := &seqOps{}
+	A, err := InsertInterval(mm, 0x10000, page, a)
+	require.NoError(t, err)
+	readBeginReturns(t, A)
+
+	r := NewRange(mm, EventClear, 0x10000, 0x11000)
+	mm.mmapLock.RLock()
+	InvalidateRangeEnd(&r)
+	mm.mmapLock.RUnlock()
+	require.Equal(t, []krules.Kind{krules.NotifierMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "mmu_notifier_invalidate_range_end without a matching start: [0x10000-0x11000) MMU_NOTIFY_CLEAR")
+	seq, active := state(mm)
+	require.Zero(t, active)
+	require.Zero(t, seq&1, "not invalidating")
+
+	end := begin(mm, 0x10000, 0x11000) // a proper pair
+	end()
+	mm.mmapLock.RLock()
+	InvalidateRangeEnd(&r) // r's start never came; a second stray end
+	mm.mmapLock.RUnlock()
+	require.Len(t, rec.Kinds(), 2)
+	seq = readBeginReturns(t, A)
+	require.False(t, A.ReadRetry(seq))
+	require.Len(t, a.calls(), 1, "only the proper pair invalidated the interval")
+
+	r2 := NewRange(mm, EventClear, 0x10000, 0x11000) // ended twice
+	mm.mmapLock.RLock()
+	InvalidateRangeStart(&r2)
+	InvalidateRangeEnd(&r2)
+	InvalidateRangeEnd(&r2)
+	mm.mmapLock.RUnlock()
+	require.Len(t, rec.Kinds(), 3)
+	readBeginReturns(t, A)
+}

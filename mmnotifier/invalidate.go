@@ -62,6 +62,7 @@ func newSubscriptions() *subscriptions {
 func InvalidateRangeStart(r *Range) {
 	nonblock.MightSleep()
 	gfp.NotifierMap.Acquire()
+	r.flags |= rangeStarted
 	var reps []*krules.Report
 	if subs := r.MM.subs.Load(); subs != nil {
 		r.flags |= rangeBlockable
@@ -89,16 +90,28 @@ func InvalidateRangeStartNonblock(r *Range) error {
 		r.flags &^= rangeBlockable
 		reps, err = subs.invalidateStart(r)
 	}
+	if err == nil {
+		r.flags |= rangeStarted
+	}
 	gfp.NotifierMap.Release()
 	emitAll(reps)
 	return err
 }
 
 // InvalidateRangeEnd tells the notifiers that r has changed:
-// mmu_notifier_invalidate_range_end. It may sleep if r is blockable.
+// mmu_notifier_invalidate_range_end. It may sleep if r is blockable. An
+// end whose start did not run (never called, ended already, or failed
+// with ErrAgain) is reported and does nothing, so the interval tree's
+// sequence stays balanced and no ReadBegin waits for it.
 //
 //go:noinline
 func InvalidateRangeEnd(r *Range) {
+	if r.flags&rangeStarted == 0 {
+		krules.Emit(krules.Warn(krules.NotifierMisuse,
+			"mmu_notifier_invalidate_range_end without a matching start: "+r.String(), 1))
+		return
+	}
+	r.flags &^= rangeStarted
 	if r.Blockable() {
 		nonblock.MightSleep()
 	}
