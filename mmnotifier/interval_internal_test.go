@@ -417,3 +417,38 @@ func TestEndWithoutStartIsReported(t *testing.T) {
 	require.Len(t, rec.Kinds(), 3)
 	readBeginReturns(t, A)
 }
+
+// A reversed or empty range is refused before any notifier sees it, as
+// Unmap refuses a zero length; its end is then a no-op, and the
+// non-blockable start returns ErrInvalid.
+func TestReversedRangeIsRefused(t *testing.T) {
+	rec := krules.Record(t)
+	mm := testMM(t)
+	a := &seqOps{}
+	A, err := InsertInterval(mm, 0x10000, page, a)
+	require.NoError(t, err)
+	list := &Funcs{}
+	_, err = Register(mm, list.Notifier())
+	require.NoError(t, err)
+
+	for i, se := range [][2]uint64{{0x11000, 0x10000}, {0x10000, 0x10000}, {^uint64(0), 0}} {
+		r := NewRange(mm, EventClear, se[0], se[1])
+		mm.mmapLock.RLock()
+		InvalidateRangeStart(&r)
+		InvalidateRangeEnd(&r)
+		r2 := NewRange(mm, EventUnmap, se[0], se[1])
+		require.ErrorIs(t, InvalidateRangeStartNonblock(&r2), ErrInvalid)
+		mm.mmapLock.RUnlock()
+		require.Len(t, rec.Kinds(), 2*(i+1))
+		require.Contains(t, rec.Last().Text, "WARN_ON(range->start >= range->end)")
+	}
+	for _, k := range rec.Kinds() {
+		require.Equal(t, krules.NotifierMisuse, k)
+	}
+	require.Empty(t, a.calls(), "no interval notifier saw a bad range")
+	require.Zero(t, list.Counts().Starts)
+	seq, active := state(mm)
+	require.Zero(t, active)
+	require.Zero(t, seq&1)
+	readBeginReturns(t, A)
+}
