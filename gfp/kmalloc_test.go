@@ -71,6 +71,24 @@ func TestKmallocZeroAndEmpty(t *testing.T) {
 	require.Error(t, err)
 }
 
+// The rule for empty slices is the one Free's doc states: a slice of
+// length 0 names no object (Alloc(0)'s ZERO_SIZE_PTR is one) and is
+// ignored, whatever its capacity, so Free(b[:0]) frees nothing and a later
+// Free(b) is the object's only free.
+func TestFreeIgnoresEmptySlices(t *testing.T) {
+	krules.Check(t)
+	z := newZone(t, 4<<20, gfp.WithShards(1))
+	for _, size := range []int{64, 3 * gfp.PageSize} {
+		b, err := z.Alloc(size, gfp.Kernel)
+		require.NoError(t, err)
+		before := z.Stats()
+		z.Free(b[:0])
+		z.Free(b[size:])
+		require.Equal(t, before, z.Stats(), "nothing was freed")
+		z.Free(b) // no "Object already free"
+	}
+}
+
 func TestKfreeMisuseIsReported(t *testing.T) {
 	rec := krules.Record(t)
 	z := newZone(t, 4<<20)
