@@ -25,7 +25,13 @@ func (z *Zone) allocPages(order int, flags Flags, kind uint32) (*Page, error) {
 		z.warnOnceGFP(warnOrderTooLarge, gfp, "order %d > MAX_PAGE_ORDER (%d)", order, MaxOrder)
 		return nil, ErrNoMemory
 	}
-	mightAllocTask(gfp, t, pf)
+	if kind != pgSlab {
+		// A slab is grown inside a kmalloc that has already checked these
+		// flags (slab_pre_alloc_hook): checking again would report one bad
+		// call twice, which the kernel's __might_resched rate limit
+		// prevents.
+		mightAllocTask(gfp, t, pf)
+	}
 	if fa := z.failPage.Load(); fa != nil && fa.shouldFailAllocPage(gfp, order) {
 		z.stats.injected.Add(1)
 		return nil, ErrNoMemory

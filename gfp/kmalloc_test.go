@@ -10,6 +10,7 @@ import (
 
 	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/lockclass"
 )
 
 func TestKmallocSizes(t *testing.T) {
@@ -195,4 +196,43 @@ func TestConcurrentAllocation(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// One GFP_KERNEL kmalloc under a spin lock is one bad call and one
+// sleep-in-atomic report, whether the class must grow a slab first (a page
+// allocation inside the kmalloc) or has an object cached, on the first call
+// and on later ones: the page allocation does not check again what kmalloc
+// has checked, as the kernel's __might_resched rate limit keeps it to one.
+func TestKmallocUnderSpinLockReportsOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		size int
+		warm bool // allocate and free one first, outside the lock
+	}{
+		{"new slab", 64, false},
+		{"cached object", 64, true},
+		{"large", 3 * gfp.PageSize, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := krules.Record(t)
+			lockclass.ResetDefault(t)
+			z := newZone(t, 4<<20, gfp.WithShards(1), gfp.WithoutKswapd())
+			if tc.warm {
+				b, err := z.Alloc(tc.size, gfp.Kernel)
+				require.NoError(t, err)
+				z.Free(b)
+			}
+			var l lockclass.SpinLock
+			l.Init(lockclass.WithName("test_lock"))
+			for call := range 2 {
+				l.Lock()
+				b, err := z.Alloc(tc.size, gfp.Kernel)
+				l.Unlock()
+				require.NoError(t, err)
+				z.Free(b)
+				require.Equal(t, []krules.Kind{krules.SleepInAtomic}, rec.Kinds(), "call %d", call)
+				rec.Clear()
+			}
+		})
+	}
 }
