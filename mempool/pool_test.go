@@ -463,3 +463,32 @@ func TestAllocInFlightAtCloseReturnsAtOnce(t *testing.T) {
 	require.Equal(t, []krules.Kind{krules.MempoolMisuse}, rec.Kinds(), "the outstanding element")
 	p.Free(x)
 }
+
+// Without debug mode the pool cannot tell its elements from others, but a
+// Free with none outstanding is recognisable at no cost: it is reported
+// and refused, so the counters stay true and the element reaches neither
+// the reserve nor the allocator.
+func TestFreeWithNothingOutstandingIsRefused(t *testing.T) {
+	rec := krules.Record(t)
+	s := &source{}
+	p, err := mempool.New(2, s.alloc, s.free, mempool.WithDebug(false), mempool.WithName("bio"))
+	require.NoError(t, err)
+	x, err := p.Alloc(gfp.Kernel)
+	require.NoError(t, err)
+	p.Free(x)
+	p.Free(x)        // double free
+	p.Free(new(int)) // foreign
+	require.Zero(t, p.Stats().Outstanding)
+	require.Equal(t, 2, p.Stats().Reserve, "the reserve took neither")
+	require.Equal(t, []krules.Kind{krules.MempoolMisuse, krules.MempoolMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "mempool_free(bio): no element is outstanding: a double or foreign free")
+	y, err := p.Alloc(gfp.Kernel)
+	require.NoError(t, err)
+	z, err := p.Alloc(gfp.Kernel)
+	require.NoError(t, err)
+	require.NotSame(t, y, z, "no element is handed out twice")
+	p.Free(y)
+	p.Free(z)
+	require.NoError(t, p.Close())
+	require.Zero(t, s.live.Load())
+}
