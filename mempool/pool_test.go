@@ -48,9 +48,9 @@ func TestNewPreallocates(t *testing.T) {
 	require.Error(t, err)
 }
 
-// The spec's first pass: NOMEMALLOC|NORETRY|NOWARN added, DIRECT_RECLAIM
-// and IO removed; then the reserve; then, first pass only, the caller's
-// flags (with the three added); then fail or wait.
+// mempool_alloc's first pass (mm/mempool.c): NOMEMALLOC|NORETRY|NOWARN
+// added, DIRECT_RECLAIM and IO removed; then the reserve; then, first pass
+// only, the caller's flags (with the three added); then fail or wait.
 func TestFirstPassFlags(t *testing.T) {
 	krules.Check(t)
 	s := &source{}
