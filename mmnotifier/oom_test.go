@@ -111,7 +111,9 @@ func TestReaperRetriesWhileMmapLockIsHeld(t *testing.T) {
 		mm.MmapLock().Unlock()
 	}()
 	<-locked
-	res := mm.OOMReap(context.Background(), mmnotifier.WithRetryDelay(5*time.Millisecond))
+	// Ten tries 25 ms apart span 225 ms: room for the 20 ms hold even on a
+	// loaded machine.
+	res := mm.OOMReap(context.Background(), mmnotifier.WithRetryDelay(25*time.Millisecond))
 	<-unlocked
 	require.True(t, res.Reaped)
 	require.Greater(t, res.Tries, 1, "the trylock failed at first")
