@@ -360,13 +360,15 @@ func (z *Zone) allocLarge(size int, flags Flags) ([]byte, error) {
 	return z.mem[off : off+size : off+size], nil
 }
 
-// Free frees memory Alloc returned: kfree(). A nil or empty slice is
-// ignored. A second Free of the same object ("Object already free"), a
+// Free frees memory Alloc returned: kfree(). A nil or empty slice (length
+// 0, whatever its capacity) is ignored: it names no object, as
+// ZERO_SIZE_PTR names none, so Free(b[:0]) frees nothing and cannot free an
+// object its caller still holds through b. A second Free of the same object ("Object already free"), a
 // pointer into the middle of an object ("Invalid object pointer"), memory
 // Alloc did not return and memory of another zone are reported and left
 // alone.
 func (z *Zone) Free(b []byte) {
-	if cap(b) == 0 {
+	if len(b) == 0 {
 		return
 	}
 	off := z.offsetOf(b)

@@ -11,6 +11,7 @@ import (
 	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
 	"github.com/krules/krules/krulestest"
+	"github.com/krules/krules/lockclass"
 )
 
 func TestKmallocSizes(t *testing.T) {
@@ -70,6 +71,24 @@ func TestKmallocZeroAndEmpty(t *testing.T) {
 	z.Free(nil) // NULL
 	_, err = z.Alloc(-1, gfp.Kernel)
 	require.Error(t, err)
+}
+
+// The rule for empty slices is the one Free's doc states: a slice of
+// length 0 names no object (Alloc(0)'s ZERO_SIZE_PTR is one) and is
+// ignored, whatever its capacity, so Free(b[:0]) frees nothing and a later
+// Free(b) is the object's only free.
+func TestFreeIgnoresEmptySlices(t *testing.T) {
+	krulestest.Check(t)
+	z := newZone(t, 4<<20, gfp.WithShards(1))
+	for _, size := range []int{64, 3 * gfp.PageSize} {
+		b, err := z.Alloc(size, gfp.Kernel)
+		require.NoError(t, err)
+		before := z.Stats()
+		z.Free(b[:0])
+		z.Free(b[size:])
+		require.Equal(t, before, z.Stats(), "nothing was freed")
+		z.Free(b) // no "Object already free"
+	}
 }
 
 func TestKfreeMisuseIsReported(t *testing.T) {
@@ -178,4 +197,43 @@ func TestConcurrentAllocation(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// One GFP_KERNEL kmalloc under a spin lock is one bad call and one
+// sleep-in-atomic report, whether the class must grow a slab first (a page
+// allocation inside the kmalloc) or has an object cached, on the first call
+// and on later ones: the page allocation does not check again what kmalloc
+// has checked, as the kernel's __might_resched rate limit keeps it to one.
+func TestKmallocUnderSpinLockReportsOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		size int
+		warm bool // allocate and free one first, outside the lock
+	}{
+		{"new slab", 64, false},
+		{"cached object", 64, true},
+		{"large", 3 * gfp.PageSize, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := krulestest.Record(t)
+			krulestest.ResetDefault(t)
+			z := newZone(t, 4<<20, gfp.WithShards(1), gfp.WithoutKswapd())
+			if tc.warm {
+				b, err := z.Alloc(tc.size, gfp.Kernel)
+				require.NoError(t, err)
+				z.Free(b)
+			}
+			var l lockclass.SpinLock
+			l.Init(lockclass.WithName("test_lock"))
+			for call := range 2 {
+				l.Lock()
+				b, err := z.Alloc(tc.size, gfp.Kernel)
+				l.Unlock()
+				require.NoError(t, err)
+				z.Free(b)
+				require.Equal(t, []krules.Kind{krules.SleepInAtomic}, rec.Kinds(), "call %d", call)
+				rec.Clear()
+			}
+		})
+	}
 }

@@ -53,8 +53,10 @@ func drainTo(t *testing.T, z *gfp.Zone, flags gfp.Flags) []*gfp.Page {
 	}
 }
 
-// Each caller of the spec's §5.5 table allocates exactly down to its
-// threshold: free pages end at that threshold, never below.
+// Each kind of caller of __zone_watermark_ok (mm/page_alloc.c: the min
+// watermark less the ALLOC_MIN_RESERVE, ALLOC_NON_BLOCK and ALLOC_OOM
+// discounts, or none with ALLOC_NO_WATERMARKS) allocates exactly down to
+// its threshold: free pages end at that threshold, never below.
 func TestReserveThresholds(t *testing.T) {
 	const min = 256
 	cases := []struct {

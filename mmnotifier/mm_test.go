@@ -1,6 +1,7 @@
 package mmnotifier_test
 
 import (
+	"runtime"
 	"sync/atomic"
 	"testing"
 
@@ -173,5 +174,66 @@ func TestMemoryPressureDrivesInvalidations(t *testing.T) {
 	require.Less(t, mm.RSS(), int64(512))
 	for _, p := range pages {
 		z.FreePages(p, 0)
+	}
+}
+
+// A length that overflows when rounded to pages, or that no address space
+// can hold, is -ENOMEM, as do_mmap and get_unmapped_area say; it maps
+// nothing.
+func TestMmapRefusesLengthsTheAddressSpaceCannotHold(t *testing.T) {
+	krulestest.Check(t)
+	mm := newMM(t)
+	for _, length := range []uint64{^uint64(0), ^uint64(0) - pg + 2, 1 << 63, 1 << 48} {
+		_, err := mm.Mmap(length, mmnotifier.ProtReadWrite)
+		require.ErrorIs(t, err, mmnotifier.ErrNoMem, "length %#x", length)
+	}
+	a, err := mm.Mmap(pg, mmnotifier.ProtReadWrite)
+	require.NoError(t, err)
+	b, err := mm.Mmap(pg, mmnotifier.ProtReadWrite)
+	require.NoError(t, err)
+	require.Equal(t, a+pg, b, "nothing was mapped by the refused calls")
+}
+
+// heapGrowth returns how many bytes of Go heap f leaves allocated.
+func heapGrowth(f func()) int64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	return int64(after.HeapAlloc) - int64(before.HeapAlloc)
+}
+
+// Page tables are allocated on first touch (__pte_alloc), so a mapping
+// that is never touched costs next to nothing however large it is, and
+// touching a page of it costs one table, not one entry per page mapped.
+func TestHugeMappingsHaveSparsePageTables(t *testing.T) {
+	krulestest.Check(t)
+	for _, length := range []uint64{64 << 30, 1 << 46} {
+		mm := newMM(t)
+		var addr uint64
+		grew := heapGrowth(func() {
+			var err error
+			addr, err = mm.Mmap(length, mmnotifier.ProtReadWrite)
+			require.NoError(t, err)
+		})
+		require.Less(t, grew, int64(64<<10), "Mmap(%#x) grew the heap by %d bytes", length, grew)
+		last := addr + length - pg
+		grew = heapGrowth(func() {
+			require.NoError(t, mm.Write(addr, []byte("first")))
+			require.NoError(t, mm.Write(last, []byte("last")))
+		})
+		require.Less(t, grew, int64(64<<10), "two touches grew the heap by %d bytes", grew)
+		got := make([]byte, 4)
+		require.NoError(t, mm.Read(last, got))
+		require.Equal(t, "last", string(got))
+		require.EqualValues(t, 2, mm.RSS())
+		require.NoError(t, mm.Discard(addr, length))
+		require.Zero(t, mm.RSS())
+		require.NoError(t, mm.Write(addr+length/2, []byte("middle")))
+		require.NoError(t, mm.Protect(addr+length/2, pg, mmnotifier.ProtRead))
+		require.NoError(t, mm.Unmap(addr, length))
+		require.Zero(t, mm.RSS())
 	}
 }

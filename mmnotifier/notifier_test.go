@@ -12,6 +12,7 @@ import (
 	"github.com/krules/krules"
 	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/mmnotifier"
+	"github.com/krules/krules/nonblock"
 )
 
 const pg = mmnotifier.PageSize
@@ -206,6 +207,29 @@ func TestRegisterOnDeadAddressSpaceIsReported(t *testing.T) {
 	require.Contains(t, rec.Last().Text, "BUG_ON(atomic_read(&mm->mm_users) <= 0)")
 }
 
+// A nil notifier is refused: registered, it would make every later
+// invalidation, Exit included, call a method on nil.
+func TestRegisterRefusesNilNotifier(t *testing.T) {
+	krulestest.Check(t)
+	mm := newMM(t)
+	sub, err := mmnotifier.Register(mm, nil)
+	require.ErrorIs(t, err, mmnotifier.ErrInvalid)
+	require.Nil(t, sub)
+	_, err = mmnotifier.Get(mm, nilAlloc{})
+	require.ErrorIs(t, err, mmnotifier.ErrInvalid)
+	addr := mapTouched(t, mm, 1)
+	require.NoError(t, mm.Discard(addr, pg))
+	require.NoError(t, mm.Unmap(addr, pg))
+	mm.Exit()
+}
+
+// nilAlloc is an Allocator whose AllocNotifier returns no notifier and no
+// error.
+type nilAlloc struct{}
+
+func (nilAlloc) AllocNotifier(*mmnotifier.MM) (mmnotifier.Notifier, error) { return nil, nil }
+func (nilAlloc) FreeNotifier(mmnotifier.Notifier)                          {}
+
 func TestUnregisterTwiceIsReported(t *testing.T) {
 	rec := krulestest.Record(t)
 	mm := newMM(t)
@@ -218,9 +242,8 @@ func TestUnregisterTwiceIsReported(t *testing.T) {
 
 // alloc is an Allocator that counts.
 type alloc struct {
-	rec           *recorder
-	made, freed   atomic.Int32
-	freedInAtomic atomic.Bool
+	rec         *recorder
+	made, freed atomic.Int32
 }
 
 func (a *alloc) AllocNotifier(*mmnotifier.MM) (mmnotifier.Notifier, error) {
@@ -278,10 +301,54 @@ func TestPutMisuseIsReported(t *testing.T) {
 	require.Contains(t, rec.Last().Text, "WARN_ON(!subscription->users)")
 	plain, err := mmnotifier.Register(mm, (&mmnotifier.Funcs{}).Notifier())
 	require.NoError(t, err)
-	plain.Put()
-	require.Len(t, rec.Reports(), 2)
-	require.Contains(t, rec.Last().Text, "did not come from Get")
 	plain.Unregister()
+	plain.Put()
+	require.Len(t, rec.Reports(), 2, "Put after Unregister")
+	require.Contains(t, rec.Last().Text, "WARN_ON(!subscription->users)")
+}
+
+// freeing is a notifier that offers its own free_notifier.
+type freeing struct {
+	recNotifier
+	freed atomic.Int32
+}
+
+func (f *freeing) FreeNotifier() {
+	nonblock.CantSleep() // reports unless in an atomic context
+	f.freed.Add(1)
+}
+
+// A notifier registered with Register may be dropped with Put, as
+// __mmu_notifier_register counts the registration as its one user
+// (nouveau_svmm_fini does exactly this): it leaves the list and, after a
+// grace period, its own FreeNotifier runs, in an atomic context.
+func TestPutAfterRegister(t *testing.T) {
+	rec := krulestest.Record(t)
+	mm := newMM(t)
+	order := &recorder{}
+	n := &freeing{recNotifier: recNotifier{"svmm", order}}
+	s, err := mmnotifier.Register(mm, n)
+	require.NoError(t, err)
+	addr := mapTouched(t, mm, 1)
+	s.Put()
+	mmnotifier.Synchronize()
+	require.Empty(t, rec.Kinds(), "free_notifier ran in an atomic context (an SRCU callback)")
+	require.EqualValues(t, 1, n.freed.Load())
+	require.NoError(t, mm.Discard(addr, pg))
+	require.Empty(t, order.whats(), "gone from the list")
+
+	plain, err := mmnotifier.Register(mm, (&mmnotifier.Funcs{}).Notifier())
+	require.NoError(t, err)
+	plain.Put() // no FreeNotifier: nothing to call
+	mmnotifier.Synchronize()
+	require.Empty(t, rec.Kinds())
+	plain.Put()
+	require.Equal(t, []krules.Kind{krules.NotifierMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "WARN_ON(!subscription->users)")
+	plain.Unregister()
+	require.Equal(t, []krules.Kind{krules.NotifierMisuse, krules.NotifierMisuse}, rec.Kinds(), "Unregister after Put")
+	mm.Exit()
+	require.Len(t, rec.Kinds(), 2, "nothing left registered at exit")
 }
 
 // A notifier whose start fails, in each context.
