@@ -220,12 +220,16 @@ func (d *device) newMirror() (*mirror, error) {
 	return m, nil
 }
 
-// release frees the mirror's buffer, once no callback can run.
+// release frees the mirror's buffer and its table, once no callback can
+// run. The table goes too: the mirror itself may outlive its address space
+// (a goroutine's idle task record can still point at its lock), and the
+// reaper makes thousands of mirrors a run.
 func (m *mirror) release() {
 	if m.buf != nil {
 		m.dev.zone.FreePages(m.buf, maxChunkOrder)
 		m.buf = nil
 	}
+	m.mtt = nil
 	m.dev.liveMirrors.Add(-1)
 }
 

@@ -131,15 +131,25 @@ func runStrategy(cfg workloadConfig, s strategyInfo, c conditionInfo, ops int64)
 	defer lockclass.Default().Reset()
 	var res strategyResult
 	var err error
-	reports := krules.Collect(func() { res, err = runCollected(cfg, s, c, ops) })
-	res.LockdepOnAfter = lockclass.Default().Enabled()
-	for _, r := range reports {
+	// Counted as they come, not kept: strategy 1 below min raises tens of
+	// thousands, each with its stack dump.
+	var mu sync.Mutex
+	var total reportCounts
+	var byMode [nModes]reportCounts
+	krules.CollectFunc(func() { res, err = runCollected(cfg, s, c, ops) }, func(r *krules.Report) {
 		md := blockable
 		if r.Goroutine.Name == reaperName {
 			md = nonBlockable
 		}
-		res.Reports.add(r.Kind)
-		res.Modes[md].Reports.add(r.Kind)
+		mu.Lock()
+		total.add(r.Kind)
+		byMode[md].add(r.Kind)
+		mu.Unlock()
+	})
+	res.LockdepOnAfter = lockclass.Default().Enabled()
+	res.Reports = total
+	for md := range nModes {
+		res.Modes[md].Reports = byMode[md]
 	}
 	return res, err
 }
