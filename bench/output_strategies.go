@@ -91,10 +91,11 @@ func latencyPlot(results []strategyResult, md mode) (*plot.Plot, error) {
 				continue
 			}
 			if m.Invalidations == 0 {
-				missing = append(missing, fmt.Sprintf("%s under %s", s.name, r.Condition))
+				missing = append(missing, fmt.Sprintf("%s under %s", s.name(), r.Condition))
 				continue
 			}
-			x := float64(condIndex[r.ConditionKey]) + (float64(si)-2)*0.15
+			// Strategies side by side, centred on their condition.
+			x := float64(condIndex[r.ConditionKey]) + (float64(si)-float64(len(strategies)-1)/2)*0.75/float64(len(strategies))
 			p50, p99 := max(m.P50us, 0.01), max(m.P99us, 0.01)
 			pts.XYs = append(pts.XYs, plotter.XY{X: x, Y: p50})
 			pts.YErrors = append(pts.YErrors, struct{ Low, High float64 }{0, max(p99-p50, 0)})
@@ -117,7 +118,7 @@ func latencyPlot(results []strategyResult, md mode) (*plot.Plot, error) {
 		}
 		dots.GlyphStyle = draw.GlyphStyle{Color: col, Radius: vg.Points(3.5), Shape: draw.CircleGlyph{}}
 		p.Add(bars, dots)
-		p.Legend.Add(s.name, dots)
+		p.Legend.Add(s.name(), dots)
 	}
 	p.NominalX(names...)
 	if len(missing) > 0 {
