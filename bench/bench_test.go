@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -45,6 +46,8 @@ func TestQuickRun(t *testing.T) {
 		require.Contains(t, out, "MightSleep outside sections")
 		require.Contains(t, out, "BUG: sleeping function called from invalid context at ")
 		require.Contains(t, out, "non_block: 1")
+		require.Equal(t, cpuModel(), rep.CPUModel)
+		require.True(t, strings.HasPrefix(out, "krules bench on "+rep.CPUModel+" ("), out[:min(len(out), 200)])
 
 		require.Len(t, rep.Figures, len(figures))
 		for _, f := range rep.Figures {

@@ -94,7 +94,9 @@ func run(w io.Writer, cfg config) int {
 	}
 
 	status := 0
-	rep := newRunReport(nil, quick)
+	cpu := cpuModel()
+	fmt.Fprintf(w, "krules bench on %s (%d CPUs), %s %s/%s\n\n", cpu, runtime.NumCPU(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	rep := newRunReport(nil, quick, cpu)
 	if len(ss) > 0 && len(cs) > 0 {
 		wcfg := cfg.workload()
 		results := runStrategies(wcfg, ss, cs)
@@ -120,7 +122,7 @@ func run(w io.Writer, cfg config) int {
 	fmt.Fprintln(w)
 	rows := measure(only, rounds)
 	printTable(w, rows)
-	rep.Figures = newRunReport(rows, quick).Figures
+	rep.Figures = newRunReport(rows, quick, cpu).Figures
 	fmt.Fprintln(w)
 	demonstrate(w)
 	if cfg.out != "" {

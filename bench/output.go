@@ -23,6 +23,7 @@ type runReport struct {
 	GoVersion string         `json:"go_version"`
 	GOOS      string         `json:"goos"`
 	GOARCH    string         `json:"goarch"`
+	CPUModel  string         `json:"cpu_model"`
 	CPUs      int            `json:"cpus"`
 	Quick     bool           `json:"quick"`
 	Figures   []figureResult `json:"figures"`
@@ -46,10 +47,10 @@ type figureResult struct {
 	Missed        []string `json:"missed,omitempty"`
 }
 
-func newRunReport(rows []row, quick bool) runReport {
+func newRunReport(rows []row, quick bool, cpu string) runReport {
 	rep := runReport{
 		When: time.Now().UTC(), GoVersion: runtime.Version(), GOOS: runtime.GOOS,
-		GOARCH: runtime.GOARCH, CPUs: runtime.NumCPU(), Quick: quick,
+		GOARCH: runtime.GOARCH, CPUModel: cpu, CPUs: runtime.NumCPU(), Quick: quick,
 	}
 	for _, r := range rows {
 		rep.Figures = append(rep.Figures, figureResult{
