@@ -66,6 +66,10 @@ func TestQuickRun(t *testing.T) {
 			require.Contains(t, string(svg), "<svg", name)
 			require.Contains(t, string(svg), want, name)
 			require.Contains(t, out, "wrote "+filepath.Join(dir, name))
+			require.Contains(t, string(svg), "@font-face", name+": the font travels with the chart")
+			png, err := os.ReadFile(filepath.Join(dir, strings.TrimSuffix(name, ".svg")+".png"))
+			require.NoError(t, err)
+			require.True(t, bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")), name)
 		}
 	})
 
@@ -188,4 +192,41 @@ func BenchmarkStrategies(b *testing.B) {
 			})
 		}
 	}
+}
+
+// Every strategy is listed once, under its own key, numbered in order, with
+// what the report needs of it.
+func TestStrategiesAreOneList(t *testing.T) {
+	keys := map[string]bool{}
+	bugs := 0
+	for i, s := range strategies {
+		require.Equal(t, i+1, s.id, s.key)
+		require.False(t, keys[s.key], "key %q twice", s.key)
+		keys[s.key] = true
+		require.NotEmpty(t, s.label, s.key)
+		require.NotEmpty(t, s.lesson, s.key)
+		require.NotNil(t, s.probe, s.key)
+		got, ok := strategyByKey(s.key)
+		require.True(t, ok)
+		require.Equal(t, s.name(), got.name())
+		if s.bug {
+			bugs++
+		}
+	}
+	require.Equal(t, 1, bugs, "the report shows one bug against the fixes")
+	ss, err := parseStrategies("2," + strategies[0].key)
+	require.NoError(t, err)
+	require.Equal(t, []string{strategies[1].key, strategies[0].key}, []string{ss[0].key, ss[1].key})
+}
+
+func TestRatioTicksLabelALogAxis(t *testing.T) {
+	var labels []string
+	for _, tk := range (ratioTicks{}).Ticks(0.03, 25) {
+		labels = append(labels, tk.Label)
+	}
+	require.Equal(t, []string{"0.05×", "0.1×", "0.2×", "0.5×", "1×", "2×", "5×", "10×", "20×"}, labels)
+	f := figureResult{BaselineNs: 10, OverNsTarget: 50, Units: 2}
+	r, ok := f.targetRatio()
+	require.True(t, ok)
+	require.InDelta(t, 11.0, r, 1e-9, "+50 ns a call over 2 calls of a 10 ns baseline")
 }
