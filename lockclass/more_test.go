@@ -143,3 +143,19 @@ func TestDowngradeOfAnUntrackedWriteHoldIsQuiet(t *testing.T) {
 	require.False(t, s.IsLocked())
 	require.Nil(t, task.Lookup())
 }
+
+// lockdep_assert_none_held_once tests debug_locks first: once a report has
+// turned the validator off, holding its locks is no longer asserted on.
+func TestAssertNoneHeldQuietAfterValidationOff(t *testing.T) {
+	rec := krules.Record(t)
+	v := lockclass.NewValidator()
+	m := mutex(v, "M")
+	m.Lock()
+	lockclass.MightLock(m) // AA: reported, validation off
+	require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+	require.False(t, v.Enabled())
+	lockclass.AssertNotHeld(m)
+	lockclass.AssertNoneHeld()
+	m.Unlock()
+	require.Equal(t, 1, rec.Len())
+}
