@@ -159,3 +159,28 @@ func TestAssertNoneHeldQuietAfterValidationOff(t *testing.T) {
 	m.Unlock()
 	require.Equal(t, 1, rec.Len())
 }
+
+// A KeepGoing validator does not cache a chain whose check reported, so
+// what the chain should have taught is learnt the next time: a -> b -> c
+// -> a reported, b unregistered, then c -> a is recorded and a -> c closes
+// a cycle.
+func TestKeepGoingLearnsAfterReport(t *testing.T) {
+	rec := krules.Record(t)
+	v := lockclass.NewValidator(lockclass.KeepGoing())
+	kb := new(lockclass.Key)
+	lockclass.RegisterKey(kb)
+	a, c := mutex(v, "A"), mutex(v, "C")
+	b := new(lockclass.Mutex)
+	b.Init(lockclass.WithValidator(v), lockclass.WithKey(kb), lockclass.WithName("B"))
+	pair := func(x, y *lockclass.Mutex) { x.Lock(); y.Lock(); y.Unlock(); x.Unlock() }
+	pair(a, b)
+	pair(b, c)
+	pair(c, a)
+	require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+	lockclass.UnregisterKey(kb)
+	pair(c, a) // no cycle without b: learnt now
+	require.Equal(t, 1, rec.Len())
+	pair(a, c)
+	require.Equal(t, []krules.Kind{krules.CircularDependency, krules.CircularDependency}, rec.Kinds())
+	require.Equal(t, "WARNING: possible circular locking dependency detected", rec.Last().Headline)
+}
