@@ -67,12 +67,15 @@ const (
 	enabledR
 )
 
-// Wait types (lockdep's wait_type_inner/outer).
+// Wait types (enum lockdep_wait_type in include/linux/lockdep_types.h),
+// printed as {outer:inner}. LD_WAIT_CONFIG is LD_WAIT_SPIN unless
+// CONFIG_PROVE_RAW_LOCK_NESTING is set, which v6.12 leaves off by default
+// (lib/Kconfig.debug; it became default y in v6.13): so spinlock_t and
+// rwlock_t print {2:2}, as raw_spinlock_t does, and mutex and rwsem {4:4}.
 const (
-	waitInv    = 0
-	waitSpin   = 2 // raw_spinlock_t
-	waitConfig = 3 // spinlock_t, rwlock_t
-	waitSleep  = 4 // mutex, rwsem
+	waitSpin   = 2        // LD_WAIT_SPIN: raw_spinlock_t
+	waitConfig = waitSpin // LD_WAIT_CONFIG: spinlock_t, rwlock_t
+	waitSleep  = 4        // LD_WAIT_SLEEP: mutex, rwsem
 )
 
 var idSeed atomic.Uint64

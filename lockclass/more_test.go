@@ -184,3 +184,46 @@ func TestKeepGoingLearnsAfterReport(t *testing.T) {
 	require.Equal(t, []krules.Kind{krules.CircularDependency, krules.CircularDependency}, rec.Kinds())
 	require.Equal(t, "WARNING: possible circular locking dependency detected", rec.Last().Headline)
 }
+
+// v6.12's default configuration (no PROVE_RAW_LOCK_NESTING) prints
+// spinlock_t and rwlock_t as {2:2}, mutex and rwsem as {4:4}.
+func TestWaitTypesPrintedAsV612Default(t *testing.T) {
+	rec := krules.Record(t)
+	for _, tc := range []struct {
+		l    lockclass.Lockable
+		want string
+	}{
+		{new(lockclass.RWLock), "{2:2}"},
+		{new(lockclass.SpinLock), "{2:2}"},
+		{new(lockclass.Mutex), "{4:4}"},
+		{new(lockclass.RWSem), "{4:4}"},
+	} {
+		rec.Clear()
+		v := lockclass.NewValidator()
+		opts := []lockclass.Option{lockclass.WithValidator(v), lockclass.WithName("L")}
+		switch l := tc.l.(type) {
+		case *lockclass.RWLock:
+			l.Init(opts...)
+			l.Lock()
+			lockclass.MightLock(l)
+			l.Unlock()
+		case *lockclass.SpinLock:
+			l.Init(opts...)
+			l.Lock()
+			lockclass.MightLock(l)
+			l.Unlock()
+		case *lockclass.Mutex:
+			l.Init(opts...)
+			l.Lock()
+			lockclass.MightLock(l)
+			l.Unlock()
+		case *lockclass.RWSem:
+			l.Init(opts...)
+			l.Lock()
+			lockclass.MightLock(l)
+			l.Unlock()
+		}
+		require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+		require.Contains(t, rec.Last().Text, "(L){+.+.}-"+tc.want)
+	}
+}
