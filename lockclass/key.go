@@ -64,20 +64,29 @@ var registeredKeys sync.Map // *Key -> struct{}
 // validators lists every validator, weakly, so UnregisterKey can zap a key's
 // classes wherever they were registered.
 var validators struct {
-	mu   sync.Mutex
-	list []weak.Pointer[Validator]
+	mu      sync.Mutex
+	list    []weak.Pointer[Validator]
+	pruneAt int // prune the dead when the list reaches this length
 }
 
+// trackValidator adds v to the list in amortised O(1): the dead are pruned
+// only when the list has doubled since the last pruning, so NewValidator
+// does not get slower with every live validator.
 func trackValidator(v *Validator) {
 	validators.mu.Lock()
 	defer validators.mu.Unlock()
-	live := validators.list[:0]
-	for _, w := range validators.list {
-		if w.Value() != nil {
-			live = append(live, w)
+	if len(validators.list) >= validators.pruneAt {
+		live := validators.list[:0]
+		for _, w := range validators.list {
+			if w.Value() != nil {
+				live = append(live, w)
+			}
 		}
+		clear(validators.list[len(live):])
+		validators.list = live
+		validators.pruneAt = 2*len(live) + 16
 	}
-	validators.list = append(live, weak.Make(v))
+	validators.list = append(validators.list, weak.Make(v))
 }
 
 func allValidators() []*Validator {

@@ -227,3 +227,25 @@ func TestWaitTypesPrintedAsV612Default(t *testing.T) {
 		require.Contains(t, rec.Last().Text, "(L){+.+.}-"+tc.want)
 	}
 }
+
+// Popped held-lock entries are cleared, so an idle record keeps no lock,
+// class, graph or validator alive: on the cached pop, on an out-of-order
+// release, and on a release that re-validates the locks above.
+func TestPoppedHeldLocksAreCleared(t *testing.T) {
+	krules.Check(t)
+	v := lockclass.NewValidator()
+	a, b, c := mutex(v, "A"), mutex(v, "B"), mutex(v, "C")
+	a.Lock()
+	b.Lock()
+	c.Lock()
+	rec := task.Lookup()
+	require.NotNil(t, rec)
+	b.Unlock() // out of order: c is re-acquired on top of a
+	c.Unlock()
+	a.Unlock()
+	held := rec.Lockdep.Held[:cap(rec.Lockdep.Held)]
+	for i := range held {
+		require.Nil(t, held[i].Instance, "entry %d", i)
+		require.Nil(t, held[i].Class, "entry %d", i)
+	}
+}

@@ -37,7 +37,18 @@ func popTop(t *task.Task, m *Map) bool {
 	prev := held[n].PrevChainKey
 	t.Lockdep.Held = held[:n] // before any other store: only the length changes
 	t.Lockdep.ChainKey = prev
+	// The popped entry must not keep its lock, class, graph and validator
+	// alive in an idle record: clear its pointers.
+	held[n].Instance, held[n].Class, held[n].NestLock = nil, nil, nil
 	return true
+}
+
+// truncateHeld cuts t's held-lock stack to its first n entries and clears
+// the entries cut off, as popTop clears the one it pops.
+func truncateHeld(t *task.Task, n int) {
+	held := t.Lockdep.Held
+	t.Lockdep.Held = held[:n]
+	clear(held[n:])
 }
 
 // releaseShared releases m for a holder the lock does not remember (readers,
@@ -119,7 +130,7 @@ func releaseSlow(m *Map, t *task.Task) bool {
 	}
 	above := append([]task.HeldLock(nil), held[i+1:]...)
 	t.Lockdep.ChainKey = h.PrevChainKey
-	t.Lockdep.Held = held[:i]
+	truncateHeld(t, i)
 	reps = append(reps, rebuild(t, above)...)
 	if len(t.Lockdep.Held) == 0 {
 		t.ReleaseIfEmpty()

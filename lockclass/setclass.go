@@ -83,6 +83,6 @@ func setClass(l Lockable, key *Key, name string, sub int, _ bool, pc uintptr) {
 	above := append([]task.HeldLock(nil), held[i:]...)
 	above[0].Class = unsafe.Pointer(c)
 	t.Lockdep.ChainKey = held[i].PrevChainKey
-	t.Lockdep.Held = held[:i]
+	truncateHeld(t, i)
 	emitAll(rebuild(t, above))
 }

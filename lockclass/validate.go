@@ -163,7 +163,7 @@ func (g *graph) lockAcquire(t *task.Task, hl *task.HeldLock, sync bool) (*krules
 		}
 		t.Lockdep.Held = append(held, *hl) // the report lists the new lock too
 		rep := depthReport(depth + 1)
-		t.Lockdep.Held = held
+		truncateHeld(t, depth)
 		return rep, aNone, key
 	}
 	return nil, aPush, key

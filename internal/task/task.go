@@ -179,6 +179,7 @@ func Len() int {
 func Reap(t *Task) {
 	t.Name = ""
 	t.NonBlock, t.Preempt, t.Memalloc = 0, 0, 0
+	clear(t.Lockdep.Held) // a dead goroutine's entries must not keep its locks' classes alive
 	t.Lockdep.Held = t.Lockdep.Held[:0]
 	t.Lockdep.Off = 0
 	clear(t.Regions) // a dead goroutine's regions cannot be ended; drop them
