@@ -168,6 +168,14 @@ func (g *graph) register(cfg *mapConfig, key *Key, sub int) (*class, *krules.Rep
 	if !g.enabled.Load() {
 		return nil, nil
 	}
+	if !keyKnown(key) {
+		// lockdep_init_map_type: "BUG: key %px has not been registered!"
+		// and DEBUG_LOCKS_WARN_ON(1); the lock is not validated.
+		if !g.reportable(true) {
+			return nil, nil
+		}
+		return nil, unregisteredKeyReport(key)
+	}
 	if g.nclasses >= g.v.lim.Classes {
 		if !g.offLocked() {
 			return nil, nil

@@ -49,7 +49,7 @@ func NewMap(name string, opts ...Option) *Map {
 	for _, o := range opts {
 		o(cfg)
 	}
-	m.own.name = name
+	m.own.name, m.own.builtin = name, true
 	m.cfg.Store(cfg)
 	return m
 }

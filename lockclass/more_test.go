@@ -33,10 +33,10 @@ func TestValidatorsDoNotSeeEachOther(t *testing.T) {
 func TestDowngradeIsValidatedAsARead(t *testing.T) {
 	rec := krules.Record(t)
 	v := lockclass.NewValidator()
-	var k lockclass.Key
+	k := registeredKey()
 	var s1, s2 lockclass.RWSem
-	s1.Init(lockclass.WithValidator(v), lockclass.WithKey(&k), lockclass.WithName("S"))
-	s2.Init(lockclass.WithValidator(v), lockclass.WithKey(&k), lockclass.WithName("S"))
+	s1.Init(lockclass.WithValidator(v), lockclass.WithKey(k), lockclass.WithName("S"))
+	s2.Init(lockclass.WithValidator(v), lockclass.WithKey(k), lockclass.WithName("S"))
 	s1.Lock()
 	s1.Downgrade()
 	tk := task.Lookup()
@@ -53,7 +53,7 @@ func TestDowngradeIsValidatedAsARead(t *testing.T) {
 func TestSetClassOnAHeldLockRevalidates(t *testing.T) {
 	rec := krules.Record(t)
 	v := lockclass.NewValidator()
-	var other lockclass.Key
+	other := registeredKey()
 	a, b := mutex(v, "A"), mutex(v, "B")
 	b.Lock()
 	a.Lock()
@@ -73,7 +73,7 @@ func TestSetClassOnAHeldLockRevalidates(t *testing.T) {
 	c.Unlock()
 	d.Unlock() // D -> C
 	c.Lock()
-	lockclass.SetClassAndName(c, &other, "C'") // held: the stack is rebuilt in the new class
+	lockclass.SetClassAndName(c, other, "C'") // held: the stack is rebuilt in the new class
 	require.Contains(t, task.LabelOf(&task.Lookup().Lockdep.Held[0]), "(C')")
 	d.Lock() // C' -> D: no cycle, C' is a new class
 	d.Unlock()
@@ -88,10 +88,10 @@ func TestSetClassOnAHeldLockRevalidates(t *testing.T) {
 func TestWithSubclassIsTheDefault(t *testing.T) {
 	krules.Check(t)
 	v := lockclass.NewValidator()
-	var k lockclass.Key
+	k := registeredKey()
 	var parent, child lockclass.Mutex
-	parent.Init(lockclass.WithValidator(v), lockclass.WithKey(&k), lockclass.WithName("&n->lock"))
-	child.Init(lockclass.WithValidator(v), lockclass.WithKey(&k), lockclass.WithName("&n->lock"), lockclass.WithSubclass(1))
+	parent.Init(lockclass.WithValidator(v), lockclass.WithKey(k), lockclass.WithName("&n->lock"))
+	child.Init(lockclass.WithValidator(v), lockclass.WithKey(k), lockclass.WithName("&n->lock"), lockclass.WithSubclass(1))
 	parent.Lock()
 	child.Lock() // plain Lock, subclass 1 by default
 	require.Contains(t, task.LabelOf(&task.Lookup().Lockdep.Held[1]), "(&n->lock/1)")
@@ -167,8 +167,7 @@ func TestAssertNoneHeldQuietAfterValidationOff(t *testing.T) {
 func TestKeepGoingLearnsAfterReport(t *testing.T) {
 	rec := krules.Record(t)
 	v := lockclass.NewValidator(lockclass.KeepGoing())
-	kb := new(lockclass.Key)
-	lockclass.RegisterKey(kb)
+	kb := registeredKey()
 	a, c := mutex(v, "A"), mutex(v, "C")
 	b := new(lockclass.Mutex)
 	b.Init(lockclass.WithValidator(v), lockclass.WithKey(kb), lockclass.WithName("B"))
@@ -248,4 +247,36 @@ func TestPoppedHeldLocksAreCleared(t *testing.T) {
 		require.Nil(t, held[i].Instance, "entry %d", i)
 		require.Nil(t, held[i].Class, "entry %d", i)
 	}
+}
+
+// Package-level keys are static (static_obj).
+var staticKeyA lockclass.Key
+
+// A heap Key used without RegisterKey is the kernel's "BUG: key … has not
+// been registered!" and the lock is not validated; a static key and a
+// registered one are fine.
+func TestUnregisteredHeapKeyIsReported(t *testing.T) {
+	rec := krules.Record(t)
+	v := lockclass.NewValidator()
+	var a, b, c lockclass.Mutex
+	a.Init(lockclass.WithValidator(v), lockclass.WithKey(&staticKeyA), lockclass.WithName("A"))
+	b.Init(lockclass.WithValidator(v), lockclass.WithKey(registeredKey()), lockclass.WithName("B"))
+	a.Lock()
+	b.Lock()
+	b.Unlock()
+	a.Unlock()
+	require.Zero(t, rec.Len())
+	require.Equal(t, 2, v.Stats().Classes)
+
+	heap := new(lockclass.Key)
+	c.Init(lockclass.WithValidator(v), lockclass.WithKey(heap), lockclass.WithName("C"))
+	c.Lock()
+	require.False(t, lockclass.IsHeld(&c) && v.Enabled(), "not validated")
+	c.Unlock()
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
+	require.Regexp(t, `^BUG: key [0-9a-f]{16} has not been registered!$`, rec.Last().Headline)
+	require.Contains(t, rec.Last().Text, "DEBUG_LOCKS_WARN_ON(1)")
+	require.Equal(t, 2, v.Stats().Classes, "no class for the unregistered key")
+	require.False(t, v.Enabled())
+	require.Nil(t, task.Lookup())
 }

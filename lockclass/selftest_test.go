@@ -88,7 +88,7 @@ var keys = map[byte]*lockclass.Key{}
 
 func init() {
 	for _, k := range "ABCDXYZ" {
-		keys[byte(k)] = new(lockclass.Key)
+		keys[byte(k)] = registeredKey()
 	}
 }
 
