@@ -200,8 +200,8 @@ func (m *Mutex) Unlock() {
 			return
 		}
 		m.own.release(&m.dep)
-	} else if compiledIn && enabled.Load() && !m.core.wlocked() {
-		releaseShared(&m.dep) // not locked: a double unlock
+	} else if compiledIn && enabled.Load() {
+		releaseUntracked(&m.dep, m.core.wlocked())
 	}
 	m.core.unlock()
 }

@@ -280,3 +280,78 @@ func TestUnregisteredHeapKeyIsReported(t *testing.T) {
 	require.False(t, v.Enabled())
 	require.Nil(t, task.Lookup())
 }
+
+// A destroyed mutex or rwsem warns on every lock and unlock, as
+// DEBUG_MUTEXES/DEBUG_RWSEMS check lock->magic, and is not validated; Init
+// brings it back.
+func TestUseAfterDestroyWarns(t *testing.T) {
+	rec := krules.Record(t)
+	v := lockclass.NewValidator(lockclass.KeepGoing())
+	m := mutex(v, "M")
+	m.Lock()
+	m.Unlock()
+	m.Destroy()
+	require.Zero(t, rec.Len())
+	m.Lock()
+	require.False(t, lockclass.IsHeld(m), "not validated")
+	m.Unlock()
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse, krules.LockdepMisuse}, rec.Kinds())
+	for _, r := range rec.Reports() {
+		require.Contains(t, r.Text, "DEBUG_LOCKS_WARN_ON(lock->magic != lock)")
+	}
+	m.Init(lockclass.WithValidator(v), lockclass.WithName("M"))
+	m.Lock()
+	require.True(t, lockclass.IsHeld(m))
+	m.Unlock()
+	require.Equal(t, 2, rec.Len())
+
+	rec.Clear()
+	var s lockclass.RWSem
+	s.Init(lockclass.WithValidator(v), lockclass.WithName("S"))
+	s.Destroy()
+	s.RLock()
+	s.RUnlock()
+	s.Lock()
+	s.Unlock()
+	require.Equal(t, 4, rec.Len())
+	for _, r := range rec.Reports() {
+		require.Equal(t, krules.LockdepMisuse, r.Kind)
+		require.Contains(t, r.Text, "DEBUG_RWSEMS_WARN_ON(sem->magic != sem)")
+	}
+	require.Nil(t, task.Lookup())
+}
+
+// up_read_non_owner with no read hold warns and leaves the semaphore alone.
+func TestRUnlockNonOwnerWithoutReadHold(t *testing.T) {
+	rec := krules.Record(t)
+	v := lockclass.NewValidator()
+	var s lockclass.RWSem
+	s.Init(lockclass.WithValidator(v), lockclass.WithName("S"))
+	s.RUnlockNonOwner()
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "DEBUG_RWSEMS_WARN_ON(!is_rwsem_reader_owned(sem))")
+	require.False(t, s.IsLocked())
+	s.Lock() // the state is intact: a writer gets in
+	s.Unlock()
+	s.RLockNonOwner()
+	done := make(chan struct{})
+	go func() { s.RUnlockNonOwner(); close(done) }()
+	<-done
+	require.False(t, s.IsLocked())
+	require.Equal(t, 1, rec.Len())
+}
+
+// RLocker is sync.RWMutex.RLocker: the read side as a sync.Locker.
+func TestRWSemRLocker(t *testing.T) {
+	krules.Check(t)
+	v := lockclass.NewValidator()
+	var s lockclass.RWSem
+	s.Init(lockclass.WithValidator(v), lockclass.WithName("S"))
+	l := s.RLocker()
+	l.Lock()
+	lockclass.AssertHeldRead(&s)
+	require.True(t, s.IsLocked())
+	require.False(t, s.TryLock())
+	l.Unlock()
+	require.False(t, s.IsLocked())
+}

@@ -59,6 +59,18 @@ func releaseShared(m *Map) {
 	}
 }
 
+// releaseUntracked is the release of a lock whose holder the lock does not
+// remember: a destroyed lock warns, an unlocked one is a double unlock
+// (reported by the release).
+//
+//go:noinline
+func releaseUntracked(m *Map, locked bool) {
+	m.checkAlive()
+	if !locked {
+		releaseShared(m)
+	}
+}
+
 // findHeld is find_held_lock: the topmost entry of m, or a reference-counted
 // entry of m's class.
 func findHeld(t *task.Task, m *Map) int {
@@ -105,6 +117,7 @@ func (m *Map) validating(t *task.Task) bool {
 func releaseSlow(m *Map, t *task.Task) bool {
 	i := findHeld(t, m)
 	if i < 0 {
+		m.checkAlive()
 		if m.untracked.Load() > 0 && m.untracked.Add(-1) >= 0 {
 			// one of the acquisitions the validator did not follow
 		} else if m.validating(t) && m.graph().reportable(false) {
