@@ -40,6 +40,8 @@ type graph struct {
 	bfsGen      uint64
 	lookups     atomic.Uint64
 	cacheMisses atomic.Uint64
+
+	primed sync.Map // *PrimeKey -> chan struct{}, closed once primed (PrimeOnce)
 }
 
 type classKey struct {

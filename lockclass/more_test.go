@@ -355,3 +355,39 @@ func TestRWSemRLocker(t *testing.T) {
 	l.Unlock()
 	require.False(t, s.IsLocked())
 }
+
+var testPrime lockclass.PrimeKey
+
+// PrimeOnce runs its priming once per validator generation, with nothing
+// held whatever the caller holds, and again after Reset.
+func TestPrimeOnceRunsOncePerGeneration(t *testing.T) {
+	rec := krules.Record(t)
+	v := lockclass.NewValidator()
+	a, b, held := mutex(v, "A"), mutex(v, "B"), mutex(v, "H")
+	runs := 0
+	prime := func() {
+		runs++
+		a.Lock()
+		b.Lock() // A -> B, and nothing else
+		b.Unlock()
+		a.Unlock()
+	}
+	held.Lock()
+	v.PrimeOnce(&testPrime, prime)
+	v.PrimeOnce(&testPrime, prime)
+	held.Unlock()
+	require.Equal(t, 1, runs)
+	require.Equal(t, 2, v.Stats().Entries, "one dependency: H is not ordered before A, the priming held nothing")
+	b.Lock()
+	a.Lock() // B -> A closes the primed A -> B
+	a.Unlock()
+	b.Unlock()
+	require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+
+	v.Reset()
+	v.PrimeOnce(&testPrime, prime)
+	require.Equal(t, 2, runs, "a new generation primes again")
+	v.PrimeOnce(&testPrime, prime)
+	require.Equal(t, 2, runs)
+	require.Equal(t, 2, v.Stats().Entries)
+}
