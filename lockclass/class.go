@@ -3,7 +3,6 @@ package lockclass
 import (
 	"fmt"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"unsafe"
 
@@ -319,16 +318,4 @@ func removeEdge(list []*edge, e *edge) []*edge {
 		}
 	}
 	return list
-}
-
-// names renders classes for reports and views.
-func joinNames(cs []*class) string {
-	var b strings.Builder
-	for i, c := range cs {
-		if i > 0 {
-			b.WriteString(" --> ")
-		}
-		b.WriteString(c.displayName())
-	}
-	return b.String()
 }

@@ -34,7 +34,8 @@ func registeredKey() *lockclass.Key {
 	return k
 }
 
-// The circular report's layout (spec §7.2), line by line.
+// The circular report's layout (print_circular_bug in
+// kernel/locking/lockdep.c), line by line.
 func TestCircularReportLayout(t *testing.T) {
 	rec := krules.Record(t)
 	v := lockclass.NewValidator()

@@ -202,7 +202,7 @@ func (m *Map) Release() { releaseShared(m) }
 //go:noinline
 func (m *Map) Sync() { acquire(m, 0, 0, fSync, nil, stack.ReturnPC(), nil) }
 
-// mapGraph returns the graph m's acquisitions go to.
+// graph returns the graph m's acquisitions go to.
 func (m *Map) graph() *graph {
 	if cfg := m.cfg.Load(); cfg != nil {
 		return cfg.validator().graph()
