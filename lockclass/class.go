@@ -7,7 +7,6 @@ import (
 	"unsafe"
 
 	"github.com/krules/krules"
-	"github.com/krules/krules/internal/task"
 )
 
 // class is a lock class (struct lock_class): the unit of validation, one per
@@ -87,9 +86,9 @@ func nextID() uint64 {
 	return z ^ z>>31
 }
 
-func init() {
-	task.ClassLabel = func(p unsafe.Pointer) string { return (*class)(p).label() }
-}
+// classLabel is the held-lock entries' Label: what reports print for a
+// class.
+func classLabel(p unsafe.Pointer) string { return (*class)(p).label() }
 
 // displayName is the kernel's __print_lock_name: name, "#ver" for the second
 // and later classes sharing a name, "/sub" for subclasses.

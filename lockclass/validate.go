@@ -69,7 +69,7 @@ func acquireSlow(t *task.Task, m *Map, sub int, read uint8, fl uint8, nest *Map,
 	}
 	emit(rep)
 	hl := task.HeldLock{
-		Instance: unsafe.Pointer(m), Class: unsafe.Pointer(c), Site: pc, Read: read,
+		Instance: unsafe.Pointer(m), Class: unsafe.Pointer(c), Label: classLabel, Site: pc, Read: read,
 		Trylock: fl&fTry != 0, Check: c.state.Load()&stNoValidate == 0,
 	}
 	if nest != nil {
