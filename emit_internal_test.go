@@ -117,15 +117,13 @@ func TestGoroutineReturningWithLocksHeldIsReportedAndReaped(t *testing.T) {
 	rec := record(t)
 	// lockclass, which labels classes, cannot be imported here: a class
 	// that is its own label stands in for one.
-	prevLabel := task.ClassLabel
-	task.ClassLabel = func(c unsafe.Pointer) string { return *(*string)(c) }
-	defer func() { task.ClassLabel = prevLabel }()
+	self := func(c unsafe.Pointer) string { return *(*string)(c) }
 	label := "(&dev->lock){+.+.}-{4:4}"
 	done := make(chan int64)
 	go func() {
 		SetName("leaky")
 		tk := task.Current()
-		tk.Lockdep.Held = append(tk.Lockdep.Held, task.HeldLock{Class: unsafe.Pointer(&label)})
+		tk.Lockdep.Held = append(tk.Lockdep.Held, task.HeldLock{Class: unsafe.Pointer(&label), Label: self})
 		done <- tk.ID
 	}()
 	id := <-done

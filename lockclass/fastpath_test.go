@@ -103,10 +103,10 @@ func TestCachedLockUnderNewLocksIsValidatedAgain(t *testing.T) {
 func TestUncontendedRecursionOnAClassIsReported(t *testing.T) {
 	rec := krulestest.Record(t)
 	v := lockclass.NewValidator()
-	var key lockclass.Key
+	key := registeredKey()
 	m1, m2 := new(lockclass.Mutex), new(lockclass.Mutex)
-	m1.Init(lockclass.WithValidator(v), lockclass.WithKey(&key), lockclass.WithName("&dev->lock"))
-	m2.Init(lockclass.WithValidator(v), lockclass.WithKey(&key), lockclass.WithName("&dev->lock"))
+	m1.Init(lockclass.WithValidator(v), lockclass.WithKey(key), lockclass.WithName("&dev->lock"))
+	m2.Init(lockclass.WithValidator(v), lockclass.WithKey(key), lockclass.WithName("&dev->lock"))
 	warm(m1)
 	m1.Lock()
 	m2.Lock()

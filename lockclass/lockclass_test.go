@@ -23,11 +23,20 @@ import (
 
 func mutex(v *lockclass.Validator, name string) *lockclass.Mutex {
 	m := new(lockclass.Mutex)
-	m.Init(lockclass.WithValidator(v), lockclass.WithKey(new(lockclass.Key)), lockclass.WithName(name))
+	m.Init(lockclass.WithValidator(v), lockclass.WithKey(registeredKey()), lockclass.WithName(name))
 	return m
 }
 
-// The circular report's layout (spec §7.2), line by line.
+// registeredKey returns a dynamic key, registered as lockdep_register_key
+// wants (a Key in a heap object is not static).
+func registeredKey() *lockclass.Key {
+	k := new(lockclass.Key)
+	lockclass.RegisterKey(k)
+	return k
+}
+
+// The circular report's layout (print_circular_bug in
+// kernel/locking/lockdep.c), line by line.
 func TestCircularReportLayout(t *testing.T) {
 	rec := krulestest.Record(t)
 	v := lockclass.NewValidator()
@@ -107,10 +116,10 @@ func TestTwoLockCycleHasNoChainLineAndReadScenario(t *testing.T) {
 func TestRecursiveReportLayout(t *testing.T) {
 	rec := krulestest.Record(t)
 	v := lockclass.NewValidator()
-	var k lockclass.Key
+	k := registeredKey()
 	var x1, x2 lockclass.SpinLock
-	x1.Init(lockclass.WithValidator(v), lockclass.WithKey(&k), lockclass.WithName("&x->lock"))
-	x2.Init(lockclass.WithValidator(v), lockclass.WithKey(&k), lockclass.WithName("&x->lock"))
+	x1.Init(lockclass.WithValidator(v), lockclass.WithKey(k), lockclass.WithName("&x->lock"))
+	x2.Init(lockclass.WithValidator(v), lockclass.WithKey(k), lockclass.WithName("&x->lock"))
 	x1.Lock()
 	x2.Lock()
 	x2.Unlock()
@@ -158,12 +167,12 @@ func TestNestLock(t *testing.T) {
 	t.Run("ww_test_spin_nest_lock", func(t *testing.T) {
 		rec := krulestest.Record(t)
 		v := lockclass.NewValidator()
-		var ky lockclass.Key
+		ky := registeredKey()
 		x := mutex(v, "X")
 		a := mutex(v, "A")
 		var y1, y2 lockclass.Mutex
-		y1.Init(lockclass.WithValidator(v), lockclass.WithKey(&ky), lockclass.WithName("Y"))
-		y2.Init(lockclass.WithValidator(v), lockclass.WithKey(&ky), lockclass.WithName("Y"))
+		y1.Init(lockclass.WithValidator(v), lockclass.WithKey(ky), lockclass.WithName("Y"))
+		y2.Init(lockclass.WithValidator(v), lockclass.WithKey(ky), lockclass.WithName("Y"))
 		x.Lock()
 		y1.LockNestLock(x)
 		a.Lock()
@@ -177,11 +186,11 @@ func TestNestLock(t *testing.T) {
 	t.Run("merge", func(t *testing.T) {
 		rec := krulestest.Record(t)
 		v := lockclass.NewValidator()
-		var ky lockclass.Key
+		ky := registeredKey()
 		x := mutex(v, "X")
 		var y1, y2 lockclass.Mutex
-		y1.Init(lockclass.WithValidator(v), lockclass.WithKey(&ky), lockclass.WithName("Y"))
-		y2.Init(lockclass.WithValidator(v), lockclass.WithKey(&ky), lockclass.WithName("Y"))
+		y1.Init(lockclass.WithValidator(v), lockclass.WithKey(ky), lockclass.WithName("Y"))
+		y2.Init(lockclass.WithValidator(v), lockclass.WithKey(ky), lockclass.WithName("Y"))
 		x.Lock()
 		y1.LockNestLock(x)
 		y2.LockNestLock(x) // merged into y1's entry
@@ -208,10 +217,10 @@ func TestNestLock(t *testing.T) {
 	t.Run("same class without nest lock", func(t *testing.T) {
 		rec := krulestest.Record(t)
 		v := lockclass.NewValidator()
-		var ky lockclass.Key
+		ky := registeredKey()
 		var y1, y2 lockclass.Mutex
-		y1.Init(lockclass.WithValidator(v), lockclass.WithKey(&ky))
-		y2.Init(lockclass.WithValidator(v), lockclass.WithKey(&ky))
+		y1.Init(lockclass.WithValidator(v), lockclass.WithKey(ky))
+		y2.Init(lockclass.WithValidator(v), lockclass.WithKey(ky))
 		y1.Lock()
 		y2.Lock()
 		y2.Unlock()
@@ -332,10 +341,10 @@ func TestOutOfOrderReleaseRebuildsAndValidates(t *testing.T) {
 func TestSubclasses(t *testing.T) {
 	rec := krulestest.Record(t)
 	v := lockclass.NewValidator()
-	var k lockclass.Key
+	k := registeredKey()
 	var parent, child lockclass.Mutex
-	parent.Init(lockclass.WithValidator(v), lockclass.WithKey(&k), lockclass.WithName("&inode->i_rwsem"))
-	child.Init(lockclass.WithValidator(v), lockclass.WithKey(&k), lockclass.WithName("&inode->i_rwsem"))
+	parent.Init(lockclass.WithValidator(v), lockclass.WithKey(k), lockclass.WithName("&inode->i_rwsem"))
+	child.Init(lockclass.WithValidator(v), lockclass.WithKey(k), lockclass.WithName("&inode->i_rwsem"))
 	parent.Lock()
 	child.LockNested(1)
 	tk := task.Lookup()

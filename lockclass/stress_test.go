@@ -36,14 +36,16 @@ func TestStressManyGoroutinesManyClasses(t *testing.T) {
 		rw lockclass.RWSem
 		n  int
 	}
-	var keys [classes]lockclass.Key
-	var rwKeys [classes]lockclass.Key
+	var keys, rwKeys [classes]*lockclass.Key
+	for c := range classes {
+		keys[c], rwKeys[c] = registeredKey(), registeredKey()
+	}
 	locks := make([][]*guarded, classes)
 	for c := range locks {
 		for range perClass {
 			g := new(guarded)
-			g.mu.Init(lockclass.WithValidator(v), lockclass.WithKey(&keys[c]), lockclass.WithName("mu"))
-			g.rw.Init(lockclass.WithValidator(v), lockclass.WithKey(&rwKeys[c]), lockclass.WithName("rw"))
+			g.mu.Init(lockclass.WithValidator(v), lockclass.WithKey(keys[c]), lockclass.WithName("mu"))
+			g.rw.Init(lockclass.WithValidator(v), lockclass.WithKey(rwKeys[c]), lockclass.WithName("rw"))
 			locks[c] = append(locks[c], g)
 		}
 	}

@@ -380,3 +380,34 @@ func TestPrimeLockdepReportsAtRegistration(t *testing.T) {
 		})
 	}
 }
+
+// A GFP_KERNEL allocation in a callback is the circular dependency between
+// the notifier map and fs_reclaim, whenever the validator was last reset:
+// before the registration, after it, or after the mapping was faulted in.
+func TestAllocationInCallbackIsACycleWhateverTheReset(t *testing.T) {
+	for _, when := range []string{"before register", "after register", "after fault"} {
+		t.Run(when, func(t *testing.T) {
+			rec := krulestest.Record(t)
+			mm := newMM(t) // resets the default validator
+			f := &mmnotifier.Funcs{Start: func(r *mmnotifier.Range) error {
+				b, err := mm.Zone().Alloc(64, gfp.Kernel)
+				if err == nil {
+					mm.Zone().Free(b)
+				}
+				return nil
+			}}
+			_, err := mmnotifier.Register(mm, f.Notifier())
+			require.NoError(t, err)
+			if when == "after register" {
+				krulestest.ResetDefault(t)
+			}
+			addr := mapTouched(t, mm, 1)
+			if when == "after fault" {
+				krulestest.ResetDefault(t)
+			}
+			require.Empty(t, rec.Reports())
+			require.NoError(t, mm.Discard(addr, pg))
+			requireCircular(t, rec, "mmu_notifier_invalidate_range_start", "fs_reclaim")
+		})
+	}
+}

@@ -293,3 +293,35 @@ func TestNoAllocationOutsideSections(t *testing.T) {
 		nonblock.End()
 	}))
 }
+
+// A ticket ends once: Sleep after Finish (or Finish twice) warns and
+// neither sleeps nor unbalances the queue's count of sleepers.
+func TestTicketSleepAfterFinishWarns(t *testing.T) {
+	rec := krulestest.Record(t)
+	var q nonblock.WaitQueue
+	tk := q.Prepare()
+	require.True(t, q.HasSleepers())
+	tk.Finish()
+	require.False(t, q.HasSleepers())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		woken, err := tk.Sleep(context.Background(), 0) // would wait for ever
+		require.NoError(t, err)
+		require.False(t, woken)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		q.WakeUp()
+		<-done
+		t.Fatal("Sleep after Finish slept")
+	}
+	tk.Finish()
+	require.Equal(t, []krules.Kind{krules.NonBlockImbalance, krules.NonBlockImbalance}, rec.Kinds())
+	require.Contains(t, rec.Reports()[0].Text, "Sleep after Finish")
+	other := q.Prepare()
+	require.True(t, q.HasSleepers(), "the count is intact")
+	other.Finish()
+	require.False(t, q.HasSleepers())
+}

@@ -2,9 +2,11 @@ package task
 
 import (
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -277,4 +279,16 @@ func TestReclaimTakesOnlyTheCallersLinkedNode(t *testing.T) {
 	tk.retiring.Store(0)
 	require.Same(t, tk, ClaimHead(id))
 	tk.ReleaseIfEmpty()
+}
+
+// A held lock carries its own label: reports print what the validator set
+// at acquisition, with no package-level hook.
+func TestHeldLockCarriesItsLabel(t *testing.T) {
+	name := "(&dev->lock){+.+.}-{4:4}"
+	h := HeldLock{Class: unsafe.Pointer(&name), Label: func(c unsafe.Pointer) string { return *(*string)(c) }}
+	require.Equal(t, name, LabelOf(&h))
+	var b strings.Builder
+	FormatHeldLock(&b, &h)
+	require.Contains(t, b.String(), " "+name+", at: ")
+	require.Equal(t, "(?)", LabelOf(&HeldLock{Class: unsafe.Pointer(&name)}))
 }
