@@ -14,7 +14,24 @@ func SetName(name string) {
 		}
 		return
 	}
-	task.Current().Name = name
+	t := task.Current()
+	t.Name = name
+	if task.SweepDue() {
+		sweepExited()
+	}
+}
+
+// sweepExited runs the sweep the task table asked for (task.SweepDue): a
+// goroutine that returns named leaves its record behind, and nothing else
+// would reclaim it outside tests. The sweep runs on its own goroutine, since
+// it dumps every goroutine's stack.
+func sweepExited() {
+	if task.TakeSweep() {
+		go func() {
+			defer task.Swept()
+			ReapExited()
+		}()
+	}
 }
 
 // Go runs fn in a new goroutine named name, like kthread_run, and clears the

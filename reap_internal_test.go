@@ -182,3 +182,40 @@ func BenchmarkEmitUnderTwoCollectors(b *testing.B) {
 		})
 	}
 }
+
+// Outside tests nobody calls ReapExited: goroutines that return inside a
+// section or named must not grow the task table without bound. The table
+// asks for a sweep once it has grown past its threshold, and the next
+// section entry or SetName runs it.
+func TestGoroutinesReturningInSectionsOrNamedDoNotLeakRecords(t *testing.T) {
+	out := unclaimed(t)
+	const n = 2 * sweepTestFloor
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 256)
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if i%2 == 0 {
+				SetName("leaky")
+			} else {
+				tk := task.Current() // what nonblock.Start does, without importing it
+				tk.NonBlock = 1
+			}
+		}()
+	}
+	wg.Wait()
+	// The last sweep may still run; wait for what it leaves.
+	require.Eventually(t, func() bool {
+		SetName("poke") // a record-creating path, which starts a due sweep
+		SetName("")
+		return task.Len() < 2*sweepTestFloor
+	}, 10*time.Second, 10*time.Millisecond, "records: %d", task.Len())
+	require.Contains(t, out.String(), "exited with non_block_count 1")
+	ReapExited()
+}
+
+// sweepTestFloor is task's sweep threshold, in records.
+const sweepTestFloor = 2 * 2 << 12

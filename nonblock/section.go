@@ -19,6 +19,9 @@ func Start() {
 	t := task.Current()
 	if t.NonBlock == 0 {
 		t.NonBlockSite = stack.ReturnPC()
+		if task.SweepDue() {
+			sweepExited()
+		}
 	}
 	t.NonBlock++
 	if trace.IsEnabled() {
@@ -55,6 +58,9 @@ func StartAtomic() {
 	t := task.Current()
 	if t.Preempt == 0 {
 		t.PreemptSite = stack.ReturnPC()
+		if task.SweepDue() {
+			sweepExited()
+		}
 	}
 	t.Preempt++
 	if trace.IsEnabled() {
@@ -92,4 +98,17 @@ func InAtomic() bool {
 func InNonBlock() bool {
 	t := task.Lookup()
 	return t != nil && t.NonBlock > 0
+}
+
+// sweepExited runs the sweep the task table asked for (task.SweepDue): a
+// goroutine that returns inside a section leaves its record behind, and
+// nothing else would reclaim it outside tests. The sweep runs on its own
+// goroutine, since it dumps every goroutine's stack.
+func sweepExited() {
+	if task.TakeSweep() {
+		go func() {
+			defer task.Swept()
+			krules.ReapExited()
+		}()
+	}
 }

@@ -79,6 +79,7 @@ func claimSlow(id int64) *Task {
 	t.busy.Store(1)
 	t.next.Store(b.head.Load())
 	b.head.Store(t)
+	noteNodes(1)
 	if b.nodes.Add(1) > idlePerBucket {
 		b.trimLocked()
 	}
@@ -112,6 +113,7 @@ func (b *bucket) trimLocked() {
 					prev.next.Store(next)
 				}
 				b.nodes.Add(-1)
+				noteNodes(-1)
 				t = next
 				continue // stays retiring: its owner can never take it again
 			}
