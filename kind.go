@@ -74,6 +74,11 @@ const (
 	// OOMReaperFailure: "oom_reaper: unable to reap".
 	OOMReaperFailure
 
+	// FenceMisuse: a WARNING from the dma-fence rules (a fence signalled
+	// twice, a signalling section ended with the wrong cookie, a fence added
+	// to a reservation object without room reserved).
+	FenceMisuse
+
 	kindCount
 )
 
@@ -102,6 +107,7 @@ var kindNames = [...]string{
 	MempoolDeadlock:      "mempool-deadlock",
 	NotifierMisuse:       "notifier-misuse",
 	OOMReaperFailure:     "oom-reaper-failure",
+	FenceMisuse:          "fence-misuse",
 }
 
 // String returns the kind's short name, such as "circular-dependency".
