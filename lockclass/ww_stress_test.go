@@ -321,7 +321,7 @@ func TestWWWoundWaitingHolder(t *testing.T) {
 	<-youngHolds
 	require.Eventually(t, func() bool { return y.IsLocked() }, time.Second, time.Millisecond)
 	time.Sleep(5 * time.Millisecond) // let young queue on y
-	require.NoError(t, x.Lock(&old))  // wounds young, waits for x
+	require.NoError(t, x.Lock(&old)) // wounds young, waits for x
 	require.ErrorIs(t, <-youngErr, lockclass.ErrDeadlock)
 	x.Unlock()
 	y.Unlock()
