@@ -21,7 +21,7 @@ var ErrAlready = errors.New("ww_mutex: already held by this acquire context (EAL
 // contexts (named "NAME_acquire") and one for the mutexes ("NAME_mutex").
 // Declare one per kind of object as a package-level variable with
 // NewWWClass or NewWDClass, as the kernel's DEFINE_WW_CLASS and
-// DEFINE_WD_CLASS. A WWClass must not be copied.
+// DEFINE_WD_CLASS; a class is never freed. A WWClass must not be copied.
 type WWClass struct {
 	_          noCopy
 	stamp      atomic.Int64
@@ -46,6 +46,10 @@ func newWWClass(name string, waitDie bool) *WWClass {
 	c := &WWClass{waitDie: waitDie, name: name}
 	c.acquireKey.name = name + "_acquire"
 	c.mutexKey.name = name + "_mutex"
+	// The keys live in the heap: register them, as the class lives as long
+	// as the program (a DEFINE_WW_CLASS is static).
+	RegisterKey(&c.acquireKey)
+	RegisterKey(&c.mutexKey)
 	return c
 }
 

@@ -1,0 +1,172 @@
+package dmafence_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/dmafence"
+	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/lockclass"
+	"github.com/krules/krules/mmnotifier"
+)
+
+func collect(r *dmafence.Resv, u dmafence.Usage) map[*dmafence.Fence]dmafence.Usage {
+	out := map[*dmafence.Fence]dmafence.Usage{}
+	for f, fu := range r.Fences(u) {
+		out[f] = fu
+	}
+	return out
+}
+
+func TestResvFences(t *testing.T) {
+	lockclass.ResetDefault(t)
+	krules.Check(t)
+	r := dmafence.NewResv()
+	tl := dmafence.ContextAlloc(4)
+	k, w, rd, bk := dmafence.New(tl, 1), dmafence.New(tl+1, 1), dmafence.New(tl+2, 1), dmafence.New(tl+3, 1)
+
+	require.NoError(t, r.Lock(nil))
+	require.NoError(t, r.ReserveFences(4))
+	r.AddFence(k, dmafence.UsageKernel)
+	r.AddFence(w, dmafence.UsageWrite)
+	r.AddFence(rd, dmafence.UsageRead)
+	r.AddFence(bk, dmafence.UsageBookkeep)
+	r.Unlock()
+
+	require.Len(t, collect(r, dmafence.UsageKernel), 1)
+	require.Len(t, collect(r, dmafence.UsageWrite), 2)
+	require.Len(t, collect(r, dmafence.UsageRead), 3)
+	all := collect(r, dmafence.UsageBookkeep)
+	require.Equal(t, map[*dmafence.Fence]dmafence.Usage{k: dmafence.UsageKernel, w: dmafence.UsageWrite, rd: dmafence.UsageRead, bk: dmafence.UsageBookkeep}, all)
+
+	require.False(t, r.TestSignaled(dmafence.UsageKernel))
+	require.Zero(t, r.WaitTimeout(dmafence.UsageKernel, time.Millisecond))
+	require.NoError(t, k.Signal())
+	require.True(t, r.TestSignaled(dmafence.UsageKernel))
+	require.Positive(t, r.WaitTimeout(dmafence.UsageKernel, time.Millisecond))
+	require.False(t, r.TestSignaled(dmafence.UsageBookkeep))
+	go func() {
+		for _, f := range []*dmafence.Fence{w, rd, bk} {
+			time.Sleep(time.Millisecond)
+			_ = f.Signal()
+		}
+	}()
+	require.NoError(t, r.Wait(context.Background(), dmafence.UsageBookkeep))
+	require.True(t, r.TestSignaled(dmafence.UsageBookkeep))
+}
+
+func TestResvReplace(t *testing.T) {
+	lockclass.ResetDefault(t)
+	krules.Check(t)
+	r := dmafence.NewResv()
+	tl := dmafence.ContextAlloc(1)
+	f1, f2 := dmafence.New(tl, 1), dmafence.New(tl, 2)
+	require.NoError(t, r.Lock(nil))
+	require.NoError(t, r.ReserveFences(1))
+	r.AddFence(f1, dmafence.UsageRead)
+	r.AddFence(f2, dmafence.UsageWrite) // later on the timeline, stricter usage: replaces
+	require.Equal(t, map[*dmafence.Fence]dmafence.Usage{f2: dmafence.UsageWrite}, collect(r, dmafence.UsageBookkeep))
+	other := dmafence.New(dmafence.ContextAlloc(1), 1)
+	require.NoError(t, f2.Signal())
+	r.AddFence(other, dmafence.UsageBookkeep) // a signalled fence's slot is reused
+	require.Equal(t, map[*dmafence.Fence]dmafence.Usage{other: dmafence.UsageBookkeep}, collect(r, dmafence.UsageBookkeep))
+	r.Unlock()
+}
+
+func TestResvAddFenceWithoutReserve(t *testing.T) {
+	lockclass.ResetDefault(t)
+	rec := krules.Record(t)
+	r := dmafence.NewResv()
+	require.NoError(t, r.Lock(nil))
+	require.NoError(t, r.ReserveFences(3))
+	r.AddFence(dmafence.New(dmafence.ContextAlloc(1), 1), dmafence.UsageWrite)
+	r.Unlock() // unused room is given up
+	require.Zero(t, rec.Len())
+
+	require.NoError(t, r.Lock(nil))
+	f := dmafence.New(dmafence.ContextAlloc(1), 1)
+	r.AddFence(f, dmafence.UsageWrite)
+	r.Unlock()
+	require.Equal(t, []krules.Kind{krules.FenceMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "dma_resv_add_fence: no room reserved")
+	require.Contains(t, collect(r, dmafence.UsageWrite), f, "added all the same")
+}
+
+func TestResvAddFenceUnlocked(t *testing.T) {
+	lockclass.ResetDefault(t)
+	rec := krules.Record(t)
+	r := dmafence.NewResv()
+	require.NoError(t, r.Lock(nil))
+	require.NoError(t, r.ReserveFences(1))
+	r.Unlock()
+	r.AddFence(dmafence.New(dmafence.ContextAlloc(1), 1), dmafence.UsageWrite)
+	require.Equal(t, krules.LockdepMisuse, rec.Reports()[0].Kind)
+	require.Contains(t, rec.Reports()[0].Text, "lockdep_assert_held(reservation_ww_class_mutex)")
+}
+
+func TestResvWrongClass(t *testing.T) {
+	lockclass.ResetDefault(t)
+	rec := krules.Record(t)
+	r := dmafence.NewResv()
+	var ctx lockclass.WWAcquireCtx
+	ctx.Init(lockclass.NewWWClass("other_ww_class"))
+	require.NoError(t, r.Lock(&ctx))
+	r.Unlock()
+	ctx.Fini()
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "DEBUG_LOCKS_WARN_ON(ww_ctx->ww_class != ww->ww_class)")
+}
+
+// Several reservation objects in one acquire context, in any order.
+func TestResvLockMany(t *testing.T) {
+	lockclass.ResetDefault(t)
+	krules.Check(t)
+	rs := []*dmafence.Resv{dmafence.NewResv(), dmafence.NewResv(), dmafence.NewResv()}
+	var ctx lockclass.WWAcquireCtx
+	ctx.Init(dmafence.ReservationClass)
+	for _, i := range []int{2, 0, 1} {
+		require.NoError(t, rs[i].Lock(&ctx))
+	}
+	ctx.Done()
+	for _, r := range rs {
+		r.AssertHeld()
+		r.Unlock()
+	}
+	ctx.Fini()
+}
+
+// The priming teaches mmap_lock -> reservation lock: taking mmap_lock
+// under a reservation lock is reported the first time.
+func TestResvPrimedMmapLock(t *testing.T) {
+	lockclass.ResetDefault(t)
+	rec := krules.Record(t)
+	r := dmafence.NewResv()
+	mm := mmnotifier.NewMM(mmnotifier.WithoutReclaim())
+	defer mm.Exit()
+	require.NoError(t, r.Lock(nil))
+	mm.MmapLock().RLock()
+	mm.MmapLock().RUnlock()
+	r.Unlock()
+	require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "reservation_ww_class_mutex")
+	require.Contains(t, rec.Last().Text, "&mm->mmap_lock")
+}
+
+// Reset forgets the priming; the next Resv primes again, so the
+// allocation in a signalling section is reported in each generation.
+func TestResvPrimesAfterReset(t *testing.T) {
+	rec := krules.Record(t)
+	for range 2 {
+		lockclass.ResetDefault(t)
+		_ = dmafence.NewResv()
+		c := dmafence.BeginSignalling()
+		gfp.MightAlloc(gfp.Kernel)
+		dmafence.EndSignalling(c)
+		require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+		rec.Clear()
+	}
+}
