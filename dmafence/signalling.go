@@ -2,6 +2,7 @@ package dmafence
 
 import (
 	"github.com/krules/krules"
+	"github.com/krules/krules/internal/task"
 	"github.com/krules/krules/lockclass"
 	"github.com/krules/krules/nonblock"
 )
@@ -29,11 +30,13 @@ func Map() *lockclass.Map { return fenceMap }
 //	cookie := dmafence.BeginSignalling()
 //	defer dmafence.EndSignalling(cookie)
 func BeginSignalling() bool {
-	if nonblock.InAtomic() {
-		return true
-	}
-	if held, known := lockclass.IsHeldType(fenceMap, 1); held || !known {
-		return true
+	if t := task.Lookup(); t != nil {
+		if t.Preempt > 0 {
+			return true
+		}
+		if held, known := lockclass.IsHeldType(fenceMap, 1); held || !known {
+			return true
+		}
 	}
 	fenceMap.AcquireShared()
 	return false
@@ -42,17 +45,13 @@ func BeginSignalling() bool {
 // EndSignalling closes the section BeginSignalling opened with cookie:
 // dma_fence_end_signalling. A false cookie while the goroutine is in no
 // signalling section (the cookie of a nested or atomic section passed as
-// false, or a section ended twice) is reported and ignored.
+// false, or a section ended twice) releases a lock map that is not held:
+// lockdep reports it as a bad unlock balance of dma_fence_map, and nothing
+// else changes.
 func EndSignalling(cookie bool) {
-	if cookie {
-		return
+	if !cookie {
+		fenceMap.Release()
 	}
-	if held, known := lockclass.IsHeldType(fenceMap, 1); known && !held {
-		krules.Emit(krules.Warn(krules.FenceMisuse,
-			"dma_fence_end_signalling(false) outside a signalling section: wrong cookie, or the section ended twice", 1))
-		return
-	}
-	fenceMap.Release()
 }
 
 // mightWait is __dma_fence_might_wait: tell lockdep that the caller waits
@@ -62,6 +61,13 @@ func EndSignalling(cookie bool) {
 // dropped around the exclusive acquisition as the kernel does, so the
 // dependencies still get recorded.
 func mightWait() {
+	t := task.Lookup()
+	if t == nil || len(t.Lockdep.Held) == 0 {
+		// Holding nothing, the waiter orders nothing before dma_fence_map
+		// (and is in no signalling section): the acquire/release pair
+		// would record no dependency.
+		return
+	}
 	held, _ := lockclass.IsHeldType(fenceMap, 1)
 	if held {
 		krules.Emit(krules.Warn(krules.FenceMisuse,

@@ -42,9 +42,10 @@ func TestSignallingWrongCookie(t *testing.T) {
 	dmafence.EndSignalling(false) // wrong: ends the outer section
 	require.Zero(t, rec.Len())
 	dmafence.EndSignalling(outer)
-	require.Equal(t, []krules.Kind{krules.FenceMisuse}, rec.Kinds())
-	require.Contains(t, rec.Last().Text, "wrong cookie")
-	require.False(t, lockclass.IsHeld(dmafence.Map()))
+	require.Equal(t, []krules.Kind{krules.BadUnlockBalance}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "dma_fence_map")
+	held, _ := lockclass.IsHeldType(dmafence.Map(), -1)
+	require.False(t, held)
 }
 
 func TestWaitInsideSignalling(t *testing.T) {

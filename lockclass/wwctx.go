@@ -64,7 +64,9 @@ func (c *WWAcquireCtx) Init(class *WWClass, opts ...WWCtxOption) {
 		o(c)
 	}
 	c.interval, c.countdown = 1, uint64(c.stamp)&0xf
-	c.dep.init(pc, nil, []Option{WithKey(&class.acquireKey)})
+	if cfg := c.dep.cfg.Load(); cfg == nil || cfg.key != &class.acquireKey {
+		c.dep.init(pc, nil, []Option{WithKey(&class.acquireKey)})
+	}
 	acquire(&c.dep, 0, 0, 0, nil, pc, nil)
 }
 
