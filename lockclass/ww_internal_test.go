@@ -23,7 +23,7 @@ func TestWWObjectLockUnbalanced(t *testing.T) {
 	var ctx WWAcquireCtx
 	ctx.Init(class)
 	require.NoError(t, o.Lock(&ctx))
-	ctx.acquired.Store(0) // t.acquired = 0
+	ctx.acquired = 0 // t.acquired = 0
 	o.Unlock()
 	ctx.Fini()
 	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())

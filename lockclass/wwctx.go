@@ -23,7 +23,10 @@ type WWAcquireCtx struct {
 	_        noCopy
 	class    *WWClass
 	stamp    int64
-	acquired atomic.Int32 // locks held through the context (ctx->acquired)
+	// acquired counts the locks held through the context (ctx->acquired).
+	// Only the owner writes it; others read it under a WWMutex's wait lock
+	// while the owner is queued there, so it cannot change meanwhile.
+	acquired int32
 	wounded  atomic.Bool  // wound-wait: an older context wants a lock we hold
 	// waiting is the waiter the context's goroutine is blocked in, so that a
 	// wounder can wake it to back off.
@@ -57,7 +60,7 @@ func (c *WWAcquireCtx) Init(class *WWClass, opts ...WWCtxOption) {
 	pc := stack.ReturnPC()
 	c.class = class
 	c.stamp = class.stamp.Add(1)
-	c.acquired.Store(0)
+	c.acquired = 0
 	c.wounded.Store(false)
 	c.done, c.finished, c.contending, c.inject = false, false, nil, false
 	for _, o := range opts {
@@ -86,7 +89,7 @@ func (c *WWAcquireCtx) Done() {
 // held through the context.
 func (c *WWAcquireCtx) Fini() {
 	releaseShared(&c.dep)
-	if c.acquired.Load() != 0 {
+	if c.acquired != 0 {
 		debugLocksWarn("ctx->acquired")
 	}
 	c.done, c.finished = true, true
@@ -99,7 +102,7 @@ func (c *WWAcquireCtx) Stamp() int64 { return c.stamp }
 func (c *WWAcquireCtx) Class() *WWClass { return c.class }
 
 // Acquired returns how many locks are held through the context.
-func (c *WWAcquireCtx) Acquired() int { return int(c.acquired.Load()) }
+func (c *WWAcquireCtx) Acquired() int { return int(c.acquired) }
 
 // Wounded reports whether an older context has wounded this one
 // (wound-wait): its next lock that has to wait returns ErrDeadlock.
@@ -120,7 +123,7 @@ func (c *WWAcquireCtx) lockAcquired(m *WWMutex) {
 		if c.contending != m {
 			debugLocksWarn("ww_ctx->contending_lock != ww")
 		}
-		if c.acquired.Load() > 0 {
+		if c.acquired > 0 {
 			debugLocksWarn("ww_ctx->acquired > 0")
 		}
 		c.contending = nil
@@ -128,7 +131,7 @@ func (c *WWAcquireCtx) lockAcquired(m *WWMutex) {
 	if m.class != c.class {
 		debugLocksWarn("ww_ctx->ww_class != ww->ww_class")
 	}
-	c.acquired.Add(1)
+	c.acquired++
 }
 
 // kill is __ww_mutex_kill: back off from m.

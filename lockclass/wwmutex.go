@@ -118,7 +118,7 @@ func (m *WWMutex) lock(kctx context.Context, ctx *WWAcquireCtx, pc uintptr) erro
 		}
 		// Reset the wound after a back-off: nobody can wound a context
 		// that holds nothing.
-		if ctx.acquired.Load() == 0 {
+		if ctx.acquired == 0 {
 			ctx.wounded.Store(false)
 		}
 		nest = &ctx.dep
@@ -141,7 +141,7 @@ func (m *WWMutex) lock(kctx context.Context, ctx *WWAcquireCtx, pc uintptr) erro
 	}
 	if ctx != nil {
 		ctx.lockAcquired(m)
-		if ctx.acquired.Load() > 1 && ctx.injectDeadlock(m) {
+		if ctx.inject && ctx.acquired > 1 && ctx.injectDeadlock(m) {
 			m.Unlock()
 			return ErrDeadlock
 		}
@@ -153,10 +153,14 @@ func (m *WWMutex) lock(kctx context.Context, ctx *WWAcquireCtx, pc uintptr) erro
 // acquisition (ww_mutex_set_context_fastpath): waiters that queued before
 // they could see it are checked again.
 func (m *WWMutex) setContext(ctx *WWAcquireCtx) {
-	if old := m.ctx.Swap(ctx); old != nil {
+	if m.ctx.Load() != nil {
 		debugLocksWarn("ww->ctx") // a stale context left on the lock
 	}
-	if ctx != nil && m.state.Load()&wwWaiters != 0 {
+	if ctx == nil {
+		return
+	}
+	m.ctx.Store(ctx)
+	if m.state.Load()&wwWaiters != 0 {
 		m.wmu.Lock()
 		m.checkWaiters(ctx)
 		m.wmu.Unlock()
@@ -245,7 +249,7 @@ func (m *WWMutex) addWaiter(w *wwWaiter) error {
 			continue
 		}
 		if ctx.younger(cur.ctx) {
-			if ctx.class.waitDie && ctx.acquired.Load() > 0 {
+			if ctx.class.waitDie && ctx.acquired > 0 {
 				return ctx.kill(m)
 			}
 			break
@@ -288,7 +292,7 @@ func (m *WWMutex) dropWaitersBit() {
 
 // checkKill is __ww_mutex_check_kill: must ctx, queued as w, back off now?
 func (m *WWMutex) checkKill(ctx *WWAcquireCtx, w *wwWaiter) error {
-	if ctx.acquired.Load() == 0 {
+	if ctx.acquired == 0 {
 		return nil // holding nothing, it cannot be part of a deadlock
 	}
 	if !ctx.class.waitDie {
@@ -318,7 +322,7 @@ func (m *WWMutex) die(w *wwWaiter, ctx *WWAcquireCtx) bool {
 	if !w.ctx.class.waitDie {
 		return false
 	}
-	if w.ctx.acquired.Load() > 0 && w.ctx.younger(ctx) {
+	if w.ctx.acquired > 0 && w.ctx.younger(ctx) {
 		wake(w)
 		return true
 	}
@@ -328,7 +332,7 @@ func (m *WWMutex) die(w *wwWaiter, ctx *WWAcquireCtx) bool {
 // wound is __ww_mutex_wound: ctx, holding locks, wants a lock held by the
 // younger hold; mark hold wounded and wake it if it is waiting somewhere.
 func (m *WWMutex) wound(ctx, hold *WWAcquireCtx) bool {
-	if hold == nil || ctx.acquired.Load() == 0 || !hold.younger(ctx) {
+	if hold == nil || ctx.acquired == 0 || !hold.younger(ctx) {
 		return false
 	}
 	hold.wounded.Store(true)
@@ -365,7 +369,7 @@ func wake(w *wwWaiter) {
 //
 //go:noinline
 func (m *WWMutex) TryLock(ctx *WWAcquireCtx) bool {
-	if ctx != nil && ctx.acquired.Load() == 0 {
+	if ctx != nil && ctx.acquired == 0 {
 		ctx.wounded.Store(false)
 	}
 	if !m.state.CompareAndSwap(0, wwLocked) {
@@ -397,10 +401,10 @@ func (m *WWMutex) Unlock() {
 		return
 	}
 	if c := m.ctx.Load(); c != nil {
-		if c.acquired.Load() <= 0 {
+		if c.acquired <= 0 {
 			debugLocksWarn("!lock->ctx->acquired")
 		} else {
-			c.acquired.Add(-1)
+			c.acquired--
 		}
 		m.ctx.Store(nil)
 	}
