@@ -20,14 +20,14 @@ import (
 // be copied, and belongs to the goroutine that called Init (lockdep reports
 // a lock taken with it elsewhere: its nest lock is not held there).
 type WWAcquireCtx struct {
-	_        noCopy
-	class    *WWClass
-	stamp    int64
+	_     noCopy
+	class *WWClass
+	stamp int64
 	// acquired counts the locks held through the context (ctx->acquired).
 	// Only the owner writes it; others read it under a WWMutex's wait lock
 	// while the owner is queued there, so it cannot change meanwhile.
 	acquired int32
-	wounded  atomic.Bool  // wound-wait: an older context wants a lock we hold
+	wounded  atomic.Bool // wound-wait: an older context wants a lock we hold
 	// waiting is the waiter the context's goroutine is blocked in, so that a
 	// wounder can wake it to back off.
 	waiting atomic.Pointer[wwWaiter]
