@@ -462,6 +462,20 @@ func TestWWLockdep(t *testing.T) {
 		require.Contains(t, rec.Last().Text, "ww_class_acquire")
 		require.Contains(t, rec.Last().Text, "driver_lock")
 	})
+	t.Run("a stale context, used after Fini", func(t *testing.T) {
+		lockclass.ResetDefault(t)
+		rec := krules.Record(t)
+		class := lockclass.NewWWClass("ww_class")
+		var o lockclass.WWMutex
+		o.Init(class)
+		var ctx lockclass.WWAcquireCtx
+		ctx.Init(class)
+		ctx.Fini()
+		require.NoError(t, o.Lock(&ctx))
+		o.Unlock()
+		require.Equal(t, []krules.Kind{krules.NestedLockNotTaken}, rec.Kinds())
+		require.Contains(t, rec.Last().Text, "ww_class_acquire")
+	})
 	t.Run("a context used on another goroutine", func(t *testing.T) {
 		lockclass.ResetDefault(t)
 		rec := krules.Record(t)

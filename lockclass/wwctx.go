@@ -33,7 +33,6 @@ type WWAcquireCtx struct {
 	waiting atomic.Pointer[wwWaiter]
 	// Owner-only fields.
 	done       bool     // ctx->done_acquire
-	finished   bool     // Fini was called (and Init not since)
 	contending *WWMutex // ctx->contending_lock: the lock that said EDEADLK
 	inject     bool     // DEBUG_WW_MUTEX_SLOWPATH
 	countdown  uint64   // ctx->deadlock_inject_countdown
@@ -62,7 +61,7 @@ func (c *WWAcquireCtx) Init(class *WWClass, opts ...WWCtxOption) {
 	c.stamp = class.stamp.Add(1)
 	c.acquired = 0
 	c.wounded.Store(false)
-	c.done, c.finished, c.contending, c.inject = false, false, nil, false
+	c.done, c.contending, c.inject = false, nil, false
 	for _, o := range opts {
 		o(c)
 	}
@@ -92,7 +91,9 @@ func (c *WWAcquireCtx) Fini() {
 	if c.acquired != 0 {
 		debugLocksWarn("ctx->acquired")
 	}
-	c.done, c.finished = true, true
+	// As with CONFIG_PROVE_LOCKING, done_acquire is left alone: a later
+	// lock with the stale context is reported by lockdep, its nest lock
+	// (the context) not being held.
 }
 
 // Stamp returns the context's stamp; a lower stamp is an older context.
