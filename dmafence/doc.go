@@ -18,8 +18,10 @@
 //
 // A Resv is a reservation object: a lockclass.WWMutex of ReservationClass
 // and the fences of the work that uses the buffer, each with a Usage. The
-// first Resv primes lockdep with the kernel's boot-time order
-// (dma_resv_lockdep): mmap_lock → reservation_ww_class_acquire →
+// first Resv of a validator generation primes lockdep with the kernel's
+// boot-time order
+// (dma_resv_lockdep; later ones find it known): mmap_lock →
+// reservation_ww_class_acquire →
 // reservation_ww_class_mutex → fs_reclaim → mmu_notifier_invalidate_range_start
 // → dma_fence_map. From then on an MMU notifier may wait for fences, and a
 // signalling path that allocates with GFP_KERNEL is reported.

@@ -144,7 +144,8 @@ func (f *Fence) AddCallback(fn func(*Fence)) error {
 // Wait waits until the fence is signalled or ctx is done:
 // dma_fence_wait(fence, intr = true). It may sleep (might_sleep), and tells
 // lockdep that the caller waits for fences (__dma_fence_might_wait), so
-// every lock held here is ordered before dma_fence_map. It returns nil once
+// every lock held here is ordered before dma_fence_map (a goroutine that
+// holds no lock has nothing to order and skips that). It returns nil once
 // the fence is signalled (whatever its error; see Err), or ctx.Err().
 func (f *Fence) Wait(ctx context.Context) error {
 	nonblock.MightSleep()
