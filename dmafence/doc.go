@@ -14,17 +14,17 @@
 // both sides have been seen, without the deadlock having to happen:
 //
 //	WARNING: possible circular locking dependency detected
-//	... dma_fence_map --> fs_reclaim --> mmu_notifier_invalidate_range_start
+//	Chain exists of:
+//	  fs_reclaim --> mmu_notifier_invalidate_range_start --> dma_fence_map
 //
 // A Resv is a reservation object: a lockclass.WWMutex of ReservationClass
 // and the fences of the work that uses the buffer, each with a Usage. The
 // first Resv of a validator generation primes lockdep with the kernel's
-// boot-time order
-// (dma_resv_lockdep; later ones find it known): mmap_lock →
-// reservation_ww_class_acquire →
-// reservation_ww_class_mutex → fs_reclaim → mmu_notifier_invalidate_range_start
-// → dma_fence_map. From then on an MMU notifier may wait for fences, and a
-// signalling path that allocates with GFP_KERNEL is reported.
+// boot-time order (dma_resv_lockdep; later ones find it known):
+// mmap_lock → reservation_ww_class_acquire → reservation_ww_class_mutex →
+// fs_reclaim → mmu_notifier_invalidate_range_start → dma_fence_map. From
+// then on an MMU notifier may wait for fences, and a signalling path that
+// allocates with GFP_KERNEL is reported.
 //
 // Why no dma_fence_get/put: the kernel counts references because a fence's
 // memory must outlive every holder and be freed by the last one, from any
