@@ -38,15 +38,19 @@
 // # Tests
 //
 // Reports are deterministic: a lock-order inversion is reported the first
-// time both orders have been seen, whether or not the deadlock happens. In a
-// test, Check fails the test on any report, Record collects the reports a
-// test provokes on purpose, and VerifyTestMain adds both goroutine-leak
-// checking (goleak) and a final check that no report went unclaimed:
+// time both orders have been seen, whether or not the deadlock happens.
+// Collect returns the reports a function raised instead of printing them;
+// Claim is the machinery under it. The test helpers live in package
+// krulestest, so that programs linking krules do not link package testing:
+// krulestest.Check fails a test on any report, krulestest.Record collects
+// the reports a test provokes on purpose, and krulestest.VerifyTestMain adds
+// goroutine-leak checking (goleak) and a final check that no report went
+// unclaimed:
 //
-//	func TestMain(m *testing.M) { krules.VerifyTestMain(m) }
+//	func TestMain(m *testing.M) { krulestest.VerifyTestMain(m) }
 //
 //	func TestDriver(t *testing.T) {
-//		krules.Check(t)
+//		krulestest.Check(t)
 //		// ... exercise the driver; any report fails the test
 //	}
 package krules

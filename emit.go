@@ -23,15 +23,13 @@ import (
 // are never rate limited, so tests see every one.
 
 var sinks = struct {
-	mu             sync.Mutex
-	out            io.Writer
-	panicOnReport  bool
-	hooks          []*func(*Report)
-	counts         [kindCount]int
-	suppressed     int
-	limits         map[Kind]*rateLimit
-	testClaimers   []*claimer
-	packageClaimer *claimer
+	mu            sync.Mutex
+	out           io.Writer
+	panicOnReport bool
+	hooks         []*func(*Report)
+	counts        [kindCount]int
+	suppressed    int
+	limits        map[Kind]*rateLimit
 }{out: os.Stderr}
 
 // rateLimit is the kernel's ___ratelimit: burst reports per interval.
@@ -65,9 +63,15 @@ func newLimits() map[Kind]*rateLimit {
 
 func init() {
 	sinks.limits = newLimits()
-	task.SetWarner(func(reason string) {
-		Emit(Warn(GoroutineID, "krules: goroutine ids fall back to runtime.Stack (about 1.5µs a lookup): "+reason, 3))
-	})
+	warnSlowGoroutineIDs()
+}
+
+// warnSlowGoroutineIDs reports, once a process, that goroutine ids come from
+// runtime.Stack because the fast path failed its start-up check.
+func warnSlowGoroutineIDs() {
+	if slow, why := task.SlowPath(); slow {
+		Emit(Warn(GoroutineID, "krules: goroutine ids fall back to runtime.Stack (about 1.5µs a lookup): "+why, 0))
+	}
 }
 
 // Emit delivers a report: to the test that claimed it, or else to the
@@ -76,7 +80,7 @@ func init() {
 // unwinds from here.
 func Emit(r *Report) {
 	splat.Taint()
-	claimers := claimersFor(r)
+	claimers := claimsFor(r)
 	s := &sinks
 	s.mu.Lock()
 	s.counts[r.Kind]++
@@ -99,7 +103,7 @@ func Emit(r *Report) {
 	s.mu.Unlock()
 
 	for _, c := range claimers {
-		c.deliver(r)
+		c.take(r)
 	}
 	if len(claimers) == 0 {
 		for _, h := range hooks {

@@ -13,6 +13,7 @@ import (
 	"github.com/krules/krules"
 	"github.com/krules/krules/dmafence"
 	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/lockclass"
 	"github.com/krules/krules/mmnotifier"
 )
@@ -284,8 +285,8 @@ func (d *gpuDevice) close() {
 // The buggy scheduler is reported on its first job, with the kernel's
 // headline and the chain through dma_fence_map.
 func TestUserptrSignallingAllocationReported(t *testing.T) {
-	lockclass.ResetDefault(t)
-	rec := krules.Record(t)
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
 	dev := newGPUDevice(true)
 	dev.submit(dev.newUserptrBOs(2))
 	dev.close()
@@ -301,8 +302,8 @@ func TestUserptrSignallingAllocationReported(t *testing.T) {
 // The fixed driver raises nothing under concurrent submits and
 // invalidations.
 func TestUserptrFixedStress(t *testing.T) {
-	lockclass.ResetDefault(t)
-	krules.Check(t)
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
 	dev := newGPUDevice(false)
 	bos := dev.newUserptrBOs(6)
 	const submitters, jobs = 4, 25

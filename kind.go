@@ -117,3 +117,60 @@ func (k Kind) String() string {
 	}
 	return "unknown"
 }
+
+// Family is the part of the kernel whose rules a kind of report is about,
+// for tools that count reports by subsystem.
+type Family int
+
+const (
+	_ Family = iota
+	// FamilySleep: might_sleep() and non-block sections (kernel/sched/core.c).
+	FamilySleep
+	// FamilyLockdep: the lock validator (kernel/locking/lockdep.c).
+	FamilyLockdep
+	// FamilyGFP: the page and slab allocators (mm/page_alloc.c, mm/slub.c).
+	FamilyGFP
+	// FamilyMempool: mm/mempool.c.
+	FamilyMempool
+	// FamilyMMNotifier: mm/mmu_notifier.c and the OOM reaper (mm/oom_kill.c).
+	FamilyMMNotifier
+	// FamilyDMAFence: drivers/dma-buf (dma-fence.c, dma-resv.c).
+	FamilyDMAFence
+)
+
+var kindFamilies = [...]Family{
+	SleepInAtomic:        FamilySleep,
+	AssumeAtomic:         FamilySleep,
+	NonBlockImbalance:    FamilySleep,
+	ScheduleInNonBlock:   FamilySleep,
+	AllocBlockInNonBlock: FamilySleep,
+	GoroutineID:          FamilySleep,
+	RecursiveLocking:     FamilyLockdep,
+	CircularDependency:   FamilyLockdep,
+	BadUnlockBalance:     FamilyLockdep,
+	HeldLockFreed:        FamilyLockdep,
+	NestedLockNotTaken:   FamilyLockdep,
+	InvalidSubclass:      FamilyLockdep,
+	LockdepLimit:         FamilyLockdep,
+	LocksHeldAtExit:      FamilyLockdep,
+	LockdepMisuse:        FamilyLockdep,
+	AllocFailure:         FamilyGFP,
+	GFPMisuse:            FamilyGFP,
+	BadPage:              FamilyGFP,
+	SlabError:            FamilyGFP,
+	MempoolMisuse:        FamilyMempool,
+	MempoolPoison:        FamilyMempool,
+	MempoolDeadlock:      FamilyMempool,
+	NotifierMisuse:       FamilyMMNotifier,
+	OOMReaperFailure:     FamilyMMNotifier,
+	FenceMisuse:          FamilyDMAFence,
+}
+
+// Family returns the part of the kernel the kind's rule comes from (0 for
+// an unknown kind).
+func (k Kind) Family() Family {
+	if k > 0 && int(k) < len(kindFamilies) {
+		return kindFamilies[k]
+	}
+	return 0
+}

@@ -9,27 +9,28 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/krules/krules"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/nonblock"
 )
 
-func TestMain(m *testing.M) { krules.VerifyTestMain(m) }
+func TestMain(m *testing.M) { krulestest.VerifyTestMain(m) }
 
 func TestWarnNamesTheCallerAndLaysOutACutHereBlock(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	krules.Emit(krules.Warn(krules.NotifierMisuse, "callback failed with -11 in blockable context", 0))
 	r := rec.Last()
 	require.Equal(t, krules.NotifierMisuse, r.Kind)
-	require.Regexp(t, `^WARNING: PID: \d+ at [^ /]+/krules_test.go:\d+ krules_test.TestWarnNamesTheCallerAndLaysOutACutHereBlock\+0x[0-9a-f]+$`, r.Headline)
+	require.Regexp(t, `^WARNING: PID: \d+ at krules/krules_test.go:\d+ krules_test.TestWarnNamesTheCallerAndLaysOutACutHereBlock\+0x[0-9a-f]+$`, r.Headline)
 	require.Regexp(t, regexp.MustCompile(`(?s)^------------\[ cut here \]------------\n`+
 		`callback failed with -11 in blockable context\n`+
 		regexp.QuoteMeta(r.Headline)+`\n`+
-		`CPU: - PID: \d+ Comm: TestWarnNamesTheCallerAndLaysOutACutHereBlock Tainted: G +W krules go.*\n`+
-		`Call Trace:\n krules_test.TestWarnNamesTheCallerAndLaysOutACutHereBlock\+0x[0-9a-f]+ [^ /]+/krules_test.go:\d+\n.*`+
+		`CPU: - PID: \d+ Comm: TestWarnNamesTheCallerAndLaysOutACutHereBlock (Not tainted|Tainted: G +W) krules go.*\n`+
+		`Call Trace:\n krules_test.TestWarnNamesTheCallerAndLaysOutACutHereBlock\+0x[0-9a-f]+ krules/krules_test.go:\d+\n.*`+
 		`---\[ end trace 0000000000000000 \]---\n$`), r.Text)
 }
 
 func TestReportOnAGoroutineTheTestStartedIsAttributedToIt(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -48,7 +49,7 @@ func TestParallelTestsGetTheirOwnReports(t *testing.T) {
 	for _, n := range []int{1, 2} {
 		t.Run(strconv.Itoa(n), func(t *testing.T) {
 			t.Parallel()
-			rec := krules.Record(t)
+			rec := krulestest.Record(t)
 			var wg sync.WaitGroup
 			for range n {
 				wg.Add(1)
@@ -64,7 +65,7 @@ func TestParallelTestsGetTheirOwnReports(t *testing.T) {
 }
 
 func TestSetNameShowsInReportsAndClears(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	done := make(chan int64)
 	krules.Go("kworker/0:1", func() {
 		nonblock.StartAtomic()

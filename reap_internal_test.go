@@ -1,9 +1,11 @@
 package krules
 
 import (
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -42,7 +44,7 @@ func TestReapLeavesLiveGoroutinesRecordsAlone(t *testing.T) {
 		}()
 	}
 	for range 200 {
-		reapExited()
+		ReapExited()
 	}
 	stop.Store(true)
 	wg.Wait()
@@ -51,18 +53,132 @@ func TestReapLeavesLiveGoroutinesRecordsAlone(t *testing.T) {
 }
 
 // A report about a goroutine that has returned is attributed through the
-// parents noted for it, when the runtime no longer knows them.
-func TestClaimersFollowNotedParentsOfReturnedGoroutines(t *testing.T) {
-	mine := &claimer{goid: task.ID(), mode: claimRecord}
-	other := &claimer{goid: -7, mode: claimRecord}
-	pushClaimer(other)
-	pushClaimer(mine)
-	defer popClaimer(other)
-	defer popClaimer(mine)
+// lineage it carries, when the runtime no longer knows its parents.
+func TestClaimsFollowTheLineageAReportCarries(t *testing.T) {
+	mine := OpenClaim(nil)
+	defer mine.Close()
+	other := &Claim{goid: -7}
+	claims.mu.Lock()
+	claims.open = append(claims.open, other)
+	claims.mu.Unlock()
+	defer other.Close()
 	const returned = 1 << 40 // no such goroutine
 	r := &Report{Goroutine: Goroutine{ID: returned}}
-	require.Len(t, claimersFor(r), 2, "unknown lineage: every running test")
-	lineage.Note(returned, task.ID())
-	defer lineage.Forget(returned)
-	require.Equal(t, []*claimer{mine}, claimersFor(r))
+	require.Len(t, claimsFor(r), 2, "unknown lineage: every open claim")
+	r.Lineage = []int64{returned + 1, task.ID()}
+	require.Equal(t, []*Claim{mine}, claimsFor(r))
+}
+
+// A goroutine that returns inside a non-block or atomic section, or named,
+// leaves a record behind; ReapExited reclaims it, with do_exit's note for
+// the sections.
+func TestReapReclaimsGoroutinesThatReturnedInASectionOrNamed(t *testing.T) {
+	out := unclaimed(t)
+	ids := make(chan int64, 3)
+	var wg sync.WaitGroup
+	for _, enter := range []func(tk *task.Task){
+		func(tk *task.Task) { tk.NonBlock = 1 },         // returned inside nonblock.Start
+		func(tk *task.Task) { tk.Preempt = 2 },          // inside two atomic sections
+		func(tk *task.Task) { SetName("kworker/u8:3") }, // named, never cleared
+	} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			enter(task.Current())
+			ids <- task.ID()
+		}()
+	}
+	wg.Wait()
+	close(ids)
+	var gone []int64
+	for id := range ids {
+		gone = append(gone, id)
+	}
+	require.Eventually(t, func() bool {
+		live := lineage.Live()
+		for _, id := range gone {
+			if _, ok := live[id]; ok {
+				return false
+			}
+		}
+		return true
+	}, 5*time.Second, time.Millisecond)
+	before := task.Len()
+	require.GreaterOrEqual(t, before, 3)
+	require.GreaterOrEqual(t, ReapExited(), 3)
+	for _, id := range gone {
+		require.Nil(t, task.LookupID(id), "goroutine %d's record is reclaimed", id)
+	}
+	require.Regexp(t, `note: \S+\[\d+\] exited with non_block_count 1\n`, out.String())
+	require.Regexp(t, `note: \S+\[\d+\] exited with preempt_count 2\n`, out.String())
+	require.NotContains(t, out.String(), "kworker/u8:3", "a named goroutine is reclaimed silently")
+}
+
+// Two collectors at once attribute each report by lineage: the collector's
+// own goroutine or a child of it needs no dump of every goroutine, and a
+// grandchild's parents are learnt once and cached.
+func TestParallelCollectorsAttributeByLineage(t *testing.T) {
+	unclaimed(t)
+	var wg sync.WaitGroup
+	got := make([][]*Report, 2)
+	for i := range got {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i] = Collect(func() {
+				Emit(Warn(MempoolMisuse, "own", 0))
+				var inner sync.WaitGroup
+				inner.Add(1)
+				go func() {
+					defer inner.Done()
+					Emit(Warn(MempoolMisuse, "child", 0))
+					inner.Add(1)
+					go func() {
+						defer inner.Done()
+						Emit(Warn(MempoolMisuse, "grandchild", 0))
+					}()
+				}()
+				inner.Wait()
+			})
+		}()
+	}
+	wg.Wait()
+	for i := range got {
+		require.Len(t, got[i], 3, "collector %d gets its own three reports", i)
+	}
+}
+
+// BenchmarkEmitUnderTwoCollectors emits from a child of each collector:
+// two collectors must not make a report dearer than one does (runtime.Stack
+// of every goroutine on each report did).
+func BenchmarkEmitUnderTwoCollectors(b *testing.B) {
+	unclaimed(b)
+	for _, n := range []int{1, 2} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			per := b.N / n
+			b.ResetTimer()
+			for range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					Collect(func() {
+						done := make(chan struct{})
+						go func() {
+							defer close(done)
+							<-start
+							r := &Report{Kind: MempoolMisuse, Goroutine: Goroutine{ID: task.ID()}}
+							for range per {
+								Emit(r)
+							}
+						}()
+						<-done
+					})
+				}()
+			}
+			close(start)
+			wg.Wait()
+		})
+	}
 }

@@ -22,6 +22,12 @@ type Report struct {
 	Text string
 	// Goroutine is the goroutine the report is about; usually the caller.
 	Goroutine Goroutine
+	// Lineage lists the goroutines that started Goroutine, its parent
+	// first, when the code raising the report knows them (the trace checker
+	// learns them from the execution trace, for goroutines that may have
+	// returned since). Claims use it to attribute the report; the runtime
+	// is asked only for what it leaves out.
+	Lineage []int64
 	// Stack holds the program counters of the goroutine's stack when the
 	// report was raised, innermost first.
 	Stack []uintptr

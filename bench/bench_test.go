@@ -5,14 +5,15 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/krules/krules"
+	"github.com/krules/krules/krulestest"
 )
 
-func TestMain(m *testing.M) { krules.VerifyTestMain(m) }
+func TestMain(m *testing.M) { krulestest.VerifyTestMain(m) }
 
 // BenchmarkFigures runs every figure and its baseline as sub-benchmarks, for
 // benchstat:
@@ -45,6 +46,8 @@ func TestQuickRun(t *testing.T) {
 		require.Contains(t, out, "MightSleep outside sections")
 		require.Contains(t, out, "BUG: sleeping function called from invalid context at ")
 		require.Contains(t, out, "non_block: 1")
+		require.Equal(t, cpuModel(), rep.CPUModel)
+		require.True(t, strings.HasPrefix(out, "krules bench on "+rep.CPUModel+" ("), out[:min(len(out), 200)])
 
 		require.Len(t, rep.Figures, len(figures))
 		for _, f := range rep.Figures {
@@ -63,12 +66,19 @@ func TestQuickRun(t *testing.T) {
 			require.Contains(t, string(svg), "<svg", name)
 			require.Contains(t, string(svg), want, name)
 			require.Contains(t, out, "wrote "+filepath.Join(dir, name))
+			require.Contains(t, string(svg), "@font-face", name+": the font travels with the chart")
+			png, err := os.ReadFile(filepath.Join(dir, strings.TrimSuffix(name, ".svg")+".png"))
+			require.NoError(t, err)
+			require.True(t, bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")), name)
 		}
 	})
 
-	t.Run("strategies 2-5 raise no report in any condition", func(t *testing.T) {
-		for _, id := range []strategy{stratAtomic, stratMempool, stratPrealloc, stratStack} {
-			for _, r := range byStrategy(t, rep, id) {
+	t.Run("every strategy but the bug raises no report in any condition", func(t *testing.T) {
+		for _, s := range strategies {
+			if s.bug {
+				continue
+			}
+			for _, r := range byStrategy(t, rep, s) {
 				at := r.Strategy + " under " + r.Condition
 				require.Empty(t, r.Err, at)
 				require.Zero(t, r.Reports.total(), "%s: %v", at, r.Reports.ByKind)
@@ -76,24 +86,32 @@ func TestQuickRun(t *testing.T) {
 				require.True(t, r.LockdepOnAfter, at)
 				require.Positive(t, r.Modes[blockable].Invalidations, at)
 				require.Zero(t, r.Modes[blockable].Errors, at)
-				require.Equal(t, r.RegisterFailures, r.SourceErrors, at+": only strategy 4's registrations may fail")
+				require.Equal(t, r.RegisterFailures, r.SourceErrors, at+": only registrations may fail")
 			}
 		}
 	})
 
-	t.Run("strategy 1 raises lockdep and sleep-in-atomic reports", func(t *testing.T) {
-		for _, r := range byStrategy(t, rep, stratKernel) {
-			at := r.Strategy + " under " + r.Condition
-			require.GreaterOrEqual(t, r.Modes[nonBlockable].Reports.Sleep, 1, at+": the OOM reaper's callbacks sleep")
-			require.False(t, r.Modes[nonBlockable].Shown, at)
-			if !lockdepCompiledIn {
-				require.Zero(t, r.Reports.Lockdep, at+": lockdep is compiled out")
+	t.Run("the bug raises lockdep and sleep-in-atomic reports", func(t *testing.T) {
+		bugs := 0
+		for _, s := range strategies {
+			if !s.bug {
 				continue
 			}
-			require.GreaterOrEqual(t, r.Reports.Lockdep, 1, at)
-			require.GreaterOrEqual(t, r.Reports.ByKind["circular-dependency"], 1, at)
-			require.False(t, r.LockdepOnAfter, at+": lockdep turns itself off after its report")
+			bugs++
+			for _, r := range byStrategy(t, rep, s) {
+				at := r.Strategy + " under " + r.Condition
+				require.GreaterOrEqual(t, r.Modes[nonBlockable].Reports.Sleep, 1, at+": the OOM reaper's callbacks sleep")
+				require.False(t, r.Modes[nonBlockable].Shown, at)
+				if !lockdepCompiledIn {
+					require.Zero(t, r.Reports.Lockdep, at+": lockdep is compiled out")
+					continue
+				}
+				require.GreaterOrEqual(t, r.Reports.Lockdep, 1, at)
+				require.GreaterOrEqual(t, r.Reports.ByKind["circular-dependency"], 1, at)
+				require.False(t, r.LockdepOnAfter, at+": lockdep turns itself off after its report")
+			}
 		}
+		require.Positive(t, bugs, "some strategy must be the bug")
 	})
 
 	// Against the raw observations, not the run's own verdict.
@@ -123,7 +141,7 @@ func TestQuickRun(t *testing.T) {
 			case "faults":
 				require.Greater(t, c.Free, c.High, at)
 				require.True(t, c.FaultsOn, at)
-				if r.StrategyKey == "atomic" || r.StrategyKey == "mempool" {
+				if s, _ := strategyByKey(r.StrategyKey); s.nowait {
 					require.Positive(t, c.FaultsInjected, at)
 				}
 			default:
@@ -134,10 +152,10 @@ func TestQuickRun(t *testing.T) {
 }
 
 // byStrategy returns a run's results for one strategy, one per condition.
-func byStrategy(t *testing.T, rep runReport, id strategy) []strategyResult {
+func byStrategy(t *testing.T, rep runReport, s strategy) []strategyResult {
 	var out []strategyResult
 	for _, r := range rep.Strategies {
-		if r.StrategyKey == strategyByID(id).key {
+		if r.StrategyKey == s.key {
 			out = append(out, r)
 		}
 	}
@@ -174,4 +192,41 @@ func BenchmarkStrategies(b *testing.B) {
 			})
 		}
 	}
+}
+
+// Every strategy is listed once, under its own key, numbered in order, with
+// what the report needs of it.
+func TestStrategiesAreOneList(t *testing.T) {
+	keys := map[string]bool{}
+	bugs := 0
+	for i, s := range strategies {
+		require.Equal(t, i+1, s.id, s.key)
+		require.False(t, keys[s.key], "key %q twice", s.key)
+		keys[s.key] = true
+		require.NotEmpty(t, s.label, s.key)
+		require.NotEmpty(t, s.lesson, s.key)
+		require.NotNil(t, s.probe, s.key)
+		got, ok := strategyByKey(s.key)
+		require.True(t, ok)
+		require.Equal(t, s.name(), got.name())
+		if s.bug {
+			bugs++
+		}
+	}
+	require.Equal(t, 1, bugs, "the report shows one bug against the fixes")
+	ss, err := parseStrategies("2," + strategies[0].key)
+	require.NoError(t, err)
+	require.Equal(t, []string{strategies[1].key, strategies[0].key}, []string{ss[0].key, ss[1].key})
+}
+
+func TestRatioTicksLabelALogAxis(t *testing.T) {
+	var labels []string
+	for _, tk := range (ratioTicks{}).Ticks(0.03, 25) {
+		labels = append(labels, tk.Label)
+	}
+	require.Equal(t, []string{"0.05×", "0.1×", "0.2×", "0.5×", "1×", "2×", "5×", "10×", "20×"}, labels)
+	f := figureResult{BaselineNs: 10, OverNsTarget: 50, Units: 2}
+	r, ok := f.targetRatio()
+	require.True(t, ok)
+	require.InDelta(t, 11.0, r, 1e-9, "+50 ns a call over 2 calls of a 10 ns baseline")
 }

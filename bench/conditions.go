@@ -42,8 +42,6 @@ var conditions = []conditionInfo{
 		"plenty of memory, and fail_page_alloc at probability 10%, times -1, verbose 0, the kernel's defaults otherwise: ignore-gfp-wait (reclaiming allocations never fail) and min-order 1 (single pages never fail)"},
 }
 
-func conditionByID(id condition) conditionInfo { return conditions[id-1] }
-
 // conditionCheck is what was observed when the run started, and during it.
 type conditionCheck struct {
 	Free          int64 `json:"free_pages_at_start"`

@@ -10,7 +10,7 @@ import (
 
 // A figure is one cost of the rules: a krules operation measured beside its
 // baseline in the same run. Target is the largest acceptable ratio
-// krules/baseline (0 when the issues set none); MaxAllocs, when >= 0, the
+// krules/baseline (0 when none is set); MaxAllocs, when >= 0, the
 // allocations per op krules may make. OverNs, when > 0, is a budget instead
 // of a ratio: the most krules may cost over the baseline per Unit, in ns,
 // with Units of them per operation (notifier calls, say).
@@ -26,9 +26,20 @@ type figure struct {
 	rules     func(b *testing.B)
 }
 
-// figures lists every hot path with its baseline. Each also runs as a Go
-// benchmark (BenchmarkFigures/<name>/{baseline,krules}).
-var figures = slices.Concat(baseFigures, nonblockFigures, lockclassFigures)
+// figures lists every hot path with its baseline, in the report's order:
+// each package's figures are a group in its figures_<package>.go, listed
+// here once. Each also runs as a Go benchmark
+// (BenchmarkFigures/<name>/{baseline,krules}).
+var figures = slices.Concat(
+	baseFigures,
+	nonblockFigures,
+	lockclassFigures,
+	compiledOutFigures,
+	gfpFigures,
+	mempoolFigures,
+	mmnotifierFigures,
+	dmafenceFigures,
+)
 
 var baseFigures = []figure{
 	{

@@ -62,8 +62,6 @@ var dmafenceFigures = []figure{
 	},
 }
 
-func init() { figures = append(figures, dmafenceFigures...) }
-
 func benchSync8(b *testing.B) {
 	var ms [8]sync.Mutex
 	b.ReportAllocs()

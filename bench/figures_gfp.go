@@ -11,7 +11,7 @@ import (
 	"github.com/krules/krules/lockclass"
 )
 
-// gfpFigures are the page allocator's hot paths (issue 4): an order-0 page
+// gfpFigures are the page allocator's hot paths: an order-0 page
 // against a Go allocation of the same size with its garbage-collection cost
 // (the loop runs long enough for many collections), a 64-byte kmalloc, and
 // two goroutines against one.
@@ -120,10 +120,6 @@ func splitPages(n int) func(b *testing.B) {
 		wg.Wait()
 	}
 }
-
-// Appended here rather than in figures.go's literal so that each package's
-// figures merge without touching the others' lines.
-func init() { figures = append(figures, gfpFigures...) }
 
 // demonstrateGFP shows the allocator's two signature reports: a lock held
 // across a GFP_KERNEL allocation that the driver's shrinker also takes,

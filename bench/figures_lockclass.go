@@ -12,7 +12,7 @@ import (
 // lockclassFigures are the validated locks beside plain Go locks and beside
 // go-deadlock, uncontended, with every chain already cached. Each loop calls
 // the locks directly (no method values), as ordinary code does.
-var lockclassFigures = append([]figure{
+var lockclassFigures = []figure{
 	{
 		Name: "Mutex Lock+Unlock", Baseline: "sync.Mutex", Target: 3, MaxAllocs: 0,
 		base: benchSyncPair, rules: benchMutexPair,
@@ -110,7 +110,7 @@ var lockclassFigures = append([]figure{
 			})
 		},
 	},
-}, compiledOutFigures...)
+}
 
 // newMutex gives every benchmark mutex the same class, as an init site
 // would.

@@ -13,7 +13,7 @@ import (
 	"github.com/krules/krules/mempool"
 )
 
-// mempoolFigures are the pool's two paths (issue 5): when the allocator
+// mempoolFigures are the pool's two paths (mempool_alloc's): when the allocator
 // succeeds the pool should cost little beside the allocator alone; when it
 // fails, the reserve should cost little beside a sync.Pool.
 var mempoolFigures = []figure{
@@ -73,8 +73,6 @@ var mempoolFigures = []figure{
 }
 
 var errNoMem = errors.New("no memory")
-
-func init() { figures = append(figures, mempoolFigures...) }
 
 // demonstrateMempool shows the classic mempool deadlock: a goroutine that
 // holds the pool's only element and waits for a second one.

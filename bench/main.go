@@ -3,11 +3,11 @@
 //	go run ./bench
 //
 // It runs a driver's MMU-notifier callbacks, fed by real mmnotifier
-// invalidations, with five ways of getting their scratch buffer under four
+// invalidations, with several ways of getting their scratch buffer under four
 // memory conditions, and prints what each costs and what the rules report
 // (the strategy report); then it prints the price of the rules (each krules
 // hot path beside its Go baseline, measured in the same run, with the
-// target ratio from the project's issues) and demonstrates what the rules
+// target ratio it must meet) and demonstrates what the rules
 // catch. The same data goes to results.json and SVG charts in -out.
 package main
 
@@ -32,7 +32,7 @@ func main() {
 	flag.BoolVar(&cfg.quick, "quick", false, "measure briefly (CI smoke run, under 20 s)")
 	flag.StringVar(&cfg.only, "run", "", "only figures whose name contains this")
 	flag.StringVar(&cfg.out, "out", "bench-out", "folder for results.json and the SVG charts (empty: write none)")
-	flag.StringVar(&cfg.strategies, "strategies", "all", "strategies to run: all, none, or a comma list of kernel,atomic,mempool,prealloc,stack (or 1-5)")
+	flag.StringVar(&cfg.strategies, "strategies", "all", fmt.Sprintf("strategies to run: all, none, or a comma list of %s (or 1-%d)", strategyKeys(), len(strategies)))
 	flag.StringVar(&cfg.conditions, "conditions", "all", "memory conditions: all, none, or a comma list of plenty,nearlow,belowmin,faults")
 	flag.DurationVar(&cfg.duration, "duration", 0, "length of each strategy run (default 1.5s, 150ms with -quick)")
 	flag.IntVar(&cfg.workers, "workers", 4, "goroutines making blockable invalidations (two per address space)")
@@ -94,7 +94,9 @@ func run(w io.Writer, cfg config) int {
 	}
 
 	status := 0
-	rep := newRunReport(nil, quick)
+	cpu := cpuModel()
+	fmt.Fprintf(w, "krules bench on %s (%d CPUs), %s %s/%s\n\n", cpu, runtime.NumCPU(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	rep := newRunReport(nil, quick, cpu)
 	if len(ss) > 0 && len(cs) > 0 {
 		wcfg := cfg.workload()
 		results := runStrategies(wcfg, ss, cs)
@@ -120,7 +122,7 @@ func run(w io.Writer, cfg config) int {
 	fmt.Fprintln(w)
 	rows := measure(only, rounds)
 	printTable(w, rows)
-	rep.Figures = newRunReport(rows, quick).Figures
+	rep.Figures = newRunReport(rows, quick, cpu).Figures
 	fmt.Fprintln(w)
 	demonstrate(w)
 	if cfg.out != "" {

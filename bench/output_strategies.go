@@ -9,7 +9,6 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
-	"gonum.org/v1/plot/vg/vgsvg"
 )
 
 // strategyColors tell the strategies apart in the latency chart.
@@ -26,25 +25,23 @@ var strategyColors = []color.Color{
 // logarithmic scale. The maximum (in the table and the JSON) is left out:
 // on a machine with more runnable goroutines than cores it is the
 // scheduler's time slice, the same for every strategy.
-func latencyChart(path string, results []strategyResult) error {
+func latencyChart(path string, results []strategyResult) ([]string, error) {
 	var rows [][]*plot.Plot
 	for md := range nModes {
 		p, err := latencyPlot(results, md)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rows = append(rows, []*plot.Plot{p})
 	}
-	w, h := 20*vg.Centimeter, 22*vg.Centimeter
-	c := vgsvg.NewWith(vgsvg.UseWH(w, h))
-	dc := draw.New(c)
-	tiles := draw.Tiles{Rows: len(rows), Cols: 1, PadX: vg.Millimeter, PadY: 4 * vg.Millimeter,
-		PadTop: 2 * vg.Millimeter, PadBottom: 2 * vg.Millimeter, PadLeft: 2 * vg.Millimeter, PadRight: 2 * vg.Millimeter}
-	canvases := plot.Align(rows, tiles, dc)
-	for i, row := range rows {
-		row[0].Draw(canvases[i][0])
-	}
-	return writeCanvas(c, path)
+	tiles := draw.Tiles{Rows: len(rows), Cols: 1, PadX: vg.Millimeter, PadY: 6 * vg.Millimeter,
+		PadTop: 3 * vg.Millimeter, PadBottom: 3 * vg.Millimeter, PadLeft: 3 * vg.Millimeter, PadRight: 4 * vg.Millimeter}
+	return writeChart(path, 22*vg.Centimeter, 24*vg.Centimeter, func(c draw.Canvas) {
+		canvases := plot.Align(rows, tiles, c)
+		for i, row := range rows {
+			row[0].Draw(canvases[i][0])
+		}
+	})
 }
 
 // latencyPoints are one strategy's points in a panel: X the condition
@@ -56,13 +53,16 @@ type latencyPoints struct {
 }
 
 func latencyPlot(results []strategyResult, md mode) (*plot.Plot, error) {
-	p := plot.New()
+	p := newPlot()
 	if md == blockable {
 		p.Title.Text = "Invalidation latency, blockable (munmap, mprotect)"
 	} else {
-		p.Title.Text = "Invalidation latency, non-blockable (OOM reaper; strategy 1 is the bug there)"
+		p.Title.Text = "Invalidation latency, non-blockable (OOM reaper; the bug is not measured there)"
 	}
-	p.Y.Label.Text = "µs, log scale: dot p50, bar up to p99"
+	// In the title, not as the axis label: gonum centres an axis label at
+	// the linear midpoint of the range, near the top of a log axis, and
+	// shrinks the plot to fit it there.
+	p.Title.Text += "\nµs, log scale: dot p50, bar up to p99"
 	p.Y.Scale = plot.LogScale{}
 	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 	p.Add(plotter.NewGrid())
@@ -91,10 +91,11 @@ func latencyPlot(results []strategyResult, md mode) (*plot.Plot, error) {
 				continue
 			}
 			if m.Invalidations == 0 {
-				missing = append(missing, fmt.Sprintf("%s under %s", s.name, r.Condition))
+				missing = append(missing, fmt.Sprintf("%s under %s", s.name(), r.Condition))
 				continue
 			}
-			x := float64(condIndex[r.ConditionKey]) + (float64(si)-2)*0.15
+			// Strategies side by side, centred on their condition.
+			x := float64(condIndex[r.ConditionKey]) + (float64(si)-float64(len(strategies)-1)/2)*0.75/float64(len(strategies))
 			p50, p99 := max(m.P50us, 0.01), max(m.P99us, 0.01)
 			pts.XYs = append(pts.XYs, plotter.XY{X: x, Y: p50})
 			pts.YErrors = append(pts.YErrors, struct{ Low, High float64 }{0, max(p99-p50, 0)})
@@ -117,7 +118,7 @@ func latencyPlot(results []strategyResult, md mode) (*plot.Plot, error) {
 		}
 		dots.GlyphStyle = draw.GlyphStyle{Color: col, Radius: vg.Points(3.5), Shape: draw.CircleGlyph{}}
 		p.Add(bars, dots)
-		p.Legend.Add(s.name, dots)
+		p.Legend.Add(s.name(), dots)
 	}
 	p.NominalX(names...)
 	if len(missing) > 0 {

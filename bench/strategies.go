@@ -34,13 +34,13 @@ type workloadReport struct {
 
 // runStrategies runs every strategy under every condition, conditions
 // outermost, with a progress line on standard error.
-func runStrategies(cfg workloadConfig, ss []strategyInfo, cs []conditionInfo) []strategyResult {
+func runStrategies(cfg workloadConfig, ss []strategy, cs []conditionInfo) []strategyResult {
 	var results []strategyResult
 	total, i := len(ss)*len(cs), 0
 	for _, c := range cs {
 		for _, s := range ss {
 			i++
-			fmt.Fprintf(os.Stderr, "\r[%d/%d] strategy %-20s under %-10s", i, total, s.name, c.name)
+			fmt.Fprintf(os.Stderr, "\r[%d/%d] strategy %-20s under %-10s", i, total, s.name(), c.name)
 			res, err := runStrategy(cfg, s, c, 0)
 			if err != nil {
 				res.Err = err.Error()
@@ -53,8 +53,8 @@ func runStrategies(cfg workloadConfig, ss []strategyInfo, cs []conditionInfo) []
 }
 
 // strategyProblems lists what must not happen: a condition that did not
-// hold, a run that failed, a report from strategies 2 to 5 or lockdep off
-// at the end of their runs, and strategy 1's bug going unreported.
+// hold, a run that failed, a report from a strategy that is not the bug or
+// lockdep off at the end of its runs, and the bug going unreported.
 func strategyProblems(results []strategyResult) []string {
 	var out []string
 	for _, r := range results {
@@ -62,7 +62,7 @@ func strategyProblems(results []strategyResult) []string {
 		if r.Err != "" {
 			out = append(out, fmt.Sprintf("%s: %s", at, r.Err))
 		}
-		if r.StrategyKey == strategyByID(stratKernel).key {
+		if s, _ := strategyByKey(r.StrategyKey); s.bug {
 			// The bug must be caught: lockdep proves the deadlock (unless
 			// compiled out), and the reaper's callbacks sleep in a
 			// non-blocking section.
@@ -168,7 +168,7 @@ func printStrategies(w io.Writer, wl workloadReport, results []strategyResult) {
 	fmt.Fprintln(w, "What each strategy teaches:")
 	for _, s := range strategies {
 		text := wrap(s.lesson, 97, "   ")
-		fmt.Fprint(w, s.name[:1]+"."+text[2:])
+		fmt.Fprint(w, strconv.Itoa(s.id)+"."+text[2:])
 	}
 }
 
@@ -197,11 +197,8 @@ func regFails(r strategyResult, md mode) int64 {
 }
 
 func fallbackCol(r strategyResult, m modeResult) string {
-	switch r.StrategyKey {
-	case strategyByID(stratAtomic).key:
-		return strconv.FormatInt(m.Fallbacks, 10)
-	case strategyByID(stratMempool).key:
-		return strconv.FormatInt(m.FromReserve, 10)
+	if s, _ := strategyByKey(r.StrategyKey); s.fallback != nil {
+		return strconv.FormatInt(s.fallback(m), 10)
 	}
 	return "-"
 }
@@ -233,8 +230,8 @@ func medianOf(rows []strategyResult, f func(strategyResult) int64) int64 {
 
 // parseStrategies reads -strategies: "all", "none", or a comma list of
 // keys or numbers.
-func parseStrategies(s string) ([]strategyInfo, error) {
-	return parseList(s, strategies, func(x strategyInfo) (string, int) { return x.key, int(x.id) })
+func parseStrategies(s string) ([]strategy, error) {
+	return parseList(s, strategies, func(x strategy) (string, int) { return x.key, x.id })
 }
 
 func parseConditions(s string) ([]conditionInfo, error) {

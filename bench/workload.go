@@ -72,12 +72,10 @@ type reportCounts struct {
 func (r reportCounts) total() int { return r.Lockdep + r.Sleep + r.Other }
 
 func (r *reportCounts) add(k krules.Kind) {
-	switch k {
-	case krules.SleepInAtomic:
+	switch {
+	case k == krules.SleepInAtomic:
 		r.Sleep++
-	case krules.RecursiveLocking, krules.CircularDependency, krules.BadUnlockBalance,
-		krules.HeldLockFreed, krules.NestedLockNotTaken, krules.InvalidSubclass,
-		krules.LockdepLimit, krules.LocksHeldAtExit, krules.LockdepMisuse:
+	case k.Family() == krules.FamilyLockdep:
 		r.Lockdep++
 	default:
 		r.Other++
@@ -123,7 +121,7 @@ type strategyResult struct {
 // when ops > 0, until the workers have made ops blockable changes. The
 // default lock validator is reset before and after, and every report the
 // run raises is collected and counted rather than printed.
-func runStrategy(cfg workloadConfig, s strategyInfo, c conditionInfo, ops int64) (strategyResult, error) {
+func runStrategy(cfg workloadConfig, s strategy, c conditionInfo, ops int64) (strategyResult, error) {
 	// Every report is claimed below; what is left for the output is the
 	// reaper's pr_info line for each victim, thousands a run.
 	defer krules.SetOutput(krules.SetOutput(io.Discard))
@@ -131,15 +129,25 @@ func runStrategy(cfg workloadConfig, s strategyInfo, c conditionInfo, ops int64)
 	defer lockclass.Default().Reset()
 	var res strategyResult
 	var err error
-	reports := krules.Collect(func() { res, err = runCollected(cfg, s, c, ops) })
-	res.LockdepOnAfter = lockclass.Default().Enabled()
-	for _, r := range reports {
+	// Counted as they come, not kept: strategy 1 below min raises tens of
+	// thousands, each with its stack dump.
+	var mu sync.Mutex
+	var total reportCounts
+	var byMode [nModes]reportCounts
+	krules.CollectFunc(func() { res, err = runCollected(cfg, s, c, ops) }, func(r *krules.Report) {
 		md := blockable
 		if r.Goroutine.Name == reaperName {
 			md = nonBlockable
 		}
-		res.Reports.add(r.Kind)
-		res.Modes[md].Reports.add(r.Kind)
+		mu.Lock()
+		total.add(r.Kind)
+		byMode[md].add(r.Kind)
+		mu.Unlock()
+	})
+	res.LockdepOnAfter = lockclass.Default().Enabled()
+	res.Reports = total
+	for md := range nModes {
+		res.Modes[md].Reports = byMode[md]
 	}
 	return res, err
 }
@@ -151,8 +159,8 @@ const (
 	killerName = "oom_kill"
 )
 
-func runCollected(cfg workloadConfig, s strategyInfo, c conditionInfo, ops int64) (res strategyResult, err error) {
-	res = strategyResult{Strategy: s.name, StrategyKey: s.key, Condition: c.name, ConditionKey: c.key}
+func runCollected(cfg workloadConfig, s strategy, c conditionInfo, ops int64) (res strategyResult, err error) {
+	res = strategyResult{Strategy: s.name(), StrategyKey: s.key, Condition: c.name, ConditionKey: c.key}
 	z, err := gfp.NewZone(cfg.zoneSize, gfp.WithName("Normal"))
 	if err != nil {
 		return res, err
@@ -162,7 +170,7 @@ func runCollected(cfg workloadConfig, s strategyInfo, c conditionInfo, ops int64
 			err = fmt.Errorf("zone: %w", cerr)
 		}
 	}()
-	dev, err := newDevice(s.id, z, cfg.poolSize())
+	dev, err := newDevice(s, z, cfg.poolSize())
 	if err != nil {
 		return res, err
 	}
@@ -278,7 +286,7 @@ func runCollected(cfg workloadConfig, s strategyInfo, c conditionInfo, ops int64
 		}
 		res.Modes[md] = dev.stats[md].result(md, end.Sub(start))
 	}
-	res.Modes[nonBlockable].Shown = s.id != stratKernel
+	res.Modes[nonBlockable].Shown = !s.bug
 	if !check.Held {
 		return res, errConditionNotHeld
 	}

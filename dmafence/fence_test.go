@@ -10,6 +10,7 @@ import (
 
 	"github.com/krules/krules"
 	"github.com/krules/krules/dmafence"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/lockclass"
 	"github.com/krules/krules/nonblock"
 )
@@ -18,8 +19,8 @@ import (
 // timeout, and a race between signalling and waiting.
 
 func TestFenceSignalOnce(t *testing.T) {
-	lockclass.ResetDefault(t)
-	rec := krules.Record(t)
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
 	ctx := dmafence.ContextAlloc(1)
 	f := dmafence.New(ctx, 1)
 	require.Equal(t, ctx, f.Context())
@@ -40,8 +41,8 @@ func TestFenceSignalOnce(t *testing.T) {
 }
 
 func TestFenceSignalErr(t *testing.T) {
-	lockclass.ResetDefault(t)
-	krules.Check(t)
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
 	boom := errors.New("gpu hang")
 	f := dmafence.New(dmafence.ContextAlloc(1), 1)
 	require.NoError(t, f.Err())
@@ -51,8 +52,8 @@ func TestFenceSignalErr(t *testing.T) {
 }
 
 func TestFenceCallbacks(t *testing.T) {
-	lockclass.ResetDefault(t)
-	krules.Check(t)
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
 	f := dmafence.New(dmafence.ContextAlloc(1), 1)
 	var order []int
 	var atomic []bool
@@ -70,8 +71,8 @@ func TestFenceCallbacks(t *testing.T) {
 }
 
 func TestFenceCallbackMustNotSleep(t *testing.T) {
-	lockclass.ResetDefault(t)
-	rec := krules.Record(t)
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
 	f := dmafence.New(dmafence.ContextAlloc(1), 1)
 	var m lockclass.Mutex
 	m.Init(lockclass.WithName("cb_lock"))
@@ -81,8 +82,8 @@ func TestFenceCallbackMustNotSleep(t *testing.T) {
 }
 
 func TestFenceWait(t *testing.T) {
-	lockclass.ResetDefault(t)
-	krules.Check(t)
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
 	f := dmafence.New(dmafence.ContextAlloc(1), 1)
 	require.Zero(t, f.WaitTimeout(0))
 	require.Zero(t, f.WaitTimeout(time.Millisecond))
@@ -104,8 +105,8 @@ func TestFenceWait(t *testing.T) {
 }
 
 func TestFenceSignalWaitRace(t *testing.T) {
-	lockclass.ResetDefault(t)
-	krules.Check(t)
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
 	tl := dmafence.ContextAlloc(1)
 	for i := range 200 {
 		f := dmafence.New(tl, uint64(i))

@@ -16,7 +16,13 @@ var iMmapKey lockclass.Key
 // dma_resv_lockdep allocates an mm; made on first use, never torn down.
 var primeMM = sync.OnceValue(func() *mmnotifier.MM { return mmnotifier.NewMM(mmnotifier.WithoutReclaim()) })
 
-// primeLockdep is dma_resv_lockdep, the kernel's subsys_initcall that
+// resvPrime names the dma_resv_lockdep priming.
+var resvPrime lockclass.PrimeKey
+
+// primeLockdep runs dma_resv_lockdep once per validator generation.
+func primeLockdep() { lockclass.Default().PrimeOnce(&resvPrime, dmaResvLockdep) }
+
+// dmaResvLockdep is dma_resv_lockdep, the kernel's subsys_initcall that
 // teaches lockdep the order of the GPU memory-management locks before any
 // driver runs:
 //
@@ -27,41 +33,28 @@ var primeMM = sync.OnceValue(func() *mmnotifier.MM { return mmnotifier.NewMM(mmn
 // so that an MMU notifier may wait for fences and take a reservation lock
 // only by trylock, and a fence signalling path may neither allocate with
 // GFP_KERNEL nor take a reservation lock that is held while allocating.
-// It runs on a goroutine of its own, holding nothing, whatever the caller
-// holds.
-//
-// The kernel primes once at boot. Here every Init primes; after the first
-// time in a validator generation the validator knows every step already
-// and it records nothing new. (Once lockclass has a once-per-generation
-// priming facility, this becomes a call to it.)
-func primeLockdep() {
-	if !lockclass.IsEnabled() {
-		return
+// PrimeOnce runs it on a goroutine of its own, holding nothing, whatever
+// the caller of Resv.Init holds.
+func dmaResvLockdep() {
+	mm := primeMM()
+	mm.MmapLock().RLock()
+	var ctx lockclass.WWAcquireCtx
+	ctx.Init(ReservationClass)
+	var obj lockclass.WWMutex
+	obj.Init(ReservationClass)
+	if obj.Lock(&ctx) != nil {
+		obj.LockSlow(&ctx)
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		mm := primeMM()
-		mm.MmapLock().RLock()
-		var ctx lockclass.WWAcquireCtx
-		ctx.Init(ReservationClass)
-		var obj lockclass.WWMutex
-		obj.Init(ReservationClass)
-		if obj.Lock(&ctx) != nil {
-			obj.LockSlow(&ctx)
-		}
-		gfp.FSReclaimAcquire(gfp.Kernel)
-		var iMmap lockclass.RWSem
-		iMmap.Init(lockclass.WithKey(&iMmapKey), lockclass.WithName("&mapping->i_mmap_rwsem"))
-		iMmap.Lock()
-		iMmap.Unlock()
-		gfp.NotifierMap.Acquire()
-		mightWait()
-		gfp.NotifierMap.Release()
-		gfp.FSReclaimRelease(gfp.Kernel)
-		obj.Unlock()
-		ctx.Fini()
-		mm.MmapLock().RUnlock()
-	}()
-	<-done
+	gfp.FSReclaimAcquire(gfp.Kernel)
+	var iMmap lockclass.RWSem
+	iMmap.Init(lockclass.WithKey(&iMmapKey), lockclass.WithName("&mapping->i_mmap_rwsem"))
+	iMmap.Lock()
+	iMmap.Unlock()
+	gfp.NotifierMap.Acquire()
+	mightWait()
+	gfp.NotifierMap.Release()
+	gfp.FSReclaimRelease(gfp.Kernel)
+	obj.Unlock()
+	ctx.Fini()
+	mm.MmapLock().RUnlock()
 }

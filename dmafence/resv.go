@@ -74,7 +74,8 @@ func NewResv() *Resv {
 
 // Init (re)initialises r: dma_resv_init. The first call in a validator
 // generation primes lockdep with the kernel's boot-time order
-// (dma_resv_lockdep).
+// (dma_resv_lockdep, through lockclass.Validator.PrimeOnce), so it may
+// sleep.
 func (r *Resv) Init() {
 	r.lock.Init(ReservationClass)
 	r.fences, r.max = nil, 0

@@ -10,6 +10,7 @@ import (
 	"github.com/krules/krules"
 	"github.com/krules/krules/dmafence"
 	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/lockclass"
 	"github.com/krules/krules/mmnotifier"
 )
@@ -23,8 +24,8 @@ func collect(r *dmafence.Resv, u dmafence.Usage) map[*dmafence.Fence]dmafence.Us
 }
 
 func TestResvFences(t *testing.T) {
-	lockclass.ResetDefault(t)
-	krules.Check(t)
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
 	r := dmafence.NewResv()
 	tl := dmafence.ContextAlloc(4)
 	k, w, rd, bk := dmafence.New(tl, 1), dmafence.New(tl+1, 1), dmafence.New(tl+2, 1), dmafence.New(tl+3, 1)
@@ -60,8 +61,8 @@ func TestResvFences(t *testing.T) {
 }
 
 func TestResvReplace(t *testing.T) {
-	lockclass.ResetDefault(t)
-	krules.Check(t)
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
 	r := dmafence.NewResv()
 	tl := dmafence.ContextAlloc(1)
 	f1, f2 := dmafence.New(tl, 1), dmafence.New(tl, 2)
@@ -78,8 +79,8 @@ func TestResvReplace(t *testing.T) {
 }
 
 func TestResvAddFenceWithoutReserve(t *testing.T) {
-	lockclass.ResetDefault(t)
-	rec := krules.Record(t)
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
 	r := dmafence.NewResv()
 	require.NoError(t, r.Lock(nil))
 	require.NoError(t, r.ReserveFences(3))
@@ -97,8 +98,8 @@ func TestResvAddFenceWithoutReserve(t *testing.T) {
 }
 
 func TestResvAddFenceUnlocked(t *testing.T) {
-	lockclass.ResetDefault(t)
-	rec := krules.Record(t)
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
 	r := dmafence.NewResv()
 	require.NoError(t, r.Lock(nil))
 	require.NoError(t, r.ReserveFences(1))
@@ -109,8 +110,8 @@ func TestResvAddFenceUnlocked(t *testing.T) {
 }
 
 func TestResvWrongClass(t *testing.T) {
-	lockclass.ResetDefault(t)
-	rec := krules.Record(t)
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
 	r := dmafence.NewResv()
 	var ctx lockclass.WWAcquireCtx
 	ctx.Init(lockclass.NewWWClass("other_ww_class"))
@@ -123,8 +124,8 @@ func TestResvWrongClass(t *testing.T) {
 
 // Several reservation objects in one acquire context, in any order.
 func TestResvLockMany(t *testing.T) {
-	lockclass.ResetDefault(t)
-	krules.Check(t)
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
 	rs := []*dmafence.Resv{dmafence.NewResv(), dmafence.NewResv(), dmafence.NewResv()}
 	var ctx lockclass.WWAcquireCtx
 	ctx.Init(dmafence.ReservationClass)
@@ -142,8 +143,8 @@ func TestResvLockMany(t *testing.T) {
 // The priming teaches mmap_lock -> reservation lock: taking mmap_lock
 // under a reservation lock is reported the first time.
 func TestResvPrimedMmapLock(t *testing.T) {
-	lockclass.ResetDefault(t)
-	rec := krules.Record(t)
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
 	r := dmafence.NewResv()
 	mm := mmnotifier.NewMM(mmnotifier.WithoutReclaim())
 	defer mm.Exit()
@@ -159,9 +160,9 @@ func TestResvPrimedMmapLock(t *testing.T) {
 // Reset forgets the priming; the next Resv primes again, so the
 // allocation in a signalling section is reported in each generation.
 func TestResvPrimesAfterReset(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	for range 2 {
-		lockclass.ResetDefault(t)
+		krulestest.ResetDefault(t)
 		_ = dmafence.NewResv()
 		c := dmafence.BeginSignalling()
 		gfp.MightAlloc(gfp.Kernel)

@@ -8,13 +8,14 @@ import (
 	"github.com/krules/krules"
 	"github.com/krules/krules/dmafence"
 	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/lockclass"
 	"github.com/krules/krules/nonblock"
 )
 
 func TestSignallingNesting(t *testing.T) {
-	lockclass.ResetDefault(t)
-	krules.Check(t)
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
 	require.False(t, lockclass.IsHeld(dmafence.Map()))
 	outer := dmafence.BeginSignalling()
 	require.False(t, outer)
@@ -34,8 +35,8 @@ func TestSignallingNesting(t *testing.T) {
 }
 
 func TestSignallingWrongCookie(t *testing.T) {
-	lockclass.ResetDefault(t)
-	rec := krules.Record(t)
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
 	outer := dmafence.BeginSignalling()
 	inner := dmafence.BeginSignalling()
 	require.True(t, inner)
@@ -49,8 +50,8 @@ func TestSignallingWrongCookie(t *testing.T) {
 }
 
 func TestWaitInsideSignalling(t *testing.T) {
-	lockclass.ResetDefault(t)
-	rec := krules.Record(t)
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
 	f := dmafence.New(dmafence.ContextAlloc(1), 1)
 	require.NoError(t, f.Signal())
 	cookie := dmafence.BeginSignalling()
@@ -64,8 +65,8 @@ func TestWaitInsideSignalling(t *testing.T) {
 // A lock held while waiting for a fence and taken while signalling one is
 // a circular dependency through dma_fence_map.
 func TestSignallingTakesWaitersLock(t *testing.T) {
-	lockclass.ResetDefault(t)
-	rec := krules.Record(t)
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
 	var l lockclass.Mutex
 	l.Init(lockclass.WithName("&vm->notifier_lock"))
 	f := dmafence.New(dmafence.ContextAlloc(1), 1)
@@ -90,8 +91,8 @@ func TestSignallingTakesWaitersLock(t *testing.T) {
 // Two signalling sections (read = 1) on different goroutines, and a
 // signaller that signals other fences, are fine.
 func TestSignallingSharedIsFine(t *testing.T) {
-	lockclass.ResetDefault(t)
-	krules.Check(t)
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
 	f, g := dmafence.New(dmafence.ContextAlloc(1), 1), dmafence.New(dmafence.ContextAlloc(1), 1)
 	require.NoError(t, f.AddCallback(func(*dmafence.Fence) { _ = g.Signal() }))
 	cookie := dmafence.BeginSignalling()
@@ -111,8 +112,8 @@ func TestSignallingSharedIsFine(t *testing.T) {
 // is reported on the first run: dma_fence_map -> fs_reclaim closes
 // fs_reclaim -> mmu_notifier_invalidate_range_start -> dma_fence_map.
 func TestSignallingAllocates(t *testing.T) {
-	lockclass.ResetDefault(t)
-	rec := krules.Record(t)
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
 	_ = dmafence.NewResv()
 	require.Zero(t, rec.Len(), "priming is clean")
 	cookie := dmafence.BeginSignalling()

@@ -25,7 +25,13 @@ func (z *Zone) allocPages(order int, flags Flags, kind uint32) (*Page, error) {
 		z.warnOnceGFP(warnOrderTooLarge, gfp, "order %d > MAX_PAGE_ORDER (%d)", order, MaxOrder)
 		return nil, ErrNoMemory
 	}
-	mightAllocTask(gfp, t, pf)
+	if kind != pgSlab {
+		// A slab is grown inside a kmalloc that has already checked these
+		// flags (slab_pre_alloc_hook): checking again would report one bad
+		// call twice, which the kernel's __might_resched rate limit
+		// prevents.
+		mightAllocTask(gfp, t, pf)
+	}
 	if fa := z.failPage.Load(); fa != nil && fa.shouldFailAllocPage(gfp, order) {
 		z.stats.injected.Add(1)
 		return nil, ErrNoMemory
@@ -36,8 +42,14 @@ func (z *Zone) allocPages(order int, flags Flags, kind uint32) (*Page, error) {
 		z.prepNewPage(p, order, gfp)
 		return p, nil
 	}
+	if z.closed.Load() {
+		return nil, ErrClosed // closed while in flight
+	}
 	p := z.slowPath(order, gfp, kind, pf)
 	if p == nil {
+		if z.closed.Load() {
+			return nil, ErrClosed
+		}
 		return nil, ErrNoMemory
 	}
 	z.prepNewPage(p, order, gfp)

@@ -45,8 +45,14 @@ func (z *Zone) listDel(idx int32, order int) {
 
 // rmqueueSmallest takes the smallest free block of at least order, splits
 // it down to order and returns its head (__rmqueue_smallest and expand).
-// The caller accounts nrFree.
+// The caller accounts nrFree. A closed zone hands out nothing: this is the
+// one place a block leaves the buddy lists, and Close counts the free pages
+// under the same lock, so every block is either taken before that count
+// (and keeps the arena mapped) or refused after it.
 func (z *Zone) rmqueueSmallest(order int) int32 {
+	if z.closed.Load() {
+		return none
+	}
 	for o := order; o <= MaxOrder; o++ {
 		idx := z.area[o].head
 		if idx == none {

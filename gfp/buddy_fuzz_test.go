@@ -5,8 +5,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/krulestest"
 )
 
 // FuzzBuddy drives a zone with a byte string of allocations and frees and
@@ -26,7 +26,7 @@ func FuzzBuddy(f *testing.F) {
 	f.Add([]byte{5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5})
 	f.Add([]byte{1, 0, 1, 0, 1, 0, 0x83, 0x81, 2, 2, 2, 0x90, 0x85, 4, 4, 0x82})
 	f.Fuzz(func(t *testing.T, ops []byte) {
-		krules.Check(t)
+		krulestest.Check(t)
 		const pages = 1000 // not a power of two
 		z, err := gfp.NewZone(pages*gfp.PageSize, gfp.WithoutKswapd(), gfp.WithShards(2))
 		require.NoError(t, err)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/krulestest"
 )
 
 // outcomes allocates n order-1 blocks with flags (freeing each) and
@@ -35,7 +36,7 @@ func quietAttr(prob int, seed uint64) *gfp.FaultAttr {
 }
 
 func TestFaultInjectionRepeatsWithASeed(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := newZone(t, 4<<20)
 	a := quietAttr(30, 42)
 	z.InjectPageAllocFaults(a)
@@ -56,7 +57,7 @@ func TestFaultInjectionRepeatsWithASeed(t *testing.T) {
 }
 
 func TestFaultInjectionNeverFailsNoFail(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := newZone(t, 4<<20)
 	a := gfp.NewFaultAttr(100, 1) // times 1
 	a.Verbose = 0
@@ -71,7 +72,7 @@ func TestFaultInjectionNeverFailsNoFail(t *testing.T) {
 // The kernel's order of checks: the page-alloc knobs first, then times,
 // space and interval, then the dice.
 func TestFaultInjectionOrderOfChecks(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := newZone(t, 4<<20)
 
 	a := quietAttr(100, 1)
@@ -118,7 +119,7 @@ func requiredCaller(z *gfp.Zone) string { return outcomes(z, 3, 1, gfp.Atomic) }
 func rejectedCaller(z *gfp.Zone) string { return requiredCaller(z) }
 
 func TestFaultInjectionStackFilter(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := newZone(t, 4<<20)
 	a := quietAttr(100, 1)
 	a.Require = []string{"github.com/krules/krules/gfp_test.requiredCaller"}
@@ -139,7 +140,7 @@ func TestFaultInjectionPrintsLikeTheKernel(t *testing.T) {
 	var out bytes.Buffer
 	prev := krules.SetOutput(&out)
 	defer krules.SetOutput(prev)
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	z := newZone(t, 4<<20)
 	a := gfp.NewFaultAttr(100, 1)
 	a.Times = 2
@@ -156,7 +157,7 @@ func TestFaultInjectionPrintsLikeTheKernel(t *testing.T) {
 }
 
 func TestFailslab(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := newZone(t, 4<<20)
 	a := quietAttr(100, 1)
 	a.Times = 1

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	"github.com/krules/krules"
+	"github.com/krules/krules/internal/list"
 	"github.com/krules/krules/internal/splat"
 )
 
@@ -72,7 +73,7 @@ type sizeClass struct {
 	objs  int // per slab
 
 	mu      sync.Mutex
-	partial *slab // slabs with objects to give, doubly linked
+	partial list.List[slab] // slabs with objects to give
 	nslabs  int
 	nempty  int
 }
@@ -84,10 +85,10 @@ type slab struct {
 	off   uint64 // arena offset of object 0
 
 	// Under class.mu:
-	free       []uint16 // objects in the slab (not in a magazine, not live)
-	inuse      int      // objects out of the slab: in magazines or live
-	next, prev *slab
-	listed     bool
+	free   []uint16         // objects in the slab (not in a magazine, not live)
+	inuse  int              // objects out of the slab: in magazines or live
+	links  list.Links[slab] // in class.partial while listed
+	listed bool
 
 	// live has a bit per object held by a caller of Alloc; Free clears it,
 	// which is how a second Free of the same object is caught.
@@ -193,7 +194,7 @@ func (z *Zone) handOut(off uint64, size int, gfp Flags) []byte {
 // when the class has none. It returns at least one object or an error.
 func (z *Zone) classRefill(c *sizeClass, gfp Flags, out []uint64) (int, error) {
 	c.mu.Lock()
-	for c.partial == nil {
+	for c.partial.Empty() {
 		c.mu.Unlock()
 		sl, err := z.newSlab(c, gfp)
 		if err != nil {
@@ -205,8 +206,8 @@ func (z *Zone) classRefill(c *sizeClass, gfp Flags, out []uint64) (int, error) {
 		c.link(sl)
 	}
 	n := 0
-	for n < len(out) && c.partial != nil {
-		sl := c.partial
+	for n < len(out) && !c.partial.Empty() {
+		sl := c.partial.Front().Elem()
 		if sl.inuse == 0 {
 			c.nempty--
 		}
@@ -249,24 +250,13 @@ func (z *Zone) newSlab(c *sizeClass, gfp Flags) (*slab, error) {
 }
 
 func (c *sizeClass) link(sl *slab) {
-	sl.prev, sl.next = nil, c.partial
-	if c.partial != nil {
-		c.partial.prev = sl
-	}
-	c.partial = sl
+	c.partial.PushFront(sl, &sl.links)
 	sl.listed = true
 }
 
 func (c *sizeClass) unlink(sl *slab) {
-	if sl.prev != nil {
-		sl.prev.next = sl.next
-	} else {
-		c.partial = sl.next
-	}
-	if sl.next != nil {
-		sl.next.prev = sl.prev
-	}
-	sl.next, sl.prev, sl.listed = nil, nil, false
+	c.partial.Remove(&sl.links)
+	sl.listed = false
 }
 
 // classDrain gives objects back to their slabs, and the pages of slabs
@@ -332,15 +322,15 @@ func (z *Zone) drainSlabs() {
 		c := &z.classes[ci]
 		var release []*slab
 		c.mu.Lock()
-		for sl := c.partial; sl != nil; {
-			next := sl.next
+		for k := c.partial.Front(); k != nil; {
+			sl, next := k.Elem(), k.Next()
 			if sl.inuse == 0 {
 				c.unlink(sl)
 				c.nempty--
 				c.nslabs--
 				release = append(release, sl)
 			}
-			sl = next
+			k = next
 		}
 		c.mu.Unlock()
 		for _, sl := range release {
@@ -360,13 +350,15 @@ func (z *Zone) allocLarge(size int, flags Flags) ([]byte, error) {
 	return z.mem[off : off+size : off+size], nil
 }
 
-// Free frees memory Alloc returned: kfree(). A nil or empty slice is
-// ignored. A second Free of the same object ("Object already free"), a
+// Free frees memory Alloc returned: kfree(). A nil or empty slice (length
+// 0, whatever its capacity) is ignored: it names no object, as
+// ZERO_SIZE_PTR names none, so Free(b[:0]) frees nothing and cannot free an
+// object its caller still holds through b. A second Free of the same object ("Object already free"), a
 // pointer into the middle of an object ("Invalid object pointer"), memory
 // Alloc did not return and memory of another zone are reported and left
 // alone.
 func (z *Zone) Free(b []byte) {
-	if cap(b) == 0 {
+	if len(b) == 0 {
 		return
 	}
 	off := z.offsetOf(b)

@@ -10,10 +10,12 @@ import (
 
 	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/krulestest"
+	"github.com/krules/krules/lockclass"
 )
 
 func TestKmallocSizes(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := newZone(t, 16<<20)
 	var all [][]byte
 	for size := 1; size <= 3*gfp.PageSize; size += 37 {
@@ -36,7 +38,7 @@ func TestKmallocSizes(t *testing.T) {
 }
 
 func TestKmallocAlignmentAndClasses(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := newZone(t, 4<<20)
 	for _, c := range []struct{ size, align int }{{8, 8}, {64, 64}, {65, 32}, {96, 32}, {200, 256}, {4096, 4096}, {9000, 4096}} {
 		b, err := z.Alloc(c.size, gfp.Kernel)
@@ -47,7 +49,7 @@ func TestKmallocAlignmentAndClasses(t *testing.T) {
 }
 
 func TestKmallocZeroAndEmpty(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := newZone(t, 4<<20, gfp.WithShards(1))
 	b, err := z.Alloc(64, gfp.Kernel)
 	require.NoError(t, err)
@@ -71,8 +73,26 @@ func TestKmallocZeroAndEmpty(t *testing.T) {
 	require.Error(t, err)
 }
 
+// The rule for empty slices is the one Free's doc states: a slice of
+// length 0 names no object (Alloc(0)'s ZERO_SIZE_PTR is one) and is
+// ignored, whatever its capacity, so Free(b[:0]) frees nothing and a later
+// Free(b) is the object's only free.
+func TestFreeIgnoresEmptySlices(t *testing.T) {
+	krulestest.Check(t)
+	z := newZone(t, 4<<20, gfp.WithShards(1))
+	for _, size := range []int{64, 3 * gfp.PageSize} {
+		b, err := z.Alloc(size, gfp.Kernel)
+		require.NoError(t, err)
+		before := z.Stats()
+		z.Free(b[:0])
+		z.Free(b[size:])
+		require.Equal(t, before, z.Stats(), "nothing was freed")
+		z.Free(b) // no "Object already free"
+	}
+}
+
 func TestKfreeMisuseIsReported(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	z := newZone(t, 4<<20)
 	b, err := z.Alloc(64, gfp.Kernel)
 	require.NoError(t, err)
@@ -113,7 +133,7 @@ func TestKfreeMisuseIsReported(t *testing.T) {
 // Many goroutines allocate pages and objects of random sizes, fill them
 // with their own pattern, check it and free them, under -race.
 func TestConcurrentAllocation(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := newZone(t, 32<<20)
 	var wg sync.WaitGroup
 	for g := range 8 {
@@ -177,4 +197,43 @@ func TestConcurrentAllocation(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// One GFP_KERNEL kmalloc under a spin lock is one bad call and one
+// sleep-in-atomic report, whether the class must grow a slab first (a page
+// allocation inside the kmalloc) or has an object cached, on the first call
+// and on later ones: the page allocation does not check again what kmalloc
+// has checked, as the kernel's __might_resched rate limit keeps it to one.
+func TestKmallocUnderSpinLockReportsOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		size int
+		warm bool // allocate and free one first, outside the lock
+	}{
+		{"new slab", 64, false},
+		{"cached object", 64, true},
+		{"large", 3 * gfp.PageSize, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := krulestest.Record(t)
+			krulestest.ResetDefault(t)
+			z := newZone(t, 4<<20, gfp.WithShards(1), gfp.WithoutKswapd())
+			if tc.warm {
+				b, err := z.Alloc(tc.size, gfp.Kernel)
+				require.NoError(t, err)
+				z.Free(b)
+			}
+			var l lockclass.SpinLock
+			l.Init(lockclass.WithName("test_lock"))
+			for call := range 2 {
+				l.Lock()
+				b, err := z.Alloc(tc.size, gfp.Kernel)
+				l.Unlock()
+				require.NoError(t, err)
+				z.Free(b)
+				require.Equal(t, []krules.Kind{krules.SleepInAtomic}, rec.Kinds(), "call %d", call)
+				rec.Clear()
+			}
+		})
+	}
 }

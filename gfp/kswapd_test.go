@@ -9,6 +9,7 @@ import (
 
 	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/lockclass"
 )
 
@@ -17,7 +18,7 @@ import (
 // PF_KSWAPD) until the zone is over its high watermark, and stops with the
 // zone. VerifyTestMain's goleak check proves it is gone.
 func TestKswapdReclaimsToHighAndStops(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z, err := gfp.NewZone(16<<20, gfp.WithMinFreeKbytes(1024))
 	require.NoError(t, err)
 	require.False(t, z.KswapdRunning(), "started lazily")
@@ -71,7 +72,7 @@ func TestKswapdReclaimsToHighAndStops(t *testing.T) {
 // A kswapd that cannot reclaim anything stops being woken after
 // MAX_RECLAIM_RETRIES failed runs.
 func TestKswapdGivesUpAfterRepeatedFailures(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := newZone(t, 16<<20, gfp.WithMinFreeKbytes(1024))
 	pages := pressure(t, z)
 	_ = pages
@@ -109,7 +110,7 @@ func TestKswapdGivesUpAfterRepeatedFailures(t *testing.T) {
 }
 
 func TestZoneWithoutKswapd(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := newZone(t, 4<<20, gfp.WithoutKswapd())
 	pressure(t, z)
 	p, err := z.AllocPages(0, gfp.Atomic)

@@ -11,21 +11,22 @@ import (
 	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
 	"github.com/krules/krules/internal/task"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/lockclass"
 )
 
 // lib/locking-selftest.c's fs_reclaim tests.
 func TestFSReclaimSelftests(t *testing.T) {
 	t.Run("correct nesting", func(t *testing.T) {
-		lockclass.ResetDefault(t)
-		krules.Check(t)
+		krulestest.ResetDefault(t)
+		krulestest.Check(t)
 		gfp.FSReclaimAcquire(gfp.Kernel)
 		gfp.MightAlloc(gfp.NoFS)
 		gfp.FSReclaimRelease(gfp.Kernel)
 	})
 	t.Run("wrong nesting", func(t *testing.T) {
-		lockclass.ResetDefault(t)
-		rec := krules.Record(t)
+		krulestest.ResetDefault(t)
+		rec := krulestest.Record(t)
 		gfp.FSReclaimAcquire(gfp.Kernel)
 		gfp.MightAlloc(gfp.Kernel)
 		gfp.FSReclaimRelease(gfp.Kernel)
@@ -34,8 +35,8 @@ func TestFSReclaimSelftests(t *testing.T) {
 		require.Contains(t, rec.Last().Text, "fs_reclaim")
 	})
 	t.Run("protected nesting", func(t *testing.T) {
-		lockclass.ResetDefault(t)
-		krules.Check(t)
+		krulestest.ResetDefault(t)
+		krulestest.Check(t)
 		gfp.FSReclaimAcquire(gfp.Kernel)
 		flags := gfp.NoFSSave()
 		gfp.MightAlloc(gfp.Kernel)
@@ -87,8 +88,8 @@ func TestLockHeldAcrossAllocationTakenByShrinker(t *testing.T) {
 				name = c.name + "/allocation first"
 			}
 			t.Run(name, func(t *testing.T) {
-				lockclass.ResetDefault(t)
-				rec := krules.Record(t)
+				krulestest.ResetDefault(t)
+				rec := krulestest.Record(t)
 				z := newZone(t, 4<<20)
 				var l lockclass.Mutex
 				l.Init(lockclass.WithName("&drv->lock"))
@@ -143,8 +144,8 @@ func TestLockHeldAcrossAllocationTakenByShrinker(t *testing.T) {
 // Drivers prime lockdep at init, as xe and panthor do: fs_reclaim →
 // shrinker lock, learnt without running reclaim.
 func TestPrimingFSReclaim(t *testing.T) {
-	lockclass.ResetDefault(t)
-	rec := krules.Record(t)
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
 	z := newZone(t, 1<<20)
 	var l lockclass.Mutex
 	l.Init(lockclass.WithName("&shrinker->lock"))
@@ -171,8 +172,8 @@ func TestLockHeldAcrossAllocationTakenByNotifier(t *testing.T) {
 		report bool
 	}{{gfp.NoIO, true}, {gfp.Kernel, true}, {gfp.Atomic, false}, {gfp.NoWait, false}} {
 		t.Run(c.flags.String(), func(t *testing.T) {
-			lockclass.ResetDefault(t)
-			rec := krules.Record(t)
+			krulestest.ResetDefault(t)
+			rec := krulestest.Record(t)
 			var l lockclass.Mutex
 			l.Init(lockclass.WithName("&svm->lock"))
 			l.Lock()
@@ -196,8 +197,8 @@ func TestLockHeldAcrossAllocationTakenByNotifier(t *testing.T) {
 // Allocating inside a notifier callback with GFP_KERNEL is what the
 // notifier map exists to catch.
 func TestAllocationInsideNotifierCallback(t *testing.T) {
-	lockclass.ResetDefault(t)
-	rec := krules.Record(t)
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
 	gfp.NotifierMap.Acquire()
 	gfp.MightAlloc(gfp.Kernel)
 	gfp.NotifierMap.Release()
@@ -207,8 +208,8 @@ func TestAllocationInsideNotifierCallback(t *testing.T) {
 
 // Direct reclaim holds fs_reclaim only for allocations with FS.
 func TestDirectReclaimHoldsFSReclaimForFS(t *testing.T) {
-	lockclass.ResetDefault(t)
-	krules.Check(t)
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
 	z := newZone(t, 16<<20, gfp.WithMinFreeKbytes(1024), gfp.WithShards(1), gfp.WithoutKswapd())
 	held := make(chan *gfp.Page, z.Pages())
 	pages := pressure(t, z)

@@ -9,7 +9,7 @@ import "github.com/krules/krules/lockclass"
 // allocation that could enter reclaim with FS, so lockdep orders every lock
 // held around such an allocation before reclaim and every lock taken by a
 // shrinker after it. It belongs to the default validator, which tests reset
-// with lockclass.ResetDefault.
+// with krulestest.ResetDefault.
 //
 // To order a held lock before reclaim by hand, call FSReclaimAcquire and
 // FSReclaimRelease rather than acquiring this map directly: they also order
@@ -28,3 +28,23 @@ var FSReclaimMap = lockclass.NewMap("fs_reclaim")
 // lock held around such an allocation and taken in a callback is a
 // circular dependency.
 var NotifierMap = lockclass.NewMap("mmu_notifier_invalidate_range_start")
+
+// reclaimPrime is the priming of fs_reclaim -> NotifierMap, the dependency
+// every might_alloc that may reclaim records in the kernel
+// (__fs_reclaim_acquire's lock_map_acquire of the notifier map;
+// __mmu_notifier_register did it explicitly in v5.4–v5.10).
+var reclaimPrime lockclass.PrimeKey
+
+// primeReclaim records fs_reclaim -> NotifierMap in the default validator,
+// once per generation, with nothing held. MightAlloc skips the maps for a
+// goroutine that holds no lock, so after a Reset the dependency would
+// otherwise be missing until something allocated under a lock, and a
+// GFP_KERNEL allocation in a notifier callback would be reported as
+// recursive locking of the notifier map instead of the circular dependency.
+func primeReclaim() {
+	lockclass.Default().PrimeOnce(&reclaimPrime, func() {
+		FSReclaimMap.Acquire()
+		touchNotifierMap()
+		FSReclaimMap.Release()
+	})
+}

@@ -49,13 +49,19 @@ func MightAlloc(flags Flags) {
 // in the same step. Skipping them saves four validator operations (about
 // 45 ns) on every allocation made without locks. (A raw
 // FSReclaimMap.Acquire under a lock is the one way around that; prime with
-// FSReclaimAcquire instead.)
+// FSReclaimAcquire instead.) One step needs the dependency beforehand: under
+// the notifier map itself (a GFP_KERNEL allocation in a callback) the step
+// would meet the map again inside fs_reclaim and report recursive locking,
+// not the cycle. So the first MightAlloc under a lock in each validator
+// generation records fs_reclaim → notifier map first (primeReclaim), as the
+// kernel's skipped allocations would have.
 func mightAllocTask(gfp Flags, t *task.Task, pf TaskFlags) {
 	if t == nil {
 		return // no sections, no locks: nothing to check
 	}
 	sleepy := (t.NonBlock | t.Preempt) != 0
 	if len(t.Lockdep.Held) > 0 && needReclaim(gfp, pf) {
+		primeReclaim() // what the skipped allocations would have recorded
 		if gfp&FS != 0 {
 			FSReclaimMap.Acquire()
 			touchNotifierMap()

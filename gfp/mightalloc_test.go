@@ -8,6 +8,7 @@ import (
 	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
 	"github.com/krules/krules/internal/task"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/nonblock"
 )
 
@@ -15,7 +16,7 @@ import (
 // from invalid context", whether or not it would have slept; GFP_ATOMIC
 // and GFP_NOWAIT are what atomic sections are for.
 func TestMightAllocChecksSleeping(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	z := newZone(t, 1<<20)
 	nonblock.StartAtomic()
 	p, err := z.AllocPages(0, gfp.Atomic)
@@ -45,7 +46,7 @@ func TestMightAllocChecksSleeping(t *testing.T) {
 // PF_MEMALLOC does not make a blocking allocation non-blocking: the check
 // is on the flags.
 func TestMightAllocUnderNoReclaimStillChecksSleeping(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	s := gfp.NoReclaimSave()
 	nonblock.Start()
 	gfp.MightAlloc(gfp.Kernel)

@@ -8,8 +8,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/krulestest"
 )
 
 // recorder is a shrinker that keeps a constant count and records every
@@ -49,7 +49,7 @@ func (r *recorder) Scans() []uint64 {
 func reclaimOnce(z *gfp.Zone) { z.Reclaim(1<<40, gfp.Kernel) }
 
 func TestShrinkerTrimHardScansInBatches(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := newZone(t, 1<<20)
 	// seeks 0: delta = freeable/2 = 500 at every priority; batches of 128
 	// until less than a batch is left.
@@ -68,7 +68,7 @@ func TestShrinkerTrimHardScansInBatches(t *testing.T) {
 }
 
 func TestShrinkerSeeksAndSmallCaches(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := newZone(t, 1<<20)
 	// 4096 objects, seeks 2: delta = (4096>>p)·4/2, which is below a batch
 	// until priority 6 (128): nothing is scanned at priorities 12..7 and the
@@ -95,7 +95,7 @@ func TestShrinkerSeeksAndSmallCaches(t *testing.T) {
 }
 
 func TestShrinkerBatchAndNrScanned(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := newZone(t, 1<<20)
 	// Batch 10, trim hard: 50 to scan at the first priority, but the
 	// shrinker reports it looked at 25 each time, so two calls.
@@ -110,7 +110,7 @@ func TestShrinkerBatchAndNrScanned(t *testing.T) {
 }
 
 func TestShrinkStopEndsThePass(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := newZone(t, 1<<20)
 	r := newRecorder(1000, 0, 0, func(*gfp.ShrinkControl) uint64 { return gfp.ShrinkStop })
 	require.NoError(t, z.RegisterShrinker(&r.Shrinker))
@@ -120,7 +120,7 @@ func TestShrinkStopEndsThePass(t *testing.T) {
 }
 
 func TestEmptyShrinkersAreNotScanned(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := newZone(t, 1<<20)
 	for _, count := range []uint64{0, gfp.ShrinkEmpty} {
 		r := newRecorder(count, 0, 0, func(*gfp.ShrinkControl) uint64 { panic("scanned") })
@@ -146,7 +146,7 @@ func TestShrinkerRegistration(t *testing.T) {
 
 // UnregisterShrinker waits for a scan in progress (shrinker_free).
 func TestUnregisterWaitsForRunningScans(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := newZone(t, 1<<20)
 	entered := make(chan struct{})
 	release := make(chan struct{})

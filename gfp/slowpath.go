@@ -55,6 +55,9 @@ func (z *Zone) slowPath(order int, gfp Flags, kind uint32, pf TaskFlags) *Page {
 	noProgressLoops := 0
 retry:
 	for {
+		if z.closed.Load() {
+			return nil // allocPages says ErrClosed; no reclaim, no report
+		}
 		if af&allocKswapd != 0 {
 			z.wakeupKswapd(order)
 		}
@@ -109,6 +112,9 @@ retry:
 		time.Sleep(jiffy)
 		noProgressLoops = 0
 		goto retry
+	}
+	if z.closed.Load() {
+		return nil
 	}
 	z.stats.failures[order].Add(1)
 	z.warnAlloc(gfp, order)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/krulestest"
 )
 
 // pressure fills z down to its min watermark with GFP_KERNEL and returns
@@ -82,7 +83,7 @@ func (s *heldShrinker) release() {
 }
 
 func TestAllocationFailureReport(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	z := reserveZone(t)
 	pressure(t, z)
 
@@ -110,7 +111,7 @@ func TestAllocationFailureReport(t *testing.T) {
 // Direct reclaim runs the shrinkers with the allocation's flags, under
 // PF_MEMALLOC, and the allocation gets what they freed.
 func TestDirectReclaimFeedsTheAllocation(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := reserveZone(t)
 	pages := pressure(t, z)
 	s := newHeldShrinker(z, pages[:100], 16)
@@ -133,7 +134,7 @@ func TestDirectReclaimFeedsTheAllocation(t *testing.T) {
 }
 
 func TestNoFSReclaimSeesNoFS(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := reserveZone(t)
 	pressure(t, z)
 	var seen atomic.Uint32
@@ -169,7 +170,7 @@ func liar(calls *atomic.Int64) *gfp.Shrinker {
 }
 
 func TestRetriesAreBoundedAndNoRetryStopsAfterOneReclaim(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := reserveZone(t)
 	pressure(t, z)
 	var calls atomic.Int64
@@ -198,7 +199,7 @@ func TestRetriesAreBoundedAndNoRetryStopsAfterOneReclaim(t *testing.T) {
 }
 
 func TestCostlyOrdersGiveUpEarly(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := reserveZone(t)
 	// Take every order-4 block, so that one must be reclaimed.
 	var big []*gfp.Page
@@ -229,7 +230,7 @@ func TestCostlyOrdersGiveUpEarly(t *testing.T) {
 }
 
 func TestOOMHookCanFreeMemory(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := reserveZone(t)
 	pages := pressure(t, z)
 	before := z.Stats().OOMCalls
@@ -253,7 +254,7 @@ func TestOOMHookCanFreeMemory(t *testing.T) {
 }
 
 func TestNoFailMisuseWarns(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	z := reserveZone(t)
 	pressure(t, z)
 
@@ -297,7 +298,7 @@ func TestNoFailMisuseWarns(t *testing.T) {
 // A NOFAIL allocation in an empty zone does not fail: it keeps trying,
 // sleeping between rounds, until somebody frees memory.
 func TestNoFailWaitsForMemory(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	z := reserveZone(t)
 	pressure(t, z)
 	s := gfp.NoReclaimSave()

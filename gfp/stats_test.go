@@ -7,12 +7,12 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/krulestest"
 )
 
 func TestStatsCountAndPrint(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := newZone(t, 8<<20, gfp.WithName("DMA32"))
 	p, err := z.AllocPages(2, gfp.Kernel)
 	require.NoError(t, err)
@@ -51,7 +51,7 @@ func TestStatsCountAndPrint(t *testing.T) {
 }
 
 func TestDefaultZone(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	require.NoError(t, gfp.ResetDefault())
 	z := gfp.Default()
 	require.Same(t, z, gfp.Default(), "created once")

@@ -5,8 +5,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/krulestest"
 )
 
 func TestWatermarksAreComputedAsTheKernelDoes(t *testing.T) {
@@ -53,8 +53,10 @@ func drainTo(t *testing.T, z *gfp.Zone, flags gfp.Flags) []*gfp.Page {
 	}
 }
 
-// Each caller of the spec's §5.5 table allocates exactly down to its
-// threshold: free pages end at that threshold, never below.
+// Each kind of caller of __zone_watermark_ok (mm/page_alloc.c: the min
+// watermark less the ALLOC_MIN_RESERVE, ALLOC_NON_BLOCK and ALLOC_OOM
+// discounts, or none with ALLOC_NO_WATERMARKS) allocates exactly down to
+// its threshold: free pages end at that threshold, never below.
 func TestReserveThresholds(t *testing.T) {
 	const min = 256
 	cases := []struct {
@@ -78,7 +80,7 @@ func TestReserveThresholds(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			krules.Check(t)
+			krulestest.Check(t)
 			z := reserveZone(t)
 			if c.scope != nil {
 				s := c.scope()
@@ -101,7 +103,7 @@ func TestReserveThresholds(t *testing.T) {
 // The thresholds stack: GFP_KERNEL stops at min, GFP_ATOMIC goes on to
 // 37.5%, PF_MEMALLOC takes the rest.
 func TestReservesAreUsedInTurn(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := reserveZone(t)
 	k := drainTo(t, z, gfp.Kernel|gfp.NoWarn)
 	require.Equal(t, int64(256), z.Stats().Free)
@@ -125,7 +127,7 @@ func TestReservesAreUsedInTurn(t *testing.T) {
 // Higher orders count the pages they take: free - (2^order - 1) must stay
 // above the threshold.
 func TestReserveThresholdForHigherOrders(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := reserveZone(t)
 	var got []*gfp.Page
 	for {

@@ -217,9 +217,10 @@ func (z *Zone) offsetOf(b []byte) int {
 
 // Close stops the zone's kswapd, empties its caches and, when every page
 // has come back, unmaps its arena. Allocations fail with ErrClosed from
-// then on; frees are still accepted. If pages are still allocated, the arena
-// stays mapped (so their holders do not fault) and Close says how many.
-// Close is idempotent.
+// then on, including those already in flight that have not taken a page
+// yet; frees are still accepted. If pages are still allocated (or were
+// taken by an allocation in flight), the arena stays mapped, so their
+// holders do not fault, and Close says how many. Close is idempotent.
 func (z *Zone) Close() error {
 	if z.closed.Swap(true) {
 		return nil
@@ -227,7 +228,16 @@ func (z *Zone) Close() error {
 	z.kswapd.stop()
 	z.drainAll()
 	z.drainSlabs()
-	if out := int64(len(z.pages)) - z.nrFree.Load(); out > 0 {
+	// The fence against allocations in flight: they passed the closed
+	// check on entry, but rmqueueSmallest checks again under the zone
+	// lock. Counting under that lock sees every block taken before (an
+	// allocation about to zero its page holds an allocated page, so the
+	// arena stays mapped) and none can be taken after. Costs the
+	// allocation fast path nothing.
+	z.mu.Lock()
+	free := z.nrFree.Load()
+	z.mu.Unlock()
+	if out := int64(len(z.pages)) - free; out > 0 {
 		return fmt.Errorf("gfp: zone %s closed with %d pages still allocated; its memory stays mapped", z.name, out)
 	}
 	return z.arena.release()

@@ -3,12 +3,10 @@ package lockclass
 import (
 	"fmt"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"unsafe"
 
 	"github.com/krules/krules"
-	"github.com/krules/krules/internal/task"
 )
 
 // class is a lock class (struct lock_class): the unit of validation, one per
@@ -67,12 +65,15 @@ const (
 	enabledR
 )
 
-// Wait types (lockdep's wait_type_inner/outer).
+// Wait types (enum lockdep_wait_type in include/linux/lockdep_types.h),
+// printed as {outer:inner}. LD_WAIT_CONFIG is LD_WAIT_SPIN unless
+// CONFIG_PROVE_RAW_LOCK_NESTING is set, which v6.12 leaves off by default
+// (lib/Kconfig.debug; it became default y in v6.13): so spinlock_t and
+// rwlock_t print {2:2}, as raw_spinlock_t does, and mutex and rwsem {4:4}.
 const (
-	waitInv    = 0
-	waitSpin   = 2 // raw_spinlock_t
-	waitConfig = 3 // spinlock_t, rwlock_t
-	waitSleep  = 4 // mutex, rwsem
+	waitSpin   = 2        // LD_WAIT_SPIN: raw_spinlock_t
+	waitConfig = waitSpin // LD_WAIT_CONFIG: spinlock_t, rwlock_t
+	waitSleep  = 4        // LD_WAIT_SLEEP: mutex, rwsem
 )
 
 var idSeed atomic.Uint64
@@ -85,9 +86,9 @@ func nextID() uint64 {
 	return z ^ z>>31
 }
 
-func init() {
-	task.ClassLabel = func(p unsafe.Pointer) string { return (*class)(p).label() }
-}
+// classLabel is the held-lock entries' Label: what reports print for a
+// class.
+func classLabel(p unsafe.Pointer) string { return (*class)(p).label() }
 
 // displayName is the kernel's __print_lock_name: name, "#ver" for the second
 // and later classes sharing a name, "/sub" for subclasses.
@@ -164,6 +165,14 @@ func (g *graph) register(cfg *mapConfig, key *Key, sub int) (*class, *krules.Rep
 	}
 	if !g.enabled.Load() {
 		return nil, nil
+	}
+	if !keyKnown(key) {
+		// lockdep_init_map_type: "BUG: key %px has not been registered!"
+		// and DEBUG_LOCKS_WARN_ON(1); the lock is not validated.
+		if !g.reportable(true) {
+			return nil, nil
+		}
+		return nil, unregisteredKeyReport(key)
 	}
 	if g.nclasses >= g.v.lim.Classes {
 		if !g.offLocked() {
@@ -308,16 +317,4 @@ func removeEdge(list []*edge, e *edge) []*edge {
 		}
 	}
 	return list
-}
-
-// names renders classes for reports and views.
-func joinNames(cs []*class) string {
-	var b strings.Builder
-	for i, c := range cs {
-		if i > 0 {
-			b.WriteString(" --> ")
-		}
-		b.WriteString(c.displayName())
-	}
-	return b.String()
 }

@@ -8,15 +8,15 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/krules/krules"
 	"github.com/krules/krules/internal/task"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/lockclass"
 )
 
 // With validation compiled out the locks are plain locks: an inversion
 // goes unreported, nothing is tracked, the views are empty.
 func TestCompiledOutLocksArePlain(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	require.False(t, lockclass.IsEnabled())
 	var a, b lockclass.Mutex
 	a.Init()

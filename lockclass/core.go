@@ -5,6 +5,8 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+
+	"github.com/krules/krules/internal/list"
 )
 
 // core is the blocking part of the sleeping locks (Mutex is a core used only
@@ -42,15 +44,15 @@ const (
 )
 
 type waitq struct {
-	mu         sync.Mutex
-	head, tail *waiter
+	mu sync.Mutex
+	l  list.List[waiter] // FIFO
 }
 
 type waiter struct {
-	next, prev *waiter
-	write      bool
-	granted    bool
-	ch         chan struct{}
+	links   list.Links[waiter]
+	write   bool
+	granted bool
+	ch      chan struct{}
 }
 
 var waiterPool = sync.Pool{New: func() any { return &waiter{ch: make(chan struct{}, 1)} }}
@@ -157,7 +159,7 @@ func (c *core) lockSlow(ctx context.Context, write bool) error {
 		return ctx.Err()
 	}
 	q.remove(w)
-	if q.head == nil {
+	if q.l.Empty() {
 		for {
 			s := c.state.Load()
 			if c.state.CompareAndSwap(s, s&^cWaiters) {
@@ -263,15 +265,15 @@ func (c *core) wlocked() bool { return c.state.Load()&cWriter != 0 }
 // head writer if the lock is free, or to every queued reader (up to
 // maxReaderWake) if the head is a reader and no writer holds it. q.mu held.
 func (c *core) grant(q *waitq) {
-	for q.head != nil {
+	for !q.l.Empty() {
 		s := c.state.Load()
-		if q.head.write {
+		if q.front().write {
 			if s&^cWaiters != 0 {
 				return
 			}
-			w := q.head
+			w := q.front()
 			ns := int64(cWriter)
-			if w.next != nil {
+			if w.links.Next() != nil {
 				ns |= cWaiters
 			}
 			if !c.state.CompareAndSwap(s, ns) {
@@ -286,7 +288,7 @@ func (c *core) grant(q *waitq) {
 			return
 		}
 		n, others := 0, false
-		for w := q.head; w != nil; w = w.next {
+		for w := q.front(); w != nil; w = w.next() {
 			if w.write || n == maxReaderWake {
 				others = true
 			} else {
@@ -302,8 +304,8 @@ func (c *core) grant(q *waitq) {
 		if !c.state.CompareAndSwap(s, ns) {
 			continue
 		}
-		for w, k := q.head, 0; w != nil && k < n; {
-			next := w.next
+		for w, k := q.front(), 0; w != nil && k < n; {
+			next := w.next()
 			if !w.write {
 				q.remove(w)
 				w.granted = true
@@ -316,28 +318,24 @@ func (c *core) grant(q *waitq) {
 	}
 }
 
-func (q *waitq) push(w *waiter) {
-	w.next, w.prev = nil, q.tail
-	if q.tail != nil {
-		q.tail.next = w
-	} else {
-		q.head = w
+func (q *waitq) push(w *waiter) { q.l.PushBack(w, &w.links) }
+
+func (q *waitq) remove(w *waiter) { q.l.Remove(&w.links) }
+
+// front returns the first waiter, or nil.
+func (q *waitq) front() *waiter {
+	if k := q.l.Front(); k != nil {
+		return k.Elem()
 	}
-	q.tail = w
+	return nil
 }
 
-func (q *waitq) remove(w *waiter) {
-	if w.prev != nil {
-		w.prev.next = w.next
-	} else {
-		q.head = w.next
+// next returns the waiter queued after w, or nil.
+func (w *waiter) next() *waiter {
+	if k := w.links.Next(); k != nil {
+		return k.Elem()
 	}
-	if w.next != nil {
-		w.next.prev = w.prev
-	} else {
-		q.tail = w.prev
-	}
-	w.next, w.prev = nil, nil
+	return nil
 }
 
 // noCopy makes go vet's copylocks check flag copies.

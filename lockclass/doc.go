@@ -36,10 +36,11 @@
 // Validator was made with KeepGoing; the locks keep working either way.
 //
 // Goroutines have no interrupts, so the kernel's irq-state tracking
-// (inconsistent lock state, irq inversions, safe→unsafe) is omitted, as the
-// spec recommends: every acquisition counts as process context with irqs
-// enabled, which is also what the usage characters show ({+.+.}). The
-// wait-context check is omitted too.
+// (inconsistent lock state, irq inversions, safe→unsafe: mark_lock_irq and
+// check_irq_usage in kernel/locking/lockdep.c) is omitted: every
+// acquisition counts as process context with irqs enabled, which is also
+// what the usage characters show ({+.+.}). The wait-context check is
+// omitted too.
 //
 // Deviation: the cycle search keeps "reached strongly" and "reached only
 // through recursive reads" apart for each class, so it finds a strong cycle
@@ -49,7 +50,7 @@
 // # Validators
 //
 // A Validator holds all graph state; the package default serves ordinary
-// use, NewValidator makes private ones (with Limits), ResetDefault gives a
+// use, NewValidator makes private ones (with Limits), krulestest.ResetDefault gives a
 // test an empty default graph that is put back at cleanup. Dependencies are
 // recorded only between locks of the same validator; locks of another
 // validator held meanwhile are skipped by the checks but stay in the held-lock

@@ -28,7 +28,7 @@ func downgrade(m *Map, pc uintptr) {
 	above[0].Read = 1
 	above[0].Site = pc
 	t.Lockdep.ChainKey = held[i].PrevChainKey
-	t.Lockdep.Held = held[:i]
+	truncateHeld(t, i)
 	reps = append(reps, rebuild(t, above)...)
 	emitAll(reps)
 }

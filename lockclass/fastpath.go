@@ -116,7 +116,7 @@ func pushCached(t *task.Task, m *Map, c *class, read uint8, try bool, pc uintptr
 // composite literal is built on the stack and copied with 16-byte moves that
 // stall on store forwarding.
 func fillEntry(h *task.HeldLock, m *Map, c *class, read uint8, try bool, pc uintptr, prev uint64) {
-	h.Instance, h.Class, h.NestLock = unsafe.Pointer(m), unsafe.Pointer(c), nil
+	h.Instance, h.Class, h.NestLock, h.Label = unsafe.Pointer(m), unsafe.Pointer(c), nil, classLabel
 	h.Site, h.PrevChainKey = pc, prev
 	h.References, h.PinCount = 0, 0
 	h.Read, h.Trylock, h.Check = read, try, true
@@ -200,8 +200,8 @@ func (m *Mutex) Unlock() {
 			return
 		}
 		m.own.release(&m.dep)
-	} else if compiledIn && enabled.Load() && !m.core.wlocked() {
-		releaseShared(&m.dep) // not locked: a double unlock
+	} else if compiledIn && enabled.Load() {
+		releaseUntracked(&m.dep, m.core.wlocked())
 	}
 	m.core.unlock()
 }

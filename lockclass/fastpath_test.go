@@ -12,6 +12,7 @@ import (
 	"github.com/krules/krules"
 	"github.com/krules/krules/internal/stack"
 	"github.com/krules/krules/internal/task"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/lockclass"
 	"github.com/krules/krules/nonblock"
 )
@@ -43,7 +44,7 @@ func cachedMutexAndRWSem(v *lockclass.Validator) (*lockclass.Mutex, *lockclass.R
 }
 
 func TestUncontendedLockInANonBlockSectionStillMightSleep(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	m, s := cachedMutexAndRWSem(lockclass.NewValidator())
 	require.Zero(t, rec.Len())
 
@@ -59,7 +60,7 @@ func TestUncontendedLockInANonBlockSectionStillMightSleep(t *testing.T) {
 }
 
 func TestCachedLockRecordsTheCallersSite(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	m, s := cachedMutexAndRWSem(lockclass.NewValidator())
 
 	_, _, line, _ := runtime.Caller(0)
@@ -80,7 +81,7 @@ func TestCachedLockRecordsTheCallersSite(t *testing.T) {
 // memo) and is then taken under another goes through validation again, so
 // the inversion that follows is reported.
 func TestCachedLockUnderNewLocksIsValidatedAgain(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	v := lockclass.NewValidator()
 	a, b, c := mutex(v, "A"), mutex(v, "B"), mutex(v, "C")
 	for range 3 {
@@ -100,12 +101,12 @@ func TestCachedLockUnderNewLocksIsValidatedAgain(t *testing.T) {
 // Recursive locking of a cached class by another instance is still
 // reported, and the lock that was free is not left locked.
 func TestUncontendedRecursionOnAClassIsReported(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	v := lockclass.NewValidator()
-	var key lockclass.Key
+	key := registeredKey()
 	m1, m2 := new(lockclass.Mutex), new(lockclass.Mutex)
-	m1.Init(lockclass.WithValidator(v), lockclass.WithKey(&key), lockclass.WithName("&dev->lock"))
-	m2.Init(lockclass.WithValidator(v), lockclass.WithKey(&key), lockclass.WithName("&dev->lock"))
+	m1.Init(lockclass.WithValidator(v), lockclass.WithKey(key), lockclass.WithName("&dev->lock"))
+	m2.Init(lockclass.WithValidator(v), lockclass.WithKey(key), lockclass.WithName("&dev->lock"))
 	warm(m1)
 	m1.Lock()
 	m2.Lock()
@@ -119,7 +120,7 @@ func TestUncontendedRecursionOnAClassIsReported(t *testing.T) {
 // The last holder's record is only a guess: another goroutine taking the
 // lock next uses its own.
 func TestLockAfterAnotherGoroutineUsesItsOwnRecord(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	v := lockclass.NewValidator()
 	m := mutex(v, "M")
 	done := make(chan struct{})

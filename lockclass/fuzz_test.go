@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/krules/krules"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/lockclass"
 )
 
@@ -326,7 +327,7 @@ func (w *fzWorker) do(o fzOp) {
 }
 
 func validatorRun(t *testing.T, ops []fzOp) (int, krules.Kind) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	v := lockclass.NewValidator()
 	var workers [fzGoroutines]*fzWorker
 	for g := range workers {

@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -40,6 +41,8 @@ type graph struct {
 	bfsGen      uint64
 	lookups     atomic.Uint64
 	cacheMisses atomic.Uint64
+
+	primed sync.Map // *PrimeKey -> chan struct{}, closed once primed (PrimeOnce)
 }
 
 type classKey struct {
@@ -162,18 +165,7 @@ func depName(dep uint8) string {
 			s = append(s, d.name)
 		}
 	}
-	return joinStrings(s, ",")
-}
-
-func joinStrings(s []string, sep string) string {
-	out := ""
-	for i, x := range s {
-		if i > 0 {
-			out += sep
-		}
-		out += x
-	}
-	return out
+	return strings.Join(s, ",")
 }
 
 // bfsNode is one step of a search: the class reached, the edge and parent

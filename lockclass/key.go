@@ -1,8 +1,10 @@
 package lockclass
 
 import (
+	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"unsafe"
 	"weak"
@@ -20,11 +22,24 @@ import (
 // object is dropped, which zaps its classes with every dependency and cached
 // chain that mentions them (lockdep_register_key/lockdep_unregister_key).
 //
+// A Key that is neither static nor registered is reported as the kernel's
+// "BUG: key … has not been registered!" when a lock first uses it, and the
+// lock is not validated (lockdep_init_map_type, register_lock_class). Go has
+// no static_obj(); krules decides as follows: a key is static if it lies in
+// the executable's own mappings (its data and bss segments, where
+// package-level variables live), read once from /proc/self/maps, or if it is
+// one of the keys krules makes itself (a site's, a NewMap's own). Anything else, a Key in a
+// heap object or a local variable whose address escapes, is dynamic. Where
+// /proc/self/maps cannot be read every key counts as static.
+//
 // A Key must not be copied.
 type Key struct {
 	_    noCopy
 	name string // the default class name of a site key
 	site uintptr
+	// builtin marks the keys krules makes itself (a site's, a NewMap's
+	// own): static by construction, like the kernel's macro keys.
+	builtin bool
 }
 
 // The kernel's special keys: __lockdep_no_validate__ and
@@ -43,7 +58,7 @@ func siteKey(pc uintptr) *Key {
 	if k, ok := siteKeys.Load(pc); ok {
 		return k.(*Key)
 	}
-	k := &Key{name: siteName(pc), site: pc}
+	k := &Key{name: siteName(pc), site: pc, builtin: true}
 	actual, _ := siteKeys.LoadOrStore(pc, k)
 	return actual.(*Key)
 }
@@ -64,20 +79,29 @@ var registeredKeys sync.Map // *Key -> struct{}
 // validators lists every validator, weakly, so UnregisterKey can zap a key's
 // classes wherever they were registered.
 var validators struct {
-	mu   sync.Mutex
-	list []weak.Pointer[Validator]
+	mu      sync.Mutex
+	list    []weak.Pointer[Validator]
+	pruneAt int // prune the dead when the list reaches this length
 }
 
+// trackValidator adds v to the list in amortised O(1): the dead are pruned
+// only when the list has doubled since the last pruning, so NewValidator
+// does not get slower with every live validator.
 func trackValidator(v *Validator) {
 	validators.mu.Lock()
 	defer validators.mu.Unlock()
-	live := validators.list[:0]
-	for _, w := range validators.list {
-		if w.Value() != nil {
-			live = append(live, w)
+	if len(validators.list) >= validators.pruneAt {
+		live := validators.list[:0]
+		for _, w := range validators.list {
+			if w.Value() != nil {
+				live = append(live, w)
+			}
 		}
+		clear(validators.list[len(live):])
+		validators.list = live
+		validators.pruneAt = 2*len(live) + 16
 	}
-	validators.list = append(live, weak.Make(v))
+	validators.list = append(validators.list, weak.Make(v))
 }
 
 func allValidators() []*Validator {
@@ -122,3 +146,57 @@ func UnregisterKey(k *Key) {
 }
 
 func keyPtr(k *Key) unsafe.Pointer { return unsafe.Pointer(k) }
+
+// keyKnown reports whether k may key a class: static (static_obj) or
+// registered (is_dynamic_key).
+func keyKnown(k *Key) bool {
+	if k.builtin {
+		return true
+	}
+	lo, hi := executableRange()
+	if a := uintptr(unsafe.Pointer(k)); lo == hi || a >= lo && a < hi {
+		return true
+	}
+	_, ok := registeredKeys.Load(k)
+	return ok
+}
+
+// executableRange is the address range of the executable's own mappings,
+// extended by the anonymous mapping that follows them (the rest of bss): the
+// kernel's _sdata.._end as static_obj tests it. It is empty if
+// /proc/self/maps cannot be read.
+var executableRange = sync.OnceValues(func() (lo, hi uintptr) {
+	exe, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		return 0, 0
+	}
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return 0, 0
+	}
+	for line := range strings.Lines(string(maps)) {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		from, to, ok := strings.Cut(f[0], "-")
+		if !ok {
+			continue
+		}
+		a, err1 := strconv.ParseUint(from, 16, 64)
+		b, err2 := strconv.ParseUint(to, 16, 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		switch {
+		case len(f) >= 6 && f[5] == exe:
+			if lo == 0 {
+				lo = uintptr(a)
+			}
+			hi = uintptr(b)
+		case len(f) < 6 && hi != 0 && uintptr(a) == hi:
+			hi = uintptr(b) // bss beyond the file's pages
+		}
+	}
+	return lo, hi
+})

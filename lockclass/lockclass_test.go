@@ -16,19 +16,29 @@ import (
 
 	"github.com/krules/krules"
 	"github.com/krules/krules/internal/task"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/lockclass"
 	"github.com/krules/krules/nonblock"
 )
 
 func mutex(v *lockclass.Validator, name string) *lockclass.Mutex {
 	m := new(lockclass.Mutex)
-	m.Init(lockclass.WithValidator(v), lockclass.WithKey(new(lockclass.Key)), lockclass.WithName(name))
+	m.Init(lockclass.WithValidator(v), lockclass.WithKey(registeredKey()), lockclass.WithName(name))
 	return m
 }
 
-// The circular report's layout (spec §7.2), line by line.
+// registeredKey returns a dynamic key, registered as lockdep_register_key
+// wants (a Key in a heap object is not static).
+func registeredKey() *lockclass.Key {
+	k := new(lockclass.Key)
+	lockclass.RegisterKey(k)
+	return k
+}
+
+// The circular report's layout (print_circular_bug in
+// kernel/locking/lockdep.c), line by line.
 func TestCircularReportLayout(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	v := lockclass.NewValidator()
 	a, b, c := mutex(v, "&a->lock"), mutex(v, "&b->lock"), mutex(v, "&c->lock")
 	a.Lock()
@@ -82,7 +92,7 @@ func TestCircularReportLayout(t *testing.T) {
 }
 
 func TestTwoLockCycleHasNoChainLineAndReadScenario(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	v := lockclass.NewValidator()
 	var s lockclass.RWSem
 	s.Init(lockclass.WithValidator(v), lockclass.WithName("&mm->mmap_lock"))
@@ -104,12 +114,12 @@ func TestTwoLockCycleHasNoChainLineAndReadScenario(t *testing.T) {
 }
 
 func TestRecursiveReportLayout(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	v := lockclass.NewValidator()
-	var k lockclass.Key
+	k := registeredKey()
 	var x1, x2 lockclass.SpinLock
-	x1.Init(lockclass.WithValidator(v), lockclass.WithKey(&k), lockclass.WithName("&x->lock"))
-	x2.Init(lockclass.WithValidator(v), lockclass.WithKey(&k), lockclass.WithName("&x->lock"))
+	x1.Init(lockclass.WithValidator(v), lockclass.WithKey(k), lockclass.WithName("&x->lock"))
+	x2.Init(lockclass.WithValidator(v), lockclass.WithKey(k), lockclass.WithName("&x->lock"))
 	x1.Lock()
 	x2.Lock()
 	x2.Unlock()
@@ -124,7 +134,7 @@ func TestRecursiveReportLayout(t *testing.T) {
 }
 
 func TestBadUnlockBalanceLayout(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	v := lockclass.NewValidator()
 	m := mutex(v, "&dev->lock")
 	m.Lock()
@@ -140,7 +150,7 @@ func TestBadUnlockBalanceLayout(t *testing.T) {
 }
 
 func TestHeldLockFreedLayout(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	v := lockclass.NewValidator()
 	m := mutex(v, "&dev->lock")
 	m.Lock()
@@ -155,14 +165,14 @@ func TestHeldLockFreedLayout(t *testing.T) {
 
 func TestNestLock(t *testing.T) {
 	t.Run("ww_test_spin_nest_lock", func(t *testing.T) {
-		rec := krules.Record(t)
+		rec := krulestest.Record(t)
 		v := lockclass.NewValidator()
-		var ky lockclass.Key
+		ky := registeredKey()
 		x := mutex(v, "X")
 		a := mutex(v, "A")
 		var y1, y2 lockclass.Mutex
-		y1.Init(lockclass.WithValidator(v), lockclass.WithKey(&ky), lockclass.WithName("Y"))
-		y2.Init(lockclass.WithValidator(v), lockclass.WithKey(&ky), lockclass.WithName("Y"))
+		y1.Init(lockclass.WithValidator(v), lockclass.WithKey(ky), lockclass.WithName("Y"))
+		y2.Init(lockclass.WithValidator(v), lockclass.WithKey(ky), lockclass.WithName("Y"))
 		x.Lock()
 		y1.LockNestLock(x)
 		a.Lock()
@@ -174,13 +184,13 @@ func TestNestLock(t *testing.T) {
 		require.Zero(t, rec.Len())
 	})
 	t.Run("merge", func(t *testing.T) {
-		rec := krules.Record(t)
+		rec := krulestest.Record(t)
 		v := lockclass.NewValidator()
-		var ky lockclass.Key
+		ky := registeredKey()
 		x := mutex(v, "X")
 		var y1, y2 lockclass.Mutex
-		y1.Init(lockclass.WithValidator(v), lockclass.WithKey(&ky), lockclass.WithName("Y"))
-		y2.Init(lockclass.WithValidator(v), lockclass.WithKey(&ky), lockclass.WithName("Y"))
+		y1.Init(lockclass.WithValidator(v), lockclass.WithKey(ky), lockclass.WithName("Y"))
+		y2.Init(lockclass.WithValidator(v), lockclass.WithKey(ky), lockclass.WithName("Y"))
 		x.Lock()
 		y1.LockNestLock(x)
 		y2.LockNestLock(x) // merged into y1's entry
@@ -196,7 +206,7 @@ func TestNestLock(t *testing.T) {
 		require.Nil(t, task.Lookup())
 	})
 	t.Run("ww_test_spin_nest_unlocked", func(t *testing.T) {
-		rec := krules.Record(t)
+		rec := krulestest.Record(t)
 		v := lockclass.NewValidator()
 		x, a := mutex(v, "X"), mutex(v, "A")
 		a.LockNestLock(x)
@@ -205,12 +215,12 @@ func TestNestLock(t *testing.T) {
 		require.Contains(t, rec.Last().Text, "\nbut this task is not holding:\nX\n")
 	})
 	t.Run("same class without nest lock", func(t *testing.T) {
-		rec := krules.Record(t)
+		rec := krulestest.Record(t)
 		v := lockclass.NewValidator()
-		var ky lockclass.Key
+		ky := registeredKey()
 		var y1, y2 lockclass.Mutex
-		y1.Init(lockclass.WithValidator(v), lockclass.WithKey(&ky))
-		y2.Init(lockclass.WithValidator(v), lockclass.WithKey(&ky))
+		y1.Init(lockclass.WithValidator(v), lockclass.WithKey(ky))
+		y2.Init(lockclass.WithValidator(v), lockclass.WithKey(ky))
 		y1.Lock()
 		y2.Lock()
 		y2.Unlock()
@@ -221,7 +231,7 @@ func TestNestLock(t *testing.T) {
 
 func TestTrylock(t *testing.T) {
 	t.Run("never the target of an edge", func(t *testing.T) {
-		rec := krules.Record(t)
+		rec := krulestest.Record(t)
 		v := lockclass.NewValidator()
 		a, b := mutex(v, "A"), mutex(v, "B")
 		a.Lock()
@@ -235,7 +245,7 @@ func TestTrylock(t *testing.T) {
 		require.Zero(t, rec.Len())
 	})
 	t.Run("a predecessor of later locks", func(t *testing.T) {
-		rec := krules.Record(t)
+		rec := krulestest.Record(t)
 		v := lockclass.NewValidator()
 		a, b := mutex(v, "A"), mutex(v, "B")
 		require.True(t, a.TryLock())
@@ -249,7 +259,7 @@ func TestTrylock(t *testing.T) {
 		require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
 	})
 	t.Run("trylocks above the nearest blocking lock all get edges", func(t *testing.T) {
-		rec := krules.Record(t)
+		rec := krulestest.Record(t)
 		v := lockclass.NewValidator()
 		a, b, c := mutex(v, "A"), mutex(v, "B"), mutex(v, "C")
 		a.Lock()
@@ -281,7 +291,7 @@ func TestTrylock(t *testing.T) {
 }
 
 func TestEdgesOnlyFromTheNearestPredecessor(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	v := lockclass.NewValidator()
 	a, b, c := mutex(v, "A"), mutex(v, "B"), mutex(v, "C")
 	a.Lock()
@@ -302,7 +312,7 @@ func TestEdgesOnlyFromTheNearestPredecessor(t *testing.T) {
 }
 
 func TestOutOfOrderReleaseRebuildsAndValidates(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	v := lockclass.NewValidator()
 	a, b, c, d := mutex(v, "A"), mutex(v, "B"), mutex(v, "C"), mutex(v, "D")
 	d.Lock()
@@ -329,12 +339,12 @@ func TestOutOfOrderReleaseRebuildsAndValidates(t *testing.T) {
 }
 
 func TestSubclasses(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	v := lockclass.NewValidator()
-	var k lockclass.Key
+	k := registeredKey()
 	var parent, child lockclass.Mutex
-	parent.Init(lockclass.WithValidator(v), lockclass.WithKey(&k), lockclass.WithName("&inode->i_rwsem"))
-	child.Init(lockclass.WithValidator(v), lockclass.WithKey(&k), lockclass.WithName("&inode->i_rwsem"))
+	parent.Init(lockclass.WithValidator(v), lockclass.WithKey(k), lockclass.WithName("&inode->i_rwsem"))
+	child.Init(lockclass.WithValidator(v), lockclass.WithKey(k), lockclass.WithName("&inode->i_rwsem"))
 	parent.Lock()
 	child.LockNested(1)
 	tk := task.Lookup()
@@ -364,8 +374,8 @@ func TestNameVersions(t *testing.T) {
 }
 
 func TestInitSiteKeysAndZeroValueLocks(t *testing.T) {
-	krules.Check(t)
-	lockclass.ResetDefault(t)
+	krulestest.Check(t)
+	krulestest.ResetDefault(t)
 	var ms [3]lockclass.Mutex
 	for i := range ms {
 		ms[i].Init() // one site: one class
@@ -384,7 +394,7 @@ func TestInitSiteKeysAndZeroValueLocks(t *testing.T) {
 }
 
 func TestLimitsTurnValidationOffAndLocksKeepWorking(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	v := lockclass.NewValidator(lockclass.WithLimits(lockclass.Limits{Classes: 2}))
 	a, b, c := mutex(v, "A"), mutex(v, "B"), mutex(v, "C")
 	a.Lock()
@@ -405,7 +415,7 @@ func TestLimitsTurnValidationOffAndLocksKeepWorking(t *testing.T) {
 }
 
 func TestMaxLockDepth(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	v := lockclass.NewValidator()
 	locks := make([]*lockclass.Mutex, lockclass.MaxLockDepth)
 	for i := range locks {
@@ -427,7 +437,7 @@ func TestMaxLockDepth(t *testing.T) {
 }
 
 func TestKeepGoing(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	v := lockclass.NewValidator(lockclass.KeepGoing())
 	a, b, c := mutex(v, "A"), mutex(v, "B"), mutex(v, "C")
 	for _, pair := range [][2]*lockclass.Mutex{{a, b}, {b, a}, {b, c}, {c, b}} {
@@ -442,7 +452,7 @@ func TestKeepGoing(t *testing.T) {
 }
 
 func TestLockMaps(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	v := lockclass.NewValidator()
 	reclaim := lockclass.NewMap("fs_reclaim", lockclass.WithValidator(v))
 	m := mutex(v, "&dev->lock")
@@ -474,7 +484,7 @@ func TestLockMaps(t *testing.T) {
 }
 
 func TestMightLockReadAndNested(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	v := lockclass.NewValidator()
 	var s lockclass.RWSem
 	s.Init(lockclass.WithValidator(v), lockclass.WithName("S"))
@@ -492,7 +502,7 @@ func TestMightLockReadAndNested(t *testing.T) {
 }
 
 func TestAssertionsAndPins(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	v := lockclass.NewValidator()
 	m := mutex(v, "M")
 	var s lockclass.RWSem
@@ -530,7 +540,7 @@ func TestAssertionsAndPins(t *testing.T) {
 }
 
 func TestOffOn(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	v := lockclass.NewValidator()
 	a, b := mutex(v, "A"), mutex(v, "B")
 	a.Lock()
@@ -549,7 +559,7 @@ func TestOffOn(t *testing.T) {
 }
 
 func TestSetEnabledMakesPlainLocks(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	v := lockclass.NewValidator()
 	a, b := mutex(v, "A"), mutex(v, "B")
 	a.Lock()
@@ -565,7 +575,7 @@ func TestSetEnabledMakesPlainLocks(t *testing.T) {
 }
 
 func TestRegisterUnregisterKeyZapsClasses(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	v := lockclass.NewValidator()
 	type obj struct {
 		key lockclass.Key
@@ -607,8 +617,8 @@ func TestResetDefaultRestoresTheGraph(t *testing.T) {
 	a.Init(lockclass.WithName("A"))
 	b.Init(lockclass.WithName("B"))
 	t.Run("inner", func(t *testing.T) {
-		rec := krules.Record(t)
-		lockclass.ResetDefault(t)
+		rec := krulestest.Record(t)
+		krulestest.ResetDefault(t)
 		a.Lock()
 		b.Lock()
 		b.Unlock()
@@ -624,7 +634,7 @@ func TestResetDefaultRestoresTheGraph(t *testing.T) {
 }
 
 func TestHeldAtExitIsReported(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	v := lockclass.NewValidator()
 	m := mutex(v, "&leaked->lock")
 	done := make(chan struct{})
@@ -633,13 +643,13 @@ func TestHeldAtExitIsReported(t *testing.T) {
 		close(done) // the goroutine's last touch of its record
 	}()
 	<-done
-	krules.VerifyNone(t)
+	krulestest.VerifyNone(t)
 	require.Equal(t, []krules.Kind{krules.LocksHeldAtExit}, rec.Kinds())
 	require.Contains(t, rec.Last().Text, "(&leaked->lock){+.+.}-{4:4}, at: ")
 }
 
 func TestSpinLockIsAnAtomicSection(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	v := lockclass.NewValidator()
 	var l lockclass.SpinLock
 	l.Init(lockclass.WithValidator(v), lockclass.WithName("&zone->lock"))
@@ -656,7 +666,7 @@ func TestSpinLockIsAnAtomicSection(t *testing.T) {
 }
 
 func TestRWSemSemantics(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	var s lockclass.RWSem
 	s.Init(lockclass.WithValidator(lockclass.NewValidator()))
 	// Readers share.
@@ -705,7 +715,7 @@ func TestRWSemSemantics(t *testing.T) {
 }
 
 func TestMutexKillableAndLocker(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	var m lockclass.Mutex
 	var _ sync.Locker = &m
 	m.Lock()
@@ -729,7 +739,7 @@ func TestMutexKillableAndLocker(t *testing.T) {
 }
 
 func TestViewsAndHandler(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	v := lockclass.NewValidator()
 	a, b := mutex(v, "A"), mutex(v, "B")
 	a.Lock()

@@ -3,7 +3,7 @@ package lockclass_test
 import (
 	"testing"
 
-	"github.com/krules/krules"
+	"github.com/krules/krules/krulestest"
 )
 
-func TestMain(m *testing.M) { krules.VerifyTestMain(m) }
+func TestMain(m *testing.M) { krulestest.VerifyTestMain(m) }

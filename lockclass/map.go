@@ -49,7 +49,7 @@ func NewMap(name string, opts ...Option) *Map {
 	for _, o := range opts {
 		o(cfg)
 	}
-	m.own.name = name
+	m.own.name, m.own.builtin = name, true
 	m.cfg.Store(cfg)
 	return m
 }
@@ -123,6 +123,13 @@ func (m *Map) resolve(sub int, pc uintptr, defaults []Option) (*class, *krules.R
 	}
 	cfg := m.config(pc, defaults)
 	g := cfg.validator().graph()
+	if cfg.dead != "" {
+		// a destroyed lock is not validated (its magic is gone)
+		if !g.reportable(false) {
+			return nil, nil
+		}
+		return nil, warnf(krules.LockdepMisuse, "%s", cfg.dead)
+	}
 	eff := sub
 	if sub == 0 {
 		eff = cfg.sub
@@ -138,6 +145,24 @@ func (m *Map) resolve(sub int, pc uintptr, defaults []Option) (*class, *krules.R
 		m.cache[sub].Store(c)
 	}
 	return c, rep
+}
+
+// destroy marks the map's lock destroyed: its next acquisitions and
+// releases print warning (see mapConfig.dead) until it is initialised again.
+// Clearing the class cache sends them down the slow paths, which check it,
+// so the cached paths pay nothing.
+func (m *Map) destroy(pc uintptr, defaults []Option, warning string) {
+	cfg := *m.config(pc, defaults)
+	cfg.dead = warning
+	m.setConfig(&cfg)
+}
+
+// checkAlive reports a use of a destroyed lock, once per validator as
+// DEBUG_LOCKS_WARN_ON does (it turns debug_locks off).
+func (m *Map) checkAlive() {
+	if cfg := m.cfg.Load(); cfg != nil && cfg.dead != "" && m.graph().reportable(false) {
+		krules.Emit(warnf(krules.LockdepMisuse, "%s", cfg.dead))
+	}
 }
 
 // Acquire takes the map exclusively: lock_map_acquire (write, full check).
@@ -193,7 +218,7 @@ func (m *Map) Release() { releaseShared(m) }
 //go:noinline
 func (m *Map) Sync() { acquire(m, 0, 0, fSync, nil, stack.ReturnPC(), nil) }
 
-// mapGraph returns the graph m's acquisitions go to.
+// graph returns the graph m's acquisitions go to.
 func (m *Map) graph() *graph {
 	if cfg := m.cfg.Load(); cfg != nil {
 		return cfg.validator().graph()

@@ -9,11 +9,12 @@ import (
 
 	"github.com/krules/krules"
 	"github.com/krules/krules/internal/task"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/lockclass"
 )
 
 func TestValidatorsDoNotSeeEachOther(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	v1, v2 := lockclass.NewValidator(), lockclass.NewValidator()
 	a, b := mutex(v1, "A"), mutex(v2, "B")
 	a.Lock()
@@ -31,12 +32,12 @@ func TestValidatorsDoNotSeeEachOther(t *testing.T) {
 }
 
 func TestDowngradeIsValidatedAsARead(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	v := lockclass.NewValidator()
-	var k lockclass.Key
+	k := registeredKey()
 	var s1, s2 lockclass.RWSem
-	s1.Init(lockclass.WithValidator(v), lockclass.WithKey(&k), lockclass.WithName("S"))
-	s2.Init(lockclass.WithValidator(v), lockclass.WithKey(&k), lockclass.WithName("S"))
+	s1.Init(lockclass.WithValidator(v), lockclass.WithKey(k), lockclass.WithName("S"))
+	s2.Init(lockclass.WithValidator(v), lockclass.WithKey(k), lockclass.WithName("S"))
 	s1.Lock()
 	s1.Downgrade()
 	tk := task.Lookup()
@@ -51,9 +52,9 @@ func TestDowngradeIsValidatedAsARead(t *testing.T) {
 }
 
 func TestSetClassOnAHeldLockRevalidates(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	v := lockclass.NewValidator()
-	var other lockclass.Key
+	other := registeredKey()
 	a, b := mutex(v, "A"), mutex(v, "B")
 	b.Lock()
 	a.Lock()
@@ -73,7 +74,7 @@ func TestSetClassOnAHeldLockRevalidates(t *testing.T) {
 	c.Unlock()
 	d.Unlock() // D -> C
 	c.Lock()
-	lockclass.SetClassAndName(c, &other, "C'") // held: the stack is rebuilt in the new class
+	lockclass.SetClassAndName(c, other, "C'") // held: the stack is rebuilt in the new class
 	require.Contains(t, task.LabelOf(&task.Lookup().Lockdep.Held[0]), "(C')")
 	d.Lock() // C' -> D: no cycle, C' is a new class
 	d.Unlock()
@@ -86,12 +87,12 @@ func TestSetClassOnAHeldLockRevalidates(t *testing.T) {
 }
 
 func TestWithSubclassIsTheDefault(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	v := lockclass.NewValidator()
-	var k lockclass.Key
+	k := registeredKey()
 	var parent, child lockclass.Mutex
-	parent.Init(lockclass.WithValidator(v), lockclass.WithKey(&k), lockclass.WithName("&n->lock"))
-	child.Init(lockclass.WithValidator(v), lockclass.WithKey(&k), lockclass.WithName("&n->lock"), lockclass.WithSubclass(1))
+	parent.Init(lockclass.WithValidator(v), lockclass.WithKey(k), lockclass.WithName("&n->lock"))
+	child.Init(lockclass.WithValidator(v), lockclass.WithKey(k), lockclass.WithName("&n->lock"), lockclass.WithSubclass(1))
 	parent.Lock()
 	child.Lock() // plain Lock, subclass 1 by default
 	require.Contains(t, task.LabelOf(&task.Lookup().Lockdep.Held[1]), "(&n->lock/1)")
@@ -100,7 +101,7 @@ func TestWithSubclassIsTheDefault(t *testing.T) {
 }
 
 func TestChainLimit(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	v := lockclass.NewValidator(lockclass.WithLimits(lockclass.Limits{Chains: 2}))
 	a, b, c := mutex(v, "A"), mutex(v, "B"), mutex(v, "C")
 	a.Lock()
@@ -115,7 +116,7 @@ func TestChainLimit(t *testing.T) {
 }
 
 func TestNoValidateAndNoTrack(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	v := lockclass.NewValidator()
 	var nv1, nv2, nt lockclass.Mutex
 	nv1.Init(lockclass.WithValidator(v), lockclass.NoValidate())
@@ -132,7 +133,7 @@ func TestNoValidateAndNoTrack(t *testing.T) {
 }
 
 func TestDowngradeOfAnUntrackedWriteHoldIsQuiet(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	var s lockclass.RWSem
 	s.Init(lockclass.WithValidator(lockclass.NewValidator()))
 	lockclass.Off()
@@ -142,4 +143,252 @@ func TestDowngradeOfAnUntrackedWriteHoldIsQuiet(t *testing.T) {
 	s.RUnlock()
 	require.False(t, s.IsLocked())
 	require.Nil(t, task.Lookup())
+}
+
+// lockdep_assert_none_held_once tests debug_locks first: once a report has
+// turned the validator off, holding its locks is no longer asserted on.
+func TestAssertNoneHeldQuietAfterValidationOff(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	m := mutex(v, "M")
+	m.Lock()
+	lockclass.MightLock(m) // AA: reported, validation off
+	require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+	require.False(t, v.Enabled())
+	lockclass.AssertNotHeld(m)
+	lockclass.AssertNoneHeld()
+	m.Unlock()
+	require.Equal(t, 1, rec.Len())
+}
+
+// A KeepGoing validator does not cache a chain whose check reported, so
+// what the chain should have taught is learnt the next time: a -> b -> c
+// -> a reported, b unregistered, then c -> a is recorded and a -> c closes
+// a cycle.
+func TestKeepGoingLearnsAfterReport(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator(lockclass.KeepGoing())
+	kb := registeredKey()
+	a, c := mutex(v, "A"), mutex(v, "C")
+	b := new(lockclass.Mutex)
+	b.Init(lockclass.WithValidator(v), lockclass.WithKey(kb), lockclass.WithName("B"))
+	pair := func(x, y *lockclass.Mutex) { x.Lock(); y.Lock(); y.Unlock(); x.Unlock() }
+	pair(a, b)
+	pair(b, c)
+	pair(c, a)
+	require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+	lockclass.UnregisterKey(kb)
+	pair(c, a) // no cycle without b: learnt now
+	require.Equal(t, 1, rec.Len())
+	pair(a, c)
+	require.Equal(t, []krules.Kind{krules.CircularDependency, krules.CircularDependency}, rec.Kinds())
+	require.Equal(t, "WARNING: possible circular locking dependency detected", rec.Last().Headline)
+}
+
+// v6.12's default configuration (no PROVE_RAW_LOCK_NESTING) prints
+// spinlock_t and rwlock_t as {2:2}, mutex and rwsem as {4:4}.
+func TestWaitTypesPrintedAsV612Default(t *testing.T) {
+	rec := krulestest.Record(t)
+	for _, tc := range []struct {
+		l    lockclass.Lockable
+		want string
+	}{
+		{new(lockclass.RWLock), "{2:2}"},
+		{new(lockclass.SpinLock), "{2:2}"},
+		{new(lockclass.Mutex), "{4:4}"},
+		{new(lockclass.RWSem), "{4:4}"},
+	} {
+		rec.Clear()
+		v := lockclass.NewValidator()
+		opts := []lockclass.Option{lockclass.WithValidator(v), lockclass.WithName("L")}
+		switch l := tc.l.(type) {
+		case *lockclass.RWLock:
+			l.Init(opts...)
+			l.Lock()
+			lockclass.MightLock(l)
+			l.Unlock()
+		case *lockclass.SpinLock:
+			l.Init(opts...)
+			l.Lock()
+			lockclass.MightLock(l)
+			l.Unlock()
+		case *lockclass.Mutex:
+			l.Init(opts...)
+			l.Lock()
+			lockclass.MightLock(l)
+			l.Unlock()
+		case *lockclass.RWSem:
+			l.Init(opts...)
+			l.Lock()
+			lockclass.MightLock(l)
+			l.Unlock()
+		}
+		require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+		require.Contains(t, rec.Last().Text, "(L){+.+.}-"+tc.want)
+	}
+}
+
+// Popped held-lock entries are cleared, so an idle record keeps no lock,
+// class, graph or validator alive: on the cached pop, on an out-of-order
+// release, and on a release that re-validates the locks above.
+func TestPoppedHeldLocksAreCleared(t *testing.T) {
+	krulestest.Check(t)
+	v := lockclass.NewValidator()
+	a, b, c := mutex(v, "A"), mutex(v, "B"), mutex(v, "C")
+	a.Lock()
+	b.Lock()
+	c.Lock()
+	rec := task.Lookup()
+	require.NotNil(t, rec)
+	b.Unlock() // out of order: c is re-acquired on top of a
+	c.Unlock()
+	a.Unlock()
+	held := rec.Lockdep.Held[:cap(rec.Lockdep.Held)]
+	for i := range held {
+		require.Nil(t, held[i].Instance, "entry %d", i)
+		require.Nil(t, held[i].Class, "entry %d", i)
+	}
+}
+
+// Package-level keys are static (static_obj).
+var staticKeyA lockclass.Key
+
+// A heap Key used without RegisterKey is the kernel's "BUG: key … has not
+// been registered!" and the lock is not validated; a static key and a
+// registered one are fine.
+func TestUnregisteredHeapKeyIsReported(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	var a, b, c lockclass.Mutex
+	a.Init(lockclass.WithValidator(v), lockclass.WithKey(&staticKeyA), lockclass.WithName("A"))
+	b.Init(lockclass.WithValidator(v), lockclass.WithKey(registeredKey()), lockclass.WithName("B"))
+	a.Lock()
+	b.Lock()
+	b.Unlock()
+	a.Unlock()
+	require.Zero(t, rec.Len())
+	require.Equal(t, 2, v.Stats().Classes)
+
+	heap := new(lockclass.Key)
+	c.Init(lockclass.WithValidator(v), lockclass.WithKey(heap), lockclass.WithName("C"))
+	c.Lock()
+	require.False(t, lockclass.IsHeld(&c) && v.Enabled(), "not validated")
+	c.Unlock()
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
+	require.Regexp(t, `^BUG: key [0-9a-f]{16} has not been registered!$`, rec.Last().Headline)
+	require.Contains(t, rec.Last().Text, "DEBUG_LOCKS_WARN_ON(1)")
+	require.Equal(t, 2, v.Stats().Classes, "no class for the unregistered key")
+	require.False(t, v.Enabled())
+	require.Nil(t, task.Lookup())
+}
+
+// A destroyed mutex or rwsem warns on every lock and unlock, as
+// DEBUG_MUTEXES/DEBUG_RWSEMS check lock->magic, and is not validated; Init
+// brings it back.
+func TestUseAfterDestroyWarns(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator(lockclass.KeepGoing())
+	m := mutex(v, "M")
+	m.Lock()
+	m.Unlock()
+	m.Destroy()
+	require.Zero(t, rec.Len())
+	m.Lock()
+	require.False(t, lockclass.IsHeld(m), "not validated")
+	m.Unlock()
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse, krules.LockdepMisuse}, rec.Kinds())
+	for _, r := range rec.Reports() {
+		require.Contains(t, r.Text, "DEBUG_LOCKS_WARN_ON(lock->magic != lock)")
+	}
+	m.Init(lockclass.WithValidator(v), lockclass.WithName("M"))
+	m.Lock()
+	require.True(t, lockclass.IsHeld(m))
+	m.Unlock()
+	require.Equal(t, 2, rec.Len())
+
+	rec.Clear()
+	var s lockclass.RWSem
+	s.Init(lockclass.WithValidator(v), lockclass.WithName("S"))
+	s.Destroy()
+	s.RLock()
+	s.RUnlock()
+	s.Lock()
+	s.Unlock()
+	require.Equal(t, 4, rec.Len())
+	for _, r := range rec.Reports() {
+		require.Equal(t, krules.LockdepMisuse, r.Kind)
+		require.Contains(t, r.Text, "DEBUG_RWSEMS_WARN_ON(sem->magic != sem)")
+	}
+	require.Nil(t, task.Lookup())
+}
+
+// up_read_non_owner with no read hold warns and leaves the semaphore alone.
+func TestRUnlockNonOwnerWithoutReadHold(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	var s lockclass.RWSem
+	s.Init(lockclass.WithValidator(v), lockclass.WithName("S"))
+	s.RUnlockNonOwner()
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "DEBUG_RWSEMS_WARN_ON(!is_rwsem_reader_owned(sem))")
+	require.False(t, s.IsLocked())
+	s.Lock() // the state is intact: a writer gets in
+	s.Unlock()
+	s.RLockNonOwner()
+	done := make(chan struct{})
+	go func() { s.RUnlockNonOwner(); close(done) }()
+	<-done
+	require.False(t, s.IsLocked())
+	require.Equal(t, 1, rec.Len())
+}
+
+// RLocker is sync.RWMutex.RLocker: the read side as a sync.Locker.
+func TestRWSemRLocker(t *testing.T) {
+	krulestest.Check(t)
+	v := lockclass.NewValidator()
+	var s lockclass.RWSem
+	s.Init(lockclass.WithValidator(v), lockclass.WithName("S"))
+	l := s.RLocker()
+	l.Lock()
+	lockclass.AssertHeldRead(&s)
+	require.True(t, s.IsLocked())
+	require.False(t, s.TryLock())
+	l.Unlock()
+	require.False(t, s.IsLocked())
+}
+
+var testPrime lockclass.PrimeKey
+
+// PrimeOnce runs its priming once per validator generation, with nothing
+// held whatever the caller holds, and again after Reset.
+func TestPrimeOnceRunsOncePerGeneration(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	a, b, held := mutex(v, "A"), mutex(v, "B"), mutex(v, "H")
+	runs := 0
+	prime := func() {
+		runs++
+		a.Lock()
+		b.Lock() // A -> B, and nothing else
+		b.Unlock()
+		a.Unlock()
+	}
+	held.Lock()
+	v.PrimeOnce(&testPrime, prime)
+	v.PrimeOnce(&testPrime, prime)
+	held.Unlock()
+	require.Equal(t, 1, runs)
+	require.Equal(t, 2, v.Stats().Entries, "one dependency: H is not ordered before A, the priming held nothing")
+	b.Lock()
+	a.Lock() // B -> A closes the primed A -> B
+	a.Unlock()
+	b.Unlock()
+	require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+
+	v.Reset()
+	v.PrimeOnce(&testPrime, prime)
+	require.Equal(t, 2, runs, "a new generation primes again")
+	v.PrimeOnce(&testPrime, prime)
+	require.Equal(t, 2, runs)
+	require.Equal(t, 2, v.Stats().Entries)
 }

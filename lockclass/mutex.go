@@ -41,8 +41,17 @@ func (m *Mutex) Init(opts ...Option) {
 }
 
 // Destroy declares the mutex dead: mutex_destroy. Destroying a mutex the
-// calling goroutine holds is reported as "held lock freed".
-func (m *Mutex) Destroy() { CheckNoLocksFreed(unsafe.Pointer(m), unsafe.Sizeof(*m)) }
+// calling goroutine holds is reported as "held lock freed"; locking or
+// unlocking it afterwards, until the next Init, warns as DEBUG_MUTEXES does
+// ("DEBUG_LOCKS_WARN_ON(lock->magic != lock)") and is not validated.
+//
+//go:noinline
+func (m *Mutex) Destroy() {
+	CheckNoLocksFreed(unsafe.Pointer(m), unsafe.Sizeof(*m))
+	if compiledIn {
+		m.dep.destroy(stack.ReturnPC(), mutexDefaults, "DEBUG_LOCKS_WARN_ON(lock->magic != lock)")
+	}
+}
 
 // LockNested locks m as subclass sub (0–7): mutex_lock_nested, for taking
 // two mutexes of one class in a known order.

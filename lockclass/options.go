@@ -13,6 +13,10 @@ type mapConfig struct {
 	inner uint8 // wait types, printed as {outer:inner}
 	outer uint8
 	site  uintptr
+	// dead is the warning a use of a destroyed lock prints (mutex_destroy
+	// clears lock->magic, which DEBUG_MUTEXES and DEBUG_RWSEMS check on
+	// every lock and unlock); empty while the lock is alive.
+	dead string
 }
 
 // WithKey puts the lock in key's class instead of its initialisation site's

@@ -37,7 +37,18 @@ func popTop(t *task.Task, m *Map) bool {
 	prev := held[n].PrevChainKey
 	t.Lockdep.Held = held[:n] // before any other store: only the length changes
 	t.Lockdep.ChainKey = prev
+	// The popped entry must not keep its lock, class, graph and validator
+	// alive in an idle record: clear its pointers.
+	held[n].Instance, held[n].Class, held[n].NestLock = nil, nil, nil
 	return true
+}
+
+// truncateHeld cuts t's held-lock stack to its first n entries and clears
+// the entries cut off, as popTop clears the one it pops.
+func truncateHeld(t *task.Task, n int) {
+	held := t.Lockdep.Held
+	t.Lockdep.Held = held[:n]
+	clear(held[n:])
 }
 
 // releaseShared releases m for a holder the lock does not remember (readers,
@@ -45,6 +56,18 @@ func popTop(t *task.Task, m *Map) bool {
 func releaseShared(m *Map) {
 	if compiledIn {
 		release(m, nil)
+	}
+}
+
+// releaseUntracked is the release of a lock whose holder the lock does not
+// remember: a destroyed lock warns, an unlocked one is a double unlock
+// (reported by the release).
+//
+//go:noinline
+func releaseUntracked(m *Map, locked bool) {
+	m.checkAlive()
+	if !locked {
+		releaseShared(m)
 	}
 }
 
@@ -94,6 +117,7 @@ func (m *Map) validating(t *task.Task) bool {
 func releaseSlow(m *Map, t *task.Task) bool {
 	i := findHeld(t, m)
 	if i < 0 {
+		m.checkAlive()
 		if m.untracked.Load() > 0 && m.untracked.Add(-1) >= 0 {
 			// one of the acquisitions the validator did not follow
 		} else if m.validating(t) && m.graph().reportable(false) {
@@ -119,7 +143,7 @@ func releaseSlow(m *Map, t *task.Task) bool {
 	}
 	above := append([]task.HeldLock(nil), held[i+1:]...)
 	t.Lockdep.ChainKey = h.PrevChainKey
-	t.Lockdep.Held = held[:i]
+	truncateHeld(t, i)
 	reps = append(reps, rebuild(t, above)...)
 	if len(t.Lockdep.Held) == 0 {
 		t.ReleaseIfEmpty()

@@ -221,6 +221,16 @@ func limitReport(msg string) *krules.Report {
 	return b.Report()
 }
 
+// unregisteredKeyReport is lockdep_init_map_type's report for a key that is
+// neither static nor registered, followed by its DEBUG_LOCKS_WARN_ON(1).
+func unregisteredKeyReport(k *Key) *krules.Report {
+	msg := fmt.Sprintf("BUG: key %016x has not been registered!", uintptr(keyPtr(k)))
+	b := newReport(krules.LockdepMisuse, msg)
+	b.Printf("%s\nDEBUG_LOCKS_WARN_ON(1)\n", msg)
+	b.Dump()
+	return b.Report()
+}
+
 // depthReport is the MAX_LOCK_DEPTH report; the new lock is on the list.
 func depthReport(depth int) *krules.Report {
 	const msg = "BUG: MAX_LOCK_DEPTH too low!"

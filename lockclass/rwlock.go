@@ -8,7 +8,8 @@ import (
 	"github.com/krules/krules/nonblock"
 )
 
-// RWLock is the kernel's rwlock_t (wait type 3): a spinning reader-writer
+// RWLock is the kernel's rwlock_t (wait type LD_WAIT_CONFIG, printed {2:2}
+// as spinlock_t): a spinning reader-writer
 // lock whose holders are in an atomic section. Readers are recursive (read
 // mode 2), as lockdep's selftests treat them: a reader is only kept out by a
 // writer that holds the lock, never by one that waits, so read_lock twice is

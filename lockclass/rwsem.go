@@ -2,8 +2,10 @@ package lockclass
 
 import (
 	"context"
+	"sync"
 	"unsafe"
 
+	"github.com/krules/krules"
 	"github.com/krules/krules/internal/stack"
 )
 
@@ -39,8 +41,17 @@ func (s *RWSem) Init(opts ...Option) {
 }
 
 // Destroy declares the semaphore dead; destroying one the calling
-// goroutine holds is reported as "held lock freed".
-func (s *RWSem) Destroy() { CheckNoLocksFreed(unsafe.Pointer(s), unsafe.Sizeof(*s)) }
+// goroutine holds is reported as "held lock freed". Taking or releasing it
+// afterwards, until the next Init, warns as DEBUG_RWSEMS does
+// ("DEBUG_RWSEMS_WARN_ON(sem->magic != sem)") and is not validated.
+//
+//go:noinline
+func (s *RWSem) Destroy() {
+	CheckNoLocksFreed(unsafe.Pointer(s), unsafe.Sizeof(*s))
+	if compiledIn {
+		s.dep.destroy(stack.ReturnPC(), rwsemDefaults, "DEBUG_RWSEMS_WARN_ON(sem->magic != sem)")
+	}
+}
 
 // Lock takes the write side: down_write.
 //
@@ -101,10 +112,8 @@ func (s *RWSem) TryLock() bool {
 
 // Unlock releases the write side: up_write.
 func (s *RWSem) Unlock() {
-	if compiledIn {
-		if !s.own.release(&s.dep) && enabled.Load() && !s.core.wlocked() {
-			releaseShared(&s.dep)
-		}
+	if compiledIn && !s.own.release(&s.dep) && enabled.Load() {
+		releaseUntracked(&s.dep, s.core.wlocked())
 	}
 	s.core.unlock()
 }
@@ -162,8 +171,23 @@ func (s *RWSem) RLockNonOwner() {
 }
 
 // RUnlockNonOwner releases a hold taken with RLockNonOwner, from any
-// goroutine: up_read_non_owner.
-func (s *RWSem) RUnlockNonOwner() { s.core.runlock() }
+// goroutine: up_read_non_owner. With no read hold to release it warns as
+// DEBUG_RWSEMS does ("DEBUG_RWSEMS_WARN_ON(!is_rwsem_reader_owned(sem))")
+// and leaves the semaphore alone.
+func (s *RWSem) RUnlockNonOwner() {
+	if !s.core.runlock() && compiledIn && enabled.Load() && s.dep.graph().reportable(false) {
+		krules.Emit(warnf(krules.LockdepMisuse, "DEBUG_RWSEMS_WARN_ON(!is_rwsem_reader_owned(sem))"))
+	}
+}
+
+// RLocker returns a sync.Locker whose Lock and Unlock are s's RLock and
+// RUnlock, as sync.RWMutex.RLocker does.
+func (s *RWSem) RLocker() sync.Locker { return (*rlocker)(s) }
+
+type rlocker RWSem
+
+func (r *rlocker) Lock()   { (*RWSem)(r).RLock() }
+func (r *rlocker) Unlock() { (*RWSem)(r).RUnlock() }
 
 // Downgrade turns the caller's write hold into a read hold without letting
 // a writer in between, and wakes the readers queued behind it:

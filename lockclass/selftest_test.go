@@ -9,10 +9,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/krules/krules"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/lockclass"
 )
 
-// The lib/locking-selftest.c matrix (spec §9.1–9.3): every scenario runs on
+// The lib/locking-selftest.c matrix (locking_selftest()): every scenario runs on
 // a fresh validator, and asserts report or no report, the report's kind,
 // and that nothing was reported before the last step.
 
@@ -88,7 +89,7 @@ var keys = map[byte]*lockclass.Key{}
 
 func init() {
 	for _, k := range "ABCDXYZ" {
-		keys[byte(k)] = new(lockclass.Key)
+		keys[byte(k)] = registeredKey()
 	}
 }
 
@@ -131,7 +132,7 @@ func lu2(a, b string) func(w *world, col column) {
 }
 
 func (s scenario) run(t *testing.T, col column) (reported bool) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	w := newWorld()
 	for i, step := range s.steps {
 		step(w, col)
@@ -164,7 +165,8 @@ var basicFamilies = []scenario{
 	{"ABCDBCDA", []func(*world, column){lu2("A", "B"), lu2("C", "D"), lu2("B", "C"), lu2("D", "A")}, krules.CircularDependency},
 }
 
-// §9.1: spin F, wlock F, rlock S, mutex F, wsem F, rsem F.
+// lib/locking-selftest.c's basic families (AA, ABBA, ABBCCA, ...):
+// spin F, wlock F, rlock S, mutex F, wsem F, rsem F.
 func TestSelftestBasicFamilies(t *testing.T) {
 	expect := map[string]bool{"spin": true, "wlock": true, "rlock": false, "mutex": true, "wsem": true, "rsem": true}
 	for _, s := range basicFamilies {
@@ -176,7 +178,8 @@ func TestSelftestBasicFamilies(t *testing.T) {
 	}
 }
 
-// §9.2: double unlock and initialize held fail in every column.
+// lib/locking-selftest.c's double unlock and initialize held: fail in every
+// column.
 func TestSelftestAllFail(t *testing.T) {
 	families := []scenario{
 		{"double-unlock", []func(*world, column){func(w *world, col column) {
@@ -276,7 +279,7 @@ func (w *rwWorld) y(name string) lk {
 type rwStep func(w *rwWorld)
 
 func runRW(t *testing.T, sem bool, steps []rwStep) []krules.Kind {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	w := &rwWorld{v: lockclass.NewValidator(), sem: sem, rws: map[string]rw{}, ys: map[string]lk{}}
 	for i, s := range steps {
 		s(w)
@@ -287,7 +290,8 @@ func runRW(t *testing.T, sem bool, steps []rwStep) []krules.Kind {
 	return rec.Kinds()
 }
 
-// §9.3, the read-recursion matrix: rwlock readers are R, rwsem readers r.
+// lib/locking-selftest.c's read-recursion matrix (rlock_AA1 and the rest):
+// rwlock readers are R, rwsem readers r.
 func TestSelftestReadRecursion(t *testing.T) {
 	rr := func(a, b string) rwStep { // read a, then read b
 		return func(w *rwWorld) { x, y := w.rw(a), w.rw(b); x.rlock(); y.rlock(); y.runlock(); x.runlock() }
@@ -345,8 +349,8 @@ func TestSelftestReadRecursion(t *testing.T) {
 	}
 }
 
-// §9.3, the three-event rwlock families in all six orders: the outcome must
-// not depend on the order.
+// lib/locking-selftest.c's three-event rwlock families (W1R2_W2R3_W3R1 and
+// the rest) in all six orders: the outcome must not depend on the order.
 func TestSelftestThreeEventFamilies(t *testing.T) {
 	ev := func(first string, firstWrite bool, second string, secondWrite bool) rwStep {
 		return func(w *rwWorld) {

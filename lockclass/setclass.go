@@ -12,41 +12,41 @@ import (
 // taken after it).
 //
 //go:noinline
-func SetClass(l Lockable, key *Key) { setClass(l, key, "", 0, true, stack.ReturnPC()) }
+func SetClass(l Lockable, key *Key) { setClass(l, key, "", 0, stack.ReturnPC()) }
 
 // SetClassAndName is lockdep_set_class_and_name.
 //
 //go:noinline
 func SetClassAndName(l Lockable, key *Key, name string) {
-	setClass(l, key, name, 0, true, stack.ReturnPC())
+	setClass(l, key, name, 0, stack.ReturnPC())
 }
 
 // SetClassAndSubclass is lockdep_set_class_and_subclass.
 //
 //go:noinline
 func SetClassAndSubclass(l Lockable, key *Key, sub int) {
-	setClass(l, key, "", sub, true, stack.ReturnPC())
+	setClass(l, key, "", sub, stack.ReturnPC())
 }
 
 // SetSubclass keeps l's key and makes sub its default subclass
 // (lockdep_set_subclass / lock_set_subclass).
 //
 //go:noinline
-func SetSubclass(l Lockable, sub int) { setClass(l, nil, "", sub, true, stack.ReturnPC()) }
+func SetSubclass(l Lockable, sub int) { setClass(l, nil, "", sub, stack.ReturnPC()) }
 
 // SetNoValidateClass puts l in the no-validate class
 // (lockdep_set_novalidate_class / lock_set_novalidate_class).
 //
 //go:noinline
-func SetNoValidateClass(l Lockable) { setClass(l, &noValidateKey, "", 0, true, stack.ReturnPC()) }
+func SetNoValidateClass(l Lockable) { setClass(l, &noValidateKey, "", 0, stack.ReturnPC()) }
 
 // SetNoTrackClass puts an unheld l in the no-track class
 // (lockdep_set_notrack_class).
 //
 //go:noinline
-func SetNoTrackClass(l Lockable) { setClass(l, &noTrackKey, "", 0, true, stack.ReturnPC()) }
+func SetNoTrackClass(l Lockable) { setClass(l, &noTrackKey, "", 0, stack.ReturnPC()) }
 
-func setClass(l Lockable, key *Key, name string, sub int, _ bool, pc uintptr) {
+func setClass(l Lockable, key *Key, name string, sub int, pc uintptr) {
 	m := l.lockdepMap()
 	cfg := *m.config(pc, nil)
 	if key != nil {
@@ -83,6 +83,6 @@ func setClass(l Lockable, key *Key, name string, sub int, _ bool, pc uintptr) {
 	above := append([]task.HeldLock(nil), held[i:]...)
 	above[0].Class = unsafe.Pointer(c)
 	t.Lockdep.ChainKey = held[i].PrevChainKey
-	t.Lockdep.Held = held[:i]
+	truncateHeld(t, i)
 	emitAll(rebuild(t, above))
 }

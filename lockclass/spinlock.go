@@ -10,9 +10,10 @@ import (
 	"github.com/krules/krules/nonblock"
 )
 
-// SpinLock is the kernel's spinlock_t (raw_spinlock_t, wait type 2): held,
-// it puts the goroutine in an atomic section (nonblock.StartAtomic, the
-// kernel's preempt_disable), so anything that might sleep inside it is the
+// SpinLock is the kernel's spinlock_t (wait type LD_WAIT_CONFIG, printed
+// {2:2} as in v6.12's default configuration): held, it puts the goroutine in
+// an atomic section (nonblock.StartAtomic, the kernel's preempt_disable), so
+// anything that might sleep inside it is the
 // sleep-in-atomic BUG. It really spins, with backoff, yielding the processor
 // after a short while since a Go holder can be descheduled.
 //
@@ -24,7 +25,7 @@ type SpinLock struct {
 	dep   Map
 }
 
-var spinDefaults = []Option{waitTypes(waitSpin, 0)}
+var spinDefaults = []Option{waitTypes(waitConfig, 0)}
 
 func (l *SpinLock) lockdepMap() *Map { return &l.dep }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/krules/krules"
 	"github.com/krules/krules/internal/task"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/lockclass"
 )
 
@@ -28,21 +29,23 @@ func TestStressManyGoroutinesManyClasses(t *testing.T) {
 		goroutines = 24
 		rounds     = 400
 	)
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	v := lockclass.NewValidator()
 	type guarded struct {
 		mu lockclass.Mutex
 		rw lockclass.RWSem
 		n  int
 	}
-	var keys [classes]lockclass.Key
-	var rwKeys [classes]lockclass.Key
+	var keys, rwKeys [classes]*lockclass.Key
+	for c := range classes {
+		keys[c], rwKeys[c] = registeredKey(), registeredKey()
+	}
 	locks := make([][]*guarded, classes)
 	for c := range locks {
 		for range perClass {
 			g := new(guarded)
-			g.mu.Init(lockclass.WithValidator(v), lockclass.WithKey(&keys[c]), lockclass.WithName("mu"))
-			g.rw.Init(lockclass.WithValidator(v), lockclass.WithKey(&rwKeys[c]), lockclass.WithName("rw"))
+			g.mu.Init(lockclass.WithValidator(v), lockclass.WithKey(keys[c]), lockclass.WithName("mu"))
+			g.rw.Init(lockclass.WithValidator(v), lockclass.WithKey(rwKeys[c]), lockclass.WithName("rw"))
 			locks[c] = append(locks[c], g)
 		}
 	}

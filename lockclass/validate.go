@@ -69,7 +69,7 @@ func acquireSlow(t *task.Task, m *Map, sub int, read uint8, fl uint8, nest *Map,
 	}
 	emit(rep)
 	hl := task.HeldLock{
-		Instance: unsafe.Pointer(m), Class: unsafe.Pointer(c), Site: pc, Read: read,
+		Instance: unsafe.Pointer(m), Class: unsafe.Pointer(c), Label: classLabel, Site: pc, Read: read,
 		Trylock: fl&fTry != 0, Check: c.state.Load()&stNoValidate == 0,
 	}
 	if nest != nil {
@@ -163,7 +163,7 @@ func (g *graph) lockAcquire(t *task.Task, hl *task.HeldLock, sync bool) (*krules
 		}
 		t.Lockdep.Held = append(held, *hl) // the report lists the new lock too
 		rep := depthReport(depth + 1)
-		t.Lockdep.Held = held
+		truncateHeld(t, depth)
 		return rep, aNone, key
 	}
 	return nil, aPush, key
@@ -211,19 +211,22 @@ func (g *graph) validateChain(t *task.Task, hl *task.HeldLock, key uint64, head,
 	for i := range held {
 		hls = append(hls, chainLock{(*class)(held[i].Class), held[i].Read})
 	}
-	g.addChain(key, append(hls, chainLock{c, hl.Read}))
-	if head {
-		c.modes[hl.Read].head.Store(true)
-	}
 
 	ret, rep := g.checkDeadlock(t, hl)
-	if rep != nil || ret == 0 {
-		return rep
+	if rep == nil && ret != 0 && !head && ret != 2 {
+		rep = g.checkPrevsAdd(t, hl)
 	}
-	if !head && ret != 2 {
-		return g.checkPrevsAdd(t, hl)
+	// The kernel caches the chain before checking it (lookup_chain_cache_add)
+	// and a report turns validation off for good. A validator that keeps
+	// going must not cache a chain whose check reported: the dependencies it
+	// did not record would never be learnt.
+	if rep == nil {
+		g.addChain(key, append(hls, chainLock{c, hl.Read}))
+		if head {
+			c.modes[hl.Read].head.Store(true)
+		}
 	}
-	return nil
+	return rep
 }
 
 // checkDeadlock is the AA check (check_deadlock): 1 = fine, 2 = fine via the

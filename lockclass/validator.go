@@ -2,14 +2,13 @@ package lockclass
 
 import (
 	"sync/atomic"
-	"testing"
 )
 
 // Validator holds the whole state of lock validation: classes, the
 // dependency graph, the chain cache, the limits and the debug_locks switch.
 // The package default serves every lock that does not name another one
 // (WithValidator). Tests make private validators, or start from an empty
-// default with ResetDefault.
+// default with krulestest.ResetDefault.
 //
 // Locks of different validators may be held at once: each validator checks
 // its own locks against each other and ignores the rest (they stay in the
@@ -105,15 +104,12 @@ func (v *Validator) swap(n *graph) *graph {
 	return old
 }
 
-// ResetDefault starts the calling test from an empty default validator with
-// validation on, and puts the previous graph back when the test ends, so a
-// test that provokes a report leaves nothing behind. Tests that call it must
-// not run in parallel with other tests using the default validator; those
-// should make their own with NewValidator.
-func ResetDefault(tb testing.TB) {
-	tb.Helper()
-	old := defaultValidator.swap(newGraph(defaultValidator))
-	tb.Cleanup(func() { defaultValidator.swap(old) })
+// ResetWithRestore empties the validator, as Reset does, and returns a
+// function that puts back what it held before; krulestest.ResetDefault
+// brackets a test with it.
+func (v *Validator) ResetWithRestore() (restore func()) {
+	old := v.swap(newGraph(v))
+	return func() { v.swap(old) }
 }
 
 // SetEnabled switches validation on or off for the whole process at run time

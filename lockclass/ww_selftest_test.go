@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/krules/krules"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/lockclass"
 )
 
@@ -29,7 +30,7 @@ type wwFixture struct {
 }
 
 func newWWFixture(tb testing.TB) *wwFixture {
-	lockclass.ResetDefault(tb)
+	krulestest.ResetDefault(tb)
 	f := &wwFixture{class: lockclass.NewWDClass("ww_lockdep")}
 	f.o.Init(f.class)
 	f.o2.Init(f.class)
@@ -83,7 +84,7 @@ func misuse(cond string) wantReport {
 
 func kind(k krules.Kind) wantReport { return wantReport{kind: k} }
 
-func requireReports(t *testing.T, rec *krules.Recorder, want ...wantReport) {
+func requireReports(t *testing.T, rec *krulestest.Recorder, want ...wantReport) {
 	t.Helper()
 	reps := rec.Reports()
 	var got []string
@@ -370,7 +371,7 @@ func TestWWSelftest(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			f := newWWFixture(t)
-			rec := krules.Record(t)
+			rec := krulestest.Record(t)
 			cleanup := c.run(t, f)
 			requireReports(t, rec, c.want...)
 			cleanup()

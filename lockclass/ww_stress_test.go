@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/krules/krules"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/lockclass"
 )
 
@@ -31,8 +32,8 @@ func wwClasses() map[string]*lockclass.WWClass {
 func forEachWWClass(t *testing.T, fn func(t *testing.T, class *lockclass.WWClass)) {
 	for name, class := range wwClasses() {
 		t.Run(name, func(t *testing.T) {
-			lockclass.ResetDefault(t)
-			krules.Check(t)
+			krulestest.ResetDefault(t)
+			krulestest.Check(t)
 			fn(t, class)
 		})
 	}
@@ -295,8 +296,8 @@ func slicesSort(s []int) {
 // a third lock; the holder gets ErrDeadlock at once, backs off, and the
 // older one gets the lock.
 func TestWWWoundWaitingHolder(t *testing.T) {
-	lockclass.ResetDefault(t)
-	krules.Check(t)
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
 	class := lockclass.NewWWClass("ww_class")
 	var x, y lockclass.WWMutex
 	x.Init(class)
@@ -331,8 +332,8 @@ func TestWWWoundWaitingHolder(t *testing.T) {
 // Wait-die: a younger context with locks dies at once on a lock held by an
 // older one; an older one waits for a younger holder.
 func TestWWWaitDie(t *testing.T) {
-	lockclass.ResetDefault(t)
-	krules.Check(t)
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
 	class := lockclass.NewWDClass("wd_class")
 	var x, y lockclass.WWMutex
 	x.Init(class)
@@ -365,8 +366,8 @@ func TestWWWaitDie(t *testing.T) {
 
 // A killable lock gives up when its context is done.
 func TestWWKillable(t *testing.T) {
-	lockclass.ResetDefault(t)
-	krules.Check(t)
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
 	class := lockclass.NewWWClass("ww_class")
 	var m lockclass.WWMutex
 	m.Init(class)
@@ -389,8 +390,8 @@ func TestWWKillable(t *testing.T) {
 
 // InjectDeadlocks makes the back-off path run without contention.
 func TestWWInjectDeadlocks(t *testing.T) {
-	lockclass.ResetDefault(t)
-	krules.Check(t)
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
 	class := lockclass.NewWWClass("ww_class")
 	ms := make([]*lockclass.WWMutex, 8)
 	for i := range ms {
@@ -414,8 +415,8 @@ func TestWWInjectDeadlocks(t *testing.T) {
 // context is fine; an ordering against another lock is still checked.
 func TestWWLockdep(t *testing.T) {
 	t.Run("any order in a context", func(t *testing.T) {
-		lockclass.ResetDefault(t)
-		krules.Check(t)
+		krulestest.ResetDefault(t)
+		krulestest.Check(t)
 		class := lockclass.NewWWClass("ww_class")
 		ms := make([]*lockclass.WWMutex, 8)
 		for i := range ms {
@@ -435,8 +436,8 @@ func TestWWLockdep(t *testing.T) {
 		}
 	})
 	t.Run("inversion against a mutex", func(t *testing.T) {
-		lockclass.ResetDefault(t)
-		rec := krules.Record(t)
+		krulestest.ResetDefault(t)
+		rec := krulestest.Record(t)
 		class := lockclass.NewWWClass("ww_class")
 		var o lockclass.WWMutex
 		o.Init(class)
@@ -463,8 +464,8 @@ func TestWWLockdep(t *testing.T) {
 		require.Contains(t, rec.Last().Text, "driver_lock")
 	})
 	t.Run("a stale context, used after Fini", func(t *testing.T) {
-		lockclass.ResetDefault(t)
-		rec := krules.Record(t)
+		krulestest.ResetDefault(t)
+		rec := krulestest.Record(t)
 		class := lockclass.NewWWClass("ww_class")
 		var o lockclass.WWMutex
 		o.Init(class)
@@ -477,8 +478,8 @@ func TestWWLockdep(t *testing.T) {
 		require.Contains(t, rec.Last().Text, "ww_class_acquire")
 	})
 	t.Run("a context used on another goroutine", func(t *testing.T) {
-		lockclass.ResetDefault(t)
-		rec := krules.Record(t)
+		krulestest.ResetDefault(t)
+		rec := krulestest.Record(t)
 		class := lockclass.NewWWClass("ww_class")
 		var o lockclass.WWMutex
 		o.Init(class)
@@ -499,8 +500,8 @@ func TestWWLockdep(t *testing.T) {
 // Map.AcquireShared is read = 1: a full participant, unlike AcquireRead.
 func TestMapAcquireShared(t *testing.T) {
 	t.Run("shared section vs exclusive waiter", func(t *testing.T) {
-		lockclass.ResetDefault(t)
-		rec := krules.Record(t)
+		krulestest.ResetDefault(t)
+		rec := krulestest.Record(t)
 		fence := lockclass.NewMap("dma_fence_map")
 		var l lockclass.Mutex
 		l.Init(lockclass.WithName("L"))
@@ -515,8 +516,8 @@ func TestMapAcquireShared(t *testing.T) {
 		require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
 	})
 	t.Run("recursive read proves nothing there", func(t *testing.T) {
-		lockclass.ResetDefault(t)
-		rec := krules.Record(t)
+		krulestest.ResetDefault(t)
+		rec := krulestest.Record(t)
 		fence := lockclass.NewMap("dma_fence_map")
 		var l lockclass.Mutex
 		l.Init(lockclass.WithName("L"))
@@ -531,8 +532,8 @@ func TestMapAcquireShared(t *testing.T) {
 		require.Zero(t, rec.Len())
 	})
 	t.Run("exclusive inside shared", func(t *testing.T) {
-		lockclass.ResetDefault(t)
-		rec := krules.Record(t)
+		krulestest.ResetDefault(t)
+		rec := krulestest.Record(t)
 		fence := lockclass.NewMap("dma_fence_map")
 		fence.AcquireShared()
 		fence.Acquire()
@@ -541,8 +542,8 @@ func TestMapAcquireShared(t *testing.T) {
 		require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
 	})
 	t.Run("shared nests across goroutines", func(t *testing.T) {
-		lockclass.ResetDefault(t)
-		krules.Check(t)
+		krulestest.ResetDefault(t)
+		krulestest.Check(t)
 		fence := lockclass.NewMap("dma_fence_map")
 		fence.AcquireShared()
 		require.True(t, lockclass.IsHeld(fence))

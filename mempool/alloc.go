@@ -2,6 +2,7 @@ package mempool
 
 import (
 	"context"
+	"time"
 
 	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
@@ -45,6 +46,7 @@ func (p *Pool[T]) allocate(ctx context.Context, flags gfp.Flags) (T, error) {
 	flags |= gfp.NoMemalloc | gfp.NoRetry | gfp.NoWarn
 	tmp := flags &^ (gfp.DirectReclaim | gfp.IO)
 	reported := false
+	var stalled time.Duration // waited since the last wake-up
 	for {
 		if p.closed.Load() {
 			return zero, ErrClosed
@@ -55,6 +57,14 @@ func (p *Pool[T]) allocate(ctx context.Context, flags gfp.Flags) (T, error) {
 		}
 		p.mu.Lock()
 		p.st.allocatorFailures++
+		if p.closed.Load() {
+			// Closed while the allocator ran: Close's wake-up may have
+			// come already, so a wait now would sleep the whole timeout.
+			// Close sets closed before it takes the lock to empty the
+			// reserve, so seen here under the lock it is never missed.
+			p.mu.Unlock()
+			return zero, ErrClosed
+		}
 		if len(p.elements) > 0 {
 			return p.takeReserved(), nil
 		}
@@ -75,11 +85,18 @@ func (p *Pool[T]) allocate(ctx context.Context, flags gfp.Flags) (T, error) {
 		ticket := p.wait.Prepare()
 		p.st.waits++
 		p.mu.Unlock()
+		p.dbg.waiting(1)
 		woken, err := ticket.Sleep(ctx, p.cfg.timeout)
+		p.dbg.waiting(-1)
 		if err != nil {
 			return zero, err
 		}
-		if !woken && p.timedOut(!reported) {
+		if woken {
+			stalled = 0
+			continue
+		}
+		stalled += p.cfg.timeout
+		if p.timedOut(!reported && stalled >= deadlockAfter) {
 			reported = true
 		}
 	}
@@ -120,9 +137,19 @@ func (p *Pool[T]) handOut(x T) {
 	}
 }
 
+// deadlockAfter is how long a waiter must go without a single wake-up
+// before a deadlock is reported: the kernel's 5*HZ safety net, however
+// short the pool's own retry timeout. A waiter whose elements were handed
+// to another goroutine (a submitter whose I/O completes) is woken by their
+// free; a shorter retry timeout only makes it retry sooner.
+const deadlockAfter = DefaultTimeout
+
 // timedOut counts a wait that ended without a wake-up and, in debug mode
 // and if report, reports a goroutine that waits while holding elements of
-// the pool. It returns whether it reported.
+// the pool when every element out is held by a waiter, the state in which
+// no free can come (mm/mempool.c's forward-progress rule: a task must not
+// hold one element while waiting for a second). It returns whether it
+// reported.
 func (p *Pool[T]) timedOut(report bool) bool {
 	p.mu.Lock()
 	p.st.timeouts++
@@ -130,8 +157,8 @@ func (p *Pool[T]) timedOut(report bool) bool {
 	if p.dbg == nil || !report {
 		return false
 	}
-	held := p.dbg.heldBy()
-	if len(held) == 0 {
+	held, stuck := p.dbg.heldBy()
+	if len(held) == 0 || !stuck {
 		return false
 	}
 	p.reportDeadlock(held)

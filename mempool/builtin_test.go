@@ -8,6 +8,7 @@ import (
 
 	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/mempool"
 )
 
@@ -27,7 +28,7 @@ func failPages(z *gfp.Zone) {
 }
 
 func TestPagePool(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := newZone(t, 4<<20)
 	p, err := mempool.NewPagePool(4, z, 1, mempool.WithName("pages"))
 	require.NoError(t, err)
@@ -59,7 +60,7 @@ func TestPagePool(t *testing.T) {
 
 // Page pools check frees by frame number even without debug mode.
 func TestPagePoolCatchesForeignAndDoubleFrees(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	z := newZone(t, 4<<20)
 	other := newZone(t, 1<<20, gfp.WithName("Other"))
 	p, err := mempool.NewPagePool(2, z, 0, mempool.WithDebug(false), mempool.WithName("pages"))
@@ -95,7 +96,7 @@ func TestPagePoolCatchesForeignAndDoubleFrees(t *testing.T) {
 }
 
 func TestKmallocPool(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	z := newZone(t, 4<<20)
 	p, err := mempool.NewKmallocPool(2, z, 200, mempool.WithName("kmalloc-200"))
 	require.NoError(t, err)
@@ -121,7 +122,7 @@ type request struct {
 }
 
 func TestSlabPool(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := newZone(t, 4<<20)
 	p, err := mempool.NewSlabPool[request](3, z, mempool.WithName("bio"))
 	require.NoError(t, err)
@@ -147,7 +148,7 @@ func TestSlabPool(t *testing.T) {
 // Debug mode poisons reserve elements; a write after free is caught when
 // the element comes out of the reserve again.
 func TestPoisonMismatch(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	z := newZone(t, 4<<20)
 	p, err := mempool.NewKmallocPool(1, z, 64, mempool.WithDebug(true), mempool.WithName("kmalloc-64"))
 	require.NoError(t, err)
@@ -171,7 +172,7 @@ func TestPoisonMismatch(t *testing.T) {
 // Debug mode tracks elements: freeing one twice, or one the pool never
 // handed out, is reported for any pool.
 func TestDebugTracksElements(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	s := &source{}
 	p, err := mempool.New(1, s.alloc, s.free, mempool.WithDebug(true), mempool.WithName("ints"))
 	require.NoError(t, err)
@@ -187,12 +188,13 @@ func TestDebugTracksElements(t *testing.T) {
 }
 
 // A goroutine that holds an element and waits for another from the same
-// pool while all are out: the deadlock is reported when the wait outlasts
-// the timeout.
+// pool while all are out, and no free comes: the deadlock is reported once
+// the wait has gone the kernel's 5 s (DefaultTimeout) without a wake-up,
+// however short the pool's retry timeout.
 func TestHeldElementWhileWaitingIsReported(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	s := &source{}
-	p, err := mempool.New(1, s.alloc, s.free, mempool.WithTimeout(20*time.Millisecond), mempool.WithName("bio"))
+	p, err := mempool.New(1, s.alloc, s.free, mempool.WithTimeout(20*time.Millisecond), mempool.WithName("bio"), mempool.WithDebug(true))
 	require.NoError(t, err)
 	s.fail.Store(true)
 	first := make(chan *int)
@@ -212,7 +214,9 @@ func TestHeldElementWhileWaitingIsReported(t *testing.T) {
 		second <- y
 	}()
 	x := <-first
-	require.Eventually(t, func() bool { return rec.Len() > 0 }, 5*time.Second, time.Millisecond)
+	start := time.Now()
+	require.Eventually(t, func() bool { return rec.Len() > 0 }, 15*time.Second, time.Millisecond)
+	require.GreaterOrEqual(t, time.Since(start), mempool.DefaultTimeout-100*time.Millisecond, "not before 5 s without a free")
 	r := rec.Last()
 	require.Equal(t, krules.MempoolDeadlock, r.Kind)
 	require.Equal(t, "WARNING: possible mempool deadlock detected", r.Headline)
@@ -227,7 +231,7 @@ func TestHeldElementWhileWaitingIsReported(t *testing.T) {
 
 // Waiting without holding anything is just waiting.
 func TestWaitWithoutHoldingIsNotADeadlock(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	s := &source{}
 	p, err := mempool.New(1, s.alloc, s.free, mempool.WithTimeout(5*time.Millisecond))
 	require.NoError(t, err)
@@ -245,5 +249,36 @@ func TestWaitWithoutHoldingIsNotADeadlock(t *testing.T) {
 	require.Eventually(t, func() bool { return p.Stats().Timeouts > 1 }, 5*time.Second, time.Millisecond)
 	p.Free(x)
 	p.Free(<-got)
+	require.NoError(t, p.Close())
+}
+
+// The common hand-off: a submitter allocates an element and hands it to a
+// completion goroutine, which frees it later, after the pool's retry
+// timeout, while the submitter already waits for the next one. The
+// element is in flight, not held: the completion's free wakes the
+// submitter, and nothing is reported.
+func TestHandOffIsNotADeadlock(t *testing.T) {
+	krulestest.Check(t)
+	s := &source{}
+	p, err := mempool.New(1, s.alloc, s.free, mempool.WithTimeout(2*time.Millisecond), mempool.WithDebug(true))
+	require.NoError(t, err)
+	s.fail.Store(true)
+	inflight := make(chan *int)
+	done := make(chan struct{})
+	go func() { // the completion
+		defer close(done)
+		for x := range inflight {
+			time.Sleep(30 * time.Millisecond) // the I/O, longer than the timeout
+			p.Free(x)
+		}
+	}()
+	for range 4 { // the submitter
+		x, err := p.Alloc(gfp.NoIO)
+		require.NoError(t, err)
+		inflight <- x
+	}
+	close(inflight)
+	<-done
+	require.Positive(t, p.Stats().Timeouts, "the submitter did wait out timeouts")
 	require.NoError(t, p.Close())
 }

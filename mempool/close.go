@@ -10,7 +10,8 @@ import (
 // back to the allocator. Elements still out are a bug in the caller; they
 // are reported (with where each was allocated, in debug mode) and Close
 // returns an error saying how many. Freeing them later hands them straight
-// to the allocator. Waiting Allocs return ErrClosed. Close is idempotent.
+// to the allocator. Waiting Allocs, and those whose allocator call is in
+// flight, return ErrClosed at once. Close is idempotent.
 func (p *Pool[T]) Close() error {
 	if p.closed.Swap(true) {
 		return nil

@@ -22,11 +22,28 @@ type owner struct {
 }
 
 type debugState struct {
-	mu  sync.Mutex
-	out map[any]owner
+	mu      sync.Mutex
+	out     map[any]owner
+	waiters map[int64]int // goroutines waiting in Alloc, by id
 }
 
-func newDebugState() *debugState { return &debugState{out: map[any]owner{}} }
+func newDebugState() *debugState {
+	return &debugState{out: map[any]owner{}, waiters: map[int64]int{}}
+}
+
+// waiting counts the calling goroutine in (+1) or out (-1) of the pool's
+// waiters. It does nothing outside debug mode (d == nil).
+func (d *debugState) waiting(delta int) {
+	if d == nil {
+		return
+	}
+	id := task.ID()
+	d.mu.Lock()
+	if d.waiters[id] += delta; d.waiters[id] == 0 {
+		delete(d.waiters, id)
+	}
+	d.mu.Unlock()
+}
 
 // track records an element handed to the calling goroutine.
 func (d *debugState) track(key any) {
@@ -49,19 +66,24 @@ func (d *debugState) untrack(key any) bool {
 }
 
 // heldBy returns the allocation sites of the elements the calling
-// goroutine took and has not freed.
-func (d *debugState) heldBy() []string {
+// goroutine took and has not freed, and whether every element out was
+// taken by a goroutine now waiting for another (the caller, which has just
+// timed out, is about to wait again): then no free can come.
+func (d *debugState) heldBy() (sites []string, stuck bool) {
 	id := task.ID()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var sites []string
+	stuck = true
 	for _, o := range d.out {
 		if o.goid == id {
 			sites = append(sites, stack.FormatFrame(o.site))
 		}
+		if o.goid != id && d.waiters[o.goid] == 0 { // the caller waits on
+			stuck = false
+		}
 	}
 	sort.Strings(sites)
-	return sites
+	return sites, stuck
 }
 
 // describe lists the outstanding elements by allocation site.

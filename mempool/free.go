@@ -14,15 +14,15 @@ package mempool
 //
 // A nil element is ignored. An element the pool did not hand out, or one
 // freed twice, is reported (MempoolMisuse) where the pool can tell (page
-// pools always, by frame number; every pool in debug mode) and left alone.
+// pools always, by frame number; every pool in debug mode; any pool when
+// no element is outstanding) and left alone.
 func (p *Pool[T]) Free(x T) {
 	if p.ops.isNil(x) {
 		return
 	}
-	if !p.accept(x) {
+	if !p.accept(x) || !p.returned() {
 		return
 	}
-	p.out.Add(-1)
 	if p.wantsRefill(p.curr.Load()) {
 		p.mu.Lock()
 		if p.wantsRefill(int64(len(p.elements))) && !p.closed.Load() {
@@ -59,4 +59,22 @@ func (p *Pool[T]) accept(x T) bool {
 func (p *Pool[T]) wantsRefill(n int64) bool {
 	min := p.minNr.Load()
 	return n < min || min == 0 && n == 0
+}
+
+// returned counts an element back in, unless none is out: then the free
+// is a double or foreign one that the pool recognises without debug mode,
+// and it is reported and refused, so that the count stays true and the
+// element reaches neither the reserve (which would hand it out twice) nor
+// the allocator.
+func (p *Pool[T]) returned() bool {
+	for {
+		n := p.out.Load()
+		if n <= 0 {
+			p.reportBadFree("no element is outstanding: a double or foreign free")
+			return false
+		}
+		if p.out.CompareAndSwap(n, n-1) {
+			return true
+		}
+	}
 }

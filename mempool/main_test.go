@@ -6,11 +6,11 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/krulestest"
 )
 
-func TestMain(m *testing.M) { krules.VerifyTestMain(m) }
+func TestMain(m *testing.M) { krulestest.VerifyTestMain(m, krulestest.MempoolDebug()) }
 
 var errFail = errors.New("allocator failed")
 

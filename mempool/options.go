@@ -1,7 +1,7 @@
 package mempool
 
 import (
-	"testing"
+	"sync/atomic"
 	"time"
 
 	"github.com/krules/krules/gfp"
@@ -23,7 +23,7 @@ type config struct {
 }
 
 func newConfig(opts []Option) config {
-	c := config{name: "mempool", gfp: gfp.Kernel, timeout: DefaultTimeout, debug: testing.Testing()}
+	c := config{name: "mempool", gfp: gfp.Kernel, timeout: DefaultTimeout, debug: defaultDebug.Load()}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -42,6 +42,15 @@ func WithGFP(flags gfp.Flags) Option { return func(c *config) { c.gfp = flags } 
 func WithTimeout(d time.Duration) Option { return func(c *config) { c.timeout = d } }
 
 // WithDebug turns debug mode on or off: element tracking, poisoning of the
-// reserve, and the reports they make possible. It is on by default in test
-// binaries, like a debug kernel's CONFIG_DEBUG_VM/SLUB_DEBUG_ON.
+// reserve, and the reports they make possible, like a debug kernel's
+// CONFIG_DEBUG_VM/SLUB_DEBUG_ON. Without it a pool follows SetDefaultDebug.
 func WithDebug(on bool) Option { return func(c *config) { c.debug = on } }
+
+// defaultDebug is the debug mode of pools created without WithDebug: the
+// kernel's slub_debug boot parameter, off unless set.
+var defaultDebug atomic.Bool
+
+// SetDefaultDebug sets the debug mode of pools created from now on without
+// WithDebug, and returns the previous setting; pools already created keep
+// theirs. Test binaries turn it on with krulestest.MempoolDebug.
+func SetDefaultDebug(on bool) (previous bool) { return defaultDebug.Swap(on) }

@@ -3,6 +3,7 @@ package mempool_test
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -10,11 +11,12 @@ import (
 
 	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/mempool"
 )
 
 func TestNewPreallocates(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	s := &source{}
 	p, err := mempool.New(3, s.alloc, s.free)
 	require.NoError(t, err)
@@ -47,11 +49,11 @@ func TestNewPreallocates(t *testing.T) {
 	require.Error(t, err)
 }
 
-// The spec's first pass: NOMEMALLOC|NORETRY|NOWARN added, DIRECT_RECLAIM
-// and IO removed; then the reserve; then, first pass only, the caller's
-// flags (with the three added); then fail or wait.
+// mempool_alloc's first pass (mm/mempool.c): NOMEMALLOC|NORETRY|NOWARN
+// added, DIRECT_RECLAIM and IO removed; then the reserve; then, first pass
+// only, the caller's flags (with the three added); then fail or wait.
 func TestFirstPassFlags(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	s := &source{}
 	p, err := mempool.New(1, s.alloc, s.free, mempool.WithTimeout(time.Hour))
 	require.NoError(t, err)
@@ -95,7 +97,7 @@ func TestFirstPassFlags(t *testing.T) {
 // needed (frees wake the waiters). With GFP_ATOMIC the failures are
 // immediate and counted.
 func TestForwardProgressWithAFailingAllocator(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	s := &source{}
 	p, err := mempool.New(4, s.alloc, s.free, mempool.WithTimeout(time.Hour))
 	require.NoError(t, err)
@@ -154,7 +156,7 @@ func TestForwardProgressWithAFailingAllocator(t *testing.T) {
 // sees what the freeing goroutine wrote (the race detector checks the
 // happens-before edge through the pool).
 func TestFreeBeforeWake(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	s := &source{}
 	p, err := mempool.New(1, s.alloc, s.free, mempool.WithTimeout(time.Hour))
 	require.NoError(t, err)
@@ -185,7 +187,7 @@ func TestFreeBeforeWake(t *testing.T) {
 // Many goroutines contend for a small reserve with blocking flags and a
 // pool timeout of an hour: a lost wake-up would hang the test.
 func TestNoLostWakeUps(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	s := &source{}
 	p, err := mempool.New(2, s.alloc, s.free, mempool.WithTimeout(time.Hour), mempool.WithDebug(false))
 	require.NoError(t, err)
@@ -220,7 +222,7 @@ func TestNoLostWakeUps(t *testing.T) {
 
 // The same with a 1 ms safety net, so that timeouts race with frees.
 func TestShortTimeoutStress(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	s := &source{}
 	p, err := mempool.New(1, s.alloc, s.free, mempool.WithTimeout(time.Millisecond), mempool.WithDebug(false))
 	require.NoError(t, err)
@@ -246,7 +248,7 @@ func TestShortTimeoutStress(t *testing.T) {
 }
 
 func TestResizeWhileAllocationsRun(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	s := &source{}
 	p, err := mempool.New(2, s.alloc, s.free, mempool.WithTimeout(10*time.Millisecond))
 	require.NoError(t, err)
@@ -291,7 +293,7 @@ func TestResizeWhileAllocationsRun(t *testing.T) {
 }
 
 func TestResizeGrowFailureIsNotAnError(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	s := &source{}
 	p, err := mempool.New(1, s.alloc, s.free)
 	require.NoError(t, err)
@@ -312,7 +314,7 @@ func TestResizeGrowFailureIsNotAnError(t *testing.T) {
 }
 
 func TestAllocPreallocated(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	s := &source{}
 	p, err := mempool.New(2, s.alloc, s.free)
 	require.NoError(t, err)
@@ -330,7 +332,7 @@ func TestAllocPreallocated(t *testing.T) {
 }
 
 func TestZeroIsReportedOnce(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	s := &source{}
 	p, err := mempool.New(1, s.alloc, s.free, mempool.WithName("bio"))
 	require.NoError(t, err)
@@ -348,7 +350,7 @@ func TestZeroIsReportedOnce(t *testing.T) {
 }
 
 func TestCloseReportsOutstandingElements(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	s := &source{}
 	p, err := mempool.New(1, s.alloc, s.free, mempool.WithName("bio"))
 	require.NoError(t, err)
@@ -370,7 +372,7 @@ func TestCloseReportsOutstandingElements(t *testing.T) {
 }
 
 func TestCloseWakesWaiters(t *testing.T) {
-	krules.Record(t)
+	krulestest.Record(t)
 	s := &source{}
 	p, err := mempool.New(1, s.alloc, s.free, mempool.WithTimeout(time.Hour))
 	require.NoError(t, err)
@@ -387,7 +389,7 @@ func TestCloseWakesWaiters(t *testing.T) {
 
 // min_nr 0 keeps one element, so a free still wakes a waiter.
 func TestZeroMinimumKeepsOneElement(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	s := &source{}
 	p, err := mempool.New(0, s.alloc, s.free, mempool.WithTimeout(time.Hour))
 	require.NoError(t, err)
@@ -413,7 +415,7 @@ func TestZeroMinimumKeepsOneElement(t *testing.T) {
 }
 
 func TestSleepingAllocInANonBlockSectionIsReported(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	s := &source{}
 	p, err := mempool.New(1, s.alloc, s.free)
 	require.NoError(t, err)
@@ -424,4 +426,70 @@ func TestSleepingAllocInANonBlockSectionIsReported(t *testing.T) {
 	require.NoError(t, err)
 	p.Free(x)
 	require.Equal(t, []krules.Kind{krules.SleepInAtomic}, rec.Kinds(), "MightAlloc")
+}
+
+// An Alloc whose allocator call is in flight when Close runs: Close's
+// wake-up comes before the Alloc prepares to wait, so the Alloc must see
+// the pool closed under the lock and return at once, not sleep its whole
+// timeout (DefaultTimeout, 5 s).
+func TestAllocInFlightAtCloseReturnsAtOnce(t *testing.T) {
+	rec := krulestest.Record(t)
+	var failing atomic.Bool
+	entered, release := make(chan struct{}), make(chan struct{})
+	alloc := func(f gfp.Flags) (*int, error) {
+		if !failing.Load() {
+			return new(int), nil
+		}
+		if f&gfp.DirectReclaim != 0 { // the second try, with the caller's flags
+			close(entered)
+			<-release
+		}
+		return nil, errFail
+	}
+	p, err := mempool.New(1, alloc, func(*int) {}, mempool.WithName("bio"))
+	require.NoError(t, err)
+	failing.Store(true)
+	x, ok := p.AllocPreallocated() // the reserve's only element
+	require.True(t, ok)
+
+	errc := make(chan error)
+	go func() { _, err := p.Alloc(gfp.Kernel); errc <- err }()
+	<-entered
+	require.ErrorContains(t, p.Close(), "1 elements outstanding")
+	start := time.Now()
+	close(release)
+	require.ErrorIs(t, <-errc, mempool.ErrClosed)
+	require.Less(t, time.Since(start), time.Second, "returned at once, without waiting its timeout")
+	require.Zero(t, p.Stats().Waits)
+	require.Equal(t, []krules.Kind{krules.MempoolMisuse}, rec.Kinds(), "the outstanding element")
+	p.Free(x)
+}
+
+// Without debug mode the pool cannot tell its elements from others, but a
+// Free with none outstanding is recognisable at no cost: it is reported
+// and refused, so the counters stay true and the element reaches neither
+// the reserve nor the allocator.
+func TestFreeWithNothingOutstandingIsRefused(t *testing.T) {
+	rec := krulestest.Record(t)
+	s := &source{}
+	p, err := mempool.New(2, s.alloc, s.free, mempool.WithDebug(false), mempool.WithName("bio"))
+	require.NoError(t, err)
+	x, err := p.Alloc(gfp.Kernel)
+	require.NoError(t, err)
+	p.Free(x)
+	p.Free(x)        // double free
+	p.Free(new(int)) // foreign
+	require.Zero(t, p.Stats().Outstanding)
+	require.Equal(t, 2, p.Stats().Reserve, "the reserve took neither")
+	require.Equal(t, []krules.Kind{krules.MempoolMisuse, krules.MempoolMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "mempool_free(bio): no element is outstanding: a double or foreign free")
+	y, err := p.Alloc(gfp.Kernel)
+	require.NoError(t, err)
+	z, err := p.Alloc(gfp.Kernel)
+	require.NoError(t, err)
+	require.NotSame(t, y, z, "no element is handed out twice")
+	p.Free(y)
+	p.Free(z)
+	require.NoError(t, p.Close())
+	require.Zero(t, s.live.Load())
 }

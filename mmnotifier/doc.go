@@ -89,6 +89,7 @@
 //     contract says.
 //   - Pages are anonymous and private; reclaimed ones are dropped, not
 //     swapped, and a later touch maps a fresh zeroed page. The OOM reaper's
-//     "unable to reap" report shows the reaper, not the victim's stack and
-//     every task's locks (sched_show_task, debug_show_all_locks).
+//     "unable to reap" line is followed by the victim's mmap_lock state,
+//     not its stack and every task's locks (sched_show_task,
+//     debug_show_all_locks).
 package mmnotifier

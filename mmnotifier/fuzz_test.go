@@ -6,8 +6,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/mmnotifier"
 )
 
@@ -48,7 +48,7 @@ func FuzzAddressSpace(f *testing.F) {
 	f.Add([]byte{0, 3, 5, 0, 20, 6, 5, 0, 0, 4, 1, 1, 2, 2, 2, 1, 16, 16, 3, 8, 8})
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		const npages = 32
-		krules.Check(t)
+		krulestest.Check(t)
 		z := newZone(t, 4<<20, gfp.WithoutKswapd())
 		mm := newMM(t, mmnotifier.WithZone(z), mmnotifier.WithoutReclaim())
 		n := &rangeNotifier{}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
-	"github.com/krules/krules/lockclass"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/mmnotifier"
 )
 
@@ -28,7 +28,7 @@ func newZone(t testing.TB, size int, opts ...gfp.ZoneOption) *gfp.Zone {
 // off after a report), so tests that use it must not run in parallel.
 func newMM(t testing.TB, opts ...mmnotifier.Option) *mmnotifier.MM {
 	t.Helper()
-	lockclass.ResetDefault(t)
+	krulestest.ResetDefault(t)
 	z := newZone(t, 8<<20, gfp.WithoutKswapd())
 	mm := mmnotifier.NewMM(append([]mmnotifier.Option{mmnotifier.WithZone(z), mmnotifier.WithTask(42, "victim")}, opts...)...)
 	t.Cleanup(func() {

@@ -88,7 +88,7 @@ func (mm *MM) hmmEntry(addr, req uint64) (uint64, error) {
 	}
 	write := req&HMMPFNReqWrite != 0
 	mm.ptl.Lock()
-	e := v.ptes[v.index(addr)]
+	e := mm.pt.get(addr)
 	mm.ptl.Unlock()
 	if e.page != nil && (!write || e.flags&pteWP == 0 && v.prot&ProtWrite != 0) {
 		return entryOf(v, e), nil
@@ -100,7 +100,7 @@ func (mm *MM) hmmEntry(addr, req uint64) (uint64, error) {
 		return 0, err
 	}
 	mm.ptl.Lock()
-	e = v.ptes[v.index(addr)]
+	e = mm.pt.get(addr)
 	mm.ptl.Unlock()
 	if e.page == nil { // reclaimed again already; the caller will retry
 		return 0, ErrBusy

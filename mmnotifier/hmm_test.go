@@ -12,8 +12,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/lockclass"
 	"github.com/krules/krules/mmnotifier"
 )
@@ -152,7 +152,7 @@ func (d *dmirror) size() int {
 }
 
 func TestMirrorRetriesAfterACollision(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := newMM(t)
 	d := newMirror(t, mm)
 	addr, err := mm.Mmap(8*pg, mmnotifier.ProtReadWrite)
@@ -175,7 +175,7 @@ func TestMirrorRetriesAfterACollision(t *testing.T) {
 // The check is able to fail: a driver that skips read_retry mirrors the
 // pages a collision freed.
 func TestMirrorWithoutReadRetryExposesStaleMappings(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := newMM(t)
 	d := newMirror(t, mm)
 	d.noRetryCheck = true
@@ -195,7 +195,7 @@ func TestMirrorWithoutReadRetryExposesStaleMappings(t *testing.T) {
 // discard, protect, migrate, reap-style invalidate and reclaim; the
 // mirror must never hold a page the address space no longer maps.
 func TestMirrorNeverExposesAStaleMapping(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := newZone(t, 8<<20)
 	mm := newMM(t, mmnotifier.WithZone(z))
 	d := newMirror(t, mm)

@@ -9,12 +9,12 @@ import (
 
 	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
-	"github.com/krules/krules/lockclass"
+	"github.com/krules/krules/krulestest"
 )
 
 func testMM(t *testing.T) *MM {
 	t.Helper()
-	lockclass.ResetDefault(t)
+	krulestest.ResetDefault(t)
 	z, err := gfp.NewZone(4<<20, gfp.WithoutKswapd())
 	require.NoError(t, err)
 	mm := NewMM(WithZone(z), WithoutReclaim())
@@ -120,7 +120,7 @@ func requireWaiting(t *testing.T, ch chan uint64) {
 const page = PageSize
 
 func TestSequenceScheme(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := testMM(t)
 	a := &seqOps{}
 	A, err := InsertInterval(mm, 0x10000, 4*page, a)
@@ -176,7 +176,7 @@ func TestSequenceScheme(t *testing.T) {
 }
 
 func TestInsertAndRemoveAreDeferredWhileFrozen(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := testMM(t)
 	a := &seqOps{}
 	A, err := InsertInterval(mm, 0x10000, 4*page, a)
@@ -226,7 +226,7 @@ func TestInsertAndRemoveAreDeferredWhileFrozen(t *testing.T) {
 }
 
 func TestRemoveWaitsForTheRunningInvalidation(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := testMM(t)
 	a := &seqOps{entered: make(chan struct{}), leave: make(chan struct{})}
 	A, err := InsertInterval(mm, 0x10000, page, a)
@@ -253,7 +253,7 @@ func TestRemoveWaitsForTheRunningInvalidation(t *testing.T) {
 }
 
 func TestNonBlockableIntervalRefusalUndoesTheStart(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := testMM(t)
 	first, refusing, last := &seqOps{}, &seqOps{refuseNonblock: true}, &seqOps{}
 	for i, o := range []*seqOps{first, refusing, last} {
@@ -274,7 +274,7 @@ func TestNonBlockableIntervalRefusalUndoesTheStart(t *testing.T) {
 }
 
 func TestListRefusalAfterIntervalsUndoesTheIntervalStart(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := testMM(t)
 	_, err := InsertInterval(mm, 0x10000, page, &seqOps{})
 	require.NoError(t, err)
@@ -292,7 +292,7 @@ func TestListRefusalAfterIntervalsUndoesTheIntervalStart(t *testing.T) {
 }
 
 func TestBlockableIntervalRefusalIsReportedAndSkipped(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	mm := testMM(t)
 	refusing, next := &seqOps{refuse: true}, &seqOps{}
 	R, err := InsertInterval(mm, 0x10000, page, refusing)
@@ -308,7 +308,7 @@ func TestBlockableIntervalRefusalIsReportedAndSkipped(t *testing.T) {
 }
 
 func TestExitSendsReleaseThenUnmap(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := testMM(t)
 	addr, err := mm.Mmap(2*page, ProtReadWrite)
 	require.NoError(t, err)
@@ -322,7 +322,7 @@ func TestExitSendsReleaseThenUnmap(t *testing.T) {
 }
 
 func TestIntervalMisuse(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	mm := testMM(t)
 	_, err := InsertInterval(mm, ^uint64(0)-page, 2*page, &seqOps{})
 	require.ErrorIs(t, err, ErrOverflow)
@@ -342,7 +342,7 @@ func TestIntervalMisuse(t *testing.T) {
 }
 
 func TestIntervalRefusingReleaseIsReported(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	mm := testMM(t)
 	A, err := InsertInterval(mm, 0x10000, page, &seqOps{refuse: true})
 	require.NoError(t, err)
@@ -354,7 +354,7 @@ func TestIntervalRefusingReleaseIsReported(t *testing.T) {
 }
 
 func TestTooManyPutsAreReported(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	mm := testMM(t)
 	mm.Exit()
 	mm.Put()
@@ -362,4 +362,93 @@ func TestTooManyPutsAreReported(t *testing.T) {
 	require.Contains(t, rec.Last().Text, "mm_users underflow")
 	require.Zero(t, mm.Users())
 	require.False(t, mm.GetNotZero())
+}
+
+// readBeginReturns requires ReadBegin to return (not hang) and returns its
+// sequence number.
+func readBeginReturns(t *testing.T, sub *IntervalNotifier) uint64 {
+	t.Helper()
+	select {
+	case seq := <-readBegin(sub):
+		return seq
+	case <-time.After(5 * time.Second):
+		t.Fatal("ReadBegin hangs")
+		return 0
+	}
+}
+
+// An InvalidateRangeEnd without its start is reported and changes
+// nothing: the sequence stays usable, later invalidations pair up and no
+// ReadBegin hangs.
+func TestEndWithoutStartIsReported(t *testing.T) {
+	rec := krulestest.Record(t)
+	mm := testMM(t)
+	a := &seqOps{}
+	A, err := InsertInterval(mm, 0x10000, page, a)
+	require.NoError(t, err)
+	readBeginReturns(t, A)
+
+	r := NewRange(mm, EventClear, 0x10000, 0x11000)
+	mm.mmapLock.RLock()
+	InvalidateRangeEnd(&r)
+	mm.mmapLock.RUnlock()
+	require.Equal(t, []krules.Kind{krules.NotifierMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "mmu_notifier_invalidate_range_end without a matching start: [0x10000-0x11000) MMU_NOTIFY_CLEAR")
+	seq, active := state(mm)
+	require.Zero(t, active)
+	require.Zero(t, seq&1, "not invalidating")
+
+	end := begin(mm, 0x10000, 0x11000) // a proper pair
+	end()
+	mm.mmapLock.RLock()
+	InvalidateRangeEnd(&r) // r's start never came; a second stray end
+	mm.mmapLock.RUnlock()
+	require.Len(t, rec.Kinds(), 2)
+	seq = readBeginReturns(t, A)
+	require.False(t, A.ReadRetry(seq))
+	require.Len(t, a.calls(), 1, "only the proper pair invalidated the interval")
+
+	r2 := NewRange(mm, EventClear, 0x10000, 0x11000) // ended twice
+	mm.mmapLock.RLock()
+	InvalidateRangeStart(&r2)
+	InvalidateRangeEnd(&r2)
+	InvalidateRangeEnd(&r2)
+	mm.mmapLock.RUnlock()
+	require.Len(t, rec.Kinds(), 3)
+	readBeginReturns(t, A)
+}
+
+// A reversed or empty range is refused before any notifier sees it, as
+// Unmap refuses a zero length; its end is then a no-op, and the
+// non-blockable start returns ErrInvalid.
+func TestReversedRangeIsRefused(t *testing.T) {
+	rec := krulestest.Record(t)
+	mm := testMM(t)
+	a := &seqOps{}
+	A, err := InsertInterval(mm, 0x10000, page, a)
+	require.NoError(t, err)
+	list := &Funcs{}
+	_, err = Register(mm, list.Notifier())
+	require.NoError(t, err)
+
+	for i, se := range [][2]uint64{{0x11000, 0x10000}, {0x10000, 0x10000}, {^uint64(0), 0}} {
+		r := NewRange(mm, EventClear, se[0], se[1])
+		mm.mmapLock.RLock()
+		InvalidateRangeStart(&r)
+		InvalidateRangeEnd(&r)
+		r2 := NewRange(mm, EventUnmap, se[0], se[1])
+		require.ErrorIs(t, InvalidateRangeStartNonblock(&r2), ErrInvalid)
+		mm.mmapLock.RUnlock()
+		require.Len(t, rec.Kinds(), 2*(i+1))
+		require.Contains(t, rec.Last().Text, "WARN_ON(range->start >= range->end)")
+	}
+	for _, k := range rec.Kinds() {
+		require.Equal(t, krules.NotifierMisuse, k)
+	}
+	require.Empty(t, a.calls(), "no interval notifier saw a bad range")
+	require.Zero(t, list.Counts().Starts)
+	seq, active := state(mm)
+	require.Zero(t, active)
+	require.Zero(t, seq&1)
+	readBeginReturns(t, A)
 }

@@ -58,10 +58,18 @@ func newSubscriptions() *subscriptions {
 // the rmap locks: that is what keeps a registration from falling between
 // a start and its end.
 //
+// A range with Start >= End is reported and reaches no notifier, as
+// munmap refuses a zero length; its InvalidateRangeEnd does nothing.
+//
 //go:noinline
 func InvalidateRangeStart(r *Range) {
 	nonblock.MightSleep()
+	if !r.valid("mmu_notifier_invalidate_range_start") {
+		r.flags |= rangeRefused
+		return
+	}
 	gfp.NotifierMap.Acquire()
+	r.flags |= rangeStarted
 	var reps []*krules.Report
 	if subs := r.MM.subs.Load(); subs != nil {
 		r.flags |= rangeBlockable
@@ -76,10 +84,14 @@ func InvalidateRangeStart(r *Range) {
 // It clears r's blockable flag, so list notifiers run inside non-block
 // sections, and returns ErrAgain if a notifier could not proceed without
 // sleeping. Then the caller must leave the range alone and must not call
-// InvalidateRangeEnd; the bookkeeping of the start is already undone.
+// InvalidateRangeEnd; the bookkeeping of the start is already undone. A
+// range with Start >= End is reported and returns ErrInvalid.
 //
 //go:noinline
 func InvalidateRangeStartNonblock(r *Range) error {
+	if !r.valid("mmu_notifier_invalidate_range_start_nonblock") {
+		return ErrInvalid
+	}
 	gfp.NotifierMap.Acquire()
 	var (
 		err  error
@@ -89,16 +101,43 @@ func InvalidateRangeStartNonblock(r *Range) error {
 		r.flags &^= rangeBlockable
 		reps, err = subs.invalidateStart(r)
 	}
+	if err == nil {
+		r.flags |= rangeStarted
+	}
 	gfp.NotifierMap.Release()
 	emitAll(reps)
 	return err
 }
 
+// valid reports whether r may be invalidated, and reports a range that
+// ends where or before it starts.
+func (r *Range) valid(fn string) bool {
+	if r.Start < r.End {
+		return true
+	}
+	krules.Emit(krules.Warn(krules.NotifierMisuse, fmt.Sprintf(
+		"WARN_ON(range->start >= range->end): %s of %s", fn, r), 2))
+	return false
+}
+
 // InvalidateRangeEnd tells the notifiers that r has changed:
-// mmu_notifier_invalidate_range_end. It may sleep if r is blockable.
+// mmu_notifier_invalidate_range_end. It may sleep if r is blockable. An
+// end whose start did not run (never called, ended already, or failed
+// with ErrAgain) is reported and does nothing, so the interval tree's
+// sequence stays balanced and no ReadBegin waits for it.
 //
 //go:noinline
 func InvalidateRangeEnd(r *Range) {
+	switch {
+	case r.flags&rangeRefused != 0: // reported by its start
+		r.flags &^= rangeRefused
+		return
+	case r.flags&rangeStarted == 0:
+		krules.Emit(krules.Warn(krules.NotifierMisuse,
+			"mmu_notifier_invalidate_range_end without a matching start: "+r.String(), 1))
+		return
+	}
+	r.flags &^= rangeStarted
 	if r.Blockable() {
 		nonblock.MightSleep()
 	}

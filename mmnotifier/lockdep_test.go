@@ -11,6 +11,7 @@ import (
 
 	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/lockclass"
 	"github.com/krules/krules/mmnotifier"
 )
@@ -66,7 +67,7 @@ func TestCallbackLockHeldAcrossAllocationIsACycle(t *testing.T) {
 	for _, order := range []string{"allocation first", "callback first"} {
 		for _, kind := range []string{"list", "interval"} {
 			t.Run(order+", "+kind, func(t *testing.T) {
-				rec := krules.Record(t)
+				rec := krulestest.Record(t)
 				mm := newMM(t)
 				mu := driverLock()
 				if kind == "list" {
@@ -94,7 +95,7 @@ func TestCallbackLockHeldAcrossAllocationIsACycle(t *testing.T) {
 }
 
 func TestInvalidationWithoutNotifiersStillOrdersTheCallersLocks(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	quiet, busy := newMM(t), newMM(t)
 	mu := driverLock()
 	_, err := mmnotifier.Register(busy, lockingNotifier{mu})
@@ -115,7 +116,7 @@ func TestInvalidationWithoutNotifiersStillOrdersTheCallersLocks(t *testing.T) {
 }
 
 func TestReadBeginUnderTheDriverLockIsACycle(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	mm := newMM(t)
 	mu := driverLock()
 	sub, err := mmnotifier.InsertInterval(mm, 0, 1<<40, lockingInterval{mu})
@@ -130,7 +131,7 @@ func TestReadBeginUnderTheDriverLockIsACycle(t *testing.T) {
 }
 
 func TestUnregisterFromACallbackIsReportedAndDoesNotHang(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	mm := newMM(t)
 	var sub *mmnotifier.Subscription
 	f := &mmnotifier.Funcs{Start: func(*mmnotifier.Range) error {
@@ -153,7 +154,7 @@ func TestUnregisterFromACallbackIsReportedAndDoesNotHang(t *testing.T) {
 
 // Release runs in a read section of its own, outside any invalidation.
 func TestUnregisterFromReleaseIsReportedAndDoesNotHang(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	mm := newMM(t)
 	var other *mmnotifier.Subscription
 	f := &mmnotifier.Funcs{Release: func(*mmnotifier.MM) { other.Unregister() }}
@@ -167,7 +168,7 @@ func TestUnregisterFromReleaseIsReportedAndDoesNotHang(t *testing.T) {
 }
 
 func TestLockHeldAcrossUnregisterThatReleaseTakesIsACycle(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	mm := newMM(t)
 	mu := driverLock()
 	f := &mmnotifier.Funcs{Release: func(*mmnotifier.MM) { mu.Lock(); mu.Unlock() }}
@@ -185,7 +186,7 @@ func TestLockHeldAcrossUnregisterThatReleaseTakesIsACycle(t *testing.T) {
 }
 
 func TestLockHeldAcrossUnregisterThatCallbacksTakeIsACycle(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	mm := newMM(t)
 	mu := driverLock()
 	sub, err := mmnotifier.Register(mm, lockingNotifier{mu})
@@ -199,7 +200,7 @@ func TestLockHeldAcrossUnregisterThatCallbacksTakeIsACycle(t *testing.T) {
 }
 
 func TestRemoveFromIntervalCallbackIsReportedAndDoesNotHang(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	mm := newMM(t)
 	var sub *mmnotifier.IntervalNotifier
 	calls := 0
@@ -256,11 +257,11 @@ func deps(t *testing.T, name string) []string {
 func TestPrimeLockdepOrdersReclaimBeforeTheNotifierMap(t *testing.T) {
 	for _, prime := range []bool{false, true} {
 		t.Run(map[bool]string{false: "modern", true: "primed"}[prime], func(t *testing.T) {
-			krules.Check(t)
+			krulestest.Check(t)
 			mm := newMM(t)
 			_, err := mmnotifier.Register(mm, (&mmnotifier.Funcs{}).Notifier())
 			require.NoError(t, err)
-			lockclass.ResetDefault(t) // the subscriptions exist; the graph is empty
+			krulestest.ResetDefault(t) // the subscriptions exist; the graph is empty
 			var opts []mmnotifier.RegisterOption
 			if prime {
 				opts = append(opts, mmnotifier.PrimeLockdep())
@@ -282,7 +283,7 @@ func TestPrimeLockdepOrdersReclaimBeforeTheNotifierMap(t *testing.T) {
 // callback's lock is ordered after it, and an allocation under that lock
 // closes the cycle.
 func TestReclaimInvalidatesAndOrdersCallbackLocksAfterFSReclaim(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	mm := newMM(t)
 	mu := driverLock()
 	f := &mmnotifier.Funcs{Start: func(r *mmnotifier.Range) error {
@@ -309,8 +310,8 @@ func TestReclaimInvalidatesAndOrdersCallbackLocksAfterFSReclaim(t *testing.T) {
 // The sleeping lock's might-sleep check belongs to the validator's
 // lookup, so this test needs it too.
 func TestNonBlockableCallbackThatSleepsIsReported(t *testing.T) {
-	lockclass.ResetDefault(t)
-	rec := krules.Record(t)
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
 	mm := newMM(t)
 	d := &mlxLike{}
 	d.mu.Init(lockclass.WithName("&dev->notifier_lock"))
@@ -340,11 +341,11 @@ func TestNonBlockableCallbackThatSleepsIsReported(t *testing.T) {
 func TestPrimeLockdepReportsAtRegistration(t *testing.T) {
 	for _, prime := range []bool{false, true} {
 		t.Run(map[bool]string{false: "modern", true: "primed"}[prime], func(t *testing.T) {
-			rec := krules.Record(t)
+			rec := krulestest.Record(t)
 			mm := newMM(t)
 			_, err := mmnotifier.Register(mm, (&mmnotifier.Funcs{}).Notifier())
 			require.NoError(t, err)
-			lockclass.ResetDefault(t) // the subscriptions exist; the graph is empty
+			krulestest.ResetDefault(t) // the subscriptions exist; the graph is empty
 			mu := driverLock()
 			scanned := false
 			s := &gfp.Shrinker{
@@ -376,6 +377,37 @@ func TestPrimeLockdepReportsAtRegistration(t *testing.T) {
 			} else {
 				require.Empty(t, rec.Reports(), "nothing until the driver allocates under its lock")
 			}
+		})
+	}
+}
+
+// A GFP_KERNEL allocation in a callback is the circular dependency between
+// the notifier map and fs_reclaim, whenever the validator was last reset:
+// before the registration, after it, or after the mapping was faulted in.
+func TestAllocationInCallbackIsACycleWhateverTheReset(t *testing.T) {
+	for _, when := range []string{"before register", "after register", "after fault"} {
+		t.Run(when, func(t *testing.T) {
+			rec := krulestest.Record(t)
+			mm := newMM(t) // resets the default validator
+			f := &mmnotifier.Funcs{Start: func(r *mmnotifier.Range) error {
+				b, err := mm.Zone().Alloc(64, gfp.Kernel)
+				if err == nil {
+					mm.Zone().Free(b)
+				}
+				return nil
+			}}
+			_, err := mmnotifier.Register(mm, f.Notifier())
+			require.NoError(t, err)
+			if when == "after register" {
+				krulestest.ResetDefault(t)
+			}
+			addr := mapTouched(t, mm, 1)
+			if when == "after fault" {
+				krulestest.ResetDefault(t)
+			}
+			require.Empty(t, rec.Reports())
+			require.NoError(t, mm.Discard(addr, pg))
+			requireCircular(t, rec, "mmu_notifier_invalidate_range_start", "fs_reclaim")
 		})
 	}
 }

@@ -19,24 +19,15 @@ func (mm *MM) Migrate(addr, length uint64, owner any) (int, error) {
 	}
 	mm.mmapLock.RLock()
 	defer mm.mmapLock.RUnlock()
-	var vs []*vma
 	for a := addr; a < end; {
 		v := mm.vmaAt(a)
 		if v == nil {
 			return 0, ErrNoMem
 		}
-		vs = append(vs, v)
 		a = v.end
 	}
 	mm.ptl.Lock()
-	n := 0
-	for _, v := range vs {
-		for k := v.index(max(addr, v.start)); k < v.index(min(end, v.end)); k++ {
-			if v.ptes[k].page != nil {
-				n++
-			}
-		}
-	}
+	n := mm.pt.count(addr, end)
 	mm.ptl.Unlock()
 	fresh := make([]*gfp.Page, 0, n)
 	for range n {
@@ -51,19 +42,17 @@ func (mm *MM) Migrate(addr, length uint64, owner any) (int, error) {
 	InvalidateRangeStart(&r)
 	old := make([]*gfp.Page, 0, len(fresh))
 	mm.ptl.Lock()
-	for _, v := range vs {
-		for k := v.index(max(addr, v.start)); k < v.index(min(end, v.end)); k++ {
-			e := &v.ptes[k]
-			if e.page == nil || len(fresh) == 0 {
-				continue
-			}
-			p := fresh[len(fresh)-1]
-			fresh = fresh[:len(fresh)-1]
-			copy(p.Bytes(), e.page.Bytes())
-			old = append(old, e.page)
-			e.page = p
+	mm.pt.walk(addr, end, func(_ uint64, e *pte) bool {
+		if len(fresh) == 0 {
+			return false // pages faulted in since the count stay
 		}
-	}
+		p := fresh[len(fresh)-1]
+		fresh = fresh[:len(fresh)-1]
+		copy(p.Bytes(), e.page.Bytes())
+		old = append(old, e.page)
+		e.page = p
+		return true
+	})
 	mm.ptl.Unlock()
 	InvalidateRangeEnd(&r)
 	mm.freePages(old)
@@ -83,13 +72,10 @@ func (mm *MM) ClearSoftDirty() {
 	r := NewRange(mm, EventSoftDirty, 0, ^uint64(0))
 	InvalidateRangeStart(&r)
 	mm.ptl.Lock()
-	for _, v := range mm.vmas {
-		for k := range v.ptes {
-			if v.ptes[k].page != nil {
-				v.ptes[k].flags = v.ptes[k].flags&^pteSoftDirty | pteWP
-			}
-		}
-	}
+	mm.pt.walk(0, ^uint64(0), func(_ uint64, e *pte) bool {
+		e.flags = e.flags&^pteSoftDirty | pteWP
+		return true
+	})
 	mm.ptl.Unlock()
 	InvalidateRangeEnd(&r)
 }
@@ -99,11 +85,11 @@ func (mm *MM) ClearSoftDirty() {
 func (mm *MM) SoftDirty(addr uint64) bool {
 	mm.mmapLock.RLock()
 	defer mm.mmapLock.RUnlock()
-	v := mm.vmaAt(addr)
-	if v == nil {
+	if mm.vmaAt(addr) == nil {
 		return false
 	}
 	mm.ptl.Lock()
 	defer mm.ptl.Unlock()
-	return v.ptes[v.index(addr)].flags&pteSoftDirty != 0
+	e := mm.pt.get(addr)
+	return e.page != nil && e.flags&pteSoftDirty != 0
 }

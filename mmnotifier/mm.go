@@ -45,6 +45,7 @@ type MM struct {
 	// protections change under mmap_lock held for writing; their page
 	// table entries under the page-table lock.
 	vmas     []*vma
+	pt       pageTable    // page-table lock
 	rss      atomic.Int64 // resident pages
 	shrinker *gfp.Shrinker
 	// reclaimCursor is where the shrinker's clock hand stands
@@ -189,13 +190,10 @@ func (mm *MM) exitMmap() {
 	mm.mmapLock.Lock()
 	var freed []*gfp.Page
 	if len(mm.vmas) != 0 {
-		freed = make([]*gfp.Page, 0, mm.entries(0, len(mm.vmas)))
 		r := NewRange(mm, EventUnmap, 0, ^uint64(0))
 		InvalidateRangeStart(&r)
 		mm.ptl.Lock()
-		for _, v := range mm.vmas {
-			freed = v.zap(mm, freed, 0, len(v.ptes))
-		}
+		freed = mm.zap(nil, 0, ^uint64(0))
 		mm.ptl.Unlock()
 		InvalidateRangeEnd(&r)
 	}

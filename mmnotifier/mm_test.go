@@ -1,18 +1,19 @@
 package mmnotifier_test
 
 import (
+	"runtime"
 	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/mmnotifier"
 )
 
 func TestMappingsAndFaults(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := newMM(t)
 	a, err := mm.Mmap(3*pg, mmnotifier.ProtReadWrite)
 	require.NoError(t, err)
@@ -51,7 +52,7 @@ func TestMappingsAndFaults(t *testing.T) {
 }
 
 func TestProtectSplitsAndMergesMappings(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := newMM(t)
 	rec := &recorder{}
 	_, err := mmnotifier.Register(mm, &recNotifier{"n", rec})
@@ -104,7 +105,7 @@ func (n *youngNotifier) TestYoung(*mmnotifier.MM, uint64) bool {
 }
 
 func TestAccessedBitsAreTheCPUsAndTheNotifiers(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := newMM(t)
 	y := &youngNotifier{}
 	_, err := mmnotifier.Register(mm, y)
@@ -123,7 +124,7 @@ func TestAccessedBitsAreTheCPUsAndTheNotifiers(t *testing.T) {
 // Reclaim gives pages a secondary MMU keeps using a second chance, and
 // unmaps the rest.
 func TestReclaimSparesPagesTheDeviceUses(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := newMM(t)
 	y := &youngNotifier{}
 	y.young.Store(true)
@@ -138,7 +139,7 @@ func TestReclaimSparesPagesTheDeviceUses(t *testing.T) {
 }
 
 func TestReclaimNeedsIO(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := newMM(t)
 	mapTouched(t, mm, 8)
 	mm.ClearFlushYoung(0, ^uint64(0))
@@ -150,7 +151,7 @@ func TestReclaimNeedsIO(t *testing.T) {
 // invalidations of the address space's pages: allocations keep succeeding
 // while the notifier sees CLEAR invalidations.
 func TestMemoryPressureDrivesInvalidations(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	z := newZone(t, 4<<20)
 	mm := newMM(t, mmnotifier.WithZone(z))
 	f := &mmnotifier.Funcs{End: func(*mmnotifier.Range) {}}
@@ -173,5 +174,66 @@ func TestMemoryPressureDrivesInvalidations(t *testing.T) {
 	require.Less(t, mm.RSS(), int64(512))
 	for _, p := range pages {
 		z.FreePages(p, 0)
+	}
+}
+
+// A length that overflows when rounded to pages, or that no address space
+// can hold, is -ENOMEM, as do_mmap and get_unmapped_area say; it maps
+// nothing.
+func TestMmapRefusesLengthsTheAddressSpaceCannotHold(t *testing.T) {
+	krulestest.Check(t)
+	mm := newMM(t)
+	for _, length := range []uint64{^uint64(0), ^uint64(0) - pg + 2, 1 << 63, 1 << 48} {
+		_, err := mm.Mmap(length, mmnotifier.ProtReadWrite)
+		require.ErrorIs(t, err, mmnotifier.ErrNoMem, "length %#x", length)
+	}
+	a, err := mm.Mmap(pg, mmnotifier.ProtReadWrite)
+	require.NoError(t, err)
+	b, err := mm.Mmap(pg, mmnotifier.ProtReadWrite)
+	require.NoError(t, err)
+	require.Equal(t, a+pg, b, "nothing was mapped by the refused calls")
+}
+
+// heapGrowth returns how many bytes of Go heap f leaves allocated.
+func heapGrowth(f func()) int64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	return int64(after.HeapAlloc) - int64(before.HeapAlloc)
+}
+
+// Page tables are allocated on first touch (__pte_alloc), so a mapping
+// that is never touched costs next to nothing however large it is, and
+// touching a page of it costs one table, not one entry per page mapped.
+func TestHugeMappingsHaveSparsePageTables(t *testing.T) {
+	krulestest.Check(t)
+	for _, length := range []uint64{64 << 30, 1 << 46} {
+		mm := newMM(t)
+		var addr uint64
+		grew := heapGrowth(func() {
+			var err error
+			addr, err = mm.Mmap(length, mmnotifier.ProtReadWrite)
+			require.NoError(t, err)
+		})
+		require.Less(t, grew, int64(64<<10), "Mmap(%#x) grew the heap by %d bytes", length, grew)
+		last := addr + length - pg
+		grew = heapGrowth(func() {
+			require.NoError(t, mm.Write(addr, []byte("first")))
+			require.NoError(t, mm.Write(last, []byte("last")))
+		})
+		require.Less(t, grew, int64(64<<10), "two touches grew the heap by %d bytes", grew)
+		got := make([]byte, 4)
+		require.NoError(t, mm.Read(last, got))
+		require.Equal(t, "last", string(got))
+		require.EqualValues(t, 2, mm.RSS())
+		require.NoError(t, mm.Discard(addr, length))
+		require.Zero(t, mm.RSS())
+		require.NoError(t, mm.Write(addr+length/2, []byte("middle")))
+		require.NoError(t, mm.Protect(addr+length/2, pg, mmnotifier.ProtRead))
+		require.NoError(t, mm.Unmap(addr, length))
+		require.Zero(t, mm.RSS())
 	}
 }

@@ -2,6 +2,7 @@ package mmnotifier
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"slices"
@@ -24,8 +25,8 @@ import (
 // in a blockable range, is a WARNING.
 //
 // The other callbacks are optional interfaces: EndNotifier,
-// ReleaseNotifier, ClearFlushYoungNotifier, ClearYoungNotifier and
-// TestYoungNotifier. A notifier whose start can fail must not implement
+// ReleaseNotifier, ClearFlushYoungNotifier, ClearYoungNotifier,
+// TestYoungNotifier and FreeNotifier. A notifier whose start can fail must not implement
 // EndNotifier: it could not tell from its end whether its start failed
 // (the kernel warns when one does).
 type Notifier interface {
@@ -71,6 +72,16 @@ type TestYoungNotifier interface {
 	TestYoung(mm *MM, addr uint64) bool
 }
 
+// FreeNotifier is a notifier with a free_notifier callback of its own: the
+// last Put of a notifier registered with Register calls it after a grace
+// period, in an atomic context (it must not sleep), as the kernel's
+// mmu_notifier_put calls ops->free_notifier. A notifier from Get is freed
+// by its Allocator instead. Without it, Put just drops the notifier.
+type FreeNotifier interface {
+	Notifier
+	FreeNotifier()
+}
+
 // Allocator makes and frees the per-address-space notifier shared by Get
 // and Put: the alloc_notifier and free_notifier ops. Get finds an existing
 // subscription by comparing Allocators with ==, so an Allocator must be
@@ -81,6 +92,10 @@ type Allocator interface {
 	FreeNotifier(n Notifier)
 }
 
+// errNilNotifier refuses a nil notifier: registered, it would fault in
+// the first invalidation.
+var errNilNotifier = fmt.Errorf("mmnotifier: no notifier to register: %w", ErrInvalid)
+
 // Subscription is one notifier registered on one address space, the handle
 // Register and Get return.
 type Subscription struct {
@@ -90,6 +105,7 @@ type Subscription struct {
 	cfy     ClearFlushYoungNotifier
 	cy      ClearYoungNotifier
 	ty      TestYoungNotifier
+	free    FreeNotifier
 	mm      *MM
 	alloc   Allocator
 
@@ -111,6 +127,7 @@ func newSubscription(n Notifier) *Subscription {
 	s.cfy, _ = n.(ClearFlushYoungNotifier)
 	s.cy, _ = n.(ClearYoungNotifier)
 	s.ty, _ = n.(TestYoungNotifier)
+	s.free, _ = n.(FreeNotifier)
 	return s
 }
 
@@ -136,7 +153,9 @@ func PrimeLockdep() RegisterOption { return func(c *registerConfig) { c.prime = 
 // Register registers n on mm: mmu_notifier_register. It takes mmap_lock
 // for writing, so the caller must not hold it; mm must have users (Get or
 // be the caller's own). The newest notifier is called first. Unregister
-// undoes it.
+// undoes it, or Put, as for a notifier from Get. A nil n is refused with
+// an error wrapping ErrInvalid (the kernel's mmu_notifier_register(NULL,
+// mm) only sets up the subscriptions, which InsertInterval does here).
 func Register(mm *MM, n Notifier, opts ...RegisterOption) (*Subscription, error) {
 	mm.mmapLock.Lock()
 	defer mm.mmapLock.Unlock()
@@ -149,6 +168,9 @@ func RegisterLocked(mm *MM, n Notifier, opts ...RegisterOption) (*Subscription, 
 	var cfg registerConfig
 	for _, o := range opts {
 		o(&cfg)
+	}
+	if n == nil {
+		return nil, errNilNotifier
 	}
 	s := newSubscription(n)
 	if err := register(mm, s, cfg); err != nil {
@@ -251,6 +273,9 @@ func GetLocked(mm *MM, a Allocator) (*Subscription, error) {
 	if err != nil {
 		return nil, err
 	}
+	if n == nil {
+		return nil, errNilNotifier
+	}
 	s := newSubscription(n)
 	s.alloc = a
 	if err := register(mm, s, registerConfig{}); err != nil {
@@ -260,19 +285,23 @@ func GetLocked(mm *MM, a Allocator) (*Subscription, error) {
 	return s, nil
 }
 
-// Put drops a user Get counted: mmu_notifier_put. The last one unhashes
-// the notifier and, after a grace period, calls FreeNotifier in an atomic
-// context, on a goroutine of its own. The caller must have dropped its
-// secondary mappings first. Put may be called from Release. Synchronize
-// waits for the frees.
+// Put drops a user Get counted: mmu_notifier_put. A registration with
+// Register counts as one user too, as in __mmu_notifier_register, so Put
+// is also how a notifier that frees itself leaves (nouveau_svmm_fini). The
+// last one unhashes the notifier and, after a grace period, calls the
+// Allocator's FreeNotifier (for a notifier from Get) or the notifier's own
+// (FreeNotifier, if it has one) in an atomic context, on a goroutine of
+// its own. The caller must have dropped its secondary mappings first. Put
+// may be called from Release. Synchronize waits for the frees. A Put with
+// no user left, or after Unregister, is reported and ignored.
 func (s *Subscription) Put() {
-	if s.mm == nil || s.alloc == nil {
-		krules.Emit(krules.Warn(krules.NotifierMisuse, "mmu_notifier_put: notifier did not come from Get", 0))
+	if s.mm == nil {
+		krules.Emit(krules.Warn(krules.NotifierMisuse, "mmu_notifier_put: notifier is not registered", 0))
 		return
 	}
 	subs := s.mm.subs.Load()
 	subs.lock.Lock()
-	if s.users == 0 {
+	if s.users == 0 || s.done.Load() {
 		subs.lock.Unlock()
 		krules.Emit(krules.Warn(krules.NotifierMisuse, "WARN_ON(!subscription->users): mmu_notifier_put without a user", 0))
 		return
@@ -285,10 +314,14 @@ func (s *Subscription) Put() {
 	s.done.Store(true)
 	subs.lock.Unlock()
 	subs.unhash(s) // findGet skips it meanwhile: it has no users
-	mm, a, n := s.mm, s.alloc, s.n
+	mm, a, n, free := s.mm, s.alloc, s.n, s.free
 	srcu.callSRCU(func() {
 		nonblock.StartAtomic() // SRCU callbacks run with bottom halves off
-		a.FreeNotifier(n)
+		if a != nil {
+			a.FreeNotifier(n)
+		} else if free != nil {
+			free.FreeNotifier()
+		}
 		nonblock.EndAtomic()
 		mm.drop()
 	})

@@ -10,7 +10,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/krules/krules"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/mmnotifier"
+	"github.com/krules/krules/nonblock"
 )
 
 const pg = mmnotifier.PageSize
@@ -18,7 +20,7 @@ const pg = mmnotifier.PageSize
 var errDeviceGone = errors.New("device gone")
 
 func TestNewestNotifierIsCalledFirst(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := newMM(t)
 	rec := &recorder{}
 	for _, name := range []string{"a", "b", "c"} {
@@ -31,7 +33,7 @@ func TestNewestNotifierIsCalledFirst(t *testing.T) {
 }
 
 func TestEachOperationInvalidatesWithItsEvent(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := newMM(t)
 	rec := &recorder{}
 	_, err := mmnotifier.Register(mm, &recNotifier{"n", rec})
@@ -88,7 +90,7 @@ func TestEachOperationInvalidatesWithItsEvent(t *testing.T) {
 }
 
 func TestPagesAreFreedAfterTheEnd(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := newMM(t)
 	addr := mapTouched(t, mm, 2)
 	pfn, ok := mm.Lookup(addr)
@@ -111,7 +113,7 @@ func endFuncs(start func(*mmnotifier.Range) error, end func(*mmnotifier.Range)) 
 }
 
 func TestFuncsCountsAndShapesTheNotifier(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := newMM(t)
 	plain := &mmnotifier.Funcs{}
 	full := &mmnotifier.Funcs{End: func(*mmnotifier.Range) {}, Release: func(*mmnotifier.MM) {}}
@@ -135,7 +137,7 @@ func TestFuncsCountsAndShapesTheNotifier(t *testing.T) {
 }
 
 func TestUnregisterCallsReleaseAndStopsCallbacks(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := newMM(t)
 	rec := &recorder{}
 	sub, err := mmnotifier.Register(mm, &recNotifier{"n", rec})
@@ -148,7 +150,7 @@ func TestUnregisterCallsReleaseAndStopsCallbacks(t *testing.T) {
 }
 
 func TestExitReleasesOnceAndUnregisterAfterwardDoesNot(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := newMM(t)
 	rec := &recorder{}
 	sub, err := mmnotifier.Register(mm, &recNotifier{"n", rec})
@@ -163,7 +165,7 @@ func TestExitReleasesOnceAndUnregisterAfterwardDoesNot(t *testing.T) {
 }
 
 func TestUnregisterWaitsForRunningCallbacks(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := newMM(t)
 	entered, leave := make(chan struct{}), make(chan struct{})
 	var returned atomic.Bool
@@ -196,7 +198,7 @@ func TestUnregisterWaitsForRunningCallbacks(t *testing.T) {
 }
 
 func TestRegisterOnDeadAddressSpaceIsReported(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	mm := newMM(t)
 	mm.Exit()
 	_, err := mmnotifier.Register(mm, (&mmnotifier.Funcs{}).Notifier())
@@ -205,8 +207,31 @@ func TestRegisterOnDeadAddressSpaceIsReported(t *testing.T) {
 	require.Contains(t, rec.Last().Text, "BUG_ON(atomic_read(&mm->mm_users) <= 0)")
 }
 
+// A nil notifier is refused: registered, it would make every later
+// invalidation, Exit included, call a method on nil.
+func TestRegisterRefusesNilNotifier(t *testing.T) {
+	krulestest.Check(t)
+	mm := newMM(t)
+	sub, err := mmnotifier.Register(mm, nil)
+	require.ErrorIs(t, err, mmnotifier.ErrInvalid)
+	require.Nil(t, sub)
+	_, err = mmnotifier.Get(mm, nilAlloc{})
+	require.ErrorIs(t, err, mmnotifier.ErrInvalid)
+	addr := mapTouched(t, mm, 1)
+	require.NoError(t, mm.Discard(addr, pg))
+	require.NoError(t, mm.Unmap(addr, pg))
+	mm.Exit()
+}
+
+// nilAlloc is an Allocator whose AllocNotifier returns no notifier and no
+// error.
+type nilAlloc struct{}
+
+func (nilAlloc) AllocNotifier(*mmnotifier.MM) (mmnotifier.Notifier, error) { return nil, nil }
+func (nilAlloc) FreeNotifier(mmnotifier.Notifier)                          {}
+
 func TestUnregisterTwiceIsReported(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	mm := newMM(t)
 	sub, err := mmnotifier.Register(mm, (&mmnotifier.Funcs{}).Notifier())
 	require.NoError(t, err)
@@ -217,9 +242,8 @@ func TestUnregisterTwiceIsReported(t *testing.T) {
 
 // alloc is an Allocator that counts.
 type alloc struct {
-	rec           *recorder
-	made, freed   atomic.Int32
-	freedInAtomic atomic.Bool
+	rec         *recorder
+	made, freed atomic.Int32
 }
 
 func (a *alloc) AllocNotifier(*mmnotifier.MM) (mmnotifier.Notifier, error) {
@@ -230,7 +254,7 @@ func (a *alloc) AllocNotifier(*mmnotifier.MM) (mmnotifier.Notifier, error) {
 func (a *alloc) FreeNotifier(mmnotifier.Notifier) { a.freed.Add(1) }
 
 func TestGetSharesOneNotifierPerAllocatorAndAddressSpace(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := newMM(t)
 	a, b := &alloc{rec: &recorder{}}, &alloc{rec: &recorder{}}
 	s1, err := mmnotifier.Get(mm, a)
@@ -266,7 +290,7 @@ func TestGetSharesOneNotifierPerAllocatorAndAddressSpace(t *testing.T) {
 }
 
 func TestPutMisuseIsReported(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	mm := newMM(t)
 	a := &alloc{rec: &recorder{}}
 	s, err := mmnotifier.Get(mm, a)
@@ -277,10 +301,54 @@ func TestPutMisuseIsReported(t *testing.T) {
 	require.Contains(t, rec.Last().Text, "WARN_ON(!subscription->users)")
 	plain, err := mmnotifier.Register(mm, (&mmnotifier.Funcs{}).Notifier())
 	require.NoError(t, err)
-	plain.Put()
-	require.Len(t, rec.Reports(), 2)
-	require.Contains(t, rec.Last().Text, "did not come from Get")
 	plain.Unregister()
+	plain.Put()
+	require.Len(t, rec.Reports(), 2, "Put after Unregister")
+	require.Contains(t, rec.Last().Text, "WARN_ON(!subscription->users)")
+}
+
+// freeing is a notifier that offers its own free_notifier.
+type freeing struct {
+	recNotifier
+	freed atomic.Int32
+}
+
+func (f *freeing) FreeNotifier() {
+	nonblock.CantSleep() // reports unless in an atomic context
+	f.freed.Add(1)
+}
+
+// A notifier registered with Register may be dropped with Put, as
+// __mmu_notifier_register counts the registration as its one user
+// (nouveau_svmm_fini does exactly this): it leaves the list and, after a
+// grace period, its own FreeNotifier runs, in an atomic context.
+func TestPutAfterRegister(t *testing.T) {
+	rec := krulestest.Record(t)
+	mm := newMM(t)
+	order := &recorder{}
+	n := &freeing{recNotifier: recNotifier{"svmm", order}}
+	s, err := mmnotifier.Register(mm, n)
+	require.NoError(t, err)
+	addr := mapTouched(t, mm, 1)
+	s.Put()
+	mmnotifier.Synchronize()
+	require.Empty(t, rec.Kinds(), "free_notifier ran in an atomic context (an SRCU callback)")
+	require.EqualValues(t, 1, n.freed.Load())
+	require.NoError(t, mm.Discard(addr, pg))
+	require.Empty(t, order.whats(), "gone from the list")
+
+	plain, err := mmnotifier.Register(mm, (&mmnotifier.Funcs{}).Notifier())
+	require.NoError(t, err)
+	plain.Put() // no FreeNotifier: nothing to call
+	mmnotifier.Synchronize()
+	require.Empty(t, rec.Kinds())
+	plain.Put()
+	require.Equal(t, []krules.Kind{krules.NotifierMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "WARN_ON(!subscription->users)")
+	plain.Unregister()
+	require.Equal(t, []krules.Kind{krules.NotifierMisuse, krules.NotifierMisuse}, rec.Kinds(), "Unregister after Put")
+	mm.Exit()
+	require.Len(t, rec.Kinds(), 2, "nothing left registered at exit")
 }
 
 // A notifier whose start fails, in each context.
@@ -311,7 +379,7 @@ func TestFailureRules(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			log := captureLog(t)
-			rec := krules.Record(t)
+			rec := krulestest.Record(t)
 			mm := newMM(t)
 			order := &recorder{}
 			_, err := mmnotifier.Register(mm, &recNotifier{"before", order}) // called last

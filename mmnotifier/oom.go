@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/krules/krules"
-	"github.com/krules/krules/gfp"
 	"github.com/krules/krules/nonblock"
 )
 
@@ -51,8 +50,11 @@ type ReapResult struct {
 // starts a non-blockable MMU_NOTIFY_UNMAP invalidation; if a notifier
 // returns ErrAgain the VMA is skipped and the try fails, else its pages are
 // unmapped, the invalidation ends and the pages are freed. A successful try
-// logs "oom_reaper: reaped process …"; if every try fails, the reaper
-// reports "oom_reaper: unable to reap pid:N (comm)" (krules.OOMReaperFailure).
+// logs "oom_reaper: reaped process …"; if every try fails, the reaper logs
+// "oom_reaper: unable to reap pid:N (comm)" and the victim's mmap_lock
+// state (krules.Logf). That is a pr_info in the kernel, not a report: a
+// notifier that answers ErrAgain whenever it would sleep does nothing
+// wrong. The result's Reaped says it failed.
 // Either way the address space is marked reaped (MMF_OOM_SKIP): a later
 // OOMReap returns at once, and touching its pages fails with ErrFault, as
 // the kernel's SIGBUS for an unstable mm.
@@ -86,14 +88,9 @@ func (mm *MM) reapTask(ctx context.Context, cfg reapConfig) ReapResult {
 		}
 	}
 	if !res.Reaped && res.Tries == MaxOOMReapRetries && mm.flags.Load()&mmfOOMSkip == 0 {
-		b := krules.NewReport(krules.OOMReaperFailure, "oom_reaper: unable to reap "+mm.String(), 1)
-		b.Printf("%s\n", b.Headline())
-		b.Printf("victim %s: mmap_lock %s\n", mm.String(), lockState(mm))
-		b.HeldLocks()
-		b.Dump()
-		mm.flags.Or(mmfOOMSkip)
-		krules.Emit(b.Report())
-		return res
+		// pr_info, then sched_show_task and debug_show_all_locks, of which
+		// the victim's mmap_lock is what tells why.
+		krules.Logf("oom_reaper: unable to reap %s\nvictim %s: mmap_lock %s", mm, mm, lockState(mm))
 	}
 	mm.flags.Or(mmfOOMSkip)
 	return res
@@ -136,9 +133,8 @@ func (mm *MM) reap() (bool, int64) {
 			ok = false
 			continue
 		}
-		pages := make([]*gfp.Page, 0, len(v.ptes))
 		mm.ptl.Lock()
-		pages = v.zap(mm, pages, 0, len(v.ptes))
+		pages := mm.zap(nil, v.start, v.end)
 		mm.ptl.Unlock()
 		InvalidateRangeEnd(&r)
 		mm.freePages(pages)

@@ -9,7 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/krules/krules"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/lockclass"
 	"github.com/krules/krules/mmnotifier"
 )
@@ -36,8 +36,8 @@ func (d *mlxLike) InvalidateRangeStart(r *mmnotifier.Range) error {
 }
 
 func TestReaperRetriesWhileANotifierRefuses(t *testing.T) {
-	lockclass.ResetDefault(t)
-	krules.Check(t)
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
 	log := captureLog(t)
 	mm := newMM(t)
 	d := &mlxLike{trylock: true}
@@ -72,9 +72,12 @@ func TestReaperRetriesWhileANotifierRefuses(t *testing.T) {
 	require.Equal(t, mmnotifier.ReapResult{Tries: 1, Reaped: true}, again, "MMF_OOM_SKIP: nothing to do")
 }
 
+// A driver that answers ErrAgain to every non-blockable call does nothing
+// wrong (nouveau does it): the reaper gives up with the kernel's pr_info
+// line, which fails no test.
 func TestReaperGivesUpAfterTenTries(t *testing.T) {
-	lockclass.ResetDefault(t)
-	rec := krules.Record(t)
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
 	log := captureLog(t)
 	mm := newMM(t)
 	d := &mlxLike{trylock: true}
@@ -88,16 +91,15 @@ func TestReaperGivesUpAfterTenTries(t *testing.T) {
 	d.mu.Unlock()
 	require.Equal(t, mmnotifier.ReapResult{Tries: mmnotifier.MaxOOMReapRetries}, res)
 	require.EqualValues(t, 10, d.refusals.Load())
-	require.Equal(t, []krules.Kind{krules.OOMReaperFailure}, rec.Kinds())
-	require.Equal(t, "oom_reaper: unable to reap pid:42 (victim)", rec.Last().Headline)
-	require.Equal(t, "oom_reaper", rec.Last().Goroutine.Name)
+	require.Equal(t, 1, strings.Count(log.String(), "oom_reaper: unable to reap pid:42 (victim)\n"))
+	require.Contains(t, log.String(), "victim pid:42 (victim): mmap_lock free\n")
 	require.Equal(t, 10, strings.Count(log.String(), "callback failed with -11 in non-blockable context."))
 	require.EqualValues(t, 2, mm.RSS(), "nothing was reaped")
 	require.True(t, mm.Reaped(), "MMF_OOM_SKIP is set anyway")
 }
 
 func TestReaperRetriesWhileMmapLockIsHeld(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := newMM(t)
 	mapTouched(t, mm, 1)
 	locked, unlocked := make(chan struct{}), make(chan struct{})
@@ -109,14 +111,16 @@ func TestReaperRetriesWhileMmapLockIsHeld(t *testing.T) {
 		mm.MmapLock().Unlock()
 	}()
 	<-locked
-	res := mm.OOMReap(context.Background(), mmnotifier.WithRetryDelay(5*time.Millisecond))
+	// Ten tries 25 ms apart span 225 ms: room for the 20 ms hold even on a
+	// loaded machine.
+	res := mm.OOMReap(context.Background(), mmnotifier.WithRetryDelay(25*time.Millisecond))
 	<-unlocked
 	require.True(t, res.Reaped)
 	require.Greater(t, res.Tries, 1, "the trylock failed at first")
 }
 
 func TestReaperStopsWithItsContext(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := newMM(t)
 	mapTouched(t, mm, 1)
 	mm.MmapLock().Lock()
@@ -128,7 +132,7 @@ func TestReaperStopsWithItsContext(t *testing.T) {
 }
 
 func TestReapedAddressSpaceFaultsFail(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	mm := newMM(t)
 	addr := mapTouched(t, mm, 1)
 	require.True(t, mm.OOMReap(context.Background()).Reaped)

@@ -54,8 +54,16 @@ func (e Event) String() string {
 	return fmt.Sprintf("MMU_NOTIFY_%d", e)
 }
 
-// rangeBlockable is MMU_NOTIFIER_RANGE_BLOCKABLE, the only range flag.
-const rangeBlockable = 1
+// Range flags: MMU_NOTIFIER_RANGE_BLOCKABLE, the kernel's only one, and
+// two of krules's own, which pair each start with its end: started is set
+// by a start that ran and cleared by its end, so an end without a start is
+// caught instead of unbalancing the interval tree's count; refused marks a
+// range a start refused (start >= end), whose end is then a no-op.
+const (
+	rangeBlockable = 1 << iota
+	rangeStarted
+	rangeRefused
+)
 
 // Range is struct mmu_notifier_range: the span of an address space being
 // invalidated, [Start, End), and why. The invalidation functions set the

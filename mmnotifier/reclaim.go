@@ -57,15 +57,14 @@ func (mm *MM) shrinkScan(sc *gfp.ShrinkControl) uint64 {
 	// One lap of the clock at most: a page young on the first pass is old
 	// on the second.
 	for lap := 0; lap < 2*len(mm.vmas)+2 && scanned < want; lap++ {
-		v, from, to := mm.nextVictims(want-scanned, &scanned)
-		if v == nil {
+		from, to := mm.nextVictims(want-scanned, &scanned)
+		if from == to {
 			continue
 		}
-		r := NewRange(mm, EventClear, v.start+uint64(from)*PageSize, v.start+uint64(to)*PageSize)
+		r := NewRange(mm, EventClear, from, to)
 		InvalidateRangeStart(&r)
-		pages := make([]*gfp.Page, 0, to-from)
 		mm.ptl.Lock()
-		pages = v.zap(mm, pages, from, to)
+		pages := mm.zap(nil, from, to)
 		mm.ptl.Unlock()
 		InvalidateRangeEnd(&r)
 		mm.freePages(pages)
@@ -76,10 +75,10 @@ func (mm *MM) shrinkScan(sc *gfp.ShrinkControl) uint64 {
 }
 
 // nextVictims advances the clock hand over at most budget resident pages
-// and returns the first run of old ones it finds in one VMA, clearing the
-// accessed bits of the young ones it passes (folio_referenced). It counts
-// the pages it looked at in scanned.
-func (mm *MM) nextVictims(budget uint64, scanned *uint64) (*vma, int, int) {
+// and returns the first run [from, to) of old ones it finds in one VMA
+// (from == to if none), clearing the accessed bits of the young ones it
+// passes (folio_referenced). It counts the pages it looked at in scanned.
+func (mm *MM) nextVictims(budget uint64, scanned *uint64) (from, to uint64) {
 	mm.ptl.Lock()
 	defer mm.ptl.Unlock()
 	i := mm.find(mm.reclaimCursor)
@@ -87,50 +86,43 @@ func (mm *MM) nextVictims(budget uint64, scanned *uint64) (*vma, int, int) {
 		i = 0
 	}
 	v := mm.vmas[i]
-	from := 0
-	if mm.reclaimCursor > v.start {
-		from = v.index(mm.reclaimCursor)
-	}
-	lo, hi := -1, -1
-	k := from
-	for ; k < len(v.ptes) && budget > 0; k++ {
-		e := &v.ptes[k]
-		if e.page == nil {
-			if lo >= 0 {
-				break
-			}
-			continue
+	stop := v.end // where the hand stops, if before the end of v
+	mm.pt.walk(max(v.start, mm.reclaimCursor), v.end, func(addr uint64, e *pte) bool {
+		if budget == 0 {
+			stop = addr
+			return false
+		}
+		if from != to && addr != to { // a hole ends the run
+			stop = to
+			return false
 		}
 		budget--
 		*scanned++
-		addr := v.start + uint64(k)*PageSize
 		young := e.flags&pteYoung != 0
 		e.flags &^= pteYoung
 		if mm.notifierClearFlushYoung(addr, addr+PageSize) {
 			young = true
 		}
 		if young {
-			if lo >= 0 {
-				k++ // its second chance is given: resume after it
-				break
+			if from != to {
+				stop = addr + PageSize // its second chance is given: resume after it
+				return false
 			}
-			continue
+			return true
 		}
-		if lo < 0 {
-			lo = k
+		if from == to {
+			from = addr
 		}
-		hi = k + 1
-	}
+		to = addr + PageSize
+		return true
+	})
 	switch {
-	case k < len(v.ptes):
-		mm.reclaimCursor = v.start + uint64(k)*PageSize
+	case stop < v.end:
+		mm.reclaimCursor = stop
 	case i == len(mm.vmas)-1:
 		mm.reclaimCursor = 0
 	default:
 		mm.reclaimCursor = v.end
 	}
-	if lo < 0 {
-		return nil, 0, 0
-	}
-	return v, lo, hi
+	return from, to
 }

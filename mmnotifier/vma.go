@@ -31,59 +31,32 @@ var ErrNoMem error = syscall.ENOMEM
 // mmapBase is where Mmap starts looking for room (TASK_UNMAPPED_BASE).
 const mmapBase = 1 << 32
 
+// taskSize is TASK_SIZE on x86-64 with 4-level page tables: the end of
+// the user address space (128 TiB less a guard page).
+const taskSize = 1<<47 - PageSize
+
 // vma is a mapped range (struct vm_area_struct) of anonymous private
-// memory, with its page table entries: one per page, nil page if not
-// present.
+// memory. Its pages are in the address space's page table.
 type vma struct {
 	start, end uint64
 	prot       Prot
-	ptes       []pte
 }
 
-// pte is a page table entry.
-type pte struct {
-	page  *gfp.Page
-	flags uint8
-}
-
-// pte flags.
-const (
-	pteYoung     = 1 << iota // accessed
-	pteDirty                 // written
-	pteSoftDirty             // written since the last ClearSoftDirty
-	pteWP                    // write-protected by ClearSoftDirty
-)
-
-// index returns the page index of addr in v.
-func (v *vma) index(addr uint64) int { return int((addr - v.start) / PageSize) }
-
-// zap clears the entries [from, to) of v, appends their pages to freed
-// and returns it. The caller holds the page-table lock, an atomic section
-// where nothing may be allocated, so freed must have room for to-from more
-// pages.
-func (v *vma) zap(mm *MM, freed []*gfp.Page, from, to int) []*gfp.Page {
+// zap clears the entries of [start, end), appends their pages to freed
+// and returns it. The caller holds the page-table lock.
+func (mm *MM) zap(freed []*gfp.Page, start, end uint64) []*gfp.Page {
 	n := len(freed)
-	for i := from; i < to; i++ {
-		if p := v.ptes[i].page; p != nil {
-			freed = append(freed, p)
-			v.ptes[i] = pte{}
-		}
-	}
+	freed = mm.pt.zap(start, end, freed)
 	mm.rss.Add(-int64(len(freed) - n))
 	return freed
 }
 
-// hasPages reports whether any entry of v in [from, to) is present. The
-// caller holds mmap_lock.
-func (v *vma) hasPages(mm *MM, from, to int) bool {
+// hasPages reports whether any entry of v is present. The caller holds
+// mmap_lock.
+func (v *vma) hasPages(mm *MM) bool {
 	mm.ptl.Lock()
 	defer mm.ptl.Unlock()
-	for i := from; i < to; i++ {
-		if v.ptes[i].page != nil {
-			return true
-		}
-	}
-	return false
+	return mm.pt.count(v.start, v.end) != 0
 }
 
 // freePages frees pages after an invalidation's end: tlb_finish_mmu.
@@ -127,27 +100,17 @@ func (mm *MM) vmaAt(addr uint64) *vma {
 	return nil
 }
 
-// entries returns the number of page table entries of mm.vmas[lo:hi].
-func (mm *MM) entries(lo, hi int) int {
-	n := 0
-	for _, v := range mm.vmas[lo:hi] {
-		n += len(v.ptes)
-	}
-	return n
-}
-
-// split makes addr a VMA boundary if it falls inside one. The caller holds
-// mmap_lock for writing, which keeps everybody else away from the page
-// table entries (they all hold it at least for reading).
+// split makes addr a VMA boundary if it falls inside one (__split_vma).
+// The caller holds mmap_lock for writing. The page table is the address
+// space's, so it does not change.
 func (mm *MM) split(addr uint64) {
 	i := mm.find(addr)
 	if i == len(mm.vmas) || mm.vmas[i].start >= addr {
 		return
 	}
 	v := mm.vmas[i]
-	k := v.index(addr)
-	tail := &vma{start: addr, end: v.end, prot: v.prot, ptes: slices.Clone(v.ptes[k:])}
-	v.end, v.ptes = addr, v.ptes[:k:k]
+	tail := &vma{start: addr, end: v.end, prot: v.prot}
+	v.end = addr
 	mm.vmas = slices.Insert(mm.vmas, i+1, tail)
 }
 
@@ -158,7 +121,6 @@ func (mm *MM) merge(lo, hi int) {
 	for i := hi; i >= lo; i-- {
 		a, b := mm.vmas[i-1], mm.vmas[i]
 		if a.end == b.start && a.prot == b.prot {
-			a.ptes = append(a.ptes, b.ptes...)
 			a.end = b.end
 			mm.vmas = slices.Delete(mm.vmas, i, i+1)
 		}
@@ -167,10 +129,18 @@ func (mm *MM) merge(lo, hi int) {
 
 // Mmap maps length bytes (rounded up to pages) of anonymous memory with
 // protection prot at the lowest free address from 4 GiB up, and returns the
-// address. Pages are allocated on first touch. Mapping fires no notifier.
+// address. Pages, and the page tables that map them, are allocated on
+// first touch, so an untouched mapping costs a few dozen bytes whatever its
+// size. A zero length is ErrInvalid; a length that overflows when rounded
+// up, or that finds no room below the end of the user address space
+// (128 TiB, x86-64's TASK_SIZE), is ErrNoMem, as do_mmap and
+// get_unmapped_area say. Mapping fires no notifier.
 func (mm *MM) Mmap(length uint64, prot Prot) (uint64, error) {
 	if length == 0 {
 		return 0, ErrInvalid
+	}
+	if length > taskSize-mmapBase {
+		return 0, ErrNoMem
 	}
 	length = (length + PageSize - 1) &^ (PageSize - 1)
 	mm.mmapLock.Lock()
@@ -186,10 +156,10 @@ func (mm *MM) Mmap(length uint64, prot Prot) (uint64, error) {
 		}
 		addr = mm.vmas[i].end
 	}
-	if addr+length < addr {
+	if addr > taskSize-length {
 		return 0, ErrNoMem
 	}
-	v := &vma{start: addr, end: addr + length, prot: prot, ptes: make([]pte, length/PageSize)}
+	v := &vma{start: addr, end: addr + length, prot: prot}
 	mm.vmas = slices.Insert(mm.vmas, i, v)
 	return addr, nil
 }
@@ -219,11 +189,8 @@ func (mm *MM) Unmap(addr, length uint64) error {
 	}
 	r := NewRange(mm, EventUnmap, addr, end)
 	InvalidateRangeStart(&r)
-	freed := make([]*gfp.Page, 0, mm.entries(lo, hi))
 	mm.ptl.Lock()
-	for _, v := range mm.vmas[lo:hi] {
-		freed = v.zap(mm, freed, 0, len(v.ptes))
-	}
+	freed := mm.zap(nil, addr, end)
 	mm.ptl.Unlock()
 	InvalidateRangeEnd(&r)
 	mm.vmas = slices.Delete(mm.vmas, lo, hi)
@@ -261,7 +228,7 @@ func (mm *MM) Protect(addr, length uint64, prot Prot) error {
 		if v.prot == prot {
 			continue
 		}
-		if !v.hasPages(mm, 0, len(v.ptes)) {
+		if !v.hasPages(mm) {
 			v.prot = prot
 			continue
 		}
@@ -300,9 +267,8 @@ func (mm *MM) Discard(addr, length uint64) error {
 		s, e := max(addr, v.start), min(end, v.end)
 		r := NewRange(mm, EventClear, s, e)
 		InvalidateRangeStart(&r)
-		freed := make([]*gfp.Page, 0, v.index(e)-v.index(s))
 		mm.ptl.Lock()
-		freed = v.zap(mm, freed, v.index(s), v.index(e))
+		freed := mm.zap(nil, s, e)
 		mm.ptl.Unlock()
 		InvalidateRangeEnd(&r)
 		mm.freePages(freed)
@@ -340,16 +306,18 @@ func (mm *MM) faultLocked(addr uint64, write bool) (*gfp.Page, error) {
 	if mm.flags.Load()&mmfUnstable != 0 {
 		return nil, ErrFault
 	}
-	i := v.index(addr)
 	var fresh *gfp.Page
+	var table *ptTable
 	for {
 		mm.ptl.Lock()
-		e := &v.ptes[i]
-		if e.page == nil && fresh != nil {
-			e.page, fresh = fresh, nil
-			mm.rss.Add(1)
+		e := mm.pt.lookup(addr)
+		if (e == nil || e.page == nil) && fresh != nil {
+			if e = mm.pt.set(addr, fresh, &table); e != nil {
+				fresh = nil
+				mm.rss.Add(1)
+			}
 		}
-		if e.page != nil {
+		if e != nil && e.page != nil {
 			e.flags |= pteYoung
 			if write {
 				e.flags |= pteDirty | pteSoftDirty
@@ -362,12 +330,18 @@ func (mm *MM) faultLocked(addr uint64, write bool) (*gfp.Page, error) {
 			}
 			return p, nil
 		}
+		needTable := e == nil
 		mm.ptl.Unlock()
-		p, err := mm.zone.AllocPages(0, gfp.HighUserMovable|gfp.Zero)
-		if err != nil {
-			return nil, err
+		if needTable && table == nil {
+			table = new(ptTable) // __pte_alloc, before the lock
 		}
-		fresh = p
+		if fresh == nil {
+			p, err := mm.zone.AllocPages(0, gfp.HighUserMovable|gfp.Zero)
+			if err != nil {
+				return nil, err
+			}
+			fresh = p
+		}
 	}
 }
 
@@ -382,7 +356,7 @@ func (mm *MM) Lookup(addr uint64) (pfn uint64, ok bool) {
 	}
 	mm.ptl.Lock()
 	defer mm.ptl.Unlock()
-	if p := v.ptes[v.index(addr)].page; p != nil {
+	if p := mm.pt.get(addr).page; p != nil {
 		return p.PFN(), true
 	}
 	return 0, false
@@ -414,8 +388,7 @@ func (mm *MM) access(addr uint64, buf []byte, write bool) error {
 		// free the pages only afterwards: if the entry still maps p here,
 		// p stays ours until the lock is dropped. Otherwise fault again.
 		mm.ptl.Lock()
-		v := mm.vmaAt(page)
-		if v.ptes[v.index(page)].page != p {
+		if mm.pt.get(page).page != p {
 			mm.ptl.Unlock()
 			continue
 		}

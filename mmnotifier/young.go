@@ -24,15 +24,13 @@ func (mm *MM) young(start, end uint64, flush bool) bool {
 	mm.ptl.Lock()
 	defer mm.ptl.Unlock()
 	young := false
-	for i := mm.find(start); i < len(mm.vmas) && mm.vmas[i].start < end; i++ {
-		v := mm.vmas[i]
-		for k := v.index(max(start, v.start)); k < v.index(min(end, v.end)); k++ {
-			if v.ptes[k].flags&pteYoung != 0 {
-				young = true
-				v.ptes[k].flags &^= pteYoung
-			}
+	mm.pt.walk(start, end, func(_ uint64, e *pte) bool {
+		if e.flags&pteYoung != 0 {
+			young = true
+			e.flags &^= pteYoung
 		}
-	}
+		return true
+	})
 	if flush {
 		return mm.notifierClearFlushYoung(start, end) || young
 	}
@@ -47,7 +45,7 @@ func (mm *MM) TestYoung(addr uint64) bool {
 	defer mm.mmapLock.RUnlock()
 	mm.ptl.Lock()
 	defer mm.ptl.Unlock()
-	if v := mm.vmaAt(addr); v != nil && v.ptes[v.index(addr)].flags&pteYoung != 0 {
+	if e := mm.pt.get(addr); e.page != nil && e.flags&pteYoung != 0 && mm.vmaAt(addr) != nil {
 		return true
 	}
 	subs := mm.subs.Load()

@@ -15,10 +15,11 @@ import (
 
 	"github.com/krules/krules"
 	"github.com/krules/krules/internal/task"
+	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/nonblock"
 )
 
-func TestMain(m *testing.M) { krules.VerifyTestMain(m) }
+func TestMain(m *testing.M) { krulestest.VerifyTestMain(m) }
 
 // here returns "nonblock/nonblock_test.go:LINE" for the line after the call
 // (where the checked call sits).
@@ -31,7 +32,7 @@ func here() string {
 func goid() string { return strconv.FormatInt(krules.CurrentGoroutine().ID, 10) }
 
 func TestMightSleepOutsideSectionsIsQuiet(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	nonblock.MightSleep()
 	nonblock.MightSleepIf(true)
 	nonblock.Sleep(time.Microsecond)
@@ -41,7 +42,7 @@ func TestMightSleepOutsideSectionsIsQuiet(t *testing.T) {
 }
 
 func TestMightSleepInNonBlockSection(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	krules.SetName("oom_reaper")
 	defer krules.SetName("")
 	nonblock.Start()
@@ -63,7 +64,7 @@ func TestMightSleepInNonBlockSection(t *testing.T) {
 }
 
 func TestMightSleepInAtomicSectionNamesWherePreemptionWasDisabled(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	disabled := here()
 	nonblock.StartAtomic()
 	nonblock.StartAtomic()
@@ -82,7 +83,7 @@ func TestMightSleepInAtomicSectionNamesWherePreemptionWasDisabled(t *testing.T) 
 }
 
 func TestSectionsNest(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	nonblock.Start()
 	nonblock.Start()
 	require.True(t, nonblock.InNonBlock())
@@ -99,7 +100,7 @@ func TestSectionsNest(t *testing.T) {
 }
 
 func TestEndWithoutStartIsReportedAndDoesNotUnderflow(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	site := here()
 	nonblock.End()
 	require.Equal(t, []krules.Kind{krules.NonBlockImbalance}, rec.Kinds())
@@ -117,7 +118,7 @@ func TestEndWithoutStartIsReportedAndDoesNotUnderflow(t *testing.T) {
 }
 
 func TestEndAtomicWithoutStartIsReported(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	nonblock.EndAtomic()
 	require.Equal(t, []krules.Kind{krules.NonBlockImbalance}, rec.Kinds())
 	require.Contains(t, rec.Last().Text, "preempt_count underflow")
@@ -125,7 +126,7 @@ func TestEndAtomicWithoutStartIsReported(t *testing.T) {
 }
 
 func TestCantSleepAssertsAtomicContext(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	nonblock.StartAtomic()
 	nonblock.CantSleep()
 	nonblock.EndAtomic()
@@ -142,7 +143,7 @@ func TestCantSleepAssertsAtomicContext(t *testing.T) {
 }
 
 func TestMightReschedAcceptsTheExpectedPreemptCount(t *testing.T) {
-	rec := krules.Record(t)
+	rec := krulestest.Record(t)
 	nonblock.StartAtomic()
 	nonblock.MightResched(1)
 	require.Zero(t, rec.Len())
@@ -173,7 +174,7 @@ func TestSleepingHelpersCheckFirst(t *testing.T) {
 	}
 	for name, helper := range helpers {
 		t.Run(name, func(t *testing.T) {
-			rec := krules.Record(t)
+			rec := krulestest.Record(t)
 			nonblock.Start()
 			helper()
 			nonblock.End()
@@ -198,7 +199,7 @@ func TestSleepContextAndReceiveAreKillable(t *testing.T) {
 }
 
 func TestWaitQueueWaitsForTheCondition(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	var q nonblock.WaitQueue
 	var ready atomic.Bool
 	done := make(chan error)
@@ -262,7 +263,7 @@ func TestWaitQueueLosesNoWakeUps(t *testing.T) {
 // The churn test: 100k goroutines each enter and leave sections; no
 // task record is left afterwards.
 func TestGoroutineChurnLeavesNoTaskRecords(t *testing.T) {
-	krules.Check(t)
+	krulestest.Check(t)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 256)
 	for range 100_000 {
@@ -291,4 +292,36 @@ func TestNoAllocationOutsideSections(t *testing.T) {
 		nonblock.Start()
 		nonblock.End()
 	}))
+}
+
+// A ticket ends once: Sleep after Finish (or Finish twice) warns and
+// neither sleeps nor unbalances the queue's count of sleepers.
+func TestTicketSleepAfterFinishWarns(t *testing.T) {
+	rec := krulestest.Record(t)
+	var q nonblock.WaitQueue
+	tk := q.Prepare()
+	require.True(t, q.HasSleepers())
+	tk.Finish()
+	require.False(t, q.HasSleepers())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		woken, err := tk.Sleep(context.Background(), 0) // would wait for ever
+		require.NoError(t, err)
+		require.False(t, woken)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		q.WakeUp()
+		<-done
+		t.Fatal("Sleep after Finish slept")
+	}
+	tk.Finish()
+	require.Equal(t, []krules.Kind{krules.NonBlockImbalance, krules.NonBlockImbalance}, rec.Kinds())
+	require.Contains(t, rec.Reports()[0].Text, "Sleep after Finish")
+	other := q.Prepare()
+	require.True(t, q.HasSleepers(), "the count is intact")
+	other.Finish()
+	require.False(t, q.HasSleepers())
 }

@@ -9,7 +9,7 @@ import (
 )
 
 // Sections mark themselves as runtime/trace regions so that the execution
-// tracer, and the trace checker (TraceCheck), can tell which goroutine was
+// tracer, and the trace checker (StartTraceCheck), can tell which goroutine was
 // inside which section when it blocked. Each section entered while tracing is
 // on opens one region, named after the kind of section and the depth it
 // reached: "krules.non_block=2" is the second nested non-block section,

@@ -11,7 +11,7 @@ import (
 // Start enters a non-block section on the calling goroutine: the kernel's
 // non_block_start(). Until the matching End, every might-sleep check on this
 // goroutine reports, and so does the trace checker if the goroutine really
-// blocks (TraceCheck). Sections nest, and belong to the goroutine that
+// blocks (StartTraceCheck, krulestest.TraceCheck). Sections nest, and belong to the goroutine that
 // entered them: only that goroutine can End them.
 //
 //go:noinline

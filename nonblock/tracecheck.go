@@ -3,11 +3,9 @@ package nonblock
 import (
 	"errors"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/krules/krules"
-	"github.com/krules/krules/internal/lineage"
 	"github.com/krules/krules/internal/task"
 )
 
@@ -47,8 +45,7 @@ import (
 // entered longer ago than that is no longer seen.
 type TraceChecker struct {
 	cfg  traceConfig
-	tb   testing.TB // nil outside tests
-	root int64      // the goroutine whose descendants' findings are ours
+	root int64 // the goroutine whose descendants' findings are ours
 
 	mu      sync.Mutex // serialises Flush and Stop
 	stopped bool
@@ -61,6 +58,15 @@ type TraceOption func(*traceConfig)
 type traceConfig struct {
 	ignoreAlloc bool
 	syscallMin  time.Duration
+	unclaimed   func(*krules.Report)
+}
+
+// OnUnclaimed hands the checker's own findings that no claim takes (no
+// krulestest.Record or Check, no krules.Collect of the goroutines that
+// blocked) to fn instead of printing them; krulestest.TraceCheck fails the
+// test with them. fn runs on the goroutine that calls Flush or Stop.
+func OnUnclaimed(fn func(*krules.Report)) TraceOption {
+	return func(c *traceConfig) { c.unclaimed = fn }
 }
 
 // IgnoreAllocBlocks drops findings of kind krules.AllocBlockInNonBlock: blocks
@@ -91,35 +97,9 @@ func SyscallThreshold(d time.Duration) TraceOption {
 // it starts from now on, directly or not, until Stop. Checkers share the
 // process's one flight recorder (runtime/trace.FlightRecorder), which runs
 // alongside `go test -trace`; it fails if another flight recorder is running.
-// Findings are delivered with krules.Emit. Tests use TraceCheck.
+// Findings are delivered with krules.Emit. Tests use krulestest.TraceCheck.
 func StartTraceCheck(opts ...TraceOption) (*TraceChecker, error) {
-	return startTraceCheck(nil, opts)
-}
-
-// TraceCheck checks the test's goroutine, and every goroutine it starts,
-// with the execution tracer until the test ends (see TraceChecker). Call it
-// first in the test, before entering sections. When the test ends, every
-// finding is reported through krules' reports: to the test's krules.Record
-// if it has one (call Record first, so that it is still recording when the
-// test ends, or call Flush before asserting), else it fails the test with
-// the report's text. Parallel tests may each call it: they share one
-// recorder, and each finding goes to the test whose goroutines blocked.
-func TraceCheck(tb testing.TB, opts ...TraceOption) *TraceChecker {
-	tb.Helper()
-	c, err := startTraceCheck(tb, opts)
-	if err != nil {
-		tb.Fatalf("nonblock.TraceCheck: %v", err)
-	}
-	tb.Cleanup(func() {
-		if err := c.Stop(); err != nil {
-			tb.Errorf("nonblock.TraceCheck: %v", err)
-		}
-	})
-	return c
-}
-
-func startTraceCheck(tb testing.TB, opts []TraceOption) (*TraceChecker, error) {
-	c := &TraceChecker{cfg: traceConfig{syscallMin: DefaultSyscallThreshold}, tb: tb, root: task.ID()}
+	c := &TraceChecker{cfg: traceConfig{syscallMin: DefaultSyscallThreshold}, root: task.ID()}
 	for _, o := range opts {
 		o(&c.cfg)
 	}
@@ -171,9 +151,9 @@ func (c *TraceChecker) collect() (mine, unowned []delivery, err error) {
 	return mine, unowned, nil
 }
 
-// deliver reports findings. A test's own findings go through
-// krules.Collect so that those no Record or Check of the test claims still
-// fail it.
+// deliver reports findings, each carrying the parents that attribute it
+// to its claim. With OnUnclaimed, the checker's own findings go through
+// krules.Collect, so that those no other claim takes reach the function.
 func (c *TraceChecker) deliver(ds []delivery, own bool) {
 	var reports []*krules.Report
 	for _, d := range ds {
@@ -183,22 +163,20 @@ func (c *TraceChecker) deliver(ds []delivery, own bool) {
 		if d.f.reason == "" && d.f.syscall < c.cfg.syscallMin {
 			continue
 		}
-		for _, hop := range d.path {
-			lineage.Note(hop[0], hop[1])
-			defer lineage.Forget(hop[0])
-		}
-		reports = append(reports, d.f.report())
+		r := d.f.report()
+		r.Lineage = d.lineage
+		reports = append(reports, r)
 	}
 	emit := func() {
 		for _, r := range reports {
 			krules.Emit(r)
 		}
 	}
-	if c.tb == nil || !own {
+	if c.cfg.unclaimed == nil || !own {
 		emit()
 		return
 	}
 	for _, r := range krules.Collect(emit) {
-		c.tb.Errorf("krules: %s report:\n%s", r.Kind, r.Text)
+		c.cfg.unclaimed(r)
 	}
 }

@@ -311,18 +311,32 @@ func (s *gstate) sections() []sectionView {
 	return views
 }
 
-// userSite returns the first frame of stk outside krules and the runtime,
-// as a return address (what stack.FormatPC prints).
+// userSite returns the frame that entered a section, as a return address
+// (what stack.FormatPC prints): the first frame of stk outside krules and
+// the runtime, or, when krules itself entered the section (the OOM
+// reaper's notifier calls), the first frame outside the runtime and the
+// section code, the library function that called nonblock.Start, as the
+// kernel names whatever code called preempt_disable.
 func userSite(stk trace.Stack) uintptr {
+	var entered uintptr
 	for f := range stk.Frames() {
-		if strings.HasPrefix(f.Func, "runtime.") || strings.HasPrefix(f.Func, "runtime/trace.") ||
-			stack.IsLibrary(f.Func, f.File) {
+		if strings.HasPrefix(f.Func, "runtime.") || strings.HasPrefix(f.Func, "runtime/trace.") {
+			continue
+		}
+		if stack.IsLibrary(f.Func, f.File) {
+			if entered == 0 && !strings.HasPrefix(f.Func, nonblockPkg) {
+				entered = uintptr(f.PC) + 1
+			}
 			continue
 		}
 		return uintptr(f.PC) + 1
 	}
-	return 0
+	return entered
 }
+
+// nonblockPkg prefixes the functions of this package, whose frames (Start,
+// openRegion) are the section's own code, never its entry site.
+const nonblockPkg = "github.com/krules/krules/nonblock."
 
 // blockStack is the stack of a block.
 type blockStack struct {

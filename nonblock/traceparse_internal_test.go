@@ -1,7 +1,6 @@
 package nonblock
 
 import (
-	"fmt"
 	"testing"
 	"time"
 
@@ -54,15 +53,6 @@ func TestAllocatorFramesAreRecognised(t *testing.T) {
 	require.Equal(t, krules.ScheduleInNonBlock, newFinding(1, "", sectionView{depth: 1}, "sync", blockStack{}, 0).kind)
 }
 
-type errorfTB struct {
-	testing.TB
-	errors []string
-}
-
-func (e *errorfTB) Errorf(format string, args ...any) {
-	e.errors = append(e.errors, fmt.Sprintf(format, args...))
-}
-
 // The options filter what a checker reports: allocation blocks, and system
 // calls shorter than the threshold.
 func TestTraceOptionsFilterFindings(t *testing.T) {
@@ -79,13 +69,13 @@ func TestTraceOptionsFilterFindings(t *testing.T) {
 		{[]TraceOption{SyscallThreshold(0)}, 3},
 		{[]TraceOption{IgnoreAllocBlocks(), SyscallThreshold(2 * time.Second)}, 0},
 	} {
-		tb := &errorfTB{TB: t}
-		c := &TraceChecker{cfg: traceConfig{syscallMin: DefaultSyscallThreshold}, tb: tb}
-		for _, o := range tc.opts {
+		var unclaimed []*krules.Report
+		c := &TraceChecker{cfg: traceConfig{syscallMin: DefaultSyscallThreshold}}
+		for _, o := range append(tc.opts, OnUnclaimed(func(r *krules.Report) { unclaimed = append(unclaimed, r) })) {
 			o(&c.cfg)
 		}
 		c.deliver(all, true)
-		require.Len(t, tb.errors, tc.want)
+		require.Len(t, unclaimed, tc.want)
 	}
 	require.Contains(t, long.report().Text, "\nblocked on: syscall (lost its P; 1s in the system call)\n")
 	require.Contains(t, alloc.report().Text, "\nthe Go runtime blocked the goroutine while it allocated: allocation may sleep in Go\n")

@@ -90,11 +90,11 @@ func snapshot() (*traceResult, error) {
 	return parseTrace(&buf)
 }
 
-// delivery is a finding on its way to a checker, with the goroutine
-// parents that attribute it to the checker's test.
+// delivery is a finding on its way to a checker, with the goroutine's
+// ancestors that attribute it to the checker's claim (Report.Lineage).
 type delivery struct {
-	f    *finding
-	path [][2]int64 // child, parent
+	f       *finding
+	lineage []int64 // parent first, up to the checker's goroutine
 }
 
 // distribute hands the new findings of a snapshot to the checkers that own
@@ -132,12 +132,12 @@ func distribute(c *TraceChecker, res *traceResult) (mine, unowned []delivery) {
 			if !ok || p <= 0 {
 				break
 			}
-			d.path = append(d.path, [2]int64{id, p})
+			d.lineage = append(d.lineage, p)
 			id = p
 		}
 		switch owner {
 		case nil:
-			d.path = nil
+			d.lineage = nil
 			unowned = append(unowned, d)
 		case c:
 			mine = append(mine, d)

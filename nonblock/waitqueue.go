@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/krules/krules"
 )
 
 // WaitQueue is the kernel's wait_queue_head_t: goroutines wait on it for a
@@ -23,10 +25,18 @@ type WaitQueue struct {
 
 // Ticket is a registration for the next WakeUp, taken before the condition is
 // tested (prepare_to_wait), so a WakeUp that comes between the test and the
-// sleep still wakes the sleeper. Every ticket ends with Sleep or Finish.
+// sleep still wakes the sleeper. Every ticket ends with Sleep or Finish,
+// once: a Sleep or Finish after the ticket ended warns (as
+// DEBUG_LOCKS_WARN_ON would; finish_wait on a dequeued entry has nothing
+// to do) and does nothing else. Copies of a ticket are the same ticket.
 type Ticket struct {
-	q  *WaitQueue
-	ch <-chan struct{}
+	p *ticket
+}
+
+type ticket struct {
+	q     *WaitQueue
+	ch    <-chan struct{}
+	ended bool // under q.mu
 }
 
 // Prepare registers the caller for the next WakeUp: prepare_to_wait(). It
@@ -38,14 +48,27 @@ func (q *WaitQueue) Prepare() Ticket {
 		q.ch = make(chan struct{})
 	}
 	q.waiters++
-	return Ticket{q, q.ch}
+	return Ticket{&ticket{q: q, ch: q.ch}}
 }
 
 // Finish withdraws a ticket that will not Sleep: finish_wait().
 func (t Ticket) Finish() {
-	t.q.mu.Lock()
-	t.q.waiters--
-	t.q.mu.Unlock()
+	if !t.end() {
+		krules.Emit(krules.Warn(krules.NonBlockImbalance, "Ticket.Finish: the ticket has ended already", 1))
+	}
+}
+
+// end ends the ticket and reports whether it was still open.
+func (t Ticket) end() bool {
+	q := t.p.q
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if t.p.ended {
+		return false
+	}
+	t.p.ended = true
+	q.waiters--
+	return true
 }
 
 // Sleep waits for the WakeUp the ticket was taken for, for ctx to be done, or
@@ -54,7 +77,15 @@ func (t Ticket) Finish() {
 // and ctx.Err() if it was cut short.
 func (t Ticket) Sleep(ctx context.Context, timeout time.Duration) (woken bool, err error) {
 	MightSleep()
-	defer t.Finish()
+	t.p.q.mu.Lock()
+	ended := t.p.ended
+	t.p.q.mu.Unlock()
+	if ended {
+		// not registered for any WakeUp any more: it would sleep for ever
+		krules.Emit(krules.Warn(krules.NonBlockImbalance, "Ticket.Sleep: the ticket has ended already (Sleep after Finish)", 1))
+		return false, nil
+	}
+	defer t.end()
 	var expire <-chan time.Time
 	if timeout > 0 {
 		tm := time.NewTimer(timeout)
@@ -62,7 +93,7 @@ func (t Ticket) Sleep(ctx context.Context, timeout time.Duration) (woken bool, e
 		expire = tm.C
 	}
 	select {
-	case <-t.ch:
+	case <-t.p.ch:
 		return true, nil
 	case <-expire:
 		return false, nil

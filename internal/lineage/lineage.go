@@ -1,78 +1,61 @@
-// Package lineage knows which goroutine started which, so that a report about
-// a goroutine can be attributed to the test that (indirectly) started it.
+// Package lineage knows which goroutine started which, so that a report
+// about a goroutine can be attributed to the claim (the test, the Collect)
+// whose goroutine started it, directly or not.
 //
-// The runtime tells this only for live goroutines (the "created by ... in
-// goroutine N" lines of runtime.Stack). Reports found after the fact, such as
-// the trace checker's, are often about goroutines that have returned; the
-// code that raises them learns their parents elsewhere (from the execution
-// trace) and notes them here for the duration of the report's delivery.
+// The runtime tells this only for live goroutines, in the "created by ...
+// in goroutine N" lines of runtime.Stack. Code that raises a report about a
+// goroutine that may have returned (the trace checker) learns its parents
+// elsewhere and carries them on the report (krules.Report.Lineage).
 package lineage
 
 import (
 	"bytes"
 	"runtime"
 	"strconv"
-	"sync"
 )
 
-// noted holds the parents learned from elsewhere, each with the number of
-// deliveries that need it. Goroutine ids are never reused, so a noted parent
-// is a fact for as long as it is kept.
-var noted = struct {
-	mu sync.Mutex
-	m  map[int64]note
-}{m: map[int64]note{}}
-
-type note struct {
-	parent int64
-	refs   int
-}
-
-// Note records that goroutine child was started by goroutine parent, until
-// a matching Forget.
-func Note(child, parent int64) {
-	noted.mu.Lock()
-	defer noted.mu.Unlock()
-	n := noted.m[child]
-	n.parent = parent
-	n.refs++
-	noted.m[child] = n
-}
-
-// Forget undoes one Note of child.
-func Forget(child int64) {
-	noted.mu.Lock()
-	defer noted.mu.Unlock()
-	n, ok := noted.m[child]
-	if !ok {
-		return
+// Parent returns the goroutine that started the calling goroutine, from its
+// own stack (runtime.Stack(buf, false): microseconds, no stop of the
+// world). ok is false for the main goroutine and for one the runtime does
+// not name a creator for.
+func Parent() (parent int64, ok bool) {
+	buf := make([]byte, 4<<10)
+	for {
+		n := runtime.Stack(buf, false)
+		if n < len(buf) || len(buf) >= 1<<20 {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
 	}
-	if n.refs--; n.refs <= 0 {
-		delete(noted.m, child)
-		return
+	return createdIn(buf)
+}
+
+const createdBy, inGoroutine = "created by ", " in goroutine "
+
+// createdIn parses the creator from the last "created by" line of one
+// goroutine's stack dump.
+func createdIn(dump []byte) (int64, bool) {
+	i := bytes.LastIndex(dump, []byte(createdBy))
+	if i < 0 {
+		return 0, false
 	}
-	noted.m[child] = n
-}
-
-// Noted returns the noted parent of child, if any.
-func Noted(child int64) (parent int64, ok bool) {
-	noted.mu.Lock()
-	defer noted.mu.Unlock()
-	n, ok := noted.m[child]
-	return n.parent, ok
-}
-
-// Len returns the number of noted goroutines; tests use it to show that
-// deliveries clean up.
-func Len() int {
-	noted.mu.Lock()
-	defer noted.mu.Unlock()
-	return len(noted.m)
+	line := dump[i:]
+	if j := bytes.IndexByte(line, '\n'); j >= 0 {
+		line = line[:j]
+	}
+	k := bytes.LastIndex(line, []byte(inGoroutine))
+	if k < 0 {
+		return 0, false
+	}
+	p, err := strconv.ParseInt(string(bytes.TrimSpace(line[k+len(inGoroutine):])), 10, 64)
+	return p, err == nil && p > 0
 }
 
 // Live maps every live goroutine to the goroutine that created it, from the
 // "created by ... in goroutine N" lines of runtime.Stack; a goroutine whose
-// creator is unknown (the main goroutine) maps to 0.
+// creator is unknown (the main goroutine) maps to 0. It stops the world for
+// as long as the dump takes: keep it off hot paths.
 func Live() map[int64]int64 {
 	buf := make([]byte, 1<<16)
 	for {
@@ -95,12 +78,8 @@ func Live() map[int64]int64 {
 			}
 			continue
 		}
-		if !bytes.HasPrefix(line, []byte("created by ")) {
-			continue
-		}
-		const in = " in goroutine "
-		if i := bytes.LastIndex(line, []byte(in)); i >= 0 {
-			if p, err := strconv.ParseInt(string(bytes.TrimSpace(line[i+len(in):])), 10, 64); err == nil {
+		if bytes.HasPrefix(line, []byte(createdBy)) {
+			if p, ok := createdIn(line); ok {
 				parents[current] = p
 			}
 		}

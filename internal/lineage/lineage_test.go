@@ -24,19 +24,27 @@ func TestLiveKnowsWhoStartedWhom(t *testing.T) {
 	close(release)
 }
 
-func TestNotesAreCountedAndForgotten(t *testing.T) {
-	const child, parent = 1 << 41, 7
-	_, ok := Noted(child)
-	require.False(t, ok)
-	Note(child, parent)
-	Note(child, parent)
-	Forget(child)
-	p, ok := Noted(child)
-	require.True(t, ok, "one delivery still needs it")
-	require.EqualValues(t, parent, p)
-	Forget(child)
-	_, ok = Noted(child)
-	require.False(t, ok)
-	require.Zero(t, Len())
-	Forget(child) // harmless
+func TestParentReadsTheCallersOwnStack(t *testing.T) {
+	me := task.ID()
+	type got struct {
+		p  int64
+		ok bool
+	}
+	ch := make(chan got)
+	go func() {
+		p, ok := Parent()
+		ch <- got{p, ok}
+	}()
+	require.Equal(t, got{me, true}, <-ch)
+	// A deep stack still ends with its creator.
+	var deep func(n int) got
+	deep = func(n int) got {
+		if n == 0 {
+			p, ok := Parent()
+			return got{p, ok}
+		}
+		return deep(n - 1)
+	}
+	go func() { ch <- deep(500) }()
+	require.Equal(t, got{me, true}, <-ch)
 }

@@ -122,8 +122,14 @@ func ShortFunc(fn string) string {
 	return fn
 }
 
-// ShortFile keeps the last directory and the base name.
+// ShortFile keeps the last directory and the base name ("gfp/alloc.go"),
+// except that a file of the module's root directory is named after the
+// module ("krules/check.go"), wherever the checkout lives and whatever its
+// folder is called.
 func ShortFile(file string) string {
+	if rest, ok := strings.CutPrefix(file, moduleDir); ok && !strings.Contains(rest, "/") {
+		return "krules/" + rest
+	}
 	i := strings.LastIndexByte(file, '/')
 	if i < 0 {
 		return file
@@ -133,3 +139,14 @@ func ShortFile(file string) string {
 	}
 	return file
 }
+
+// moduleDir is the module's root directory as the compiler recorded it,
+// with a trailing slash: this file's directory minus internal/stack.
+var moduleDir = func() string {
+	_, file, _, ok := runtime.Caller(0)
+	dir, found := strings.CutSuffix(file, "internal/stack/stack.go")
+	if !ok || !found {
+		return "\x00" // matches no file
+	}
+	return dir
+}()

@@ -28,8 +28,6 @@ var (
 	idMode     atomic.Int32
 	verifyOnce sync.Once
 	slowReason atomic.Pointer[string]
-	warnOnce   atomic.Bool
-	warner     atomic.Pointer[func(reason string)]
 )
 
 // ID returns the id of the calling goroutine.
@@ -49,16 +47,6 @@ func slowID() int64 {
 		return goid.Get()
 	}
 	return StackID()
-}
-
-// SetWarner installs the function that reports, once, that the fast path was
-// abandoned. The root package installs it; the report machinery lives there.
-func SetWarner(fn func(reason string)) {
-	if fn == nil {
-		warner.Store(nil)
-		return
-	}
-	warner.Store(&fn)
 }
 
 // SlowPath reports whether goroutine ids come from runtime.Stack, and why.
@@ -82,13 +70,6 @@ func verify() {
 		idMode.Store(modeFast)
 		goidOffset = locateGoid()
 	})
-	// The warning is emitted outside the Once: emitting a report looks up
-	// the goroutine id again, which must not wait on this Once.
-	if idMode.Load() == modeSlow && warnOnce.CompareAndSwap(false, true) {
-		if fn := warner.Load(); fn != nil {
-			(*fn)(*slowReason.Load())
-		}
-	}
 }
 
 // checkFastID compares goid.Get with runtime.Stack on the caller and on four
@@ -146,12 +127,9 @@ func ForceSlowPath(reason string) (restore func()) {
 	slowReason.Store(&reason)
 	idMode.Store(modeSlow)
 	goidOffset = 0
-	warnOnce.Store(false)
-	verify()
 	return func() {
 		slowReason.Store(prevReason)
 		idMode.Store(prevMode)
 		goidOffset = prevOffset
-		warnOnce.Store(prevMode == modeSlow)
 	}
 }

@@ -18,6 +18,15 @@ type Lockdep struct {
 	Off int32
 }
 
+func (l *Lockdep) empty() bool { return len(l.Held) == 0 && l.Off == 0 }
+
+func (l *Lockdep) reap() {
+	clear(l.Held) // the entries keep classes and lock maps alive
+	l.Held = l.Held[:0]
+	l.Off = 0
+	l.ChainKey = 0
+}
+
 // HeldLock is one entry of the held-lock stack (struct held_lock). The
 // lockclass package owns its meaning; the fields reports need are plain.
 type HeldLock struct {
@@ -25,6 +34,12 @@ type HeldLock struct {
 	Instance unsafe.Pointer
 	// Class is the validator's class, opaque outside lockclass.
 	Class unsafe.Pointer
+	// Label returns what reports print for Class:
+	// "(name#ver/sub){usage}-{outer:inner}". The validator sets it at
+	// acquisition, so the report carries what it needs and the usage
+	// characters are computed at print time, as the kernel does, without
+	// the hot path copying a string.
+	Label func(class unsafe.Pointer) string
 	// Site is the PC of the acquisition ("at:").
 	Site uintptr
 
@@ -37,18 +52,12 @@ type HeldLock struct {
 	Check        bool
 }
 
-// ClassLabel returns what reports print for an opaque class:
-// "(name#ver/sub){usage}-{outer:inner}", computed at print time as the kernel
-// does, so the usage characters are current and the hot path copies no
-// string. The lockclass package installs it at start-up.
-var ClassLabel func(class unsafe.Pointer) string
-
 // LabelOf returns what reports print for h's class.
 func LabelOf(h *HeldLock) string {
-	if ClassLabel == nil || h.Class == nil {
+	if h.Label == nil || h.Class == nil {
 		return "(?)"
 	}
-	return ClassLabel(h.Class)
+	return h.Label(h.Class)
 }
 
 // FormatHeldLock writes one held-lock line as lockdep prints it:

@@ -85,13 +85,8 @@ func claimSlow(id int64) *Task {
 	return t
 }
 
-// trim retires idle nodes beyond the first idlePerBucket.
-func (b *bucket) trim() {
-	b.lock()
-	b.trimLocked()
-	b.unlock()
-}
-
+// trimLocked retires idle nodes beyond the first idlePerBucket; the
+// bucket lock is held.
 func (b *bucket) trimLocked() {
 	idle, marked := 0, 0
 	for t := b.head.Load(); t != nil; t = t.next.Load() {
@@ -133,13 +128,3 @@ func (b *bucket) lock() {
 }
 
 func (b *bucket) unlock() { b.mu.Store(0) }
-
-// nodeCount returns the number of nodes, busy or idle, across all buckets.
-// Tests use it to show that churn does not grow the table.
-func nodeCount() int {
-	n := 0
-	for i := range table {
-		n += int(table[i].nodes.Load())
-	}
-	return n
-}

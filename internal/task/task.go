@@ -37,6 +37,18 @@ type Task struct {
 	// Name is what reports print before /ID, like the kernel's comm.
 	Name string
 
+	// Each subsystem's state is one embedded part that says itself when it
+	// is empty and how a dead goroutine's part is cleared: a new part is one
+	// field here and one term in Empty and Reap.
+	Sections // nonblock: non-block and atomic sections
+	Scope    // gfp: allocation scopes
+
+	// Lockdep is the lock validator's per-task state.
+	Lockdep Lockdep
+}
+
+// Sections is nonblock's part of the record.
+type Sections struct {
 	// NonBlock counts nested nonblock.Start calls (non_block_count).
 	NonBlock int32
 	// NonBlockSite is the PC of the outermost nonblock.Start.
@@ -46,22 +58,32 @@ type Task struct {
 	// PreemptSite is the PC of the outermost atomic section's start, printed
 	// as "Preemption disabled at:".
 	PreemptSite uintptr
-
-	// Memalloc holds the PF_MEMALLOC* scope bits set by the gfp package.
-	Memalloc uint32
-
-	// Lockdep is the lock validator's per-task state.
-	Lockdep Lockdep
-
 	// Regions are the runtime/trace regions of the open sections that were
-	// entered while tracing was on, innermost last (nonblock owns them).
+	// entered while tracing was on, innermost last.
 	Regions []SectionRegion
 }
 
+func (s *Sections) empty() bool { return s.NonBlock == 0 && s.Preempt == 0 && len(s.Regions) == 0 }
+
+func (s *Sections) reap() {
+	s.NonBlock, s.Preempt = 0, 0
+	s.NonBlockSite, s.PreemptSite = 0, 0
+	clear(s.Regions) // a dead goroutine's regions cannot be ended; drop them
+	s.Regions = s.Regions[:0]
+}
+
+// Scope is gfp's part of the record.
+type Scope struct {
+	// Memalloc holds the PF_MEMALLOC* scope bits (memalloc_flags_save).
+	Memalloc uint32
+}
+
+func (s *Scope) empty() bool { return s.Memalloc == 0 }
+func (s *Scope) reap()       { s.Memalloc = 0 }
+
 // Empty reports whether the record carries no state, so it can be dropped.
 func (t *Task) Empty() bool {
-	return len(t.Lockdep.Held) == 0 && t.NonBlock == 0 && t.Preempt == 0 && t.Memalloc == 0 &&
-		t.Name == "" && t.Lockdep.Off == 0 && len(t.Regions) == 0
+	return t.Lockdep.empty() && t.Sections.empty() && t.Scope.empty() && t.Name == ""
 }
 
 // Lookup returns the calling goroutine's record, or nil if it has none.
@@ -178,12 +200,8 @@ func Len() int {
 // slot. Only code that has established the owner is gone may call it.
 func Reap(t *Task) {
 	t.Name = ""
-	t.NonBlock, t.Preempt, t.Memalloc = 0, 0, 0
-	t.Lockdep.Held = t.Lockdep.Held[:0]
-	t.Lockdep.Off = 0
-	clear(t.Regions) // a dead goroutine's regions cannot be ended; drop them
-	t.Regions = t.Regions[:0]
-	t.NonBlockSite, t.PreemptSite = 0, 0
-	t.Lockdep.ChainKey = 0
+	t.Sections.reap()
+	t.Scope.reap()
+	t.Lockdep.reap()
 	t.busy.Store(0)
 }
