@@ -1,3 +1,5 @@
+//go:build !krules_nolockdep
+
 package dmafence_test
 
 import (
