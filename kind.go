@@ -74,6 +74,11 @@ const (
 	// OOMReaperFailure: "oom_reaper: unable to reap".
 	OOMReaperFailure
 
+	// FenceMisuse: a WARNING from the dma-fence rules (a fence signalled
+	// twice, a signalling section ended with the wrong cookie, a fence added
+	// to a reservation object without room reserved).
+	FenceMisuse
+
 	kindCount
 )
 
@@ -102,6 +107,7 @@ var kindNames = [...]string{
 	MempoolDeadlock:      "mempool-deadlock",
 	NotifierMisuse:       "notifier-misuse",
 	OOMReaperFailure:     "oom-reaper-failure",
+	FenceMisuse:          "fence-misuse",
 }
 
 // String returns the kind's short name, such as "circular-dependency".
@@ -128,6 +134,8 @@ const (
 	FamilyMempool
 	// FamilyMMNotifier: mm/mmu_notifier.c and the OOM reaper (mm/oom_kill.c).
 	FamilyMMNotifier
+	// FamilyDMAFence: drivers/dma-buf (dma-fence.c, dma-resv.c).
+	FamilyDMAFence
 )
 
 var kindFamilies = [...]Family{
@@ -155,6 +163,7 @@ var kindFamilies = [...]Family{
 	MempoolDeadlock:      FamilyMempool,
 	NotifierMisuse:       FamilyMMNotifier,
 	OOMReaperFailure:     FamilyMMNotifier,
+	FenceMisuse:          FamilyDMAFence,
 }
 
 // Family returns the part of the kernel the kind's rule comes from (0 for

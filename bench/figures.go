@@ -38,6 +38,7 @@ var figures = slices.Concat(
 	gfpFigures,
 	mempoolFigures,
 	mmnotifierFigures,
+	dmafenceFigures,
 )
 
 var baseFigures = []figure{

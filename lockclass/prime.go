@@ -12,6 +12,9 @@ package lockclass
 // identity is its address, and it must not be copied.
 type PrimeKey struct {
 	_ noCopy
+	// A byte, because distinct zero-size variables may share an address,
+	// and then two primings would count as one.
+	_ byte
 }
 
 // PrimeOnce runs fn the first time it is called with key for v's current

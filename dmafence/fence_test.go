@@ -1,0 +1,131 @@
+package dmafence_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/dmafence"
+	"github.com/krules/krules/krulestest"
+	"github.com/krules/krules/lockclass"
+	"github.com/krules/krules/nonblock"
+)
+
+// drivers/dma-buf/st-dma-fence.c's cases: signal once, callbacks, wait and
+// timeout, and a race between signalling and waiting.
+
+func TestFenceSignalOnce(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	ctx := dmafence.ContextAlloc(1)
+	f := dmafence.New(ctx, 1)
+	require.Equal(t, ctx, f.Context())
+	require.EqualValues(t, 1, f.Seqno())
+	require.False(t, f.IsSignaled())
+	require.True(t, f.Timestamp().IsZero())
+	require.NoError(t, f.Signal())
+	require.True(t, f.IsSignaled())
+	require.NoError(t, f.Err())
+	require.False(t, f.Timestamp().IsZero())
+	require.Zero(t, rec.Len())
+
+	require.ErrorIs(t, f.Signal(), dmafence.ErrAlreadySignaled)
+	require.Equal(t, []krules.Kind{krules.FenceMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "dma_fence_signal: fence already signaled")
+	require.True(t, f.IsSignaled(), "a second signal changes nothing")
+	held, _ := lockclass.IsHeldType(dmafence.Map(), -1)
+	require.False(t, held, "the section is closed")
+}
+
+func TestFenceSignalErr(t *testing.T) {
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
+	boom := errors.New("gpu hang")
+	f := dmafence.New(dmafence.ContextAlloc(1), 1)
+	require.NoError(t, f.Err())
+	require.NoError(t, f.SignalErr(boom))
+	require.ErrorIs(t, f.Err(), boom)
+	require.NoError(t, f.Wait(context.Background()), "a wait succeeds whatever the fence's error")
+}
+
+func TestFenceCallbacks(t *testing.T) {
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
+	f := dmafence.New(dmafence.ContextAlloc(1), 1)
+	var order []int
+	var atomic []bool
+	for i := range 3 {
+		require.NoError(t, f.AddCallback(func(g *dmafence.Fence) {
+			require.Same(t, f, g)
+			order = append(order, i)
+			atomic = append(atomic, nonblock.InAtomic())
+		}))
+	}
+	require.NoError(t, f.Signal())
+	require.Equal(t, []int{0, 1, 2}, order)
+	require.Equal(t, []bool{true, true, true}, atomic, "callbacks run in an atomic section")
+	require.ErrorIs(t, f.AddCallback(func(*dmafence.Fence) { t.Error("ran") }), dmafence.ErrSignaled)
+}
+
+func TestFenceCallbackMustNotSleep(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	f := dmafence.New(dmafence.ContextAlloc(1), 1)
+	require.NoError(t, f.AddCallback(func(*dmafence.Fence) { nonblock.MightSleep() }))
+	require.NoError(t, f.Signal())
+	require.Equal(t, []krules.Kind{krules.SleepInAtomic}, rec.Kinds())
+}
+
+func TestFenceWait(t *testing.T) {
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
+	f := dmafence.New(dmafence.ContextAlloc(1), 1)
+	require.Zero(t, f.WaitTimeout(0))
+	require.Zero(t, f.WaitTimeout(time.Millisecond))
+	kctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, f.Wait(kctx), context.DeadlineExceeded)
+
+	go func() { time.Sleep(2 * time.Millisecond); _ = f.Signal() }()
+	left := f.WaitTimeout(10 * time.Second)
+	require.Positive(t, left)
+	require.LessOrEqual(t, left, 10*time.Second)
+	require.Equal(t, dmafence.Forever, f.WaitTimeout(dmafence.Forever))
+	require.NoError(t, f.Wait(context.Background()))
+	select {
+	case <-f.Done():
+	default:
+		t.Fatal("Done not closed")
+	}
+}
+
+func TestFenceSignalWaitRace(t *testing.T) {
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
+	tl := dmafence.ContextAlloc(1)
+	for i := range 200 {
+		f := dmafence.New(tl, uint64(i))
+		cbRan := make(chan struct{})
+		go func() {
+			if f.AddCallback(func(*dmafence.Fence) { close(cbRan) }) != nil {
+				close(cbRan)
+			}
+		}()
+		go func() { _ = f.Signal() }()
+		require.NoError(t, f.Wait(context.Background()))
+		<-cbRan
+	}
+}
+
+func TestFenceOrdering(t *testing.T) {
+	a, b := dmafence.ContextAlloc(2), uint64(0)
+	b = a + 1
+	f1, f2, g := dmafence.New(a, 1), dmafence.New(a, 2), dmafence.New(b, 5)
+	require.True(t, f2.IsLater(f1))
+	require.False(t, f1.IsLater(f2))
+	require.False(t, g.IsLater(f1), "different timelines are not ordered")
+}

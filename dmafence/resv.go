@@ -1,0 +1,234 @@
+package dmafence
+
+import (
+	"context"
+	"iter"
+	"sync"
+	"time"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/lockclass"
+)
+
+// ReservationClass is reservation_ww_class, the wound-wait class of every
+// reservation object's lock. Its lockdep classes are
+// "reservation_ww_class_acquire" and "reservation_ww_class_mutex".
+var ReservationClass = lockclass.NewWWClass("reservation_ww_class")
+
+// Usage says what a fence in a reservation object is for:
+// enum dma_resv_usage. Usages are ordered; asking for one returns the
+// fences of that usage and of every lower one.
+type Usage int
+
+const (
+	// UsageKernel is DMA_RESV_USAGE_KERNEL: memory management (moves,
+	// clears) that everybody must wait for.
+	UsageKernel Usage = iota
+	// UsageWrite is DMA_RESV_USAGE_WRITE: implicit-sync writers.
+	UsageWrite
+	// UsageRead is DMA_RESV_USAGE_READ: implicit-sync readers.
+	UsageRead
+	// UsageBookkeep is DMA_RESV_USAGE_BOOKKEEP: everything else, which
+	// only those who must know of all work (eviction, an MMU notifier)
+	// wait for.
+	UsageBookkeep
+)
+
+var usageNames = [...]string{"KERNEL", "WRITE", "READ", "BOOKKEEP"}
+
+// String returns the usage's kernel name without the DMA_RESV_USAGE_ prefix.
+func (u Usage) String() string {
+	if u >= 0 && int(u) < len(usageNames) {
+		return usageNames[u]
+	}
+	return "Usage(" + u64(uint64(u)) + ")"
+}
+
+type resvFence struct {
+	f     *Fence
+	usage Usage
+}
+
+// Resv is the kernel's struct dma_resv: a reservation object guarding a
+// buffer, made of a WWMutex of ReservationClass and the fences of the work
+// that uses the buffer. Changing the fences needs the lock; waiting for
+// them and reading them do not (the kernel reads them under RCU). Make one
+// with NewResv or Init a zero Resv; a Resv must not be copied.
+type Resv struct {
+	lock lockclass.WWMutex
+	mu   sync.Mutex // guards fences for readers without the lock
+	// fences has room for max entries: ReserveFences grows it so that
+	// AddFence, which may run where allocation is not allowed, never
+	// allocates.
+	fences []resvFence
+	max    int
+}
+
+// NewResv returns an initialised reservation object: dma_resv_init.
+func NewResv() *Resv {
+	r := new(Resv)
+	r.Init()
+	return r
+}
+
+// Init (re)initialises r: dma_resv_init. The first call in a validator
+// generation primes lockdep with the kernel's boot-time order
+// (dma_resv_lockdep, through lockclass.Validator.PrimeOnce), so it may
+// sleep.
+func (r *Resv) Init() {
+	r.lock.Init(ReservationClass)
+	r.fences, r.max = nil, 0
+	primeLockdep()
+}
+
+// Lock locks r inside ctx (a context of ReservationClass; nil for a single
+// object): dma_resv_lock. It returns ErrDeadlock or ErrAlready as
+// WWMutex.Lock.
+func (r *Resv) Lock(ctx *lockclass.WWAcquireCtx) error { return r.lock.Lock(ctx) }
+
+// LockKillable is dma_resv_lock_interruptible.
+func (r *Resv) LockKillable(kctx context.Context, ctx *lockclass.WWAcquireCtx) error {
+	return r.lock.LockKillable(kctx, ctx)
+}
+
+// LockSlow is dma_resv_lock_slow: after backing off from ErrDeadlock.
+func (r *Resv) LockSlow(ctx *lockclass.WWAcquireCtx) { r.lock.LockSlow(ctx) }
+
+// TryLock is dma_resv_trylock, without a context.
+func (r *Resv) TryLock() bool { return r.lock.TryLock(nil) }
+
+// Unlock is dma_resv_unlock. Reserved room not used is given up, as the
+// kernel's debug builds do (dma_resv_reset_max_fences), so a missing
+// ReserveFences is caught even when an earlier holder reserved plenty.
+func (r *Resv) Unlock() {
+	r.mu.Lock()
+	r.max = len(r.fences)
+	r.mu.Unlock()
+	r.lock.Unlock()
+}
+
+// AssertHeld warns unless the caller holds r: dma_resv_assert_held.
+func (r *Resv) AssertHeld() { lockclass.AssertHeld(&r.lock) }
+
+// WWMutex returns r's lock.
+func (r *Resv) WWMutex() *lockclass.WWMutex { return &r.lock }
+
+// ReserveFences makes room for n more fences: dma_resv_reserve_fences. The
+// caller holds r. It allocates with GFP_KERNEL, so it may sleep and enter
+// reclaim, and must come before the signalling section that adds the
+// fences.
+func (r *Resv) ReserveFences(n int) error {
+	r.AssertHeld()
+	gfp.MightAlloc(gfp.Kernel)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	need := len(r.fences) + n
+	if need <= r.max {
+		return nil
+	}
+	if need > cap(r.fences) {
+		grown := make([]resvFence, len(r.fences), max(4, need, 2*cap(r.fences)))
+		copy(grown, r.fences)
+		r.fences = grown
+	}
+	r.max = need
+	return nil
+}
+
+// AddFence adds f with usage: dma_resv_add_fence. The caller holds r and
+// has reserved room. An older fence of f's timeline added with the same or
+// a higher usage, and any signalled fence, is replaced by f instead of
+// taking room. Adding without room is reported, and the fence is added all
+// the same. With room reserved AddFence does not allocate, so it may run
+// in a signalling section.
+func (r *Resv) AddFence(f *Fence, usage Usage) {
+	r.AssertHeld()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, old := range r.fences {
+		if old.f.context == f.context && old.usage >= usage && !old.f.IsLater(f) || old.f.IsSignaled() {
+			r.fences[i] = resvFence{f, usage}
+			return
+		}
+	}
+	if len(r.fences) >= r.max {
+		krules.Emit(krules.Warn(krules.FenceMisuse,
+			"dma_resv_add_fence: no room reserved (dma_resv_reserve_fences missing): num_fences == max_fences", 1))
+		r.max = len(r.fences) + 1
+	}
+	r.fences = append(r.fences, resvFence{f, usage})
+}
+
+// snapshot returns the fences of usage and lower.
+func (r *Resv) snapshot(usage Usage) []resvFence {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []resvFence
+	for _, rf := range r.fences {
+		if rf.usage <= usage {
+			out = append(out, rf)
+		}
+	}
+	return out
+}
+
+// Fences iterates over the fences of usage and every lower usage, with the
+// usage each was added with: dma_resv_for_each_fence, or with the lock not
+// held dma_resv_for_each_fence_unlocked (the iteration then sees a
+// snapshot).
+func (r *Resv) Fences(usage Usage) iter.Seq2[*Fence, Usage] {
+	return func(yield func(*Fence, Usage) bool) {
+		for _, rf := range r.snapshot(usage) {
+			if !yield(rf.f, rf.usage) {
+				return
+			}
+		}
+	}
+}
+
+// TestSignaled reports whether every fence of usage and lower is
+// signalled: dma_resv_test_signaled.
+func (r *Resv) TestSignaled(usage Usage) bool {
+	for f := range r.Fences(usage) {
+		if !f.IsSignaled() {
+			return false
+		}
+	}
+	return true
+}
+
+// WaitTimeout waits up to timeout for every fence of usage and lower:
+// dma_resv_wait_timeout(intr = false). It needs no lock. It returns the
+// time left (at least 1ns) once all are signalled, 0 on timeout; Forever
+// waits without limit. Every fence it has to wait for is a Fence wait,
+// annotated as such.
+func (r *Resv) WaitTimeout(usage Usage, timeout time.Duration) time.Duration {
+	if timeout < 0 {
+		timeout = Forever
+	}
+	left := max(timeout, 1)
+	for f := range r.Fences(usage) {
+		if f.IsSignaled() {
+			continue
+		}
+		if left = f.WaitTimeout(left); left == 0 {
+			return 0
+		}
+	}
+	return left
+}
+
+// Wait waits for every fence of usage and lower or until ctx is done:
+// dma_resv_wait_timeout(intr = true). It returns nil or ctx.Err().
+func (r *Resv) Wait(ctx context.Context, usage Usage) error {
+	for f := range r.Fences(usage) {
+		if f.IsSignaled() {
+			continue
+		}
+		if err := f.Wait(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}

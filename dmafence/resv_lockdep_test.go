@@ -1,0 +1,59 @@
+//go:build !krules_nolockdep
+
+package dmafence_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/dmafence"
+	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/krulestest"
+	"github.com/krules/krules/mmnotifier"
+)
+
+func TestResvAddFenceUnlocked(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	r := dmafence.NewResv()
+	require.NoError(t, r.Lock(nil))
+	require.NoError(t, r.ReserveFences(1))
+	r.Unlock()
+	r.AddFence(dmafence.New(dmafence.ContextAlloc(1), 1), dmafence.UsageWrite)
+	require.Equal(t, krules.LockdepMisuse, rec.Reports()[0].Kind)
+	require.Contains(t, rec.Reports()[0].Text, "lockdep_assert_held(reservation_ww_class_mutex)")
+}
+
+// The priming teaches mmap_lock -> reservation lock: taking mmap_lock
+// under a reservation lock is reported the first time.
+func TestResvPrimedMmapLock(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	r := dmafence.NewResv()
+	mm := mmnotifier.NewMM(mmnotifier.WithoutReclaim())
+	defer mm.Exit()
+	require.NoError(t, r.Lock(nil))
+	mm.MmapLock().RLock()
+	mm.MmapLock().RUnlock()
+	r.Unlock()
+	require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "reservation_ww_class_mutex")
+	require.Contains(t, rec.Last().Text, "&mm->mmap_lock")
+}
+
+// Reset forgets the priming; the next Resv primes again, so the
+// allocation in a signalling section is reported in each generation.
+func TestResvPrimesAfterReset(t *testing.T) {
+	rec := krulestest.Record(t)
+	for range 2 {
+		krulestest.ResetDefault(t)
+		_ = dmafence.NewResv()
+		c := dmafence.BeginSignalling()
+		gfp.MightAlloc(gfp.Kernel)
+		dmafence.EndSignalling(c)
+		require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+		rec.Clear()
+	}
+}

@@ -1,0 +1,127 @@
+package dmafence_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/dmafence"
+	"github.com/krules/krules/krulestest"
+	"github.com/krules/krules/lockclass"
+)
+
+func collect(r *dmafence.Resv, u dmafence.Usage) map[*dmafence.Fence]dmafence.Usage {
+	out := map[*dmafence.Fence]dmafence.Usage{}
+	for f, fu := range r.Fences(u) {
+		out[f] = fu
+	}
+	return out
+}
+
+func TestResvFences(t *testing.T) {
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
+	r := dmafence.NewResv()
+	tl := dmafence.ContextAlloc(4)
+	k, w, rd, bk := dmafence.New(tl, 1), dmafence.New(tl+1, 1), dmafence.New(tl+2, 1), dmafence.New(tl+3, 1)
+
+	require.NoError(t, r.Lock(nil))
+	require.NoError(t, r.ReserveFences(4))
+	r.AddFence(k, dmafence.UsageKernel)
+	r.AddFence(w, dmafence.UsageWrite)
+	r.AddFence(rd, dmafence.UsageRead)
+	r.AddFence(bk, dmafence.UsageBookkeep)
+	r.Unlock()
+
+	require.Len(t, collect(r, dmafence.UsageKernel), 1)
+	require.Len(t, collect(r, dmafence.UsageWrite), 2)
+	require.Len(t, collect(r, dmafence.UsageRead), 3)
+	all := collect(r, dmafence.UsageBookkeep)
+	require.Equal(t, map[*dmafence.Fence]dmafence.Usage{k: dmafence.UsageKernel, w: dmafence.UsageWrite, rd: dmafence.UsageRead, bk: dmafence.UsageBookkeep}, all)
+
+	require.False(t, r.TestSignaled(dmafence.UsageKernel))
+	require.Zero(t, r.WaitTimeout(dmafence.UsageKernel, time.Millisecond))
+	require.NoError(t, k.Signal())
+	require.True(t, r.TestSignaled(dmafence.UsageKernel))
+	require.Positive(t, r.WaitTimeout(dmafence.UsageKernel, time.Millisecond))
+	require.False(t, r.TestSignaled(dmafence.UsageBookkeep))
+	go func() {
+		for _, f := range []*dmafence.Fence{w, rd, bk} {
+			time.Sleep(time.Millisecond)
+			_ = f.Signal()
+		}
+	}()
+	require.NoError(t, r.Wait(context.Background(), dmafence.UsageBookkeep))
+	require.True(t, r.TestSignaled(dmafence.UsageBookkeep))
+}
+
+func TestResvReplace(t *testing.T) {
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
+	r := dmafence.NewResv()
+	tl := dmafence.ContextAlloc(1)
+	f1, f2 := dmafence.New(tl, 1), dmafence.New(tl, 2)
+	require.NoError(t, r.Lock(nil))
+	require.NoError(t, r.ReserveFences(1))
+	r.AddFence(f1, dmafence.UsageRead)
+	r.AddFence(f2, dmafence.UsageWrite) // later on the timeline, stricter usage: replaces
+	require.Equal(t, map[*dmafence.Fence]dmafence.Usage{f2: dmafence.UsageWrite}, collect(r, dmafence.UsageBookkeep))
+	other := dmafence.New(dmafence.ContextAlloc(1), 1)
+	require.NoError(t, f2.Signal())
+	r.AddFence(other, dmafence.UsageBookkeep) // a signalled fence's slot is reused
+	require.Equal(t, map[*dmafence.Fence]dmafence.Usage{other: dmafence.UsageBookkeep}, collect(r, dmafence.UsageBookkeep))
+	r.Unlock()
+}
+
+func TestResvAddFenceWithoutReserve(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	r := dmafence.NewResv()
+	require.NoError(t, r.Lock(nil))
+	require.NoError(t, r.ReserveFences(3))
+	r.AddFence(dmafence.New(dmafence.ContextAlloc(1), 1), dmafence.UsageWrite)
+	r.Unlock() // unused room is given up
+	require.Zero(t, rec.Len())
+
+	require.NoError(t, r.Lock(nil))
+	f := dmafence.New(dmafence.ContextAlloc(1), 1)
+	r.AddFence(f, dmafence.UsageWrite)
+	r.Unlock()
+	require.Equal(t, []krules.Kind{krules.FenceMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "dma_resv_add_fence: no room reserved")
+	require.Contains(t, collect(r, dmafence.UsageWrite), f, "added all the same")
+}
+
+func TestResvWrongClass(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	r := dmafence.NewResv()
+	var ctx lockclass.WWAcquireCtx
+	ctx.Init(lockclass.NewWWClass("other_ww_class"))
+	require.NoError(t, r.Lock(&ctx))
+	r.Unlock()
+	ctx.Fini()
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "DEBUG_LOCKS_WARN_ON(ww_ctx->ww_class != ww->ww_class)")
+}
+
+// Several reservation objects in one acquire context, in any order.
+func TestResvLockMany(t *testing.T) {
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
+	rs := []*dmafence.Resv{dmafence.NewResv(), dmafence.NewResv(), dmafence.NewResv()}
+	var ctx lockclass.WWAcquireCtx
+	ctx.Init(dmafence.ReservationClass)
+	for _, i := range []int{2, 0, 1} {
+		require.NoError(t, rs[i].Lock(&ctx))
+	}
+	ctx.Done()
+	for _, r := range rs {
+		r.AssertHeld()
+		r.Unlock()
+	}
+	ctx.Fini()
+}

@@ -1,0 +1,91 @@
+package dmafence
+
+import (
+	"github.com/krules/krules"
+	"github.com/krules/krules/internal/task"
+	"github.com/krules/krules/lockclass"
+	"github.com/krules/krules/nonblock"
+)
+
+// fenceMap is dma_fence_lockdep_map, the lock map "dma_fence_map" standing
+// for "this code signals fences". A kernel global: it belongs to the
+// default validator, which tests reset with lockclass.ResetDefault.
+var fenceMap = lockclass.NewMap("dma_fence_map")
+
+// Map returns the lock map "dma_fence_map", for priming and assertions
+// (lockclass.IsHeld(dmafence.Map()) is true inside a signalling section).
+func Map() *lockclass.Map { return fenceMap }
+
+// BeginSignalling opens a fence signalling section:
+// dma_fence_begin_signalling. Code between it and EndSignalling is on the
+// path that completes fences, so it must not wait for a fence, take a lock
+// that is held while waiting for one, or allocate with GFP_KERNEL. It
+// returns a cookie for EndSignalling: true when it did nothing because the
+// goroutine is in an atomic section (which cannot wait anyway) or already
+// in a signalling section (sections nest); otherwise it acquires
+// dma_fence_map shared (read = 1) and returns false.
+//
+// Use it as
+//
+//	cookie := dmafence.BeginSignalling()
+//	defer dmafence.EndSignalling(cookie)
+func BeginSignalling() bool {
+	if t := task.Lookup(); t != nil {
+		if t.Preempt > 0 {
+			return true
+		}
+		if held, known := lockclass.IsHeldType(fenceMap, 1); held || !known {
+			return true
+		}
+	}
+	fenceMap.AcquireShared()
+	return false
+}
+
+// EndSignalling closes the section BeginSignalling opened with cookie:
+// dma_fence_end_signalling. A false cookie while the goroutine is in no
+// signalling section (the cookie of a nested or atomic section passed as
+// false, or a section ended twice) releases a lock map that is not held:
+// lockdep reports it as a bad unlock balance of dma_fence_map, and nothing
+// else changes.
+func EndSignalling(cookie bool) {
+	if !cookie {
+		fenceMap.Release()
+	}
+}
+
+// mightWait is __dma_fence_might_wait: tell lockdep that the caller waits
+// for fences, so everything it holds is ordered before dma_fence_map. Inside
+// a signalling section waiting is a deadlock in the making (the signaller
+// waits for a fence that may need it): that is reported, then the map is
+// dropped around the exclusive acquisition as the kernel does, so the
+// dependencies still get recorded.
+func mightWait() {
+	t := task.Lookup()
+	if t == nil || len(t.Lockdep.Held) == 0 {
+		// Holding nothing, the waiter orders nothing before dma_fence_map
+		// (and is in no signalling section): the acquire/release pair
+		// would record no dependency.
+		return
+	}
+	held, _ := lockclass.IsHeldType(fenceMap, 1)
+	if held {
+		krules.Emit(krules.Warn(krules.FenceMisuse,
+			"dma_fence_wait inside a dma_fence signalling section: the signaller would wait for fences", 2))
+		fenceMap.Release()
+	}
+	fenceMap.Acquire()
+	fenceMap.Release()
+	if held {
+		fenceMap.AcquireShared()
+	}
+}
+
+// MightWait declares that the caller may wait for a fence, without
+// waiting: __dma_fence_might_wait with might_sleep. Driver paths that wait
+// only sometimes (a notifier that finds the buffer idle) call it so that
+// the rule is checked on every run.
+func MightWait() {
+	nonblock.MightSleep()
+	mightWait()
+}

@@ -1,0 +1,555 @@
+//go:build !krules_nolockdep
+
+package lockclass_test
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/krulestest"
+	"github.com/krules/krules/lockclass"
+)
+
+// kernel/locking/test-ww_mutex.c with real goroutines, for both
+// algorithms, plus the lockdep side: nest_lock and inversions against
+// other locks.
+
+func wwClasses() map[string]*lockclass.WWClass {
+	return map[string]*lockclass.WWClass{
+		"wound-wait": lockclass.NewWWClass("ww_class"),
+		"wait-die":   lockclass.NewWDClass("wd_class"),
+	}
+}
+
+func forEachWWClass(t *testing.T, fn func(t *testing.T, class *lockclass.WWClass)) {
+	for name, class := range wwClasses() {
+		t.Run(name, func(t *testing.T) {
+			krulestest.ResetDefault(t)
+			krulestest.Check(t)
+			fn(t, class)
+		})
+	}
+}
+
+// test_mutex: mutual exclusion, with and without a context, and trylock.
+func TestWWMutualExclusion(t *testing.T) {
+	forEachWWClass(t, func(t *testing.T, class *lockclass.WWClass) {
+		var m lockclass.WWMutex
+		m.Init(class)
+		var inside, total atomic.Int32
+		var wg sync.WaitGroup
+		for g := range 6 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range 200 {
+					var ctx lockclass.WWAcquireCtx
+					switch (g + i) % 3 {
+					case 0:
+						ctx.Init(class)
+						require.NoError(t, m.Lock(&ctx))
+					case 1:
+						require.NoError(t, m.Lock(nil))
+					case 2:
+						for !m.TryLock(nil) {
+							time.Sleep(time.Microsecond)
+						}
+					}
+					require.EqualValues(t, 1, inside.Add(1))
+					total.Add(1)
+					inside.Add(-1)
+					m.Unlock()
+					if (g+i)%3 == 0 {
+						ctx.Fini()
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		require.EqualValues(t, 6*200, total.Load())
+		require.False(t, m.IsLocked())
+	})
+}
+
+// test_aa: the context that holds a lock gets ErrAlready, trylocks fail.
+func TestWWAA(t *testing.T) {
+	forEachWWClass(t, func(t *testing.T, class *lockclass.WWClass) {
+		var m lockclass.WWMutex
+		m.Init(class)
+		var ctx lockclass.WWAcquireCtx
+		ctx.Init(class)
+		require.NoError(t, m.Lock(&ctx))
+		require.False(t, m.TryLock(nil))
+		require.False(t, m.TryLock(&ctx))
+		require.ErrorIs(t, m.Lock(&ctx), lockclass.ErrAlready)
+		require.Equal(t, 1, ctx.Acquired())
+		m.Unlock()
+		ctx.Fini()
+	})
+}
+
+// lockAll takes ms in order inside ctx, backing off on ErrDeadlock as the
+// kernel's callers do: unlock everything, LockSlow the contended lock,
+// start over with it held. It returns how many times it backed off.
+func lockAll(ctx *lockclass.WWAcquireCtx, ms []*lockclass.WWMutex) int {
+	backoffs := 0
+	var contended *lockclass.WWMutex
+	for {
+		var held []*lockclass.WWMutex
+		if contended != nil {
+			held = append(held, contended)
+		}
+		var err error
+		for _, m := range ms {
+			if m == contended {
+				continue
+			}
+			if err = m.Lock(ctx); err != nil {
+				if !errors.Is(err, lockclass.ErrDeadlock) {
+					panic(err)
+				}
+				for _, h := range held {
+					h.Unlock()
+				}
+				contended = m
+				m.LockSlow(ctx)
+				backoffs++
+				break
+			}
+			held = append(held, m)
+		}
+		if err == nil {
+			return backoffs
+		}
+	}
+}
+
+// test_abba: two goroutines take A,B and B,A. Unresolved, one of them must
+// see ErrDeadlock; resolved (backing off), both succeed.
+func TestWWABBA(t *testing.T) {
+	forEachWWClass(t, func(t *testing.T, class *lockclass.WWClass) {
+		for _, resolve := range []bool{false, true} {
+			for range 20 {
+				var a, b lockclass.WWMutex
+				a.Init(class)
+				b.Init(class)
+				var ready sync.WaitGroup
+				ready.Add(2)
+				errs := make(chan error, 2)
+				worker := func(first, second *lockclass.WWMutex) {
+					var ctx lockclass.WWAcquireCtx
+					ctx.Init(class)
+					defer ctx.Fini()
+					if err := first.Lock(&ctx); err != nil {
+						errs <- err
+						return
+					}
+					ready.Done()
+					ready.Wait()
+					err := second.Lock(&ctx)
+					if err != nil && resolve {
+						first.Unlock()
+						second.LockSlow(&ctx)
+						err = first.Lock(&ctx)
+					}
+					if err == nil {
+						second.Unlock()
+					}
+					first.Unlock()
+					errs <- err
+				}
+				go worker(&a, &b)
+				go worker(&b, &a)
+				e1, e2 := <-errs, <-errs
+				if resolve {
+					require.NoError(t, e1)
+					require.NoError(t, e2)
+				} else {
+					require.True(t, errors.Is(e1, lockclass.ErrDeadlock) || errors.Is(e2, lockclass.ErrDeadlock),
+						"unresolved AB-BA must back one side off: %v, %v", e1, e2)
+				}
+			}
+		}
+	})
+}
+
+// test_cycle: n goroutines in a ring, each holds its lock and takes the
+// next one's, resolving ErrDeadlock.
+func TestWWCycle(t *testing.T) {
+	forEachWWClass(t, func(t *testing.T, class *lockclass.WWClass) {
+		for _, n := range []int{2, 3, 5, 8} {
+			ms := make([]lockclass.WWMutex, n)
+			for i := range ms {
+				ms[i].Init(class)
+			}
+			var ready sync.WaitGroup
+			ready.Add(n)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					mine, next := &ms[i], &ms[(i+1)%n]
+					var ctx lockclass.WWAcquireCtx
+					ctx.Init(class)
+					require.NoError(t, mine.Lock(&ctx))
+					ready.Done()
+					ready.Wait()
+					if err := next.Lock(&ctx); err != nil {
+						require.ErrorIs(t, err, lockclass.ErrDeadlock)
+						mine.Unlock()
+						next.LockSlow(&ctx)
+						// Holding next, taking mine back can meet an older
+						// context again: back off the same way.
+						a, b := next, mine
+						for err := b.Lock(&ctx); err != nil; err = b.Lock(&ctx) {
+							require.ErrorIs(t, err, lockclass.ErrDeadlock)
+							a.Unlock()
+							b.LockSlow(&ctx)
+							a, b = b, a
+						}
+					}
+					next.Unlock()
+					mine.Unlock()
+					ctx.Fini()
+				}()
+			}
+			wg.Wait()
+		}
+	})
+}
+
+// stress_inorder, stress_reorder, stress_one: workers over a shared array
+// of locks, each taking a random subset in order, in random order, or one
+// lock, checking mutual exclusion on every lock.
+func TestWWStress(t *testing.T) {
+	const nlocks, workers, rounds = 16, 8, 150
+	for _, mode := range []string{"inorder", "reorder", "one"} {
+		t.Run(mode, func(t *testing.T) {
+			forEachWWClass(t, func(t *testing.T, class *lockclass.WWClass) {
+				ms := make([]lockclass.WWMutex, nlocks)
+				owner := make([]atomic.Int32, nlocks)
+				for i := range ms {
+					ms[i].Init(class)
+				}
+				var backoffs atomic.Int64
+				var wg sync.WaitGroup
+				for w := range workers {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						r := rand.New(rand.NewPCG(uint64(w), 7))
+						for range rounds {
+							idx := r.Perm(nlocks)[:1+r.IntN(6)]
+							if mode == "one" {
+								idx = idx[:1]
+							}
+							if mode == "inorder" {
+								slicesSort(idx)
+							}
+							sel := make([]*lockclass.WWMutex, len(idx))
+							for i, j := range idx {
+								sel[i] = &ms[j]
+							}
+							var ctx lockclass.WWAcquireCtx
+							ctx.Init(class)
+							backoffs.Add(int64(lockAll(&ctx, sel)))
+							ctx.Done()
+							for _, j := range idx {
+								require.True(t, owner[j].CompareAndSwap(0, int32(w+1)), "lock %d held twice", j)
+							}
+							for _, j := range idx {
+								owner[j].Store(0)
+							}
+							for _, m := range sel {
+								m.Unlock()
+							}
+							require.Zero(t, ctx.Acquired())
+							ctx.Fini()
+						}
+					}()
+				}
+				wg.Wait()
+				t.Logf("%d back-offs", backoffs.Load())
+			})
+		})
+	}
+}
+
+func slicesSort(s []int) {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+}
+
+// Wound-wait: an older context wounds a younger holder that is waiting for
+// a third lock; the holder gets ErrDeadlock at once, backs off, and the
+// older one gets the lock.
+func TestWWWoundWaitingHolder(t *testing.T) {
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
+	class := lockclass.NewWWClass("ww_class")
+	var x, y lockclass.WWMutex
+	x.Init(class)
+	y.Init(class)
+	var old lockclass.WWAcquireCtx
+	old.Init(class) // older: stamped first
+	require.NoError(t, y.Lock(&old))
+
+	youngErr := make(chan error)
+	youngHolds := make(chan struct{})
+	go func() {
+		var young lockclass.WWAcquireCtx
+		young.Init(class)
+		require.NoError(t, x.Lock(&young))
+		close(youngHolds)
+		err := y.Lock(&young) // waits for the older holder
+		require.True(t, young.Wounded())
+		x.Unlock()
+		young.Fini()
+		youngErr <- err
+	}()
+	<-youngHolds
+	require.Eventually(t, func() bool { return y.IsLocked() }, time.Second, time.Millisecond)
+	time.Sleep(5 * time.Millisecond) // let young queue on y
+	require.NoError(t, x.Lock(&old)) // wounds young, waits for x
+	require.ErrorIs(t, <-youngErr, lockclass.ErrDeadlock)
+	x.Unlock()
+	y.Unlock()
+	old.Fini()
+}
+
+// Wait-die: a younger context with locks dies at once on a lock held by an
+// older one; an older one waits for a younger holder.
+func TestWWWaitDie(t *testing.T) {
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
+	class := lockclass.NewWDClass("wd_class")
+	var x, y lockclass.WWMutex
+	x.Init(class)
+	y.Init(class)
+	var old lockclass.WWAcquireCtx
+	old.Init(class)
+	require.NoError(t, y.Lock(&old))
+	done, youngHolds := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		var young lockclass.WWAcquireCtx
+		young.Init(class)
+		require.NoError(t, x.Lock(&young))
+		close(youngHolds)
+		require.ErrorIs(t, y.Lock(&young), lockclass.ErrDeadlock)
+		require.False(t, young.Wounded())
+		x.Unlock()
+		// Holding nothing, it waits instead of dying.
+		y.LockSlow(&young)
+		y.Unlock()
+		young.Fini()
+	}()
+	<-youngHolds
+	require.NoError(t, x.Lock(&old)) // waits until young backs off
+	x.Unlock()
+	y.Unlock()
+	<-done
+	old.Fini()
+}
+
+// A killable lock gives up when its context is done.
+func TestWWKillable(t *testing.T) {
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
+	class := lockclass.NewWWClass("ww_class")
+	var m lockclass.WWMutex
+	m.Init(class)
+	require.NoError(t, m.Lock(nil))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var ctx lockclass.WWAcquireCtx
+		ctx.Init(class)
+		kctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+		defer cancel()
+		require.ErrorIs(t, m.LockKillable(kctx, &ctx), context.DeadlineExceeded)
+		require.Zero(t, ctx.Acquired())
+		ctx.Fini()
+	}()
+	<-done
+	m.Unlock()
+	require.False(t, m.IsLocked())
+}
+
+// InjectDeadlocks makes the back-off path run without contention.
+func TestWWInjectDeadlocks(t *testing.T) {
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
+	class := lockclass.NewWWClass("ww_class")
+	ms := make([]*lockclass.WWMutex, 8)
+	for i := range ms {
+		ms[i] = new(lockclass.WWMutex)
+		ms[i].Init(class)
+	}
+	total := 0
+	for range 20 {
+		var ctx lockclass.WWAcquireCtx
+		ctx.Init(class, lockclass.InjectDeadlocks())
+		total += lockAll(&ctx, ms)
+		for _, m := range ms {
+			m.Unlock()
+		}
+		ctx.Fini()
+	}
+	require.NotZero(t, total, "no -EDEADLK was injected")
+}
+
+// Lockdep: any number of mutexes of the class in any order inside one
+// context is fine; an ordering against another lock is still checked.
+func TestWWLockdep(t *testing.T) {
+	t.Run("any order in a context", func(t *testing.T) {
+		krulestest.ResetDefault(t)
+		krulestest.Check(t)
+		class := lockclass.NewWWClass("ww_class")
+		ms := make([]*lockclass.WWMutex, 8)
+		for i := range ms {
+			ms[i] = new(lockclass.WWMutex)
+			ms[i].Init(class)
+		}
+		for _, order := range [][]int{{0, 1, 2, 3, 4, 5, 6, 7}, {7, 6, 5, 4, 3, 2, 1, 0}, {3, 0, 7, 1, 6, 2, 5, 4}} {
+			var ctx lockclass.WWAcquireCtx
+			ctx.Init(class)
+			for _, i := range order {
+				require.NoError(t, ms[i].Lock(&ctx))
+			}
+			for _, i := range order {
+				ms[i].Unlock()
+			}
+			ctx.Fini()
+		}
+	})
+	t.Run("inversion against a mutex", func(t *testing.T) {
+		krulestest.ResetDefault(t)
+		rec := krulestest.Record(t)
+		class := lockclass.NewWWClass("ww_class")
+		var o lockclass.WWMutex
+		o.Init(class)
+		var m lockclass.Mutex
+		m.Init(lockclass.WithName("driver_lock"))
+
+		var ctx lockclass.WWAcquireCtx
+		ctx.Init(class)
+		require.NoError(t, o.Lock(&ctx))
+		m.Lock() // ww_class_mutex -> driver_lock
+		m.Unlock()
+		o.Unlock()
+		ctx.Fini()
+		require.Zero(t, rec.Len())
+
+		m.Lock()
+		ctx.Init(class) // driver_lock -> ww_class_acquire: closes the cycle
+		require.NoError(t, o.Lock(&ctx))
+		o.Unlock()
+		ctx.Fini()
+		m.Unlock()
+		require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+		require.Contains(t, rec.Last().Text, "ww_class_acquire")
+		require.Contains(t, rec.Last().Text, "driver_lock")
+	})
+	t.Run("a stale context, used after Fini", func(t *testing.T) {
+		krulestest.ResetDefault(t)
+		rec := krulestest.Record(t)
+		class := lockclass.NewWWClass("ww_class")
+		var o lockclass.WWMutex
+		o.Init(class)
+		var ctx lockclass.WWAcquireCtx
+		ctx.Init(class)
+		ctx.Fini()
+		require.NoError(t, o.Lock(&ctx))
+		o.Unlock()
+		require.Equal(t, []krules.Kind{krules.NestedLockNotTaken}, rec.Kinds())
+		require.Contains(t, rec.Last().Text, "ww_class_acquire")
+	})
+	t.Run("a context used on another goroutine", func(t *testing.T) {
+		krulestest.ResetDefault(t)
+		rec := krulestest.Record(t)
+		class := lockclass.NewWWClass("ww_class")
+		var o lockclass.WWMutex
+		o.Init(class)
+		var ctx lockclass.WWAcquireCtx
+		ctx.Init(class)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			require.NoError(t, o.Lock(&ctx))
+			o.Unlock()
+		}()
+		<-done
+		ctx.Fini()
+		require.Equal(t, []krules.Kind{krules.NestedLockNotTaken}, rec.Kinds())
+	})
+}
+
+// Map.AcquireShared is read = 1: a full participant, unlike AcquireRead.
+func TestMapAcquireShared(t *testing.T) {
+	t.Run("shared section vs exclusive waiter", func(t *testing.T) {
+		krulestest.ResetDefault(t)
+		rec := krulestest.Record(t)
+		fence := lockclass.NewMap("dma_fence_map")
+		var l lockclass.Mutex
+		l.Init(lockclass.WithName("L"))
+		l.Lock()
+		fence.Acquire() // wait while holding L: L -> fence
+		fence.Release()
+		l.Unlock()
+		fence.AcquireShared() // signalling section takes L: fence -> L
+		l.Lock()
+		l.Unlock()
+		fence.Release()
+		require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+	})
+	t.Run("recursive read proves nothing there", func(t *testing.T) {
+		krulestest.ResetDefault(t)
+		rec := krulestest.Record(t)
+		fence := lockclass.NewMap("dma_fence_map")
+		var l lockclass.Mutex
+		l.Init(lockclass.WithName("L"))
+		l.Lock()
+		fence.AcquireRead()
+		fence.Release()
+		l.Unlock()
+		fence.AcquireShared()
+		l.Lock()
+		l.Unlock()
+		fence.Release()
+		require.Zero(t, rec.Len())
+	})
+	t.Run("exclusive inside shared", func(t *testing.T) {
+		krulestest.ResetDefault(t)
+		rec := krulestest.Record(t)
+		fence := lockclass.NewMap("dma_fence_map")
+		fence.AcquireShared()
+		fence.Acquire()
+		fence.Release()
+		fence.Release()
+		require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+	})
+	t.Run("shared nests across goroutines", func(t *testing.T) {
+		krulestest.ResetDefault(t)
+		krulestest.Check(t)
+		fence := lockclass.NewMap("dma_fence_map")
+		fence.AcquireShared()
+		require.True(t, lockclass.IsHeld(fence))
+		fence.Release()
+		done := make(chan struct{})
+		go func() { defer close(done); fence.TryAcquireShared(); fence.Release() }()
+		<-done
+	})
+}

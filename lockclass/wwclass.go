@@ -1,0 +1,68 @@
+package lockclass
+
+import (
+	"errors"
+	"sync/atomic"
+)
+
+// ErrDeadlock is -EDEADLK from WWMutex.Lock: taking the lock could
+// deadlock against an older acquire context (wait-die), or this context was
+// wounded by an older one (wound-wait). The caller must unlock every
+// WWMutex it holds in the context, take the contended lock with LockSlow,
+// and start over.
+var ErrDeadlock = errors.New("ww_mutex: would deadlock (EDEADLK): back off")
+
+// ErrAlready is -EALREADY from WWMutex.Lock: the acquire context already
+// holds the lock.
+var ErrAlready = errors.New("ww_mutex: already held by this acquire context (EALREADY)")
+
+// WWClass is the kernel's struct ww_class: the global stamp counter of a set
+// of wound/wait mutexes and the two lockdep keys, one for the acquire
+// contexts (named "NAME_acquire") and one for the mutexes ("NAME_mutex").
+// Declare one per kind of object as a package-level variable with
+// NewWWClass or NewWDClass, as the kernel's DEFINE_WW_CLASS and
+// DEFINE_WD_CLASS; a class is never freed. A WWClass must not be copied.
+type WWClass struct {
+	_          noCopy
+	stamp      atomic.Int64
+	waitDie    bool
+	name       string
+	acquireKey Key
+	mutexKey   Key
+}
+
+// NewWWClass returns a wound-wait class: DEFINE_WW_CLASS. An older context
+// that finds a lock held by a younger one wounds the holder, which backs off
+// at its next lock that would wait; a younger context waits for an older
+// holder.
+func NewWWClass(name string) *WWClass { return newWWClass(name, false) }
+
+// NewWDClass returns a wait-die class: DEFINE_WD_CLASS. A younger context
+// that would wait for a lock held by an older one dies (ErrDeadlock) at
+// once; an older one waits.
+func NewWDClass(name string) *WWClass { return newWWClass(name, true) }
+
+func newWWClass(name string, waitDie bool) *WWClass {
+	c := &WWClass{waitDie: waitDie, name: name}
+	c.acquireKey.name = name + "_acquire"
+	c.mutexKey.name = name + "_mutex"
+	// The keys live in the heap: register them, as the class lives as long
+	// as the program (a DEFINE_WW_CLASS is static).
+	RegisterKey(&c.acquireKey)
+	RegisterKey(&c.mutexKey)
+	return c
+}
+
+// Name returns the class name given to NewWWClass or NewWDClass.
+func (c *WWClass) Name() string { return c.name }
+
+// IsWaitDie reports whether the class is wait-die (else wound-wait).
+func (c *WWClass) IsWaitDie() bool { return c.waitDie }
+
+// AcquireKey and MutexKey return the class's lockdep keys
+// (ww_class->acquire_key, ww_class->mutex_key), for a lock map that stands
+// for the class in a priming sequence.
+func (c *WWClass) AcquireKey() *Key { return &c.acquireKey }
+
+// MutexKey returns the key every WWMutex of the class is validated under.
+func (c *WWClass) MutexKey() *Key { return &c.mutexKey }

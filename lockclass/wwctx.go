@@ -1,0 +1,172 @@
+package lockclass
+
+import (
+	"math"
+	"sync/atomic"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/internal/stack"
+)
+
+// WWAcquireCtx is the kernel's struct ww_acquire_ctx: one attempt at
+// locking a set of WWMutexes of one class, by one goroutine. Init gives it
+// a stamp from the class (lower is older), Done says no more locks will be
+// taken, Fini ends it. Between Init and Fini the context is itself "held"
+// for lockdep, and every WWMutex locked with it nests under it (nest_lock),
+// so any number of mutexes of the class may be held in any order; their
+// ordering against other locks is validated as usual.
+//
+// The zero value is an uninitialised context; call Init. A context must not
+// be copied, and belongs to the goroutine that called Init (lockdep reports
+// a lock taken with it elsewhere: its nest lock is not held there).
+type WWAcquireCtx struct {
+	_     noCopy
+	class *WWClass
+	stamp int64
+	// acquired counts the locks held through the context (ctx->acquired).
+	// Only the owner writes it; others read it under a WWMutex's wait lock
+	// while the owner is queued there, so it cannot change meanwhile.
+	acquired int32
+	wounded  atomic.Bool // wound-wait: an older context wants a lock we hold
+	// waiting is the waiter the context's goroutine is blocked in, so that a
+	// wounder can wake it to back off.
+	waiting atomic.Pointer[wwWaiter]
+	// Owner-only fields.
+	done       bool     // ctx->done_acquire
+	contending *WWMutex // ctx->contending_lock: the lock that said EDEADLK
+	inject     bool     // DEBUG_WW_MUTEX_SLOWPATH
+	countdown  uint64   // ctx->deadlock_inject_countdown
+	interval   uint64   // ctx->deadlock_inject_interval
+	dep        Map
+}
+
+// WWCtxOption configures WWAcquireCtx.Init.
+type WWCtxOption func(*WWAcquireCtx)
+
+// InjectDeadlocks makes the context's locks fail with ErrDeadlock now and
+// then even without contention, at growing intervals, as the kernel's
+// CONFIG_DEBUG_WW_MUTEX_SLOWPATH (ww_mutex_deadlock_injection), so that a
+// caller's back-off path runs in tests.
+func InjectDeadlocks() WWCtxOption { return func(c *WWAcquireCtx) { c.inject = true } }
+
+// Init starts an acquire context of class: ww_acquire_init. It takes a new
+// stamp and acquires the context's lock map (class "NAME_acquire"); two
+// live contexts of one class on one goroutine are therefore reported as
+// recursive locking.
+//
+//go:noinline
+func (c *WWAcquireCtx) Init(class *WWClass, opts ...WWCtxOption) {
+	pc := stack.ReturnPC()
+	c.class = class
+	c.stamp = class.stamp.Add(1)
+	c.acquired = 0
+	c.wounded.Store(false)
+	c.done, c.contending, c.inject = false, nil, false
+	for _, o := range opts {
+		o(c)
+	}
+	c.interval, c.countdown = 1, uint64(c.stamp)&0xf
+	if cfg := c.dep.cfg.Load(); cfg == nil || cfg.key != &class.acquireKey {
+		c.dep.init(pc, nil, []Option{WithKey(&class.acquireKey)})
+	}
+	acquire(&c.dep, 0, 0, 0, nil, pc, nil)
+}
+
+// Done marks the end of the acquire phase: ww_acquire_done. Locking with
+// the context afterwards is a DEBUG_LOCKS_WARN_ON, as is calling Done
+// twice.
+func (c *WWAcquireCtx) Done() {
+	AssertHeld(&c.dep)
+	if c.done {
+		debugLocksWarn("ctx->done_acquire")
+	}
+	c.done = true
+}
+
+// Fini ends the context: ww_acquire_fini. It releases the context's lock
+// map (a second Fini is a bad unlock balance) and warns if locks are still
+// held through the context.
+func (c *WWAcquireCtx) Fini() {
+	releaseShared(&c.dep)
+	if c.acquired != 0 {
+		debugLocksWarn("ctx->acquired")
+	}
+	// As with CONFIG_PROVE_LOCKING, done_acquire is left alone: a later
+	// lock with the stale context is reported by lockdep, its nest lock
+	// (the context) not being held.
+}
+
+// Stamp returns the context's stamp; a lower stamp is an older context.
+func (c *WWAcquireCtx) Stamp() int64 { return c.stamp }
+
+// Class returns the context's class.
+func (c *WWAcquireCtx) Class() *WWClass { return c.class }
+
+// Acquired returns how many locks are held through the context.
+func (c *WWAcquireCtx) Acquired() int { return int(c.acquired) }
+
+// Wounded reports whether an older context has wounded this one
+// (wound-wait): its next lock that has to wait returns ErrDeadlock.
+func (c *WWAcquireCtx) Wounded() bool { return c.wounded.Load() }
+
+func (c *WWAcquireCtx) lockdepMap() *Map { return &c.dep }
+
+// younger is !__ww_ctx_less's mirror: c took its stamp after o.
+func (c *WWAcquireCtx) younger(o *WWAcquireCtx) bool { return c.stamp > o.stamp }
+
+// lockAcquired runs the checks of ww_mutex_lock_acquired once m is taken
+// with c, and counts it.
+func (c *WWAcquireCtx) lockAcquired(m *WWMutex) {
+	if c.done {
+		debugLocksWarn("ww_ctx->done_acquire")
+	}
+	if c.contending != nil {
+		if c.contending != m {
+			debugLocksWarn("ww_ctx->contending_lock != ww")
+		}
+		if c.acquired > 0 {
+			debugLocksWarn("ww_ctx->acquired > 0")
+		}
+		c.contending = nil
+	}
+	if m.class != c.class {
+		debugLocksWarn("ww_ctx->ww_class != ww->ww_class")
+	}
+	c.acquired++
+}
+
+// kill is __ww_mutex_kill: back off from m.
+func (c *WWAcquireCtx) kill(m *WWMutex) error {
+	if c.contending != nil {
+		debugLocksWarn("ww_ctx->contending_lock")
+	}
+	c.contending = m
+	return ErrDeadlock
+}
+
+// injectDeadlock is ww_mutex_deadlock_injection: every so often, at a
+// growing interval, pretend m was contended.
+func (c *WWAcquireCtx) injectDeadlock(m *WWMutex) bool {
+	if !c.inject {
+		return false
+	}
+	if c.countdown > 0 {
+		c.countdown--
+		return false
+	}
+	t := c.interval
+	if t > math.MaxUint32/4 {
+		t = math.MaxUint32
+	} else {
+		t = t*2 + t + t/2
+	}
+	c.interval, c.countdown = t, t
+	c.contending = m
+	return true
+}
+
+// debugLocksWarn is DEBUG_LOCKS_WARN_ON(cond) with cond true. Unlike the
+// kernel it does not turn the validator off: reports never end checking.
+func debugLocksWarn(cond string) {
+	krules.Emit(warnf(krules.LockdepMisuse, "DEBUG_LOCKS_WARN_ON(%s)", cond))
+}
