@@ -74,8 +74,12 @@ func (p *Pool[T]) allocate(ctx context.Context, flags gfp.Flags) (T, error) {
 		// right after the unlock is sure to wake us (prepare_to_wait).
 		ticket := p.wait.Prepare()
 		p.st.waits++
+		p.sleepers++
 		p.mu.Unlock()
 		woken, err := ticket.Sleep(ctx, p.cfg.timeout)
+		p.mu.Lock()
+		p.sleepers--
+		p.mu.Unlock()
 		if err != nil {
 			return zero, err
 		}

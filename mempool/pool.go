@@ -30,6 +30,12 @@ type Pool[T any] struct {
 	alloc func(gfp.Flags) (T, error)
 	free  func(T)
 	wait  nonblock.WaitQueue
+	// sleepers counts the Allocs between preparing to wait and the end of
+	// their sleep, under mu: Free wakes the queue only if it is non-zero
+	// (wq_has_sleeper). A waiter prepares under mu after seeing the reserve
+	// empty, so a refill either comes after and sees it, or before and the
+	// waiter takes the element instead.
+	sleepers int
 
 	cfg config
 	ops elemOps[T]
