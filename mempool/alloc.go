@@ -50,6 +50,7 @@ func (p *Pool[T]) allocate(ctx context.Context, flags gfp.Flags) (T, error) {
 			return zero, ErrClosed
 		}
 		if x, err := p.alloc(tmp); err == nil {
+			p.out.Add(1)
 			p.handOut(x)
 			return x, nil
 		}
@@ -108,6 +109,7 @@ func (p *Pool[T]) AllocPreallocated() (x T, ok bool) {
 func (p *Pool[T]) takeReserved() T {
 	x, bad := p.removeElement()
 	p.st.fromReserve++
+	p.outLocked++
 	p.mu.Unlock()
 	if bad >= 0 {
 		p.reportPoison(x, bad)
@@ -116,9 +118,9 @@ func (p *Pool[T]) takeReserved() T {
 	return x
 }
 
-// handOut accounts an element given to a caller.
+// handOut tracks an element given to a caller, in debug mode; the caller
+// has counted it (out or outLocked).
 func (p *Pool[T]) handOut(x T) {
-	p.out.Add(1)
 	if p.dbg != nil && p.ops.key != nil {
 		p.dbg.track(p.ops.key(x))
 	}

@@ -24,10 +24,10 @@ func (p *Pool[T]) Free(x T) {
 	if !p.accept(x) {
 		return
 	}
-	p.out.Add(-1)
 	if p.wantsRefill(p.curr.Load()) {
 		p.mu.Lock()
 		if p.wantsRefill(int64(len(p.elements))) && !p.closed.Load() {
+			p.outLocked--
 			p.addElement(x)
 			p.st.refills++
 			wake := p.sleepers > 0
@@ -39,6 +39,7 @@ func (p *Pool[T]) Free(x T) {
 		}
 		p.mu.Unlock()
 	}
+	p.out.Add(-1)
 	p.free(x)
 }
 
