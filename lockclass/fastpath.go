@@ -5,6 +5,7 @@ package lockclass
 import (
 	"unsafe"
 
+	"github.com/krules/krules/internal/stack"
 	"github.com/krules/krules/internal/task"
 	"github.com/krules/krules/nonblock"
 )
@@ -287,4 +288,44 @@ func (s *RWSem) RUnlock() {
 		releaseSlow(&s.dep, t)
 	}
 	s.core.runlock()
+}
+
+// Acquire takes the map exclusively: lock_map_acquire (write, full check).
+// The cached path's quick tiers are inline, as in Mutex.Lock; a map
+// acquisition is never a sleep, so there is nothing to check before them.
+// That spares the calls through acquireShared, acquire, task.Current and
+// pushCached: the fs_reclaim and notifier maps are taken on every
+// allocation under a lock and twice on every invalidation.
+//
+//go:noinline
+func (m *Map) Acquire() {
+	pc := stack.ReturnPC()
+	if id := task.GoID(); id != 0 && enabled.Load() {
+		if t := task.ClaimHead(id); t != nil {
+			c := m.cache[0].Load()
+			key, ok := c.headKeyIfCached(t, 0)
+			if !ok {
+				key, ok = memoCached(t, m, c, 0)
+			}
+			if ok {
+				pushQuick(t, m, c, 0, false, pc, key)
+				return
+			}
+			// acquire takes the record again (a store to our own node) and
+			// drops it if it stays empty.
+		}
+	}
+	m.acquireShared(0, 0, pc)
+}
+
+// Release drops the map: lock_map_release. The cached path is inline, as
+// in RWSem.RUnlock: the map's entry on top of the caller's stack.
+func (m *Map) Release() {
+	if id := task.GoID(); id != 0 {
+		if t := task.LookupHead(id); t != nil && popTop(t, m) {
+			t.ReleaseIfEmpty()
+			return
+		}
+	}
+	releaseShared(m)
 }
