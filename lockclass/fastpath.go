@@ -314,7 +314,10 @@ func (s *RWSem) RUnlock() {
 // acquisition is never a sleep, so there is nothing to check before them.
 // That spares the calls through acquireShared, acquire, task.Current and
 // pushCached: the fs_reclaim and notifier maps are taken on every
-// allocation under a lock and twice on every invalidation.
+// allocation under a lock and twice on every invalidation. With Release's
+// inline pop, an invalidation with 1 notifier went from 139.8 to 123.8 ns
+// (2 direct calls: 40-42 ns) and from 1057 to 852 instructions (cachegrind)
+// on an Intel Xeon (Sapphire Rapids, KVM).
 //
 //go:noinline
 func (m *Map) Acquire() {
