@@ -165,11 +165,6 @@ func (m *Map) checkAlive() {
 	}
 }
 
-// Acquire takes the map exclusively: lock_map_acquire (write, full check).
-//
-//go:noinline
-func (m *Map) Acquire() { m.acquireShared(0, 0, stack.ReturnPC()) }
-
 func (m *Map) acquireShared(read uint8, fl uint8, pc uintptr) {
 	if acquire(m, 0, read, fl, nil, pc, nil) == nil && compiledIn && fl&fSync == 0 {
 		m.untracked.Add(1)
@@ -207,9 +202,6 @@ func (m *Map) TryAcquire() { m.acquireShared(0, fTry, stack.ReturnPC()) }
 //
 //go:noinline
 func (m *Map) TryAcquireRead() { m.acquireShared(2, fTry, stack.ReturnPC()) }
-
-// Release drops the map: lock_map_release.
-func (m *Map) Release() { releaseShared(m) }
 
 // Sync validates an acquisition of the map without creating a critical
 // section (lock_map_sync): "wait for everybody who holds it" primitives use

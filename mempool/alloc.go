@@ -52,6 +52,7 @@ func (p *Pool[T]) allocate(ctx context.Context, flags gfp.Flags) (T, error) {
 			return zero, ErrClosed
 		}
 		if x, err := p.alloc(tmp); err == nil {
+			p.out.Add(1)
 			p.handOut(x)
 			return x, nil
 		}
@@ -84,10 +85,14 @@ func (p *Pool[T]) allocate(ctx context.Context, flags gfp.Flags) (T, error) {
 		// right after the unlock is sure to wake us (prepare_to_wait).
 		ticket := p.wait.Prepare()
 		p.st.waits++
+		p.sleepers++
 		p.mu.Unlock()
 		p.dbg.waiting(1)
 		woken, err := ticket.Sleep(ctx, p.cfg.timeout)
 		p.dbg.waiting(-1)
+		p.mu.Lock()
+		p.sleepers--
+		p.mu.Unlock()
 		if err != nil {
 			return zero, err
 		}
@@ -121,6 +126,7 @@ func (p *Pool[T]) AllocPreallocated() (x T, ok bool) {
 func (p *Pool[T]) takeReserved() T {
 	x, bad := p.removeElement()
 	p.st.fromReserve++
+	p.outLocked++
 	p.mu.Unlock()
 	if bad >= 0 {
 		p.reportPoison(x, bad)
@@ -129,9 +135,9 @@ func (p *Pool[T]) takeReserved() T {
 	return x
 }
 
-// handOut accounts an element given to a caller.
+// handOut tracks an element given to a caller, in debug mode; the caller
+// has counted it (out or outLocked).
 func (p *Pool[T]) handOut(x T) {
-	p.out.Add(1)
 	if p.dbg != nil && p.ops.key != nil {
 		p.dbg.track(p.ops.key(x))
 	}

@@ -18,7 +18,7 @@ func (p *Pool[T]) Close() error {
 	}
 	p.exit()
 	p.wait.WakeUp()
-	n := p.out.Load()
+	n := p.outstanding()
 	if n <= 0 {
 		return nil
 	}

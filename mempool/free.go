@@ -3,7 +3,9 @@ package mempool
 // Free gives an element back: mempool_free().
 //
 // If the reserve is below minNr the element refills it and every waiter is
-// woken; otherwise it goes back to the allocator. The first test is made
+// woken (if there is one: wq_has_sleeper, as newer kernels test, which spares
+// the common free the wait queue's lock); otherwise it goes back to the
+// allocator. The first test is made
 // without the lock (an atomic load: the kernel's READ_ONCE after smp_rmb)
 // and repeated under it. It cannot miss a needed refill: the count it reads
 // is never older than the allocation of the element being freed (that
@@ -26,14 +28,19 @@ func (p *Pool[T]) Free(x T) {
 	if p.wantsRefill(p.curr.Load()) {
 		p.mu.Lock()
 		if p.wantsRefill(int64(len(p.elements))) && !p.closed.Load() {
+			p.outLocked--
 			p.addElement(x)
 			p.st.refills++
+			wake := p.sleepers > 0
 			p.mu.Unlock()
-			p.wait.WakeUp()
+			if wake {
+				p.wait.WakeUp()
+			}
 			return
 		}
 		p.mu.Unlock()
 	}
+	p.out.Add(-1)
 	p.free(x)
 }
 

@@ -8,6 +8,11 @@ import (
 	"github.com/krules/krules/internal/task"
 )
 
+// The section entry and exit points spell task.Current and task.Lookup out
+// with their common case inline (the id read in place, the caller's node at
+// the head of its bucket): that spares a Start+End pair four calls (Current,
+// Claim, Lookup and goid.Get twice).
+
 // Start enters a non-block section on the calling goroutine: the kernel's
 // non_block_start(). Until the matching End, every might-sleep check on this
 // goroutine reports, and so does the trace checker if the goroutine really
@@ -16,7 +21,13 @@ import (
 //
 //go:noinline
 func Start() {
-	t := task.Current()
+	var t *task.Task // task.Current, its common case inline
+	if id := task.GoID(); id != 0 {
+		t = task.ClaimHead(id)
+	}
+	if t == nil {
+		t = task.Current()
+	}
 	if t.NonBlock == 0 {
 		t.NonBlockSite = stack.ReturnPC()
 		if task.SweepDue() {
@@ -35,7 +46,13 @@ func Start() {
 // meant for a section another goroutine entered: it ends nothing, and that
 // goroutine stays in its section.
 func End() {
-	t := task.Lookup()
+	var t *task.Task // task.Lookup, its common case inline
+	if id := task.GoID(); id != 0 {
+		t = task.LookupHead(id)
+	}
+	if t == nil {
+		t = task.Lookup()
+	}
 	if t == nil || t.NonBlock == 0 {
 		krules.Emit(krules.Warn(krules.NonBlockImbalance,
 			"nonblock.End() without nonblock.Start(): non_block_count was 0", 0))
@@ -55,7 +72,13 @@ func End() {
 //
 //go:noinline
 func StartAtomic() {
-	t := task.Current()
+	var t *task.Task // task.Current, its common case inline
+	if id := task.GoID(); id != 0 {
+		t = task.ClaimHead(id)
+	}
+	if t == nil {
+		t = task.Current()
+	}
 	if t.Preempt == 0 {
 		t.PreemptSite = stack.ReturnPC()
 		if task.SweepDue() {
@@ -71,7 +94,13 @@ func StartAtomic() {
 // EndAtomic leaves the innermost atomic section: preempt_enable(). An
 // EndAtomic without a StartAtomic is reported and ignored.
 func EndAtomic() {
-	t := task.Lookup()
+	var t *task.Task // task.Lookup, its common case inline
+	if id := task.GoID(); id != 0 {
+		t = task.LookupHead(id)
+	}
+	if t == nil {
+		t = task.Lookup()
+	}
 	if t == nil || t.Preempt == 0 {
 		krules.Emit(krules.Warn(krules.NonBlockImbalance,
 			"nonblock.EndAtomic() without nonblock.StartAtomic(): preempt_count underflow", 0))
