@@ -22,6 +22,7 @@ type class struct {
 	idx     int
 	inner   uint8
 	outer   uint8
+	wait    waitCtx
 	// modes are the class's chain-key material, one per read mode (write,
 	// read, recursive read).
 	modes [3]chainMode
@@ -171,7 +172,7 @@ func (g *graph) register(cfg *mapConfig, key *Key, sub int) (*class, *krules.Rep
 		}
 		return nil, limitReport("BUG: MAX_LOCKDEP_KEYS too low!")
 	}
-	c := &class{g: g, key: key, sub: uint8(sub), name: name, inner: cfg.inner, outer: cfg.outer}
+	c := &class{g: g, key: key, sub: uint8(sub), name: name, inner: cfg.inner, outer: cfg.outer, wait: cfg.waitCtx()}
 	for r := range c.modes {
 		id := nextID()
 		c.modes[r].id, c.modes[r].headKey = id, chainKeyMix(0, id)

@@ -1,6 +1,7 @@
 // Package lockclass is the Linux kernel's lock validator, lockdep, for
 // goroutines, with the kernel's locks on top: Mutex (struct mutex), RWSem
-// (rw_semaphore), SpinLock (spinlock_t) and RWLock (rwlock_t), plus Map, the
+// (rw_semaphore), SpinLock (spinlock_t), RawSpinLock (raw_spinlock_t) and
+// RWLock (rwlock_t), plus Map, the
 // lockdep_map pseudo-lock that models waits (fs_reclaim, MMU notifiers).
 //
 // It mirrors kernel/locking/lockdep.c as of v6.12: a lock-order inversion,
@@ -38,8 +39,13 @@
 // Goroutines have no interrupts, so the kernel's irq-state tracking
 // (inconsistent lock state, irq inversions, safe→unsafe) is omitted, as the
 // spec recommends: every acquisition counts as process context with irqs
-// enabled, which is also what the usage characters show ({+.+.}). The
-// wait-context check is omitted too.
+// enabled, which is also what the usage characters show ({+.+.}).
+//
+// The wait-context check (check_wait_context) runs with a new chain's other
+// checks: a Mutex or RWSem taken inside a SpinLock, RWLock or RawSpinLock is
+// "[ BUG: Invalid wait context ]" (after might_sleep's own BUG, as in the
+// kernel), and with the validator option ProveRawLockNesting so is a SpinLock
+// or RWLock inside a RawSpinLock (raw_spinlock_t).
 //
 // Deviation: the cycle search keeps "reached strongly" and "reached only
 // through recursive reads" apart for each class, so it finds a strong cycle

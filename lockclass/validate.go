@@ -216,6 +216,9 @@ func (g *graph) validateChain(t *task.Task, hl *task.HeldLock, key uint64, head,
 		c.modes[hl.Read].head.Store(true)
 	}
 
+	if rep := g.checkWaitContext(t, hl); rep != nil {
+		return rep
+	}
 	ret, rep := g.checkDeadlock(t, hl)
 	if rep != nil || ret == 0 {
 		return rep
