@@ -1,8 +1,8 @@
 // Package lockclass is the Linux kernel's lock validator, lockdep, for
 // goroutines, with the kernel's locks on top: Mutex (struct mutex), RWSem
 // (rw_semaphore), SpinLock (spinlock_t), RawSpinLock (raw_spinlock_t) and
-// RWLock (rwlock_t), plus Map, the
-// lockdep_map pseudo-lock that models waits (fs_reclaim, MMU notifiers).
+// RWLock (rwlock_t), plus Map, the lockdep_map pseudo-lock that models waits
+// (fs_reclaim, MMU notifiers).
 //
 // It mirrors kernel/locking/lockdep.c as of v6.12: a lock-order inversion,
 // a recursive acquisition, an unbalanced unlock is reported the first time
