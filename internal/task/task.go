@@ -47,6 +47,11 @@ type Task struct {
 	// as "Preemption disabled at:".
 	PreemptSite uintptr
 
+	// RCUNest counts nested rcu_read_lock calls (lockclass owns it); RCUIdx
+	// is the grace-period counter the outermost one counted itself in.
+	RCUNest int32
+	RCUIdx  uint8
+
 	// Memalloc holds the PF_MEMALLOC* scope bits set by the gfp package.
 	Memalloc uint32
 
@@ -60,7 +65,7 @@ type Task struct {
 
 // Empty reports whether the record carries no state, so it can be dropped.
 func (t *Task) Empty() bool {
-	return len(t.Lockdep.Held) == 0 && t.NonBlock == 0 && t.Preempt == 0 && t.Memalloc == 0 &&
+	return len(t.Lockdep.Held) == 0 && t.NonBlock == 0 && t.Preempt == 0 && t.Memalloc == 0 && t.RCUNest == 0 &&
 		t.Name == "" && t.Lockdep.Off == 0 && len(t.Regions) == 0
 }
 
@@ -178,7 +183,7 @@ func Len() int {
 // slot. Only code that has established the owner is gone may call it.
 func Reap(t *Task) {
 	t.Name = ""
-	t.NonBlock, t.Preempt, t.Memalloc = 0, 0, 0
+	t.NonBlock, t.Preempt, t.Memalloc, t.RCUNest = 0, 0, 0, 0
 	t.Lockdep.Held = t.Lockdep.Held[:0]
 	t.Lockdep.Off = 0
 	clear(t.Regions) // a dead goroutine's regions cannot be ended; drop them
