@@ -1,7 +1,6 @@
 package lockclass
 
 import (
-
 	"github.com/krules/krules"
 	"github.com/krules/krules/internal/stack"
 	"github.com/krules/krules/internal/task"
