@@ -56,7 +56,9 @@ func (s *SeqLock) WriteUnlock() {
 // read_seqbegin.
 //
 //go:noinline
-func (s *SeqLock) ReadBegin() uint32 { return s.seq.readBegin(&s.lock.dep, stack.ReturnPC(), spinDefaults) }
+func (s *SeqLock) ReadBegin() uint32 {
+	return s.seq.readBegin(&s.lock.dep, stack.ReturnPC(), spinDefaults)
+}
 
 // ReadRetry reports whether the read that ReadBegin's start began must be
 // retried: read_seqretry.
