@@ -36,11 +36,17 @@ var rcuState struct {
 func RCUReadLock() {
 	pc := stack.ReturnPC()
 	startAtomic(pc)
-	t := task.Current()
+	// The map first: its acquisition finds the task record the count needs.
+	t := acquire(rcuLockMap, 0, 2, 0, nil, pc, nil)
+	if t == nil {
+		if compiledIn {
+			rcuLockMap.untracked.Add(1)
+		}
+		t = task.Current()
+	}
 	if t.RCUNest++; t.RCUNest == 1 {
 		t.RCUIdx = rcuState.gp.readLock()
 	}
-	rcuLockMap.acquireShared(2, 0, pc)
 }
 
 // RCUReadUnlock leaves the innermost RCU read section: rcu_read_unlock().
@@ -53,7 +59,9 @@ func RCUReadUnlock() {
 		releaseShared(rcuLockMap)
 		return
 	}
-	releaseShared(rcuLockMap)
+	if compiledIn {
+		release(rcuLockMap, t)
+	}
 	if t.RCUNest--; t.RCUNest == 0 {
 		rcuState.gp.readUnlock(t.RCUIdx)
 	}
