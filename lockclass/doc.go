@@ -52,6 +52,15 @@
 // whenever one exists; the kernel's search marks a class visited on its first
 // arrival and can miss a strong cycle depending on the order of its lists.
 //
+// # Read-side primitives
+//
+// RCU read sections (RCUReadLock, SynchronizeRCU, CallRCU), SRCU and
+// SeqCount/SeqLock live here, not with the waiting primitives in nonblock,
+// because their rules are lockdep's: each is a lockdep_map taken for
+// recursive read by readers (rcu_lock_map, an srcu_struct's dep_map, a
+// seqcount's dep_map), so a reader inside its own writer or grace period,
+// or a sleeping lock inside an RCU section, is reported by the validator.
+//
 // # Validators
 //
 // A Validator holds all graph state; the package default serves ordinary
