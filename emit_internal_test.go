@@ -118,7 +118,7 @@ func TestGoroutineReturningWithLocksHeldIsReportedAndReaped(t *testing.T) {
 	// lockclass, which labels classes, cannot be imported here: a class
 	// that is its own label stands in for one.
 	self := func(c unsafe.Pointer) string { return *(*string)(c) }
-	label := "(&dev->lock){+.+.}-{4:4}"
+	label := "(&dev->lock){+.+.}-{3:3}"
 	done := make(chan int64)
 	go func() {
 		SetName("leaky")
@@ -133,7 +133,7 @@ func TestGoroutineReturningWithLocksHeldIsReportedAndReaped(t *testing.T) {
 	r := rec.Last()
 	require.Equal(t, "WARNING: leaky/"+itoa(id)+" still has locks held!", r.Headline)
 	require.Contains(t, r.Text, "1 lock held by leaky/"+itoa(id)+":\n #0: ")
-	require.Contains(t, r.Text, "(&dev->lock){+.+.}-{4:4}")
+	require.Contains(t, r.Text, "(&dev->lock){+.+.}-{3:3}")
 	require.Equal(t, Goroutine{ID: id, Name: "leaky"}, r.Goroutine)
 	require.Nil(t, task.LookupID(id), "the dead goroutine's record is gone")
 }

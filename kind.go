@@ -45,6 +45,16 @@ const (
 	// LockdepMisuse: the validator's other WARNINGs (pinning, downgrading a
 	// read lock, an unregistered key, a held lock re-keyed badly, ...).
 	LockdepMisuse
+	// InvalidWaitContext: "[ BUG: Invalid wait context ]", a lock taken
+	// where its wait type may not wait (a mutex inside a spin lock).
+	InvalidWaitContext
+	// SuspiciousRCU: "WARNING: suspicious RCU usage", an RCU rule broken
+	// (synchronize_rcu in a read section, an unbalanced rcu_read_unlock).
+	SuspiciousRCU
+	// SyncMisuse: a WARNING for misuse of a semaphore, completion or
+	// seqcount (reinit_completion with waiters, a seqcount written without
+	// its lock).
+	SyncMisuse
 
 	// AllocFailure: "page allocation failure: order:N, mode:0x...".
 	AllocFailure
@@ -98,6 +108,9 @@ var kindNames = [...]string{
 	LockdepLimit:         "lockdep-limit",
 	LocksHeldAtExit:      "locks-held-at-exit",
 	LockdepMisuse:        "lockdep-misuse",
+	InvalidWaitContext:   "invalid-wait-context",
+	SuspiciousRCU:        "suspicious-rcu",
+	SyncMisuse:           "sync-misuse",
 	AllocFailure:         "alloc-failure",
 	GFPMisuse:            "gfp-misuse",
 	BadPage:              "bad-page",
@@ -154,6 +167,9 @@ var kindFamilies = [...]Family{
 	LockdepLimit:         FamilyLockdep,
 	LocksHeldAtExit:      FamilyLockdep,
 	LockdepMisuse:        FamilyLockdep,
+	InvalidWaitContext:   FamilyLockdep,
+	SuspiciousRCU:        FamilyLockdep,
+	SyncMisuse:           FamilySleep,
 	AllocFailure:         FamilyGFP,
 	GFPMisuse:            FamilyGFP,
 	BadPage:              FamilyGFP,

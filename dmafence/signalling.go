@@ -9,7 +9,7 @@ import (
 
 // fenceMap is dma_fence_lockdep_map, the lock map "dma_fence_map" standing
 // for "this code signals fences". A kernel global: it belongs to the
-// default validator, which tests reset with lockclass.ResetDefault.
+// default validator, which tests reset with krulestest.ResetDefault.
 var fenceMap = lockclass.NewMap("dma_fence_map")
 
 // Map returns the lock map "dma_fence_map", for priming and assertions

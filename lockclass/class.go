@@ -20,6 +20,7 @@ type class struct {
 	idx     int
 	inner   uint8
 	outer   uint8
+	wait    waitCtx
 	// modes are the class's chain-key material, one per read mode (write,
 	// read, recursive read).
 	modes [3]chainMode
@@ -69,11 +70,11 @@ const (
 // printed as {outer:inner}. LD_WAIT_CONFIG is LD_WAIT_SPIN unless
 // CONFIG_PROVE_RAW_LOCK_NESTING is set, which v6.12 leaves off by default
 // (lib/Kconfig.debug; it became default y in v6.13): so spinlock_t and
-// rwlock_t print {2:2}, as raw_spinlock_t does, and mutex and rwsem {4:4}.
+// rwlock_t print {2:2}, as raw_spinlock_t does, and mutex and rwsem {3:3} (LD_WAIT_SLEEP follows CONFIG).
 const (
 	waitSpin   = 2        // LD_WAIT_SPIN: raw_spinlock_t
 	waitConfig = waitSpin // LD_WAIT_CONFIG: spinlock_t, rwlock_t
-	waitSleep  = 4        // LD_WAIT_SLEEP: mutex, rwsem
+	waitSleep  = 3        // LD_WAIT_SLEEP: mutex, rwsem (4 with PROVE_RAW_LOCK_NESTING)
 )
 
 var idSeed atomic.Uint64
@@ -180,7 +181,7 @@ func (g *graph) register(cfg *mapConfig, key *Key, sub int) (*class, *krules.Rep
 		}
 		return nil, limitReport("BUG: MAX_LOCKDEP_KEYS too low!")
 	}
-	c := &class{g: g, key: key, sub: uint8(sub), name: name, inner: cfg.inner, outer: cfg.outer}
+	c := &class{g: g, key: key, sub: uint8(sub), name: name, inner: cfg.inner, outer: cfg.outer, wait: cfg.waitCtx()}
 	for r := range c.modes {
 		id := nextID()
 		c.modes[r].id, c.modes[r].headKey = id, chainKeyMix(0, id)

@@ -1,7 +1,8 @@
 // Package lockclass is the Linux kernel's lock validator, lockdep, for
 // goroutines, with the kernel's locks on top: Mutex (struct mutex), RWSem
-// (rw_semaphore), SpinLock (spinlock_t) and RWLock (rwlock_t), plus Map, the
-// lockdep_map pseudo-lock that models waits (fs_reclaim, MMU notifiers).
+// (rw_semaphore), SpinLock (spinlock_t), RawSpinLock (raw_spinlock_t) and
+// RWLock (rwlock_t), plus Map, the lockdep_map pseudo-lock that models waits
+// (fs_reclaim, MMU notifiers).
 //
 // It mirrors kernel/locking/lockdep.c as of v6.12: a lock-order inversion,
 // a recursive acquisition, an unbalanced unlock is reported the first time
@@ -39,13 +40,27 @@
 // (inconsistent lock state, irq inversions, safe→unsafe: mark_lock_irq and
 // check_irq_usage in kernel/locking/lockdep.c) is omitted: every
 // acquisition counts as process context with irqs enabled, which is also
-// what the usage characters show ({+.+.}). The wait-context check is
-// omitted too.
+// what the usage characters show ({+.+.}).
+//
+// The wait-context check (check_wait_context) runs with a new chain's other
+// checks: a Mutex or RWSem taken inside a SpinLock, RWLock or RawSpinLock is
+// "[ BUG: Invalid wait context ]" (after might_sleep's own BUG, as in the
+// kernel), and with the validator option ProveRawLockNesting so is a SpinLock
+// or RWLock inside a RawSpinLock (raw_spinlock_t).
 //
 // Deviation: the cycle search keeps "reached strongly" and "reached only
 // through recursive reads" apart for each class, so it finds a strong cycle
 // whenever one exists; the kernel's search marks a class visited on its first
 // arrival and can miss a strong cycle depending on the order of its lists.
+//
+// # Read-side primitives
+//
+// RCU read sections (RCUReadLock, SynchronizeRCU, CallRCU), SRCU and
+// SeqCount/SeqLock live here, not with the waiting primitives in nonblock,
+// because their rules are lockdep's: each is a lockdep_map taken for
+// recursive read by readers (rcu_lock_map, an srcu_struct's dep_map, a
+// seqcount's dep_map), so a reader inside its own writer or grace period,
+// or a sleeping lock inside an RCU section, is reported by the validator.
 //
 // # Validators
 //

@@ -62,16 +62,16 @@ func TestCircularReportLayout(t *testing.T) {
 	require.Regexp(t, `^krules go\S+ (Not tainted|Tainted: G +W)$`, lines[2], "the release, then the taint, as under a kernel headline")
 	require.Equal(t, strings.Repeat("-", len(r.Headline)), lines[3])
 	require.Regexp(t, `^TestCircularReportLayout/\d+ is trying to acquire lock:$`, lines[4])
-	require.Regexp(t, `^[0-9a-f]{16} \(&a->lock\)\{\+\.\+\.\}-\{4:4\}, at: lockclass_test\.TestCircularReportLayout\+0x[0-9a-f]+ lockclass/lockclass_test\.go:\d+$`, lines[5])
+	require.Regexp(t, `^[0-9a-f]{16} \(&a->lock\)\{\+\.\+\.\}-\{3:3\}, at: lockclass_test\.TestCircularReportLayout\+0x[0-9a-f]+ lockclass/lockclass_test\.go:\d+$`, lines[5])
 	require.Equal(t, "", lines[6])
 	require.Equal(t, "but task is already holding lock:", lines[7])
-	require.Regexp(t, `^[0-9a-f]{16} \(&c->lock\)\{\+\.\+\.\}-\{4:4\}, at: `, lines[8])
+	require.Regexp(t, `^[0-9a-f]{16} \(&c->lock\)\{\+\.\+\.\}-\{3:3\}, at: `, lines[8])
 	text := r.Text
 	for _, want := range []string{
 		"\nwhich lock already depends on the new lock.\n\n\nthe existing dependency chain (in reverse order) is:\n",
-		"\n-> #2 (&c->lock){+.+.}-{4:4}:\n       lockclass.(*Mutex).Lock+",
-		"\n-> #1 (&b->lock){+.+.}-{4:4}:\n       lockclass.(*Mutex).Lock+",
-		"\n-> #0 (&a->lock){+.+.}-{4:4}:\n       lockclass.(*Mutex).Lock+",
+		"\n-> #2 (&c->lock){+.+.}-{3:3}:\n       lockclass.(*Mutex).Lock+",
+		"\n-> #1 (&b->lock){+.+.}-{3:3}:\n       lockclass.(*Mutex).Lock+",
+		"\n-> #0 (&a->lock){+.+.}-{3:3}:\n       lockclass.(*Mutex).Lock+",
 		"\nother info that might help us debug this:\n\nChain exists of:\n  &a->lock --> &b->lock --> &c->lock\n\n",
 		" Possible unsafe locking scenario:\n\n" +
 			"       CPU0                    CPU1\n" +
@@ -110,7 +110,7 @@ func TestTwoLockCycleHasNoChainLineAndReadScenario(t *testing.T) {
 	require.Equal(t, krules.CircularDependency, r.Kind)
 	require.NotContains(t, r.Text, "Chain exists of:")
 	require.Contains(t, r.Text, "  lock(&dev->lock);\n                               lock(&mm->mmap_lock);\n                               lock(&dev->lock);\n  rlock(&mm->mmap_lock);\n")
-	require.Contains(t, r.Text, "(&mm->mmap_lock){.+.+}-{4:4}")
+	require.Contains(t, r.Text, "(&mm->mmap_lock){.+.+}-{3:3}")
 }
 
 func TestRecursiveReportLayout(t *testing.T) {
@@ -159,7 +159,7 @@ func TestHeldLockFreedLayout(t *testing.T) {
 	require.Equal(t, []krules.Kind{krules.HeldLockFreed}, rec.Kinds())
 	require.Regexp(t, `(?s)^=========================\nWARNING: held lock freed!\n.*\n-------------------------\n`+
 		`TestHeldLockFreedLayout/\d+ is freeing memory [0-9a-f]{16}-[0-9a-f]{16}, with a lock still held there!\n`+
-		`[0-9a-f]{16} \(&dev->lock\)\{\+\.\+\.\}-\{4:4\}, at: .*\n1 lock held by TestHeldLockFreedLayout/\d+:\n #0: .*\n\nstack backtrace:\n`, rec.Last().Text)
+		`[0-9a-f]{16} \(&dev->lock\)\{\+\.\+\.\}-\{3:3\}, at: .*\n1 lock held by TestHeldLockFreedLayout/\d+:\n #0: .*\n\nstack backtrace:\n`, rec.Last().Text)
 	require.Nil(t, task.Lookup(), "the record is gone once the lock is released")
 }
 
@@ -645,7 +645,7 @@ func TestHeldAtExitIsReported(t *testing.T) {
 	<-done
 	krulestest.VerifyNone(t)
 	require.Equal(t, []krules.Kind{krules.LocksHeldAtExit}, rec.Kinds())
-	require.Contains(t, rec.Last().Text, "(&leaked->lock){+.+.}-{4:4}, at: ")
+	require.Contains(t, rec.Last().Text, "(&leaked->lock){+.+.}-{3:3}, at: ")
 }
 
 func TestSpinLockIsAnAtomicSection(t *testing.T) {
@@ -660,9 +660,11 @@ func TestSpinLockIsAnAtomicSection(t *testing.T) {
 	m.Unlock()
 	l.Unlock()
 	require.False(t, nonblock.InAtomic())
-	require.Equal(t, []krules.Kind{krules.SleepInAtomic}, rec.Kinds())
-	require.Regexp(t, `\nPreemption disabled at:\nlockclass_test\.TestSpinLockIsAnAtomicSection\+0x[0-9a-f]+ lockclass/lockclass_test\.go:\d+\n`, rec.Last().Text)
-	require.Contains(t, rec.Last().Text, "(&zone->lock){+.+.}-{2:2}")
+	// might_sleep's BUG, then lockdep's wait-context BUG (check_wait_context).
+	require.Equal(t, []krules.Kind{krules.SleepInAtomic, krules.InvalidWaitContext}, rec.Kinds())
+	sleep := rec.Reports()[0]
+	require.Regexp(t, `\nPreemption disabled at:\nlockclass_test\.TestSpinLockIsAnAtomicSection\+0x[0-9a-f]+ lockclass/lockclass_test\.go:\d+\n`, sleep.Text)
+	require.Contains(t, sleep.Text, "(&zone->lock){+.+.}-{2:2}")
 }
 
 func TestRWSemSemantics(t *testing.T) {

@@ -186,7 +186,7 @@ func TestKeepGoingLearnsAfterReport(t *testing.T) {
 }
 
 // v6.12's default configuration (no PROVE_RAW_LOCK_NESTING) prints
-// spinlock_t and rwlock_t as {2:2}, mutex and rwsem as {4:4}.
+// spinlock_t and rwlock_t as {2:2}, mutex and rwsem as {3:3}.
 func TestWaitTypesPrintedAsV612Default(t *testing.T) {
 	rec := krulestest.Record(t)
 	for _, tc := range []struct {
@@ -195,8 +195,8 @@ func TestWaitTypesPrintedAsV612Default(t *testing.T) {
 	}{
 		{new(lockclass.RWLock), "{2:2}"},
 		{new(lockclass.SpinLock), "{2:2}"},
-		{new(lockclass.Mutex), "{4:4}"},
-		{new(lockclass.RWSem), "{4:4}"},
+		{new(lockclass.Mutex), "{3:3}"},
+		{new(lockclass.RWSem), "{3:3}"},
 	} {
 		rec.Clear()
 		v := lockclass.NewValidator()

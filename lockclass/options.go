@@ -12,6 +12,7 @@ type mapConfig struct {
 	v     *Validator
 	inner uint8 // wait types, printed as {outer:inner}
 	outer uint8
+	wait  waitCtx // what check_wait_context compares (waitcontext.go)
 	site  uintptr
 	// dead is the warning a use of a destroyed lock prints (mutex_destroy
 	// clears lock->magic, which DEBUG_MUTEXES and DEBUG_RWSEMS check on

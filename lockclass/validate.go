@@ -212,6 +212,9 @@ func (g *graph) validateChain(t *task.Task, hl *task.HeldLock, key uint64, head,
 		hls = append(hls, chainLock{(*class)(held[i].Class), held[i].Read})
 	}
 
+	if rep := g.checkWaitContext(t, hl); rep != nil {
+		return rep
+	}
 	ret, rep := g.checkDeadlock(t, hl)
 	if rep == nil && ret != 0 && !head && ret != 2 {
 		rep = g.checkPrevsAdd(t, hl)

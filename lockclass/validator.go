@@ -16,6 +16,7 @@ import (
 type Validator struct {
 	lim       Limits
 	keepGoing bool
+	rawNest   bool // ProveRawLockNesting
 	g         atomic.Pointer[graph]
 }
 

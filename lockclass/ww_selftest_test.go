@@ -341,7 +341,7 @@ func TestWWSelftest(t *testing.T) {
 			f.a.Lock()
 			require.NoError(t, f.o.Lock(nil))
 			return func() { f.o.Unlock(); f.a.Unlock() }
-		}, []wantReport{kind(krules.SleepInAtomic), {krules.CircularDependency, "ww_lockdep_mutex"}}},
+		}, []wantReport{kind(krules.SleepInAtomic), {krules.InvalidWaitContext, "ww_lockdep_mutex"}}},
 		{"ww_test_spin_try", func(t *testing.T, f *wwFixture) func() {
 			f.a.Lock()
 			f.a.Unlock()
@@ -366,7 +366,7 @@ func TestWWSelftest(t *testing.T) {
 			f.a.Lock()
 			require.NoError(t, f.o.Lock(&f.t))
 			return func() { f.o.Unlock(); f.a.Unlock(); f.t.Fini() }
-		}, []wantReport{kind(krules.SleepInAtomic), {krules.CircularDependency, "ww_lockdep_mutex"}}},
+		}, []wantReport{kind(krules.SleepInAtomic), {krules.InvalidWaitContext, "ww_lockdep_mutex"}}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -126,7 +126,7 @@ func (p *Pool[T]) AllocPreallocated() (x T, ok bool) {
 func (p *Pool[T]) takeReserved() T {
 	x, bad := p.removeElement()
 	p.st.fromReserve++
-	p.outLocked++
+	p.out.Add(1)
 	p.mu.Unlock()
 	if bad >= 0 {
 		p.reportPoison(x, bad)
@@ -136,7 +136,7 @@ func (p *Pool[T]) takeReserved() T {
 }
 
 // handOut tracks an element given to a caller, in debug mode; the caller
-// has counted it (out or outLocked).
+// has counted it in out.
 func (p *Pool[T]) handOut(x T) {
 	if p.dbg != nil && p.ops.key != nil {
 		p.dbg.track(p.ops.key(x))

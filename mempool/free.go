@@ -28,7 +28,6 @@ func (p *Pool[T]) Free(x T) {
 	if p.wantsRefill(p.curr.Load()) {
 		p.mu.Lock()
 		if p.wantsRefill(int64(len(p.elements))) && !p.closed.Load() {
-			p.outLocked--
 			p.addElement(x)
 			p.st.refills++
 			wake := p.sleepers > 0
@@ -40,7 +39,6 @@ func (p *Pool[T]) Free(x T) {
 		}
 		p.mu.Unlock()
 	}
-	p.out.Add(-1)
 	p.free(x)
 }
 

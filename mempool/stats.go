@@ -42,7 +42,7 @@ func (p *Pool[T]) Stats() Stats {
 		Name:              p.cfg.name,
 		MinNr:             int(p.minNr.Load()),
 		Reserve:           len(p.elements),
-		Outstanding:       p.out.Load() + p.outLocked,
+		Outstanding:       p.out.Load(),
 		FromReserve:       p.st.fromReserve,
 		AllocatorFailures: p.st.allocatorFailures,
 		Waits:             p.st.waits,

@@ -365,11 +365,13 @@ func (mm *MM) Lookup(addr uint64) (pfn uint64, ok bool) {
 // Write copies data into the address space at addr, faulting pages in as
 // a CPU store would (access_process_vm with FOLL_WRITE).
 func (mm *MM) Write(addr uint64, data []byte) error {
+	mm.MightFault()
 	return mm.access(addr, data, true)
 }
 
 // Read copies from the address space at addr into buf, faulting pages in.
 func (mm *MM) Read(addr uint64, buf []byte) error {
+	mm.MightFault()
 	return mm.access(addr, buf, false)
 }
 

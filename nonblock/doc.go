@@ -42,4 +42,13 @@
 //	 runtime.chanrecv1+0x11 runtime/chan.go:509
 //	 drv.(*Notifier).Invalidate+0x5c drv/notifier.go:42
 //	 ...
+//
+// # Waiting primitives
+//
+// The kernel's waiting primitives that lockdep does not track live here
+// rather than in lockclass, because their only rule is might_sleep:
+// Semaphore (struct semaphore: v6.12 gives it no lockdep map), Completion
+// (struct completion: its crossrelease annotations were removed in 4.15) and
+// WaitQueue (wait_queue_head_t). Their sleeping calls report inside a
+// section; their waking calls (Up, Complete, WakeUp) are allowed anywhere.
 package nonblock

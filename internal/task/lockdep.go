@@ -61,7 +61,7 @@ func LabelOf(h *HeldLock) string {
 }
 
 // FormatHeldLock writes one held-lock line as lockdep prints it:
-// "000000c000123450 (&dev->lock){+.+.}-{4:4}, at: pkg.Func+0x1c file.go:12".
+// "000000c000123450 (&dev->lock){+.+.}-{3:3}, at: pkg.Func+0x1c file.go:12".
 func FormatHeldLock(b *strings.Builder, h *HeldLock) {
 	fmt.Fprintf(b, "%016x %s, at: %s", uintptr(h.Instance), LabelOf(h), stack.FormatPC(h.Site))
 }

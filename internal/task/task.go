@@ -58,15 +58,23 @@ type Sections struct {
 	// PreemptSite is the PC of the outermost atomic section's start, printed
 	// as "Preemption disabled at:".
 	PreemptSite uintptr
+
+	// RCUNest counts nested rcu_read_lock calls (lockclass owns it); RCUIdx
+	// is the grace-period counter the outermost one counted itself in.
+	RCUNest int32
+	RCUIdx  uint8
+
 	// Regions are the runtime/trace regions of the open sections that were
 	// entered while tracing was on, innermost last.
 	Regions []SectionRegion
 }
 
-func (s *Sections) empty() bool { return s.NonBlock == 0 && s.Preempt == 0 && len(s.Regions) == 0 }
+func (s *Sections) empty() bool {
+	return s.NonBlock == 0 && s.Preempt == 0 && s.RCUNest == 0 && len(s.Regions) == 0
+}
 
 func (s *Sections) reap() {
-	s.NonBlock, s.Preempt = 0, 0
+	s.NonBlock, s.Preempt, s.RCUNest, s.RCUIdx = 0, 0, 0, 0
 	s.NonBlockSite, s.PreemptSite = 0, 0
 	clear(s.Regions) // a dead goroutine's regions cannot be ended; drop them
 	s.Regions = s.Regions[:0]

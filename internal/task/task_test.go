@@ -284,7 +284,7 @@ func TestReclaimTakesOnlyTheCallersLinkedNode(t *testing.T) {
 // A held lock carries its own label: reports print what the validator set
 // at acquisition, with no package-level hook.
 func TestHeldLockCarriesItsLabel(t *testing.T) {
-	name := "(&dev->lock){+.+.}-{4:4}"
+	name := "(&dev->lock){+.+.}-{3:3}"
 	h := HeldLock{Class: unsafe.Pointer(&name), Label: func(c unsafe.Pointer) string { return *(*string)(c) }}
 	require.Equal(t, name, LabelOf(&h))
 	var b strings.Builder

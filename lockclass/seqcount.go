@@ -1,0 +1,123 @@
+package lockclass
+
+import (
+	"runtime"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/internal/stack"
+	"github.com/krules/krules/internal/task"
+	"github.com/krules/krules/nonblock"
+)
+
+// SeqCount is the kernel's seqcount_t and seqcount_LOCKNAME_t
+// (include/linux/seqlock.h): a sequence that is even while the data it
+// guards is stable and odd while a writer changes it. Readers never block
+// writers: they take ReadBegin's sequence, read, and retry while ReadRetry
+// says a write overlapped.
+//
+// Init associates the lock that serialises writers (seqcount_mutex_t,
+// seqcount_spinlock_t, ... : the kernel's seqcount_LOCKNAME_init); WriteBegin
+// then asserts that it is held (lockdep_assert_held: "lockdep_assert_held(…):
+// lock not held" when it is not, and the write goes ahead). A write section
+// runs with preemption disabled: WriteBegin enters an atomic section itself
+// when the associated lock is a sleeping one (Mutex, RWSem), as
+// seqprop_preemptible does; with a spinning lock the lock's own section
+// serves; with no lock (plain seqcount_t) the caller must be in one, and
+// WriteBegin warns otherwise (lockdep_assert_preemption_disabled).
+//
+// Lockdep: the seqcount's own map is taken exclusively by WriteBegin
+// (seqcount_acquire) and for recursive read, then released, by ReadBegin
+// (seqcount_acquire_read), so a reader inside the same seqcount's write
+// section is "WARNING: possible recursive locking detected"; ReadBegin then
+// returns at once instead of spinning on itself forever.
+//
+// The zero value is a plain seqcount_t keyed by the site of its first use. A
+// SeqCount must not be copied after first use.
+type SeqCount struct {
+	_    noCopy
+	seq  atomic.Uint32
+	lock Lockable
+	// atomic says WriteBegin entered an atomic section WriteEnd leaves.
+	atomic bool
+	dep    Map
+}
+
+func (s *SeqCount) lockdepMap() *Map { return &s.dep }
+
+// Init (re)initialises the seqcount, associated with lock (nil for a plain
+// seqcount_t): seqcount_init, seqcount_LOCKNAME_init.
+//
+//go:noinline
+func (s *SeqCount) Init(lock Lockable, opts ...Option) {
+	pc := stack.ReturnPC()
+	CheckNoLocksFreed(unsafe.Pointer(s), unsafe.Sizeof(*s))
+	s.lock = lock
+	s.seq.Store(0)
+	s.dep.init(pc, nil, opts)
+}
+
+// ReadBegin waits until no write is in progress and returns the sequence:
+// read_seqcount_begin.
+//
+//go:noinline
+func (s *SeqCount) ReadBegin() uint32 { return s.readBegin(&s.dep, stack.ReturnPC(), nil) }
+
+func (s *SeqCount) readBegin(m *Map, pc uintptr, defaults []Option) uint32 {
+	self := false
+	if compiledIn && enabled.Load() {
+		self = findHeld(task.Lookup(), m) >= 0
+		if acquire(m, 0, 2, 0, nil, pc, defaults) != nil {
+			releaseShared(m)
+		}
+	}
+	for i := 0; ; i++ {
+		v := s.seq.Load()
+		if v&1 == 0 || self {
+			return v // self: our own write section, reported above
+		}
+		if i > 64 {
+			runtime.Gosched()
+		}
+	}
+}
+
+// ReadRetry reports whether a write began or ended since ReadBegin returned
+// start, so the read must be retried: read_seqcount_retry.
+func (s *SeqCount) ReadRetry(start uint32) bool { return s.seq.Load() != start }
+
+// Sequence returns the current sequence without waiting: raw_read_seqcount.
+func (s *SeqCount) Sequence() uint32 { return s.seq.Load() }
+
+// WriteBegin starts a write section: write_seqcount_begin. Writers must be
+// serialised by the associated lock.
+//
+//go:noinline
+func (s *SeqCount) WriteBegin() {
+	pc := stack.ReturnPC()
+	switch s.lock.(type) {
+	case nil:
+		if !nonblock.InAtomic() {
+			emit(warnf(krules.LockdepMisuse, "lockdep_assert_preemption_disabled(): write_seqcount_begin with preemption enabled"))
+		}
+	case *Mutex, *RWSem:
+		startAtomic(pc)
+		s.atomic = true
+	}
+	if s.lock != nil {
+		AssertHeld(s.lock)
+	}
+	acquire(&s.dep, 0, 0, 0, nil, pc, nil)
+	s.seq.Add(1)
+}
+
+// WriteEnd ends the write section: write_seqcount_end.
+func (s *SeqCount) WriteEnd() {
+	s.seq.Add(1)
+	releaseShared(&s.dep)
+	if s.atomic {
+		s.atomic = false
+		nonblock.EndAtomic()
+	}
+}

@@ -1,0 +1,150 @@
+//go:build !krules_nolockdep
+
+package lockclass_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/krulestest"
+	"github.com/krules/krules/lockclass"
+)
+
+func keyed(v *lockclass.Validator, name string) []lockclass.Option {
+	k := new(lockclass.Key)
+	lockclass.RegisterKey(k) // a heap key, as lockdep_register_key wants
+	return []lockclass.Option{lockclass.WithValidator(v), lockclass.WithKey(k), lockclass.WithName(name)}
+}
+
+// A mutex inside a spinlock_t: might_sleep's BUG first (mutex_lock calls
+// might_sleep before mutex_acquire), then lockdep's wait-context BUG.
+func TestMutexInsideSpinLockIsInvalidWaitContext(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	var s lockclass.SpinLock
+	s.Init(keyed(v, "&dev->lock")...)
+	m := mutex(v, "&dev->mutex")
+	s.Lock()
+	m.Lock()
+	m.Unlock()
+	s.Unlock()
+	require.Equal(t, []krules.Kind{krules.SleepInAtomic, krules.InvalidWaitContext}, rec.Kinds())
+	r := rec.Last()
+	require.Equal(t, "[ BUG: Invalid wait context ]", r.Headline)
+	lines := strings.Split(r.Text, "\n")
+	require.Equal(t, "=============================", lines[0])
+	require.Equal(t, "[ BUG: Invalid wait context ]", lines[1])
+	require.Equal(t, "-----------------------------", lines[3])
+	require.Regexp(t, `^TestMutexInsideSpinLockIsInvalidWaitContext/\d+ is trying to lock:$`, lines[4])
+	require.Regexp(t, `^[0-9a-f]{16} \(&dev->mutex\)\{\+\.\+\.\}-\{\d:\d\}, at: lockclass_test\.TestMutexInsideSpinLockIsInvalidWaitContext\+0x`, lines[5])
+	require.Equal(t, "other info that might help us debug this:", lines[6])
+	require.Equal(t, "context-{4:4}", lines[7], "LD_WAIT_MAX without PROVE_RAW_LOCK_NESTING")
+	require.Regexp(t, `^1 lock held by TestMutexInsideSpinLockIsInvalidWaitContext/\d+:$`, lines[8])
+	require.Regexp(t, `^ #0: [0-9a-f]{16} \(&dev->lock\)`, lines[9])
+	require.Equal(t, "stack backtrace:", lines[10])
+
+	// The first report turned validation off, as debug_locks_off does; the
+	// locks keep working.
+	s.Lock()
+	s.Unlock()
+}
+
+func TestRWSemInsideRWLockIsInvalidWaitContext(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	var l lockclass.RWLock
+	l.Init(keyed(v, "&tbl->lock")...)
+	var s lockclass.RWSem
+	s.Init(keyed(v, "&tbl->sem")...)
+	l.RLock()
+	s.RLock()
+	s.RUnlock()
+	l.RUnlock()
+	require.Equal(t, []krules.Kind{krules.SleepInAtomic, krules.InvalidWaitContext}, rec.Kinds())
+}
+
+// Spinning locks nest in each other in any order of wait type without
+// PROVE_RAW_LOCK_NESTING, and a sleeping lock may hold a spinning one.
+func TestValidWaitContexts(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	var raw lockclass.RawSpinLock
+	raw.Init(keyed(v, "&rq->lock")...)
+	var s lockclass.SpinLock
+	s.Init(keyed(v, "&dev->lock")...)
+	var rw lockclass.RWLock
+	rw.Init(keyed(v, "&tbl->lock")...)
+	m := mutex(v, "&dev->mutex")
+
+	m.Lock()
+	raw.Lock()
+	s.Lock()
+	rw.Lock()
+	rw.Unlock()
+	s.Unlock()
+	raw.Unlock()
+	m.Unlock()
+
+	s.Lock()
+	rw.RLock()
+	rw.RUnlock()
+	s.Unlock()
+	require.Empty(t, rec.Kinds())
+}
+
+// With PROVE_RAW_LOCK_NESTING a spinlock_t (a sleeping lock on PREEMPT_RT)
+// inside a raw_spinlock_t is reported; the braces then count LD_WAIT_CONFIG
+// apart, and the context line prints LD_WAIT_MAX = 5.
+func TestSpinLockInsideRawSpinLockWithProveRawLockNesting(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator(lockclass.ProveRawLockNesting())
+	var raw lockclass.RawSpinLock
+	raw.Init(keyed(v, "&rq->lock")...)
+	var s lockclass.SpinLock
+	s.Init(keyed(v, "&dev->lock")...)
+	raw.Lock()
+	s.Lock()
+	s.Unlock()
+	raw.Unlock()
+	require.Equal(t, []krules.Kind{krules.InvalidWaitContext}, rec.Kinds())
+	r := rec.Last()
+	require.Contains(t, r.Text, "(&dev->lock)")
+	require.Contains(t, r.Text, "\ncontext-{5:5}\n")
+	require.Contains(t, r.Text, "(&rq->lock){+.+.}-{2:2}")
+}
+
+func TestSpinLockInsideRawSpinLockByDefault(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	var raw lockclass.RawSpinLock
+	raw.Init(keyed(v, "&rq->lock")...)
+	var s lockclass.SpinLock
+	s.Init(keyed(v, "&dev->lock")...)
+	var rw lockclass.RWLock
+	rw.Init(keyed(v, "&tbl->lock")...)
+	raw.Lock()
+	s.Lock()
+	rw.RLock()
+	rw.RUnlock()
+	s.Unlock()
+	raw.Unlock()
+	require.Empty(t, rec.Kinds())
+}
+
+// A trylock is never checked (check_wait_context returns early for it).
+func TestTrylockSkipsWaitContext(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator(lockclass.ProveRawLockNesting())
+	var raw lockclass.RawSpinLock
+	raw.Init(keyed(v, "&rq->lock")...)
+	var s lockclass.SpinLock
+	s.Init(keyed(v, "&dev->lock")...)
+	raw.Lock()
+	require.True(t, s.TryLock())
+	s.Unlock()
+	raw.Unlock()
+	require.Empty(t, rec.Kinds())
+}

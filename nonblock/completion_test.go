@@ -1,0 +1,125 @@
+package nonblock_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/krulestest"
+	"github.com/krules/krules/nonblock"
+)
+
+func TestCompletionCountsEvents(t *testing.T) {
+	krulestest.Check(t)
+	var c nonblock.Completion
+	require.False(t, c.Done())
+	require.False(t, c.TryWait())
+	c.Complete()
+	c.Complete()
+	require.True(t, c.Done())
+	require.True(t, c.TryWait())
+	c.Wait() // the second event: no blocking
+	require.False(t, c.Done())
+	require.Equal(t, time.Duration(0), c.WaitTimeout(5*time.Millisecond), "timeout returns 0")
+}
+
+func TestCompletionCompleteWakesOneWaiter(t *testing.T) {
+	krulestest.Check(t)
+	var c nonblock.Completion
+	woke := make(chan int, 2)
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.Wait()
+			woke <- i
+		}()
+	}
+	time.Sleep(10 * time.Millisecond)
+	c.Complete()
+	<-woke
+	select {
+	case <-woke:
+		t.Fatal("complete() woke two waiters")
+	case <-time.After(20 * time.Millisecond):
+	}
+	c.Complete()
+	<-woke
+	wg.Wait()
+	require.False(t, c.Done())
+}
+
+func TestCompletionCompleteAllUntilReinit(t *testing.T) {
+	krulestest.Check(t)
+	var c nonblock.Completion
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.Wait() }()
+	}
+	time.Sleep(10 * time.Millisecond)
+	c.CompleteAll()
+	wg.Wait()
+	// Future waiters pass too, and consume nothing.
+	c.Wait()
+	require.True(t, c.TryWait())
+	require.Greater(t, c.WaitTimeout(time.Second), time.Duration(0))
+	require.NoError(t, c.WaitContext(context.Background()))
+	require.True(t, c.Done())
+	c.Reinit()
+	require.False(t, c.Done())
+}
+
+func TestCompletionWaitContext(t *testing.T) {
+	krulestest.Check(t)
+	var c nonblock.Completion
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, c.WaitContext(ctx), context.DeadlineExceeded)
+	// The withdrawn waiter does not swallow the next event.
+	c.Complete()
+	require.True(t, c.TryWait())
+}
+
+// complete() is allowed in an atomic section; the waits are might_sleep
+// even when an event is there.
+func TestCompletionWaitInAtomicSection(t *testing.T) {
+	rec := krulestest.Record(t)
+	var c nonblock.Completion
+	nonblock.StartAtomic()
+	c.Complete()
+	c.Complete()
+	require.True(t, c.TryWait())
+	require.True(t, c.Done())
+	require.Empty(t, rec.Kinds())
+	c.Wait()
+	nonblock.EndAtomic()
+	require.Equal(t, []krules.Kind{krules.SleepInAtomic}, rec.Kinds())
+	require.Regexp(t, `^BUG: sleeping function called from invalid context at nonblock/completion_test\.go:\d+$`, rec.Last().Headline)
+}
+
+// reinit_completion with a waiter queued is a WARNING; the waiter keeps
+// waiting and the next complete() wakes it.
+func TestCompletionReinitWithWaiters(t *testing.T) {
+	rec := krulestest.Record(t)
+	var c nonblock.Completion
+	done := make(chan struct{})
+	go func() { defer close(done); c.Wait() }()
+	time.Sleep(10 * time.Millisecond)
+	c.Reinit()
+	require.Equal(t, []krules.Kind{krules.SyncMisuse}, rec.Kinds())
+	require.Regexp(t, `^WARNING: PID: \d+ at nonblock/completion_test\.go:\d+ nonblock_test\.TestCompletionReinitWithWaiters\+0x`, rec.Last().Headline)
+	require.Contains(t, rec.Last().Text, "reinit_completion() with waiters")
+	select {
+	case <-done:
+		t.Fatal("reinit woke the waiter")
+	case <-time.After(10 * time.Millisecond):
+	}
+	c.Complete()
+	<-done
+}
