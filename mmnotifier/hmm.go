@@ -58,6 +58,9 @@ type HMMRange struct {
 func HMMRangeFault(r *HMMRange) error {
 	mm := r.Notifier.mm
 	lockclass.AssertHeld(&mm.mmapLock)
+	if mm.proc != nil {
+		return mm.proc.rangeFault(r)
+	}
 	n := int((r.End - r.Start) / PageSize)
 	if r.Start%PageSize != 0 || r.End%PageSize != 0 || r.End <= r.Start || len(r.PFNs) < n {
 		return ErrInvalid
