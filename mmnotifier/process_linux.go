@@ -24,7 +24,7 @@ type processSys struct {
 	// under mmap_lock held for writing, read under it held at all.
 	mapped []bool
 
-		// own lists the events the process's own operations will cause
+	// own lists the events the process's own operations will cause
 	// (ownMu).
 	ownMu sync.Mutex
 	own   []*ownOp
