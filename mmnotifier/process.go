@@ -155,13 +155,16 @@ func (p *Process) Mmap(off, length uint64) error { return p.mmap(off, length) }
 // (mremap with MREMAP_MAYMOVE|MREMAP_FIXED): their contents move, what was
 // mapped at the destination is unmapped, and the source becomes a hole.
 // Both ranges get a blockable MMU_NOTIFY_UNMAP invalidation. The ranges
-// must not overlap (EINVAL) and the source must be mapped (EFAULT). It
-// takes mmap_lock for writing.
+// must not overlap (EINVAL), and the source must be mapped, by one
+// mapping (EFAULT, as mremap(2) says: after Mmap or Mremap the memory is
+// several). It takes mmap_lock for writing.
 func (p *Process) Mremap(from, to, length uint64) error { return p.mremap(from, to, length) }
 
-// Sync waits until every event the monitor has read so far has been
-// handled, including the invalidations of changes made behind the
-// process's back.
+// Sync waits until the monitor has seen every event the process's own
+// operations caused (the kernel lets a caller go once the event is read,
+// before the monitor looks at it, and sends UNMAP after munmap returns),
+// and has handled every event it read so far, including the invalidations
+// of changes made behind the process's back. Stats are exact after it.
 func (p *Process) Sync() { p.sync() }
 
 // Stats counts what the monitor has seen.

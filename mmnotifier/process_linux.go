@@ -26,8 +26,9 @@ type processSys struct {
 
 	// own lists the events the process's own operations will cause
 	// (ownMu).
-	ownMu sync.Mutex
-	own   []*ownOp
+	ownMu   sync.Mutex
+	ownCond sync.Cond // signalled when own empties
+	own     []*ownOp
 	// inflight counts those syscalls; while it is non-zero the monitor
 	// polls without sleeping, since the caller waits for it to read.
 	inflight atomic.Int32
@@ -50,10 +51,10 @@ type processSys struct {
 // ownOp is an event one of the process's own operations will cause, and
 // whose invalidation its caller runs: events of kind inside [start, end)
 // (for a remap: from start to end, of length left) are its own until left
-// bytes of them have been seen. REMOVE events arrive before the madvise
-// returns, which waits for them to be read; UNMAP and REMAP events may
-// arrive after munmap and mremap return, so those expectations outlive
-// the call.
+// bytes of them have been seen. The kernel lets the caller go once the
+// monitor's read(2) has taken the event, which may be before the monitor
+// sees it, and UNMAP and REMAP events may come after munmap and mremap
+// return: so an expectation outlives the call, until its events are in.
 type ownOp struct {
 	kind       uint8
 	start, end uint64
@@ -90,6 +91,7 @@ func (p *Process) open(length uint64) error {
 		s.mapped[i] = true
 	}
 	s.qcond.L = &s.qmu
+	s.ownCond.L = &s.ownMu
 	return nil
 }
 
@@ -192,6 +194,9 @@ func (p *Process) isOwn(m uffdMsg) bool {
 		}
 		if op.left <= n {
 			s.own = slices.Delete(s.own, i, i+1)
+			if len(s.own) == 0 {
+				s.ownCond.Broadcast()
+			}
 		} else {
 			op.left -= n
 		}
@@ -249,6 +254,8 @@ func (p *Process) readPending(addr uint64, write bool) {
 // populate maps the page at addr: the WithPageFault contents with
 // UFFDIO_COPY, or the zero page (a fresh zeroed page for a write).
 func (p *Process) populate(addr uint64, write bool) error {
+	// Counted first: the ioctl lets the faulting thread go on at once.
+	p.sys.faults.Add(1)
 	var err error
 	if p.fill != nil && addr >= p.base && addr < p.base+p.Len() {
 		page := make([]byte, PageSize)
@@ -259,8 +266,8 @@ func (p *Process) populate(addr uint64, write bool) error {
 	} else {
 		err = uffdZeropage(p.sys.uffd, addr, PageSize)
 	}
-	if err == nil {
-		p.sys.faults.Add(1)
+	if err != nil {
+		p.sys.faults.Add(-1)
 	}
 	return err
 }
@@ -330,6 +337,11 @@ func (p *Process) setMapped(start, end uint64, v bool) {
 
 func (p *Process) sync() {
 	s := &p.sys
+	s.ownMu.Lock()
+	for len(s.own) != 0 && !s.stop.Load() {
+		s.ownCond.Wait()
+	}
+	s.ownMu.Unlock()
 	s.qmu.Lock()
 	target := s.queued
 	for s.handled < target {
@@ -351,9 +363,12 @@ func (p *Process) own(ops []*ownOp, call func() unix.Errno) error {
 	e := call()
 	s.inflight.Add(-1)
 	s.ownMu.Lock()
-	s.own = slices.DeleteFunc(s.own, func(x *ownOp) bool {
-		return (e != 0 || x.kind == uffdEventRemove) && slices.Contains(ops, x)
-	})
+	if e != 0 { // what a failed madvise dropped it reported; the others did nothing
+		s.own = slices.DeleteFunc(s.own, func(x *ownOp) bool { return x.kind != uffdEventRemove && slices.Contains(ops, x) })
+		if len(s.own) == 0 {
+			s.ownCond.Broadcast()
+		}
+	}
 	s.ownMu.Unlock()
 	if e != 0 {
 		return e

@@ -115,6 +115,7 @@ func TestProcessMadviseIsABlockableClearOfTheRange(t *testing.T) {
 	faults := p.Stats().Faults
 	require.Equal(t, p.Addr()+pg, binary.LittleEndian.Uint64(mem[pg:]))
 	require.Zero(t, mem[2*pg+16])
+	p.Sync()
 	require.Equal(t, faults+2, p.Stats().Faults)
 	require.Equal(t, mmnotifier.Stats{Faults: faults + 2, Events: 1, Foreign: 0}, p.Stats(),
 		"the REMOVE event was read, and known as the process's own")
@@ -134,6 +135,7 @@ func TestProcessMunmapMmapAndMremap(t *testing.T) {
 	require.Zero(t, mem[pg])
 	require.Error(t, p.Mremap(6*pg, 0, pg), "the source is not mapped")
 
+	p.Sync()
 	starts, ends := rec.seen()
 	require.Equal(t, []string{
 		span(p, 5, 6, mmnotifier.EventUnmap), // mremap: the destination's old pages
