@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -32,6 +33,10 @@ type processSys struct {
 	// inflight counts those syscalls; while it is non-zero the monitor
 	// polls without sleeping, since the caller waits for it to read.
 	inflight atomic.Int32
+	// active is when the monitor last read an event or a call of ours
+	// ended, in ns since epoch: it keeps polling for spinFor after.
+	active   atomic.Int64
+	epoch    time.Time
 	sleeping atomic.Bool // the monitor is in poll(2)
 
 	// queue holds foreign events for the worker; handled counts those
@@ -90,6 +95,7 @@ func (p *Process) open(length uint64) error {
 	for i := range s.mapped {
 		s.mapped[i] = true
 	}
+	s.epoch = time.Now()
 	s.qcond.L = &s.qmu
 	s.ownCond.L = &s.ownMu
 	return nil
@@ -118,6 +124,7 @@ func (p *Process) monitor() {
 		n, err := unix.Read(s.uffd, raw)
 		if n > 0 {
 			spins = 0
+			s.active.Store(int64(time.Since(s.epoch)))
 			for i := range n / uffdMsgSize {
 				p.dispatch(buf[i])
 			}
@@ -127,9 +134,11 @@ func (p *Process) monitor() {
 			krules.Logf("uffd_monitor: read: %v", err)
 			return
 		}
-		if s.inflight.Load() > 0 {
+		if s.inflight.Load() > 0 || int64(time.Since(s.epoch))-s.active.Load() < int64(spinFor) {
 			// One of our own calls is in the kernel and waits for this
-			// read: poll without the cost of being woken.
+			// read, or one was a moment ago and another may follow: poll
+			// without the cost of being woken, which the caller would
+			// wait for.
 			if spins++; spins%64 == 0 {
 				runtime.Gosched()
 			}
@@ -145,6 +154,11 @@ func (p *Process) monitor() {
 		unix.Read(s.efd, drain[:]) //nolint:errcheck // EAGAIN when not signalled
 	}
 }
+
+// spinFor is how long the monitor keeps polling after activity before it
+// sleeps in poll(2): a burst of calls then pays no wake-up each (a
+// sleeping monitor costs the caller ~20 µs more per event).
+const spinFor = 50 * time.Microsecond
 
 // kick wakes the monitor if it sleeps in poll.
 func (p *Process) kick() {
@@ -361,6 +375,7 @@ func (p *Process) own(ops []*ownOp, call func() unix.Errno) error {
 	s.inflight.Add(1)
 	p.kick()
 	e := call()
+	s.active.Store(int64(time.Since(s.epoch)))
 	s.inflight.Add(-1)
 	s.ownMu.Lock()
 	if e != 0 { // what a failed madvise dropped it reported; the others did nothing
