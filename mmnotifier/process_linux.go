@@ -120,6 +120,7 @@ func (p *Process) monitor() {
 	var buf [16]uffdMsg
 	raw := unsafe.Slice((*byte)(unsafe.Pointer(&buf[0])), len(buf)*uffdMsgSize)
 	spins := 0
+	fds := []unix.PollFd{{Fd: int32(s.uffd), Events: unix.POLLIN}, {Fd: int32(s.efd), Events: unix.POLLIN}}
 	for !s.stop.Load() {
 		n, err := unix.Read(s.uffd, raw)
 		if n > 0 {
@@ -146,7 +147,6 @@ func (p *Process) monitor() {
 		}
 		s.sleeping.Store(true)
 		if s.inflight.Load() == 0 && !s.stop.Load() {
-			fds := []unix.PollFd{{Fd: int32(s.uffd), Events: unix.POLLIN}, {Fd: int32(s.efd), Events: unix.POLLIN}}
 			unix.Poll(fds, -1) //nolint:errcheck // EINTR: loop
 		}
 		s.sleeping.Store(false)
@@ -593,6 +593,9 @@ func (p *Process) close() error {
 	s.qmu.Unlock()
 	s.qcond.Broadcast()
 	s.wg.Wait()
+	s.ownMu.Lock()
+	s.ownCond.Broadcast() // a Sync waiting for events that will not come
+	s.ownMu.Unlock()
 	// Closing the descriptor unregisters the memory and wakes every
 	// thread still waiting on a fault (userfaultfd_release).
 	err := unix.Close(s.uffd)
