@@ -54,7 +54,8 @@ type HMMRange struct {
 // present gets an entry of 0.
 //
 // Success proves nothing by itself: the driver must still take its lock and
-// check ReadRetry before it uses the entries.
+// check ReadRetry before it uses the entries. On the MM of a Process it
+// walks and faults the real memory (see Process).
 func HMMRangeFault(r *HMMRange) error {
 	mm := r.Notifier.mm
 	lockclass.AssertHeld(&mm.mmapLock)
