@@ -12,6 +12,7 @@ import (
 	"github.com/krules/krules"
 	"github.com/krules/krules/lockclass"
 	"github.com/krules/krules/mmnotifier"
+	"github.com/krules/krules/nonblock"
 )
 
 // newProcess maps pages of real memory watched through userfaultfd, closed
@@ -207,4 +208,22 @@ func TestProcessCallbackLockHeldAcrossAllocationIsACycle(t *testing.T) {
 			requireCircular(t, rec, "&drv->lock", "mmu_notifier_invalidate_range_start", "fs_reclaim")
 		})
 	}
+}
+
+// A madvise may sleep, as the kernel's does: from a non-block section it
+// is reported, and still done.
+func TestProcessMadviseMightSleep(t *testing.T) {
+	rec := krules.Record(t)
+	p := newProcess(t, 2)
+	p.Bytes()[0] = 1
+	nonblock.Start()
+	err := p.Madvise(0, pg)
+	nonblock.End()
+	require.NoError(t, err)
+	require.NotEmpty(t, rec.Kinds())
+	require.Equal(t, krules.SleepInAtomic, rec.Kinds()[0])
+	require.Contains(t, rec.Reports()[0].Headline, "BUG: sleeping function called from invalid context at ")
+	require.Contains(t, rec.Reports()[0].Text, "non_block: 1")
+	p.Sync()
+	require.EqualValues(t, 1, p.Stats().Events)
 }
