@@ -47,10 +47,13 @@ var ErrNoUserfaultfd = errors.New("mmnotifier: userfaultfd unavailable")
 // the pages went. Sync waits for it.
 //
 // A goroutine stopped on a missing page keeps its P: the Go scheduler
-// cannot tell a fault from computation. Plain Go code is preempted within
-// 10 ms, but a fault inside copy or bytes.Equal is not, so fewer than
-// GOMAXPROCS goroutines may touch missing pages that way at once, or the
-// monitor never runs. Kernel accesses (a read(2) into the buffer) fail with
+// cannot tell a fault from computation. Plain Go code (an index, a
+// binary.LittleEndian load) is preempted by signal, but a first touch
+// inside copy, append, bytes.Equal or any other runtime or assembly
+// function is not: then a garbage collection's stop-the-world waits for
+// it forever, and the monitor, stopped too, never resolves the fault: the
+// process hangs. Make pages present first (a plain Go touch, or
+// HMMRangeFault) before handing them to such functions. Kernel accesses (a read(2) into the buffer) fail with
 // EFAULT when only UFFD_USER_MODE_ONLY was allowed (UserModeOnly).
 //
 // Close tears the process down as exit_mmap does: the monitor stops, the

@@ -160,7 +160,10 @@ func TestProcessMirrorAlwaysEqualsTheMemory(t *testing.T) {
 			}
 		}()
 	}
-	var ops [4]atomic.Int64
+	var (
+		ops     [4]atomic.Int64
+		touched atomic.Uint64 // keeps the touches' loads
+	)
 	for g := range 2 { // the application: each owns half the pages
 		wg.Add(1)
 		go func() {
@@ -199,7 +202,7 @@ func TestProcessMirrorAlwaysEqualsTheMemory(t *testing.T) {
 				case 1: // touch: a first touch faults through the monitor
 					for k := i; k < i+n; k++ {
 						if mapped[k] {
-							_ = mem[(base+uint64(k))*pg]
+							touched.Add(uint64(mem[(base+uint64(k))*pg]))
 						}
 					}
 					ops[op].Add(1)
