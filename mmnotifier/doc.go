@@ -60,6 +60,26 @@
 // reclaim, which unmaps pages of every MM on it with blockable CLEAR
 // invalidations.
 //
+// # Real memory
+//
+// NewProcess maps real anonymous memory of this process and registers it
+// with userfaultfd (fs/userfaultfd.c): a Process, whose MM has no modelled
+// mappings but the same notifier list, interval tree, lock maps and
+// sequence rules, so driver code written against an MM runs unchanged on
+// Process.MM(). Madvise, Munmap, Mmap and Mremap call the real syscalls
+// and run the invalidations the kernel's madvise_dontneed_single_vma,
+// do_vmi_munmap and move_page_tables run (MMU_NOTIFY_CLEAR, _UNMAP), on the
+// caller, blockable and under mmap_lock, before the pages go. Calls made
+// behind the process's back reach the notifiers through userfaultfd's
+// non-cooperative events (UFFD_EVENT_REMOVE, _UNMAP, _REMAP), once the
+// kernel has queued them. A first touch of a page is a MISSING fault the
+// monitor goroutine resolves (WithPageFault, else the zero page), and
+// HMMRangeFault on Process.MM() makes missing pages present the same way.
+// Where userfaultfd is unavailable NewProcess's error wraps
+// ErrNoUserfaultfd and says why (not Linux; EPERM with
+// vm.unprivileged_userfaultfd=0 and no CAP_SYS_PTRACE; ENOSYS in a
+// sandbox) and what to do.
+//
 // # Deviations
 //
 //   - Notifier has only InvalidateRangeStart; the end callback is the
@@ -87,6 +107,12 @@
 //     invalidation counted, and the address space excluded for good, since
 //     the caller must not call end. krules undoes it, as the -EAGAIN
 //     contract says.
+//   - On a Process, the kernel waits only until the monitor's read(2) has
+//     taken an event, not until it is handled, so the invalidation of a
+//     change made behind the process's back may come after its pages are
+//     gone; the Process's own methods invalidate first. HMMRangeFault
+//     there returns virtual page numbers, since user space cannot see
+//     frame numbers.
 //   - Pages are anonymous and private; reclaimed ones are dropped, not
 //     swapped, and a later touch maps a fresh zeroed page. The OOM reaper's
 //     "unable to reap" line is followed by the victim's mmap_lock state,

@@ -54,10 +54,14 @@ type HMMRange struct {
 // present gets an entry of 0.
 //
 // Success proves nothing by itself: the driver must still take its lock and
-// check ReadRetry before it uses the entries.
+// check ReadRetry before it uses the entries. On the MM of a Process it
+// walks and faults the real memory (see Process).
 func HMMRangeFault(r *HMMRange) error {
 	mm := r.Notifier.mm
 	lockclass.AssertHeld(&mm.mmapLock)
+	if mm.proc != nil {
+		return mm.proc.rangeFault(r)
+	}
 	n := int((r.End - r.Start) / PageSize)
 	if r.Start%PageSize != 0 || r.End%PageSize != 0 || r.End <= r.Start || len(r.PFNs) < n {
 		return ErrInvalid

@@ -51,6 +51,9 @@ type MM struct {
 	// reclaimCursor is where the shrinker's clock hand stands
 	// (page-table lock).
 	reclaimCursor uint64
+	// proc is the real memory behind the address space, if NewProcess
+	// made it; HMMRangeFault faults that instead of the modelled VMAs.
+	proc *Process
 }
 
 // MMF_* flags.

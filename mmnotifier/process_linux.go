@@ -1,0 +1,609 @@
+package mmnotifier
+
+import (
+	"errors"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/krules/krules"
+)
+
+// processSys is the Linux half of a Process: the descriptors, the
+// bookkeeping of which pages are mapped, the operations in flight and the
+// two goroutines.
+type processSys struct {
+	uffd, efd int
+	umo       bool // UFFD_USER_MODE_ONLY
+
+	// mapped says, per page, whether the memory is mapped there; written
+	// under mmap_lock held for writing, read under it held at all.
+	mapped []bool
+
+	// own lists the events the process's own operations will cause
+	// (ownMu).
+	ownMu   sync.Mutex
+	ownCond sync.Cond // signalled when own empties
+	own     []*ownOp
+	// inflight counts those syscalls; while it is non-zero the monitor
+	// polls without sleeping, since the caller waits for it to read.
+	inflight atomic.Int32
+	// active is when the monitor last read an event or a call of ours
+	// ended, in ns since epoch: it keeps polling for spinFor after.
+	active   atomic.Int64
+	epoch    time.Time
+	sleeping atomic.Bool // the monitor is in poll(2)
+
+	// queue holds foreign events for the worker; handled counts those
+	// done, queued those queued (qmu). qcond wakes the worker and Sync.
+	qmu     sync.Mutex
+	qcond   sync.Cond
+	queue   []uffdMsg
+	queued  uint64
+	handled uint64
+	closing bool
+
+	faults, events, foreign atomic.Int64
+	stop                    atomic.Bool
+	wg                      sync.WaitGroup
+}
+
+// ownOp is an event one of the process's own operations will cause, and
+// whose invalidation its caller runs: events of kind inside [start, end)
+// (for a remap: from start to end, of length left) are its own until left
+// bytes of them have been seen. The kernel lets the caller go once the
+// monitor's read(2) has taken the event, which may be before the monitor
+// sees it, and UNMAP and REMAP events may come after munmap and mremap
+// return: so an expectation outlives the call, until its events are in.
+type ownOp struct {
+	kind       uint8
+	start, end uint64
+	left       uint64
+}
+
+func (p *Process) open(length uint64) error {
+	s := &p.sys
+	fd, umo, err := openUserfaultfd()
+	if err != nil {
+		return err
+	}
+	mem, err := unix.Mmap(-1, 0, int(length), unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	if err != nil {
+		unix.Close(fd)
+		return err
+	}
+	p.mem, p.base = mem, uint64(uintptr(unsafe.Pointer(&mem[0])))
+	if err := uffdRegister(fd, p.base, length); err != nil {
+		unix.Munmap(mem) //nolint:errcheck
+		unix.Close(fd)
+		return err
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Munmap(mem) //nolint:errcheck
+		unix.Close(fd)
+		return err
+	}
+	s.uffd, s.efd, s.umo = fd, efd, umo
+	s.mapped = make([]bool, length/PageSize)
+	for i := range s.mapped {
+		s.mapped[i] = true
+	}
+	s.epoch = time.Now()
+	s.qcond.L = &s.qmu
+	s.ownCond.L = &s.ownMu
+	return nil
+}
+
+func (p *Process) start() {
+	p.sys.wg.Add(2)
+	krules.Go("uffd_monitor", func() { defer p.sys.wg.Done(); p.monitor() })
+	krules.Go("kworker/uffd", func() { defer p.sys.wg.Done(); p.worker() })
+}
+
+func (p *Process) userModeOnly() bool { return p.sys.umo }
+
+func (p *Process) stats() Stats {
+	return Stats{Faults: p.sys.faults.Load(), Events: p.sys.events.Load(), Foreign: p.sys.foreign.Load()}
+}
+
+// monitor is the fault-handling thread of userfaultfd(2)'s example: read
+// messages, resolve faults, pass the other events on.
+func (p *Process) monitor() {
+	s := &p.sys
+	var buf [16]uffdMsg
+	raw := unsafe.Slice((*byte)(unsafe.Pointer(&buf[0])), len(buf)*uffdMsgSize)
+	spins := 0
+	fds := []unix.PollFd{{Fd: int32(s.uffd), Events: unix.POLLIN}, {Fd: int32(s.efd), Events: unix.POLLIN}}
+	for !s.stop.Load() {
+		n, err := unix.Read(s.uffd, raw)
+		if n > 0 {
+			spins = 0
+			s.active.Store(int64(time.Since(s.epoch)))
+			for i := range n / uffdMsgSize {
+				p.dispatch(buf[i])
+			}
+			continue
+		}
+		if err != nil && err != unix.EAGAIN && err != unix.EINTR {
+			krules.Logf("uffd_monitor: read: %v", err)
+			return
+		}
+		if s.inflight.Load() > 0 || int64(time.Since(s.epoch))-s.active.Load() < int64(spinFor) {
+			// One of our own calls is in the kernel and waits for this
+			// read, or one was a moment ago and another may follow: poll
+			// without the cost of being woken, which the caller would
+			// wait for.
+			if spins++; spins%64 == 0 {
+				runtime.Gosched()
+			}
+			continue
+		}
+		s.sleeping.Store(true)
+		if s.inflight.Load() == 0 && !s.stop.Load() {
+			unix.Poll(fds, -1) //nolint:errcheck // EINTR: loop
+		}
+		s.sleeping.Store(false)
+		var drain [8]byte
+		unix.Read(s.efd, drain[:]) //nolint:errcheck // EAGAIN when not signalled
+	}
+}
+
+// spinFor is how long the monitor keeps polling after activity before it
+// sleeps in poll(2): a burst of calls then pays no wake-up each (a
+// sleeping monitor costs the caller ~20 µs more per event).
+const spinFor = 50 * time.Microsecond
+
+// kick wakes the monitor if it sleeps in poll.
+func (p *Process) kick() {
+	if p.sys.sleeping.Load() {
+		one := [8]byte{1}
+		unix.Write(p.sys.efd, one[:]) //nolint:errcheck // a full counter still wakes it
+	}
+}
+
+// dispatch handles one message on the monitor goroutine.
+func (p *Process) dispatch(m uffdMsg) {
+	s := &p.sys
+	if m.event == uffdEventPagefault {
+		p.monitorFault(m.b&^(PageSize-1), m.a&uffdPagefaultFlagWrite != 0)
+		return
+	}
+	s.events.Add(1)
+	if p.isOwn(m) {
+		return
+	}
+	s.foreign.Add(1)
+	s.qmu.Lock()
+	s.queue = append(s.queue, m)
+	s.queued++
+	s.qmu.Unlock()
+	s.qcond.Broadcast()
+}
+
+// isOwn reports whether m is an event one of the process's own operations
+// caused, and counts it off.
+func (p *Process) isOwn(m uffdMsg) bool {
+	s := &p.sys
+	s.ownMu.Lock()
+	defer s.ownMu.Unlock()
+	for i, op := range s.own {
+		if op.kind != m.event {
+			continue
+		}
+		var n uint64
+		switch {
+		case m.event == uffdEventRemap && m.a == op.start && m.b == op.end:
+			n = m.c
+		case m.event != uffdEventRemap && op.start <= m.a && m.b <= op.end:
+			n = m.b - m.a
+		default:
+			continue
+		}
+		if op.left <= n {
+			s.own = slices.Delete(s.own, i, i+1)
+			if len(s.own) == 0 {
+				s.ownCond.Broadcast()
+			}
+		} else {
+			op.left -= n
+		}
+		return true
+	}
+	return false
+}
+
+// monitorFault resolves a fault a thread waits on. A resolving ioctl fails
+// with EAGAIN while an event is queued and unread (mmap_changing): read
+// and dispatch what is there, then try again.
+func (p *Process) monitorFault(addr uint64, write bool) {
+	s := &p.sys
+	for !s.stop.Load() {
+		err := p.populate(addr, write)
+		switch {
+		case err == nil:
+			return
+		case errors.Is(err, unix.EEXIST):
+			uffdWake(s.uffd, addr, PageSize) //nolint:errcheck
+			return
+		case errors.Is(err, unix.EAGAIN):
+			p.readPending(addr, write)
+		default: // ENOENT, EFAULT: the page went away; the thread retries
+			uffdWake(s.uffd, addr, PageSize) //nolint:errcheck
+			return
+		}
+	}
+}
+
+// readPending reads and dispatches the events queued before a fault could
+// be resolved; faults among them are resolved after the one at addr.
+func (p *Process) readPending(addr uint64, write bool) {
+	var buf [16]uffdMsg
+	raw := unsafe.Slice((*byte)(unsafe.Pointer(&buf[0])), len(buf)*uffdMsgSize)
+	n, _ := unix.Read(p.sys.uffd, raw)
+	var later []uffdMsg
+	for i := range max(n, 0) / uffdMsgSize {
+		if buf[i].event == uffdEventPagefault {
+			later = append(later, buf[i])
+		} else {
+			p.dispatch(buf[i])
+		}
+	}
+	if n <= 0 {
+		runtime.Gosched() // the event's sender is on its way out
+	}
+	for _, m := range later {
+		if m.b&^(PageSize-1) != addr {
+			defer p.dispatch(m)
+		}
+	}
+}
+
+// populate maps the page at addr: the WithPageFault contents with
+// UFFDIO_COPY, or the zero page (a fresh zeroed page for a write).
+func (p *Process) populate(addr uint64, write bool) error {
+	// Counted first: the ioctl lets the faulting thread go on at once.
+	p.sys.faults.Add(1)
+	var err error
+	if p.fill != nil && addr >= p.base && addr < p.base+p.Len() {
+		page := make([]byte, PageSize)
+		p.fill(addr, page)
+		err = uffdCopy(p.sys.uffd, addr, page)
+	} else if write {
+		err = uffdCopy(p.sys.uffd, addr, zeroPage[:])
+	} else {
+		err = uffdZeropage(p.sys.uffd, addr, PageSize)
+	}
+	if err != nil {
+		p.sys.faults.Add(-1)
+	}
+	return err
+}
+
+var zeroPage [PageSize]byte
+
+// worker invalidates the changes made behind the process's back, in the
+// order their events were read, under mmap_lock as the kernel's paths
+// hold it.
+func (p *Process) worker() {
+	s := &p.sys
+	for {
+		s.qmu.Lock()
+		for len(s.queue) == 0 && !s.closing {
+			s.qcond.Wait()
+		}
+		if len(s.queue) == 0 {
+			s.qmu.Unlock()
+			return
+		}
+		m := s.queue[0]
+		s.queue = s.queue[1:]
+		s.qmu.Unlock()
+		p.foreignEvent(m)
+		s.qmu.Lock()
+		s.handled++
+		s.qmu.Unlock()
+		s.qcond.Broadcast()
+	}
+}
+
+func (p *Process) foreignEvent(m uffdMsg) {
+	mm := p.mm
+	switch m.event {
+	case uffdEventRemove:
+		mm.mmapLock.RLock()
+		r := NewRange(mm, EventClear, m.a, m.b)
+		InvalidateRangeStart(&r)
+		InvalidateRangeEnd(&r)
+		mm.mmapLock.RUnlock()
+	case uffdEventUnmap:
+		mm.mmapLock.Lock()
+		r := NewRange(mm, EventUnmap, m.a, m.b)
+		InvalidateRangeStart(&r)
+		InvalidateRangeEnd(&r)
+		p.setMapped(m.a, m.b, false)
+		mm.mmapLock.Unlock()
+	case uffdEventRemap:
+		mm.mmapLock.Lock()
+		r := NewRange(mm, EventUnmap, m.a, m.a+m.c)
+		InvalidateRangeStart(&r)
+		InvalidateRangeEnd(&r)
+		p.setMapped(m.a, m.a+m.c, false)
+		p.setMapped(m.b, m.b+m.c, true)
+		mm.mmapLock.Unlock()
+	}
+}
+
+// setMapped marks the pages of [start, end) that are inside the memory.
+// The caller holds mmap_lock for writing.
+func (p *Process) setMapped(start, end uint64, v bool) {
+	lo, hi := max(start, p.base), min(end, p.base+p.Len())
+	for a := lo; a < hi; a += PageSize {
+		p.sys.mapped[(a-p.base)/PageSize] = v
+	}
+}
+
+func (p *Process) sync() {
+	s := &p.sys
+	s.ownMu.Lock()
+	for len(s.own) != 0 && !s.stop.Load() {
+		s.ownCond.Wait()
+	}
+	s.ownMu.Unlock()
+	s.qmu.Lock()
+	target := s.queued
+	for s.handled < target {
+		s.qcond.Wait()
+	}
+	s.qmu.Unlock()
+}
+
+// own runs the syscall of one of the process's own operations with the
+// events it will cause marked as already invalidated, and the monitor
+// polling for them.
+func (p *Process) own(ops []*ownOp, call func() unix.Errno) error {
+	s := &p.sys
+	s.ownMu.Lock()
+	s.own = append(s.own, ops...)
+	s.ownMu.Unlock()
+	s.inflight.Add(1)
+	p.kick()
+	e := call()
+	s.active.Store(int64(time.Since(s.epoch)))
+	s.inflight.Add(-1)
+	s.ownMu.Lock()
+	if e != 0 { // what a failed madvise dropped it reported; the others did nothing
+		s.own = slices.DeleteFunc(s.own, func(x *ownOp) bool { return x.kind != uffdEventRemove && slices.Contains(ops, x) })
+		if len(s.own) == 0 {
+			s.ownCond.Broadcast()
+		}
+	}
+	s.ownMu.Unlock()
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// mappedBytes returns how much of [start, end) is mapped. The caller holds
+// mmap_lock.
+func (p *Process) mappedBytes(start, end uint64) uint64 {
+	var n uint64
+	for a := start; a < end; a += PageSize {
+		if p.isMapped(a) {
+			n += PageSize
+		}
+	}
+	return n
+}
+
+// unmapOps is what an unmap of [start, end) will send: one UNMAP of the
+// whole range if any of it is mapped (userfaultfd_unmap_prep).
+func (p *Process) unmapOps(start, end uint64) []*ownOp {
+	if p.mappedBytes(start, end) == 0 {
+		return nil
+	}
+	return []*ownOp{{kind: uffdEventUnmap, start: start, end: end, left: end - start}}
+}
+
+func (p *Process) madvise(off, length uint64) error {
+	start, end, err := p.pageRange(off, length)
+	if err != nil {
+		return err
+	}
+	mm := p.mm
+	mm.mmapLock.RLock()
+	defer mm.mmapLock.RUnlock()
+	r := NewRange(mm, EventClear, start, end)
+	InvalidateRangeStart(&r)
+	ops := []*ownOp{{kind: uffdEventRemove, start: start, end: end, left: p.mappedBytes(start, end)}}
+	if ops[0].left == 0 {
+		ops = nil
+	}
+	err = p.own(ops, func() unix.Errno {
+		_, _, e := unix.Syscall(unix.SYS_MADVISE, uintptr(start), uintptr(end-start), unix.MADV_DONTNEED)
+		return e
+	})
+	InvalidateRangeEnd(&r)
+	return err
+}
+
+func (p *Process) munmap(off, length uint64) error {
+	start, end, err := p.pageRange(off, length)
+	if err != nil {
+		return err
+	}
+	mm := p.mm
+	mm.mmapLock.Lock()
+	defer mm.mmapLock.Unlock()
+	r := NewRange(mm, EventUnmap, start, end)
+	InvalidateRangeStart(&r)
+	err = p.own(p.unmapOps(start, end), func() unix.Errno {
+		_, _, e := unix.Syscall(unix.SYS_MUNMAP, uintptr(start), uintptr(end-start), 0)
+		return e
+	})
+	if err == nil {
+		p.setMapped(start, end, false)
+	}
+	InvalidateRangeEnd(&r)
+	return err
+}
+
+func (p *Process) mmap(off, length uint64) error {
+	start, end, err := p.pageRange(off, length)
+	if err != nil {
+		return err
+	}
+	mm := p.mm
+	mm.mmapLock.Lock()
+	defer mm.mmapLock.Unlock()
+	r := NewRange(mm, EventUnmap, start, end)
+	InvalidateRangeStart(&r)
+	err = p.own(p.unmapOps(start, end), func() unix.Errno {
+		_, _, e := unix.Syscall6(unix.SYS_MMAP, uintptr(start), uintptr(end-start), unix.PROT_READ|unix.PROT_WRITE,
+			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE|unix.MAP_FIXED, ^uintptr(0), 0)
+		return e
+	})
+	if err == nil {
+		err = uffdRegister(p.sys.uffd, start, end-start)
+		p.setMapped(start, end, true)
+	}
+	InvalidateRangeEnd(&r)
+	return err
+}
+
+func (p *Process) mremap(from, to, length uint64) error {
+	src, srcEnd, err := p.pageRange(from, length)
+	if err != nil {
+		return err
+	}
+	dst, dstEnd, err := p.pageRange(to, length)
+	if err != nil {
+		return err
+	}
+	if src < dstEnd && dst < srcEnd {
+		return ErrInvalid
+	}
+	mm := p.mm
+	mm.mmapLock.Lock()
+	defer mm.mmapLock.Unlock()
+	for a := src; a < srcEnd; a += PageSize {
+		if !p.sys.mapped[(a-p.base)/PageSize] {
+			return ErrFault
+		}
+	}
+	rd := NewRange(mm, EventUnmap, dst, dstEnd) // do_munmap of the destination
+	rs := NewRange(mm, EventUnmap, src, srcEnd) // move_page_tables
+	InvalidateRangeStart(&rd)
+	InvalidateRangeStart(&rs)
+	ops := append(p.unmapOps(dst, dstEnd), // do_munmap of the destination
+		&ownOp{kind: uffdEventRemap, start: src, end: dst, left: length},
+		&ownOp{kind: uffdEventUnmap, start: src, end: srcEnd, left: length}) // the old VMA
+	err = p.own(ops, func() unix.Errno {
+		_, _, e := unix.Syscall6(unix.SYS_MREMAP, uintptr(src), uintptr(length), uintptr(length),
+			unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, uintptr(dst), 0)
+		return e
+	})
+	if err == nil {
+		p.setMapped(src, srcEnd, false)
+		p.setMapped(dst, dstEnd, true)
+	}
+	InvalidateRangeEnd(&rs)
+	InvalidateRangeEnd(&rd)
+	return err
+}
+
+// rangeFault is HMMRangeFault on real memory: hmm_range_fault's walk,
+// with mincore(2) for the page table and the monitor's fault path for
+// missing pages. The caller holds mmap_lock, so the mapped bookkeeping is
+// stable.
+func (p *Process) rangeFault(r *HMMRange) error {
+	n := int((r.End - r.Start) / PageSize)
+	if r.Start%PageSize != 0 || r.End%PageSize != 0 || r.End <= r.Start || len(r.PFNs) < n {
+		return ErrInvalid
+	}
+	present := make([]byte, n)
+	for i := 0; i < n; {
+		addr := r.Start + uint64(i)*PageSize
+		if !p.isMapped(addr) {
+			i++
+			continue
+		}
+		j := i + 1
+		for j < n && p.isMapped(r.Start+uint64(j)*PageSize) {
+			j++
+		}
+		if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(addr), uintptr(j-i)*PageSize,
+			uintptr(unsafe.Pointer(&present[i]))); e != 0 {
+			return e
+		}
+		i = j
+	}
+	fault := r.DefaultFlags&HMMPFNReqFault != 0
+	write := r.DefaultFlags&HMMPFNReqWrite != 0
+	for i := range n {
+		if r.Notifier.CheckRetry(r.NotifierSeq) {
+			return ErrBusy
+		}
+		addr := r.Start + uint64(i)*PageSize
+		if !p.isMapped(addr) {
+			if fault {
+				r.PFNs[i] = HMMPFNError
+				return ErrFault
+			}
+			r.PFNs[i] = 0
+			continue
+		}
+		if present[i]&1 == 0 {
+			if !fault {
+				r.PFNs[i] = 0
+				continue
+			}
+			switch err := p.populate(addr, write); {
+			case err == nil, errors.Is(err, unix.EEXIST):
+			case errors.Is(err, unix.EAGAIN): // an event is on its way
+				return ErrBusy
+			default:
+				r.PFNs[i] = HMMPFNError
+				return ErrFault
+			}
+		}
+		r.PFNs[i] = addr/PageSize | HMMPFNValid | HMMPFNWrite
+	}
+	return nil
+}
+
+func (p *Process) isMapped(addr uint64) bool {
+	return addr >= p.base && addr < p.base+p.Len() && p.sys.mapped[(addr-p.base)/PageSize]
+}
+
+func (p *Process) close() error {
+	s := &p.sys
+	s.stop.Store(true)
+	one := [8]byte{1}
+	unix.Write(s.efd, one[:]) //nolint:errcheck
+	s.qmu.Lock()
+	s.closing = true
+	s.qmu.Unlock()
+	s.qcond.Broadcast()
+	s.wg.Wait()
+	s.ownMu.Lock()
+	s.ownCond.Broadcast() // a Sync waiting for events that will not come
+	s.ownMu.Unlock()
+	// Closing the descriptor unregisters the memory and wakes every
+	// thread still waiting on a fault (userfaultfd_release).
+	err := unix.Close(s.uffd)
+	unix.Close(s.efd) //nolint:errcheck
+	p.mm.Exit()
+	if e := unix.Munmap(p.mem); e != nil && err == nil {
+		err = e
+	}
+	p.mem = nil
+	return err
+}
