@@ -82,22 +82,23 @@ func (c *core) tryRLock() bool {
 }
 
 // lock takes the write side, waiting until ctx is done (nil: forever).
-func (c *core) lock(ctx context.Context) error {
+// dep, if not nil, is the lock's map, for lock_stat's contention count.
+func (c *core) lock(ctx context.Context, dep *Map) error {
 	if c.state.CompareAndSwap(0, cWriter) {
 		return nil
 	}
-	return c.lockSlow(ctx, true)
+	return c.lockSlow(ctx, true, dep)
 }
 
 // rlock takes the read side, waiting until ctx is done (nil: forever).
-func (c *core) rlock(ctx context.Context) error {
+func (c *core) rlock(ctx context.Context, dep *Map) error {
 	if c.tryRLock() {
 		return nil
 	}
-	return c.lockSlow(ctx, false)
+	return c.lockSlow(ctx, false, dep)
 }
 
-func (c *core) lockSlow(ctx context.Context, write bool) error {
+func (c *core) lockSlow(ctx context.Context, write bool, dep *Map) error {
 	// Optimistic spinning, briefly: the holder is likely running.
 	for range 3 {
 		runtime.Gosched()
@@ -135,6 +136,12 @@ func (c *core) lockSlow(ctx context.Context, write bool) error {
 	q.push(w)
 	q.mu.Unlock()
 
+	// lock_contended: queued, so it waits (as __mutex_lock_common counts a
+	// contention only once spinning has failed).
+	var cw contention
+	if dep != nil && lockStat.Load() {
+		cw = statContended(dep)
+	}
 	var done <-chan struct{}
 	if ctx != nil {
 		done = ctx.Done()
@@ -142,6 +149,7 @@ func (c *core) lockSlow(ctx context.Context, write bool) error {
 	select {
 	case <-w.ch:
 		waiterPool.Put(w)
+		statWaited(dep, cw)
 		return nil
 	case <-done:
 	}

@@ -31,7 +31,10 @@ func release(m *Map, t *task.Task) bool {
 func popTop(t *task.Task, m *Map) bool {
 	held := t.Lockdep.Held
 	n := len(held) - 1
-	if n < 0 || held[n].Instance != unsafe.Pointer(m) || held[n].References|uint32(held[n].PinCount) != 0 {
+	// An entry stamped while lock_stat was on goes the slow way, which adds
+	// its hold time: folded into the test it costs the unlock paths nothing.
+	if n < 0 || held[n].Instance != unsafe.Pointer(m) ||
+		uint64(held[n].References|uint32(held[n].PinCount))|uint64(held[n].Stamp) != 0 {
 		return false
 	}
 	prev := held[n].PrevChainKey
@@ -140,6 +143,9 @@ func releaseSlow(m *Map, t *task.Task) bool {
 			emitAll(reps)
 			return true
 		}
+	}
+	if h.Stamp != 0 {
+		statReleased(h)
 	}
 	above := append([]task.HeldLock(nil), held[i+1:]...)
 	t.Lockdep.ChainKey = h.PrevChainKey

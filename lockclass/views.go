@@ -211,7 +211,8 @@ func (v *Validator) WriteDOT(w io.Writer) error {
 //
 //	http.Handle("/debug/lockdep/", lockclass.Handler(nil))
 //
-// It serves lockdep, lockdep_chains, lockdep_stats and graph.dot, and an
+// It serves lockdep, lockdep_chains, lockdep_stats, lock_stat (a POST or PUT
+// of "0" clears it first) and graph.dot, and an
 // index at the root.
 func Handler(v *Validator) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -231,6 +232,15 @@ func Handler(v *Validator) http.Handler {
 			val.WriteChains(w)
 		case "lockdep_stats":
 			val.WriteStats(w)
+		case "lock_stat":
+			// Writing "0" clears the statistics, as lock_stat_write does.
+			if r.Method == http.MethodPost || r.Method == http.MethodPut {
+				var c [1]byte
+				if n, _ := r.Body.Read(c[:]); n == 1 && c[0] == '0' {
+					val.ClearLockStat()
+				}
+			}
+			val.WriteLockStat(w)
 		case "graph.dot":
 			w.Header().Set("Content-Type", "text/vnd.graphviz; charset=utf-8")
 			val.WriteDOT(w)
@@ -241,6 +251,7 @@ func Handler(v *Validator) http.Handler {
 <li><a href="lockdep">lockdep</a>: classes and direct dependencies</li>
 <li><a href="lockdep_chains">lockdep_chains</a>: cached lock chains</li>
 <li><a href="lockdep_stats">lockdep_stats</a>: counters and limits</li>
+<li><a href="lock_stat">lock_stat</a>: contentions, wait and hold times (POST 0 clears)</li>
 <li><a href="graph.dot">graph.dot</a>: the class graph for Graphviz</li>
 </ul></body></html>
 `)
