@@ -33,16 +33,18 @@ func popTop(t *task.Task, m *Map) bool {
 	n := len(held) - 1
 	// An entry stamped while lock_stat was on goes the slow way, which adds
 	// its hold time: folded into the test it costs the unlock paths nothing.
-	if n < 0 || held[n].Instance != unsafe.Pointer(m) ||
-		uint64(held[n].References|uint32(held[n].PinCount))|uint64(held[n].Stamp) != 0 {
+	if n < 0 {
 		return false
 	}
-	prev := held[n].PrevChainKey
+	h := &held[n]
+	if h.Instance != unsafe.Pointer(m) || uint64(h.References|uint32(h.PinCount))|uint64(h.Stamp) != 0 {
+		return false
+	}
 	t.Lockdep.Held = held[:n] // before any other store: only the length changes
-	t.Lockdep.ChainKey = prev
+	t.Lockdep.ChainKey = h.PrevChainKey
 	// The popped entry must not keep its lock, class, graph and validator
 	// alive in an idle record: clear its pointers.
-	held[n].Instance, held[n].Class, held[n].NestLock = nil, nil, nil
+	h.Instance, h.Class, h.NestLock = nil, nil, nil
 	return true
 }
 
