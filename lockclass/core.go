@@ -5,8 +5,10 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/krules/krules/internal/list"
+	"github.com/krules/krules/internal/task"
 )
 
 // core is the blocking part of the sleeping locks (Mutex is a core used only
@@ -142,17 +144,24 @@ func (c *core) lockSlow(ctx context.Context, write bool, dep *Map) error {
 	if dep != nil && lockStat.Load() {
 		cw = statContended(dep)
 	}
+	// The hung-task detector's view of the wait (kernel/hung_task.c).
+	var hw *task.Waiter
+	if task.Tracking() {
+		hw = task.BeginWait(unsafe.Pointer(dep), 0)
+	}
 	var done <-chan struct{}
 	if ctx != nil {
 		done = ctx.Done()
 	}
 	select {
 	case <-w.ch:
+		task.EndWait(hw)
 		waiterPool.Put(w)
 		statWaited(dep, cw)
 		return nil
 	case <-done:
 	}
+	task.EndWait(hw)
 	q.mu.Lock()
 	if w.granted {
 		// Handed over just as we gave up: take it and pass it on.
