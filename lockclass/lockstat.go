@@ -164,6 +164,7 @@ func statReleased(h *task.HeldLock) {
 type contention struct {
 	t     *task.Task
 	start int64
+	rec   *contentionRecord // the waiter's stack in the contention profile
 }
 
 // statContended is lock_contended: the caller, whose acquisition of m is
@@ -189,7 +190,7 @@ func statContended(m *Map) contention {
 	addPoint(&s.contention, h.Site)
 	addPoint(&s.contending, ip)
 	s.mu.Unlock()
-	return contention{t: t, start: nanotime()}
+	return contention{t: t, start: nanotime(), rec: c.g.prof.contended()}
 }
 
 // statWaited is the rest of lock_acquired for an acquisition that waited:
@@ -205,6 +206,7 @@ func statWaited(m *Map, w contention) {
 	h := &w.t.Lockdep.Held[i]
 	now := nanotime()
 	(*class)(h.Class).stat.wait[side(h.Read)].add(now - w.start)
+	w.rec.waited(now - w.start)
 	h.Stamp = now // the hold starts now; the acquisition was counted when annotated
 }
 
@@ -224,6 +226,7 @@ func (v *Validator) ClearLockStat() {
 			c.stat.clear()
 		}
 	}
+	g.prof.clear()
 }
 
 // LockStat is one row of /proc/lock_stat: a class's figures on one side.

@@ -1,12 +1,14 @@
 package lockclass_test
 
 import (
+	"bytes"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/pprof/profile"
 	"github.com/stretchr/testify/require"
 
 	"github.com/krules/krules/krulestest"
@@ -94,6 +96,24 @@ func TestLockStatCountsAScriptedHandoverExactly(t *testing.T) {
 	require.Regexp(t, `(?m)^ +handover_lock +3 +\[<[0-9a-f]{16}>\] lockclass_test\.TestLockStatCountsAScriptedHandoverExactly\+0x[0-9a-f]+ lockclass/lockstat_test\.go:\d+$`, out)
 	require.Contains(t, out, "\n"+strings.Repeat(".", 221)+"\n")
 
+	// The contention profile: the waiter's stack, 3 contentions, the waits.
+	var pb bytes.Buffer
+	require.NoError(t, v.WriteContentionProfile(&pb))
+	prof, err := profile.Parse(&pb)
+	require.NoError(t, err)
+	require.Equal(t, "contentions", prof.SampleType[0].Type)
+	require.Equal(t, "nanoseconds", prof.SampleType[1].Unit)
+	require.Len(t, prof.Sample, 1)
+	require.EqualValues(t, rounds, prof.Sample[0].Value[0])
+	require.GreaterOrEqual(t, prof.Sample[0].Value[1], rounds*hold.Nanoseconds())
+	var fns []string
+	for _, l := range prof.Sample[0].Location {
+		for _, ln := range l.Line {
+			fns = append(fns, ln.Function.Name)
+		}
+	}
+	require.Contains(t, fns, "github.com/krules/krules/lockclass_test.TestLockStatCountsAScriptedHandoverExactly.func1")
+
 	// echo 0 > /proc/lock_stat, through the handler.
 	srv := httptest.NewServer(lockclass.Handler(v))
 	defer srv.Close()
@@ -102,6 +122,7 @@ func TestLockStatCountsAScriptedHandoverExactly(t *testing.T) {
 	defer resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Empty(t, statOf(v, "handover_lock"), "cleared")
+	require.Empty(t, v.ContentionProfile().Sample, "cleared")
 }
 
 // The read and write sides of a rwsem are kept apart (-W and -R rows), and
