@@ -147,7 +147,9 @@ func statAcquired(t *task.Task, h *task.HeldLock) {
 		m.stat.prevIP.Store(m.stat.ip.Load())
 		m.stat.last.Store(t.ID)
 	}
-	m.stat.ip.Store(h.Site)
+	if m.stat.ip.Load() != h.Site { // a store only when the site changes
+		m.stat.ip.Store(h.Site)
+	}
 }
 
 // statReleased is lock_release_holdtime: h, stamped while lock_stat was on,
