@@ -3,7 +3,9 @@ package main
 import (
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/krules/krules/lockclass"
 )
@@ -66,6 +68,7 @@ func (s *shared) touch() {
 func contend(b *testing.B, g int, lock, unlock func()) {
 	var s shared
 	var wg sync.WaitGroup
+	var maxWait atomic.Int64
 	b.ResetTimer()
 	for i := range g {
 		n := b.N / g
@@ -75,15 +78,32 @@ func contend(b *testing.B, g int, lock, unlock func()) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for range n {
+			var worst time.Duration
+			for k := range n {
+				if k%waitSample != 0 {
+					lock()
+					s.touch()
+					unlock()
+					continue
+				}
+				t0 := time.Now()
 				lock()
+				worst = max(worst, time.Since(t0))
 				s.touch()
 				unlock()
+			}
+			for w := maxWait.Load(); int64(worst) > w && !maxWait.CompareAndSwap(w, int64(worst)); w = maxWait.Load() {
 			}
 		}()
 	}
 	wg.Wait()
+	// Fairness: the longest wait seen, sampled (go test -bench prints it).
+	b.ReportMetric(float64(maxWait.Load()), "max-wait-ns")
 }
+
+// waitSample is how often contend times a wait: one acquisition in 16, so
+// the clock costs both sides little.
+const waitSample = 16
 
 // contendRW runs 8 readers and 1 writer; the writer takes one acquisition
 // in 9.
