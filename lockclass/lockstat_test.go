@@ -1,3 +1,5 @@
+//go:build !krules_nolockdep
+
 package lockclass_test
 
 import (
