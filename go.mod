@@ -3,6 +3,7 @@ module github.com/krules/krules
 go 1.26.0
 
 require (
+	github.com/google/pprof v0.0.0-20261105003125-4bf881d7fb0b
 	github.com/petermattis/goid v0.0.0-20261109124353-7cfa343ad0ab
 	github.com/sasha-s/go-deadlock v0.3.9
 	github.com/stretchr/testify v1.12.1

@@ -89,6 +89,10 @@ const (
 	// to a reservation object without room reserved).
 	FenceMisuse
 
+	// HungTask: "INFO: task NAME:ID blocked for more than N seconds.", a
+	// goroutine waiting on a krules primitive past the hung-task timeout.
+	HungTask
+
 	kindCount
 )
 
@@ -121,6 +125,7 @@ var kindNames = [...]string{
 	NotifierMisuse:       "notifier-misuse",
 	OOMReaperFailure:     "oom-reaper-failure",
 	FenceMisuse:          "fence-misuse",
+	HungTask:             "hung-task",
 }
 
 // String returns the kind's short name, such as "circular-dependency".
@@ -180,6 +185,7 @@ var kindFamilies = [...]Family{
 	NotifierMisuse:       FamilyMMNotifier,
 	OOMReaperFailure:     FamilyMMNotifier,
 	FenceMisuse:          FamilyDMAFence,
+	HungTask:             FamilyLockdep, // with lockdep, it shows the held locks
 }
 
 // Family returns the part of the kernel the kind's rule comes from (0 for

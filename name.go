@@ -35,11 +35,24 @@ func sweepExited() {
 }
 
 // Go runs fn in a new goroutine named name, like kthread_run, and clears the
-// name when fn returns.
+// name when fn returns. A goroutine that returns holding locks is reported
+// at once, as do_exit's debug_check_no_locks_held does ("WARNING: NAME/ID
+// still has locks held!", kind LocksHeldAtExit), with its own backtrace,
+// and its record is dropped then rather than at the next ReapExited; so are
+// the notes for an open atomic or non-block section.
 func Go(name string, fn func()) {
 	go func() {
 		SetName(name)
-		defer SetName("")
+		defer exit()
 		fn()
 	}()
+}
+
+// exit is do_exit for a goroutine started by Go: run as it returns.
+func exit() {
+	if t := task.Lookup(); t != nil {
+		reaping.Lock() // a ReapExited under way may have seen the record
+		defer reaping.Unlock()
+		exitTask(t, true)
+	}
 }

@@ -52,29 +52,40 @@ func ReapExited() int {
 		}
 	}
 	for _, t := range dead {
-		if len(t.Lockdep.Held) > 0 {
-			reportHeldAtExit(t)
-		}
-		// kernel/exit.c do_exit: pr_info("note: %s[%d] exited with
-		// preempt_count %d\n", ...); non_block_count gets the same note.
-		if t.Preempt > 0 {
-			Logf("note: %s[%d] exited with preempt_count %d", commOf(t), t.ID, t.Preempt)
-		}
-		if t.NonBlock > 0 {
-			Logf("note: %s[%d] exited with non_block_count %d", commOf(t), t.ID, t.NonBlock)
-		}
-		task.Reap(t)
+		exitTask(t, false)
 	}
 	return len(dead)
 }
 
+// exitTask is do_exit's tidying of the record of a goroutine that has
+// returned: debug_check_no_locks_held, the preempt_count and non_block_count
+// notes, then the record is dropped. self says the goroutine is the caller,
+// at its own exit (Go), rather than found dead by ReapExited.
+func exitTask(t *task.Task, self bool) {
+	if len(t.Lockdep.Held) > 0 {
+		reportHeldAtExit(t, self)
+	}
+	// kernel/exit.c do_exit: pr_info("note: %s[%d] exited with
+	// preempt_count %d\n", ...); non_block_count gets the same note.
+	if t.Preempt > 0 {
+		Logf("note: %s[%d] exited with preempt_count %d", commOf(t), t.ID, t.Preempt)
+	}
+	if t.NonBlock > 0 {
+		Logf("note: %s[%d] exited with non_block_count %d", commOf(t), t.ID, t.NonBlock)
+	}
+	task.Reap(t)
+}
+
 // reportHeldAtExit is lockdep's debug_check_no_locks_held for a goroutine
-// that has returned, detected by the caller.
-func reportHeldAtExit(t *task.Task) {
+// that has returned: at its own exit (self, the backtrace is its own, as
+// do_exit's) or found dead by the caller.
+func reportHeldAtExit(t *task.Task, self bool) {
 	who := fmt.Sprintf("%s/%d", commOf(t), t.ID)
 	b := NewReport(LocksHeldAtExit, fmt.Sprintf("WARNING: %s still has locks held!", who), 2)
 	splat.Header(&b.Builder, b.r.Headline)
-	b.Printf("%s returned (detected by %s)\n", who, b.Who())
+	if !self {
+		b.Printf("%s returned (detected by %s)\n", who, b.Who())
+	}
 	task.FormatHeldLocks(&b.Builder, t, who)
 	b.Backtrace()
 	r := b.Report()

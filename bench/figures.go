@@ -34,6 +34,7 @@ var figures = slices.Concat(
 	baseFigures,
 	nonblockFigures,
 	lockclassFigures,
+	contendedFigures,
 	compiledOutFigures,
 	gfpFigures,
 	mempoolFigures,

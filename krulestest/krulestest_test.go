@@ -100,3 +100,12 @@ func TestResetDefaultPutsTheOldGraphBack(t *testing.T) {
 func TestMempoolDebugIsOnForTheBinary(t *testing.T) {
 	require.True(t, mempool.SetDefaultDebug(true), "VerifyTestMain(m, MempoolDebug()) set it")
 }
+
+func TestDetectHungTasksFiresBeforeTheTestDeadline(t *testing.T) {
+	timeout := krulestest.DetectHungTasks(t)
+	require.Positive(t, timeout)
+	require.LessOrEqual(t, timeout, krules.DefaultHungTaskTimeout)
+	if d, ok := t.Deadline(); ok {
+		require.Less(t, timeout, time.Until(d), "reported before go test -timeout kills the binary")
+	}
+}

@@ -30,6 +30,8 @@ type class struct {
 	state atomic.Uint32
 	usage atomic.Uint32
 
+	stat classStat // lock_stat's figures (lockstat.go)
+
 	// Under g.mu.
 	after, before []*edge
 	genStrong     uint64

@@ -5,8 +5,10 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/krules/krules/internal/list"
+	"github.com/krules/krules/internal/task"
 )
 
 // core is the blocking part of the sleeping locks (Mutex is a core used only
@@ -82,22 +84,23 @@ func (c *core) tryRLock() bool {
 }
 
 // lock takes the write side, waiting until ctx is done (nil: forever).
-func (c *core) lock(ctx context.Context) error {
+// dep, if not nil, is the lock's map, for lock_stat's contention count.
+func (c *core) lock(ctx context.Context, dep *Map) error {
 	if c.state.CompareAndSwap(0, cWriter) {
 		return nil
 	}
-	return c.lockSlow(ctx, true)
+	return c.lockSlow(ctx, true, dep)
 }
 
 // rlock takes the read side, waiting until ctx is done (nil: forever).
-func (c *core) rlock(ctx context.Context) error {
+func (c *core) rlock(ctx context.Context, dep *Map) error {
 	if c.tryRLock() {
 		return nil
 	}
-	return c.lockSlow(ctx, false)
+	return c.lockSlow(ctx, false, dep)
 }
 
-func (c *core) lockSlow(ctx context.Context, write bool) error {
+func (c *core) lockSlow(ctx context.Context, write bool, dep *Map) error {
 	// Optimistic spinning, briefly: the holder is likely running.
 	for range 3 {
 		runtime.Gosched()
@@ -135,16 +138,30 @@ func (c *core) lockSlow(ctx context.Context, write bool) error {
 	q.push(w)
 	q.mu.Unlock()
 
+	// lock_contended: queued, so it waits (as __mutex_lock_common counts a
+	// contention only once spinning has failed).
+	var cw contention
+	if dep != nil && lockStat.Load() {
+		cw = statContended(dep)
+	}
+	// The hung-task detector's view of the wait (kernel/hung_task.c).
+	var hw *task.Waiter
+	if task.Tracking() {
+		hw = task.BeginWait(unsafe.Pointer(dep), 0)
+	}
 	var done <-chan struct{}
 	if ctx != nil {
 		done = ctx.Done()
 	}
 	select {
 	case <-w.ch:
+		task.EndWait(hw)
 		waiterPool.Put(w)
+		statWaited(dep, cw)
 		return nil
 	case <-done:
 	}
+	task.EndWait(hw)
 	q.mu.Lock()
 	if w.granted {
 		// Handed over just as we gave up: take it and pass it on.

@@ -77,6 +77,10 @@ func pushQuick(t *task.Task, m *Map, c *class, read uint8, try bool, pc uintptr,
 	t.Lockdep.Held = held // before any other store: only the length changes
 	fillEntry(&held[n], m, c, read, try, pc, t.Lockdep.ChainKey)
 	t.Lockdep.ChainKey = key
+	// lock_stat: the one branch it costs this path while off.
+	if lockStat.Load() {
+		statAcquired(t, &held[n])
+	}
 }
 
 // pushCached takes the cached path if it can and reports whether it did.
@@ -118,7 +122,7 @@ func pushCached(t *task.Task, m *Map, c *class, read uint8, try bool, pc uintptr
 // stall on store forwarding.
 func fillEntry(h *task.HeldLock, m *Map, c *class, read uint8, try bool, pc uintptr, prev uint64) {
 	h.Instance, h.Class, h.NestLock, h.Label = unsafe.Pointer(m), unsafe.Pointer(c), nil, classLabel
-	h.Site, h.PrevChainKey = pc, prev
+	h.Site, h.PrevChainKey, h.Stamp = pc, prev, 0
 	h.References, h.PinCount = 0, 0
 	h.Read, h.Trylock, h.Check = read, try, true
 }
@@ -128,7 +132,7 @@ func fillEntry(h *task.HeldLock, m *Map, c *class, read uint8, try bool, pc uint
 //go:noinline
 func (m *Mutex) Lock() {
 	if !compiledIn || !enabled.Load() {
-		m.core.lock(nil)
+		m.core.lock(nil, &m.dep)
 		return
 	}
 	id, pc := task.SiteID()
@@ -191,7 +195,7 @@ func (m *Mutex) lockWhole(id int64, pc uintptr, tried bool) {
 		t = acquireSlow(t, &m.dep, 0, 0, fSleep, nil, pc, mutexDefaults)
 	}
 	if !m.core.tryLock() {
-		m.core.lockSlow(nil, true)
+		m.core.lockSlow(nil, true, &m.dep)
 	}
 	m.own.set(t)
 }
@@ -225,7 +229,7 @@ func (m *Mutex) Unlock() {
 func (s *RWSem) RLock() {
 	if !compiledIn || !enabled.Load() {
 		if !s.core.tryRLock() {
-			s.core.lockSlow(nil, false)
+			s.core.lockSlow(nil, false, &s.dep)
 		}
 		if compiledIn {
 			s.dep.untracked.Add(1)
@@ -280,7 +284,7 @@ func (s *RWSem) rlockWhole(id int64, pc uintptr, tried bool) {
 		t = acquireSlow(t, &s.dep, 0, 1, fSleep, nil, pc, rwsemDefaults)
 	}
 	if !s.core.tryRLock() {
-		s.core.lockSlow(nil, false)
+		s.core.lockSlow(nil, false, &s.dep)
 	}
 	if t == nil {
 		s.dep.untracked.Add(1)

@@ -8,7 +8,7 @@ import "github.com/krules/krules/internal/task"
 // small enough to be inlined like sync.Mutex.Lock.
 func (m *Mutex) Lock() {
 	if !m.core.state.CompareAndSwap(0, cWriter) {
-		m.core.lockSlow(nil, true)
+		m.core.lockSlow(nil, true, &m.dep)
 	}
 }
 
@@ -23,7 +23,7 @@ func (m *Mutex) Unlock() {
 // RLock takes the read side: down_read. Validation is compiled out.
 func (s *RWSem) RLock() {
 	if !s.core.tryRLock() {
-		s.core.lockSlow(nil, false)
+		s.core.lockSlow(nil, false, &s.dep)
 	}
 }
 

@@ -14,8 +14,9 @@ import (
 // graph is one generation of a validator's state.
 type graph struct {
 	v       *Validator
-	enabled atomic.Bool // debug_locks
-	mu      sync.Mutex  // graph_lock
+	enabled atomic.Bool       // debug_locks
+	mu      sync.Mutex        // graph_lock
+	prof    contentionProfile // lock_stat's waiter stacks (contention.go)
 
 	byKey      sync.Map // classKey -> *class, read lock-free
 	classes    []*class // by index; nil slots are free

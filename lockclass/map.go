@@ -31,6 +31,7 @@ type Map struct {
 	// while the goroutine was in Off, say) by holders the map cannot name,
 	// so their releases are not mistaken for unbalanced ones.
 	untracked atomic.Int32
+	stat      mapStat // lock_stat's last acquirer (lockstat.go)
 }
 
 // Lockable is anything the validator can name: a *Map or any lock of this

@@ -85,8 +85,8 @@ func (m *Mutex) LockNestedKillable(ctx context.Context, sub int) error {
 func (m *Mutex) lock(ctx context.Context, sub int, nest *Map, pc uintptr) error {
 	t := acquire(&m.dep, sub, 0, fSleep, nest, pc, mutexDefaults)
 	if ctx == nil {
-		m.core.lock(nil)
-	} else if err := m.core.lock(ctx); err != nil {
+		m.core.lock(nil, &m.dep)
+	} else if err := m.core.lock(ctx, &m.dep); err != nil {
 		if t != nil {
 			release(&m.dep, t) // a failed killable lock annotates a release
 		}

@@ -31,15 +31,20 @@ func release(m *Map, t *task.Task) bool {
 func popTop(t *task.Task, m *Map) bool {
 	held := t.Lockdep.Held
 	n := len(held) - 1
-	if n < 0 || held[n].Instance != unsafe.Pointer(m) || held[n].References|uint32(held[n].PinCount) != 0 {
+	// An entry stamped while lock_stat was on goes the slow way, which adds
+	// its hold time: folded into the test it costs the unlock paths nothing.
+	if n < 0 {
 		return false
 	}
-	prev := held[n].PrevChainKey
+	h := &held[n]
+	if h.Instance != unsafe.Pointer(m) || uint64(h.References|uint32(h.PinCount))|uint64(h.Stamp) != 0 {
+		return false
+	}
 	t.Lockdep.Held = held[:n] // before any other store: only the length changes
-	t.Lockdep.ChainKey = prev
+	t.Lockdep.ChainKey = h.PrevChainKey
 	// The popped entry must not keep its lock, class, graph and validator
 	// alive in an idle record: clear its pointers.
-	held[n].Instance, held[n].Class, held[n].NestLock = nil, nil, nil
+	h.Instance, h.Class, h.NestLock = nil, nil, nil
 	return true
 }
 
@@ -115,6 +120,17 @@ func (m *Map) validating(t *task.Task) bool {
 
 //go:noinline
 func releaseSlow(m *Map, t *task.Task) bool {
+	if t != nil {
+		// lock_stat's release of the top entry: its hold time, then the
+		// cached pop that the stamp kept it from.
+		if n := len(t.Lockdep.Held) - 1; n >= 0 && t.Lockdep.Held[n].Stamp != 0 && t.Lockdep.Held[n].Instance == unsafe.Pointer(m) {
+			statReleased(&t.Lockdep.Held[n])
+			if popTop(t, m) {
+				t.ReleaseIfEmpty()
+				return true
+			}
+		}
+	}
 	i := findHeld(t, m)
 	if i < 0 {
 		m.checkAlive()
@@ -140,6 +156,9 @@ func releaseSlow(m *Map, t *task.Task) bool {
 			emitAll(reps)
 			return true
 		}
+	}
+	if h.Stamp != 0 {
+		statReleased(h)
 	}
 	above := append([]task.HeldLock(nil), held[i+1:]...)
 	t.Lockdep.ChainKey = h.PrevChainKey

@@ -43,7 +43,7 @@ func (l *RWLock) Lock() {
 	pc := stack.ReturnPC()
 	startAtomic(pc)
 	t := acquire(&l.dep, 0, 0, 0, nil, pc, rwlockDefaults)
-	spinUntil(func() bool { return l.state.CompareAndSwap(0, -1) }, func() bool { return l.state.Load() == 0 })
+	spinUntil(&l.dep, func() bool { return l.state.CompareAndSwap(0, -1) }, func() bool { return l.state.Load() == 0 })
 	if t != nil {
 		l.own.set(t)
 	}
@@ -86,7 +86,7 @@ func (l *RWLock) RLock() {
 	if acquire(&l.dep, 0, 2, 0, nil, pc, rwlockDefaults) == nil && compiledIn {
 		l.dep.untracked.Add(1)
 	}
-	spinUntil(l.tryRead, func() bool { return l.state.Load() >= 0 })
+	spinUntil(&l.dep, l.tryRead, func() bool { return l.state.Load() >= 0 })
 }
 
 func (l *RWLock) tryRead() bool {

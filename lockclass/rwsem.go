@@ -85,7 +85,7 @@ func (s *RWSem) LockNestedKillable(ctx context.Context, sub int) error {
 
 func (s *RWSem) lock(ctx context.Context, sub int, nest *Map, pc uintptr) error {
 	t := acquire(&s.dep, sub, 0, fSleep, nest, pc, rwsemDefaults)
-	if err := s.core.lock(ctx); err != nil {
+	if err := s.core.lock(ctx, &s.dep); err != nil {
 		if t != nil {
 			release(&s.dep, t)
 		}
@@ -137,7 +137,7 @@ func (s *RWSem) RLockNestedKillable(ctx context.Context, sub int) error {
 
 func (s *RWSem) rlock(ctx context.Context, sub int, pc uintptr) error {
 	t := acquire(&s.dep, sub, 1, fSleep, nil, pc, rwsemDefaults)
-	if err := s.core.rlock(ctx); err != nil {
+	if err := s.core.rlock(ctx, &s.dep); err != nil {
 		if t != nil {
 			release(&s.dep, t)
 		}
@@ -167,7 +167,7 @@ func (s *RWSem) TryRLock() bool {
 // hold another goroutine will release with RUnlockNonOwner:
 // down_read_non_owner.
 func (s *RWSem) RLockNonOwner() {
-	s.core.rlock(nil) //nolint:errcheck // no context, cannot fail
+	s.core.rlock(nil, &s.dep) //nolint:errcheck // no context, cannot fail
 }
 
 // RUnlockNonOwner releases a hold taken with RLockNonOwner, from any

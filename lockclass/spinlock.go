@@ -56,7 +56,7 @@ func (l *SpinLock) LockNestLock(nest Lockable) { l.lock(0, nest.lockdepMap(), st
 func (l *SpinLock) lock(sub int, nest *Map, pc uintptr) {
 	startAtomic(pc)
 	t := acquire(&l.dep, sub, 0, 0, nest, pc, spinDefaults)
-	spinUntil(func() bool { return l.state.CompareAndSwap(0, 1) }, func() bool { return l.state.Load() == 0 })
+	spinUntil(&l.dep, func() bool { return l.state.CompareAndSwap(0, 1) }, func() bool { return l.state.Load() == 0 })
 	if t != nil {
 		l.own.set(t)
 	}
@@ -105,8 +105,19 @@ func startAtomic(pc uintptr) {
 
 // spinUntil spins on take, testing ready between attempts with a growing
 // backoff, and yields the processor once spinning has gone on for a while.
-func spinUntil(take, ready func() bool) {
-	for i := 0; !take(); i++ {
+//
+// A first attempt that fails is lock_stat's contention on dep
+// (LOCK_CONTENDED in include/linux/lockdep.h).
+func spinUntil(dep *Map, take, ready func() bool) {
+	if take() {
+		return
+	}
+	var cw contention
+	if lockStat.Load() {
+		cw = statContended(dep)
+	}
+	defer statWaited(dep, cw)
+	for i := 1; !take(); i++ {
 		if i < 10 {
 			for j := 0; j < 1<<i && !ready(); j++ {
 			}

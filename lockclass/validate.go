@@ -84,6 +84,9 @@ func acquireSlow(t *task.Task, m *Map, sub int, read uint8, fl uint8, nest *Map,
 		t.Lockdep.Held = append(t.Lockdep.Held, hl)
 		t.Lockdep.ChainKey = key
 		c.g.noteDepth(len(t.Lockdep.Held))
+		if lockStat.Load() {
+			statAcquired(t, &t.Lockdep.Held[len(t.Lockdep.Held)-1])
+		}
 		return t
 	case aMerged:
 		return t

@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+
+	"github.com/krules/krules"
 )
 
 // The text views of /proc/lockdep, /proc/lockdep_chains and
@@ -211,7 +213,8 @@ func (v *Validator) WriteDOT(w io.Writer) error {
 //
 //	http.Handle("/debug/lockdep/", lockclass.Handler(nil))
 //
-// It serves lockdep, lockdep_chains, lockdep_stats and graph.dot, and an
+// It serves lockdep, lockdep_chains, lockdep_stats, locks (krules.ShowAllLocks), lock_stat (a POST or PUT
+// of "0" clears it first) and graph.dot, and an
 // index at the root.
 func Handler(v *Validator) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -231,6 +234,21 @@ func Handler(v *Validator) http.Handler {
 			val.WriteChains(w)
 		case "lockdep_stats":
 			val.WriteStats(w)
+		case "lock_stat":
+			// Writing "0" clears the statistics, as lock_stat_write does.
+			if r.Method == http.MethodPost || r.Method == http.MethodPut {
+				var c [1]byte
+				if n, _ := r.Body.Read(c[:]); n == 1 && c[0] == '0' {
+					val.ClearLockStat()
+				}
+			}
+			val.WriteLockStat(w)
+		case "contention":
+			w.Header().Set("Content-Type", "application/octet-stream")
+			val.WriteContentionProfile(w)
+		case "locks":
+			// SysRq-d: debug_show_all_locks.
+			krules.ShowAllLocks(w)
 		case "graph.dot":
 			w.Header().Set("Content-Type", "text/vnd.graphviz; charset=utf-8")
 			val.WriteDOT(w)
@@ -241,6 +259,9 @@ func Handler(v *Validator) http.Handler {
 <li><a href="lockdep">lockdep</a>: classes and direct dependencies</li>
 <li><a href="lockdep_chains">lockdep_chains</a>: cached lock chains</li>
 <li><a href="lockdep_stats">lockdep_stats</a>: counters and limits</li>
+<li><a href="lock_stat">lock_stat</a>: contentions, wait and hold times (POST 0 clears)</li>
+<li><a href="contention">contention</a>: lock_stat's waits as a pprof profile</li>
+<li><a href="locks">locks</a>: every held lock in the system (SysRq-d)</li>
 <li><a href="graph.dot">graph.dot</a>: the class graph for Graphviz</li>
 </ul></body></html>
 `)

@@ -44,12 +44,15 @@ type HeldLock struct {
 	Site uintptr
 
 	PrevChainKey uint64
-	NestLock     unsafe.Pointer
-	References   uint32
-	PinCount     int32
-	Read         uint8 // 0 write, 1 read, 2 recursive read
-	Trylock      bool
-	Check        bool
+	// Stamp is the start of the hold in runtime nanotime, set only while
+	// lock_stat is on (holdtime_stamp); zero otherwise.
+	Stamp      int64
+	NestLock   unsafe.Pointer
+	References uint32
+	PinCount   int32
+	Read       uint8 // 0 write, 1 read, 2 recursive read
+	Trylock    bool
+	Check      bool
 }
 
 // LabelOf returns what reports print for h's class.

@@ -1,0 +1,151 @@
+package krules
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/krules/krules/internal/splat"
+	"github.com/krules/krules/internal/stack"
+	"github.com/krules/krules/internal/task"
+)
+
+// DefaultHungTaskTimeout is CONFIG_DEFAULT_HUNG_TASK_TIMEOUT, the kernel's
+// default hung_task_timeout_secs.
+const DefaultHungTaskTimeout = 120 * time.Second
+
+// hungTaskWarnings is hung_task_warnings: reports one detector makes at most.
+const hungTaskWarnings = 10
+
+// StartHungTaskDetector starts khungtaskd (kernel/hung_task.c): a goroutine
+// that reports every goroutine waiting on a krules lock for longer than
+// timeout (DefaultHungTaskTimeout if timeout is 0), once each and at most
+// 10 reports (hung_task_warnings), with kind HungTask:
+//
+//	INFO: task NAME:ID blocked for more than N seconds.
+//
+// followed by its stack and, as with lockdep, every held lock in the system
+// (ShowAllLocks), the owners of the lock it waits for first. It checks four
+// times a timeout, so a wait is reported between 1 and 1.25 timeouts in.
+// Waits are recorded only while a detector runs. stop stops it and returns
+// once its goroutine has; package krulestest starts one for a test
+// (DetectHungTasks) with a timeout that ends before the test's deadline.
+func StartHungTaskDetector(timeout time.Duration) (stop func()) {
+	if timeout <= 0 {
+		timeout = DefaultHungTaskTimeout
+	}
+	task.TrackWaits(true)
+	quit, done := make(chan struct{}), make(chan struct{})
+	go khungtaskd(timeout, quit, done)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(quit)
+			<-done
+			task.TrackWaits(false)
+		})
+	}
+}
+
+func khungtaskd(timeout time.Duration, quit, done chan struct{}) {
+	defer close(done)
+	tick := time.NewTicker(max(timeout/4, time.Millisecond))
+	defer tick.Stop()
+	reported := map[*task.Waiter]bool{}
+	warnings := hungTaskWarnings
+	for {
+		select {
+		case <-quit:
+			return
+		case <-tick.C:
+		}
+		ws := task.Waiters()
+		live := make(map[*task.Waiter]bool, len(ws))
+		for _, w := range ws {
+			live[w] = true
+			if reported[w] || warnings == 0 || time.Since(w.Start) <= timeout {
+				continue
+			}
+			reported[w] = true
+			warnings--
+			Emit(hungTaskReport(w, ws))
+		}
+		for w := range reported {
+			if !live[w] {
+				delete(reported, w)
+			}
+		}
+	}
+}
+
+func waiterWho(w *task.Waiter) (comm, who string) {
+	comm = w.Name
+	if comm == "" {
+		comm = splat.EntryName(w.Stack)
+	}
+	return comm, fmt.Sprintf("%s/%d", comm, w.ID)
+}
+
+// hungTaskReport is check_hung_task's report for w; all are the waits under
+// way.
+func hungTaskReport(w *task.Waiter, all []*task.Waiter) *Report {
+	comm, _ := waiterWho(w)
+	secs := int64(time.Since(w.Start) / time.Second)
+	b := NewReport(HungTask, fmt.Sprintf("INFO: task %s:%d blocked for more than %d seconds.", comm, w.ID, secs), 1)
+	b.r.Goroutine = Goroutine{ID: w.ID, Name: comm}
+	b.r.Stack = w.Stack
+	b.Printf("%s\n", b.r.Headline)
+	b.Printf("      %s\n", splat.Ident())
+	b.Printf("\"echo 0 > /proc/sys/kernel/hung_task_timeout_secs\" disables this message.\n")
+	b.Printf("task:%-15.15s state:D pid:%-5d\n", comm, w.ID)
+	b.WriteString("Call Trace:\n")
+	stack.Format(&b.Builder, w.Stack, " ")
+	// The blocker, as CONFIG_DETECT_HUNG_TASK_BLOCKER names it.
+	var owners, rest []*task.Waiter
+	for _, o := range all {
+		if o != w && w.On != nil && o.Holds(w.On) {
+			owners = append(owners, o)
+		} else {
+			rest = append(rest, o)
+		}
+	}
+	for _, o := range owners {
+		oc, _ := waiterWho(o)
+		b.Printf("INFO: task %s:%d is blocked on a lock likely owned by task %s:%d.\n", comm, w.ID, oc, o.ID)
+	}
+	showLocks(&b.Builder, append(owners, rest...), nil)
+	return b.Report()
+}
+
+// ShowAllLocks writes every held lock in the system the way
+// debug_show_all_locks prints it (SysRq-d): "Showing all locks held in the
+// system:", then "N locks held by NAME/ID:" and the locks of each goroutine
+// holding any. The goroutines are the caller and those waiting on a krules
+// lock (their lists are copied as they begin to wait, and only while a
+// hung-task detector runs): the lists of running goroutines change under a
+// reader, which the kernel tolerates and Go's memory model does not.
+func ShowAllLocks(w io.Writer) error {
+	var b strings.Builder
+	showLocks(&b, task.Waiters(), task.Lookup())
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func showLocks(b *strings.Builder, ws []*task.Waiter, self *task.Task) {
+	b.WriteString("\nShowing all locks held in the system:\n")
+	if self != nil && len(self.Lockdep.Held) > 0 {
+		task.FormatHeldLocks(b, self, fmt.Sprintf("%s/%d", commOf(self), self.ID))
+	}
+	for _, w := range ws {
+		if len(w.Held) == 0 || self != nil && w.ID == self.ID {
+			continue
+		}
+		_, who := waiterWho(w)
+		t := task.Task{}
+		t.Lockdep.Held = w.Held
+		task.FormatHeldLocks(b, &t, who)
+	}
+	b.WriteString("\n=============================================\n\n")
+}

@@ -1,0 +1,110 @@
+//go:build !krules_nolockdep
+
+package krules_test
+
+import (
+	"context"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/krulestest"
+	"github.com/krules/krules/lockclass"
+)
+
+// Two goroutines deadlock AB-BA; each waits on a lock the other holds.
+// The detector reports both, each report naming the owner of the awaited
+// lock first and listing both goroutines' locks; then the waits are killed
+// so the test ends.
+func TestHungTaskReportsAnABBADeadlockWithBothOwners(t *testing.T) {
+	rec := krulestest.Record(t)
+	const timeout = 100 * time.Millisecond
+	krulestest.DetectHungTasksAfter(t, timeout)
+	v := lockclass.NewValidator(lockclass.KeepGoing())
+	var a, b lockclass.Mutex
+	a.Init(lockclass.WithValidator(v), lockclass.WithName("hung_A"))
+	b.Init(lockclass.WithValidator(v), lockclass.WithName("hung_B"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ids := make(chan int64, 2)
+	both := make(chan struct{})
+	res := make(chan error, 2)
+	run := func(name string, first, second *lockclass.Mutex) {
+		krules.Go(name, func() {
+			first.Lock()
+			ids <- krules.CurrentGoroutine().ID
+			<-both
+			err := second.LockKillable(ctx)
+			if err == nil {
+				second.Unlock()
+			}
+			first.Unlock()
+			res <- err
+		})
+	}
+	run("abba-1", &a, &b)
+	run("abba-2", &b, &a)
+	id1, id2 := <-ids, <-ids
+	close(both)
+
+	hung := func() (rs []*krules.Report) {
+		for _, r := range rec.Reports() {
+			if r.Kind == krules.HungTask {
+				rs = append(rs, r)
+			}
+		}
+		return rs
+	}
+	require.Eventually(t, func() bool { return len(hung()) == 2 }, 20*timeout+5*time.Second, time.Millisecond)
+	cancel()
+	require.ErrorIs(t, <-res, context.Canceled)
+	require.ErrorIs(t, <-res, context.Canceled)
+
+	require.Contains(t, rec.Kinds(), krules.CircularDependency, "lockdep saw the inversion first")
+	for _, r := range hung() {
+		self, other := r.Goroutine.ID, id1
+		if self == id1 {
+			other = id2
+		}
+		require.Contains(t, []int64{id1, id2}, self)
+		name := r.Goroutine.Name
+		require.Regexp(t, `^INFO: task abba-[12]:`+strconv.FormatInt(self, 10)+` blocked for more than \d+ seconds\.$`, r.Headline)
+		require.Contains(t, r.Text, "\"echo 0 > /proc/sys/kernel/hung_task_timeout_secs\" disables this message.\n")
+		require.Contains(t, r.Text, "task:"+name)
+		require.Regexp(t, `Call Trace:\n( .*\n)* lockclass\.\(\*Mutex\)\.LockKillable`, r.Text)
+		require.Regexp(t, `is blocked on a lock likely owned by task abba-[12]:`+strconv.FormatInt(other, 10)+`\.`, r.Text)
+		i := strings.Index(r.Text, "\nShowing all locks held in the system:\n")
+		require.Positive(t, i)
+		locks := r.Text[i:]
+		// The owner of the awaited lock first, then the waiter itself.
+		ownerAt := regexp.MustCompile(`2 locks held by abba-[12]/` + strconv.FormatInt(other, 10) + `:\n #0: [0-9a-f]{16} \(hung_[AB]\)`).FindStringIndex(locks)
+		selfAt := regexp.MustCompile(`2 locks held by abba-[12]/` + strconv.FormatInt(self, 10) + `:\n #0: [0-9a-f]{16} \(hung_[AB]\)`).FindStringIndex(locks)
+		require.NotNil(t, ownerAt, locks)
+		require.NotNil(t, selfAt, locks)
+		require.Less(t, ownerAt[0], selfAt[0])
+		require.Contains(t, locks, "(hung_A)")
+		require.Contains(t, locks, "(hung_B)")
+		require.True(t, strings.HasSuffix(locks, "\n=============================================\n\n"))
+	}
+}
+
+// ShowAllLocks prints the caller's held locks in debug_show_all_locks'
+// layout.
+func TestShowAllLocksListsTheCallersLocks(t *testing.T) {
+	krulestest.Check(t)
+	v := lockclass.NewValidator()
+	var m lockclass.Mutex
+	m.Init(lockclass.WithValidator(v), lockclass.WithName("shown_lock"))
+	m.Lock()
+	var b strings.Builder
+	require.NoError(t, krules.ShowAllLocks(&b))
+	m.Unlock()
+	me := krules.CurrentGoroutine()
+	require.Regexp(t, `^\nShowing all locks held in the system:\n1 lock held by \S+/`+strconv.FormatInt(me.ID, 10)+
+		`:\n #0: [0-9a-f]{16} \(shown_lock\)\{\+\.\+\.\}-\{4:4\}, at: .*\n\n=+\n\n$`, b.String())
+}

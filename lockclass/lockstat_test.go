@@ -1,0 +1,167 @@
+//go:build !krules_nolockdep
+
+package lockclass_test
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/pprof/profile"
+	"github.com/stretchr/testify/require"
+
+	"github.com/krules/krules/krulestest"
+	"github.com/krules/krules/lockclass"
+)
+
+func lockStatOn(t *testing.T) {
+	prev := lockclass.SetLockStat(true)
+	t.Cleanup(func() { lockclass.SetLockStat(prev) })
+}
+
+func statOf(v *lockclass.Validator, class string) (rows []lockclass.LockStat) {
+	for _, r := range v.LockStats() {
+		if r.Class == class {
+			rows = append(rows, r)
+		}
+	}
+	return rows
+}
+
+func contentionPoints(v *lockclass.Validator, class string) int64 {
+	var n int64
+	for _, r := range statOf(v, class) {
+		for _, p := range r.ContentionPoints {
+			n += p.Count
+		}
+	}
+	return n
+}
+
+// Three scripted handovers between two goroutines: each time the second
+// one queues behind the first, which holds the lock for hold more, so every
+// figure is known: 3 contentions, 6 acquisitions, every hold and wait at
+// least hold long, one contention point (the waiter's Lock) and one
+// contending point (the holder's).
+func TestLockStatCountsAScriptedHandoverExactly(t *testing.T) {
+	krulestest.Check(t)
+	lockStatOn(t)
+	v := lockclass.NewValidator()
+	var m lockclass.Mutex
+	m.Init(lockclass.WithValidator(v), lockclass.WithName("handover_lock"))
+	const hold = 20 * time.Millisecond
+	const rounds = 3
+	for r := range rounds {
+		m.Lock() // the contending point
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			m.Lock() // the contention point
+			time.Sleep(hold)
+			m.Unlock()
+		}()
+		require.Eventually(t, func() bool { return contentionPoints(v, "handover_lock") == int64(r+1) },
+			10*time.Second, time.Millisecond, "the second goroutine queues")
+		time.Sleep(hold)
+		m.Unlock()
+		<-done
+	}
+	rows := statOf(v, "handover_lock")
+	require.Len(t, rows, 1, "a mutex has only the write side")
+	s := rows[0]
+	require.False(t, s.Read)
+	require.EqualValues(t, rounds, s.Contentions)
+	require.EqualValues(t, 2*rounds, s.Acquisitions)
+	require.EqualValues(t, rounds, s.ConBounces, "each waiter found the other goroutine's acquisition last")
+	require.EqualValues(t, 2*rounds-1, s.AcqBounces, "every acquisition but the first changed goroutine")
+	require.GreaterOrEqual(t, s.HoldMin, hold.Nanoseconds())
+	require.GreaterOrEqual(t, s.HoldTotal, 2*rounds*hold.Nanoseconds())
+	require.GreaterOrEqual(t, s.HoldMax, s.HoldMin)
+	require.GreaterOrEqual(t, s.WaitMin, hold.Nanoseconds(), "each waiter waited out a whole hold")
+	require.GreaterOrEqual(t, s.WaitTotal, rounds*hold.Nanoseconds())
+	require.Len(t, s.ContentionPoints, 1)
+	require.EqualValues(t, rounds, s.ContentionPoints[0].Count)
+	require.Len(t, s.ContendingPoints, 1)
+	require.EqualValues(t, rounds, s.ContendingPoints[0].Count)
+	require.NotEqual(t, s.ContentionPoints[0].PC, s.ContendingPoints[0].PC)
+
+	var b strings.Builder
+	require.NoError(t, v.WriteLockStat(&b))
+	out := b.String()
+	require.True(t, strings.HasPrefix(out, "lock_stat version 0.4\n"+strings.Repeat("-", 221)+"\n"), out)
+	require.Contains(t, out, "                              class name    con-bounces    contentions   waittime-min")
+	require.Regexp(t, `(?m)^ +handover_lock: +3 +3 +\d+\.\d\d +\d+\.\d\d +\d+\.\d\d +\d+\.\d\d +5 +6 +\d+\.\d\d`, out)
+	require.Regexp(t, `(?m)^ +handover_lock +3 +\[<[0-9a-f]{16}>\] lockclass_test\.TestLockStatCountsAScriptedHandoverExactly\.func1\+0x[0-9a-f]+ lockclass/lockstat_test\.go:\d+$`, out)
+	require.Regexp(t, `(?m)^ +handover_lock +3 +\[<[0-9a-f]{16}>\] lockclass_test\.TestLockStatCountsAScriptedHandoverExactly\+0x[0-9a-f]+ lockclass/lockstat_test\.go:\d+$`, out)
+	require.Contains(t, out, "\n"+strings.Repeat(".", 221)+"\n")
+
+	// The contention profile: the waiter's stack, 3 contentions, the waits.
+	var pb bytes.Buffer
+	require.NoError(t, v.WriteContentionProfile(&pb))
+	prof, err := profile.Parse(&pb)
+	require.NoError(t, err)
+	require.Equal(t, "contentions", prof.SampleType[0].Type)
+	require.Equal(t, "nanoseconds", prof.SampleType[1].Unit)
+	require.Len(t, prof.Sample, 1)
+	require.EqualValues(t, rounds, prof.Sample[0].Value[0])
+	require.GreaterOrEqual(t, prof.Sample[0].Value[1], rounds*hold.Nanoseconds())
+	var fns []string
+	for _, l := range prof.Sample[0].Location {
+		for _, ln := range l.Line {
+			fns = append(fns, ln.Function.Name)
+		}
+	}
+	require.Contains(t, fns, "github.com/krules/krules/lockclass_test.TestLockStatCountsAScriptedHandoverExactly.func1")
+
+	// echo 0 > /proc/lock_stat, through the handler.
+	srv := httptest.NewServer(lockclass.Handler(v))
+	defer srv.Close()
+	resp, err := http.Post(srv.URL+"/debug/lockdep/lock_stat", "text/plain", strings.NewReader("0\n"))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Empty(t, statOf(v, "handover_lock"), "cleared")
+	require.Empty(t, v.ContentionProfile().Sample, "cleared")
+}
+
+// The read and write sides of a rwsem are kept apart (-W and -R rows), and
+// nothing is gathered while the switch is off.
+func TestLockStatKeepsTheSidesApartAndOnlyCountsWhileOn(t *testing.T) {
+	krulestest.Check(t)
+	v := lockclass.NewValidator()
+	var s lockclass.RWSem
+	s.Init(lockclass.WithValidator(v), lockclass.WithName("sides_sem"))
+	prev := lockclass.SetLockStat(false)
+	defer lockclass.SetLockStat(prev)
+	s.Lock()
+	s.Unlock()
+	require.Empty(t, statOf(v, "sides_sem"), "off: nothing counted")
+
+	lockclass.SetLockStat(true)
+	for range 2 {
+		s.RLock()
+		s.RUnlock()
+	}
+	s.Lock()
+	time.Sleep(time.Millisecond)
+	s.Unlock()
+	rows := statOf(v, "sides_sem")
+	require.Len(t, rows, 2)
+	require.False(t, rows[0].Read)
+	require.EqualValues(t, 1, rows[0].Acquisitions)
+	require.GreaterOrEqual(t, rows[0].HoldMin, time.Millisecond.Nanoseconds())
+	require.True(t, rows[1].Read)
+	require.EqualValues(t, 2, rows[1].Acquisitions)
+	require.Zero(t, rows[0].Contentions+rows[1].Contentions)
+
+	var b strings.Builder
+	require.NoError(t, v.WriteLockStat(&b))
+	require.Regexp(t, `(?m)^ +sides_sem-W: +0 +0 `, b.String())
+	require.Regexp(t, `(?m)^ +sides_sem-R: +0 +0 `, b.String())
+
+	v.ClearLockStat()
+	require.Empty(t, statOf(v, "sides_sem"))
+}
