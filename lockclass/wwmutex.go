@@ -7,6 +7,8 @@ import (
 	"unsafe"
 
 	"github.com/krules/krules/internal/stack"
+	"github.com/krules/krules/internal/task"
+	"github.com/krules/krules/nonblock"
 )
 
 // WWMutex is the kernel's struct ww_mutex: a sleeping lock of a WWClass
@@ -168,7 +170,16 @@ func (m *WWMutex) lock(kctx context.Context, ctx *WWAcquireCtx, pc uintptr) erro
 		}
 		nest = &ctx.dep
 	}
-	t := acquire(&m.dep, 0, 0, fSleep, nest, pc, mutexDefaults)
+	var t *task.Task
+	if nest != nil && compiledIn && enabled.Load() {
+		// acquire with a nest lock is might_sleep and acquireSlow.
+		var merged bool
+		if t, merged = wwMerge(&m.dep); !merged {
+			t = acquireSlow(t, &m.dep, 0, 0, fSleep, nest, pc, mutexDefaults)
+		}
+	} else {
+		t = acquire(&m.dep, 0, 0, fSleep, nest, pc, mutexDefaults)
+	}
 	var err error
 	if !m.state.CompareAndSwap(nil, wwWord(ctx, wwHeld)) {
 		err = m.lockSlow(kctx, ctx)
@@ -441,7 +452,7 @@ func (m *WWMutex) Unlock() {
 		}
 	}
 	if compiledIn {
-		m.own.release(&m.dep)
+		m.releaseDep()
 	}
 	if _, i := wwDecode(s); i == wwHeld && m.state.CompareAndSwap(s, nil) {
 		return
@@ -478,3 +489,58 @@ func (m *WWMutex) staleWord(s *byte) *byte {
 
 // IsLocked reports whether somebody holds m: ww_mutex_is_locked.
 func (m *WWMutex) IsLocked() bool { s := m.state.Load(); return s != nil && s != m.staleWord(s) }
+
+// wwMerge is the cached tier of a WWMutex acquired inside a context while
+// a lock of its class is on top of the goroutine's stack: __lock_acquire
+// with nest_lock then only counts a reference in the top entry (the chain
+// key does not change; the nest lock is checked when the entry was pushed),
+// which is all acquireSlow would do. It does might_sleep as acquire, and
+// reports false, the caller going on with acquireSlow, when any condition of that merge is not met plainly: the
+// class not cached or not in its normal state, validation off for the
+// goroutine, the references near their limit. Measured with BenchmarkWW8
+// (eight locks in one context; eight sync.Mutex beside it) it took the
+// figure from 824/813/748 to 575/590/542 ns/op (sync: 131/133/135 and
+// 126/132/132), about 6.0x to 4.3x.
+func wwMerge(m *Map) (*task.Task, bool) {
+	t := task.Current()
+	// As acquire: might_sleep first; under the panic policy it unwinds
+	// before anything is counted.
+	if t.NonBlock|t.Preempt != 0 {
+		nonblock.MightSleep()
+	}
+	c := m.cache[0].Load()
+	held := t.Lockdep.Held
+	if c == nil || c.state.Load() != 0 || t.Lockdep.Off != 0 || len(held) == 0 {
+		return t, false
+	}
+	top := &held[len(held)-1]
+	if top.Class != unsafe.Pointer(c) || top.References >= 2046 {
+		return t, false
+	}
+	if top.References == 0 {
+		top.References = 1
+	}
+	top.References++
+	return t, true
+}
+
+// releaseDep is owner.release with the cached tier of wwMerge's reverse:
+// when the goroutine's top entry is m's (by instance, or by class with
+// references, as findHeld matches it) and counts more than one reference,
+// releaseSlow would only drop one.
+func (m *WWMutex) releaseDep() {
+	if t, id := m.own.t, m.own.id; id != 0 && id == task.ID() {
+		held := t.Lockdep.Held
+		if n := len(held) - 1; n >= 0 {
+			h := &held[n]
+			if h.PinCount == 0 && h.References > 1 {
+				if c := m.dep.cache[0].Load(); h.Instance == unsafe.Pointer(&m.dep) || c != nil && h.Class == unsafe.Pointer(c) {
+					h.References--
+					m.own = owner{}
+					return
+				}
+			}
+		}
+	}
+	m.own.release(&m.dep)
+}
