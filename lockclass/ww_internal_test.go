@@ -53,7 +53,7 @@ func TestWWObjectLockStaleContext(t *testing.T) {
 	reps := record(t, func() {
 		var ctx, t2 WWAcquireCtx
 		ctx.Init(class)
-		o.ctx.Store(&t2) // o.ctx = &t2
+		o.state.Store(wwWord(&t2, wwStale)) // o.ctx = &t2
 		require.NoError(t, o.Lock(&ctx))
 		o.Unlock()
 		ctx.Fini()

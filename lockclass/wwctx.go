@@ -20,6 +20,9 @@ import (
 // be copied, and belongs to the goroutine that called Init (lockdep reports
 // a lock taken with it elsewhere: its nest lock is not held there).
 type WWAcquireCtx struct {
+	// tags are the addresses a WWMutex's state points at while held with
+	// this context (see WWMutex.state); they must come first.
+	tags  [3]byte
 	_     noCopy
 	class *WWClass
 	stamp int64

@@ -4,8 +4,11 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/krules/krules/internal/stack"
+	"github.com/krules/krules/internal/task"
+	"github.com/krules/krules/nonblock"
 )
 
 // WWMutex is the kernel's struct ww_mutex: a sleeping lock of a WWClass
@@ -30,9 +33,16 @@ import (
 // Call Init with the class before use. A WWMutex must not be copied, and
 // must be unlocked by the goroutine that locked it.
 type WWMutex struct {
-	_     noCopy
-	state atomic.Int32
-	ctx   atomic.Pointer[WWAcquireCtx] // ww->ctx: the holder's context
+	_ noCopy
+	// state packs the lock word and ww->ctx into one pointer, so that an
+	// uncontended Lock or Unlock is one atomic, as sync.Mutex's: nil is
+	// unlocked, otherwise it points at the holder context's tags (wwNoCtx's
+	// for a holder without context), tags[1] when waiters are queued.
+	// tags[2] marks an unlocked mutex with a stale context on it, which
+	// only misuse produces. Packing took BenchmarkWW8 (eight locks in one
+	// context) from 939/970/984 to 880/835/803 ns/op; eight sync.Mutex:
+	// 138/145/134 and 139/138/136.
+	state atomic.Pointer[byte]
 	class *WWClass
 	wmu   sync.Mutex  // wait_lock: guards waiters
 	wq    []*wwWaiter // in stamp order, context-less waiters last
@@ -40,10 +50,47 @@ type WWMutex struct {
 	dep   Map
 }
 
+// wwNoCtx is the holder context that stands for "none" in a WWMutex's
+// state. It is never written; only its address is used.
+var wwNoCtx WWAcquireCtx
+
 const (
-	wwLocked  = 1 << 0
-	wwWaiters = 1 << 1
+	wwHeld    = 0 // tags index: held, no waiters
+	wwWaiters = 1 // held, waiters queued
+	wwStale   = 2 // unlocked, with a stale ww->ctx
 )
+
+// wwWord is the state word for ctx (nil: no context) with tag i.
+func wwWord(ctx *WWAcquireCtx, i int) *byte {
+	if ctx == nil {
+		ctx = &wwNoCtx
+	}
+	return &ctx.tags[i]
+}
+
+// wwDecode splits a non-nil state word into its context and tag: tags is
+// the first field of a WWAcquireCtx, which is at least 4-aligned.
+func wwDecode(p *byte) (*WWAcquireCtx, int) {
+	i := int(uintptr(unsafe.Pointer(p)) & 3)
+	c := (*WWAcquireCtx)(unsafe.Add(unsafe.Pointer(p), -i))
+	if c == &wwNoCtx {
+		c = nil
+	}
+	return c, i
+}
+
+// tags must open WWAcquireCtx for wwDecode.
+var _ = [1]struct{}{}[unsafe.Offsetof(WWAcquireCtx{}.tags)]
+
+// holder returns ww->ctx: the context m is held (or stale) with.
+func (m *WWMutex) holder() *WWAcquireCtx {
+	p := m.state.Load()
+	if p == nil {
+		return nil
+	}
+	c, _ := wwDecode(p)
+	return c
+}
 
 type wwWaiter struct {
 	ctx     *WWAcquireCtx
@@ -113,7 +160,7 @@ func (m *WWMutex) LockSlowKillable(kctx context.Context, ctx *WWAcquireCtx) erro
 func (m *WWMutex) lock(kctx context.Context, ctx *WWAcquireCtx, pc uintptr) error {
 	var nest *Map
 	if ctx != nil {
-		if m.ctx.Load() == ctx {
+		if p := m.state.Load(); p != nil && p != wwWord(ctx, wwStale) && m.holder() == ctx {
 			return ErrAlready
 		}
 		// Reset the wound after a back-off: nobody can wound a context
@@ -123,11 +170,18 @@ func (m *WWMutex) lock(kctx context.Context, ctx *WWAcquireCtx, pc uintptr) erro
 		}
 		nest = &ctx.dep
 	}
-	t := acquire(&m.dep, 0, 0, fSleep, nest, pc, mutexDefaults)
-	var err error
-	if m.state.CompareAndSwap(0, wwLocked) {
-		m.setContext(ctx)
+	var t *task.Task
+	if nest != nil && compiledIn && enabled.Load() {
+		// acquire with a nest lock is might_sleep and acquireSlow.
+		var merged bool
+		if t, merged = wwMerge(&m.dep); !merged {
+			t = acquireSlow(t, &m.dep, 0, 0, fSleep, nest, pc, mutexDefaults)
+		}
 	} else {
+		t = acquire(&m.dep, 0, 0, fSleep, nest, pc, mutexDefaults)
+	}
+	var err error
+	if !m.state.CompareAndSwap(nil, wwWord(ctx, wwHeld)) {
 		err = m.lockSlow(kctx, ctx)
 	}
 	if err != nil {
@@ -149,36 +203,18 @@ func (m *WWMutex) lock(kctx context.Context, ctx *WWAcquireCtx, pc uintptr) erro
 	return nil
 }
 
-// setContext publishes the new holder's context after an uncontended
-// acquisition (ww_mutex_set_context_fastpath): waiters that queued before
-// they could see it are checked again.
-func (m *WWMutex) setContext(ctx *WWAcquireCtx) {
-	if m.ctx.Load() != nil {
-		debugLocksWarn("ww->ctx") // a stale context left on the lock
-	}
-	if ctx == nil {
-		return
-	}
-	m.ctx.Store(ctx)
-	if m.state.Load()&wwWaiters != 0 {
-		m.wmu.Lock()
-		m.checkWaiters(ctx)
-		m.wmu.Unlock()
-	}
-}
-
 // lockSlow queues the caller and waits for the lock, backing off as the
 // class's algorithm says (__ww_mutex_lock's slow path).
 func (m *WWMutex) lockSlow(kctx context.Context, ctx *WWAcquireCtx) error {
 	m.wmu.Lock()
 	for {
 		s := m.state.Load()
-		if s&wwLocked == 0 {
-			if m.state.CompareAndSwap(s, s|wwLocked) {
-				if old := m.ctx.Swap(ctx); old != nil {
-					debugLocksWarn("ww->ctx")
+		if s == nil || s == m.staleWord(s) {
+			if m.state.CompareAndSwap(s, wwWord(ctx, wwHeld)) {
+				if s != nil {
+					debugLocksWarn("ww->ctx") // a stale context left on the lock
 				}
-				if ctx != nil {
+				if ctx != nil && len(m.wq) != 0 {
 					m.checkWaiters(ctx)
 				}
 				m.wmu.Unlock()
@@ -186,7 +222,8 @@ func (m *WWMutex) lockSlow(kctx context.Context, ctx *WWAcquireCtx) error {
 			}
 			continue
 		}
-		if m.state.CompareAndSwap(s, s|wwWaiters) {
+		hold, _ := wwDecode(s)
+		if m.state.CompareAndSwap(s, wwWord(hold, wwWaiters)) {
 			break
 		}
 	}
@@ -261,7 +298,7 @@ func (m *WWMutex) addWaiter(w *wwWaiter) error {
 	copy(m.wq[pos+1:], m.wq[pos:])
 	m.wq[pos] = w
 	if !ctx.class.waitDie {
-		m.wound(ctx, m.ctx.Load())
+		m.wound(ctx, m.holder())
 	}
 	return nil
 }
@@ -284,7 +321,11 @@ func (m *WWMutex) dropWaitersBit() {
 	}
 	for {
 		s := m.state.Load()
-		if s&wwWaiters == 0 || m.state.CompareAndSwap(s, s&^wwWaiters) {
+		if s == nil {
+			return
+		}
+		hold, i := wwDecode(s)
+		if i != wwWaiters || m.state.CompareAndSwap(s, wwWord(hold, wwHeld)) {
 			return
 		}
 	}
@@ -301,7 +342,7 @@ func (m *WWMutex) checkKill(ctx *WWAcquireCtx, w *wwWaiter) error {
 		}
 		return nil
 	}
-	if hold := m.ctx.Load(); hold != nil && ctx.younger(hold) {
+	if hold := m.holder(); hold != nil && ctx.younger(hold) {
 		return ctx.kill(m)
 	}
 	// An older context queued ahead of us will get the lock first.
@@ -372,10 +413,12 @@ func (m *WWMutex) TryLock(ctx *WWAcquireCtx) bool {
 	if ctx != nil && ctx.acquired == 0 {
 		ctx.wounded.Store(false)
 	}
-	if !m.state.CompareAndSwap(0, wwLocked) {
-		return false
+	if !m.state.CompareAndSwap(nil, wwWord(ctx, wwHeld)) {
+		if s := m.state.Load(); s == nil || s != m.staleWord(s) || !m.state.CompareAndSwap(s, wwWord(ctx, wwHeld)) {
+			return false
+		}
+		debugLocksWarn("ww->ctx") // a stale context left on the lock
 	}
-	m.setContext(ctx)
 	var nest *Map
 	if ctx != nil {
 		nest = &ctx.dep
@@ -394,38 +437,39 @@ func (m *WWMutex) TryLock(ctx *WWAcquireCtx) bool {
 // Unlock releases m: ww_mutex_unlock. Unlocking a WWMutex that is not
 // locked is reported (bad unlock balance) and changes nothing.
 func (m *WWMutex) Unlock() {
-	if m.state.Load()&wwLocked == 0 {
+	s := m.state.Load()
+	if s == nil || s == m.staleWord(s) {
 		if compiledIn && enabled.Load() {
 			releaseShared(&m.dep)
 		}
 		return
 	}
-	if c := m.ctx.Load(); c != nil {
+	if c, _ := wwDecode(s); c != nil {
 		if c.acquired <= 0 {
 			debugLocksWarn("!lock->ctx->acquired")
 		} else {
 			c.acquired--
 		}
-		m.ctx.Store(nil)
 	}
 	if compiledIn {
-		m.own.release(&m.dep)
+		m.releaseDep()
 	}
-	if m.state.CompareAndSwap(wwLocked, 0) {
+	if _, i := wwDecode(s); i == wwHeld && m.state.CompareAndSwap(s, nil) {
 		return
 	}
 	m.wmu.Lock()
 	if len(m.wq) == 0 {
-		m.state.Store(0)
+		m.state.Store(nil)
 		m.wmu.Unlock()
 		return
 	}
 	w := m.wq[0]
 	m.wq = append(m.wq[:0], m.wq[1:]...)
 	if len(m.wq) == 0 {
-		m.state.Store(wwLocked)
+		m.state.Store(wwWord(w.ctx, wwHeld))
+	} else {
+		m.state.Store(wwWord(w.ctx, wwWaiters))
 	}
-	m.ctx.Store(w.ctx)
 	w.granted = true
 	if w.ctx != nil {
 		m.checkWaiters(w.ctx)
@@ -434,5 +478,69 @@ func (m *WWMutex) Unlock() {
 	m.wmu.Unlock()
 }
 
+// staleWord returns s if it marks an unlocked mutex with a stale context,
+// else nil.
+func (m *WWMutex) staleWord(s *byte) *byte {
+	if _, i := wwDecode(s); i == wwStale {
+		return s
+	}
+	return nil
+}
+
 // IsLocked reports whether somebody holds m: ww_mutex_is_locked.
-func (m *WWMutex) IsLocked() bool { return m.state.Load()&wwLocked != 0 }
+func (m *WWMutex) IsLocked() bool { s := m.state.Load(); return s != nil && s != m.staleWord(s) }
+
+// wwMerge is the cached tier of a WWMutex acquired inside a context while
+// a lock of its class is on top of the goroutine's stack: __lock_acquire
+// with nest_lock then only counts a reference in the top entry (the chain
+// key does not change; the nest lock is checked when the entry was pushed),
+// which is all acquireSlow would do. It does might_sleep as acquire, and
+// reports false, the caller going on with acquireSlow, when any condition of that merge is not met plainly: the
+// class not cached or not in its normal state, validation off for the
+// goroutine, the references near their limit. Measured with BenchmarkWW8
+// (eight locks in one context; eight sync.Mutex beside it) it took the
+// figure from 824/813/748 to 575/590/542 ns/op (sync: 131/133/135 and
+// 126/132/132), about 6.0x to 4.3x.
+func wwMerge(m *Map) (*task.Task, bool) {
+	t := task.Current()
+	// As acquire: might_sleep first; under the panic policy it unwinds
+	// before anything is counted.
+	if t.NonBlock|t.Preempt != 0 {
+		nonblock.MightSleep()
+	}
+	c := m.cache[0].Load()
+	held := t.Lockdep.Held
+	if c == nil || c.state.Load() != 0 || t.Lockdep.Off != 0 || len(held) == 0 {
+		return t, false
+	}
+	top := &held[len(held)-1]
+	if top.Class != unsafe.Pointer(c) || top.References >= 2046 {
+		return t, false
+	}
+	if top.References == 0 {
+		top.References = 1
+	}
+	top.References++
+	return t, true
+}
+
+// releaseDep is owner.release with the cached tier of wwMerge's reverse:
+// when the goroutine's top entry is m's (by instance, or by class with
+// references, as findHeld matches it) and counts more than one reference,
+// releaseSlow would only drop one.
+func (m *WWMutex) releaseDep() {
+	if t, id := m.own.t, m.own.id; id != 0 && id == task.ID() {
+		held := t.Lockdep.Held
+		if n := len(held) - 1; n >= 0 {
+			h := &held[n]
+			if h.PinCount == 0 && h.References > 1 {
+				if c := m.dep.cache[0].Load(); h.Instance == unsafe.Pointer(&m.dep) || c != nil && h.Class == unsafe.Pointer(c) {
+					h.References--
+					m.own = owner{}
+					return
+				}
+			}
+		}
+	}
+	m.own.release(&m.dep)
+}
