@@ -40,6 +40,8 @@ var figures = slices.Concat(
 	mempoolFigures,
 	mmnotifierFigures,
 	dmafenceFigures,
+	primitivesGroup,
+	processFigures(),
 )
 
 var baseFigures = []figure{

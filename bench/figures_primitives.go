@@ -58,14 +58,17 @@ var primitivesFigures = []primitiveFigure{
 	},
 }
 
-func init() {
+// primitivesGroup is the package's figure group for the figures list.
+var primitivesGroup = func() []figure {
+	var fs []figure
 	for _, f := range primitivesFigures {
-		figures = append(figures, figure{
+		fs = append(fs, figure{
 			Name: f.Name, Baseline: f.Baseline, MaxAllocs: f.MaxAllocs,
 			base: loop(f.base), rules: loop(f.rules),
 		})
 	}
-}
+	return fs
+}()
 
 // primitiveFigure is a figure whose two sides are plain operations.
 type primitiveFigure struct {

@@ -53,8 +53,6 @@ func processFigures() []figure {
 	}
 }
 
-func init() { figures = append(figures, processFigures()...) }
-
 func probeProcess() error {
 	p, err := mmnotifier.NewProcess(gfp.PageSize)
 	if err != nil {

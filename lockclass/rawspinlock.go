@@ -54,7 +54,7 @@ func (l *RawSpinLock) LockNestLock(nest Lockable) { l.lock(0, nest.lockdepMap(),
 func (l *RawSpinLock) lock(sub int, nest *Map, pc uintptr) {
 	startAtomic(pc)
 	t := acquire(&l.dep, sub, 0, 0, nest, pc, rawSpinDefaults)
-	spinUntil(func() bool { return l.state.CompareAndSwap(0, 1) }, func() bool { return l.state.Load() == 0 })
+	spinUntil(&l.dep, func() bool { return l.state.CompareAndSwap(0, 1) }, func() bool { return l.state.Load() == 0 })
 	if t != nil {
 		l.own.set(t)
 	}
