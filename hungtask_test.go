@@ -106,5 +106,5 @@ func TestShowAllLocksListsTheCallersLocks(t *testing.T) {
 	m.Unlock()
 	me := krules.CurrentGoroutine()
 	require.Regexp(t, `^\nShowing all locks held in the system:\n1 lock held by \S+/`+strconv.FormatInt(me.ID, 10)+
-		`:\n #0: [0-9a-f]{16} \(shown_lock\)\{\+\.\+\.\}-\{4:4\}, at: .*\n\n=+\n\n$`, b.String())
+		`:\n #0: [0-9a-f]{16} \(shown_lock\)\{\+\.\+\.\}-\{3:3\}, at: .*\n\n=+\n\n$`, b.String())
 }
