@@ -1,3 +1,5 @@
+//go:build !krules_nolockdep
+
 package mmnotifier_test
 
 import (
