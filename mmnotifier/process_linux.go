@@ -435,27 +435,25 @@ func (p *Process) madvise(off, length uint64) error {
 }
 
 func (p *Process) munmap(off, length uint64) error {
-	start, end, err := p.pageRange(off, length)
-	if err != nil {
-		return err
-	}
-	mm := p.mm
-	mm.mmapLock.Lock()
-	defer mm.mmapLock.Unlock()
-	r := NewRange(mm, EventUnmap, start, end)
-	InvalidateRangeStart(&r)
-	err = p.own(p.unmapOps(start, end), func() unix.Errno {
+	return p.replaceRange(off, length, func(start, end uint64) unix.Errno {
 		_, _, e := unix.Syscall(unix.SYS_MUNMAP, uintptr(start), uintptr(end-start), 0)
 		return e
-	})
-	if err == nil {
-		p.setMapped(start, end, false)
-	}
-	InvalidateRangeEnd(&r)
-	return err
+	}, false)
 }
 
 func (p *Process) mmap(off, length uint64) error {
+	return p.replaceRange(off, length, func(start, end uint64) unix.Errno {
+		_, _, e := unix.Syscall6(unix.SYS_MMAP, uintptr(start), uintptr(end-start), unix.PROT_READ|unix.PROT_WRITE,
+			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE|unix.MAP_FIXED, ^uintptr(0), 0)
+		return e
+	}, true)
+}
+
+// replaceRange runs call, a munmap or a MAP_FIXED mmap of [start, end),
+// as the kernel's do_vmi_munmap does: mmap_lock held for writing and an
+// UNMAP invalidation around it, the UNMAP events it causes expected as the
+// process's own. A new mapping is registered with userfaultfd again.
+func (p *Process) replaceRange(off, length uint64, call func(start, end uint64) unix.Errno, mapped bool) error {
 	start, end, err := p.pageRange(off, length)
 	if err != nil {
 		return err
@@ -465,14 +463,12 @@ func (p *Process) mmap(off, length uint64) error {
 	defer mm.mmapLock.Unlock()
 	r := NewRange(mm, EventUnmap, start, end)
 	InvalidateRangeStart(&r)
-	err = p.own(p.unmapOps(start, end), func() unix.Errno {
-		_, _, e := unix.Syscall6(unix.SYS_MMAP, uintptr(start), uintptr(end-start), unix.PROT_READ|unix.PROT_WRITE,
-			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE|unix.MAP_FIXED, ^uintptr(0), 0)
-		return e
-	})
+	err = p.own(p.unmapOps(start, end), func() unix.Errno { return call(start, end) })
 	if err == nil {
-		err = uffdRegister(p.sys.uffd, start, end-start)
-		p.setMapped(start, end, true)
+		if mapped {
+			err = uffdRegister(p.sys.uffd, start, end-start)
+		}
+		p.setMapped(start, end, mapped)
 	}
 	InvalidateRangeEnd(&r)
 	return err
