@@ -150,6 +150,19 @@ func claimsFor(r *Report) []*Claim {
 		}
 		return nil
 	case 1:
+		// Unambiguous now, but learn the reporter's parent while it is
+		// alive: should a second claim open before its descendants report,
+		// a returned goroutine's parent can no longer be found.
+		if c := claims.open[0]; r.Goroutine.ID != c.goid && r.Goroutine.ID == task.ID() {
+			if _, known := claims.parents[r.Goroutine.ID]; !known {
+				if p, ok := lineage.Parent(); ok {
+					if claims.parents == nil {
+						claims.parents = map[int64]int64{}
+					}
+					claims.parents[r.Goroutine.ID] = p
+				}
+			}
+		}
 		return []*Claim{claims.open[0]}
 	}
 	byGoroutine := make(map[int64]*Claim, len(claims.open))
