@@ -39,7 +39,7 @@ type WWMutex struct {
 	// unlocked, otherwise it points at the holder context's tags (wwNoCtx's
 	// for a holder without context), tags[1] when waiters are queued.
 	// tags[2] marks an unlocked mutex with a stale context on it, which
-	// only misuse produces. Packing took BenchmarkWW8 (eight locks in one
+	// only misuse produces. Packing took the bench figure "WWMutex 8 in one ctx" (eight locks in one
 	// context) from 939/970/984 to 880/835/803 ns/op; eight sync.Mutex:
 	// 138/145/134 and 139/138/136.
 	state atomic.Pointer[byte]
@@ -497,7 +497,7 @@ func (m *WWMutex) IsLocked() bool { s := m.state.Load(); return s != nil && s !=
 // which is all acquireSlow would do. It does might_sleep as acquire, and
 // reports false, the caller going on with acquireSlow, when any condition of that merge is not met plainly: the
 // class not cached or not in its normal state, validation off for the
-// goroutine, the references near their limit. Measured with BenchmarkWW8
+// goroutine, the references near their limit. Measured with the bench figure "WWMutex 8 in one ctx"
 // (eight locks in one context; eight sync.Mutex beside it) it took the
 // figure from 824/813/748 to 575/590/542 ns/op (sync: 131/133/135 and
 // 126/132/132), about 6.0x to 4.3x.
