@@ -102,6 +102,14 @@
 //     any callback, or under a lock a callback takes, is still reported,
 //     and an invalidation costs a third less. Held-lock lists printed from
 //     inside invalidation callbacks therefore lack the kernel's "srcu" line.
+//   - For the same reason the package keeps its own SRCU (srcu.go) rather
+//     than lockclass.SRCU: that one is the kernel's srcu_struct, whose
+//     ReadLock is the recursive-read acquisition above and would lose the
+//     notifier map's dependencies, and whose readers always annotate. The
+//     notifier walk also needs readers that only count (walkLock), and
+//     counters sharded per goroutine stack, since every invalidation on
+//     every processor enters a section; lockclass.SRCU's two shared words
+//     would be one cache line all of them write.
 //   - When a non-blockable start fails in a list notifier after the
 //     interval notifiers succeeded, the kernel leaves the interval tree's
 //     invalidation counted, and the address space excluded for good, since
