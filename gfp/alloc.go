@@ -16,6 +16,15 @@ func (z *Zone) AllocPages(order int, flags Flags) (*Page, error) {
 
 // allocPages is __alloc_pages for blocks of the given kind.
 func (z *Zone) allocPages(order int, flags Flags, kind uint32) (*Page, error) {
+	// A slab is grown inside a kmalloc that has already checked these flags
+	// (slab_pre_alloc_hook): checking again would report one bad call
+	// twice, which the kernel's __might_resched rate limit prevents.
+	return z.allocPagesChecked(order, flags, kind, kind != pgSlab)
+}
+
+// allocPagesChecked is allocPages, with might_alloc's checks only if check
+// (vmalloc checks once for all its pages).
+func (z *Zone) allocPagesChecked(order int, flags Flags, kind uint32, check bool) (*Page, error) {
 	if z.closed.Load() {
 		return nil, ErrClosed
 	}
@@ -25,11 +34,7 @@ func (z *Zone) allocPages(order int, flags Flags, kind uint32) (*Page, error) {
 		z.warnOnceGFP(warnOrderTooLarge, gfp, "order %d > MAX_PAGE_ORDER (%d)", order, MaxOrder)
 		return nil, ErrNoMemory
 	}
-	if kind != pgSlab {
-		// A slab is grown inside a kmalloc that has already checked these
-		// flags (slab_pre_alloc_hook): checking again would report one bad
-		// call twice, which the kernel's __might_resched rate limit
-		// prevents.
+	if check {
 		mightAllocTask(gfp, t, pf)
 	}
 	if fa := z.failPage.Load(); fa != nil && fa.shouldFailAllocPage(gfp, order) {

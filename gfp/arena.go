@@ -8,9 +8,12 @@ import "unsafe"
 // a zone's memory never leaves its node.
 type arena struct {
 	mem     []byte // page-aligned, a whole number of pages
-	backing string // "mmap", "mmap+hugetlb", "mmap+thp", "heap"
+	backing string // "memfd", "mmap", "mmap+hugetlb", "mmap+thp", "heap"
 	locked  bool   // mlock succeeded
 	release func() error
+	// file is the memfd behind a "memfd" arena (-1 otherwise): its pages
+	// can be mapped a second time, elsewhere, which is what vmalloc does.
+	file int
 }
 
 // arenaConfig carries the options that shape the mapping.
@@ -44,6 +47,7 @@ func heapArena(size int) (arena, error) {
 		mem:     buf[skip : skip+size : skip+size],
 		backing: "heap",
 		release: func() error { return nil },
+		file:    -1,
 	}, nil
 }
 

@@ -23,6 +23,16 @@ func mmapArena(cfg arenaConfig) (arena, error) {
 		mem, backing = mapHuge(size)
 	}
 	full := mem
+	file := -1
+	if mem == nil && !cfg.huge {
+		// A memfd where the system has one, so that vmalloc can map its
+		// pages again, virtually contiguous, as the kernel maps any page
+		// into the vmalloc area.
+		full, mem, file = mapShared(size, alignmentFor(size))
+		if file >= 0 {
+			backing = "memfd"
+		}
+	}
 	if mem == nil {
 		// Map the alignment's worth more and use the aligned part, so that
 		// blocks are aligned in the address space as in physical memory.
@@ -38,11 +48,17 @@ func mmapArena(cfg arenaConfig) (arena, error) {
 			backing = adviseHuge(mem)
 		}
 	}
-	a := arena{mem: mem[:cfg.size:cfg.size], backing: backing}
-	a.release = func() error { return syscall.Munmap(full) }
+	a := arena{mem: mem[:cfg.size:cfg.size], backing: backing, file: file}
+	a.release = func() error {
+		err := syscall.Munmap(full)
+		if file >= 0 {
+			_ = syscall.Close(file)
+		}
+		return err
+	}
 	if cfg.mlock {
 		if err := syscall.Mlock(mem); err != nil {
-			_ = syscall.Munmap(full)
+			_ = a.release()
 			return arena{}, fmt.Errorf("gfp: mlock %d bytes: %w", size, err)
 		}
 		a.locked = true

@@ -56,3 +56,15 @@ func Alloc(size int, flags Flags) ([]byte, error) { return Default().Alloc(size,
 
 // Free frees memory Alloc returned from the default zone: kfree().
 func Free(b []byte) { Default().Free(b) }
+
+// Vmalloc allocates from the default zone: __vmalloc().
+func Vmalloc(size int, flags Flags) ([]byte, error) { return Default().Vmalloc(size, flags) }
+
+// Vfree frees an area Vmalloc returned from the default zone: vfree().
+func Vfree(b []byte) { Default().Vfree(b) }
+
+// Kvmalloc allocates from the default zone: kvmalloc().
+func Kvmalloc(size int, flags Flags) ([]byte, error) { return Default().Kvmalloc(size, flags) }
+
+// Kvfree frees memory Kvmalloc returned from the default zone: kvfree().
+func Kvfree(b []byte) { Default().Kvfree(b) }

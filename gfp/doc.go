@@ -31,6 +31,19 @@
 // and Free give kmalloc-style sizes on top. Failures return ErrNoMemory
 // and, unless NoWarn, report "page allocation failure: order:N, mode:…".
 //
+// # vmalloc and kvmalloc
+//
+// Vmalloc (mm/vmalloc.c) builds a virtually contiguous buffer from single
+// pages of the same zone, wherever they lie: on Linux the arena is a memfd,
+// so each page is mapped a second time into a reserved range, as the kernel
+// maps pages into its vmalloc area. It may sleep and always allocates its
+// page tables with GFP_KERNEL (the allocation scope still applies), so it
+// is might_sleep and might_alloc whatever the flags. Kvmalloc tries Alloc
+// first without retrying or warning above a page, and falls back to
+// Vmalloc only for flags that allow blocking, as kvmalloc_node does.
+// Where the arena cannot be remapped (huge pages, the heap arena off
+// Linux), Vmalloc takes one contiguous block instead.
+//
 // The package functions AllocPages, Alloc and Free use a default zone
 // (Default) created on first use.
 package gfp

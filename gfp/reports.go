@@ -53,11 +53,17 @@ func (z *Zone) warnOnceSite(site warnSite, gfp Flags, format string, args ...any
 // warnAlloc is warn_alloc(): the "page allocation failure" report with the
 // zone's state, unless NoWarn. krules rate-limits it (10 s, burst 1).
 func (z *Zone) warnAlloc(gfp Flags, order int) {
+	z.warnAllocMsg(gfp, fmt.Sprintf("page allocation failure: order:%d", order))
+}
+
+// warnAllocMsg is warn_alloc with its message: the page allocator's, or
+// vmalloc's "vmalloc error: size N, …".
+func (z *Zone) warnAllocMsg(gfp Flags, msg string) {
 	if gfp&NoWarn != 0 {
 		return
 	}
-	headline := fmt.Sprintf("%s: page allocation failure: order:%d, mode:%#x(%s), nodemask=(null)",
-		krules.CurrentGoroutine().Name, order, uint32(gfp), gfp.decode())
+	headline := fmt.Sprintf("%s: %s, mode:%#x(%s), nodemask=(null)",
+		krules.CurrentGoroutine().Name, msg, uint32(gfp), gfp.decode())
 	b := krules.NewReport(krules.AllocFailure, headline, 0)
 	b.Printf("%s,cpuset=/,mems_allowed=0\n", headline)
 	b.Dump()

@@ -58,6 +58,7 @@ type Zone struct {
 	oom        oomState
 	stats      zoneStats
 	once       warnOnce
+	vm         vmAreas // the vmalloc areas (vmalloc.go)
 
 	failPage atomic.Pointer[FaultAttr]
 	failSlab atomic.Pointer[FaultAttr]
@@ -170,7 +171,8 @@ func (z *Zone) Pages() int { return len(z.pages) }
 // (zone_start_pfn).
 func (z *Zone) StartPFN() uint64 { return z.startPFN }
 
-// Backing says where the arena came from: "mmap", "mmap+hugetlb",
+// Backing says where the arena came from: "memfd" (Linux: the pages can
+// be mapped again, for Vmalloc), "mmap", "mmap+hugetlb",
 // "mmap+thp" or "heap", and whether it is mlocked.
 func (z *Zone) Backing() (kind string, locked bool) { return z.arena.backing, z.arena.locked }
 

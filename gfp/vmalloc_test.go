@@ -1,0 +1,189 @@
+package gfp_test
+
+import (
+	"math"
+	"runtime"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krules/krules"
+	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/krulestest"
+	"github.com/krules/krules/nonblock"
+)
+
+// failHighOrder makes every block above order 0 fail, whatever the flags,
+// so only memory built from single pages can be had.
+func failHighOrder(z *gfp.Zone) {
+	a := quietAttr(100, 1)
+	a.IgnoreGFPWait = false
+	z.InjectPageAllocFaults(a)
+}
+
+func TestVmallocIsContiguousOverScatteredPages(t *testing.T) {
+	krulestest.Check(t)
+	z := newZone(t, 4<<20)
+	if kind, _ := z.Backing(); kind != "memfd" {
+		t.Skipf("the arena is %q here, not a memfd: no second mapping", kind)
+	}
+	free := accounted(z)
+	failHighOrder(z)
+	const size = 5*gfp.PageSize + 100
+	b, err := z.Vmalloc(size, gfp.Kernel|gfp.Zero)
+	require.NoError(t, err)
+	require.Len(t, b, size)
+	require.Equal(t, free-6, accounted(z), "six order-0 pages taken from the zone")
+	require.Nil(t, z.PageOf(b), "the area is a second mapping, outside the arena")
+	require.True(t, z.IsVmalloc(b))
+	require.True(t, z.IsVmalloc(b[3*gfp.PageSize:]), "is_vmalloc_addr of an address inside")
+	for i := range b {
+		require.Zero(t, b[i])
+		b[i] = byte(i)
+	}
+	for i := range b {
+		require.Equal(t, byte(i), b[i])
+	}
+	z.Vfree(b)
+	require.Equal(t, free, accounted(z), "every page came back")
+	require.False(t, z.IsVmalloc(b))
+}
+
+func TestVmallocSharesThePagesWithTheArena(t *testing.T) {
+	krulestest.Check(t)
+	z := newZone(t, 1<<20)
+	if kind, _ := z.Backing(); kind != "memfd" {
+		t.Skipf("the arena is %q here", kind)
+	}
+	b, err := z.Vmalloc(2*gfp.PageSize, gfp.Kernel)
+	require.NoError(t, err)
+	b[0] = 0x5a
+	seen := 0
+	for pfn := z.StartPFN(); pfn < z.StartPFN()+uint64(z.Stats().Managed); pfn++ {
+		if p := z.PageByPFN(pfn); p.InUse() && p.Bytes()[0] == 0x5a {
+			seen++
+		}
+	}
+	require.Equal(t, 1, seen, "the first page of the area is a zone page, seen through both mappings")
+	z.Vfree(b)
+}
+
+func TestKvmallocTakesTheSlabWhenItCan(t *testing.T) {
+	krulestest.Check(t)
+	z := newZone(t, 4<<20)
+	b, err := z.Kvmalloc(200, gfp.Kernel)
+	require.NoError(t, err)
+	require.NotNil(t, z.PageOf(b), "small: from kmalloc, inside the arena")
+	require.False(t, z.IsVmalloc(b))
+	z.Kvfree(b)
+	free := accounted(z)
+	c, err := z.Kvmalloc(3*gfp.PageSize, gfp.Kernel)
+	require.NoError(t, err)
+	require.NotNil(t, z.PageOf(c), "a high-order block is there: kmalloc_large")
+	require.False(t, z.IsVmalloc(c))
+	require.Equal(t, free-4, accounted(z), "one order-2 block")
+	z.Kvfree(c)
+	require.Equal(t, free, accounted(z))
+}
+
+func TestKvmallocFallsBackToVmallocOnlyWhenItMayBlock(t *testing.T) {
+	rec := krulestest.Record(t)
+	z := newZone(t, 4<<20)
+	free := accounted(z)
+	failHighOrder(z)
+
+	b, err := z.Kvmalloc(4*gfp.PageSize, gfp.Kernel)
+	require.NoError(t, err, "GFP_KERNEL: the vmalloc fallback")
+	require.True(t, z.IsVmalloc(b))
+	require.Equal(t, free-4, accounted(z))
+	z.Kvfree(b)
+	require.Equal(t, free, accounted(z))
+
+	for _, f := range []gfp.Flags{gfp.Atomic, gfp.NoWait} {
+		_, err = z.Kvmalloc(4*gfp.PageSize, f)
+		require.ErrorIs(t, err, gfp.ErrNoMemory, "%v: no vmalloc for a caller that cannot block", f)
+	}
+	b, err = z.Kvmalloc(4*gfp.PageSize, gfp.Kernel|gfp.RetryMayFail)
+	require.NoError(t, err)
+	require.Zero(t, rec.Len(), "the slab attempt above a page is NOWARN: %v", rec.Kinds())
+	require.Equal(t, free-4, accounted(z))
+	z.Kvfree(b)
+	require.Equal(t, int64(0), z.Stats().SlabFaultsInjected)
+}
+
+func TestKvmallocRefusesMoreThanIntMax(t *testing.T) {
+	rec := krulestest.Record(t)
+	z := newZone(t, 1<<20)
+	_, err := z.Kvmalloc(math.MaxInt32+1, gfp.Kernel)
+	require.ErrorIs(t, err, gfp.ErrNoMemory)
+	require.Equal(t, []krules.Kind{krules.GFPMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "more than INT_MAX")
+	_, err = z.Kvmalloc(math.MaxInt32+1, gfp.Kernel|gfp.NoWarn)
+	require.ErrorIs(t, err, gfp.ErrNoMemory)
+	require.Equal(t, 1, rec.Len(), "NOWARN: no warning")
+}
+
+func TestVmallocReportsLikeTheKernel(t *testing.T) {
+	rec := krulestest.Record(t)
+	z := newZone(t, 1<<20)
+	_, err := z.Vmalloc(0, gfp.Kernel)
+	require.ErrorIs(t, err, gfp.ErrNoMemory)
+	_, err = z.Vmalloc(2<<20, gfp.Kernel)
+	require.ErrorIs(t, err, gfp.ErrNoMemory)
+	require.Equal(t, []krules.Kind{krules.AllocFailure, krules.AllocFailure}, rec.Kinds())
+	require.Contains(t, rec.Last().Headline, ": vmalloc error: size 2097152, exceeds total pages, mode:0xcc0(GFP_KERNEL)")
+
+	// Pages run out half way: those taken come back.
+	free := accounted(z)
+	rec.Clear()
+	a := quietAttr(100, 1)
+	a.IgnoreGFPWait, a.MinOrder, a.Space = false, 0, 3 // pages
+	z.InjectPageAllocFaults(a)
+	_, err = z.Vmalloc(8*gfp.PageSize, gfp.Kernel)
+	require.ErrorIs(t, err, gfp.ErrNoMemory)
+	require.Equal(t, []krules.Kind{krules.AllocFailure}, rec.Kinds())
+	require.Contains(t, rec.Last().Headline, "vmalloc error: size 8192, failed to allocate pages", "space 3 lets two pages through (should_fail)")
+	require.Equal(t, free, accounted(z))
+	z.InjectPageAllocFaults(nil)
+
+	z.Vfree(make([]byte, 8))
+	require.Equal(t, krules.SlabError, rec.Last().Kind)
+	require.Contains(t, rec.Last().Text, "Trying to vfree() nonexistent vm area")
+	b, err := z.Vmalloc(2*gfp.PageSize, gfp.Kernel)
+	require.NoError(t, err)
+	z.Vfree(b[gfp.PageSize:])
+	require.Contains(t, rec.Last().Text, "Trying to vfree() nonexistent vm area", "not the start of the area")
+	z.Vfree(b)
+	require.Equal(t, free, accounted(z))
+}
+
+func TestVmallocMaySleep(t *testing.T) {
+	rec := krulestest.Record(t)
+	z := newZone(t, 1<<20)
+	nonblock.StartAtomic()
+	b, err := z.Vmalloc(gfp.PageSize, gfp.Atomic)
+	nonblock.EndAtomic()
+	require.NoError(t, err)
+	require.NotEmpty(t, rec.Kinds())
+	require.Equal(t, krules.SleepInAtomic, rec.Reports()[0].Kind)
+	require.Contains(t, rec.Reports()[0].Headline, "BUG: sleeping function called from invalid context at gfp/vmalloc_test.go:")
+	z.Vfree(b)
+}
+
+func TestVmallocOnAHeapArenaTakesOneBlock(t *testing.T) {
+	krulestest.Check(t)
+	z := newZone(t, 1<<20, gfp.WithPortableArena())
+	free := accounted(z)
+	b, err := z.Kvmalloc(3*gfp.PageSize, gfp.Kernel|gfp.Zero)
+	require.NoError(t, err)
+	require.Equal(t, free-4, accounted(z), "kmalloc_large's order-2 block")
+	z.Kvfree(b)
+	b, err = z.Vmalloc(3*gfp.PageSize, gfp.Kernel)
+	require.NoError(t, err)
+	require.True(t, z.IsVmalloc(b))
+	require.NotNil(t, z.PageOf(b), "inside the arena: no second mapping here")
+	require.Equal(t, free-4, accounted(z))
+	z.Kvfree(b)
+	require.Equal(t, free, accounted(z))
+	runtime.KeepAlive(b)
+}
