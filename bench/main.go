@@ -118,7 +118,7 @@ func run(w io.Writer, cfg config) int {
 		runtime.GC()
 	}
 
-	fmt.Fprintln(w, "krules: the price of the rules (uncontended, one goroutine)")
+	fmt.Fprintln(w, "krules: the price of the rules (uncontended and on one goroutine unless a figure says otherwise)")
 	fmt.Fprintln(w)
 	rows := measure(only, rounds)
 	printTable(w, rows)
@@ -166,6 +166,19 @@ func (r row) missed() []string {
 		why = append(why, fmt.Sprintf("%d allocs/op > %d", r.rules.AllocsPerOp(), r.MaxAllocs))
 	}
 	return why
+}
+
+// maxWaits are a contended figure's longest sampled waits, baseline and
+// krules, in ns; ok is false for a figure that does not sample them.
+func (r row) maxWaits() (base, rules float64, ok bool) {
+	base, okb := r.base.Extra[maxWaitMetric]
+	rules, okr := r.rules.Extra[maxWaitMetric]
+	return base, rules, okb && okr
+}
+
+// fmtWait prints a wait in ns at a readable precision: "850µs", "12ms".
+func fmtWait(ns float64) string {
+	return time.Duration(ns).Round(time.Microsecond).String()
 }
 
 func nsPerOp(r testing.BenchmarkResult) float64 {
@@ -220,6 +233,9 @@ func printTable(w io.Writer, rows []row) {
 		}
 		if r.OverNs > 0 {
 			verdict += fmt.Sprintf(" (+%.1f ns/%s)", r.overPerUnit(), r.Unit)
+		}
+		if base, rules, ok := r.maxWaits(); ok {
+			verdict += fmt.Sprintf(" (max wait %s; baseline %s)", fmtWait(rules), fmtWait(base))
 		}
 		fmt.Fprintf(w, "%-32s %-14s %10.2f %10.2f %6.2f× %7s %7d  %s\n",
 			r.Name, r.Baseline, nsPerOp(r.base), nsPerOp(r.rules), r.ratio(), target, r.rules.AllocsPerOp(), verdict)

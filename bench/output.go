@@ -47,6 +47,9 @@ type figureResult struct {
 	KrulesAllocs  int64    `json:"krules_allocs_per_op"`
 	BaselineAlloc int64    `json:"baseline_allocs_per_op"`
 	Missed        []string `json:"missed,omitempty"`
+	// The longest sampled waits of a contended figure (fairness), in ns.
+	BaselineMaxWaitNs float64 `json:"baseline_max_wait_ns,omitempty"`
+	KrulesMaxWaitNs   float64 `json:"krules_max_wait_ns,omitempty"`
 }
 
 func newRunReport(rows []row, quick bool, cpu string) runReport {
@@ -60,6 +63,10 @@ func newRunReport(rows []row, quick bool, cpu string) runReport {
 			BaselineNs: nsPerOp(r.base), KrulesNs: nsPerOp(r.rules), Ratio: r.ratio(), Target: r.Target,
 			KrulesAllocs: r.rules.AllocsPerOp(), BaselineAlloc: r.base.AllocsPerOp(), Missed: r.missed(),
 		})
+		if base, rules, ok := r.maxWaits(); ok {
+			f := &rep.Figures[len(rep.Figures)-1]
+			f.BaselineMaxWaitNs, f.KrulesMaxWaitNs = base, rules
+		}
 		if r.OverNs > 0 {
 			f := &rep.Figures[len(rep.Figures)-1]
 			f.OverNsTarget, f.OverNs, f.Unit, f.Units = r.OverNs, r.overPerUnit(), r.Unit, max(r.Units, 1)
@@ -93,6 +100,11 @@ func writeOutputs(dir string, rep runReport) ([]string, error) {
 	}
 	if len(rep.Figures) > 0 {
 		written, err := ratioChart(filepath.Join(dir, "overhead-ratios.svg"), rep.Figures)
+		files = append(files, written...)
+		if err != nil {
+			return files, err
+		}
+		written, err = fairnessChart(filepath.Join(dir, "contended-max-wait.svg"), rep.Figures)
 		files = append(files, written...)
 		if err != nil {
 			return files, err
