@@ -20,8 +20,9 @@ const DefaultHungTaskTimeout = 120 * time.Second
 const hungTaskWarnings = 10
 
 // StartHungTaskDetector starts khungtaskd (kernel/hung_task.c): a goroutine
-// that reports every goroutine waiting on a krules lock for longer than
-// timeout (DefaultHungTaskTimeout if timeout is 0), once each and at most
+// that reports every goroutine sleeping on a krules primitive (a lock, a
+// WWMutex, a WaitQueue and so a mempool, a Completion, a Semaphore, a
+// fence, a grace period) for longer than timeout (DefaultHungTaskTimeout if timeout is 0), once each and at most
 // 10 reports (hung_task_warnings), with kind HungTask:
 //
 //	INFO: task NAME:ID blocked for more than N seconds.
@@ -123,7 +124,7 @@ func hungTaskReport(w *task.Waiter, all []*task.Waiter) *Report {
 // debug_show_all_locks prints it (SysRq-d): "Showing all locks held in the
 // system:", then "N locks held by NAME/ID:" and the locks of each goroutine
 // holding any. The goroutines are the caller and those waiting on a krules
-// lock (their lists are copied as they begin to wait, and only while a
+// primitive (their lists are copied as they begin to wait, and only while a
 // hung-task detector runs): the lists of running goroutines change under a
 // reader, which the kernel tolerates and Go's memory model does not.
 func ShowAllLocks(w io.Writer) error {

@@ -7,8 +7,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/krules/krules"
+	"github.com/krules/krules/internal/task"
 	"github.com/krules/krules/nonblock"
 )
 
@@ -153,6 +155,9 @@ func (f *Fence) Wait(ctx context.Context) error {
 	if f.signaled.Load() {
 		return nil
 	}
+	if task.Tracking() { // the hung-task detector's view (kernel/hung_task.c)
+		defer task.EndWait(task.BeginWait(unsafe.Pointer(f), 0))
+	}
 	select {
 	case <-f.done:
 		return nil
@@ -168,10 +173,12 @@ func (f *Fence) Wait(ctx context.Context) error {
 func (f *Fence) WaitTimeout(timeout time.Duration) time.Duration {
 	nonblock.MightSleep()
 	mightWait()
-	return waitDone(f.done, timeout)
+	return waitDone(unsafe.Pointer(f), f.done, timeout)
 }
 
-func waitDone(done <-chan struct{}, timeout time.Duration) time.Duration {
+// waitDone waits for done up to timeout; on is what is waited for, for
+// the hung-task detector (kernel/hung_task.c).
+func waitDone(on unsafe.Pointer, done <-chan struct{}, timeout time.Duration) time.Duration {
 	if timeout < 0 {
 		timeout = Forever
 	}
@@ -179,6 +186,9 @@ func waitDone(done <-chan struct{}, timeout time.Duration) time.Duration {
 	case <-done:
 		return max(timeout, 1)
 	default:
+	}
+	if timeout != 0 && task.Tracking() {
+		defer task.EndWait(task.BeginWait(on, 1))
 	}
 	if timeout == Forever {
 		<-done

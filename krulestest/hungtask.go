@@ -11,7 +11,8 @@ import (
 // test runs, with a timeout that fires before go test -timeout kills the
 // binary: half the time left until t.Deadline(), at most
 // krules.DefaultHungTaskTimeout. A goroutine the test leaves waiting on a
-// krules lock that long is reported ("INFO: task NAME:ID blocked for more
+// krules primitive (a lock, a wait queue, a mempool, a completion, a
+// semaphore, a fence, a grace period) that long is reported ("INFO: task NAME:ID blocked for more
 // than N seconds."), which fails a test under Check. It returns the timeout.
 func DetectHungTasks(t *testing.T) time.Duration {
 	t.Helper()

@@ -98,7 +98,7 @@ func SynchronizeRCU() {
 		return
 	}
 	nonblock.MightSleep()
-	rcuState.gp.synchronize()
+	rcuState.gp.waitForReaders()
 }
 
 // CallRCU runs f after a grace period, on a goroutine of its own and in an

@@ -48,6 +48,19 @@ func (c *gpCore) synchronize() {
 	}
 }
 
+// waitForReaders is synchronize for a caller that sleeps on it, as
+// synchronize_rcu sleeps uninterruptibly in wait_for_completion: the wait
+// shows to the hung-task detector (kernel/hung_task.c), so a reader that
+// never leaves its section is reported with the waiter's stack. The
+// call_rcu goroutines do not show: the kernel's RCU stall detector, not
+// hung_task, watches its grace-period thread.
+func (c *gpCore) waitForReaders() {
+	if task.Tracking() {
+		defer task.EndWait(task.BeginWait(unsafe.Pointer(c), 1))
+	}
+	c.synchronize()
+}
+
 func (c *gpCore) drain(n *atomic.Int64) {
 	for i := 0; n.Load() != 0; i++ {
 		if i < 50 {
@@ -135,7 +148,7 @@ func (s *SRCU) Synchronize() {
 	if t := task.Lookup(); t != nil && findHeld(t, &s.dep) >= 0 {
 		return
 	}
-	s.gp.synchronize()
+	s.gp.waitForReaders()
 }
 
 // Call runs f after a grace period, on a goroutine of its own and in an

@@ -243,6 +243,10 @@ func (m *WWMutex) lockSlow(kctx context.Context, ctx *WWAcquireCtx) error {
 	if kctx != nil {
 		done = kctx.Done()
 	}
+	// The hung-task detector's view of the wait (kernel/hung_task.c).
+	if task.Tracking() {
+		defer task.EndWait(task.BeginWait(unsafe.Pointer(&m.dep), 0))
+	}
 	for {
 		if w.granted {
 			m.wmu.Unlock()

@@ -5,8 +5,10 @@ import (
 	"math"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/krules/krules"
+	"github.com/krules/krules/internal/task"
 )
 
 // Completion is the kernel's struct completion (kernel/sched/completion.c):
@@ -146,6 +148,10 @@ func (c *Completion) wait(ctx context.Context, expire <-chan time.Time) bool {
 		ch := make(chan struct{})
 		c.waiters = append(c.waiters, ch)
 		c.mu.Unlock()
+		var hw *task.Waiter // the hung-task detector's view (kernel/hung_task.c)
+		if task.Tracking() {
+			hw = task.BeginWait(unsafe.Pointer(c), 1)
+		}
 		var cut bool
 		select {
 		case <-ch:
@@ -154,6 +160,7 @@ func (c *Completion) wait(ctx context.Context, expire <-chan time.Time) bool {
 		case <-expire:
 			cut = true
 		}
+		task.EndWait(hw)
 		c.mu.Lock()
 		if cut {
 			if c.consumeLocked() {

@@ -5,7 +5,9 @@ import (
 	"math"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
+	"github.com/krules/krules/internal/task"
 	"golang.org/x/sync/semaphore"
 )
 
@@ -66,14 +68,14 @@ func (s *Semaphore) weighted() *semaphore.Weighted {
 // (DownContext here).
 func (s *Semaphore) Down() {
 	MightSleep()
-	_ = s.weighted().Acquire(context.Background(), 1)
+	_ = s.acquire(context.Background())
 }
 
 // DownContext takes a unit, or returns ctx.Err() if ctx is done first:
 // down_interruptible and down_killable, whose -EINTR is ctx.Err() here.
 func (s *Semaphore) DownContext(ctx context.Context) error {
 	MightSleep()
-	return s.weighted().Acquire(ctx, 1)
+	return s.acquire(ctx)
 }
 
 // DownTimeout takes a unit, or returns context.DeadlineExceeded after d:
@@ -86,6 +88,21 @@ func (s *Semaphore) DownTimeout(d time.Duration) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
+	return s.acquire(ctx)
+}
+
+// acquire takes a unit, waiting as long as ctx allows; a wait shows to the
+// hung-task detector (kernel/hung_task.c), as down()'s
+// TASK_UNINTERRUPTIBLE sleep does.
+func (s *Semaphore) acquire(ctx context.Context) error {
+	w := s.weighted()
+	if !task.Tracking() {
+		return w.Acquire(ctx, 1)
+	}
+	if w.TryAcquire(1) {
+		return nil
+	}
+	defer task.EndWait(task.BeginWait(unsafe.Pointer(s), 1))
 	return w.Acquire(ctx, 1)
 }
 

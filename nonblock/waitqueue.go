@@ -4,8 +4,10 @@ import (
 	"context"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/krules/krules"
+	"github.com/krules/krules/internal/task"
 )
 
 // WaitQueue is the kernel's wait_queue_head_t: goroutines wait on it for a
@@ -86,6 +88,10 @@ func (t Ticket) Sleep(ctx context.Context, timeout time.Duration) (woken bool, e
 		return false, nil
 	}
 	defer t.end()
+	// The hung-task detector's view of the wait (kernel/hung_task.c).
+	if task.Tracking() {
+		defer task.EndWait(task.BeginWait(unsafe.Pointer(t.p.q), 0))
+	}
 	var expire <-chan time.Time
 	if timeout > 0 {
 		tm := time.NewTimer(timeout)
