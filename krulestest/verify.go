@@ -1,11 +1,13 @@
 package krulestest
 
 import (
+	"flag"
 	"testing"
 
 	"go.uber.org/goleak"
 
 	"github.com/krules/krules"
+	"github.com/krules/krules/lockclass"
 	"github.com/krules/krules/mempool"
 )
 
@@ -15,6 +17,7 @@ type Option func(*options)
 type options struct {
 	leak         []goleak.Option
 	mempoolDebug bool
+	contention   string // ContentionProfile's path
 }
 
 func apply(opts []Option) options {
@@ -46,11 +49,13 @@ func MempoolDebug() Option {
 //	func TestMain(m *testing.M) { krulestest.VerifyTestMain(m) }
 func VerifyTestMain(m *testing.M, opts ...Option) {
 	o := apply(opts)
+	defineContentionFlag()
 	goleak.VerifyTestMain(packageRun{m, o}, o.leak...)
 }
 
+// packageRun is a package's tests (m: a *testing.M) run under the checks.
 type packageRun struct {
-	m *testing.M
+	m interface{ Run() int }
 	o options
 }
 
@@ -58,10 +63,25 @@ func (p packageRun) Run() int {
 	if p.o.mempoolDebug {
 		defer mempool.SetDefaultDebug(mempool.SetDefaultDebug(true))
 	}
+	// The flags are parsed here rather than in m.Run, so that lock_stat
+	// is on before the first test.
+	if !flag.Parsed() {
+		flag.Parse()
+	}
+	profile := p.o.contentionPath()
+	if profile != "" {
+		defer lockclass.SetLockStat(lockclass.SetLockStat(true))
+	}
 	c := krules.OpenFallbackClaim(func(r *krules.Report) { krules.Logf("%s", r.Text) })
 	code := p.m.Run()
 	krules.ReapExited()
 	c.Close()
+	if profile != "" {
+		if err := writeContentionProfile(profile); err != nil {
+			krules.Logf("krules: contention profile: %v", err)
+			code = max(code, 1)
+		}
+	}
 	if n := c.Len(); n > 0 {
 		krules.Logf("krules: %d report(s) raised outside Check/Record during the tests (printed above)", n)
 		if code == 0 {
