@@ -38,5 +38,9 @@ func pushCached(*task.Task, *Map, *class, uint8, bool, uintptr) bool { return fa
 // compiled out.
 func (m *Map) Acquire() { m.acquireShared(0, 0, 0) }
 
+// AcquireShared takes the map shared but not recursive:
+// lock_acquire_shared. Validation is compiled out.
+func (m *Map) AcquireShared() { m.acquireShared(1, 0, 0) }
+
 // Release drops the map: lock_map_release. Validation is compiled out.
 func (m *Map) Release() { releaseShared(m) }

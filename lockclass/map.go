@@ -178,16 +178,6 @@ func (m *Map) acquireShared(read uint8, fl uint8, pc uintptr) {
 //go:noinline
 func (m *Map) AcquireRead() { m.acquireShared(2, 0, stack.ReturnPC()) }
 
-// AcquireShared takes the map shared but not recursive: lock_acquire_shared
-// (read mode 1), as dma_fence_begin_signalling takes dma_fence_map. Unlike
-// AcquireRead, a shared holder is a full participant: an exclusive
-// acquisition of the map under a held lock, and that lock taken in the
-// shared section, close a cycle, and so does taking the map exclusively
-// while holding it shared.
-//
-//go:noinline
-func (m *Map) AcquireShared() { m.acquireShared(1, 0, stack.ReturnPC()) }
-
 // TryAcquireShared is a successful shared trylock of the map
 // (lock_acquire_shared with trylock set).
 //
