@@ -43,44 +43,44 @@ import (
 // when the chain was validated (the chain key includes the read mode); only
 // a trylock, which skips validation, sets its usage here.
 //
-// The two commonest cases are decided by headKeyIfCached and memoCached, which
-// the lock paths inline, and pushed by pushQuick; pushCached decides all of
-// them.
+// The two commonest cases, a one-lock chain and the chain m's last cached
+// acquisition made, are decided by quickKey, which the lock paths inline,
+// and pushed by pushQuick; pushCached decides all of them.
 
-// headKeyIfCached returns the key of c's one-lock chain in read mode, if t
-// taking c makes that chain (nothing held) and it is cached.
-func (c *class) headKeyIfCached(t *task.Task, read uint8) (uint64, bool) {
-	if c == nil || len(t.Lockdep.Held) != 0 || cap(t.Lockdep.Held) == 0 ||
-		c.state.Load()|uint32(t.Lockdep.Off) != 0 || !c.modes[read].head.Load() {
+// quickKey returns the key of the chain t makes by taking m (class c) in
+// read mode read, and whether the acquisition can take the quick tiers: the
+// class is current, the goroutine validates (busy, if not zero, is a sleeping
+// lock's non-block or atomic section, which must go the whole way), there is
+// room on the stack, lock_stat is off, and the chain is the one m's last
+// cached acquisition made (pushCached remembers it in m.lastChain, the
+// one-lock chain included). The depth needs no check: the chain, which
+// includes its depth, was validated at that depth.
+func quickKey(t *task.Task, m *Map, c *class, read uint8, busy int32) (uint64, bool) {
+	if c == nil || len(t.Lockdep.Held) == cap(t.Lockdep.Held) ||
+		c.state.Load()|lockStat.on.Load()|uint32(busy|t.Lockdep.Off) != 0 {
 		return 0, false
 	}
-	return c.modes[read].headKey, true
-}
-
-// memoCached reports whether t takes m under the same locks as when m's
-// last chain was validated (m.lastChain), and returns that chain's key.
-func memoCached(t *task.Task, m *Map, c *class, read uint8) (uint64, bool) {
-	ld := &t.Lockdep
-	if c == nil || len(ld.Held) == cap(ld.Held) || c.state.Load()|uint32(ld.Off) != 0 {
-		return 0, false
-	}
-	key := chainKeyMix(ld.ChainKey, c.modes[read].id)
+	key := chainKeyMix(t.Lockdep.ChainKey, c.modes[read].id)
 	return key, key == m.lastChain.Load()
 }
 
 // pushQuick pushes the entry of a cached acquisition that makes chain key;
-// the stack has room.
-func pushQuick(t *task.Task, m *Map, c *class, read uint8, try bool, pc uintptr, key uint64) {
-	held := t.Lockdep.Held
-	n := len(held)
-	held = held[:n+1]
-	t.Lockdep.Held = held // before any other store: only the length changes
-	fillEntry(&held[n], m, c, read, try, pc, t.Lockdep.ChainKey)
-	t.Lockdep.ChainKey = key
-	// lock_stat: the one branch it costs this path while off.
-	if lockStat.Load() {
-		statAcquired(t, &held[n])
-	}
+// the stack has room. The slots past the top of every held-lock stack keep
+// NestLock, Stamp, References and PinCount zero (popTop pops only entries
+// whose counts are zero and clears NestLock; truncateHeld and Lockdep's reap
+// clear whole entries; every other push appends a whole entry), so the quick
+// push writes only the fields a cached acquisition sets, one by one: a
+// composite literal is built on the stack and copied with 16-byte moves that
+// stall on store forwarding.
+func pushQuick(t *task.Task, m *Map, c *class, read uint8, pc uintptr, key uint64) {
+	ld := &t.Lockdep
+	n := len(ld.Held)
+	ld.Held = ld.Held[:n+1] // before any other store: only the length changes
+	h := &ld.Held[n]
+	h.Instance, h.Class, h.Label = unsafe.Pointer(m), unsafe.Pointer(c), classLabel
+	h.Site, h.PrevChainKey = pc, ld.ChainKey
+	h.Read, h.Trylock, h.Check = read, false, true
+	ld.ChainKey = key
 }
 
 // pushCached takes the cached path if it can and reports whether it did.
@@ -98,6 +98,9 @@ func pushCached(t *task.Task, m *Map, c *class, read uint8, try bool, pc uintptr
 		if !try && !c.modes[read].head.Load() {
 			return false
 		}
+		if !try && key != m.lastChain.Load() {
+			m.lastChain.Store(key)
+		}
 	} else {
 		key = chainKeyMix(t.Lockdep.ChainKey, c.modes[read].id)
 		if !try && key != m.lastChain.Load() {
@@ -113,18 +116,13 @@ func pushCached(t *task.Task, m *Map, c *class, read uint8, try bool, pc uintptr
 	if try {
 		c.markUsage(read, true, false)
 	}
-	pushQuick(t, m, c, read, try, pc, key)
+	pushQuick(t, m, c, read, pc, key)
+	h := &t.Lockdep.Held[n]
+	h.Trylock = try
+	if lockStat.Load() {
+		statAcquired(t, h)
+	}
 	return true
-}
-
-// fillEntry writes a cached acquisition's held-lock entry field by field: a
-// composite literal is built on the stack and copied with 16-byte moves that
-// stall on store forwarding.
-func fillEntry(h *task.HeldLock, m *Map, c *class, read uint8, try bool, pc uintptr, prev uint64) {
-	h.Instance, h.Class, h.NestLock, h.Label = unsafe.Pointer(m), unsafe.Pointer(c), nil, classLabel
-	h.Site, h.PrevChainKey, h.Stamp = pc, prev, 0
-	h.References, h.PinCount = 0, 0
-	h.Read, h.Trylock, h.Check = read, try, true
 }
 
 // Lock locks m: mutex_lock.
@@ -132,7 +130,9 @@ func fillEntry(h *task.HeldLock, m *Map, c *class, read uint8, try bool, pc uint
 //go:noinline
 func (m *Mutex) Lock() {
 	if !compiledIn || !enabled.Load() {
-		m.core.lock(nil, &m.dep)
+		if !m.core.tryLock() {
+			m.core.lockSlow(nil, true, &m.dep)
+		}
 		return
 	}
 	id, pc := task.SiteID()
@@ -141,42 +141,40 @@ func (m *Mutex) Lock() {
 	}
 	// Uncontended, the lock is taken first and the cached path annotated
 	// after: nothing blocked, and a cached chain has nothing to report.
-	// m.own.t, stable now that m is ours, is the last holder's record: a
-	// guess at ours that spares the table walk.
 	if !m.core.tryLock() {
 		m.lockWhole(id, pc, false)
 		return
 	}
+	// m.own.t, stable now that m is ours, is the last holder's record: a
+	// guess at ours that spares the table walk.
 	t := m.own.t
 	if t == nil || !t.Reclaim(id) {
-		if t = task.ClaimHead(id); t == nil {
-			t = task.Claim(id)
-		}
-		m.own.t = t // the guess for next time; m.own.id says whether it holds
+		t = m.own.claim(id)
 	}
-	if t.NonBlock|t.Preempt == 0 {
-		// The cached path's quick tiers inline, then the rest of it.
-		c := m.dep.cache[0].Load()
-		if key, ok := c.headKeyIfCached(t, 0); ok {
-			pushQuick(t, &m.dep, c, 0, false, pc, key)
-			m.own.id = id
-			return
-		}
-		if key, ok := memoCached(t, &m.dep, c, 0); ok {
-			pushQuick(t, &m.dep, c, 0, false, pc, key)
-			m.own.id = id
-			return
-		}
-		if pushCached(t, &m.dep, c, 0, false, pc) { // still nothing to report
-			m.own.id = id
-			return
-		}
+	c := m.dep.cache[0].Load()
+	if key, ok := quickKey(t, &m.dep, c, 0, t.NonBlock|t.Preempt); ok {
+		pushQuick(t, &m.dep, c, 0, pc, key)
+		m.own.id = id
+		return
 	}
-	// Not the quick case: give the lock back and go the whole way,
-	// annotating first as lock_acquire does.
+	m.lockLocked(t, id, pc)
+}
+
+// lockLocked is Lock's way when the quick tiers did not apply, with m
+// already taken: the rest of the cached path, or else the lock is given
+// back and Lock goes the whole way, annotating first as lock_acquire does.
+// It is out of line so that Lock keeps a small frame.
+//
+//go:noinline
+func (m *Mutex) lockLocked(t *task.Task, id int64, pc uintptr) {
+	cached := t.NonBlock|t.Preempt == 0
+	if cached && pushCached(t, &m.dep, m.dep.cache[0].Load(), 0, false, pc) {
+		m.own.id = id
+		return
+	}
 	t.ReleaseIfEmpty()
 	m.core.unlock()
-	m.lockWhole(id, pc, t.NonBlock|t.Preempt == 0)
+	m.lockWhole(id, pc, cached)
 }
 
 // lockWhole is Lock's whole way, out of line so that the quick path keeps
@@ -207,13 +205,12 @@ func (m *Mutex) Unlock() {
 	if compiledIn && m.own.id != 0 {
 		// The cached path: the caller is the owner and m is on top.
 		id := task.GoID()
-		if id == 0 {
-			id = task.ID()
-		}
 		if t := m.own.t; m.own.id == id && popTop(t, &m.dep) {
 			m.own.id = 0 // t stays: the next Lock's guess at its record
 			t.ReleaseIfEmpty()
-			m.core.unlock()
+			if !m.core.state.CompareAndSwap(cWriter, 0) {
+				m.core.unlockSlow()
+			}
 			return
 		}
 		m.own.release(&m.dep)
@@ -251,24 +248,26 @@ func (s *RWSem) RLock() {
 	if t == nil {
 		t = task.Claim(id)
 	}
-	if t.NonBlock|t.Preempt == 0 {
-		// The cached path's quick tiers inline, then the rest of it.
-		c := s.dep.cache[0].Load()
-		if key, ok := c.headKeyIfCached(t, 1); ok {
-			pushQuick(t, &s.dep, c, 1, false, pc, key)
-			return
-		}
-		if key, ok := memoCached(t, &s.dep, c, 1); ok {
-			pushQuick(t, &s.dep, c, 1, false, pc, key)
-			return
-		}
-		if pushCached(t, &s.dep, c, 1, false, pc) { // still nothing to report
-			return
-		}
+	c := s.dep.cache[0].Load()
+	if key, ok := quickKey(t, &s.dep, c, 1, t.NonBlock|t.Preempt); ok {
+		pushQuick(t, &s.dep, c, 1, pc, key)
+		return
+	}
+	s.rlockLocked(t, id, pc)
+}
+
+// rlockLocked is RLock's way when the quick tiers did not apply, as
+// Mutex.lockLocked.
+//
+//go:noinline
+func (s *RWSem) rlockLocked(t *task.Task, id int64, pc uintptr) {
+	cached := t.NonBlock|t.Preempt == 0
+	if cached && pushCached(t, &s.dep, s.dep.cache[0].Load(), 1, false, pc) {
+		return
 	}
 	t.ReleaseIfEmpty()
 	s.core.runlock()
-	s.rlockWhole(id, pc, t.NonBlock|t.Preempt == 0)
+	s.rlockWhole(id, pc, cached)
 }
 
 // rlockWhole is RLock's whole way, out of line as Mutex.lockWhole is: an
@@ -323,28 +322,8 @@ func (s *RWSem) RUnlock() {
 // (2 direct calls: 40-42 ns) and from 1057 to 852 instructions (cachegrind)
 // on an Intel Xeon (Sapphire Rapids, KVM).
 //
-// acquireQuick is spelled out here rather than called: the call cost
-// "invalidate, 1 notifier(s)" 168.8 -> 175.7 ns (median of 9, same machine),
-// and that figure has a budget of +50 ns over its baseline.
-//
 //go:noinline
-func (m *Map) Acquire() {
-	pc := stack.ReturnPC()
-	if id := task.GoID(); id != 0 && enabled.Load() {
-		if t := task.ClaimHead(id); t != nil {
-			c := m.cache[0].Load()
-			key, ok := c.headKeyIfCached(t, 0)
-			if !ok {
-				key, ok = memoCached(t, m, c, 0)
-			}
-			if ok {
-				pushQuick(t, m, c, 0, false, pc, key)
-				return
-			}
-		}
-	}
-	m.acquireShared(0, 0, pc)
-}
+func (m *Map) Acquire() { m.acquireQuick(0, stack.ReturnPC()) }
 
 // AcquireShared takes the map shared but not recursive: lock_acquire_shared
 // (read mode 1), as dma_fence_begin_signalling takes dma_fence_map. Unlike
@@ -364,12 +343,8 @@ func (m *Map) acquireQuick(read uint8, pc uintptr) {
 	if id := task.GoID(); id != 0 && enabled.Load() {
 		if t := task.ClaimHead(id); t != nil {
 			c := m.cache[0].Load()
-			key, ok := c.headKeyIfCached(t, read)
-			if !ok {
-				key, ok = memoCached(t, m, c, read)
-			}
-			if ok {
-				pushQuick(t, m, c, read, false, pc, key)
+			if key, ok := quickKey(t, m, c, read, 0); ok {
+				pushQuick(t, m, c, read, pc, key)
 				return
 			}
 			// acquire takes the record again (a store to our own node) and

@@ -137,3 +137,41 @@ func TestLockAfterAnotherGoroutineUsesItsOwnRecord(t *testing.T) {
 	lockclass.AssertNotHeld(m)
 	require.Nil(t, task.Lookup())
 }
+
+// The quick push writes only the fields a cached acquisition sets: the
+// others must be zero in every slot past the top, whatever was popped from
+// it (a lock_stat stamp, a pin, a nest_lock reference).
+func TestQuickPushFindsItsSlotClean(t *testing.T) {
+	krulestest.Check(t)
+	v := lockclass.NewValidator()
+	outer, inner := mutex(v, "outer"), mutex(v, "inner")
+	warm(outer, inner)
+	warm(outer, inner)
+
+	defer lockclass.SetLockStat(lockclass.SetLockStat(true))
+	warm(outer, inner) // stamped entries, popped the slow way
+	lockclass.SetLockStat(false)
+
+	outer.Lock()
+	inner.LockNestLock(outer) // a nest_lock entry in slot 1
+	cookie := lockclass.Pin(inner)
+	lockclass.Unpin(inner, cookie)
+	inner.Unlock()
+	outer.Unlock()
+
+	outer.Lock()
+	inner.Lock() // both quick: slots 0 and 1 reused
+	held := task.Lookup().Lockdep.Held
+	require.Len(t, held, 2)
+	for i, h := range held {
+		require.Zero(t, h.Stamp, "slot %d", i)
+		require.Nil(t, h.NestLock, "slot %d", i)
+		require.Zero(t, h.References, "slot %d", i)
+		require.Zero(t, h.PinCount, "slot %d", i)
+		require.True(t, h.Check, "slot %d", i)
+		require.False(t, h.Trylock, "slot %d", i)
+	}
+	inner.Unlock()
+	outer.Unlock()
+	require.Nil(t, task.Lookup())
+}

@@ -36,3 +36,17 @@ func (o *owner) release(m *Map) bool {
 	}
 	return true
 }
+
+// claim finds the record of goroutine id, the caller, when the guess in
+// o.t was not it, and makes it the guess for next time (o.id says whether
+// it holds).
+//
+//go:noinline
+func (o *owner) claim(id int64) *task.Task {
+	t := task.ClaimHead(id)
+	if t == nil {
+		t = task.Claim(id)
+	}
+	o.t = t
+	return t
+}

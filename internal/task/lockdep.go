@@ -11,6 +11,9 @@ import (
 // Lockdep is the lock validator's per-task state: the kernel's held_locks,
 // lockdep_depth (len(Held)), curr_chain_key and lockdep_recursion.
 type Lockdep struct {
+	// Held is the stack. The slots past its length keep NestLock, Stamp,
+	// References and PinCount zero, so that lockclass's quick push need not
+	// write them: whatever shortens it clears what it cuts off.
 	Held     []HeldLock
 	ChainKey uint64
 	// Off counts lockdep_off() nesting; while non-zero the validator ignores
@@ -18,7 +21,7 @@ type Lockdep struct {
 	Off int32
 }
 
-func (l *Lockdep) empty() bool { return len(l.Held) == 0 && l.Off == 0 }
+func (l *Lockdep) empty() bool { return len(l.Held)|int(l.Off) == 0 }
 
 func (l *Lockdep) reap() {
 	clear(l.Held) // the entries keep classes and lock maps alive

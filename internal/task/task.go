@@ -70,7 +70,7 @@ type Sections struct {
 }
 
 func (s *Sections) empty() bool {
-	return s.NonBlock == 0 && s.Preempt == 0 && s.RCUNest == 0 && len(s.Regions) == 0
+	return int(s.NonBlock|s.Preempt|s.RCUNest)|len(s.Regions) == 0
 }
 
 func (s *Sections) reap() {
@@ -91,7 +91,7 @@ func (s *Scope) reap()       { s.Memalloc = 0 }
 
 // Empty reports whether the record carries no state, so it can be dropped.
 func (t *Task) Empty() bool {
-	return t.Lockdep.empty() && t.Sections.empty() && t.Scope.empty() && t.Name == ""
+	return t.Lockdep.empty() && t.Sections.empty() && t.Scope.empty() && len(t.Name) == 0
 }
 
 // Lookup returns the calling goroutine's record, or nil if it has none.
