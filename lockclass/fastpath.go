@@ -51,13 +51,13 @@ import (
 // read mode read, and whether the acquisition can take the quick tiers: the
 // class is current, the goroutine validates (busy, if not zero, is a sleeping
 // lock's non-block or atomic section, which must go the whole way), there is
-// room on the stack, lock_stat is off, and the chain is the one m's last
+// room on the stack, and the chain is the one m's last
 // cached acquisition made (pushCached remembers it in m.lastChain, the
 // one-lock chain included). The depth needs no check: the chain, which
 // includes its depth, was validated at that depth.
 func quickKey(t *task.Task, m *Map, c *class, read uint8, busy int32) (uint64, bool) {
 	if c == nil || len(t.Lockdep.Held) == cap(t.Lockdep.Held) ||
-		c.state.Load()|lockStat.on.Load()|uint32(busy|t.Lockdep.Off) != 0 {
+		c.state.Load()|uint32(busy|t.Lockdep.Off) != 0 {
 		return 0, false
 	}
 	key := chainKeyMix(t.Lockdep.ChainKey, c.modes[read].id)
@@ -155,6 +155,9 @@ func (m *Mutex) Lock() {
 	if key, ok := quickKey(t, &m.dep, c, 0, t.NonBlock|t.Preempt); ok {
 		pushQuick(t, &m.dep, c, 0, pc, key)
 		m.own.id = id
+		if lockStat.on.Load() != 0 { // the one branch lock_stat costs while off
+			statAcquired(t, &t.Lockdep.Held[len(t.Lockdep.Held)-1])
+		}
 		return
 	}
 	m.lockLocked(t, id, pc)
@@ -205,9 +208,13 @@ func (m *Mutex) Unlock() {
 	if compiledIn && m.own.id != 0 {
 		// The cached path: the caller is the owner and m is on top.
 		id := task.GoID()
-		if t := m.own.t; m.own.id == id && popTop(t, &m.dep) {
+		if t := m.own.t; m.own.id == id {
 			m.own.id = 0 // t stays: the next Lock's guess at its record
-			t.ReleaseIfEmpty()
+			if popTop(t, &m.dep) {
+				t.ReleaseIfEmpty()
+			} else if !releaseStamped(&m.dep, t) {
+				releaseSlow(&m.dep, t) // not on top, pinned, referenced
+			}
 			if !m.core.state.CompareAndSwap(cWriter, 0) {
 				m.core.unlockSlow()
 			}
@@ -251,6 +258,9 @@ func (s *RWSem) RLock() {
 	c := s.dep.cache[0].Load()
 	if key, ok := quickKey(t, &s.dep, c, 1, t.NonBlock|t.Preempt); ok {
 		pushQuick(t, &s.dep, c, 1, pc, key)
+		if lockStat.on.Load() != 0 {
+			statAcquired(t, &t.Lockdep.Held[len(t.Lockdep.Held)-1])
+		}
 		return
 	}
 	s.rlockLocked(t, id, pc)
@@ -345,6 +355,9 @@ func (m *Map) acquireQuick(read uint8, pc uintptr) {
 			c := m.cache[0].Load()
 			if key, ok := quickKey(t, m, c, read, 0); ok {
 				pushQuick(t, m, c, read, pc, key)
+				if lockStat.on.Load() != 0 {
+					statAcquired(t, &t.Lockdep.Held[len(t.Lockdep.Held)-1])
+				}
 				return
 			}
 			// acquire takes the record again (a store to our own node) and

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	_ "unsafe" // go:linkname
+	"unsafe"
 
 	"github.com/krules/krules/internal/stack"
 	"github.com/krules/krules/internal/task"
@@ -44,7 +44,12 @@ func (s *statSwitch) Swap(on bool) bool {
 // SetLockStat turns lock statistics on or off, as writing 1 or 0 to
 // /proc/sys/kernel/lock_stat does, and returns the previous setting.
 // Statistics gathered so far are kept; ClearLockStat clears them.
-func SetLockStat(on bool) bool { return lockStat.Swap(on) }
+func SetLockStat(on bool) bool {
+	if on {
+		statClockInit()
+	}
+	return lockStat.Swap(on)
+}
 
 // LockStatEnabled reports whether lock statistics are being gathered.
 func LockStatEnabled() bool { return lockStat.Load() }
@@ -137,9 +142,6 @@ type mapStat struct {
 	ip, prevIP atomic.Uintptr // their acquisition sites
 }
 
-//go:linkname nanotime runtime.nanotime
-func nanotime() int64
-
 func side(read uint8) int {
 	if read != 0 {
 		return 1
@@ -152,7 +154,7 @@ func side(read uint8) int {
 //
 //go:noinline
 func statAcquired(t *task.Task, h *task.HeldLock) {
-	h.Stamp = nanotime()
+	h.Stamp = statNow()
 	m, c := (*Map)(h.Instance), (*class)(h.Class)
 	if last := m.stat.last.Load(); last != t.ID {
 		if last != 0 { // the first acquisition bounces from nowhere
@@ -167,12 +169,30 @@ func statAcquired(t *task.Task, h *task.HeldLock) {
 	}
 }
 
+// releaseStamped is the release of m's entry on top of t's stack, stamped
+// while lock_stat was on: its hold time, then the cached pop that the stamp
+// kept it from. It reports whether it released m.
+//
+//go:noinline
+func releaseStamped(m *Map, t *task.Task) bool {
+	n := len(t.Lockdep.Held) - 1
+	if n < 0 || t.Lockdep.Held[n].Stamp == 0 || t.Lockdep.Held[n].Instance != unsafe.Pointer(m) {
+		return false
+	}
+	statReleased(&t.Lockdep.Held[n])
+	if !popTop(t, m) {
+		return false
+	}
+	t.ReleaseIfEmpty()
+	return true
+}
+
 // statReleased is lock_release_holdtime: h, stamped while lock_stat was on,
 // is being released.
 //
 //go:noinline
 func statReleased(h *task.HeldLock) {
-	(*class)(h.Class).stat.hold[side(h.Read)].add(nanotime() - h.Stamp)
+	(*class)(h.Class).stat.hold[side(h.Read)].add(statNanos(statNow() - h.Stamp))
 	h.Stamp = 0
 }
 
@@ -207,7 +227,7 @@ func statContended(m *Map) contention {
 	addPoint(&s.contention, h.Site)
 	addPoint(&s.contending, ip)
 	s.mu.Unlock()
-	return contention{t: t, start: nanotime(), rec: c.g.prof.contended()}
+	return contention{t: t, start: statNow(), rec: c.g.prof.contended()}
 }
 
 // statWaited is the rest of lock_acquired for an acquisition that waited:
@@ -221,9 +241,10 @@ func statWaited(m *Map, w contention) {
 		return
 	}
 	h := &w.t.Lockdep.Held[i]
-	now := nanotime()
-	(*class)(h.Class).stat.wait[side(h.Read)].add(now - w.start)
-	w.rec.waited(now - w.start)
+	now := statNow()
+	waited := statNanos(now - w.start)
+	(*class)(h.Class).stat.wait[side(h.Read)].add(waited)
+	w.rec.waited(waited)
 	h.Stamp = now // the hold starts now; the acquisition was counted when annotated
 }
 

@@ -28,7 +28,7 @@ func (o *owner) release(m *Map) bool {
 	if id == 0 {
 		return false
 	}
-	*o = owner{}
+	o.id = 0 // t stays: the holder's next Lock's guess at its record
 	if id == task.ID() {
 		release(m, t)
 	} else {

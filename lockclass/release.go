@@ -120,16 +120,8 @@ func (m *Map) validating(t *task.Task) bool {
 
 //go:noinline
 func releaseSlow(m *Map, t *task.Task) bool {
-	if t != nil {
-		// lock_stat's release of the top entry: its hold time, then the
-		// cached pop that the stamp kept it from.
-		if n := len(t.Lockdep.Held) - 1; n >= 0 && t.Lockdep.Held[n].Stamp != 0 && t.Lockdep.Held[n].Instance == unsafe.Pointer(m) {
-			statReleased(&t.Lockdep.Held[n])
-			if popTop(t, m) {
-				t.ReleaseIfEmpty()
-				return true
-			}
-		}
+	if t != nil && releaseStamped(m, t) {
+		return true
 	}
 	i := findHeld(t, m)
 	if i < 0 {

@@ -47,8 +47,9 @@ type HeldLock struct {
 	Site uintptr
 
 	PrevChainKey uint64
-	// Stamp is the start of the hold in runtime nanotime, set only while
-	// lock_stat is on (holdtime_stamp); zero otherwise.
+	// Stamp is the start of the hold in lock_stat's clock (lockclass's
+	// lockstat_clock), set only while lock_stat is on (holdtime_stamp);
+	// zero otherwise.
 	Stamp      int64
 	NestLock   unsafe.Pointer
 	References uint32
