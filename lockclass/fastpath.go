@@ -212,8 +212,8 @@ func (m *Mutex) Unlock() {
 			m.own.id = 0 // t stays: the next Lock's guess at its record
 			if popTop(t, &m.dep) {
 				t.ReleaseIfEmpty()
-			} else if !releaseStamped(&m.dep, t) {
-				releaseSlow(&m.dep, t) // not on top, pinned, referenced
+			} else {
+				releaseSlow(&m.dep, t) // stamped, not on top, pinned
 			}
 			if !m.core.state.CompareAndSwap(cWriter, 0) {
 				m.core.unlockSlow()
