@@ -52,8 +52,10 @@ func (p *Pool[T]) allocate(ctx context.Context, flags gfp.Flags) (T, error) {
 			return zero, ErrClosed
 		}
 		if x, err := p.alloc(tmp); err == nil {
-			p.out.Add(1)
-			p.handOut(x)
+			checkOut(p.count.Add(outOne))
+			if !p.plain {
+				p.handOut(x)
+			}
 			return x, nil
 		}
 		p.mu.Lock()
@@ -66,8 +68,20 @@ func (p *Pool[T]) allocate(ctx context.Context, flags gfp.Flags) (T, error) {
 			p.mu.Unlock()
 			return zero, ErrClosed
 		}
-		if len(p.elements) > 0 {
-			return p.takeReserved(), nil
+		if p.nr > 0 {
+			if !p.plain {
+				return p.takeReserved(), nil
+			}
+			// takeReserved inline, for a pool with no per-element work:
+			// with Free, 251 instructions a round (cachegrind; 25 ns
+			// beside sync.Pool's 13.6, min of 15 noisy runs; AMD EPYC
+			// (Zen 3, KVM)).
+			x := p.pop()
+			p.st.fromReserve++
+			c := p.count.Add(takeFromReserve)
+			p.mu.Unlock()
+			checkOut(c)
+			return x, nil
 		}
 		if tmp != flags {
 			// The first pass found the reserve empty: try the allocator at
@@ -112,7 +126,7 @@ func (p *Pool[T]) allocate(ctx context.Context, flags gfp.Flags) (T, error) {
 // sleeps; ok is false if the reserve is empty.
 func (p *Pool[T]) AllocPreallocated() (x T, ok bool) {
 	p.mu.Lock()
-	if len(p.elements) == 0 || p.closed.Load() {
+	if p.nr == 0 || p.closed.Load() {
 		p.mu.Unlock()
 		return x, false
 	}
@@ -124,19 +138,26 @@ func (p *Pool[T]) AllocPreallocated() (x T, ok bool) {
 // unlocks, then checks the element's poison outside the lock, as
 // remove_element's caller does.
 func (p *Pool[T]) takeReserved() T {
-	x, bad := p.removeElement()
+	x := p.pop()
 	p.st.fromReserve++
-	p.out.Add(1)
-	p.mu.Unlock()
-	if bad >= 0 {
-		p.reportPoison(x, bad)
+	c := p.count.Add(takeFromReserve) // out+1 and the mirror of nr in one
+	bad := -1
+	if !p.plain {
+		bad = p.leaveReserve(x)
 	}
-	p.handOut(x)
+	p.mu.Unlock()
+	checkOut(c)
+	if !p.plain {
+		if bad >= 0 {
+			p.reportPoison(x, bad)
+		}
+		p.handOut(x)
+	}
 	return x
 }
 
 // handOut tracks an element given to a caller, in debug mode; the caller
-// has counted it in out.
+// has counted it in out and tested plain.
 func (p *Pool[T]) handOut(x T) {
 	if p.dbg != nil && p.ops.key != nil {
 		p.dbg.track(p.ops.key(x))

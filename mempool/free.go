@@ -19,16 +19,30 @@ package mempool
 // pools always, by frame number; every pool in debug mode; any pool when
 // no element is outstanding) and left alone.
 func (p *Pool[T]) Free(x T) {
-	if p.ops.isNil(x) {
+	if p.isNil(x) {
 		return
 	}
-	if !p.accept(x) || !p.returned() {
+	if !p.plain && !p.accept(x) {
 		return
 	}
-	if p.wantsRefill(p.curr.Load()) {
+	c := p.count.Load()
+	if c < outOne { // none out, seen without the lock
+		p.reportNoneOut()
+		return
+	}
+	if p.wantsRefill(reserveOf(c)) {
 		p.mu.Lock()
-		if p.wantsRefill(int64(len(p.elements))) && !p.closed.Load() {
-			p.addElement(x)
+		if p.wantsRefill(p.nr) && !p.closed.Load() {
+			if !p.returned(freeToReserve) {
+				p.mu.Unlock()
+				p.reportNoneOut()
+				return
+			}
+			if !p.plain {
+				p.enterReserve(x)
+			}
+			p.elements[p.nr] = x
+			p.nr++
 			p.st.refills++
 			wake := p.sleepers > 0
 			p.mu.Unlock()
@@ -38,6 +52,10 @@ func (p *Pool[T]) Free(x T) {
 			return
 		}
 		p.mu.Unlock()
+	}
+	if !p.returned(freeToAllocator) {
+		p.reportNoneOut()
+		return
 	}
 	p.free(x)
 }
@@ -61,25 +79,32 @@ func (p *Pool[T]) accept(x T) bool {
 // wantsRefill reports whether a reserve of n elements takes a freed element
 // back: while below minNr, and, for a pool without a reserve, while empty,
 // so that waiters are still woken by frees.
-func (p *Pool[T]) wantsRefill(n int64) bool {
+func (p *Pool[T]) wantsRefill(n int) bool {
 	min := p.minNr.Load()
-	return n < min || min == 0 && n == 0
+	return int64(n) < min || min == 0 && n == 0
 }
 
-// returned counts an element back in, unless none is out: then the free
-// is a double or foreign one that the pool recognises without debug mode,
-// and it is reported and refused, so that the count stays true and the
+// returned counts an element back in, moving the count word by delta
+// (freeToReserve or freeToAllocator), unless none is out: then the free is
+// a double or foreign one that the pool recognises without debug mode, and
+// the caller reports and refuses it, so that the count stays true and the
 // element reaches neither the reserve (which would hand it out twice) nor
-// the allocator.
-func (p *Pool[T]) returned() bool {
+// the allocator. Under mu (freeToReserve) the mirror of nr cannot change
+// between the load and the swap; out can, by hand-outs from the allocator
+// and frees to it, which take no lock.
+func (p *Pool[T]) returned(delta uint64) bool {
 	for {
-		n := p.out.Load()
-		if n <= 0 {
-			p.reportBadFree("no element is outstanding: a double or foreign free")
+		c := p.count.Load()
+		if c < outOne {
 			return false
 		}
-		if p.out.CompareAndSwap(n, n-1) {
+		if p.count.CompareAndSwap(c, c+delta) {
 			return true
 		}
 	}
+}
+
+// reportNoneOut reports a free made while no element is outstanding.
+func (p *Pool[T]) reportNoneOut() {
+	p.reportBadFree("no element is outstanding: a double or foreign free")
 }

@@ -19,11 +19,18 @@ func (p *Pool[T]) Resize(newMin int) error {
 		krules.Emit(krules.Warn(krules.MempoolMisuse, fmt.Sprintf("BUG_ON(new_min_nr <= 0): mempool_resize(%s, %d)", p.cfg.name, newMin), 0))
 		return fmt.Errorf("mempool: resize to %d", newMin)
 	}
+	if newMin > maxMinNr {
+		return fmt.Errorf("mempool: resize to %d: min_nr is an int32", newMin)
+	}
 	nonblock.MightSleep()
 	p.mu.Lock()
 	if int64(newMin) <= p.minNr.Load() {
-		for newMin < len(p.elements) {
-			x, bad := p.removeElement()
+		for newMin < p.nr {
+			x, bad := p.pop(), -1
+			p.count.Add(^uint64(0)) // the mirror of nr
+			if !p.plain {
+				bad = p.leaveReserve(x)
+			}
 			p.mu.Unlock()
 			if bad >= 0 {
 				p.reportPoison(x, bad)
@@ -38,23 +45,26 @@ func (p *Pool[T]) Resize(newMin int) error {
 	p.mu.Unlock()
 
 	// Grow the array outside the lock, as the kernel allocates it.
-	grown := make([]T, 0, newMin)
+	grown := make([]T, newMin)
 	p.mu.Lock()
 	if int64(newMin) <= p.minNr.Load() {
 		// Somebody else grew the pool meanwhile.
 		p.mu.Unlock()
 		return nil
 	}
-	p.elements = append(grown, p.elements...)
+	if newMin > len(p.elements) {
+		copy(grown, p.elements[:p.nr])
+		p.elements = grown
+	}
 	p.minNr.Store(int64(newMin))
-	for int64(len(p.elements)) < p.minNr.Load() {
+	for int64(p.nr) < p.minNr.Load() {
 		p.mu.Unlock()
 		x, err := p.alloc(gfp.Kernel)
 		if err != nil {
 			return nil
 		}
 		p.mu.Lock()
-		if int64(len(p.elements)) < p.minNr.Load() && !p.closed.Load() {
+		if int64(p.nr) < p.minNr.Load() && !p.closed.Load() {
 			p.addElement(x)
 			continue
 		}

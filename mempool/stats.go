@@ -41,8 +41,8 @@ func (p *Pool[T]) Stats() Stats {
 	return Stats{
 		Name:              p.cfg.name,
 		MinNr:             int(p.minNr.Load()),
-		Reserve:           len(p.elements),
-		Outstanding:       p.out.Load(),
+		Reserve:           p.nr,
+		Outstanding:       p.outstanding(),
 		FromReserve:       p.st.fromReserve,
 		AllocatorFailures: p.st.allocatorFailures,
 		Waits:             p.st.waits,
