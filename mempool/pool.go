@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -20,26 +19,18 @@ var ErrClosed = errors.New("mempool: pool closed")
 // or a constructor. A Pool is safe for concurrent use and must not be
 // copied.
 type Pool[T any] struct {
-	mu sync.Mutex // pool->lock
+	// count is the pool's lock (pool->lock) and two counters in one word
+	// (lock.go): out, the elements handed out and not yet freed, and a
+	// mirror of nr.
+	count countWord
 	// elements[:nr] is the reserve, a LIFO stack (pool->elements and
-	// curr_nr), under mu. The array has room for at least minNr elements
-	// (one when minNr is 0) and is replaced only by Resize, so a push or a
-	// pop writes one slot and nr, not the slice header.
+	// curr_nr), under the lock. The array has room for at least minNr
+	// elements (one when minNr is 0) and is replaced only by Resize, so a
+	// push or a pop writes one slot and nr, not the slice header.
 	elements []T
 	nr       int
-	// count packs out, the elements handed out and not yet freed (above
-	// reserveBits), with a mirror of nr (below), so that a reserve path
-	// moves an element between the two with one atomic read-modify-write.
-	// out is one counter for every path, exact in every mode: the
-	// allocator's hand-outs add to it without the lock, the reserve's
-	// under it, in the same word. Close reads it (outstanding), and Free
-	// refuses a free when it is zero. (A second counter for the reserve
-	// paths, kept under mu, let Free's check read a count that missed the
-	// reserve's elements.) The mirror of nr is written under mu and read
-	// without it by Free's first test, the kernel's READ_ONCE of curr_nr.
-	count atomic.Uint64
-	// minNr is the target, written under mu and read without it by Free's
-	// first test.
+	// minNr is the target, written under the lock and read without it by
+	// Free's first test.
 	minNr  atomic.Int64
 	closed atomic.Bool
 
@@ -47,10 +38,10 @@ type Pool[T any] struct {
 	free  func(T)
 	wait  nonblock.WaitQueue
 	// sleepers counts the Allocs between preparing to wait and the end of
-	// their sleep, under mu: Free wakes the queue only if it is non-zero
-	// (wq_has_sleeper). A waiter prepares under mu after seeing the reserve
-	// empty, so a refill either comes after and sees it, or before and the
-	// waiter takes the element instead.
+	// their sleep, under the lock: Free wakes the queue only if it is
+	// non-zero (wq_has_sleeper). A waiter prepares under the lock after
+	// seeing the reserve empty, so a refill either comes after and sees
+	// it, or before and the waiter takes the element instead.
 	sleepers int
 
 	// plain is set when the pool has no per-element work to do: no debug
@@ -68,43 +59,15 @@ type Pool[T any] struct {
 	// warnedZero is the VM_WARN_ON_ONCE for __GFP_ZERO.
 	warnedZero atomic.Bool
 
-	st poolStats // under mu, but for timeouts
-}
-
-// The count word. The kernel's min_nr is an int, so a reserve holds at
-// most MaxInt32 elements: reserveBits hold the mirror of nr, the 33 bits
-// above hold out.
-const (
-	reserveBits = 31
-	maxMinNr    = 1<<reserveBits - 1
-	outOne      = 1 << reserveBits
-	reserveMask = outOne - 1
-
-	// The deltas of the count word's moves: an element handed out from
-	// the reserve, one freed to the reserve, one freed to the allocator.
-	takeFromReserve = outOne - 1
-	freeToReserve   = 1<<64 - outOne + 1
-	freeToAllocator = 1<<64 - outOne
-)
-
-// outOf and reserveOf unpack the count word.
-func outOf(c uint64) int64   { return int64(c >> reserveBits) }
-func reserveOf(c uint64) int { return int(c & reserveMask) }
-
-// checkOut panics if a hand-out that left the count word at c overflowed
-// out (c < outOne: it wrapped to zero), rather than let the count, and with
-// it Free's refusals and Close's report, go wrong.
-func checkOut(c uint64) {
-	if c < outOne {
-		panic("mempool: more than 2^33-1 elements outstanding")
-	}
+	st poolStats // under the lock
 }
 
 // New creates a pool of minNr elements (mempool_create): it preallocates
 // max(1, minNr) elements with alloc and the flags of WithGFP (GFP_KERNEL by
 // default) and keeps them in reserve. If an allocation fails, what was taken
 // is freed and New returns the error. free gives an element back to the
-// allocator. minNr is at most math.MaxInt32, the kernel's int.
+// allocator. minNr is at most math.MaxInt32, the kernel's int; at most
+// 2^32-1 elements may be out at once (Alloc panics beyond).
 //
 // Keeping one element when minNr is 0 (a 2025 fix) lets a Free wake
 // waiters even in a pool with no reserve.
@@ -132,7 +95,9 @@ func newPool[T any](minNr int, alloc func(gfp.Flags) (T, error), free func(T), o
 			p.exit()
 			return nil, fmt.Errorf("mempool %s: preallocating element %d of %d: %w", p.cfg.name, p.nr+1, len(p.elements), err)
 		}
+		p.lock()
 		p.addElement(x)
+		p.unlock(reserveOne)
 	}
 	return p, nil
 }
@@ -163,15 +128,14 @@ func (p *Pool[T]) isNil(x T) bool {
 }
 
 // addElement pushes x onto the reserve, poisoning it in debug mode
-// (add_element). The caller holds mu or owns the pool, and has made sure
-// the array has room.
+// (add_element). The caller holds the lock, has made sure the array has
+// room, and adds reserveOne to the count word as it unlocks.
 func (p *Pool[T]) addElement(x T) {
 	if !p.plain {
 		p.enterReserve(x)
 	}
 	p.elements[p.nr] = x
 	p.nr++
-	p.count.Add(1)
 }
 
 // enterReserve is addElement's per-element work.
@@ -184,9 +148,9 @@ func (p *Pool[T]) enterReserve(x T) {
 	}
 }
 
-// pop pops the newest element (remove_element) without updating the count
-// word, which the caller does. The caller holds mu, has seen the reserve
-// non-empty, and, unless the pool is plain, calls leaveReserve.
+// pop pops the newest element (remove_element). The caller holds the lock,
+// has seen the reserve non-empty, moves the count word as it unlocks and,
+// unless the pool is plain, calls leaveReserve.
 func (p *Pool[T]) pop() T {
 	p.nr--
 	x := p.elements[p.nr]
@@ -210,12 +174,12 @@ func (p *Pool[T]) leaveReserve(x T) int {
 
 // exit gives every reserved element back to the allocator (mempool_exit).
 func (p *Pool[T]) exit() {
-	p.mu.Lock()
+	p.lock()
 	elems := p.elements[:p.nr]
 	p.elements = nil
-	p.count.Add(-uint64(p.nr))
+	n := p.nr
 	p.nr = 0
-	p.mu.Unlock()
+	p.unlock(-uint64(n) * reserveOne)
 	for i := len(elems) - 1; i >= 0; i-- {
 		x := elems[i]
 		if !p.plain {
@@ -228,7 +192,7 @@ func (p *Pool[T]) exit() {
 }
 
 // outstanding returns the number of elements handed out and not yet freed.
-func (p *Pool[T]) outstanding() int64 { return outOf(p.count.Load()) }
+func (p *Pool[T]) outstanding() int64 { return outOf(p.count.load()) }
 
 // Name returns the pool's name.
 func (p *Pool[T]) Name() string { return p.cfg.name }
@@ -238,5 +202,5 @@ func (p *Pool[T]) MinNr() int { return int(p.minNr.Load()) }
 
 // Saturated reports whether the reserve is full: mempool_is_saturated().
 func (p *Pool[T]) Saturated() bool {
-	return int64(reserveOf(p.count.Load())) >= p.minNr.Load()
+	return int64(reserveOf(p.count.load())) >= p.minNr.Load()
 }

@@ -20,36 +20,35 @@ func (p *Pool[T]) Resize(newMin int) error {
 		return fmt.Errorf("mempool: resize to %d", newMin)
 	}
 	if newMin > maxMinNr {
-		return fmt.Errorf("mempool: resize to %d: min_nr is an int32", newMin)
+		return fmt.Errorf("mempool: resize to %d: min_nr is at most %d", newMin, maxMinNr)
 	}
 	nonblock.MightSleep()
-	p.mu.Lock()
+	p.lock()
 	if int64(newMin) <= p.minNr.Load() {
 		for newMin < p.nr {
 			x, bad := p.pop(), -1
-			p.count.Add(^uint64(0)) // the mirror of nr
 			if !p.plain {
 				bad = p.leaveReserve(x)
 			}
-			p.mu.Unlock()
+			p.unlock(outOfReserve)
 			if bad >= 0 {
 				p.reportPoison(x, bad)
 			}
 			p.free(x)
-			p.mu.Lock()
+			p.lock()
 		}
 		p.minNr.Store(int64(newMin))
-		p.mu.Unlock()
+		p.unlock(0)
 		return nil
 	}
-	p.mu.Unlock()
+	p.unlock(0)
 
 	// Grow the array outside the lock, as the kernel allocates it.
 	grown := make([]T, newMin)
-	p.mu.Lock()
+	p.lock()
 	if int64(newMin) <= p.minNr.Load() {
 		// Somebody else grew the pool meanwhile.
-		p.mu.Unlock()
+		p.unlock(0)
 		return nil
 	}
 	if newMin > len(p.elements) {
@@ -58,20 +57,21 @@ func (p *Pool[T]) Resize(newMin int) error {
 	}
 	p.minNr.Store(int64(newMin))
 	for int64(p.nr) < p.minNr.Load() {
-		p.mu.Unlock()
+		p.unlock(0)
 		x, err := p.alloc(gfp.Kernel)
 		if err != nil {
 			return nil
 		}
-		p.mu.Lock()
+		p.lock()
 		if int64(p.nr) < p.minNr.Load() && !p.closed.Load() {
 			p.addElement(x)
+			p.count.add(intoReserve) // the mirror of nr, the lock held
 			continue
 		}
-		p.mu.Unlock()
+		p.unlock(0)
 		p.free(x) // raced with a refill
 		return nil
 	}
-	p.mu.Unlock()
+	p.unlock(0)
 	return nil
 }

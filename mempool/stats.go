@@ -36,8 +36,8 @@ type Stats struct {
 
 // Stats returns the pool's counters.
 func (p *Pool[T]) Stats() Stats {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.lock()
+	defer p.unlock(0)
 	return Stats{
 		Name:              p.cfg.name,
 		MinNr:             int(p.minNr.Load()),
