@@ -52,33 +52,46 @@ func (p *Pool[T]) allocate(ctx context.Context, flags gfp.Flags) (T, error) {
 			return zero, ErrClosed
 		}
 		if x, err := p.alloc(tmp); err == nil {
-			p.out.Add(1)
-			p.handOut(x)
+			checkOut(p.count.add(outOne))
+			if !p.plain {
+				p.handOut(x)
+			}
 			return x, nil
 		}
-		p.mu.Lock()
+		p.lock()
 		p.st.allocatorFailures++
 		if p.closed.Load() {
 			// Closed while the allocator ran: Close's wake-up may have
 			// come already, so a wait now would sleep the whole timeout.
 			// Close sets closed before it takes the lock to empty the
 			// reserve, so seen here under the lock it is never missed.
-			p.mu.Unlock()
+			p.unlock(0)
 			return zero, ErrClosed
 		}
-		if len(p.elements) > 0 {
-			return p.takeReserved(), nil
+		if p.nr > 0 {
+			if !p.plain {
+				return p.takeReserved(), nil
+			}
+			// takeReserved inline, for a pool with no per-element work
+			// (no call, no hook tests): with Free, a round is 236
+			// instructions and 4 locked ones (cachegrind), 19.6 ns beside
+			// sync.Pool's 14.2 (min of 20 noisy runs), AMD EPYC (Zen 3,
+			// KVM); 373, 8 and 42 ns before.
+			x := p.pop()
+			p.st.fromReserve++
+			checkOut(p.unlock(takeFromReserve))
+			return x, nil
 		}
 		if tmp != flags {
 			// The first pass found the reserve empty: try the allocator at
 			// once with the caller's flags, without sleeping.
-			p.mu.Unlock()
+			p.unlock(0)
 			tmp = flags
 			continue
 		}
 		if flags&gfp.DirectReclaim == 0 {
 			p.st.failed++
-			p.mu.Unlock()
+			p.unlock(0)
 			return zero, gfp.ErrNoMemory
 		}
 		// Register for the wake-up before dropping the lock, so that a Free
@@ -86,13 +99,13 @@ func (p *Pool[T]) allocate(ctx context.Context, flags gfp.Flags) (T, error) {
 		ticket := p.wait.Prepare()
 		p.st.waits++
 		p.sleepers++
-		p.mu.Unlock()
+		p.unlock(0)
 		p.dbg.waiting(1)
 		woken, err := ticket.Sleep(ctx, p.cfg.timeout)
 		p.dbg.waiting(-1)
-		p.mu.Lock()
+		p.lock()
 		p.sleepers--
-		p.mu.Unlock()
+		p.unlock(0)
 		if err != nil {
 			return zero, err
 		}
@@ -111,32 +124,37 @@ func (p *Pool[T]) allocate(ctx context.Context, flags gfp.Flags) (T, error) {
 // mempool_alloc_preallocated(). It never calls the allocator and never
 // sleeps; ok is false if the reserve is empty.
 func (p *Pool[T]) AllocPreallocated() (x T, ok bool) {
-	p.mu.Lock()
-	if len(p.elements) == 0 || p.closed.Load() {
-		p.mu.Unlock()
+	p.lock()
+	if p.nr == 0 || p.closed.Load() {
+		p.unlock(0)
 		return x, false
 	}
 	return p.takeReserved(), true
 }
 
 // takeReserved pops the newest reserve element and hands it out. The
-// caller holds p.mu and has seen the reserve non-empty; takeReserved
+// caller holds the lock and has seen the reserve non-empty; takeReserved
 // unlocks, then checks the element's poison outside the lock, as
 // remove_element's caller does.
 func (p *Pool[T]) takeReserved() T {
-	x, bad := p.removeElement()
+	x := p.pop()
 	p.st.fromReserve++
-	p.out.Add(1)
-	p.mu.Unlock()
-	if bad >= 0 {
-		p.reportPoison(x, bad)
+	bad := -1
+	if !p.plain {
+		bad = p.leaveReserve(x)
 	}
-	p.handOut(x)
+	checkOut(p.unlock(takeFromReserve))
+	if !p.plain {
+		if bad >= 0 {
+			p.reportPoison(x, bad)
+		}
+		p.handOut(x)
+	}
 	return x
 }
 
 // handOut tracks an element given to a caller, in debug mode; the caller
-// has counted it in out.
+// has counted it in out and tested plain.
 func (p *Pool[T]) handOut(x T) {
 	if p.dbg != nil && p.ops.key != nil {
 		p.dbg.track(p.ops.key(x))
@@ -157,9 +175,9 @@ const deadlockAfter = DefaultTimeout
 // hold one element while waiting for a second). It returns whether it
 // reported.
 func (p *Pool[T]) timedOut(report bool) bool {
-	p.mu.Lock()
+	p.lock()
 	p.st.timeouts++
-	p.mu.Unlock()
+	p.unlock(0)
 	if p.dbg == nil || !report {
 		return false
 	}

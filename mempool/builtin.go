@@ -10,30 +10,23 @@ import (
 )
 
 // elemOps are what a pool knows about its element type beyond alloc and
-// free: how to tell nil, how to identify an element (debug tracking), its
-// bytes (poisoning), a cheap validity check and a hook on entering and
-// leaving the reserve (the page pool's frame bitmap).
+// free (and nil, which Pool.isNil tells from T's kind): how to identify an
+// element (debug tracking), its bytes (poisoning), a cheap validity check
+// and a hook on entering and leaving the reserve (the page pool's frame
+// bitmap).
 type elemOps[T any] struct {
-	isNil   func(T) bool
 	key     func(T) any
 	bytes   func(T) []byte
 	check   func(T) string
 	reserve func(x T, in bool)
 }
 
-// genericOps derives the ops of a user pool from T: nil for pointer-like
-// kinds, tracking for comparable types (and byte slices, by address),
-// poisoning for byte slices.
+// genericOps derives the ops of a user pool from T: tracking for
+// comparable types (and byte slices, by address), poisoning for byte
+// slices.
 func genericOps[T any]() elemOps[T] {
 	t := reflect.TypeFor[T]()
-	ops := elemOps[T]{isNil: func(T) bool { return false }}
-	switch t.Kind() {
-	case reflect.Pointer, reflect.Map, reflect.Chan, reflect.Func, reflect.UnsafePointer, reflect.Slice:
-		// The first word is the pointer (a slice's data pointer).
-		ops.isNil = func(x T) bool { return *(*unsafe.Pointer)(unsafe.Pointer(&x)) == nil }
-	case reflect.Interface:
-		ops.isNil = func(x T) bool { return *(*[2]unsafe.Pointer)(unsafe.Pointer(&x)) == [2]unsafe.Pointer{} }
-	}
+	var ops elemOps[T]
 	switch {
 	case t == reflect.TypeFor[[]byte]():
 		ops.key = func(x T) any { return uintptr(*(*unsafe.Pointer)(unsafe.Pointer(&x))) }
@@ -61,7 +54,6 @@ func NewPagePool(minNr int, z *gfp.Zone, order int, opts ...Option) (*Pool[*gfp.
 		return &inReserve[i/64], 1 << (i % 64)
 	}
 	ops := elemOps[*gfp.Page]{
-		isNil: func(pg *gfp.Page) bool { return pg == nil },
 		key:   func(pg *gfp.Page) any { return pg.PFN() },
 		bytes: func(pg *gfp.Page) []byte { return pg.Bytes() },
 		check: func(pg *gfp.Page) string {
@@ -133,7 +125,6 @@ func NewSlabPool[T any](minNr int, z *gfp.Zone, opts ...Option) (*Pool[*T], erro
 	size := max(int(t.Size()), 1)
 	asBytes := func(x *T) []byte { return unsafe.Slice((*byte)(unsafe.Pointer(x)), size) }
 	ops := elemOps[*T]{
-		isNil: func(x *T) bool { return x == nil },
 		key:   func(x *T) any { return uintptr(unsafe.Pointer(x)) },
 		bytes: asBytes,
 		check: func(x *T) string {

@@ -148,7 +148,7 @@ func (p *Pool[T]) reportPoison(x T, at int) {
 	if start > 0 {
 		dots = "... "
 	}
-	r.Printf(" nr=%d @ %p: %s0x", p.curr.Load(), unsafe.SliceData(b), dots)
+	r.Printf(" nr=%d @ %p: %s0x", reserveOf(p.count.load()), unsafe.SliceData(b), dots)
 	for _, c := range b[start:end] {
 		r.Printf("%x ", c)
 	}

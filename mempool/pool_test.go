@@ -247,6 +247,82 @@ func TestShortTimeoutStress(t *testing.T) {
 	require.Zero(t, s.live.Load(), "nothing leaked between reserve and allocator")
 }
 
+// Every path at once, contending for the pool's lock: hand-outs from the
+// allocator and from the reserve, frees into the reserve and back to the
+// allocator. out stays exact (never above the goroutines' elements, zero
+// at the end), the reserve ends full, and nothing leaks.
+func TestCountsStayExactUnderContention(t *testing.T) {
+	krulestest.Check(t)
+	s := &source{}
+	const goroutines, minNr = 8, 3
+	p, err := mempool.New(minNr, s.alloc, s.free, mempool.WithTimeout(time.Millisecond), mempool.WithDebug(false))
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 20000 {
+				s.fail.Store((g+i)%3 != 0) // the allocator flickers
+				x, err := p.Alloc(gfp.Kernel)
+				if err != nil {
+					panic(err)
+				}
+				p.Free(x)
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		default:
+			st := p.Stats()
+			require.GreaterOrEqual(t, st.Outstanding, int64(0))
+			require.LessOrEqual(t, st.Outstanding, int64(goroutines))
+			require.LessOrEqual(t, st.Reserve, minNr)
+			time.Sleep(50 * time.Microsecond)
+		}
+	}
+	st := p.Stats()
+	require.Zero(t, st.Outstanding)
+	require.Equal(t, minNr, st.Reserve, "every element taken from the reserve refilled it")
+	require.True(t, p.Saturated())
+	require.Equal(t, int64(minNr), s.live.Load(), "the reserve's elements, and no other")
+	require.NoError(t, p.Close())
+	require.Zero(t, s.live.Load())
+}
+
+// Saturated reads the reserve's size without the lock; it follows every
+// change to the reserve.
+func TestSaturatedFollowsTheReserve(t *testing.T) {
+	krulestest.Check(t)
+	s := &source{}
+	p, err := mempool.New(2, s.alloc, s.free, mempool.WithDebug(false))
+	require.NoError(t, err)
+	require.True(t, p.Saturated())
+	s.fail.Store(true)
+	x, err := p.Alloc(gfp.Kernel)
+	require.NoError(t, err)
+	require.False(t, p.Saturated(), "taken from the reserve")
+	p.Free(x)
+	require.True(t, p.Saturated(), "refilled")
+	s.fail.Store(false)
+	require.NoError(t, p.Resize(4))
+	require.True(t, p.Saturated(), "grown and filled")
+	s.fail.Store(true)
+	require.NoError(t, p.Resize(6))
+	require.False(t, p.Saturated(), "grown, not filled")
+	require.NoError(t, p.Resize(1))
+	require.True(t, p.Saturated(), "shrunk")
+	require.Equal(t, 1, p.Stats().Reserve)
+	require.NoError(t, p.Close())
+	require.False(t, p.Saturated(), "emptied")
+	require.Zero(t, s.live.Load())
+}
+
 func TestResizeWhileAllocationsRun(t *testing.T) {
 	krulestest.Check(t)
 	s := &source{}

@@ -19,49 +19,59 @@ func (p *Pool[T]) Resize(newMin int) error {
 		krules.Emit(krules.Warn(krules.MempoolMisuse, fmt.Sprintf("BUG_ON(new_min_nr <= 0): mempool_resize(%s, %d)", p.cfg.name, newMin), 0))
 		return fmt.Errorf("mempool: resize to %d", newMin)
 	}
+	if newMin > maxMinNr {
+		return fmt.Errorf("mempool: resize to %d: min_nr is at most %d", newMin, maxMinNr)
+	}
 	nonblock.MightSleep()
-	p.mu.Lock()
+	p.lock()
 	if int64(newMin) <= p.minNr.Load() {
-		for newMin < len(p.elements) {
-			x, bad := p.removeElement()
-			p.mu.Unlock()
+		for newMin < p.nr {
+			x, bad := p.pop(), -1
+			if !p.plain {
+				bad = p.leaveReserve(x)
+			}
+			p.unlock(outOfReserve)
 			if bad >= 0 {
 				p.reportPoison(x, bad)
 			}
 			p.free(x)
-			p.mu.Lock()
+			p.lock()
 		}
 		p.minNr.Store(int64(newMin))
-		p.mu.Unlock()
+		p.unlock(0)
 		return nil
 	}
-	p.mu.Unlock()
+	p.unlock(0)
 
 	// Grow the array outside the lock, as the kernel allocates it.
-	grown := make([]T, 0, newMin)
-	p.mu.Lock()
+	grown := make([]T, newMin)
+	p.lock()
 	if int64(newMin) <= p.minNr.Load() {
 		// Somebody else grew the pool meanwhile.
-		p.mu.Unlock()
+		p.unlock(0)
 		return nil
 	}
-	p.elements = append(grown, p.elements...)
+	if newMin > len(p.elements) {
+		copy(grown, p.elements[:p.nr])
+		p.elements = grown
+	}
 	p.minNr.Store(int64(newMin))
-	for int64(len(p.elements)) < p.minNr.Load() {
-		p.mu.Unlock()
+	for int64(p.nr) < p.minNr.Load() {
+		p.unlock(0)
 		x, err := p.alloc(gfp.Kernel)
 		if err != nil {
 			return nil
 		}
-		p.mu.Lock()
-		if int64(len(p.elements)) < p.minNr.Load() && !p.closed.Load() {
+		p.lock()
+		if int64(p.nr) < p.minNr.Load() && !p.closed.Load() {
 			p.addElement(x)
+			p.count.add(intoReserve) // the mirror of nr, the lock held
 			continue
 		}
-		p.mu.Unlock()
+		p.unlock(0)
 		p.free(x) // raced with a refill
 		return nil
 	}
-	p.mu.Unlock()
+	p.unlock(0)
 	return nil
 }

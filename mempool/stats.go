@@ -36,13 +36,13 @@ type Stats struct {
 
 // Stats returns the pool's counters.
 func (p *Pool[T]) Stats() Stats {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.lock()
+	defer p.unlock(0)
 	return Stats{
 		Name:              p.cfg.name,
 		MinNr:             int(p.minNr.Load()),
-		Reserve:           len(p.elements),
-		Outstanding:       p.out.Load(),
+		Reserve:           p.nr,
+		Outstanding:       p.outstanding(),
 		FromReserve:       p.st.fromReserve,
 		AllocatorFailures: p.st.allocatorFailures,
 		Waits:             p.st.waits,
