@@ -64,6 +64,7 @@ type modeStats struct {
 	emergency     atomic.Int64 // atomic: of which the emergency page
 	fromReserve   atomic.Int64 // mempool: buffers the reserve supplied
 	eagain        atomic.Int64 // callbacks that returned -EAGAIN
+	fenceWaits    atomic.Int64 // fence: callbacks that waited for a GPU job
 	errors        atomic.Int64 // callbacks that returned another error
 }
 
@@ -100,6 +101,15 @@ func (d *device) close() error { return d.bufs.close() }
 // reserveBytes is the memory the strategy keeps allocated for callbacks
 // that may never come.
 func (d *device) reserveBytes() int64 { return d.bufs.reserveBytes(d) }
+
+// afterChange runs after each blockable change to m's address space, on
+// the goroutine that made it: the application's next step, if the strategy
+// has one (submitter).
+func (d *device) afterChange(m *mirror) {
+	if s, ok := d.bufs.(submitter); ok {
+		s.submit(m)
+	}
+}
 
 // mirror is the device's view of one address space: its translation
 // table, the lock that serialises updates to it (umem_odp->umem_mutex) and

@@ -109,7 +109,7 @@ func run(w io.Writer, cfg config) int {
 			}
 			status = 1
 		} else {
-			fmt.Fprintln(w, "\nEvery condition held when its run started, and strategies 2-5 raised no report.")
+			fmt.Fprintln(w, "\nEvery condition held when its run started, and every strategy but the bug raised no report.")
 		}
 		rep.Workload, rep.Strategies = &wl, results
 		fmt.Fprintln(w)

@@ -18,6 +18,7 @@ var strategyColors = []color.Color{
 	color.RGBA{R: 0x3b, G: 0x6e, B: 0xb5, A: 0xff},
 	color.RGBA{R: 0x2a, G: 0x9d, B: 0x4a, A: 0xff},
 	color.RGBA{R: 0x7b, G: 0x4b, B: 0xa8, A: 0xff},
+	color.RGBA{R: 0x10, G: 0x9a, B: 0xa8, A: 0xff},
 }
 
 // latencyChart draws invalidation latency per strategy and condition, one
@@ -127,7 +128,7 @@ func latencyPlot(results []strategyResult, md mode) (*plot.Plot, error) {
 	}
 	p.X.Min, p.X.Max = -0.5, float64(len(names))-0.5
 	if hi > 0 {
-		p.Y.Min, p.Y.Max = lo/2, hi*8 // room at the top for the legend
+		p.Y.Min, p.Y.Max = lo/2, hi*20 // room at the top for the legend, six lines high
 	}
 	p.Legend.Top = true
 	p.Legend.Padding = vg.Points(1)

@@ -119,9 +119,16 @@ func newSpace(dev *device, pid int64, slots int, rng *rand.Rand) (*space, error)
 
 // blockable makes one change to the worker's address space: half the time
 // it flips the protection of one of its regions (PROTECTION_VMA), else it
-// maps a range and unmaps it (UNMAP).
+// maps a range and unmaps it (UNMAP). Then the application takes its next
+// step on the device, if the strategy gives it one.
 func (s *mmSource) blockable(worker int, rng *rand.Rand) error {
 	sp := s.spaces[worker%len(s.spaces)]
+	err := s.change(sp, worker, rng)
+	s.dev.afterChange(sp.mirror)
+	return err
+}
+
+func (s *mmSource) change(sp *space, worker int, rng *rand.Rand) error {
 	slot := worker / len(s.spaces) % sp.slots
 	if rng.IntN(2) == 0 {
 		mine := (len(sp.regions) - slot + sp.slots - 1) / sp.slots

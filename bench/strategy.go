@@ -54,6 +54,7 @@ var strategies = numbered(
 	mempoolStrategy,
 	preallocStrategy,
 	stackStrategy,
+	fenceStrategy,
 )
 
 func numbered(ss ...strategy) []strategy {
@@ -83,6 +84,14 @@ func strategyKeys() string {
 		keys[i] = s.key
 	}
 	return strings.Join(keys, ",")
+}
+
+// submitter is implemented by buffers whose device also runs work the
+// application submits (the GPU jobs of strategy 6): the source calls
+// submit after each blockable change, on the worker's goroutine and
+// holding nothing, as the application's next step.
+type submitter interface {
+	submit(m *mirror)
 }
 
 // noBuffers is a strategy that keeps nothing per device or per mirror.

@@ -57,6 +57,7 @@ type modeResult struct {
 	Emergency     int64        `json:"emergency_page_uses"`
 	FromReserve   int64        `json:"from_reserve"`
 	EAGAIN        int64        `json:"eagain"`
+	FenceWaits    int64        `json:"fence_waits"`
 	Errors        int64        `json:"errors"`
 	Reports       reportCounts `json:"reports"`
 }
@@ -310,6 +311,7 @@ func (st *modeStats) result(md mode, d time.Duration) modeResult {
 		Emergency:     st.emergency.Load(),
 		FromReserve:   st.fromReserve.Load(),
 		EAGAIN:        st.eagain.Load(),
+		FenceWaits:    st.fenceWaits.Load(),
 		Errors:        st.errors.Load(),
 	}
 	if d > 0 {

@@ -3,6 +3,10 @@
 package dmafence_test
 
 import (
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"runtime"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -129,4 +133,50 @@ func TestSignallingAllocates(t *testing.T) {
 	require.Contains(t, txt, "dma_fence_map")
 	require.Contains(t, txt, "fs_reclaim")
 	require.Contains(t, txt, "mmu_notifier_invalidate_range_start")
+}
+
+// dma_fence_map's site is the call of BeginSignalling, as the kernel's
+// lock_acquire is given _RET_IP_ in dma_fence_begin_signalling: a report's
+// held-lock list and a circular-dependency report name the caller's
+// function and line, not BeginSignalling.
+func TestSignallingSiteIsTheCaller(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	var l lockclass.Mutex
+	l.Init(lockclass.WithName("&vm->notifier_lock"))
+	l.Lock()
+	dmafence.MightWait() // notifier_lock -> dma_fence_map
+	l.Unlock()
+
+	_, file, line, _ := runtime.Caller(0)
+	cookie := dmafence.BeginSignalling() // line+1: the site
+	nonblock.StartAtomic()
+	nonblock.MightSleep() // a report with the held-lock list
+	nonblock.EndAtomic()
+	l.Lock() // dma_fence_map -> notifier_lock closes the cycle
+	l.Unlock()
+	dmafence.EndSignalling(cookie)
+
+	require.Equal(t, []krules.Kind{krules.SleepInAtomic, krules.CircularDependency}, rec.Kinds())
+	held := regexp.MustCompile(fmt.Sprintf(
+		`\(dma_fence_map\)\{[^}]*\}-\{0:0\}, at: dmafence_test\.TestSignallingSiteIsTheCaller\+0x[0-9a-f]+ dmafence/%s:%d\n`,
+		regexp.QuoteMeta(filepath.Base(file)), line+1))
+	sleep, cycle := rec.Reports()[0].Text, rec.Reports()[1].Text
+	require.Regexp(t, `1 lock held by [^\n]*:\n #0: [0-9a-f]+ `+held.String(), sleep)
+	require.Regexp(t, `but task is already holding lock:\n[0-9a-f]+ `+held.String(), cycle)
+	require.Regexp(t, `1 lock held by [^\n]*:\n #0: [0-9a-f]+ `+held.String(), cycle)
+	require.NotContains(t, sleep+cycle, "at: dmafence.BeginSignalling")
+}
+
+// The section Signal opens itself is dma_fence_signal's in the kernel, so
+// its site is in Signal: a callback's report names it.
+func TestSignalSiteIsSignal(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	f := dmafence.New(dmafence.ContextAlloc(1), 1)
+	require.NoError(t, f.AddCallback(func(*dmafence.Fence) { nonblock.MightSleep() }))
+	require.NoError(t, f.Signal())
+	require.Equal(t, []krules.Kind{krules.SleepInAtomic}, rec.Kinds())
+	require.Regexp(t, `1 lock held by [^\n]*:\n #0: [0-9a-f]+ \(dma_fence_map\)\{[^}]*\}-\{0:0\}, at: dmafence\.\(\*Fence\)\.signal\+0x[0-9a-f]+ dmafence/fence\.go:\d+\n`,
+		rec.Last().Text)
 }
