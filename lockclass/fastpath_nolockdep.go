@@ -42,5 +42,9 @@ func (m *Map) Acquire() { m.acquireShared(0, 0, 0) }
 // lock_acquire_shared. Validation is compiled out.
 func (m *Map) AcquireShared() { m.acquireShared(1, 0, 0) }
 
+// acquireQuick is AcquireShared's way in read mode read, at site pc.
+// Validation is compiled out.
+func (m *Map) acquireQuick(read uint8, pc uintptr) { m.acquireShared(read, 0, pc) }
+
 // Release drops the map: lock_map_release. Validation is compiled out.
 func (m *Map) Release() { releaseShared(m) }

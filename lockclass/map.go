@@ -5,7 +5,6 @@ import (
 
 	"github.com/krules/krules"
 	"github.com/krules/krules/internal/stack"
-	"github.com/krules/krules/internal/task"
 )
 
 // Map is a lockdep_map: what the validator knows of one lock instance. Every
@@ -183,20 +182,9 @@ func (m *Map) AcquireRead() { m.acquireShared(2, 0, stack.ReturnPC()) }
 // map on its caller's behalf: pc, the site lockdep's reports print as the
 // holder's "at:", is the helper's return address (the kernel's _RET_IP_,
 // which dma_fence_begin_signalling passes lock_acquire for dma_fence_map),
-// as runtime.Callers(2, pcs) gives it in the helper. It tries the cached
-// path before the whole acquire: through acquire alone, a
-// BeginSignalling/EndSignalling pair cost 385 instructions, with it 315
-// (AcquireShared's quick tiers: 292; bench figure "signalling section",
-// cachegrind; AMD EPYC (Zen 3, KVM)).
-func (m *Map) AcquireSharedAt(pc uintptr) {
-	if id := task.GoID(); compiledIn && id != 0 && enabled.Load() {
-		// Failing, acquire takes the record again and drops it if empty.
-		if t := task.ClaimHead(id); t != nil && pushCached(t, m, m.cache[0].Load(), 1, false, pc) {
-			return
-		}
-	}
-	m.acquireShared(1, 0, pc)
-}
+// as stack.ReturnPC gives it in the helper. It has AcquireShared's quick
+// tiers.
+func (m *Map) AcquireSharedAt(pc uintptr) { m.acquireQuick(1, pc) }
 
 // TryAcquireShared is a successful shared trylock of the map
 // (lock_acquire_shared with trylock set).
