@@ -121,7 +121,48 @@ func (m *WWMutex) Class() *WWClass { return m.class }
 //
 //go:noinline
 func (m *WWMutex) Lock(ctx *WWAcquireCtx) error {
-	return m.lock(nil, ctx, stack.ReturnPC())
+	if !compiledIn {
+		// Validation compiled out: the lock word and ctx->acquired.
+		if ctx != nil && !ctx.done && !ctx.inject && ctx.contending == nil && m.class == ctx.class {
+			ctx.resetWound()
+			if m.state.CompareAndSwap(nil, wwWord(ctx, wwHeld)) {
+				ctx.acquired++
+				return nil
+			}
+		}
+		return m.lock(nil, ctx, 0)
+	}
+	id, pc := task.SiteID()
+	// The cached path, inline: a free m of ctx's class locked on the
+	// goroutine that initialised ctx, whose record Init kept (no task
+	// lookup), with nothing to warn about (ctx.lockID) and nothing to sleep
+	// in; the acquisition merges into the top entry or is pushed, as
+	// acquireNested says. The loads come first and the tests are plain, so
+	// that the compiler branches on each instead of building a bool.
+	if ctx == nil || id != ctx.lockID || id == 0 {
+		return m.lock(nil, ctx, pc)
+	}
+	s, on, t, c := m.state.Load(), enabled.Load(), ctx.own.t, m.dep.cache[0].Load()
+	if s != nil || !on || m.class != ctx.class || c == nil {
+		return m.lock(nil, ctx, pc)
+	}
+	held := t.Lockdep.Held
+	n := len(held) - 1
+	if n < 0 || c.state.Load()|uint32(t.NonBlock|t.Preempt|t.Lockdep.Off) != 0 {
+		return m.lock(nil, ctx, pc)
+	}
+	ctx.resetWound()
+	if top := &held[n]; top.Class == unsafe.Pointer(c) && top.References < 2046 {
+		top.References = max(top.References, 1) + 1
+	} else if top.Instance != unsafe.Pointer(&ctx.dep) || !pushNested(t, &m.dep, c, &ctx.dep, pc) {
+		return m.lock(nil, ctx, pc)
+	}
+	if !m.state.CompareAndSwap(nil, wwWord(ctx, wwHeld)) {
+		return m.take(nil, ctx, t)
+	}
+	m.own.t, m.own.id = t, id
+	ctx.acquired++ // ww_mutex_lock_acquired: lockID says its checks pass
+	return nil
 }
 
 // LockKillable is Lock that gives up when kctx is done, returning
@@ -163,23 +204,30 @@ func (m *WWMutex) lock(kctx context.Context, ctx *WWAcquireCtx, pc uintptr) erro
 		if p := m.state.Load(); p != nil && p != wwWord(ctx, wwStale) && m.holder() == ctx {
 			return ErrAlready
 		}
-		// Reset the wound after a back-off: nobody can wound a context
-		// that holds nothing.
-		if ctx.acquired == 0 {
-			ctx.wounded.Store(false)
-		}
+		ctx.resetWound()
 		nest = &ctx.dep
 	}
 	var t *task.Task
 	if nest != nil && compiledIn && enabled.Load() {
-		// acquire with a nest lock is might_sleep and acquireSlow.
-		var merged bool
-		if t, merged = wwMerge(&m.dep); !merged {
+		// acquire with a nest lock: might_sleep, then acquireNested's
+		// cached path or acquireSlow.
+		t = task.Current()
+		if t.NonBlock|t.Preempt != 0 {
+			nonblock.MightSleep() // under the panic policy it unwinds here
+		}
+		if !acquireNested(t, &m.dep, nest, pc) {
 			t = acquireSlow(t, &m.dep, 0, 0, fSleep, nest, pc, mutexDefaults)
 		}
 	} else {
 		t = acquire(&m.dep, 0, 0, fSleep, nest, pc, mutexDefaults)
 	}
+	return m.take(kctx, ctx, t)
+}
+
+// take takes m once its acquisition is annotated (t is the goroutine's
+// record if the validator follows it): the lock word, or the slow path's
+// wait; a failed lock annotates a release.
+func (m *WWMutex) take(kctx context.Context, ctx *WWAcquireCtx, t *task.Task) error {
 	var err error
 	if !m.state.CompareAndSwap(nil, wwWord(ctx, wwHeld)) {
 		err = m.lockSlow(kctx, ctx)
@@ -414,8 +462,8 @@ func wake(w *wwWaiter) {
 //
 //go:noinline
 func (m *WWMutex) TryLock(ctx *WWAcquireCtx) bool {
-	if ctx != nil && ctx.acquired == 0 {
-		ctx.wounded.Store(false)
+	if ctx != nil {
+		ctx.resetWound()
 	}
 	if !m.state.CompareAndSwap(nil, wwWord(ctx, wwHeld)) {
 		if s := m.state.Load(); s == nil || s != m.staleWord(s) || !m.state.CompareAndSwap(s, wwWord(ctx, wwHeld)) {
@@ -441,7 +489,61 @@ func (m *WWMutex) TryLock(ctx *WWAcquireCtx) bool {
 // Unlock releases m: ww_mutex_unlock. Unlocking a WWMutex that is not
 // locked is reported (bad unlock balance) and changes nothing.
 func (m *WWMutex) Unlock() {
+	if !compiledIn {
+		// Validation compiled out: ctx->acquired and the lock word.
+		s := m.state.Load()
+		if c, i := wwDecode(s); s != nil && i == wwHeld && (c == nil || c.acquired > 0) {
+			if c != nil {
+				c.acquired--
+			}
+			if !m.state.CompareAndSwap(s, nil) {
+				m.handOff()
+			}
+			return
+		}
+		m.unlock(s)
+		return
+	}
+	id := task.GoID()
 	s := m.state.Load()
+	// The cached path, inline: the holder, on the goroutine that locked m
+	// in a context, finds m's entry on top (releaseNested's test) and
+	// drops a reference or pops it with its last.
+	if id != m.own.id || id == 0 || s == nil {
+		m.unlock(s)
+		return
+	}
+	c, i := wwDecode(s)
+	t := m.own.t
+	held := t.Lockdep.Held
+	n := len(held) - 1
+	if i != wwHeld || c == nil || c.acquired <= 0 || n < 0 {
+		m.unlock(s)
+		return
+	}
+	h := &held[n]
+	if uint64(uint32(h.PinCount))|uint64(h.Stamp) != 0 ||
+		h.Instance != unsafe.Pointer(&m.dep) && (h.References == 0 || h.Class != unsafe.Pointer(m.dep.cache[0].Load())) {
+		m.unlock(s)
+		return
+	}
+	if h.References > 1 {
+		h.References--
+	} else {
+		t.Lockdep.Held = held[:n] // before any other store: only the length changes
+		t.Lockdep.ChainKey = h.PrevChainKey
+		h.Instance, h.Class, h.NestLock, h.References = nil, nil, nil, 0
+		t.ReleaseIfEmpty()
+	}
+	c.acquired--
+	m.own.id = 0
+	if !m.state.CompareAndSwap(s, nil) {
+		m.handOff()
+	}
+}
+
+// unlock is Unlock's whole way, with s the state it read.
+func (m *WWMutex) unlock(s *byte) {
 	if s == nil || s == m.staleWord(s) {
 		if compiledIn && enabled.Load() {
 			releaseShared(&m.dep)
@@ -461,6 +563,12 @@ func (m *WWMutex) Unlock() {
 	if _, i := wwDecode(s); i == wwHeld && m.state.CompareAndSwap(s, nil) {
 		return
 	}
+	m.handOff()
+}
+
+// handOff releases m, whose state may say that waiters are queued, under
+// the wait lock: to the first waiter, or to nobody.
+func (m *WWMutex) handOff() {
 	m.wmu.Lock()
 	if len(m.wq) == 0 {
 		m.state.Store(nil)
@@ -494,57 +602,12 @@ func (m *WWMutex) staleWord(s *byte) *byte {
 // IsLocked reports whether somebody holds m: ww_mutex_is_locked.
 func (m *WWMutex) IsLocked() bool { s := m.state.Load(); return s != nil && s != m.staleWord(s) }
 
-// wwMerge is the cached tier of a WWMutex acquired inside a context while
-// a lock of its class is on top of the goroutine's stack: __lock_acquire
-// with nest_lock then only counts a reference in the top entry (the chain
-// key does not change; the nest lock is checked when the entry was pushed),
-// which is all acquireSlow would do. It does might_sleep as acquire, and
-// reports false, the caller going on with acquireSlow, when any condition of that merge is not met plainly: the
-// class not cached or not in its normal state, validation off for the
-// goroutine, the references near their limit. Measured with the bench figure "WWMutex 8 in one ctx"
-// (eight locks in one context; eight sync.Mutex beside it) it took the
-// figure from 824/813/748 to 575/590/542 ns/op (sync: 131/133/135 and
-// 126/132/132), about 6.0x to 4.3x.
-func wwMerge(m *Map) (*task.Task, bool) {
-	t := task.Current()
-	// As acquire: might_sleep first; under the panic policy it unwinds
-	// before anything is counted.
-	if t.NonBlock|t.Preempt != 0 {
-		nonblock.MightSleep()
-	}
-	c := m.cache[0].Load()
-	held := t.Lockdep.Held
-	if c == nil || c.state.Load() != 0 || t.Lockdep.Off != 0 || len(held) == 0 {
-		return t, false
-	}
-	top := &held[len(held)-1]
-	if top.Class != unsafe.Pointer(c) || top.References >= 2046 {
-		return t, false
-	}
-	if top.References == 0 {
-		top.References = 1
-	}
-	top.References++
-	return t, true
-}
-
-// releaseDep is owner.release with the cached tier of wwMerge's reverse:
-// when the goroutine's top entry is m's (by instance, or by class with
-// references, as findHeld matches it) and counts more than one reference,
-// releaseSlow would only drop one.
+// releaseDep is owner.release with the cached path of a release by the
+// holder: releaseNested, with the record Lock kept, and no task lookup.
 func (m *WWMutex) releaseDep() {
-	if t, id := m.own.t, m.own.id; id != 0 && id == task.ID() {
-		held := t.Lockdep.Held
-		if n := len(held) - 1; n >= 0 {
-			h := &held[n]
-			if h.PinCount == 0 && h.References > 1 {
-				if c := m.dep.cache[0].Load(); h.Instance == unsafe.Pointer(&m.dep) || c != nil && h.Class == unsafe.Pointer(c) {
-					h.References--
-					m.own = owner{}
-					return
-				}
-			}
-		}
+	if id := m.own.id; id != 0 && id == task.GoID() && releaseNested(m.own.t, &m.dep) {
+		m.own.id = 0 // t is stale now, as owner says
+		return
 	}
 	m.own.release(&m.dep)
 }
