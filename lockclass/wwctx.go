@@ -21,9 +21,6 @@ import (
 // be copied, and belongs to the goroutine that called Init (lockdep reports
 // a lock taken with it elsewhere: its nest lock is not held there).
 type WWAcquireCtx struct {
-	// tags are the addresses a WWMutex's state points at while held with
-	// this context (see WWMutex.state); they must come first.
-	tags  [3]byte
 	_     noCopy
 	class *WWClass
 	stamp int64
@@ -31,7 +28,11 @@ type WWAcquireCtx struct {
 	// Only the owner writes it; others read it under a WWMutex's wait lock
 	// while the owner is queued there, so it cannot change meanwhile.
 	acquired int32
-	wounded  atomic.Bool // wound-wait: an older context wants a lock we hold
+	// wounded is ctx->wounded (wound-wait: an older context wants a lock
+	// we hold), set by a wounder that has the context; one that knows only
+	// its stamp leaves the wound with the class (wwWounds), and the
+	// context's next wait takes it.
+	wounded atomic.Bool
 	// waiting is the waiter the context's goroutine is blocked in, so that a
 	// wounder can wake it to back off.
 	waiting atomic.Pointer[wwWaiter]
@@ -71,10 +72,15 @@ func InjectDeadlocks() WWCtxOption { return func(c *WWAcquireCtx) { c.inject = t
 //go:noinline
 func (c *WWAcquireCtx) Init(class *WWClass, opts ...WWCtxOption) {
 	id, pc := task.SiteID()
+	if cl := c.class; cl != nil && cl.wounds.pending.Load() != 0 {
+		cl.wounds.forget(c.stamp) // of a context that was not finished
+	}
 	c.class = class
 	c.stamp = class.stamp.Add(1)
 	c.acquired = 0
-	c.resetWound()
+	if c.wounded.Load() {
+		c.wounded.Store(false)
+	}
 	c.done, c.contending, c.inject = false, nil, false
 	for _, o := range opts {
 		o(c)
@@ -83,16 +89,19 @@ func (c *WWAcquireCtx) Init(class *WWClass, opts ...WWCtxOption) {
 	if cfg := c.dep.cfg.Load(); cfg == nil || cfg.key != &class.acquireKey {
 		c.dep.init(pc, nil, []Option{WithKey(&class.acquireKey)})
 	}
-	c.own = owner{}
 	// The cached path with the record found as Map.Acquire finds it
 	// (ww_acquire_init is a plain lock_acquire, no might_sleep).
 	if compiledIn && id != 0 && enabled.Load() {
 		if t := task.ClaimHead(id); t != nil && pushMap(t, &c.dep, pc) {
 			c.own.t, c.own.id, c.depth = t, id, len(t.Lockdep.Held)-1
-			c.cached()
+			c.lockID = id // cached's, with done and contending just cleared
+			if c.inject {
+				c.lockID = 0
+			}
 			return
 		}
 	}
+	c.own = owner{}
 	if t := acquire(&c.dep, 0, 0, 0, nil, pc, nil); t != nil {
 		c.own.set(t)
 		c.depth = len(t.Lockdep.Held) - 1
@@ -112,10 +121,30 @@ func (c *WWAcquireCtx) cached() {
 // back-off too): a context that holds nothing cannot be part of a deadlock.
 // It stores only when the flag is set, which is the same as storing always
 // (a wound racing with it lands before or after) without a full-barrier
-// exchange on every attempt.
+// exchange on every attempt. Lock spells the test out inline.
 func (c *WWAcquireCtx) resetWound() {
-	if c.acquired == 0 && c.wounded.Load() {
-		c.wounded.Store(false)
+	if c.acquired == 0 {
+		if c.wounded.Load() {
+			c.wounded.Store(false)
+		}
+		c.forgetWound()
+	}
+}
+
+// forgetWound drops a wound the class keeps for the context (wwWounds).
+// Init and Fini spell the test out inline.
+func (c *WWAcquireCtx) forgetWound() {
+	if cl := c.class; cl != nil && cl.wounds.pending.Load() != 0 {
+		cl.wounds.forget(c.stamp)
+	}
+}
+
+// woundNow is __ww_mutex_wound's mark on a context at hand: it backs off at
+// its next lock that has to wait, at once if it is waiting.
+func (c *WWAcquireCtx) woundNow() {
+	c.wounded.Store(true)
+	if w := c.waiting.Load(); w != nil {
+		wake(w)
 	}
 }
 
@@ -123,7 +152,11 @@ func (c *WWAcquireCtx) resetWound() {
 // the context afterwards is a DEBUG_LOCKS_WARN_ON, as is calling Done
 // twice.
 func (c *WWAcquireCtx) Done() {
-	if !c.heldHere() {
+	// AssertHeld's cached path: the context's entry is where Init pushed it
+	// on the stack of the goroutine that initialised the context, and that
+	// is the caller.
+	if id, t := c.own.id, c.own.t; id == 0 || id != task.GoID() ||
+		uint(c.depth) >= uint(len(t.Lockdep.Held)) || t.Lockdep.Held[c.depth].Instance != unsafe.Pointer(&c.dep) {
 		AssertHeld(&c.dep)
 	}
 	if c.done {
@@ -131,17 +164,6 @@ func (c *WWAcquireCtx) Done() {
 	}
 	c.done = true
 	c.lockID = 0
-}
-
-// heldHere is AssertHeld's cached path: the context's entry is where Init
-// pushed it on the stack of the goroutine that initialised the context, and
-// that is the caller.
-func (c *WWAcquireCtx) heldHere() bool {
-	if id := c.own.id; id == 0 || id != task.GoID() {
-		return false
-	}
-	held := c.own.t.Lockdep.Held
-	return uint(c.depth) < uint(len(held)) && held[c.depth].Instance == unsafe.Pointer(&c.dep)
 }
 
 // Fini ends the context: ww_acquire_fini. It releases the context's lock
@@ -154,6 +176,9 @@ func (c *WWAcquireCtx) Fini() {
 		releaseShared(&c.dep)
 	}
 	c.own.id, c.lockID = 0, 0
+	if cl := c.class; cl != nil && cl.wounds.pending.Load() != 0 {
+		cl.wounds.forget(c.stamp)
+	}
 	if c.acquired != 0 {
 		debugLocksWarn("ctx->acquired")
 	}
@@ -173,7 +198,9 @@ func (c *WWAcquireCtx) Acquired() int { return int(c.acquired) }
 
 // Wounded reports whether an older context has wounded this one
 // (wound-wait): its next lock that has to wait returns ErrDeadlock.
-func (c *WWAcquireCtx) Wounded() bool { return c.wounded.Load() }
+func (c *WWAcquireCtx) Wounded() bool {
+	return c.wounded.Load() || c.class != nil && c.class.wounds.has(c.stamp)
+}
 
 func (c *WWAcquireCtx) lockdepMap() *Map { return &c.dep }
 
