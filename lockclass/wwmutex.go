@@ -117,7 +117,9 @@ func (m *WWMutex) Lock(ctx *WWAcquireCtx) error {
 	if !compiledIn {
 		// Validation compiled out: the lock word and ctx->acquired.
 		if ctx != nil && !ctx.done && !ctx.inject && ctx.contending == nil && m.class == ctx.class {
-			ctx.resetWound()
+			if ctx.acquired == 0 {
+				ctx.resetWound()
+			}
 			if m.state.CompareAndSwap(0, wwWord(ctx, wwHeld)) {
 				m.ctx = ctx
 				ctx.acquired++
