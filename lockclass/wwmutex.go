@@ -50,9 +50,9 @@ type WWMutex struct {
 	// EPYC (Zen 3, KVM).
 	state atomic.Uint64
 	// ctx is the holder's context (ww->ctx itself), for the holder's
-	// Unlock, which counts the lock out of it. Only the holder reads it
-	// (and whoever hands the lock over writes it, under wmu); it is left
-	// behind after Unlock.
+	// Unlock, which counts the lock out of it: written by whoever takes the
+	// lock, after the state word (or hands it over, under wmu), read only
+	// by the holder. Unlock leaves it behind.
 	ctx   *WWAcquireCtx
 	class *WWClass
 	wmu   sync.Mutex  // wait_lock: guards waiters
