@@ -21,10 +21,12 @@ import (
 // id read in place tells whether the caller is it); Init, Done and Fini take
 // their own cached paths with that record. Measured with the bench figure
 // "WWMutex 8 in one ctx" (eight locks in one context, unlocked, Fini;
-// eight sync.Mutex beside it) on an AMD EPYC (Zen 3, KVM), they took it
-// from 4353 to 2409 instructions per op (cachegrind; eight sync.Mutex:
-// 199), and from 416 to 208 ns (min of 32 noisy runs; sync.Mutex 44.5);
-// Done's test inline and Init's stores trimmed, 2021 to 1999.
+// eight sync.Mutex beside it) on an AMD EPYC (Zen 3, KVM), these tiers took
+// it from 4353 to 2409 instructions per op (cachegrind; eight sync.Mutex:
+// 199) and from 416 to 208 ns (min of 32 noisy runs; eight sync.Mutex:
+// 44.5); with the plain state word (WWMutex.state) and Done's and Init's
+// tests trimmed it is 1999 instructions and 149 ns (min of 24 noisy runs;
+// eight sync.Mutex: 42.8).
 
 // acquireNested annotates an acquisition of the sleeping lock m (write
 // mode, subclass 0) nested in nest by t, the caller's record, at pc, and
