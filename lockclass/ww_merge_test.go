@@ -19,6 +19,7 @@ import (
 // path does.
 
 func wwWarm(t *testing.T, n int) (*lockclass.WWClass, []lockclass.WWMutex) {
+	krulestest.ResetDefault(t) // a report turns validation off, as debug_locks
 	class := lockclass.NewWWClass("ww_merge")
 	ms := make([]lockclass.WWMutex, n)
 	for i := range ms {
@@ -76,4 +77,167 @@ func TestWWNestedReferencesReleasedInAnyOrder(t *testing.T) {
 
 	ms[1].Unlock() // once more: nothing is held
 	require.Equal(t, []krules.Kind{krules.BadUnlockBalance}, rec.Kinds())
+}
+
+// The misuses a cached Lock, Unlock, Done or Init could miss, each with the
+// chains cached first (wwWarm), so that only the checks of the cached tiers
+// stand between the misuse and its report.
+
+func TestWWCachedContextOnAnotherGoroutineIsNotItsNestLock(t *testing.T) {
+	class, ms := wwWarm(t, 2)
+	rec := krulestest.Record(t)
+
+	var ctx lockclass.WWAcquireCtx
+	ctx.Init(class)
+	require.NoError(t, ms[0].Lock(&ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		require.NoError(t, ms[1].Lock(&ctx))
+		ms[1].Unlock()
+	}()
+	<-done
+	ms[0].Unlock()
+	ctx.Fini()
+	require.Equal(t, []krules.Kind{krules.NestedLockNotTaken}, rec.Kinds())
+	require.Nil(t, task.Lookup())
+}
+
+func TestWWCachedUnlockOnAnotherGoroutineIsABadUnlock(t *testing.T) {
+	class, ms := wwWarm(t, 2)
+	rec := krulestest.Record(t)
+
+	var ctx lockclass.WWAcquireCtx
+	ctx.Init(class)
+	require.NoError(t, ms[0].Lock(&ctx))
+	require.NoError(t, ms[1].Lock(&ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ms[1].Unlock()
+	}()
+	<-done
+	require.Equal(t, []krules.Kind{krules.BadUnlockBalance}, rec.Kinds())
+	require.False(t, ms[1].IsLocked())
+	require.Equal(t, 1, ctx.Acquired())
+	ms[0].Unlock()
+	ctx.Fini()
+	require.Equal(t, 1, rec.Len())
+}
+
+func TestWWCachedLockAfterDoneWarnsEachTime(t *testing.T) {
+	class, ms := wwWarm(t, 2)
+	rec := krulestest.Record(t)
+
+	for range 2 {
+		var ctx lockclass.WWAcquireCtx
+		ctx.Init(class)
+		require.NoError(t, ms[0].Lock(&ctx))
+		ctx.Done()
+		require.NoError(t, ms[1].Lock(&ctx))
+		ms[1].Unlock()
+		ms[0].Unlock()
+		ctx.Fini()
+	}
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse, krules.LockdepMisuse}, rec.Kinds())
+	for _, r := range rec.Reports() {
+		require.Contains(t, r.Text, "DEBUG_LOCKS_WARN_ON(ww_ctx->done_acquire)")
+	}
+	require.Nil(t, task.Lookup())
+}
+
+func TestWWCachedLockWithAContextOfAnotherClassWarnsEachTime(t *testing.T) {
+	_, ms := wwWarm(t, 2)
+	other := lockclass.NewWWClass("ww_other")
+	rec := krulestest.Record(t)
+
+	for range 3 {
+		var ctx lockclass.WWAcquireCtx
+		ctx.Init(other)
+		require.NoError(t, ms[0].Lock(&ctx))
+		require.NoError(t, ms[1].Lock(&ctx))
+		ms[1].Unlock()
+		ms[0].Unlock()
+		ctx.Fini()
+	}
+	require.Len(t, rec.Reports(), 6)
+	for _, r := range rec.Reports() {
+		require.Contains(t, r.Text, "DEBUG_LOCKS_WARN_ON(ww_ctx->ww_class != ww->ww_class)")
+	}
+	require.Nil(t, task.Lookup())
+}
+
+func TestWWCachedDoneOnAnotherGoroutineFindsNoContext(t *testing.T) {
+	class, _ := wwWarm(t, 1)
+	rec := krulestest.Record(t)
+
+	var ctx lockclass.WWAcquireCtx
+	ctx.Init(class)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ctx.Done()
+	}()
+	<-done
+	ctx.Fini()
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "lockdep_assert_held(ww_merge_acquire)")
+}
+
+func TestWWCachedSecondContextIsRecursive(t *testing.T) {
+	class, _ := wwWarm(t, 1)
+	rec := krulestest.Record(t)
+
+	var a, b lockclass.WWAcquireCtx
+	a.Init(class)
+	b.Init(class)
+	b.Fini()
+	a.Fini()
+	require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "ww_merge_acquire")
+	require.Nil(t, task.Lookup())
+}
+
+func TestWWCachedLocksAfterABackOffStayBalanced(t *testing.T) {
+	class, ms := wwWarm(t, 3)
+	rec := krulestest.Record(t)
+
+	// Injected back-offs (ErrDeadlock with the others unlocked, LockSlow on
+	// the contended one) come at growing intervals: run rounds until some
+	// came, each balanced to the end.
+	injected := 0
+	for round := 0; injected < 3 && round < 50; round++ {
+		var ctx lockclass.WWAcquireCtx
+		ctx.Init(class, lockclass.InjectDeadlocks())
+		var held []*lockclass.WWMutex
+		for i := 0; i < len(ms); i++ {
+			if err := ms[i].Lock(&ctx); err != nil {
+				require.ErrorIs(t, err, lockclass.ErrDeadlock)
+				injected++
+				for _, m := range held {
+					m.Unlock()
+				}
+				require.Zero(t, ctx.Acquired())
+				ms[i].LockSlow(&ctx)
+				held = append(held[:0], &ms[i])
+				for j := range ms {
+					if j != i {
+						require.NoError(t, ms[j].Lock(&ctx))
+						held = append(held, &ms[j])
+					}
+				}
+				break
+			}
+			held = append(held, &ms[i])
+		}
+		require.Equal(t, len(ms), ctx.Acquired())
+		ctx.Done()
+		for _, m := range held {
+			m.Unlock()
+		}
+		ctx.Fini()
+		require.Nil(t, task.Lookup(), "round %d: every reference and the context are released", round)
+	}
+	require.Equal(t, 3, injected)
+	require.Zero(t, rec.Len())
 }

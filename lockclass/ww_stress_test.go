@@ -1,5 +1,3 @@
-//go:build !krules_nolockdep
-
 package lockclass_test
 
 import (
@@ -13,14 +11,14 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/krules/krules"
 	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/lockclass"
 )
 
 // kernel/locking/test-ww_mutex.c with real goroutines, for both
-// algorithms, plus the lockdep side: nest_lock and inversions against
-// other locks.
+// algorithms; they run with validation compiled out too, whose Lock and
+// Unlock have a way of their own. The lockdep side is in
+// ww_lockdep_test.go.
 
 func wwClasses() map[string]*lockclass.WWClass {
 	return map[string]*lockclass.WWClass{
@@ -329,6 +327,53 @@ func TestWWWoundWaitingHolder(t *testing.T) {
 	old.Fini()
 }
 
+// Wound-wait: an older context wounds a younger holder that is running,
+// not waiting (the class keeps the wound for it). The holder still takes a
+// lock that need not wait; its next lock that has to wait gets ErrDeadlock
+// at once; the wound is gone once it holds nothing.
+func TestWWWoundRunningHolder(t *testing.T) {
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
+	class := lockclass.NewWWClass("ww_class")
+	var x, y, z, free lockclass.WWMutex
+	for _, m := range []*lockclass.WWMutex{&x, &y, &z, &free} {
+		m.Init(class)
+	}
+	ready, wound, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		var old lockclass.WWAcquireCtx
+		old.Init(class) // older: stamped before young
+		require.NoError(t, y.Lock(&old))
+		require.NoError(t, z.Lock(&old))
+		close(ready)
+		<-wound
+		require.NoError(t, x.Lock(&old)) // wounds young, waits for x
+		for _, m := range []*lockclass.WWMutex{&x, &y, &z} {
+			m.Unlock()
+		}
+		old.Fini()
+	}()
+	<-ready
+	var young lockclass.WWAcquireCtx
+	young.Init(class)
+	require.NoError(t, x.Lock(&young))
+	require.False(t, young.Wounded())
+	close(wound)
+	require.Eventually(t, young.Wounded, time.Second, time.Millisecond)
+
+	require.NoError(t, free.Lock(&young))
+	require.ErrorIs(t, z.Lock(&young), lockclass.ErrDeadlock)
+	free.Unlock()
+	x.Unlock()
+	require.Zero(t, young.Acquired())
+	<-done
+	z.LockSlow(&young)
+	require.False(t, young.Wounded(), "reset at the first lock holding nothing")
+	z.Unlock()
+	young.Fini()
+}
+
 // Wait-die: a younger context with locks dies at once on a lock held by an
 // older one; an older one waits for a younger holder.
 func TestWWWaitDie(t *testing.T) {
@@ -409,147 +454,4 @@ func TestWWInjectDeadlocks(t *testing.T) {
 		ctx.Fini()
 	}
 	require.NotZero(t, total, "no -EDEADLK was injected")
-}
-
-// Lockdep: any number of mutexes of the class in any order inside one
-// context is fine; an ordering against another lock is still checked.
-func TestWWLockdep(t *testing.T) {
-	t.Run("any order in a context", func(t *testing.T) {
-		krulestest.ResetDefault(t)
-		krulestest.Check(t)
-		class := lockclass.NewWWClass("ww_class")
-		ms := make([]*lockclass.WWMutex, 8)
-		for i := range ms {
-			ms[i] = new(lockclass.WWMutex)
-			ms[i].Init(class)
-		}
-		for _, order := range [][]int{{0, 1, 2, 3, 4, 5, 6, 7}, {7, 6, 5, 4, 3, 2, 1, 0}, {3, 0, 7, 1, 6, 2, 5, 4}} {
-			var ctx lockclass.WWAcquireCtx
-			ctx.Init(class)
-			for _, i := range order {
-				require.NoError(t, ms[i].Lock(&ctx))
-			}
-			for _, i := range order {
-				ms[i].Unlock()
-			}
-			ctx.Fini()
-		}
-	})
-	t.Run("inversion against a mutex", func(t *testing.T) {
-		krulestest.ResetDefault(t)
-		rec := krulestest.Record(t)
-		class := lockclass.NewWWClass("ww_class")
-		var o lockclass.WWMutex
-		o.Init(class)
-		var m lockclass.Mutex
-		m.Init(lockclass.WithName("driver_lock"))
-
-		var ctx lockclass.WWAcquireCtx
-		ctx.Init(class)
-		require.NoError(t, o.Lock(&ctx))
-		m.Lock() // ww_class_mutex -> driver_lock
-		m.Unlock()
-		o.Unlock()
-		ctx.Fini()
-		require.Zero(t, rec.Len())
-
-		m.Lock()
-		ctx.Init(class) // driver_lock -> ww_class_acquire: closes the cycle
-		require.NoError(t, o.Lock(&ctx))
-		o.Unlock()
-		ctx.Fini()
-		m.Unlock()
-		require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
-		require.Contains(t, rec.Last().Text, "ww_class_acquire")
-		require.Contains(t, rec.Last().Text, "driver_lock")
-	})
-	t.Run("a stale context, used after Fini", func(t *testing.T) {
-		krulestest.ResetDefault(t)
-		rec := krulestest.Record(t)
-		class := lockclass.NewWWClass("ww_class")
-		var o lockclass.WWMutex
-		o.Init(class)
-		var ctx lockclass.WWAcquireCtx
-		ctx.Init(class)
-		ctx.Fini()
-		require.NoError(t, o.Lock(&ctx))
-		o.Unlock()
-		require.Equal(t, []krules.Kind{krules.NestedLockNotTaken}, rec.Kinds())
-		require.Contains(t, rec.Last().Text, "ww_class_acquire")
-	})
-	t.Run("a context used on another goroutine", func(t *testing.T) {
-		krulestest.ResetDefault(t)
-		rec := krulestest.Record(t)
-		class := lockclass.NewWWClass("ww_class")
-		var o lockclass.WWMutex
-		o.Init(class)
-		var ctx lockclass.WWAcquireCtx
-		ctx.Init(class)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			require.NoError(t, o.Lock(&ctx))
-			o.Unlock()
-		}()
-		<-done
-		ctx.Fini()
-		require.Equal(t, []krules.Kind{krules.NestedLockNotTaken}, rec.Kinds())
-	})
-}
-
-// Map.AcquireShared is read = 1: a full participant, unlike AcquireRead.
-func TestMapAcquireShared(t *testing.T) {
-	t.Run("shared section vs exclusive waiter", func(t *testing.T) {
-		krulestest.ResetDefault(t)
-		rec := krulestest.Record(t)
-		fence := lockclass.NewMap("dma_fence_map")
-		var l lockclass.Mutex
-		l.Init(lockclass.WithName("L"))
-		l.Lock()
-		fence.Acquire() // wait while holding L: L -> fence
-		fence.Release()
-		l.Unlock()
-		fence.AcquireShared() // signalling section takes L: fence -> L
-		l.Lock()
-		l.Unlock()
-		fence.Release()
-		require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
-	})
-	t.Run("recursive read proves nothing there", func(t *testing.T) {
-		krulestest.ResetDefault(t)
-		rec := krulestest.Record(t)
-		fence := lockclass.NewMap("dma_fence_map")
-		var l lockclass.Mutex
-		l.Init(lockclass.WithName("L"))
-		l.Lock()
-		fence.AcquireRead()
-		fence.Release()
-		l.Unlock()
-		fence.AcquireShared()
-		l.Lock()
-		l.Unlock()
-		fence.Release()
-		require.Zero(t, rec.Len())
-	})
-	t.Run("exclusive inside shared", func(t *testing.T) {
-		krulestest.ResetDefault(t)
-		rec := krulestest.Record(t)
-		fence := lockclass.NewMap("dma_fence_map")
-		fence.AcquireShared()
-		fence.Acquire()
-		fence.Release()
-		fence.Release()
-		require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
-	})
-	t.Run("shared nests across goroutines", func(t *testing.T) {
-		krulestest.ResetDefault(t)
-		krulestest.Check(t)
-		fence := lockclass.NewMap("dma_fence_map")
-		fence.AcquireShared()
-		require.True(t, lockclass.IsHeld(fence))
-		fence.Release()
-		done := make(chan struct{})
-		go func() { defer close(done); fence.TryAcquireShared(); fence.Release() }()
-		<-done
-	})
 }

@@ -2,6 +2,7 @@ package lockclass
 
 import (
 	"errors"
+	"sync"
 	"sync/atomic"
 )
 
@@ -29,6 +30,7 @@ type WWClass struct {
 	name       string
 	acquireKey Key
 	mutexKey   Key
+	wounds     wwWounds
 }
 
 // NewWWClass returns a wound-wait class: DEFINE_WW_CLASS. An older context
@@ -66,3 +68,76 @@ func (c *WWClass) AcquireKey() *Key { return &c.acquireKey }
 
 // MutexKey returns the key every WWMutex of the class is validated under.
 func (c *WWClass) MutexKey() *Key { return &c.mutexKey }
+
+// wwWounds is where a wound-wait class keeps what __ww_mutex_wound does to
+// a holder known only by the stamp in a WWMutex's state: the contexts of
+// the class waiting for a lock, to mark and wake at once, and the stamps
+// wounded while not waiting, for their next wait to find (the kernel's
+// ctx->wounded, which __ww_mutex_check_kill tests only in a wait). Only
+// the slow paths lock it; pending lets the others skip it.
+type wwWounds struct {
+	mu      sync.Mutex
+	pending atomic.Int32 // len(wounded)
+	wounded map[int64]struct{}
+	waiting map[int64]*WWAcquireCtx
+}
+
+// wound wounds the context with stamp.
+func (r *wwWounds) wound(stamp int64) {
+	r.mu.Lock()
+	if c := r.waiting[stamp]; c != nil {
+		c.woundNow()
+	} else {
+		if r.wounded == nil {
+			r.wounded = make(map[int64]struct{})
+		}
+		r.wounded[stamp] = struct{}{}
+		r.pending.Store(int32(len(r.wounded)))
+	}
+	r.mu.Unlock()
+}
+
+// enter registers c, about to wait, and hands it a wound that came while
+// it was not waiting.
+func (r *wwWounds) enter(c *WWAcquireCtx) {
+	r.mu.Lock()
+	if r.waiting == nil {
+		r.waiting = make(map[int64]*WWAcquireCtx)
+	}
+	r.waiting[c.stamp] = c
+	if _, ok := r.wounded[c.stamp]; ok {
+		delete(r.wounded, c.stamp)
+		r.pending.Store(int32(len(r.wounded)))
+		c.wounded.Store(true)
+	}
+	r.mu.Unlock()
+}
+
+// leave unregisters c at the end of its wait.
+func (r *wwWounds) leave(c *WWAcquireCtx) {
+	r.mu.Lock()
+	delete(r.waiting, c.stamp)
+	r.mu.Unlock()
+}
+
+// forget drops a wound of stamp that no wait took: the context reset its
+// wound, or ended.
+//
+//go:noinline
+func (r *wwWounds) forget(stamp int64) {
+	r.mu.Lock()
+	delete(r.wounded, stamp)
+	r.pending.Store(int32(len(r.wounded)))
+	r.mu.Unlock()
+}
+
+// has reports whether stamp was wounded while not waiting.
+func (r *wwWounds) has(stamp int64) bool {
+	if r.pending.Load() == 0 {
+		return false
+	}
+	r.mu.Lock()
+	_, ok := r.wounded[stamp]
+	r.mu.Unlock()
+	return ok
+}

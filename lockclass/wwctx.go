@@ -3,9 +3,10 @@ package lockclass
 import (
 	"math"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/krules/krules"
-	"github.com/krules/krules/internal/stack"
+	"github.com/krules/krules/internal/task"
 )
 
 // WWAcquireCtx is the kernel's struct ww_acquire_ctx: one attempt at
@@ -20,9 +21,6 @@ import (
 // be copied, and belongs to the goroutine that called Init (lockdep reports
 // a lock taken with it elsewhere: its nest lock is not held there).
 type WWAcquireCtx struct {
-	// tags are the addresses a WWMutex's state points at while held with
-	// this context (see WWMutex.state); they must come first.
-	tags  [3]byte
 	_     noCopy
 	class *WWClass
 	stamp int64
@@ -30,7 +28,11 @@ type WWAcquireCtx struct {
 	// Only the owner writes it; others read it under a WWMutex's wait lock
 	// while the owner is queued there, so it cannot change meanwhile.
 	acquired int32
-	wounded  atomic.Bool // wound-wait: an older context wants a lock we hold
+	// wounded is ctx->wounded (wound-wait: an older context wants a lock
+	// we hold), set by a wounder that has the context; one that knows only
+	// its stamp leaves the wound with the class (wwWounds), and the
+	// context's next wait takes it.
+	wounded atomic.Bool
 	// waiting is the waiter the context's goroutine is blocked in, so that a
 	// wounder can wake it to back off.
 	waiting atomic.Pointer[wwWaiter]
@@ -40,7 +42,17 @@ type WWAcquireCtx struct {
 	inject     bool     // DEBUG_WW_MUTEX_SLOWPATH
 	countdown  uint64   // ctx->deadlock_inject_countdown
 	interval   uint64   // ctx->deadlock_inject_interval
-	dep        Map
+	// own is the goroutine whose stack has the context's entry, from Init
+	// to Fini (id 0 when the validator does not follow it): a lock taken
+	// with the context on that goroutine uses its record without a lookup.
+	own owner
+	// lockID is own.id while a Lock may take the cached path, which checks
+	// nothing of what ww_mutex_lock_acquired warns about: before Done, not
+	// backing off (contending), without injection. 0 otherwise; cached
+	// sets it whenever one of them changes.
+	lockID int64
+	depth  int // where the context's entry was pushed on own's stack
+	dep    Map
 }
 
 // WWCtxOption configures WWAcquireCtx.Init.
@@ -59,11 +71,16 @@ func InjectDeadlocks() WWCtxOption { return func(c *WWAcquireCtx) { c.inject = t
 //
 //go:noinline
 func (c *WWAcquireCtx) Init(class *WWClass, opts ...WWCtxOption) {
-	pc := stack.ReturnPC()
+	id, pc := task.SiteID()
+	if cl := c.class; cl != nil && cl.wounds.pending.Load() != 0 {
+		cl.wounds.forget(c.stamp) // of a context that was not finished
+	}
 	c.class = class
 	c.stamp = class.stamp.Add(1)
 	c.acquired = 0
-	c.wounded.Store(false)
+	if c.wounded.Load() {
+		c.wounded.Store(false)
+	}
 	c.done, c.contending, c.inject = false, nil, false
 	for _, o := range opts {
 		o(c)
@@ -72,25 +89,96 @@ func (c *WWAcquireCtx) Init(class *WWClass, opts ...WWCtxOption) {
 	if cfg := c.dep.cfg.Load(); cfg == nil || cfg.key != &class.acquireKey {
 		c.dep.init(pc, nil, []Option{WithKey(&class.acquireKey)})
 	}
-	acquire(&c.dep, 0, 0, 0, nil, pc, nil)
+	// The cached path with the record found as Map.Acquire finds it
+	// (ww_acquire_init is a plain lock_acquire, no might_sleep).
+	if compiledIn && id != 0 && enabled.Load() {
+		if t := task.ClaimHead(id); t != nil && pushMap(t, &c.dep, pc) {
+			c.own.t, c.own.id, c.depth = t, id, len(t.Lockdep.Held)-1
+			c.lockID = id // cached's, with done and contending just cleared
+			if c.inject {
+				c.lockID = 0
+			}
+			return
+		}
+	}
+	c.own = owner{}
+	if t := acquire(&c.dep, 0, 0, 0, nil, pc, nil); t != nil {
+		c.own.set(t)
+		c.depth = len(t.Lockdep.Held) - 1
+	}
+	c.cached()
+}
+
+// cached sets lockID after a change of own, done, contending or inject.
+func (c *WWAcquireCtx) cached() {
+	c.lockID = 0
+	if !c.done && c.contending == nil && !c.inject {
+		c.lockID = c.own.id
+	}
+}
+
+// resetWound clears the wound at the first lock of an attempt (after a
+// back-off too): a context that holds nothing cannot be part of a deadlock.
+// It stores only when the flag is set, which is the same as storing always
+// (a wound racing with it lands before or after) without a full-barrier
+// exchange on every attempt. Lock spells the test out inline.
+func (c *WWAcquireCtx) resetWound() {
+	if c.acquired == 0 {
+		if c.wounded.Load() {
+			c.wounded.Store(false)
+		}
+		c.forgetWound()
+	}
+}
+
+// forgetWound drops a wound the class keeps for the context (wwWounds).
+// Init and Fini spell the test out inline.
+func (c *WWAcquireCtx) forgetWound() {
+	if cl := c.class; cl != nil && cl.wounds.pending.Load() != 0 {
+		cl.wounds.forget(c.stamp)
+	}
+}
+
+// woundNow is __ww_mutex_wound's mark on a context at hand: it backs off at
+// its next lock that has to wait, at once if it is waiting.
+func (c *WWAcquireCtx) woundNow() {
+	c.wounded.Store(true)
+	if w := c.waiting.Load(); w != nil {
+		wake(w)
+	}
 }
 
 // Done marks the end of the acquire phase: ww_acquire_done. Locking with
 // the context afterwards is a DEBUG_LOCKS_WARN_ON, as is calling Done
 // twice.
 func (c *WWAcquireCtx) Done() {
-	AssertHeld(&c.dep)
+	// AssertHeld's cached path: the context's entry is where Init pushed it
+	// on the stack of the goroutine that initialised the context, and that
+	// is the caller.
+	if id, t := c.own.id, c.own.t; id == 0 || id != task.GoID() ||
+		uint(c.depth) >= uint(len(t.Lockdep.Held)) || t.Lockdep.Held[c.depth].Instance != unsafe.Pointer(&c.dep) {
+		AssertHeld(&c.dep)
+	}
 	if c.done {
 		debugLocksWarn("ctx->done_acquire")
 	}
 	c.done = true
+	c.lockID = 0
 }
 
 // Fini ends the context: ww_acquire_fini. It releases the context's lock
 // map (a second Fini is a bad unlock balance) and warns if locks are still
 // held through the context.
 func (c *WWAcquireCtx) Fini() {
-	releaseShared(&c.dep)
+	if id, t := c.own.id, c.own.t; id != 0 && id == task.GoID() && popTop(t, &c.dep) {
+		t.ReleaseIfEmpty()
+	} else {
+		releaseShared(&c.dep)
+	}
+	c.own.id, c.lockID = 0, 0
+	if cl := c.class; cl != nil && cl.wounds.pending.Load() != 0 {
+		cl.wounds.forget(c.stamp)
+	}
 	if c.acquired != 0 {
 		debugLocksWarn("ctx->acquired")
 	}
@@ -110,7 +198,9 @@ func (c *WWAcquireCtx) Acquired() int { return int(c.acquired) }
 
 // Wounded reports whether an older context has wounded this one
 // (wound-wait): its next lock that has to wait returns ErrDeadlock.
-func (c *WWAcquireCtx) Wounded() bool { return c.wounded.Load() }
+func (c *WWAcquireCtx) Wounded() bool {
+	return c.wounded.Load() || c.class != nil && c.class.wounds.has(c.stamp)
+}
 
 func (c *WWAcquireCtx) lockdepMap() *Map { return &c.dep }
 
@@ -131,6 +221,7 @@ func (c *WWAcquireCtx) lockAcquired(m *WWMutex) {
 			debugLocksWarn("ww_ctx->acquired > 0")
 		}
 		c.contending = nil
+		c.cached()
 	}
 	if m.class != c.class {
 		debugLocksWarn("ww_ctx->ww_class != ww->ww_class")
@@ -144,6 +235,7 @@ func (c *WWAcquireCtx) kill(m *WWMutex) error {
 		debugLocksWarn("ww_ctx->contending_lock")
 	}
 	c.contending = m
+	c.lockID = 0
 	return ErrDeadlock
 }
 
@@ -165,6 +257,7 @@ func (c *WWAcquireCtx) injectDeadlock(m *WWMutex) bool {
 	}
 	c.interval, c.countdown = t, t
 	c.contending = m
+	c.lockID = 0
 	return true
 }
 
