@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strconv"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 
@@ -174,4 +175,22 @@ func TestQuickPushFindsItsSlotClean(t *testing.T) {
 	inner.Unlock()
 	outer.Unlock()
 	require.Nil(t, task.Lookup())
+}
+
+// A goroutine's first held-lock stack starts on a cache line and fills a
+// slot of whole lines (task.HeldCap): two goroutines' stacks, written on
+// every lock and unlock, do not share a line.
+func TestHeldStacksDoNotShareCacheLines(t *testing.T) {
+	krulestest.Check(t)
+	m := mutex(lockclass.NewValidator(), "M")
+	for range 4 {
+		done := make(chan uintptr)
+		go func() {
+			m.Lock()
+			held := task.Lookup().Lockdep.Held
+			done <- uintptr(unsafe.Pointer(unsafe.SliceData(held)))
+			m.Unlock()
+		}()
+		require.Zero(t, <-done%64)
+	}
 }

@@ -81,6 +81,9 @@ func acquireSlow(t *task.Task, m *Map, sub int, read uint8, fl uint8, nest *Map,
 	emit(rep)
 	switch act {
 	case aPush:
+		if t.Lockdep.Held == nil {
+			t.Lockdep.Held = make([]task.HeldLock, 0, task.HeldCap)
+		}
 		t.Lockdep.Held = append(t.Lockdep.Held, hl)
 		t.Lockdep.ChainKey = key
 		c.g.noteDepth(len(t.Lockdep.Held))

@@ -3,6 +3,7 @@ package task
 import (
 	"runtime"
 	"sync/atomic"
+	"unsafe"
 )
 
 // The table maps goroutine ids to records. It is a fixed array of buckets
@@ -74,7 +75,8 @@ func claimSlow(id int64) *Task {
 			return t
 		}
 	}
-	t := &Task{ID: id}
+	t := &(new(paddedTask).Task)
+	t.ID = id
 	t.owner.Store(id)
 	t.busy.Store(1)
 	t.next.Store(b.head.Load())
@@ -122,6 +124,19 @@ func (b *bucket) trimLocked() {
 		prev, t = t, next
 	}
 }
+
+// paddedTask is how a record is allocated: its size a multiple of a cache
+// line, so that the runtime's size class for it (192 bytes today) starts
+// every object on a line of its own. The owner writes its record on every
+// lock and unlock; two records sharing a line would make two goroutines on
+// two CPUs fight over it (false sharing), as adjacent 160-byte records did.
+type paddedTask struct {
+	Task
+	_ [(cacheLine - unsafe.Sizeof(Task{})%cacheLine) % cacheLine]byte
+}
+
+// cacheLine is the line size the padding assumes (x86-64 and most arm64).
+const cacheLine = 64
 
 func (b *bucket) lock() {
 	for !b.mu.CompareAndSwap(0, 1) {

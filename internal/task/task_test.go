@@ -292,3 +292,18 @@ func TestHeldLockCarriesItsLabel(t *testing.T) {
 	require.Contains(t, b.String(), " "+name+", at: ")
 	require.Equal(t, "(?)", LabelOf(&HeldLock{Class: unsafe.Pointer(&name)}))
 }
+
+var sinkTasks []*Task
+
+// Records start on a cache line of their own: the owner writes its record
+// on every lock and unlock, and two records sharing a line would bounce it
+// between two CPUs.
+func TestRecordsDoNotShareCacheLines(t *testing.T) {
+	for range 8 {
+		p := &(new(paddedTask).Task)
+		sinkTasks = append(sinkTasks, p)
+		require.Zero(t, uintptr(unsafe.Pointer(p))%cacheLine)
+		require.Zero(t, unsafe.Sizeof(paddedTask{})%cacheLine)
+	}
+	sinkTasks = nil
+}
