@@ -13,7 +13,7 @@ import (
 // as in the kernel; the rest are counted (krules.ReportStats).
 func MightSleep() {
 	// The record read in place (task.GoID, task.Peek), not looked up (a
-	// call, and goid.Get's): 63 -> 57 instructions outside sections (bench
+	// call, and goid.Get's): 63 -> 55 instructions outside sections (bench
 	// figure "MightSleep outside sections", cachegrind, loop included, AMD
 	// EPYC (Zen 3, KVM)). An idle node reads as outside every section.
 	var t *task.Task

@@ -125,14 +125,18 @@ func LookupHead(id int64) *Task {
 // made empty by Reap), so a test such as "is the goroutine inside a
 // section" reads false on it, as on a missing record. Writing to the node
 // needs Claim. It spares Lookup a call and the busy load: nonblock's
-// MightSleep outside sections went from 63 to 57 instructions (bench figure
+// MightSleep outside sections went from 63 to 55 instructions (bench figure
 // "MightSleep outside sections", cachegrind, loop included, AMD EPYC (Zen 3,
-// KVM)).
+// KVM)). The head is tested before the walk so that the common case is
+// straight code: 2 instructions less than one loop outside sections, 2.5
+// less a MightSleep with a record at the head (an invalidation's).
 func Peek(id int64) *Task {
 	t := bucketFor(id).head.Load()
-	for ; t != nil; t = t.next.Load() {
-		if t.owner.Load() == id {
-			break
+	if t != nil && t.owner.Load() != id {
+		for t = t.next.Load(); t != nil; t = t.next.Load() {
+			if t.owner.Load() == id {
+				break
+			}
 		}
 	}
 	return t
