@@ -61,6 +61,7 @@ var baseFigures = []figure{
 	},
 	{
 		Name: "nonblock.Start+End", Baseline: "empty call", MaxAllocs: 0,
+		OverNs: 10, Units: 1, Unit: "pair",
 		base:  loop(emptyCall),
 		rules: loop(func() { nonblock.Start(); nonblock.End() }),
 	},

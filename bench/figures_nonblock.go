@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/krules/krules"
-	"github.com/krules/krules/internal/stack"
 	"github.com/krules/krules/internal/task"
 	"github.com/krules/krules/nonblock"
 )
@@ -29,24 +28,26 @@ var nonblockFigures = []figure{
 	},
 }
 
-// startWithoutRegion and endWithoutRegion are nonblock.Start and End as they
-// were before sections marked themselves as trace regions: the baseline the
-// regions are priced against.
+// startWithoutRegion and endWithoutRegion are nonblock.Start and End without
+// the trace regions (and the sweep check): the baseline the regions are
+// priced against.
 //
 //go:noinline
 func startWithoutRegion() {
-	t := task.Current()
-	if t.NonBlock == 0 {
-		t.NonBlockSite = stack.ReturnPC()
+	t := task.ClaimHead(task.GoID())
+	if t == nil {
+		t = task.Current()
 	}
 	t.NonBlock++
 }
 
 //go:noinline
 func endWithoutRegion() {
-	t := task.Lookup()
+	t := task.PeekHead(task.GoID())
 	if t == nil || t.NonBlock == 0 {
-		panic("unbalanced")
+		if t = task.Lookup(); t == nil || t.NonBlock == 0 {
+			panic("unbalanced")
+		}
 	}
 	t.NonBlock--
 	t.ReleaseIfEmpty()

@@ -255,10 +255,10 @@ func (sub *IntervalNotifier) SetSeq(curSeq uint64) { sub.seq.Store(curSeq) }
 func (sub *IntervalNotifier) String() string { return fmt.Sprintf("[%#x-%#x]", sub.start, sub.last) }
 
 // itreeInvalidate is mn_itree_invalidate.
-func (subs *subscriptions) itreeInvalidate(r *Range) ([]*krules.Report, error) {
+func (subs *subscriptions) itreeInvalidate(r *Range) *startResult {
 	var (
-		it   itIter[*IntervalNotifier]
-		reps []*krules.Report
+		it  itIter[*IntervalNotifier]
+		res *startResult
 	)
 	cur, n := subs.itreeInvStartRange(r, &it)
 	// The tree is frozen while the sequence is odd, which it is whenever
@@ -269,15 +269,15 @@ func (subs *subscriptions) itreeInvalidate(r *Range) ([]*krules.Report, error) {
 			continue
 		}
 		if r.Blockable() {
-			reps = append(reps, krules.Warn(krules.NotifierMisuse, fmt.Sprintf(
+			res = res.warn(krules.Warn(krules.NotifierMisuse, fmt.Sprintf(
 				"WARN_ON(mmu_notifier_range_blockable(range)): %s returned false for %s",
 				methodName(sub.ops, "Invalidate"), r), 2))
 			continue
 		}
 		subs.itreeInvEnd()
-		return reps, ErrAgain
+		return res.fail(ErrAgain)
 	}
-	return reps, nil
+	return res
 }
 
 // itreeInvStartRange is mn_itree_inv_start_range: count the invalidation

@@ -394,6 +394,7 @@ func TestEndWithoutStartIsReported(t *testing.T) {
 	mm.mmapLock.RUnlock()
 	require.Equal(t, []krules.Kind{krules.NotifierMisuse}, rec.Kinds())
 	require.Contains(t, rec.Last().Text, "mmu_notifier_invalidate_range_end without a matching start: [0x10000-0x11000) MMU_NOTIFY_CLEAR")
+	require.Regexp(t, ` at mmnotifier/interval_internal_test\.go:\d+ mmnotifier\.TestEndWithoutStartIsReported\+`, rec.Last().Headline, "the WARNING names the caller")
 	seq, active := state(mm)
 	require.Zero(t, active)
 	require.Zero(t, seq&1, "not invalidating")
@@ -441,6 +442,9 @@ func TestReversedRangeIsRefused(t *testing.T) {
 		mm.mmapLock.RUnlock()
 		require.Len(t, rec.Kinds(), 2*(i+1))
 		require.Contains(t, rec.Last().Text, "WARN_ON(range->start >= range->end)")
+		for _, r := range rec.Reports()[2*i:] {
+			require.Regexp(t, ` at mmnotifier/interval_internal_test\.go:\d+ mmnotifier\.TestReversedRangeIsRefused\+`, r.Headline, "the WARNING names the caller")
+		}
 	}
 	for _, k := range rec.Kinds() {
 		require.Equal(t, krules.NotifierMisuse, k)

@@ -117,6 +117,35 @@ func TestEndWithoutStartIsReportedAndDoesNotUnderflow(t *testing.T) {
 	require.Nil(t, task.Lookup())
 }
 
+// An End after the last section ended finds the goroutine's node idle: it
+// is reported, as an End with no node at all is.
+func TestEndAfterTheLastSectionEndedIsReported(t *testing.T) {
+	rec := krulestest.Record(t)
+	nonblock.Start()
+	nonblock.End()
+	nonblock.End()
+	require.Equal(t, []krules.Kind{krules.NonBlockImbalance}, rec.Kinds())
+	nonblock.MightSleep() // the idle node reads as outside every section
+	require.Equal(t, 1, rec.Len())
+	require.Nil(t, task.Lookup())
+}
+
+// The section paths find the goroutine's node when another node heads its
+// bucket too: inside, MightSleep reports and End ends the section.
+func TestSectionsFindTheRecordBehindTheBucketHead(t *testing.T) {
+	rec := krulestest.Record(t)
+	nonblock.Start()
+	other := task.Claim(task.ID() + 1<<40) // a node pushed ahead of ours
+	nonblock.MightSleep()
+	require.True(t, nonblock.InNonBlock())
+	nonblock.End()
+	require.False(t, nonblock.InNonBlock())
+	nonblock.MightSleep()
+	other.ReleaseIfEmpty()
+	require.Equal(t, []krules.Kind{krules.SleepInAtomic}, rec.Kinds())
+	require.Nil(t, task.Lookup())
+}
+
 func TestEndAtomicWithoutStartIsReported(t *testing.T) {
 	rec := krulestest.Record(t)
 	nonblock.EndAtomic()

@@ -29,7 +29,7 @@ type Lockdep struct {
 // lose the alignment.)
 const HeldCap = 6
 
-func (l *Lockdep) empty() bool { return len(l.Held)|int(l.Off) == 0 }
+func (l *Lockdep) used() int { return len(l.Held) | int(l.Off) }
 
 func (l *Lockdep) reap() {
 	clear(l.Held) // the entries keep classes and lock maps alive

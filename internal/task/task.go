@@ -23,7 +23,7 @@ import (
 
 // Task is the per-goroutine record.
 type Task struct {
-	owner atomic.Int64 // the goroutine the node belongs to, for its whole life
+	owner atomic.Int64 // the goroutine the node belongs to, for its whole life; never 0
 	// busy is 1 while the record exists (is non-empty); only the owner
 	// stores it, with ownerStore, except Reap for a dead owner.
 	busy atomic.Int32
@@ -37,9 +37,9 @@ type Task struct {
 	// Name is what reports print before /ID, like the kernel's comm.
 	Name string
 
-	// Each subsystem's state is one embedded part that says itself when it
-	// is empty and how a dead goroutine's part is cleared: a new part is one
-	// field here and one term in Empty and Reap.
+	// Each subsystem's state is one embedded part that says itself whether
+	// it carries state (used: non-zero if so) and how a dead goroutine's part
+	// is cleared: a new part is one field here and one term in Empty and Reap.
 	Sections // nonblock: non-block and atomic sections
 	Scope    // gfp: allocation scopes
 
@@ -49,10 +49,10 @@ type Task struct {
 
 // Sections is nonblock's part of the record.
 type Sections struct {
-	// NonBlock counts nested nonblock.Start calls (non_block_count).
+	// NonBlock counts nested nonblock.Start calls (non_block_count). Like
+	// the kernel's task_struct it keeps no entry site: the trace checker
+	// finds it in the section's region.
 	NonBlock int32
-	// NonBlockSite is the PC of the outermost nonblock.Start.
-	NonBlockSite uintptr
 	// Preempt counts nested atomic sections (preempt_count).
 	Preempt int32
 	// PreemptSite is the PC of the outermost atomic section's start, printed
@@ -69,13 +69,13 @@ type Sections struct {
 	Regions []SectionRegion
 }
 
-func (s *Sections) empty() bool {
-	return int(s.NonBlock|s.Preempt|s.RCUNest)|len(s.Regions) == 0
+func (s *Sections) used() int {
+	return int(s.NonBlock|s.Preempt|s.RCUNest) | len(s.Regions)
 }
 
 func (s *Sections) reap() {
 	s.NonBlock, s.Preempt, s.RCUNest, s.RCUIdx = 0, 0, 0, 0
-	s.NonBlockSite, s.PreemptSite = 0, 0
+	s.PreemptSite = 0
 	clear(s.Regions) // a dead goroutine's regions cannot be ended; drop them
 	s.Regions = s.Regions[:0]
 }
@@ -86,12 +86,15 @@ type Scope struct {
 	Memalloc uint32
 }
 
-func (s *Scope) empty() bool { return s.Memalloc == 0 }
-func (s *Scope) reap()       { s.Memalloc = 0 }
+func (s *Scope) used() int { return int(s.Memalloc) }
+func (s *Scope) reap()     { s.Memalloc = 0 }
 
 // Empty reports whether the record carries no state, so it can be dropped.
+// The parts' terms are or-ed and tested once: one branch, not one a part
+// (a nonblock Start+End pair 141 -> 138 instructions, cachegrind, on an AMD
+// EPYC (Zen 3, KVM)).
 func (t *Task) Empty() bool {
-	return t.Lockdep.empty() && t.Sections.empty() && t.Scope.empty() && len(t.Name) == 0
+	return t.Lockdep.used()|t.Sections.used()|t.Scope.used()|len(t.Name) == 0
 }
 
 // Lookup returns the calling goroutine's record, or nil if it has none.
@@ -109,6 +112,43 @@ func Lookup() *Task {
 // its bucket. It returns nil otherwise; call Lookup then.
 func LookupHead(id int64) *Task {
 	if t := bucketFor(id).head.Load(); t != nil && t.owner.Load() == id && t.busy.Load() != 0 {
+		return t
+	}
+	return nil
+}
+
+// Peek returns the caller's node, whether its record exists (busy) or not
+// (idle), or nil if it has none; id must be the caller's, from GoID, and not
+// 0 (GoID's "unknown": call Lookup then). It is for checks that only read,
+// and small enough to be inlined: an idle node's fields are all in their
+// empty state (it went idle only once empty, through ReleaseIfEmpty, or was
+// made empty by Reap), so a test such as "is the goroutine inside a
+// section" reads false on it, as on a missing record. Writing to the node
+// needs Claim. It spares Lookup a call and the busy load: nonblock's
+// MightSleep outside sections went from 63 to 55 instructions (bench figure
+// "MightSleep outside sections", cachegrind, loop included, AMD EPYC (Zen 3,
+// KVM)). The head is tested before the walk so that the common case is
+// straight code: 2 instructions less than one loop outside sections, 2.5
+// less a MightSleep with a record at the head (an invalidation's).
+func Peek(id int64) *Task {
+	t := bucketFor(id).head.Load()
+	if t != nil && t.owner.Load() != id {
+		for t = t.next.Load(); t != nil; t = t.next.Load() {
+			if t.owner.Load() == id {
+				break
+			}
+		}
+	}
+	return t
+}
+
+// PeekHead is Peek's common case as straight code, for callers that expect
+// their node at the head of its bucket (nonblock.End, after Start claimed
+// it): the node if it heads the bucket, nil otherwise (call Lookup then).
+// Any id is accepted: 0, GoID's "unknown", matches no node. It is five
+// instructions shorter than Peek's loop there (cachegrind, AMD EPYC).
+func PeekHead(id int64) *Task {
+	if t := bucketFor(id).head.Load(); t != nil && t.owner.Load() == id {
 		return t
 	}
 	return nil
@@ -144,10 +184,18 @@ func Claim(id int64) *Task {
 
 // ClaimHead is Claim's common case, small enough to be inlined into the lock
 // hot paths: the caller's node heads its bucket. It returns nil otherwise;
-// call Claim then.
+// call Claim then. Any id is accepted: 0, GoID's "unknown", matches no node
+// (no node is ever owned by 0), so callers need not test for it first. Its
+// tests are nested ifs rather than one && chain, which the compiler turned
+// into a materialised bool tested again: a nonblock Start+End pair 144 -> 141
+// instructions (cachegrind, AMD EPYC (Zen 3, KVM)).
 func ClaimHead(id int64) *Task {
-	if t := bucketFor(id).head.Load(); t != nil && t.owner.Load() == id && t.take() {
-		return t
+	if t := bucketFor(id).head.Load(); t != nil {
+		if t.owner.Load() == id {
+			if ownerStore(&t.busy, 1); t.retiring.Load() == 0 { // take, spelled out for the branches
+				return t
+			}
+		}
 	}
 	return nil
 }
