@@ -14,13 +14,13 @@ import (
 
 // unclaimed runs the test with reports going to the output, hooks and
 // policy, as in a program, and with fresh counters.
-func unclaimed(t testing.TB) *bytes.Buffer {
+func unclaimed(t testing.TB) *printed {
 	claims.mu.Lock()
 	fallback, open := claims.fallback, claims.open
 	claims.fallback, claims.open = nil, nil
 	claims.mu.Unlock()
-	var out bytes.Buffer
-	prev := SetOutput(&out)
+	out := new(printed)
+	prev := SetOutput(out)
 	Reset()
 	t.Cleanup(func() {
 		SetOutput(prev)
@@ -29,8 +29,23 @@ func unclaimed(t testing.TB) *bytes.Buffer {
 		claims.fallback, claims.open = fallback, open
 		claims.mu.Unlock()
 	})
-	return &out
+	return out
 }
+
+// printed is what unclaimed captures. The package writes it under its
+// sinks lock, from whichever goroutine prints (a background sweep, say),
+// so the test reads it under that lock too.
+type printed struct{ b bytes.Buffer }
+
+func (p *printed) Write(b []byte) (int, error) { return p.b.Write(b) }
+
+func (p *printed) String() string {
+	sinks.mu.Lock()
+	defer sinks.mu.Unlock()
+	return p.b.String()
+}
+
+func (p *printed) Bytes() []byte { return []byte(p.String()) }
 
 // record is krulestest.Record for the package's own tests, which cannot
 // import krulestest (it imports this package).

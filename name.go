@@ -16,6 +16,7 @@ func SetName(name string) {
 	}
 	t := task.Current()
 	t.Name = name
+	t.Publish()
 	if task.SweepDue() {
 		sweepExited()
 	}

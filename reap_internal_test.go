@@ -31,6 +31,7 @@ func TestReapLeavesLiveGoroutinesRecordsAlone(t *testing.T) {
 					defer inner.Done()
 					tk := task.Current()
 					tk.NonBlock = 1
+					tk.Publish()
 					for range 50 {
 						if task.Lookup() != tk || tk.NonBlock != 1 {
 							lost.Add(1)
@@ -203,6 +204,7 @@ func TestGoroutinesReturningInSectionsOrNamedDoNotLeakRecords(t *testing.T) {
 			} else {
 				tk := task.Current() // what nonblock.Start does, without importing it
 				tk.NonBlock = 1
+				tk.Publish()
 			}
 		}()
 	}

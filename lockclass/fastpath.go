@@ -81,6 +81,7 @@ func pushQuick(t *task.Task, m *Map, c *class, read uint8, pc uintptr, key uint6
 	h.Site, h.PrevChainKey = pc, ld.ChainKey
 	h.Read, h.Trylock, h.Check = read, false, true
 	ld.ChainKey = key
+	t.Publish() // for -race: a goroutine may return holding it
 }
 
 // pushCached takes the cached path if it can and reports whether it did.

@@ -86,6 +86,7 @@ func acquireSlow(t *task.Task, m *Map, sub int, read uint8, fl uint8, nest *Map,
 		}
 		t.Lockdep.Held = append(t.Lockdep.Held, hl)
 		t.Lockdep.ChainKey = key
+		t.Publish()
 		c.g.noteDepth(len(t.Lockdep.Held))
 		if lockStat.Load() {
 			statAcquired(t, &t.Lockdep.Held[len(t.Lockdep.Held)-1])

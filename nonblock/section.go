@@ -34,6 +34,7 @@ func Start() {
 		sweepExited()
 	}
 	t.NonBlock++
+	t.Publish()
 	if trace.IsEnabled() {
 		openRegion(t, false, t.NonBlock)
 	}
@@ -82,6 +83,7 @@ func StartAtomic() {
 		}
 	}
 	t.Preempt++
+	t.Publish()
 	if trace.IsEnabled() {
 		openRegion(t, true, t.Preempt)
 	}

@@ -40,8 +40,11 @@ func SweepDue() bool { return sweep.due.Load() == 1 }
 func TakeSweep() bool { return sweep.due.CompareAndSwap(1, 2) }
 
 // Swept says a sweep has finished: the next is asked for once the table
-// has doubled from what the sweep left.
+// has doubled from the records the sweep left, on top of the idle nodes the
+// buckets keep. (Not from its nodes: the records it reclaimed stay linked,
+// idle, until new nodes trim them, and a threshold twice that high let a
+// second wave of returned goroutines keep their records.)
 func Swept() {
-	sweep.at.Store(max(2*sweep.nodes.Load(), sweepFloor))
+	sweep.at.Store(max(2*int64(Len())+idlePerBucket<<bucketBits, sweepFloor))
 	sweep.due.Store(0)
 }

@@ -211,6 +211,18 @@ func (t *Task) take() bool {
 	return t.retiring.Load() == 0
 }
 
+// Publish orders the owner's writes to its record so far before the reads
+// of a sweep that finds the owner returned (krules.ReapExited), for the race
+// detector: the sweep's order comes from its dump of every goroutine's
+// stack, a stop-the-world the detector does not model, so the owner
+// republishes busy (an atomic store the sweep's Each loads) after a write
+// that may be its last. Without -race it compiles to nothing.
+func (t *Task) Publish() {
+	if raceEnabled {
+		t.busy.Store(1)
+	}
+}
+
 // ReleaseIfEmpty drops the record if it carries no state: the node goes
 // idle, for the goroutine to take again. Only the owner calls it. It is
 // cheap enough to be inlined into the unlock paths: the fields that outlive
