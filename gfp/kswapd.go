@@ -131,7 +131,6 @@ func (z *Zone) balancePgdat(quit chan struct{}) {
 	z.stats.pageoutrun.Add(1)
 	FSReclaimMap.Acquire() // __fs_reclaim_acquire: kswapd always counts as FS reclaim
 	id := z.reclaimStart()
-	var scanned int64
 	for prio := DefPriority; prio >= 0 && !z.balanced(order); {
 		select {
 		case <-quit:
@@ -141,15 +140,17 @@ func (z *Zone) balancePgdat(quit chan struct{}) {
 		}
 		before := z.reclaimed(id)
 		_, sc := z.shrinkSlab(Kernel, prio)
-		scanned += int64(sc)
+		// Counted after each round, as shrink_inactive_list counts
+		// PGSCAN_KSWAPD and PGSTEAL_KSWAPD after each batch: a reader can
+		// see the pages free before it sees them counted.
+		z.stats.pgscanKswapd.Add(int64(sc))
+		z.stats.pgstealKswapd.Add(z.reclaimed(id) - before)
 		if z.reclaimed(id) == before {
 			prio--
 		}
 	}
 	reclaimed := z.reclaimEnd(id)
 	FSReclaimMap.Release()
-	z.stats.pgscanKswapd.Add(scanned)
-	z.stats.pgstealKswapd.Add(reclaimed)
 	if reclaimed > 0 {
 		k.failures.Store(0)
 	} else if !z.balanced(order) {
