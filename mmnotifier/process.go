@@ -36,8 +36,11 @@ var ErrNoUserfaultfd = errors.New("mmnotifier: userfaultfd unavailable")
 // A first touch of a page (a MISSING fault) stops the touching thread in
 // the kernel until the monitor resolves it with the WithPageFault function's
 // contents (UFFDIO_COPY) or the zero page (UFFDIO_ZEROPAGE). The monitor is
-// a goroutine per process, named "uffd_monitor", that reads the events;
-// invalidations for changes made through the process's own methods
+// a goroutine per process, named "uffd_monitor", on an OS thread of its own
+// with the same name, that sleeps in read(2) for the events: the kernel
+// wakes it and the read takes an event without Go's scheduler, so a call
+// that waits for its event to be read waits for the kernel's round trip
+// only. Invalidations for changes made through the process's own methods
 // (Madvise, Munmap, Mremap, Mmap) run on the caller, before the syscall,
 // so a page a device mirrors is invalidated before the kernel may free it.
 // Changes made by anybody else (a library calling madvise directly) are
@@ -52,7 +55,9 @@ var ErrNoUserfaultfd = errors.New("mmnotifier: userfaultfd unavailable")
 // inside copy, append, bytes.Equal or any other runtime or assembly
 // function is not: then a garbage collection's stop-the-world waits for
 // it forever, and the monitor, stopped too, never resolves the fault: the
-// process hangs. Make pages present first (a plain Go touch, or
+// process hangs. The monitor's own thread does not help: it reads the
+// fault without a P, but needs one to resolve it, and the stop-the-world
+// holds them all. Make pages present first (a plain Go touch, or
 // HMMRangeFault) before handing them to such functions. Kernel accesses (a read(2) into the buffer) fail with
 // EFAULT when only UFFD_USER_MODE_ONLY was allowed (UserModeOnly).
 //
