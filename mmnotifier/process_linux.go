@@ -27,6 +27,12 @@ type processSys struct {
 	bell []byte
 	// rang is set by the monitor when it reads the bell's event.
 	rang bool
+	// msgs holds what the monitor read and has not dispatched yet, in
+	// the order the kernel queued it, from head on; buf is what it reads
+	// into (both the monitor's alone).
+	msgs []uffdMsg
+	head int
+	buf  [16]uffdMsg
 
 	// mapped says, per page, whether the memory is mapped there; written
 	// under mmap_lock held for writing, read under it held at all.
@@ -141,18 +147,17 @@ func (p *Process) monitor() {
 	runtime.LockOSThread()
 	name := [...]byte{'u', 'f', 'f', 'd', '_', 'm', 'o', 'n', 'i', 't', 'o', 'r', 0}
 	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0) //nolint:errcheck // a name only
-	var buf [16]uffdMsg
-	raw := unsafe.Slice((*byte)(unsafe.Pointer(&buf[0])), len(buf)*uffdMsgSize)
 	logged := false
 	for !s.rang {
-		n, err := unix.Read(s.uffd, raw)
-		// Several messages come in one read when queued (userfaultfd_read
-		// goes on without waiting after the first); each REMOVE's sender
-		// was released as its message was taken.
-		for i := range max(n, 0) / uffdMsgSize {
-			p.dispatch(buf[i])
+		if s.head < len(s.msgs) {
+			m := s.msgs[s.head]
+			if s.head++; s.head == len(s.msgs) {
+				s.msgs, s.head = s.msgs[:0], 0
+			}
+			p.dispatch(m)
+			continue
 		}
-		if err != nil && err != unix.EINTR {
+		if err := p.read(true); err != nil && err != unix.EINTR {
 			// Not expected with this buffer; the monitor may not stop
 			// before the bell, which Close waits on, so it logs once
 			// and goes on.
@@ -163,6 +168,32 @@ func (p *Process) monitor() {
 			time.Sleep(time.Millisecond)
 		}
 	}
+}
+
+// read reads the queued messages onto msgs: waiting for one, or, unless
+// wait, failing with EAGAIN if none is there. Several come in one read
+// when queued (userfaultfd_read goes on without waiting after the first);
+// each REMOVE's sender was released as its message was taken. poll(2)
+// cannot tell whether a read would wait: on a blocking userfaultfd it
+// always says EPOLLERR (userfaultfd_poll), as a fault may be woken before
+// it is read. Only the monitor reads, so for a read that must not wait
+// the descriptor is made non-blocking and back.
+func (p *Process) read(wait bool) error {
+	s := &p.sys
+	if !wait {
+		if err := unix.SetNonblock(s.uffd, true); err != nil {
+			return err
+		}
+	}
+	raw := unsafe.Slice((*byte)(unsafe.Pointer(&s.buf[0])), len(s.buf)*uffdMsgSize)
+	n, err := unix.Read(s.uffd, raw)
+	s.msgs = append(s.msgs, s.buf[:max(n, 0)/uffdMsgSize]...)
+	if !wait {
+		if e := unix.SetNonblock(s.uffd, false); e != nil && err == nil {
+			err = e
+		}
+	}
+	return err
 }
 
 // dispatch handles one message on the monitor goroutine.
@@ -189,7 +220,10 @@ func (p *Process) dispatch(m uffdMsg) {
 }
 
 // isOwn reports whether m is an event one of the process's own operations
-// caused, and counts it off.
+// caused, and counts it off against the oldest expectation that holds it.
+// Messages are dispatched in the order the kernel queued them, so the
+// events of an operation are counted before those of any operation its
+// caller started after it returned, even where the ranges overlap.
 func (p *Process) isOwn(m uffdMsg) bool {
 	s := &p.sys
 	s.ownMu.Lock()
@@ -222,7 +256,7 @@ func (p *Process) isOwn(m uffdMsg) bool {
 
 // monitorFault resolves a fault a thread waits on. A resolving ioctl fails
 // with EAGAIN while an event is queued and unread (mmap_changing): read
-// and dispatch what is there, then try again.
+// what is there, then try again.
 func (p *Process) monitorFault(addr uint64, write bool) {
 	s := &p.sys
 	for !s.stop.Load() {
@@ -234,7 +268,7 @@ func (p *Process) monitorFault(addr uint64, write bool) {
 			uffdWake(s.uffd, addr, PageSize) //nolint:errcheck
 			return
 		case errors.Is(err, unix.EAGAIN):
-			p.readPending(addr, write)
+			p.readPending()
 		default: // ENOENT, EFAULT: the page went away; the thread retries
 			uffdWake(s.uffd, addr, PageSize) //nolint:errcheck
 			return
@@ -242,36 +276,19 @@ func (p *Process) monitorFault(addr uint64, write bool) {
 	}
 }
 
-// readPending reads and dispatches the events queued before a fault could
-// be resolved; faults among them are resolved after the one at addr. The
-// read must not wait: mmap_changing is raised before the event is queued
-// and lowered only once its sender runs again, so there may be nothing to
+// readPending reads the events queued before a fault could be resolved,
+// which lets their senders go and so lowers mmap_changing; they are
+// dispatched after the fault, in their order. Dispatching them now would
+// put them before the messages read with the fault, among which an event
+// of an operation that has returned may wait: a later operation's event
+// would then be counted against that operation's expectation if its
+// range holds it, and the later one's would never be met. The read must
+// not wait: mmap_changing is raised before the event is queued and
+// lowered only once its sender runs again, so there may be nothing to
 // read yet, and the next event may never come while the fault waits.
-// poll(2) with no timeout says whether a read would (only the monitor
-// reads).
-func (p *Process) readPending(addr uint64, write bool) {
-	var buf [16]uffdMsg
-	raw := unsafe.Slice((*byte)(unsafe.Pointer(&buf[0])), len(buf)*uffdMsgSize)
-	n := 0
-	fds := [1]unix.PollFd{{Fd: int32(p.sys.uffd), Events: unix.POLLIN}}
-	if k, _ := unix.Poll(fds[:], 0); k > 0 {
-		n, _ = unix.Read(p.sys.uffd, raw)
-	}
-	var later []uffdMsg
-	for i := range max(n, 0) / uffdMsgSize {
-		if buf[i].event == uffdEventPagefault {
-			later = append(later, buf[i])
-		} else {
-			p.dispatch(buf[i])
-		}
-	}
-	if n <= 0 {
+func (p *Process) readPending() {
+	if err := p.read(false); err != nil {
 		runtime.Gosched() // the event's sender is on its way out
-	}
-	for _, m := range later {
-		if m.b&^(PageSize-1) != addr {
-			defer p.dispatch(m)
-		}
 	}
 }
 
