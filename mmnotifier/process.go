@@ -150,13 +150,19 @@ func (p *Process) Madvise(off, length uint64) error { return p.madvise(off, leng
 // Munmap is munmap of [off, off+length): the pages are no longer mapped
 // and must not be touched until Mmap maps them again. It takes mmap_lock
 // for writing, runs a blockable MMU_NOTIFY_UNMAP invalidation around the
-// syscall and may sleep.
+// syscall and may sleep. Only the mapped pages are unmapped (a munmap for
+// each run of them): a hole in the range is free address space, which
+// another mapping may have been given since.
 func (p *Process) Munmap(off, length uint64) error { return p.munmap(off, length) }
 
-// Mmap maps fresh anonymous memory at [off, off+length) (mmap with
-// MAP_FIXED) and registers it: a hole Munmap or Mremap left becomes
-// usable again. Pages it replaces are unmapped first, with an
-// MMU_NOTIFY_UNMAP invalidation. It takes mmap_lock for writing.
+// Mmap maps fresh anonymous memory at [off, off+length) and registers it:
+// a hole Munmap or Mremap left becomes usable again. Pages it replaces are
+// unmapped first (mmap with MAP_FIXED), with an MMU_NOTIFY_UNMAP
+// invalidation. A hole is free address space, which the rest of the
+// program may have been given since (the Go runtime maps its own memory
+// into free ranges): holes are filled with MAP_FIXED_NOREPLACE, and if one
+// is taken Mmap fails with EEXIST and changes nothing. It takes mmap_lock
+// for writing.
 func (p *Process) Mmap(off, length uint64) error { return p.mmap(off, length) }
 
 // Mremap moves the pages of [from, from+length) to [to, to+length)
@@ -165,7 +171,9 @@ func (p *Process) Mmap(off, length uint64) error { return p.mmap(off, length) }
 // Both ranges get a blockable MMU_NOTIFY_UNMAP invalidation. The ranges
 // must not overlap (EINVAL), and the source must be mapped, by one
 // mapping (EFAULT, as mremap(2) says: after Mmap or Mremap the memory is
-// several). It takes mmap_lock for writing.
+// several). Holes at the destination are claimed first, as Mmap fills
+// them: if one has been taken, Mremap fails with EEXIST and changes
+// nothing. It takes mmap_lock for writing.
 func (p *Process) Mremap(from, to, length uint64) error { return p.mremap(from, to, length) }
 
 // Sync waits until the monitor has seen every event the process's own
@@ -197,7 +205,8 @@ func (p *Process) Stats() Stats { return p.stats() }
 func (p *Process) UserModeOnly() bool { return p.userModeOnly() }
 
 // Close stops the monitor, releases the notifiers (MM().Exit()) and
-// unmaps the memory. No other method may run concurrently, or after.
+// unmaps the memory still mapped, not the holes. No other method may run
+// concurrently, or after.
 func (p *Process) Close() error { return p.close() }
 
 // pageRange validates [off, off+length) within the memory and returns its

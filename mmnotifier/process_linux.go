@@ -2,6 +2,7 @@ package mmnotifier
 
 import (
 	"errors"
+	"iter"
 	"runtime"
 	"slices"
 	"sync"
@@ -77,15 +78,18 @@ func (p *Process) open(length uint64) error {
 	if err != nil {
 		return err
 	}
-	mem, err := unix.Mmap(-1, 0, int(length), unix.PROT_READ|unix.PROT_WRITE,
+	// Not unix.Mmap, whose Munmap unmaps the whole slice: Close unmaps
+	// only what is still mapped.
+	ptr, err := unix.MmapPtr(-1, 0, nil, uintptr(length), unix.PROT_READ|unix.PROT_WRITE,
 		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
 	if err != nil {
 		unix.Close(fd)
 		return err
 	}
-	p.mem, p.base = mem, uint64(uintptr(unsafe.Pointer(&mem[0])))
+	mem := unsafe.Slice((*byte)(ptr), length)
+	p.mem, p.base = mem, uint64(uintptr(ptr))
 	if err := uffdRegister(fd, p.base, length); err != nil {
-		unix.Munmap(mem) //nolint:errcheck
+		unix.MunmapPtr(ptr, uintptr(length)) //nolint:errcheck
 		unix.Close(fd)
 		return err
 	}
@@ -96,7 +100,7 @@ func (p *Process) open(length uint64) error {
 		}
 	}
 	if err != nil {
-		unix.Munmap(mem) //nolint:errcheck
+		unix.MunmapPtr(ptr, uintptr(length)) //nolint:errcheck
 		unix.Close(fd)
 		return err
 	}
@@ -431,12 +435,17 @@ func (p *Process) mappedBytes(start, end uint64) uint64 {
 }
 
 // unmapOps is what an unmap of [start, end) will send: one UNMAP of the
-// whole range if any of it is mapped (userfaultfd_unmap_prep).
-func (p *Process) unmapOps(start, end uint64) []*ownOp {
-	if p.mappedBytes(start, end) == 0 {
+// whole range if any of it is mapped (userfaultfd_unmap_prep), or, if
+// perRun, one for each run of mapped pages, which are unmapped one by one.
+func (p *Process) unmapOps(start, end uint64, perRun bool) []*ownOp {
+	n := p.mappedBytes(start, end)
+	if n == 0 {
 		return nil
 	}
-	return []*ownOp{{kind: uffdEventUnmap, start: start, end: end, left: end - start}}
+	if !perRun {
+		n = end - start
+	}
+	return []*ownOp{{kind: uffdEventUnmap, start: start, end: end, left: n}}
 }
 
 // madvise invalidates before the syscall and ends the invalidation after
@@ -471,26 +480,17 @@ func (p *Process) madvise(off, length uint64) error {
 	return err
 }
 
-func (p *Process) munmap(off, length uint64) error {
-	return p.replaceRange(off, length, func(start, end uint64) unix.Errno {
-		_, _, e := unix.Syscall(unix.SYS_MUNMAP, uintptr(start), uintptr(end-start), 0)
-		return e
-	}, false)
-}
+func (p *Process) munmap(off, length uint64) error { return p.replaceRange(off, length, false) }
 
-func (p *Process) mmap(off, length uint64) error {
-	return p.replaceRange(off, length, func(start, end uint64) unix.Errno {
-		_, _, e := unix.Syscall6(unix.SYS_MMAP, uintptr(start), uintptr(end-start), unix.PROT_READ|unix.PROT_WRITE,
-			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE|unix.MAP_FIXED, ^uintptr(0), 0)
-		return e
-	}, true)
-}
+func (p *Process) mmap(off, length uint64) error { return p.replaceRange(off, length, true) }
 
-// replaceRange runs call, a munmap or a MAP_FIXED mmap of [start, end),
-// as the kernel's do_vmi_munmap does: mmap_lock held for writing and an
-// UNMAP invalidation around it, the UNMAP events it causes expected as the
-// process's own. A new mapping is registered with userfaultfd again.
-func (p *Process) replaceRange(off, length uint64, call func(start, end uint64) unix.Errno, mapped bool) error {
+// replaceRange unmaps [start, end), or maps fresh memory there, as the
+// kernel's do_vmi_munmap does: mmap_lock held for writing and an UNMAP
+// invalidation around it, the UNMAP events it causes expected as the
+// process's own. A new mapping is registered with userfaultfd again. Only
+// the process's own pages are unmapped or replaced, one run at a time;
+// holes are filled with MAP_FIXED_NOREPLACE (see claimHoles).
+func (p *Process) replaceRange(off, length uint64, mapped bool) error {
 	start, end, err := p.pageRange(off, length)
 	if err != nil {
 		return err
@@ -500,7 +500,28 @@ func (p *Process) replaceRange(off, length uint64, call func(start, end uint64) 
 	defer mm.mmapLock.Unlock()
 	r := NewRange(mm, EventUnmap, start, end)
 	InvalidateRangeStart(&r)
-	err = p.own(p.unmapOps(start, end), func() unix.Errno { return call(start, end) })
+	err = p.own(p.unmapOps(start, end, true), func() unix.Errno {
+		if !mapped {
+			for a, b := range p.runs(start, end, true) {
+				if _, _, e := unix.Syscall(unix.SYS_MUNMAP, uintptr(a), uintptr(b-a), 0); e != 0 {
+					return e
+				}
+			}
+			return 0
+		}
+		claimed, e := p.claimHoles(start, end, unix.PROT_READ|unix.PROT_WRITE)
+		if e != 0 {
+			return e
+		}
+		for a, b := range p.runs(start, end, true) {
+			if _, _, e := unix.Syscall6(unix.SYS_MMAP, uintptr(a), uintptr(b-a), unix.PROT_READ|unix.PROT_WRITE,
+				unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE|unix.MAP_FIXED, ^uintptr(0), 0); e != 0 {
+				unmapRuns(claimed)
+				return e
+			}
+		}
+		return 0
+	})
 	if err == nil {
 		if mapped {
 			err = uffdRegister(p.sys.uffd, start, end-start)
@@ -509,6 +530,61 @@ func (p *Process) replaceRange(off, length uint64, call func(start, end uint64) 
 	}
 	InvalidateRangeEnd(&r)
 	return err
+}
+
+// runs yields the maximal runs [a, b) of pages of [start, end) whose
+// mapped state is mapped. The caller holds mmap_lock.
+func (p *Process) runs(start, end uint64, mapped bool) iter.Seq2[uint64, uint64] {
+	return func(yield func(uint64, uint64) bool) {
+		for a := start; a < end; {
+			if p.isMapped(a) != mapped {
+				a += PageSize
+				continue
+			}
+			b := a + PageSize
+			for b < end && p.isMapped(b) == mapped {
+				b += PageSize
+			}
+			if !yield(a, b) {
+				return
+			}
+			a = b
+		}
+	}
+}
+
+// claimHoles maps anonymous memory with prot over the pages of [start,
+// end) that are not the process's, and returns the runs it mapped. A hole
+// Munmap or Mremap left is free address space, where any mmap may have
+// been placed since (the Go runtime maps its own chunks into free ranges,
+// and the kernel hands out the highest free range first), so a MAP_FIXED
+// or MREMAP_FIXED over it would pull memory from under its owner. With
+// MAP_FIXED_NOREPLACE the kernel refuses with EEXIST instead, and nothing
+// is left changed. A kernel older than 4.17 takes the flag for a hint and
+// maps elsewhere: that is refused the same way.
+func (p *Process) claimHoles(start, end uint64, prot int) ([][2]uint64, unix.Errno) {
+	var claimed [][2]uint64
+	for a, b := range p.runs(start, end, false) {
+		r, _, e := unix.Syscall6(unix.SYS_MMAP, uintptr(a), uintptr(b-a), uintptr(prot),
+			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE|unix.MAP_FIXED_NOREPLACE, ^uintptr(0), 0)
+		if e == 0 && r != uintptr(a) {
+			unix.Syscall(unix.SYS_MUNMAP, r, uintptr(b-a), 0) //nolint:errcheck
+			e = unix.EEXIST
+		}
+		if e != 0 {
+			unmapRuns(claimed)
+			return nil, e
+		}
+		claimed = append(claimed, [2]uint64{a, b})
+	}
+	return claimed, 0
+}
+
+// unmapRuns unmaps what claimHoles mapped.
+func unmapRuns(runs [][2]uint64) {
+	for _, r := range runs {
+		unix.Syscall(unix.SYS_MUNMAP, uintptr(r[0]), uintptr(r[1]-r[0]), 0) //nolint:errcheck
+	}
 }
 
 func (p *Process) mremap(from, to, length uint64) error {
@@ -535,12 +611,20 @@ func (p *Process) mremap(from, to, length uint64) error {
 	rs := NewRange(mm, EventUnmap, src, srcEnd) // move_page_tables
 	InvalidateRangeStart(&rd)
 	InvalidateRangeStart(&rs)
-	ops := append(p.unmapOps(dst, dstEnd), // do_munmap of the destination
+	ops := append(p.unmapOps(dst, dstEnd, false), // do_munmap of the destination
 		&ownOp{kind: uffdEventRemap, start: src, end: dst, left: length},
 		&ownOp{kind: uffdEventUnmap, start: src, end: srcEnd, left: length}) // the old VMA
 	err = p.own(ops, func() unix.Errno {
-		_, _, e := unix.Syscall6(unix.SYS_MREMAP, uintptr(src), uintptr(length), uintptr(length),
-			unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, uintptr(dst), 0)
+		// Placeholders over the destination's holes, which MREMAP_FIXED
+		// replaces: it must replace nobody else's memory.
+		claimed, e := p.claimHoles(dst, dstEnd, unix.PROT_NONE)
+		if e != 0 {
+			return e
+		}
+		if _, _, e = unix.Syscall6(unix.SYS_MREMAP, uintptr(src), uintptr(length), uintptr(length),
+			unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, uintptr(dst), 0); e != 0 {
+			unmapRuns(claimed)
+		}
 		return e
 	})
 	if err == nil {
@@ -636,8 +720,15 @@ func (p *Process) close() error {
 	err := unix.Close(s.uffd)
 	unix.Munmap(s.bell) //nolint:errcheck
 	p.mm.Exit()
-	if e := unix.Munmap(p.mem); e != nil && err == nil {
-		err = e
+	// Only what is still the process's is unmapped, as exit_mmap unmaps
+	// the VMAs there are: a hole Munmap or Mremap left is free address
+	// space, where any mmap may have been placed since (the Go runtime
+	// puts its own chunks there), and unmapping it would pull memory
+	// from under its owner.
+	for a, b := range p.runs(p.base, p.base+p.Len(), true) {
+		if _, _, e := unix.Syscall(unix.SYS_MUNMAP, uintptr(a), uintptr(b-a), 0); e != 0 && err == nil {
+			err = e
+		}
 	}
 	p.mem = nil
 	return err

@@ -3,6 +3,7 @@
 package mmnotifier_test
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -115,6 +117,38 @@ func sleepsInUffdRead(t *testing.T) bool {
 		}
 	}
 	return false
+}
+
+// A hole is free address space: a mapping placed there since by someone
+// else is neither replaced by Mmap or Mremap, which fail with EEXIST and
+// change nothing, nor unmapped by Close.
+func TestProcessLeavesAHoleTakenByAnotherMappingAlone(t *testing.T) {
+	krulestest.Check(t)
+	p, err := mmnotifier.NewProcess(4 * pg)
+	if errors.Is(err, mmnotifier.ErrNoUserfaultfd) {
+		t.Skip(err)
+	}
+	require.NoError(t, err)
+	mem := p.Bytes()
+	mem[0], mem[pg] = 1, 2
+	require.NoError(t, p.Munmap(2*pg, pg))
+	hole := unsafe.Pointer(&mem[2*pg])
+	other, err := unix.MmapPtr(-1, 0, hole, pg, unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE)
+	require.NoError(t, err)
+	require.Equal(t, hole, other)
+	*(*byte)(other) = 42
+
+	require.ErrorIs(t, p.Mmap(pg, 2*pg), unix.EEXIST)
+	require.ErrorIs(t, p.Mremap(0, 2*pg, pg), unix.EEXIST)
+	require.Equal(t, byte(42), *(*byte)(other), "the other mapping is untouched")
+	require.Equal(t, []byte{1, 2}, []byte{mem[0], mem[pg]}, "nothing of the process's changed")
+	require.NoError(t, p.Close())
+	var vec [1]byte
+	_, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(other), pg, uintptr(unsafe.Pointer(&vec[0])))
+	require.Zero(t, e, "still mapped after Close")
+	require.Equal(t, byte(42), *(*byte)(other))
+	require.NoError(t, unix.MunmapPtr(other, pg))
 }
 
 // waitForeign waits for the monitor to have read n foreign events (the
