@@ -133,8 +133,9 @@ func (p *Process) stats() Stats {
 // message inside the kernel, with no P needed. A madvise caller waits in
 // userfaultfd_event_wait_completion until its REMOVE is read, so it is
 // released by the kernel's own round trip (wake the reader, read, wake
-// the caller), and the kernel wakes the reader on the caller's CPU, which
-// the caller is leaving, so neither wake-up crosses CPUs. A monitor that
+// the caller); the kernel woke the reader on the CPU the caller was
+// leaving in every one of 20000 1-page calls measured, so neither wake-up
+// crossed CPUs, and pinning both threads gained nothing. A monitor that
 // polled without sleeping held a CPU, needed a P for every read, and after
 // a pause slept in poll(2), when an event cost a wake-up, a P and a second
 // system call: "uffd madvise 1 page, present" went from 35.3 µs to 17.9 µs
