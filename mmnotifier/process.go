@@ -36,8 +36,11 @@ var ErrNoUserfaultfd = errors.New("mmnotifier: userfaultfd unavailable")
 // A first touch of a page (a MISSING fault) stops the touching thread in
 // the kernel until the monitor resolves it with the WithPageFault function's
 // contents (UFFDIO_COPY) or the zero page (UFFDIO_ZEROPAGE). The monitor is
-// a goroutine per process, named "uffd_monitor", that reads the events;
-// invalidations for changes made through the process's own methods
+// a goroutine per process, named "uffd_monitor", on an OS thread of its own
+// with the same name, that sleeps in read(2) for the events: the kernel
+// wakes it and the read takes an event without Go's scheduler, so a call
+// that waits for its event to be read waits for the kernel's round trip
+// only. Invalidations for changes made through the process's own methods
 // (Madvise, Munmap, Mremap, Mmap) run on the caller, before the syscall,
 // so a page a device mirrors is invalidated before the kernel may free it.
 // Changes made by anybody else (a library calling madvise directly) are
@@ -52,7 +55,9 @@ var ErrNoUserfaultfd = errors.New("mmnotifier: userfaultfd unavailable")
 // inside copy, append, bytes.Equal or any other runtime or assembly
 // function is not: then a garbage collection's stop-the-world waits for
 // it forever, and the monitor, stopped too, never resolves the fault: the
-// process hangs. Make pages present first (a plain Go touch, or
+// process hangs. The monitor's own thread does not help: it reads the
+// fault without a P, but needs one to resolve it, and the stop-the-world
+// holds them all. Make pages present first (a plain Go touch, or
 // HMMRangeFault) before handing them to such functions. Kernel accesses (a read(2) into the buffer) fail with
 // EFAULT when only UFFD_USER_MODE_ONLY was allowed (UserModeOnly).
 //
@@ -145,13 +150,19 @@ func (p *Process) Madvise(off, length uint64) error { return p.madvise(off, leng
 // Munmap is munmap of [off, off+length): the pages are no longer mapped
 // and must not be touched until Mmap maps them again. It takes mmap_lock
 // for writing, runs a blockable MMU_NOTIFY_UNMAP invalidation around the
-// syscall and may sleep.
+// syscall and may sleep. Only the mapped pages are unmapped (a munmap for
+// each run of them): a hole in the range is free address space, which
+// another mapping may have been given since.
 func (p *Process) Munmap(off, length uint64) error { return p.munmap(off, length) }
 
-// Mmap maps fresh anonymous memory at [off, off+length) (mmap with
-// MAP_FIXED) and registers it: a hole Munmap or Mremap left becomes
-// usable again. Pages it replaces are unmapped first, with an
-// MMU_NOTIFY_UNMAP invalidation. It takes mmap_lock for writing.
+// Mmap maps fresh anonymous memory at [off, off+length) and registers it:
+// a hole Munmap or Mremap left becomes usable again. Pages it replaces are
+// unmapped first (mmap with MAP_FIXED), with an MMU_NOTIFY_UNMAP
+// invalidation. A hole is free address space, which the rest of the
+// program may have been given since (the Go runtime maps its own memory
+// into free ranges): holes are filled with MAP_FIXED_NOREPLACE, and if one
+// is taken Mmap fails with EEXIST and changes nothing. It takes mmap_lock
+// for writing.
 func (p *Process) Mmap(off, length uint64) error { return p.mmap(off, length) }
 
 // Mremap moves the pages of [from, from+length) to [to, to+length)
@@ -160,7 +171,9 @@ func (p *Process) Mmap(off, length uint64) error { return p.mmap(off, length) }
 // Both ranges get a blockable MMU_NOTIFY_UNMAP invalidation. The ranges
 // must not overlap (EINVAL), and the source must be mapped, by one
 // mapping (EFAULT, as mremap(2) says: after Mmap or Mremap the memory is
-// several). It takes mmap_lock for writing.
+// several). Holes at the destination are claimed first, as Mmap fills
+// them: if one has been taken, Mremap fails with EEXIST and changes
+// nothing. It takes mmap_lock for writing.
 func (p *Process) Mremap(from, to, length uint64) error { return p.mremap(from, to, length) }
 
 // Sync waits until the monitor has seen every event the process's own
@@ -192,7 +205,8 @@ func (p *Process) Stats() Stats { return p.stats() }
 func (p *Process) UserModeOnly() bool { return p.userModeOnly() }
 
 // Close stops the monitor, releases the notifiers (MM().Exit()) and
-// unmaps the memory. No other method may run concurrently, or after.
+// unmaps the memory still mapped, not the holes. No other method may run
+// concurrently, or after.
 func (p *Process) Close() error { return p.close() }
 
 // pageRange validates [off, off+length) within the memory and returns its

@@ -3,8 +3,15 @@
 package mmnotifier_test
 
 import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -63,6 +70,85 @@ func TestProcessForeignFirstEventFindsTheCycle(t *testing.T) {
 	require.NoError(t, unix.Madvise(p.Bytes()[:pg], unix.MADV_DONTNEED))
 	waitForeign(t, p, 1)
 	requireCircular(t, rec, "&drv->lock", "mmu_notifier_invalidate_range_start", "fs_reclaim")
+}
+
+// The kernel releases a madvise caller when the monitor's read(2) takes
+// the REMOVE event, and the monitor sleeps in that read on a thread of its
+// own: the round trip needs no P. Here the caller keeps the only P while
+// it waits in the kernel (a raw system call), so a monitor that had to be
+// scheduled to read would never run.
+func TestProcessForeignMadviseIsReadWithoutAP(t *testing.T) {
+	krulestest.Check(t)
+	p := newProcess(t, 2)
+	p.Bytes()[pg] = 1 // present: the madvise has something to drop
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	require.NoError(t, p.Madvise(0, pg))
+	require.Eventually(t, func() bool { return sleepsInUffdRead(t) }, 5*time.Second, time.Millisecond,
+		"the monitor sleeps in read(2) between events")
+	_, _, e := unix.RawSyscall(unix.SYS_MADVISE, uintptr(p.Addr()+pg), pg, unix.MADV_DONTNEED)
+	require.Zero(t, e)
+	waitForeign(t, p, 1)
+	require.Zero(t, p.Bytes()[pg], "the page was dropped")
+}
+
+// sleepsInUffdRead reports whether a thread of this process is in read(2)
+// on a userfaultfd, from /proc/self/task/*/syscall (the syscall number and
+// arguments of a thread blocked in one), and requires that thread to be
+// named uffd_monitor.
+func sleepsInUffdRead(t *testing.T) bool {
+	tasks, err := os.ReadDir("/proc/self/task")
+	require.NoError(t, err)
+	for _, task := range tasks {
+		b, err := os.ReadFile("/proc/self/task/" + task.Name() + "/syscall")
+		if err != nil {
+			t.Skipf("no /proc/PID/syscall: %v", err)
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 2 || f[0] != strconv.Itoa(unix.SYS_READ) {
+			continue
+		}
+		fd, err := strconv.ParseUint(f[1], 0, 32)
+		require.NoError(t, err)
+		if link, _ := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd)); link == "anon_inode:[userfaultfd]" {
+			comm, err := os.ReadFile("/proc/self/task/" + task.Name() + "/comm")
+			require.NoError(t, err)
+			require.Equal(t, "uffd_monitor\n", string(comm), "the monitor's thread has its name")
+			return true
+		}
+	}
+	return false
+}
+
+// A hole is free address space: a mapping placed there since by someone
+// else is neither replaced by Mmap or Mremap, which fail with EEXIST and
+// change nothing, nor unmapped by Close.
+func TestProcessLeavesAHoleTakenByAnotherMappingAlone(t *testing.T) {
+	krulestest.Check(t)
+	p, err := mmnotifier.NewProcess(4 * pg)
+	if errors.Is(err, mmnotifier.ErrNoUserfaultfd) {
+		t.Skip(err)
+	}
+	require.NoError(t, err)
+	mem := p.Bytes()
+	mem[0], mem[pg] = 1, 2
+	require.NoError(t, p.Munmap(2*pg, pg))
+	hole := unsafe.Pointer(&mem[2*pg])
+	other, err := unix.MmapPtr(-1, 0, hole, pg, unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE)
+	require.NoError(t, err)
+	require.Equal(t, hole, other)
+	*(*byte)(other) = 42
+
+	require.ErrorIs(t, p.Mmap(pg, 2*pg), unix.EEXIST)
+	require.ErrorIs(t, p.Mremap(0, 2*pg, pg), unix.EEXIST)
+	require.Equal(t, byte(42), *(*byte)(other), "the other mapping is untouched")
+	require.Equal(t, []byte{1, 2}, []byte{mem[0], mem[pg]}, "nothing of the process's changed")
+	require.NoError(t, p.Close())
+	var vec [1]byte
+	_, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(other), pg, uintptr(unsafe.Pointer(&vec[0])))
+	require.Zero(t, e, "still mapped after Close")
+	require.Equal(t, byte(42), *(*byte)(other))
+	require.NoError(t, unix.MunmapPtr(other, pg))
 }
 
 // waitForeign waits for the monitor to have read n foreign events (the

@@ -82,7 +82,7 @@ func ioctl(fd int, req uintptr, arg unsafe.Pointer) error {
 // then /dev/userfaultfd (whose file mode is the permission check). Its
 // error says why none worked and what to do.
 func openUserfaultfd() (fd int, userModeOnly bool, err error) {
-	const flags = unix.O_CLOEXEC | unix.O_NONBLOCK
+	const flags = unix.O_CLOEXEC // blocking: the monitor sleeps in read(2)
 	fd = -1
 	r, _, e1 := unix.Syscall(unix.SYS_USERFAULTFD, flags, 0, 0)
 	if e1 == 0 {
