@@ -218,7 +218,25 @@ func (c *core) lockSlow(ctx context.Context, write bool, dep *Map) error {
 }
 
 // wait is the slow path of every lock: steal or spin, then queue and sleep.
+//
+// lock_stat counts a contention, and the wait until the lock is taken, as
+// the kernel does: an rwsem whenever its trylock fails (LOCK_CONTENDED in
+// down_read and down_write), a mutex only once spinning has failed and it
+// queues (lock_contended in __mutex_lock_common); either once per
+// acquisition, however often the waiter is woken.
 func (c *core) wait(ctx context.Context, mode lockMode, dep *Map) error {
+	var cw contention
+	if mode != mutexLock && dep != nil && lockStat.Load() {
+		cw = statContended(dep)
+	}
+	err := c.slow(ctx, mode, dep, &cw)
+	if err == nil {
+		statWaited(dep, cw)
+	}
+	return err
+}
+
+func (c *core) slow(ctx context.Context, mode lockMode, dep *Map, cw *contention) error {
 	write := mode != rwsemRead
 	if write {
 		if c.trySteal() || c.spin() {
@@ -247,12 +265,8 @@ func (c *core) wait(ctx context.Context, mode lockMode, dep *Map) error {
 	}
 	q.mu.Unlock()
 
-	// lock_contended: spinning failed and it waits, as __mutex_lock_common
-	// counts a contention once per acquisition, however often the waiter
-	// is woken.
-	var cw contention
-	if dep != nil && lockStat.Load() {
-		cw = statContended(dep)
+	if mode == mutexLock && dep != nil && lockStat.Load() {
+		*cw = statContended(dep)
 	}
 	// The hung-task detector's view of the wait (kernel/hung_task.c).
 	var hw *task.Waiter
@@ -301,7 +315,6 @@ func (c *core) wait(ctx context.Context, mode lockMode, dep *Map) error {
 	}
 	task.EndWait(hw)
 	waiterPool.Put(w)
-	statWaited(dep, cw)
 	return nil
 }
 
