@@ -243,6 +243,8 @@ func (c *core) wait(ctx context.Context, mode lockMode, dep *Map) error {
 	return err
 }
 
+// slow is wait without lock_stat's wait time: steal or spin, queue, sleep.
+// A mutex's contention is counted into cw once it queues.
 func (c *core) slow(ctx context.Context, mode lockMode, dep *Map, cw *contention) error {
 	write := mode != rwsemRead
 	if write {
