@@ -11,9 +11,6 @@ import (
 // implements sync.Locker. Lock calls might_sleep first (nonblock.MightSleep)
 // and is annotated before it blocks, so an inversion is reported the first
 // time both orders have been seen, whether or not they deadlock this time.
-// Under contention it behaves as the kernel's mutex: a locker spins briefly,
-// and may take the lock ahead of queued waiters, until the first of them,
-// woken to find it taken, is handed it at the next Unlock.
 //
 // Its class is the site of its Init call (every mutex initialised at one
 // source line shares a class, like mutex_init), or an explicit Key. A zero
@@ -101,9 +98,9 @@ func (m *Mutex) lock(ctx context.Context, sub int, nest *Map, pc uintptr) error 
 	return nil
 }
 
-// TryLock locks m if nobody holds it, waiters queued or not, and reports
-// whether it did: mutex_trylock. A successful trylock is annotated after
-// the fact and is never the target of a dependency.
+// TryLock locks m if it is free and reports whether it did:
+// mutex_trylock. A successful trylock is annotated after the fact and is
+// never the target of a dependency.
 //
 //go:noinline
 func (m *Mutex) TryLock() bool {

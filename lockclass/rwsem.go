@@ -12,12 +12,9 @@ import (
 // RWSem is the kernel's struct rw_semaphore under lockdep: a sleeping
 // reader-writer lock. Readers are non-recursive (read mode 1): a waiting
 // writer blocks new readers, so a goroutine that takes the read side twice
-// can deadlock, and lockdep reports it. Readers and writers share it as in
-// v6.12: a writer may take the lock ahead of queued waiters (lock stealing)
-// until the first of them has waited 4 ms (RWSEM_WAIT_TIMEOUT) and is handed
-// the lock; a reader may take it ahead of them only if nobody holds it.
-// Downgrade turns a write hold into a read hold atomically, and the Killable
-// variants give up when their context is done.
+// can deadlock, and lockdep reports it. Writers are fair, Downgrade turns a
+// write hold into a read hold atomically, and the Killable variants give up
+// when their context is done.
 //
 // Keys, classes and the zero value are as for Mutex. Read holds must be
 // released by the goroutine that took them, except for the *NonOwner pair,
@@ -88,7 +85,7 @@ func (s *RWSem) LockNestedKillable(ctx context.Context, sub int) error {
 
 func (s *RWSem) lock(ctx context.Context, sub int, nest *Map, pc uintptr) error {
 	t := acquire(&s.dep, sub, 0, fSleep, nest, pc, rwsemDefaults)
-	if err := s.core.downWrite(ctx, &s.dep); err != nil {
+	if err := s.core.lock(ctx, &s.dep); err != nil {
 		if t != nil {
 			release(&s.dep, t)
 		}
@@ -100,12 +97,11 @@ func (s *RWSem) lock(ctx context.Context, sub int, nest *Map, pc uintptr) error 
 	return nil
 }
 
-// TryLock takes the write side if nobody holds it or waits for it:
-// down_write_trylock.
+// TryLock takes the write side if it is free: down_write_trylock.
 //
 //go:noinline
 func (s *RWSem) TryLock() bool {
-	if !s.core.tryDownWrite() {
+	if !s.core.tryLock() {
 		return false
 	}
 	if t := acquire(&s.dep, 0, 0, fTry, nil, stack.ReturnPC(), rwsemDefaults); t != nil {
