@@ -67,6 +67,11 @@ func (c *core) queue() *waitq {
 	return c.q.Load()
 }
 
+// word is the state word for the atomic functions, which Mutex's inlined
+// fast paths use because the inliner prices atomic.Int64's methods higher
+// (atomic.Int64 is its word and zero-size fields).
+func (c *core) word() *int64 { return (*int64)(unsafe.Pointer(&c.state)) }
+
 // tryLock takes the write side if it is free and nobody is queued.
 func (c *core) tryLock() bool { return c.state.CompareAndSwap(0, cWriter) }
 

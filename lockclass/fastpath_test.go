@@ -5,6 +5,7 @@ package lockclass_test
 import (
 	"runtime"
 	"strconv"
+	"sync"
 	"testing"
 	"unsafe"
 
@@ -75,6 +76,38 @@ func TestCachedLockRecordsTheCallersSite(t *testing.T) {
 	}
 	s.RUnlock()
 	m.Unlock()
+	require.Nil(t, task.Lookup())
+}
+
+// lockThrough locks l through the sync.Locker interface, where the
+// compiler cannot inline Lock, and returns the line it did so at.
+//
+//go:noinline
+func lockThrough(l sync.Locker) int {
+	_, _, line, _ := runtime.Caller(0)
+	l.Lock()
+	return line + 1
+}
+
+// Lock is inlined for validation off's sake; called where it is not (through
+// sync.Locker, or from a function too big to inline into), it still
+// records its caller's site, not its own code, on the quick path and on
+// the whole way alike.
+func TestLockThroughALockerRecordsTheCallersSite(t *testing.T) {
+	krulestest.Check(t)
+	v := lockclass.NewValidator()
+	for _, warmFirst := range []bool{false, true} {
+		m := mutex(v, "M"+strconv.FormatBool(warmFirst))
+		if warmFirst {
+			warm(m)
+		}
+		line := lockThrough(m)
+		held := task.Lookup().Lockdep.Held
+		require.Len(t, held, 1)
+		require.Contains(t, stack.FormatPC(held[0].Site), "lockclass_test.lockThrough+")
+		require.Contains(t, stack.FormatPC(held[0].Site), "lockclass/fastpath_test.go:"+strconv.Itoa(line))
+		m.Unlock()
+	}
 	require.Nil(t, task.Lookup())
 }
 

@@ -24,22 +24,7 @@ import (
 
 // lockStat is the kernel's lock_stat sysctl (/proc/sys/kernel/lock_stat):
 // one switch for every validator, as in the kernel.
-var lockStat statSwitch
-
-// statSwitch is lockStat's type: a word rather than an atomic.Bool, so that
-// the quick tiers fold it into the one test of everything that sends an
-// acquisition the slower way (quickKey).
-type statSwitch struct{ on atomic.Uint32 }
-
-func (s *statSwitch) Load() bool { return s.on.Load() != 0 }
-
-func (s *statSwitch) Swap(on bool) bool {
-	var v uint32
-	if on {
-		v = 1
-	}
-	return s.on.Swap(v) != 0
-}
+var lockStat switchWord
 
 // SetLockStat turns lock statistics on or off, as writing 1 or 0 to
 // /proc/sys/kernel/lock_stat does, and returns the previous setting.

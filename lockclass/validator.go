@@ -122,9 +122,32 @@ func SetEnabled(on bool) (previous bool) {
 	return enabled.Swap(on)
 }
 
-var enabled atomic.Bool
+var enabled switchWord
 
 func init() { enabled.Store(compiledIn) }
+
+// switchWord is a process-wide switch (enabled, lockStat): a word rather
+// than an atomic.Bool, so that the hot paths can fold it into one test with
+// other words (quickKey, Mutex.Unlock).
+// Its word is read with the atomic functions rather than through an
+// atomic.Uint32's methods, which the inliner prices higher: Mutex.Lock and
+// Unlock fit its budget only so.
+type switchWord struct{ on uint32 }
+
+func (s *switchWord) word() uint32 { return atomic.LoadUint32(&s.on) }
+
+func (s *switchWord) Load() bool { return atomic.LoadUint32(&s.on) != 0 }
+
+func (s *switchWord) Store(on bool) { atomic.StoreUint32(&s.on, b32(on)) }
+
+func (s *switchWord) Swap(on bool) bool { return atomic.SwapUint32(&s.on, b32(on)) != 0 }
+
+func b32(b bool) uint32 {
+	if b {
+		return 1
+	}
+	return 0
+}
 
 // IsEnabled reports whether validation is switched on (SetEnabled) and
 // compiled in.

@@ -5,3 +5,8 @@ package stack
 // nanosecond. The calling function must not be inlined (mark it
 // //go:noinline), or the site is one frame too high.
 func ReturnPC() uintptr
+
+// OuterReturnPC returns the return address of the caller of the function
+// that calls it: ReturnPC one frame further. Both functions must not be
+// inlined.
+func OuterReturnPC() uintptr

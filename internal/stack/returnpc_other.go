@@ -14,3 +14,13 @@ func ReturnPC() uintptr {
 	runtime.Callers(3, pcs[:])
 	return pcs[0]
 }
+
+// OuterReturnPC returns the return address of the caller of the function
+// that calls it: ReturnPC one frame further.
+//
+//go:noinline
+func OuterReturnPC() uintptr {
+	var pcs [1]uintptr
+	runtime.Callers(4, pcs[:])
+	return pcs[0]
+}

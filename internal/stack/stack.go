@@ -108,9 +108,19 @@ func String(pcs []uintptr, indent string) string {
 }
 
 // frame resolves a return address to the innermost (possibly inlined)
-// function at its call instruction.
+// function at its call instruction, passing over a lock's own wrapper
+// inlined there (lockclass's Mutex.Lock is, for the compare-and-swap it
+// does inline): the site it names is its caller's, as the kernel's
+// _RET_IP_ in mutex_lock names mutex_lock's caller.
+//
+// The trailing 0 is not a frame: runtime.Frames adds the frame an inlined
+// call sits in only when another PC follows, and skips a 0.
 func frame(pc uintptr) runtime.Frame {
-	f, _ := runtime.CallersFrames([]uintptr{pc}).Next()
+	frames := runtime.CallersFrames([]uintptr{pc, 0})
+	f, more := frames.Next()
+	for more && strings.HasPrefix(f.Function, module+"/lockclass.") {
+		f, more = frames.Next()
+	}
 	return f
 }
 
