@@ -139,6 +139,7 @@ func TestGoroutineReturningWithLocksHeldIsReportedAndReaped(t *testing.T) {
 		SetName("leaky")
 		tk := task.Current()
 		tk.Lockdep.Held = append(tk.Lockdep.Held, task.HeldLock{Class: unsafe.Pointer(&label), Label: self})
+		tk.Publish() // as lockclass's pushes do, for -race: a sweep may read it
 		done <- tk.ID
 	}()
 	id := <-done

@@ -36,6 +36,8 @@ func MemallocSave(flags TaskFlags) TaskFlags {
 	t.Memalloc |= uint32(flags)
 	if t.Memalloc == 0 {
 		t.ReleaseIfEmpty()
+	} else {
+		t.Publish() // for -race: a goroutine may return in the scope
 	}
 	return saved
 }

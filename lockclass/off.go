@@ -6,7 +6,9 @@ import "github.com/krules/krules/internal/task"
 // On (lockdep_off); calls nest. Locks taken meanwhile are not tracked.
 func Off() {
 	if compiledIn {
-		task.Current().Lockdep.Off++
+		t := task.Current()
+		t.Lockdep.Off++
+		t.Publish() // for -race: a goroutine may return with it off
 	}
 }
 

@@ -47,6 +47,7 @@ func RCUReadLock() {
 	if t.RCUNest++; t.RCUNest == 1 {
 		t.RCUIdx = rcuState.gp.readLock()
 	}
+	t.Publish() // for -race: a goroutine may return in the section
 }
 
 // RCUReadUnlock leaves the innermost RCU read section: rcu_read_unlock().
