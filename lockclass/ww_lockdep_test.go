@@ -22,11 +22,7 @@ func TestWWLockdep(t *testing.T) {
 		krulestest.ResetDefault(t)
 		krulestest.Check(t)
 		class := lockclass.NewWWClass("ww_class")
-		ms := make([]*lockclass.WWMutex, 8)
-		for i := range ms {
-			ms[i] = new(lockclass.WWMutex)
-			ms[i].Init(class)
-		}
+		ms := wwMutexes(class, 8)
 		for _, order := range [][]int{{0, 1, 2, 3, 4, 5, 6, 7}, {7, 6, 5, 4, 3, 2, 1, 0}, {3, 0, 7, 1, 6, 2, 5, 4}} {
 			var ctx lockclass.WWAcquireCtx
 			ctx.Init(class)

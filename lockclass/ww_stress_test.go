@@ -433,16 +433,22 @@ func TestWWKillable(t *testing.T) {
 	require.False(t, m.IsLocked())
 }
 
+// wwMutexes returns n initialised ww mutexes of class.
+func wwMutexes(class *lockclass.WWClass, n int) []*lockclass.WWMutex {
+	ms := make([]*lockclass.WWMutex, n)
+	for i := range ms {
+		ms[i] = new(lockclass.WWMutex)
+		ms[i].Init(class)
+	}
+	return ms
+}
+
 // InjectDeadlocks makes the back-off path run without contention.
 func TestWWInjectDeadlocks(t *testing.T) {
 	krulestest.ResetDefault(t)
 	krulestest.Check(t)
 	class := lockclass.NewWWClass("ww_class")
-	ms := make([]*lockclass.WWMutex, 8)
-	for i := range ms {
-		ms[i] = new(lockclass.WWMutex)
-		ms[i].Init(class)
-	}
+	ms := wwMutexes(class, 8)
 	total := 0
 	for range 20 {
 		var ctx lockclass.WWAcquireCtx
