@@ -204,7 +204,7 @@ func (m *Mutex) lockValidated() {
 	if key, ok := quickKey(t, &m.dep, c, 0, t.NonBlock|t.Preempt); ok {
 		pushQuick(t, &m.dep, c, 0, pc, key)
 		m.own.id = id
-		if lockStat.word() != 0 { // the one branch lock_stat costs while off
+		if lockStat.Load() { // the one branch lock_stat costs while off
 			statAcquired(t, &t.Lockdep.Held[len(t.Lockdep.Held)-1])
 		}
 		return
@@ -319,7 +319,7 @@ func (s *RWSem) RLock() {
 	c := s.dep.cache[0].Load()
 	if key, ok := quickKey(t, &s.dep, c, 1, t.NonBlock|t.Preempt); ok {
 		pushQuick(t, &s.dep, c, 1, pc, key)
-		if lockStat.word() != 0 {
+		if lockStat.Load() {
 			statAcquired(t, &t.Lockdep.Held[len(t.Lockdep.Held)-1])
 		}
 		return
@@ -416,7 +416,7 @@ func (m *Map) acquireQuick(read uint8, pc uintptr) {
 			c := m.cache[0].Load()
 			if key, ok := quickKey(t, m, c, read, 0); ok {
 				pushQuick(t, m, c, read, pc, key)
-				if lockStat.word() != 0 {
+				if lockStat.Load() {
 					statAcquired(t, &t.Lockdep.Held[len(t.Lockdep.Held)-1])
 				}
 				return

@@ -126,15 +126,12 @@ var enabled switchWord
 
 func init() { enabled.Store(compiledIn) }
 
-// switchWord is a process-wide switch (enabled, lockStat): a word rather
-// than an atomic.Bool, so that the hot paths can fold it into one test with
-// other words (quickKey, Mutex.Unlock).
-// Its word is read with the atomic functions rather than through an
-// atomic.Uint32's methods, which the inliner prices higher: Mutex.Lock and
-// Unlock fit its budget only so.
+// switchWord is a process-wide switch (enabled, lockStat): a plain word
+// read with the atomic functions rather than an atomic.Bool, so that
+// Mutex.Unlock folds it into one test with its owner word, and so that the
+// inlined Mutex.Lock and Unlock fit the inliner's budget, which prices the
+// atomic types' methods higher.
 type switchWord struct{ on uint32 }
-
-func (s *switchWord) word() uint32 { return atomic.LoadUint32(&s.on) }
 
 func (s *switchWord) Load() bool { return atomic.LoadUint32(&s.on) != 0 }
 
