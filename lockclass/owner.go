@@ -39,10 +39,13 @@ func (o *owner) release(m *Map) bool {
 
 // claim finds the record of goroutine id, the caller, when the guess in
 // o.t was not it, and makes it the guess for next time (o.id says whether
-// it holds).
+// it holds). An id of 0 (task.GoID's "unknown") is looked up first.
 //
 //go:noinline
 func (o *owner) claim(id int64) *task.Task {
+	if id == 0 {
+		id = task.ID()
+	}
 	t := task.ClaimHead(id)
 	if t == nil {
 		t = task.Claim(id)
