@@ -284,9 +284,9 @@ func (m *Mutex) unlockValidated() {
 		id := task.GoID()
 		if t := m.own.t; m.own.id == id {
 			m.own.id = 0 // t stays: the next Lock's guess at its record
-			if popTop(t, &m.dep) {
+			if n := popHeld(t, &m.dep); n == 0 {
 				t.ReleaseIfEmpty()
-			} else {
+			} else if n < 0 {
 				releaseSlow(&m.dep, t) // stamped, not on top, pinned
 			}
 			if !m.core.state.CompareAndSwap(cWriter, 0) {
