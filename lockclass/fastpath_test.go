@@ -227,3 +227,32 @@ func TestHeldStacksDoNotShareCacheLines(t *testing.T) {
 		require.Zero(t, <-done%64)
 	}
 }
+
+// With goroutine ids unknown to SiteID and GoID (0: the start-up check
+// failed, or a -race build), the cached paths resolve the id on their miss
+// paths: the locks are still annotated on the caller's own record, an
+// inversion is still reported, the owner's unlock is not a bad unlock
+// balance, and the records are dropped.
+func TestCachedPathsWithUnknownGoroutineIDs(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	a, b := mutex(v, "A"), mutex(v, "B")
+	s := new(lockclass.RWSem)
+	s.Init(lockclass.WithValidator(v), lockclass.WithName("S"))
+	defer task.ForceSlowPath("test: ids unknown to the fast paths")()
+	require.Zero(t, task.GoID())
+	for range 3 {
+		warm(a, b)
+		a.Lock()
+		s.RLock()
+		require.Len(t, task.Lookup().Lockdep.Held, 2)
+		require.Nil(t, task.LookupID(0), "no record for the unknown id")
+		s.RUnlock()
+		a.Unlock()
+		require.Nil(t, task.Lookup())
+	}
+	require.Zero(t, rec.Len())
+	warm(b, a)
+	require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+	require.Nil(t, task.Lookup())
+}

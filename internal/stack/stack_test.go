@@ -34,5 +34,5 @@ func TestOuterReturnPCAndTextOf(t *testing.T) {
 	require.True(t, probe.Contains(inner))
 	require.False(t, probe.Contains(outer))
 	require.True(t, TextOf(TestOuterReturnPCAndTextOf).Contains(outer))
-	require.Less(t, probe.End-probe.Start, uintptr(4096))
+	require.Less(t, probe.Size, uintptr(4096))
 }

@@ -5,8 +5,12 @@ import (
 	"runtime"
 )
 
-// Text is the machine code of one function: [Start, End).
-type Text struct{ Start, End uintptr }
+// Text is the machine code of one function: [Start, Start+Size). It keeps
+// the size rather than the end so that Contains is one subtraction and one
+// compare with a word in memory: Mutex.Lock's test of its caller's site,
+// and a Mutex pair, 2 instructions shorter (cachegrind, AMD EPYC (Zen 3,
+// KVM)).
+type Text struct{ Start, Size uintptr }
 
 // TextOf returns the code of fn, a func value of a top-level function or a
 // method expression, found by asking the runtime which function each byte
@@ -24,8 +28,8 @@ func TextOf(fn any) Text {
 		}
 		end++
 	}
-	return Text{start, end}
+	return Text{start, end - start}
 }
 
 // Contains reports whether pc lies in t.
-func (t Text) Contains(pc uintptr) bool { return pc-t.Start < t.End-t.Start }
+func (t Text) Contains(pc uintptr) bool { return pc-t.Start < t.Size }

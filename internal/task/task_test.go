@@ -273,12 +273,14 @@ func TestReclaimTakesOnlyTheCallersLinkedNode(t *testing.T) {
 	id := int64(1)<<41 + 7
 	tk := Claim(id)
 	tk.ReleaseIfEmpty()
-	require.False(t, tk.Reclaim(id+1), "another goroutine's node")
-	require.True(t, tk.Reclaim(id))
+	require.Nil(t, Reclaim(nil, id), "no guess")
+	require.Nil(t, Reclaim(tk, id+1), "another goroutine's node")
+	require.Nil(t, lookup(id), "a failed guess leaves the node idle")
+	require.Same(t, tk, Reclaim(tk, id))
 	require.Same(t, tk, lookup(id))
 	tk.ReleaseIfEmpty()
 	tk.retiring.Store(1) // as a trim leaves a retired node
-	require.False(t, tk.Reclaim(id))
+	require.Nil(t, Reclaim(tk, id))
 	require.Nil(t, ClaimHead(id))
 	tk.retiring.Store(0)
 	require.Same(t, tk, ClaimHead(id))
