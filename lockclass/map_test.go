@@ -46,3 +46,30 @@ func TestMapAcquireSharedAt(t *testing.T) {
 	}
 	require.False(t, lockclass.IsHeld(m))
 }
+
+// Map.Acquire holds the map exclusively at its caller's site on the whole
+// way (a new class), the cached path (the chain is known) and the quick
+// tier (the chain is the map's last) alike: Acquire reads the site with the
+// goroutine id (task.SiteID).
+func TestMapAcquireRecordsCallersSite(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	m := lockclass.NewMap("reclaim_like_map")
+	var lines []int
+	for range 3 {
+		_, _, line, _ := runtime.Caller(0)
+		m.Acquire() // line+1
+		lines = append(lines, line+1)
+		held, known := lockclass.IsHeldType(m, 0)
+		require.True(t, held && known, "held exclusively (read = 0)")
+		nonblock.StartAtomic()
+		nonblock.MightSleep() // a report with the held-lock list
+		nonblock.EndAtomic()
+		m.Release()
+	}
+	require.Equal(t, []krules.Kind{krules.SleepInAtomic, krules.SleepInAtomic, krules.SleepInAtomic}, rec.Kinds())
+	for i, r := range rec.Reports() {
+		require.Regexp(t, fmt.Sprintf(`\(reclaim_like_map\)\{[^}]*\}-\{0:0\}, at: lockclass_test\.TestMapAcquireRecordsCallersSite\+0x[0-9a-f]+ lockclass/map_test\.go:%d\n`, lines[i]), r.Text)
+	}
+	require.False(t, lockclass.IsHeld(m))
+}

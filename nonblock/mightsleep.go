@@ -16,13 +16,16 @@ func MightSleep() {
 	// call, and goid.Get's): 63 -> 55 instructions outside sections (bench
 	// figure "MightSleep outside sections", cachegrind, loop included, AMD
 	// EPYC (Zen 3, KVM)). An idle node reads as outside every section.
-	var t *task.Task
+	// Each way tests the record it found, rather than one test after both
+	// ways joined, which cost a move and a jump: 56 -> 54, and an
+	// invalidation with 1 notifier (two MightSleep calls) 737 -> 733.
 	if id := task.GoID(); id != 0 {
-		t = task.Peek(id)
-	} else {
-		t = task.Lookup()
+		if t := task.Peek(id); t != nil && (t.NonBlock|t.Preempt) != 0 {
+			reportSleep(t, 0)
+		}
+		return
 	}
-	if t != nil && (t.NonBlock|t.Preempt) != 0 {
+	if t := task.Lookup(); t != nil && (t.NonBlock|t.Preempt) != 0 {
 		reportSleep(t, 0)
 	}
 }

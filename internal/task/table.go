@@ -1,6 +1,7 @@
 package task
 
 import (
+	"math"
 	"runtime"
 	"sync/atomic"
 	"unsafe"
@@ -30,6 +31,7 @@ import (
 //     garbage collector takes them.
 //   - Nodes are pushed and retired under a per-bucket spin lock, which the
 //     owner's fast path never takes.
+//   - Every chain ends in chainEnd, not nil, so that a head is never nil.
 
 const (
 	bucketBits    = 12
@@ -47,9 +49,40 @@ var table [1 << bucketBits]bucket
 
 func bucketFor(id int64) *bucket { return &table[uint64(id)&bucketMask] }
 
+// chainEnd ends every bucket's chain in place of nil, so that no head is
+// ever nil and the head-only fast paths (ClaimHead, PeekHead, LookupHead)
+// test the head's owner without testing the head first. Two instructions a
+// lookup: a nonblock Start+End pair 138 -> 132 instructions, an
+// invalidation with 1 notifier 733 -> 720, an RWSem RLock+RUnlock pair
+// 239 -> 232, a signalling section 274 -> 266, for 7 more (54 -> 61) in a
+// MightSleep by a goroutine that has no node in an empty bucket, which
+// tests the head's owner before it knows the bucket is empty (cachegrind,
+// AMD EPYC (Zen 3, KVM); counts move by 1 or 2 with code alignment). It
+// is owned by no goroutine id (noOwner), never busy, and never written
+// after init. Its next is itself: walks stop at it, not at nil (a node's
+// next is never nil), and one that steps past a head that is chainEnd
+// stays there.
+var chainEnd = func() *Task {
+	t := new(Task)
+	t.owner.Store(noOwner)
+	t.next.Store(t)
+	return t
+}()
+
+// noOwner is chainEnd's owner: no goroutine id (the runtime's are positive,
+// GoID's "unknown" is 0 and StackID's failure -1), and small enough for a
+// compare's immediate, as Peek tests it.
+const noOwner = math.MinInt32
+
+func init() {
+	for i := range table {
+		table[i].head.Store(chainEnd)
+	}
+}
+
 // lookup returns the busy record of goroutine id, or nil.
 func lookup(id int64) *Task {
-	for t := bucketFor(id).head.Load(); t != nil; t = t.next.Load() {
+	for t := bucketFor(id).head.Load(); t != chainEnd; t = t.next.Load() {
 		if t.owner.Load() == id {
 			if t.busy.Load() != 0 {
 				return t
@@ -69,7 +102,7 @@ func claimSlow(id int64) *Task {
 	b := bucketFor(id)
 	b.lock()
 	defer b.unlock()
-	for t := b.head.Load(); t != nil; t = t.next.Load() {
+	for t := b.head.Load(); t != chainEnd; t = t.next.Load() {
 		if t.owner.Load() == id {
 			ownerStore(&t.busy, 1)
 			return t
@@ -92,7 +125,7 @@ func claimSlow(id int64) *Task {
 // bucket lock is held.
 func (b *bucket) trimLocked() {
 	idle, marked := 0, 0
-	for t := b.head.Load(); t != nil; t = t.next.Load() {
+	for t := b.head.Load(); t != chainEnd; t = t.next.Load() {
 		if t.busy.Load() == 0 {
 			if idle++; idle > idlePerBucket {
 				t.retiring.Store(1)
@@ -105,7 +138,7 @@ func (b *bucket) trimLocked() {
 	}
 	ok := stealerBarrier()
 	var prev *Task
-	for t := b.head.Load(); t != nil; {
+	for t := b.head.Load(); t != chainEnd; {
 		next := t.next.Load()
 		if t.retiring.Load() != 0 {
 			if ok && t.busy.Load() == 0 {

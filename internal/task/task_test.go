@@ -315,6 +315,33 @@ func TestPeekFindsTheCallersNodeBusyOrIdle(t *testing.T) {
 	require.Nil(t, ClaimHead(0))
 }
 
+// chainEnd, which ends every chain, is nobody's node: the ids that name no
+// goroutine (GoID's "unknown" 0, StackID's failure -1) find nothing, a walk
+// past the last node of a bucket finds nothing, no walk yields it, and no
+// claim writes it.
+func TestChainEndIsNobodysNode(t *testing.T) {
+	for _, id := range []int64{0, -1} {
+		require.Nil(t, PeekHead(id))
+		require.Nil(t, ClaimHead(id))
+		require.Nil(t, LookupHead(id))
+		require.Nil(t, lookup(id))
+	}
+	id := int64(1)<<42 + 11 // synthetic, far above real goroutine ids
+	tk := Claim(id)
+	tk.NonBlock = 1
+	require.Nil(t, Peek(id+1<<bucketBits), "a walk past the bucket's last node")
+	require.Nil(t, lookup(id+1<<bucketBits))
+	Each(func(x *Task) bool {
+		require.NotSame(t, chainEnd, x)
+		return true
+	})
+	tk.NonBlock = 0
+	tk.ReleaseIfEmpty()
+	require.Zero(t, chainEnd.busy.Load())
+	require.Equal(t, int64(noOwner), chainEnd.owner.Load())
+	require.Same(t, chainEnd, chainEnd.next.Load())
+}
+
 // A held lock carries its own label: reports print what the validator set
 // at acquisition, with no package-level hook.
 func TestHeldLockCarriesItsLabel(t *testing.T) {
