@@ -46,10 +46,12 @@ type WWAcquireCtx struct {
 	// to Fini (id 0 when the validator does not follow it): a lock taken
 	// with the context on that goroutine uses its record without a lookup.
 	own owner
-	// lockID is own.id while a Lock may take the cached path, which checks
+	// lockID is ^own.id while a Lock may take the cached path, which checks
 	// nothing of what ww_mutex_lock_acquired warns about: before Done, not
-	// backing off (contending), without injection. 0 otherwise; cached
-	// sets it whenever one of them changes.
+	// backing off (contending), without injection. 0 otherwise, which no
+	// goroutine id complements (task.GoID's 0, "unknown", included), so
+	// that Lock needs one comparison; cached sets it whenever one of them
+	// changes.
 	lockID int64
 	depth  int // where the context's entry was pushed on own's stack
 	dep    Map
@@ -94,7 +96,7 @@ func (c *WWAcquireCtx) Init(class *WWClass, opts ...WWCtxOption) {
 	if compiledIn && id != 0 && enabled.Load() {
 		if t := task.ClaimHead(id); t != nil && pushMap(t, &c.dep, pc) {
 			c.own.t, c.own.id, c.depth = t, id, len(t.Lockdep.Held)-1
-			c.lockID = id // cached's, with done and contending just cleared
+			c.lockID = ^id // cached's, with done and contending just cleared
 			if c.inject {
 				c.lockID = 0
 			}
@@ -112,8 +114,8 @@ func (c *WWAcquireCtx) Init(class *WWClass, opts ...WWCtxOption) {
 // cached sets lockID after a change of own, done, contending or inject.
 func (c *WWAcquireCtx) cached() {
 	c.lockID = 0
-	if !c.done && c.contending == nil && !c.inject {
-		c.lockID = c.own.id
+	if !c.done && c.contending == nil && !c.inject && c.own.id != 0 {
+		c.lockID = ^c.own.id
 	}
 }
 
