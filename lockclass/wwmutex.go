@@ -193,8 +193,16 @@ func (m *WWMutex) lockOuter(ctx *WWAcquireCtx) error {
 func (m *WWMutex) lockCached(ctx *WWAcquireCtx, t *task.Task, id int64) error {
 	pc := stack.OuterReturnPC()
 	c := m.dep.cache[0].Load()
-	if m.state.Load() != 0 || !enabled.Load() || m.class != ctx.class || c == nil ||
-		c.state.Load()|uint32(t.NonBlock|t.Preempt|t.Lockdep.Off) != 0 {
+	if m.state.Load() != 0 || c == nil {
+		return m.lock(nil, ctx, pc)
+	}
+	if !enabled.Load() {
+		return m.lock(nil, ctx, pc)
+	}
+	if m.class != ctx.class {
+		return m.lock(nil, ctx, pc)
+	}
+	if c.state.Load()|uint32(t.NonBlock|t.Preempt|t.Lockdep.Off) != 0 {
 		return m.lock(nil, ctx, pc)
 	}
 	held := t.Lockdep.Held
@@ -202,7 +210,13 @@ func (m *WWMutex) lockCached(ctx *WWAcquireCtx, t *task.Task, id int64) error {
 	if n < 0 {
 		return m.lock(nil, ctx, pc)
 	}
-	ctx.resetWound()
+	if ctx.acquired == 0 {
+		if ctx.wounded.Load() {
+			ctx.resetWound()
+		} else if ctx.class.wounds.pending.Load() != 0 {
+			ctx.resetWound()
+		}
+	}
 	if top := &held[n]; top.Class == unsafe.Pointer(c) && top.References < 2046 {
 		top.References = max(top.References, 1) + 1
 	} else if top.Instance != unsafe.Pointer(&ctx.dep) || !pushNested(t, &m.dep, c, &ctx.dep, pc) {
@@ -584,14 +598,6 @@ func (m *WWMutex) Unlock() {
 		return
 	}
 	h := &held[n]
-	if h.Class != unsafe.Pointer(m.dep.cache[0].Load()) {
-		m.unlock(s)
-		return
-	}
-	if h.References == 0 && h.Instance != unsafe.Pointer(&m.dep) {
-		m.unlock(s)
-		return
-	}
 	if uint64(uint32(h.PinCount))|uint64(h.Stamp) != 0 {
 		m.unlock(s)
 		return
@@ -601,9 +607,19 @@ func (m *WWMutex) Unlock() {
 		m.unlock(s)
 		return
 	}
-	if h.References > 1 {
-		h.References--
+	if r := h.References; r > 1 {
+		// A merged entry of m's class: drop a reference.
+		if h.Class != unsafe.Pointer(m.dep.cache[0].Load()) {
+			m.unlock(s)
+			return
+		}
+		h.References = r - 1
 	} else {
+		// m's own entry, or the last reference of one of m's class: pop.
+		if h.Instance != unsafe.Pointer(&m.dep) && (r == 0 || h.Class != unsafe.Pointer(m.dep.cache[0].Load())) {
+			m.unlock(s)
+			return
+		}
 		t.Lockdep.Held = held[:n] // before any other store: only the length changes
 		t.Lockdep.ChainKey = h.PrevChainKey
 		h.Instance, h.Class, h.NestLock, h.References = nil, nil, nil, 0
