@@ -157,8 +157,9 @@ func (c *WWAcquireCtx) Done() {
 	// AssertHeld's cached path: the context's entry is where Init pushed it
 	// on the stack of the goroutine that initialised the context, and that
 	// is the caller.
-	if id, t := c.own.id, c.own.t; id == 0 || id != task.GoID() ||
-		uint(c.depth) >= uint(len(t.Lockdep.Held)) || t.Lockdep.Held[c.depth].Instance != unsafe.Pointer(&c.dep) {
+	if id := task.GoID(); id == 0 || id != c.own.id {
+		AssertHeld(&c.dep)
+	} else if held := c.own.t.Lockdep.Held; uint(c.depth) >= uint(len(held)) || held[c.depth].Instance != unsafe.Pointer(&c.dep) {
 		AssertHeld(&c.dep)
 	}
 	if c.done {
