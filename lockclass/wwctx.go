@@ -24,6 +24,9 @@ type WWAcquireCtx struct {
 	_     noCopy
 	class *WWClass
 	stamp int64
+	// held is the state word of a WWMutex held in the context,
+	// wwWord(c, wwHeld), kept from Init for Lock's cached path.
+	held uint64
 	// acquired counts the locks held through the context (ctx->acquired).
 	// Only the owner writes it; others read it under a WWMutex's wait lock
 	// while the owner is queued there, so it cannot change meanwhile.
@@ -79,6 +82,7 @@ func (c *WWAcquireCtx) Init(class *WWClass, opts ...WWCtxOption) {
 	}
 	c.class = class
 	c.stamp = class.stamp.Add(1)
+	c.held = wwWord(c, wwHeld)
 	c.acquired = 0
 	if c.wounded.Load() {
 		c.wounded.Store(false)
@@ -173,7 +177,9 @@ func (c *WWAcquireCtx) Done() {
 // map (a second Fini is a bad unlock balance) and warns if locks are still
 // held through the context.
 func (c *WWAcquireCtx) Fini() {
-	if id, t := c.own.id, c.own.t; id != 0 && id == task.GoID() && popTop(t, &c.dep) {
+	if id := task.GoID(); id == 0 || id != c.own.id {
+		releaseShared(&c.dep)
+	} else if t := c.own.t; popTop(t, &c.dep) {
 		t.ReleaseIfEmpty()
 	} else {
 		releaseShared(&c.dep)
