@@ -32,7 +32,9 @@ import (
 // reference is counted) and Unlock's tests one an if took it to 1943;
 // lockCached's wound test inline (resetWound and forgetWound were two
 // calls on every attempt) and Unlock testing the class only for a drop and
-// the instance only for a pop, 1911.
+// the instance only for a pop, 1911; Done's and Fini's tests one an if,
+// 1900; the merge reading the reference count once and taking the lock
+// word the context keeps (WWAcquireCtx.held), 1874.
 
 // acquireNested annotates an acquisition of the sleeping lock m (write
 // mode, subclass 0) nested in nest by t, the caller's record, at pc, and

@@ -155,7 +155,8 @@ func (m *WWMutex) Lock(ctx *WWAcquireCtx) error {
 	if top.Class != unsafe.Pointer(c) || ctx.acquired == 0 {
 		return m.lockCached(ctx, t, id)
 	}
-	if top.References >= 2046 {
+	r := top.References
+	if r >= 2046 {
 		return m.lockOuter(ctx) // the slow path warns at the limit
 	}
 	if !enabled.Load() {
@@ -167,10 +168,10 @@ func (m *WWMutex) Lock(ctx *WWAcquireCtx) error {
 	if c.state.Load()|uint32(t.NonBlock|t.Preempt|t.Lockdep.Off) != 0 {
 		return m.lockOuter(ctx)
 	}
-	if !m.state.CompareAndSwap(0, wwWord(ctx, wwHeld)) {
+	if !m.state.CompareAndSwap(0, ctx.held) {
 		return m.lockOuter(ctx)
 	}
-	top.References = max(top.References, 1) + 1
+	top.References = max(r, 1) + 1
 	m.ctx, m.own.t, m.own.id = ctx, t, id
 	ctx.acquired++ // ww_mutex_lock_acquired: lockID says its checks pass
 	return nil
