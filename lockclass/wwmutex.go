@@ -139,9 +139,10 @@ func (m *WWMutex) Lock(ctx *WWAcquireCtx) error {
 	// the entry and clears a wound, is lockCached's; it and the whole way
 	// read the return address themselves, so that the merge keeps no
 	// spills. The lock is taken before the reference is counted, so that a
-	// busy m leaves nothing to undo. One test an if, so that the compiler
-	// branches on each instead of building a bool (the figures are in
-	// fastpath_nest.go).
+	// busy m leaves nothing to undo; a top entry of m's class says the
+	// class is cached (every entry names its class). One test an if, so
+	// that the compiler branches on each instead of building a bool (the
+	// figures are in fastpath_nest.go).
 	if ctx == nil || ^id != ctx.lockID {
 		return m.lockOuter(ctx)
 	}
@@ -223,7 +224,7 @@ func (m *WWMutex) lockCached(ctx *WWAcquireCtx, t *task.Task, id int64) error {
 	} else if top.Instance != unsafe.Pointer(&ctx.dep) || !pushNested(t, &m.dep, c, &ctx.dep, pc) {
 		return m.lock(nil, ctx, pc)
 	}
-	if !m.state.CompareAndSwap(0, wwWord(ctx, wwHeld)) {
+	if !m.state.CompareAndSwap(0, ctx.held) {
 		return m.take(nil, ctx, t)
 	}
 	m.ctx, m.own.t, m.own.id = ctx, t, id
