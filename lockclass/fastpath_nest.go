@@ -34,7 +34,7 @@ import (
 // calls on every attempt) and Unlock testing the class only for a drop and
 // the instance only for a pop, 1911; Done's and Fini's tests one an if,
 // 1900; the merge reading the reference count once and taking the lock
-// word the context keeps (WWAcquireCtx.held), 1874.
+// word the context keeps (WWAcquireCtx.held), 1872.
 
 // acquireNested annotates an acquisition of the sleeping lock m (write
 // mode, subclass 0) nested in nest by t, the caller's record, at pc, and
