@@ -24,6 +24,9 @@ type WWAcquireCtx struct {
 	_     noCopy
 	class *WWClass
 	stamp int64
+	// held is the state word of a WWMutex held in the context,
+	// wwWord(c, wwHeld), kept from Init for Lock's cached path.
+	held uint64
 	// acquired counts the locks held through the context (ctx->acquired).
 	// Only the owner writes it; others read it under a WWMutex's wait lock
 	// while the owner is queued there, so it cannot change meanwhile.
@@ -46,10 +49,12 @@ type WWAcquireCtx struct {
 	// to Fini (id 0 when the validator does not follow it): a lock taken
 	// with the context on that goroutine uses its record without a lookup.
 	own owner
-	// lockID is own.id while a Lock may take the cached path, which checks
+	// lockID is ^own.id while a Lock may take the cached path, which checks
 	// nothing of what ww_mutex_lock_acquired warns about: before Done, not
-	// backing off (contending), without injection. 0 otherwise; cached
-	// sets it whenever one of them changes.
+	// backing off (contending), without injection. 0 otherwise, which no
+	// goroutine id complements (task.GoID's 0, "unknown", included), so
+	// that Lock needs one comparison; cached sets it whenever one of them
+	// changes.
 	lockID int64
 	depth  int // where the context's entry was pushed on own's stack
 	dep    Map
@@ -77,6 +82,7 @@ func (c *WWAcquireCtx) Init(class *WWClass, opts ...WWCtxOption) {
 	}
 	c.class = class
 	c.stamp = class.stamp.Add(1)
+	c.held = wwWord(c, wwHeld)
 	c.acquired = 0
 	if c.wounded.Load() {
 		c.wounded.Store(false)
@@ -94,7 +100,7 @@ func (c *WWAcquireCtx) Init(class *WWClass, opts ...WWCtxOption) {
 	if compiledIn && id != 0 && enabled.Load() {
 		if t := task.ClaimHead(id); t != nil && pushMap(t, &c.dep, pc) {
 			c.own.t, c.own.id, c.depth = t, id, len(t.Lockdep.Held)-1
-			c.lockID = id // cached's, with done and contending just cleared
+			c.lockID = ^id // cached's, with done and contending just cleared
 			if c.inject {
 				c.lockID = 0
 			}
@@ -112,8 +118,8 @@ func (c *WWAcquireCtx) Init(class *WWClass, opts ...WWCtxOption) {
 // cached sets lockID after a change of own, done, contending or inject.
 func (c *WWAcquireCtx) cached() {
 	c.lockID = 0
-	if !c.done && c.contending == nil && !c.inject {
-		c.lockID = c.own.id
+	if !c.done && c.contending == nil && !c.inject && c.own.id != 0 {
+		c.lockID = ^c.own.id
 	}
 }
 
@@ -155,8 +161,9 @@ func (c *WWAcquireCtx) Done() {
 	// AssertHeld's cached path: the context's entry is where Init pushed it
 	// on the stack of the goroutine that initialised the context, and that
 	// is the caller.
-	if id, t := c.own.id, c.own.t; id == 0 || id != task.GoID() ||
-		uint(c.depth) >= uint(len(t.Lockdep.Held)) || t.Lockdep.Held[c.depth].Instance != unsafe.Pointer(&c.dep) {
+	if id := task.GoID(); id == 0 || id != c.own.id {
+		AssertHeld(&c.dep)
+	} else if held := c.own.t.Lockdep.Held; uint(c.depth) >= uint(len(held)) || held[c.depth].Instance != unsafe.Pointer(&c.dep) {
 		AssertHeld(&c.dep)
 	}
 	if c.done {
@@ -170,7 +177,9 @@ func (c *WWAcquireCtx) Done() {
 // map (a second Fini is a bad unlock balance) and warns if locks are still
 // held through the context.
 func (c *WWAcquireCtx) Fini() {
-	if id, t := c.own.id, c.own.t; id != 0 && id == task.GoID() && popTop(t, &c.dep) {
+	if id := task.GoID(); id == 0 || id != c.own.id {
+		releaseShared(&c.dep)
+	} else if t := c.own.t; popTop(t, &c.dep) {
 		t.ReleaseIfEmpty()
 	} else {
 		releaseShared(&c.dep)

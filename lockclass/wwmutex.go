@@ -130,39 +130,105 @@ func (m *WWMutex) Lock(ctx *WWAcquireCtx) error {
 		}
 		return m.lock(nil, ctx, 0)
 	}
-	id, pc := task.SiteID()
-	// The cached path, inline: a free m of ctx's class locked on the
-	// goroutine that initialised ctx, whose record Init kept (no task
-	// lookup), with nothing to warn about (ctx.lockID) and nothing to sleep
-	// in; the acquisition merges into the top entry or is pushed, as
-	// acquireNested says (the figure is in fastpath_nest.go). The loads
-	// come first and the tests are plain, so that the compiler branches on
-	// each instead of building a bool.
-	if ctx == nil || id != ctx.lockID || id == 0 {
+	id := task.GoID()
+	// The merge, inline: a free m of ctx's class locked on the goroutine
+	// that initialised ctx, whose record Init kept (no task lookup), with
+	// nothing to warn about (ctx.lockID) and nothing to sleep in, while the
+	// top entry is of m's class and counts a reference more, as
+	// acquireNested's first tier. The first lock of an attempt, which pushes
+	// the entry and clears a wound, is lockCached's; it and the whole way
+	// read the return address themselves, so that the merge keeps no
+	// spills. The lock is taken before the reference is counted, so that a
+	// busy m leaves nothing to undo; a top entry of m's class says the
+	// class is cached (every entry names its class). One test an if, so
+	// that the compiler branches on each instead of building a bool (the
+	// figures are in fastpath_nest.go).
+	if ctx == nil || ^id != ctx.lockID {
+		return m.lockOuter(ctx)
+	}
+	t := ctx.own.t
+	held := t.Lockdep.Held
+	n := len(held) - 1
+	if n < 0 {
+		return m.lockOuter(ctx)
+	}
+	top, c := &held[n], m.dep.cache[0].Load()
+	if top.Class != unsafe.Pointer(c) || ctx.acquired == 0 {
+		return m.lockCached(ctx, t, id)
+	}
+	r := top.References
+	if r >= 2046 {
+		return m.lockOuter(ctx) // the slow path warns at the limit
+	}
+	if !enabled.Load() {
+		return m.lockOuter(ctx)
+	}
+	if m.class != ctx.class {
+		return m.lockOuter(ctx)
+	}
+	if c.state.Load()|uint32(t.NonBlock|t.Preempt|t.Lockdep.Off) != 0 {
+		return m.lockOuter(ctx)
+	}
+	if !m.state.CompareAndSwap(0, ctx.held) {
+		return m.lockOuter(ctx)
+	}
+	top.References = max(r, 1) + 1
+	m.ctx, m.own.t, m.own.id = ctx, t, id
+	ctx.acquired++ // ww_mutex_lock_acquired: lockID says its checks pass
+	return nil
+}
+
+// lockOuter is Lock's whole way, with the site read one frame further.
+//
+//go:noinline
+func (m *WWMutex) lockOuter(ctx *WWAcquireCtx) error {
+	return m.lock(nil, ctx, stack.OuterReturnPC())
+}
+
+// lockCached is Lock's cached path when the acquisition does not merge
+// into the top entry, or is the first of an attempt: the caller is ctx's
+// goroutine (id, record t) and ctx.lockID says there is nothing to warn
+// about. The acquisition merges or is pushed as acquireNested says, or
+// goes the whole way. It reads Lock's site one frame further.
+//
+//go:noinline
+func (m *WWMutex) lockCached(ctx *WWAcquireCtx, t *task.Task, id int64) error {
+	pc := stack.OuterReturnPC()
+	c := m.dep.cache[0].Load()
+	if m.state.Load() != 0 || c == nil {
 		return m.lock(nil, ctx, pc)
 	}
-	s, on, t, c := m.state.Load(), enabled.Load(), ctx.own.t, m.dep.cache[0].Load()
-	if s != 0 || !on || m.class != ctx.class || c == nil {
+	if !enabled.Load() {
+		return m.lock(nil, ctx, pc)
+	}
+	if m.class != ctx.class {
+		return m.lock(nil, ctx, pc)
+	}
+	if c.state.Load()|uint32(t.NonBlock|t.Preempt|t.Lockdep.Off) != 0 {
 		return m.lock(nil, ctx, pc)
 	}
 	held := t.Lockdep.Held
 	n := len(held) - 1
-	if n < 0 || c.state.Load()|uint32(t.NonBlock|t.Preempt|t.Lockdep.Off) != 0 {
+	if n < 0 {
 		return m.lock(nil, ctx, pc)
 	}
-	if ctx.acquired == 0 && (ctx.wounded.Load() || ctx.class.wounds.pending.Load() != 0) {
-		ctx.resetWound()
+	if ctx.acquired == 0 {
+		if ctx.wounded.Load() {
+			ctx.resetWound()
+		} else if ctx.class.wounds.pending.Load() != 0 {
+			ctx.resetWound()
+		}
 	}
 	if top := &held[n]; top.Class == unsafe.Pointer(c) && top.References < 2046 {
 		top.References = max(top.References, 1) + 1
 	} else if top.Instance != unsafe.Pointer(&ctx.dep) || !pushNested(t, &m.dep, c, &ctx.dep, pc) {
 		return m.lock(nil, ctx, pc)
 	}
-	if !m.state.CompareAndSwap(0, wwWord(ctx, wwHeld)) {
+	if !m.state.CompareAndSwap(0, ctx.held) {
 		return m.take(nil, ctx, t)
 	}
 	m.ctx, m.own.t, m.own.id = ctx, t, id
-	ctx.acquired++ // ww_mutex_lock_acquired: lockID says its checks pass
+	ctx.acquired++
 	return nil
 }
 
@@ -512,31 +578,50 @@ func (m *WWMutex) Unlock() {
 	id := task.GoID()
 	s := m.state.Load()
 	// The cached path, inline: the holder, on the goroutine that locked m
-	// in a context, finds m's entry on top (releaseNested's test) and
-	// drops a reference or pops it with its last (the figure is in
-	// fastpath_nest.go).
-	if id != m.own.id || id == 0 || s&(wwTags|wwCtx) != wwHeld|wwCtx {
+	// in a context, finds m's entry on top as releaseNested does (by
+	// instance, or by class with references) and drops a reference or pops
+	// it with its last. The state word needs no more test than the
+	// context flag: m.own.id says m is the caller's, so it is held, and
+	// the compare-and-swap expects no waiters, failing into handOff. One
+	// test an if, as in Lock (the figures are in fastpath_nest.go).
+	if id != m.own.id || id == 0 {
 		m.unlock(s)
 		return
 	}
-	c, t := m.ctx, m.own.t
+	if s&wwCtx == 0 {
+		m.unlock(s) // held without a context: no ctx->acquired to count
+		return
+	}
+	t := m.own.t
 	held := t.Lockdep.Held
 	n := len(held) - 1
-	if c.acquired <= 0 || n < 0 {
+	if n < 0 {
 		m.unlock(s)
 		return
 	}
-	// m's entry as findHeld finds it, of m's current class: by instance,
-	// or by class with references.
 	h := &held[n]
-	if h.Class != unsafe.Pointer(m.dep.cache[0].Load()) || h.References == 0 && h.Instance != unsafe.Pointer(&m.dep) ||
-		uint64(uint32(h.PinCount))|uint64(h.Stamp) != 0 {
+	if uint64(uint32(h.PinCount))|uint64(h.Stamp) != 0 {
 		m.unlock(s)
 		return
 	}
-	if h.References > 1 {
-		h.References--
+	c := m.ctx
+	if c.acquired <= 0 {
+		m.unlock(s)
+		return
+	}
+	if r := h.References; r > 1 {
+		// A merged entry of m's class: drop a reference.
+		if h.Class != unsafe.Pointer(m.dep.cache[0].Load()) {
+			m.unlock(s)
+			return
+		}
+		h.References = r - 1
 	} else {
+		// m's own entry, or the last reference of one of m's class: pop.
+		if h.Instance != unsafe.Pointer(&m.dep) && (r == 0 || h.Class != unsafe.Pointer(m.dep.cache[0].Load())) {
+			m.unlock(s)
+			return
+		}
 		t.Lockdep.Held = held[:n] // before any other store: only the length changes
 		t.Lockdep.ChainKey = h.PrevChainKey
 		h.Instance, h.Class, h.NestLock, h.References = nil, nil, nil, 0
@@ -544,8 +629,8 @@ func (m *WWMutex) Unlock() {
 	}
 	c.acquired--
 	m.own.id = 0
-	if !m.state.CompareAndSwap(s, 0) {
-		m.handOff()
+	if !m.state.CompareAndSwap(s&^wwTags|wwHeld, 0) {
+		m.handOff() // waiters queued
 	}
 }
 
