@@ -22,54 +22,41 @@ import (
 //go:noinline
 func beginSection(m *lockclass.Map) { m.AcquireSharedAt(stack.ReturnPC()) }
 
-// Map.AcquireSharedAt holds the map shared at the site it is given, on the
-// whole way (a new class) and on the cached path alike.
-func TestMapAcquireSharedAt(t *testing.T) {
-	krulestest.ResetDefault(t)
-	rec := krulestest.Record(t)
-	m := lockclass.NewMap("signalling_map")
-	var lines []int
-	for range 2 {
-		_, _, line, _ := runtime.Caller(0)
-		beginSection(m) // line+1
-		lines = append(lines, line+1)
-		held, known := lockclass.IsHeldType(m, 1)
-		require.True(t, held && known, "held shared (read = 1)")
-		nonblock.StartAtomic()
-		nonblock.MightSleep() // a report with the held-lock list
-		nonblock.EndAtomic()
-		m.Release()
+// A map is held at the site its acquisition names: Map.AcquireSharedAt
+// (read = 1) at the site it is given, Map.Acquire (read = 0) at its
+// caller's, which it reads with the goroutine id (task.SiteID). Each way is
+// taken three times: the whole way (a new class), the cached path (the
+// chain is known) and the quick tier (the chain is the map's last).
+func TestMapAcquisitionRecordsItsSite(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		read    int
+		acquire func(*lockclass.Map)
+	}{
+		{"signalling_map", 1, beginSection},
+		{"reclaim_like_map", 0, (*lockclass.Map).Acquire},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			krulestest.ResetDefault(t)
+			rec := krulestest.Record(t)
+			m := lockclass.NewMap(tc.name)
+			var lines []int
+			for range 3 {
+				_, _, line, _ := runtime.Caller(0)
+				tc.acquire(m) // line+1
+				lines = append(lines, line+1)
+				held, known := lockclass.IsHeldType(m, tc.read)
+				require.True(t, held && known, "%s held with read = %d", tc.name, tc.read)
+				nonblock.StartAtomic()
+				nonblock.MightSleep() // a report with the held-lock list
+				nonblock.EndAtomic()
+				m.Release()
+			}
+			require.Equal(t, []krules.Kind{krules.SleepInAtomic, krules.SleepInAtomic, krules.SleepInAtomic}, rec.Kinds())
+			for i, r := range rec.Reports() {
+				require.Regexp(t, fmt.Sprintf(`\(%s\)\{[^}]*\}-\{0:0\}, at: lockclass_test\.TestMapAcquisitionRecordsItsSite\.func1\+0x[0-9a-f]+ lockclass/map_test\.go:%d\n`, tc.name, lines[i]), r.Text)
+			}
+			require.False(t, lockclass.IsHeld(m))
+		})
 	}
-	require.Equal(t, []krules.Kind{krules.SleepInAtomic, krules.SleepInAtomic}, rec.Kinds())
-	for i, r := range rec.Reports() {
-		require.Regexp(t, fmt.Sprintf(`\(signalling_map\)\{[^}]*\}-\{0:0\}, at: lockclass_test\.TestMapAcquireSharedAt\+0x[0-9a-f]+ lockclass/map_test\.go:%d\n`, lines[i]), r.Text)
-	}
-	require.False(t, lockclass.IsHeld(m))
-}
-
-// Map.Acquire holds the map exclusively at its caller's site on the whole
-// way (a new class), the cached path (the chain is known) and the quick
-// tier (the chain is the map's last) alike: Acquire reads the site with the
-// goroutine id (task.SiteID).
-func TestMapAcquireRecordsCallersSite(t *testing.T) {
-	krulestest.ResetDefault(t)
-	rec := krulestest.Record(t)
-	m := lockclass.NewMap("reclaim_like_map")
-	var lines []int
-	for range 3 {
-		_, _, line, _ := runtime.Caller(0)
-		m.Acquire() // line+1
-		lines = append(lines, line+1)
-		held, known := lockclass.IsHeldType(m, 0)
-		require.True(t, held && known, "held exclusively (read = 0)")
-		nonblock.StartAtomic()
-		nonblock.MightSleep() // a report with the held-lock list
-		nonblock.EndAtomic()
-		m.Release()
-	}
-	require.Equal(t, []krules.Kind{krules.SleepInAtomic, krules.SleepInAtomic, krules.SleepInAtomic}, rec.Kinds())
-	for i, r := range rec.Reports() {
-		require.Regexp(t, fmt.Sprintf(`\(reclaim_like_map\)\{[^}]*\}-\{0:0\}, at: lockclass_test\.TestMapAcquireRecordsCallersSite\+0x[0-9a-f]+ lockclass/map_test\.go:%d\n`, lines[i]), r.Text)
-	}
-	require.False(t, lockclass.IsHeld(m))
 }
