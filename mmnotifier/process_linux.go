@@ -39,11 +39,13 @@ type processSys struct {
 	// under mmap_lock held for writing, read under it held at all.
 	mapped []bool
 
-	// own lists the events the process's own operations will cause
-	// (ownMu).
+	// own lists the events the process's own operations will cause,
+	// by value so that an operation allocates nothing; ticket numbers the
+	// operations, to find their expectations again (ownMu).
 	ownMu   sync.Mutex
 	ownCond sync.Cond // signalled when own empties
-	own     []*ownOp
+	own     []ownOp
+	ticket  uint64
 
 	// queue holds foreign events for the worker; handled counts those
 	// done, queued those queued (qmu). qcond wakes the worker and Sync.
@@ -70,6 +72,7 @@ type ownOp struct {
 	kind       uint8
 	start, end uint64
 	left       uint64
+	ticket     uint64 // the operation's, set by own
 }
 
 func (p *Process) open(length uint64) error {
@@ -233,7 +236,8 @@ func (p *Process) isOwn(m uffdMsg) bool {
 	s := &p.sys
 	s.ownMu.Lock()
 	defer s.ownMu.Unlock()
-	for i, op := range s.own {
+	for i := range s.own {
+		op := &s.own[i]
 		if op.kind != m.event {
 			continue
 		}
@@ -402,25 +406,31 @@ func (p *Process) sync() {
 
 // own runs the syscall of one of the process's own operations with the
 // events it will cause marked as already invalidated, and the monitor
-// polling for them.
-func (p *Process) own(ops []*ownOp, call func() unix.Errno) error {
+// polling for them. ops are copied. A call that succeeds does not take
+// ownMu again: the monitor, which the kernel released the caller from,
+// may be holding it to count the call's event off.
+func (p *Process) own(ops []ownOp, call func() unix.Errno) error {
 	s := &p.sys
 	s.ownMu.Lock()
-	s.own = append(s.own, ops...)
+	s.ticket++
+	t := s.ticket
+	for _, op := range ops {
+		op.ticket = t
+		s.own = append(s.own, op)
+	}
 	s.ownMu.Unlock()
 	e := call()
+	if e == 0 {
+		return nil
+	}
+	// What a failed madvise dropped it reported; the others did nothing.
 	s.ownMu.Lock()
-	if e != 0 { // what a failed madvise dropped it reported; the others did nothing
-		s.own = slices.DeleteFunc(s.own, func(x *ownOp) bool { return x.kind != uffdEventRemove && slices.Contains(ops, x) })
-		if len(s.own) == 0 {
-			s.ownCond.Broadcast()
-		}
+	s.own = slices.DeleteFunc(s.own, func(x ownOp) bool { return x.kind != uffdEventRemove && x.ticket == t })
+	if len(s.own) == 0 {
+		s.ownCond.Broadcast()
 	}
 	s.ownMu.Unlock()
-	if e != 0 {
-		return e
-	}
-	return nil
+	return e
 }
 
 // mappedBytes returns how much of [start, end) is mapped. The caller holds
@@ -435,18 +445,19 @@ func (p *Process) mappedBytes(start, end uint64) uint64 {
 	return n
 }
 
-// unmapOps is what an unmap of [start, end) will send: one UNMAP of the
-// whole range if any of it is mapped (userfaultfd_unmap_prep), or, if
-// perRun, one for each run of mapped pages, which are unmapped one by one.
-func (p *Process) unmapOps(start, end uint64, perRun bool) []*ownOp {
+// unmapOps appends to ops what an unmap of [start, end) will send: one
+// UNMAP of the whole range if any of it is mapped (userfaultfd_unmap_prep),
+// or, if perRun, one for each run of mapped pages, which are unmapped one
+// by one.
+func (p *Process) unmapOps(ops []ownOp, start, end uint64, perRun bool) []ownOp {
 	n := p.mappedBytes(start, end)
 	if n == 0 {
-		return nil
+		return ops
 	}
 	if !perRun {
 		n = end - start
 	}
-	return []*ownOp{{kind: uffdEventUnmap, start: start, end: end, left: n}}
+	return append(ops, ownOp{kind: uffdEventUnmap, start: start, end: end, left: n})
 }
 
 // madvise invalidates before the syscall and ends the invalidation after
@@ -469,9 +480,10 @@ func (p *Process) madvise(off, length uint64) error {
 	defer mm.mmapLock.RUnlock()
 	r := NewRange(mm, EventClear, start, end)
 	InvalidateRangeStart(&r)
-	ops := []*ownOp{{kind: uffdEventRemove, start: start, end: end, left: p.mappedBytes(start, end)}}
-	if ops[0].left == 0 {
-		ops = nil
+	var buf [1]ownOp
+	ops := buf[:0]
+	if n := p.mappedBytes(start, end); n != 0 {
+		ops = append(ops, ownOp{kind: uffdEventRemove, start: start, end: end, left: n})
 	}
 	err = p.own(ops, func() unix.Errno {
 		_, _, e := unix.Syscall(unix.SYS_MADVISE, uintptr(start), uintptr(end-start), unix.MADV_DONTNEED)
@@ -501,7 +513,8 @@ func (p *Process) replaceRange(off, length uint64, mapped bool) error {
 	defer mm.mmapLock.Unlock()
 	r := NewRange(mm, EventUnmap, start, end)
 	InvalidateRangeStart(&r)
-	err = p.own(p.unmapOps(start, end, true), func() unix.Errno {
+	var buf [1]ownOp
+	err = p.own(p.unmapOps(buf[:0], start, end, true), func() unix.Errno {
 		if !mapped {
 			for a, b := range p.runs(start, end, true) {
 				if _, _, e := unix.Syscall(unix.SYS_MUNMAP, uintptr(a), uintptr(b-a), 0); e != 0 {
@@ -612,9 +625,10 @@ func (p *Process) mremap(from, to, length uint64) error {
 	rs := NewRange(mm, EventUnmap, src, srcEnd) // move_page_tables
 	InvalidateRangeStart(&rd)
 	InvalidateRangeStart(&rs)
-	ops := append(p.unmapOps(dst, dstEnd, false), // do_munmap of the destination
-		&ownOp{kind: uffdEventRemap, start: src, end: dst, left: length},
-		&ownOp{kind: uffdEventUnmap, start: src, end: srcEnd, left: length}) // the old VMA
+	var buf [3]ownOp
+	ops := append(p.unmapOps(buf[:0], dst, dstEnd, false), // do_munmap of the destination
+		ownOp{kind: uffdEventRemap, start: src, end: dst, left: length},
+		ownOp{kind: uffdEventUnmap, start: src, end: srcEnd, left: length}) // the old VMA
 	err = p.own(ops, func() unix.Errno {
 		// Placeholders over the destination's holes, which MREMAP_FIXED
 		// replaces: it must replace nobody else's memory.
