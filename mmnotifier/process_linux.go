@@ -667,61 +667,121 @@ func (p *Process) mremap(from, to, length uint64) error {
 // rangeFault is HMMRangeFault on real memory: hmm_range_fault's walk,
 // with mincore(2) for the page table and the monitor's fault path for
 // missing pages. The caller holds mmap_lock, so the mapped bookkeeping is
-// stable.
+// stable. The range is walked faultWindow pages at a time, as the
+// kernel's walk reads the page table as it goes, so that what mincore
+// says fits on the stack (a 512-page range allocated 512 bytes a call).
 func (p *Process) rangeFault(r *HMMRange) error {
 	n := int((r.End - r.Start) / PageSize)
 	if r.Start%PageSize != 0 || r.End%PageSize != 0 || r.End <= r.Start || len(r.PFNs) < n {
 		return ErrInvalid
 	}
-	present := make([]byte, n)
-	for i := 0; i < n; {
-		addr := r.Start + uint64(i)*PageSize
-		if !p.isMapped(addr) {
-			i++
-			continue
-		}
-		j := i + 1
-		for j < n && p.isMapped(r.Start+uint64(j)*PageSize) {
-			j++
-		}
-		if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(addr), uintptr(j-i)*PageSize,
-			uintptr(unsafe.Pointer(&present[i]))); e != 0 {
-			return e
-		}
-		i = j
-	}
 	fault := r.DefaultFlags&HMMPFNReqFault != 0
 	write := r.DefaultFlags&HMMPFNReqWrite != 0
-	for i := range n {
-		if r.Notifier.CheckRetry(r.NotifierSeq) {
-			return ErrBusy
-		}
-		addr := r.Start + uint64(i)*PageSize
-		if !p.isMapped(addr) {
-			if fault {
-				r.PFNs[i] = HMMPFNError
-				return ErrFault
-			}
-			r.PFNs[i] = 0
-			continue
-		}
-		if present[i]&1 == 0 {
-			if !fault {
-				r.PFNs[i] = 0
+	var present [faultWindow]byte
+	for w := 0; w < n; w += faultWindow {
+		m := min(faultWindow, n-w)
+		base := r.Start + uint64(w)*PageSize
+		for i := 0; i < m; {
+			addr := base + uint64(i)*PageSize
+			if !p.isMapped(addr) {
+				i++
 				continue
 			}
-			switch err := p.populate(addr, write); {
-			case err == nil, errors.Is(err, unix.EEXIST):
-			case errors.Is(err, unix.EAGAIN): // an event is on its way
-				return ErrBusy
-			default:
-				r.PFNs[i] = HMMPFNError
-				return ErrFault
+			j := i + 1
+			for j < m && p.isMapped(base+uint64(j)*PageSize) {
+				j++
 			}
+			if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(addr), uintptr(j-i)*PageSize,
+				uintptr(unsafe.Pointer(&present[i]))); e != 0 {
+				return e
+			}
+			i = j
 		}
-		r.PFNs[i] = addr/PageSize | HMMPFNValid | HMMPFNWrite
+		for i := 0; i < m; {
+			if r.Notifier.CheckRetry(r.NotifierSeq) {
+				return ErrBusy
+			}
+			addr := base + uint64(i)*PageSize
+			pfn := &r.PFNs[w+i]
+			if !p.isMapped(addr) {
+				if fault {
+					*pfn = HMMPFNError
+					return ErrFault
+				}
+				*pfn = 0
+				i++
+				continue
+			}
+			if present[i]&1 == 0 {
+				if !fault {
+					*pfn = 0
+					i++
+					continue
+				}
+				// The missing run from i, mapped with one ioctl
+				// where the zero page's contents are wanted.
+				j := i + 1
+				for j < m && p.fill == nil && present[j]&1 == 0 && p.isMapped(base+uint64(j)*PageSize) {
+					j++
+				}
+				k, err := p.populateRun(addr, j-i, write)
+				for end := i + k; i < end; i++ {
+					r.PFNs[w+i] = (base+uint64(i)*PageSize)/PageSize | HMMPFNValid | HMMPFNWrite
+				}
+				switch {
+				case err == nil, k != 0: // stopped partway: the rest is tried again
+					continue
+				case errors.Is(err, unix.EEXIST): // made present meanwhile
+				case errors.Is(err, unix.EAGAIN): // an event is on its way
+					return ErrBusy
+				default:
+					*pfn = HMMPFNError
+					return ErrFault
+				}
+			}
+			*pfn = addr/PageSize | HMMPFNValid | HMMPFNWrite
+			i++
+		}
 	}
 	return nil
+}
+
+// faultWindow is how many pages rangeFault asks mincore about at once: 64
+// bytes of stack, and a 512-page walk makes 8 calls where it made one.
+const faultWindow = 64
+
+// populateRun maps the n missing pages from addr as populate does, with
+// one UFFDIO_COPY or UFFDIO_ZEROPAGE for all of them when there is no
+// WithPageFault function (n is then 1), and returns how many it mapped:
+// the ioctls stop at the first page that is there already, or when an
+// event is queued, and then fail with EAGAIN, or with EEXIST or EAGAIN
+// if they mapped none. One ioctl instead of n, with the windowed walk,
+// made "uffd madvise 512 pages, present" 280434 -> 56892 instructions per
+// op (cachegrind) and 2.5 ms -> 0.83-1.18 ms (plain 1.9-3.3 ms; noisy);
+// the 1-page figure's walk costs 43 instructions more (AMD EPYC (Zen 3,
+// KVM)).
+func (p *Process) populateRun(addr uint64, n int, write bool) (int, error) {
+	if n == 1 || p.fill != nil {
+		if err := p.populate(addr, write); err != nil {
+			return 0, err
+		}
+		return 1, nil
+	}
+	s := &p.sys
+	length := uint64(n) * PageSize
+	s.faults.Add(int64(n)) // counted first, as populate counts
+	var done int64
+	var err error
+	if write {
+		done, err = uffdCopyZero(s.uffd, addr, length)
+	} else {
+		done, err = uffdZeropageN(s.uffd, addr, length)
+	}
+	k := int(max(done, 0) / PageSize)
+	if err != nil {
+		s.faults.Add(int64(k - n))
+	}
+	return k, err
 }
 
 func (p *Process) isMapped(addr uint64) bool {
