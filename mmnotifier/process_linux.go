@@ -670,6 +670,16 @@ func (p *Process) mremap(from, to, length uint64) error {
 // stable. The range is walked faultWindow pages at a time, as the
 // kernel's walk reads the page table as it goes, so that what mincore
 // says fits on the stack (a 512-page range allocated 512 bytes a call).
+//
+// A fault of zero-filled pages asks mincore nothing until a page turns out
+// to be there: the resolving ioctl is itself the test, under the page
+// table lock (mfill_atomic_install_pte refuses a page that is not none
+// with EEXIST), so a missing page costs one system call, not two (uffd
+// madvise 1 page, present: 7052 -> 6811 instructions per op, cachegrind;
+// CPU time 25.4 -> 23.7 µs per op, min of 6, noisy; AMD EPYC (Zen 3,
+// KVM)). A page found there was copied for nothing, so the rest of its
+// window is asked about first. A WithPageFault function is not run for a
+// page that is there: its walk asks first.
 func (p *Process) rangeFault(r *HMMRange) error {
 	n := int((r.End - r.Start) / PageSize)
 	if r.Start%PageSize != 0 || r.End%PageSize != 0 || r.End <= r.Start || len(r.PFNs) < n {
@@ -681,21 +691,13 @@ func (p *Process) rangeFault(r *HMMRange) error {
 	for w := 0; w < n; w += faultWindow {
 		m := min(faultWindow, n-w)
 		base := r.Start + uint64(w)*PageSize
-		for i := 0; i < m; {
-			addr := base + uint64(i)*PageSize
-			if !p.isMapped(addr) {
-				i++
-				continue
+		asked := !fault || p.fill != nil
+		if asked {
+			if err := p.mincore(base, present[:m], 0); err != nil {
+				return err
 			}
-			j := i + 1
-			for j < m && p.isMapped(base+uint64(j)*PageSize) {
-				j++
-			}
-			if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(addr), uintptr(j-i)*PageSize,
-				uintptr(unsafe.Pointer(&present[i]))); e != 0 {
-				return e
-			}
-			i = j
+		} else {
+			clear(present[:m])
 		}
 		for i := 0; i < m; {
 			if r.Notifier.CheckRetry(r.NotifierSeq) {
@@ -731,7 +733,13 @@ func (p *Process) rangeFault(r *HMMRange) error {
 				switch {
 				case err == nil, k != 0: // stopped partway: the rest is tried again
 					continue
-				case errors.Is(err, unix.EEXIST): // made present meanwhile
+				case errors.Is(err, unix.EEXIST): // there already, or made present meanwhile
+					if !asked {
+						asked = true
+						if err := p.mincore(base, present[:m], i+1); err != nil {
+							return err
+						}
+					}
 				case errors.Is(err, unix.EAGAIN): // an event is on its way
 					return ErrBusy
 				default:
@@ -742,6 +750,28 @@ func (p *Process) rangeFault(r *HMMRange) error {
 			*pfn = addr/PageSize | HMMPFNValid | HMMPFNWrite
 			i++
 		}
+	}
+	return nil
+}
+
+// mincore fills present[from:] with whether the pages from base are in
+// memory (mincore(2)), asking once for each run of mapped pages.
+func (p *Process) mincore(base uint64, present []byte, from int) error {
+	for i := from; i < len(present); {
+		addr := base + uint64(i)*PageSize
+		if !p.isMapped(addr) {
+			i++
+			continue
+		}
+		j := i + 1
+		for j < len(present) && p.isMapped(base+uint64(j)*PageSize) {
+			j++
+		}
+		if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(addr), uintptr(j-i)*PageSize,
+			uintptr(unsafe.Pointer(&present[i]))); e != 0 {
+			return e
+		}
+		i = j
 	}
 	return nil
 }
