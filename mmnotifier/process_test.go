@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
@@ -188,6 +189,50 @@ func TestProcessHMMRangeFault(t *testing.T) {
 	err = mmnotifier.HMMRangeFault(&r)
 	mm.MmapLock().RUnlock()
 	require.ErrorIs(t, err, mmnotifier.ErrFault)
+}
+
+// Without a WithPageFault function HMMRangeFault maps each run of missing
+// pages at once, across the windows it walks the range in: zeroed pages
+// for a write, the zero page for a read; pages already present keep their
+// contents, and each missing page is counted once.
+func TestProcessHMMRangeFaultMapsMissingRuns(t *testing.T) {
+	for _, flags := range []uint64{mmnotifier.HMMPFNReqFault | mmnotifier.HMMPFNReqWrite, mmnotifier.HMMPFNReqFault} {
+		t.Run(fmt.Sprintf("flags=%#x", flags), func(t *testing.T) {
+			krulestest.Check(t)
+			const pages = 150
+			p := newProcess(t, pages)
+			mm := p.MM()
+			sub, err := mmnotifier.InsertInterval(mm, p.Addr(), p.Len(), lockingInterval{driverLock()})
+			require.NoError(t, err)
+			t.Cleanup(sub.Remove)
+			touched := []int{2, 3, 63, 64, 70, 149}
+			for _, i := range touched {
+				p.Bytes()[i*pg+1] = byte(i)
+			}
+			require.EqualValues(t, len(touched), p.Stats().Faults, "the CPU's faults")
+
+			r := mmnotifier.HMMRange{Notifier: sub, Start: p.Addr(), End: p.Addr() + pages*pg,
+				PFNs: make([]uint64, pages), DefaultFlags: flags}
+			r.NotifierSeq = sub.ReadBegin()
+			mm.MmapLock().RLock()
+			err = mmnotifier.HMMRangeFault(&r)
+			mm.MmapLock().RUnlock()
+			require.NoError(t, err)
+			for i, e := range r.PFNs {
+				require.Equal(t, (p.Addr()+uint64(i)*pg)/pg|mmnotifier.HMMPFNValid|mmnotifier.HMMPFNWrite, e, "page %d", i)
+			}
+			require.EqualValues(t, pages, p.Stats().Faults, "each missing page once, by the device")
+			for i := range pages {
+				want := byte(0)
+				if slices.Contains(touched, i) {
+					want = byte(i)
+				}
+				require.Equal(t, want, p.Bytes()[i*pg+1], "page %d", i)
+				p.Bytes()[i*pg] = 1 // present: no fault, for the zero page neither
+			}
+			require.EqualValues(t, pages, p.Stats().Faults, "the pages were all there")
+		})
+	}
 }
 
 // The GFP_KERNEL-in-callback bug on real memory: the first madvise that

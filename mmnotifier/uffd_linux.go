@@ -162,6 +162,28 @@ func uffdCopy(fd int, dst uint64, src []byte) error {
 	return ioctl(fd, uffdioCopy, unsafe.Pointer(&c))
 }
 
+// zeroRun is the source of uffdCopyZero: zeroes, never written.
+var zeroRun [faultWindow * PageSize]byte
+
+// uffdCopyZero maps zeroed copies at [dst, dst+length) (UFFDIO_COPY from
+// zeroRun; length at most its size) and wakes their waiters. It returns
+// the bytes mapped: on a page already there, or an event queued, it stops
+// and fails with EAGAIN, or with that page's error if it mapped none.
+func uffdCopyZero(fd int, dst, length uint64) (int64, error) {
+	c := uffdioCopyArg{dst: dst, src: uint64(uintptr(unsafe.Pointer(&zeroRun[0]))), len: length}
+	err := ioctl(fd, uffdioCopy, unsafe.Pointer(&c))
+	return c.copied, err
+}
+
+// uffdZeropageN maps the zero page at [dst, dst+length) (UFFDIO_ZEROPAGE)
+// and wakes their waiters; it returns the bytes mapped, failing as
+// uffdCopyZero does.
+func uffdZeropageN(fd int, dst, length uint64) (int64, error) {
+	z := uffdioZeropageArg{rng: uffdioRange{dst, length}}
+	err := ioctl(fd, uffdioZeropage, unsafe.Pointer(&z))
+	return z.zeropage, err
+}
+
 // uffdZeropage maps the zero page at dst (UFFDIO_ZEROPAGE) and wakes its
 // waiters.
 func uffdZeropage(fd int, dst, length uint64) error {
