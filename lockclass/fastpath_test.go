@@ -233,6 +233,19 @@ func TestHeldStacksDoNotShareCacheLines(t *testing.T) {
 // paths: the locks are still annotated on the caller's own record, an
 // inversion is still reported, the owner's unlock is not a bad unlock
 // balance, and the records are dropped.
+// bothIDWays runs a suite twice: with the goroutine id read in place, the
+// way the cached paths take on amd64 (the Mutex guess, RWSem's ClaimHead,
+// the WWMutex merge), and with it unknown to them, as after a failed
+// start-up check (task.ForceSlowPath), so that the kernel's verdicts hold
+// on both.
+func bothIDWays(t *testing.T, suite func(t *testing.T)) {
+	t.Run("id in place", suite)
+	t.Run("id unknown", func(t *testing.T) {
+		defer task.ForceSlowPath("test: ids unknown to the fast paths")()
+		suite(t)
+	})
+}
+
 func TestCachedPathsWithUnknownGoroutineIDs(t *testing.T) {
 	rec := krulestest.Record(t)
 	v := lockclass.NewValidator()

@@ -169,13 +169,15 @@ var basicFamilies = []scenario{
 // spin F, wlock F, rlock S, mutex F, wsem F, rsem F.
 func TestSelftestBasicFamilies(t *testing.T) {
 	expect := map[string]bool{"spin": true, "wlock": true, "rlock": false, "mutex": true, "wsem": true, "rsem": true}
-	for _, s := range basicFamilies {
-		for _, col := range columns {
-			t.Run(s.name+"/"+col.name, func(t *testing.T) {
-				require.Equal(t, expect[col.name], s.run(t, col))
-			})
+	bothIDWays(t, func(t *testing.T) {
+		for _, s := range basicFamilies {
+			for _, col := range columns {
+				t.Run(s.name+"/"+col.name, func(t *testing.T) {
+					require.Equal(t, expect[col.name], s.run(t, col))
+				})
+			}
 		}
-	}
+	})
 }
 
 // lib/locking-selftest.c's double unlock and initialize held: fail in every

@@ -368,15 +368,17 @@ func TestWWSelftest(t *testing.T) {
 			return func() { f.o.Unlock(); f.a.Unlock(); f.t.Fini() }
 		}, []wantReport{kind(krules.SleepInAtomic), {krules.InvalidWaitContext, "ww_lockdep_mutex"}}},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			f := newWWFixture(t)
-			rec := krulestest.Record(t)
-			cleanup := c.run(t, f)
-			requireReports(t, rec, c.want...)
-			cleanup()
-		})
-	}
+	bothIDWays(t, func(t *testing.T) {
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				f := newWWFixture(t)
+				rec := krulestest.Record(t)
+				cleanup := c.run(t, f)
+				requireReports(t, rec, c.want...)
+				cleanup()
+			})
+		}
+	})
 }
 
 // edeadlk sets up the EDEADLK cases: an older context on another goroutine
