@@ -43,7 +43,8 @@ var rcuState struct {
 // path, the bench figure "RCUReadLock+Unlock" went from 539 to 269
 // instructions (cachegrind, loop included; empty call 23) and from 45.0 to
 // 22.1 ns (min of 10 runs, noisy; empty call 3.0-3.4), a signalling
-// section being 258 and 20.9-25.1 ns there, on an AMD EPYC (Zen 3, KVM).
+// section being 258 and 20.9-25.1 ns there, on an AMD EPYC (Zen 3, KVM);
+// RCUReadUnlock's record found without a busy test then took it to 261.
 // What a read pair does beyond a map pair is the atomic section and the
 // grace-period counters' two locked adds.
 //
@@ -118,12 +119,15 @@ func rcuEnter(t *task.Task) {
 // rcu_read_lock, as the kernel's rcu_lock_release does, and the goroutine's
 // state is left alone.
 //
-// Its record is found as RWSem.RUnlock finds its own (task.LookupHead), the
-// map's entry popped from the top (popHeld; the record cannot be empty yet:
-// the section is counted in it) and the atomic section left in the record
-// (task.TryEndAtomic); anything else goes the generic way.
+// Its record is found as nonblock.End finds its own (task.PeekHead, with
+// no busy test: an idle node counts no section, and releaseShared's
+// lookup then tells it from a missing record; LookupHead's busy test cost
+// a read pair 269 -> 261 instructions, cachegrind, AMD EPYC (Zen 3,
+// KVM)), the map's entry popped from the top (popHeld; the record cannot
+// be empty yet: the section is counted in it) and the atomic section left
+// in the record (task.TryEndAtomic); anything else goes the generic way.
 func RCUReadUnlock() {
-	t := task.LookupHead(task.GoID()) // GoID's "unknown", 0, heads no bucket
+	t := task.PeekHead(task.GoID()) // GoID's "unknown", 0, heads no bucket
 	if t == nil {
 		t = task.Lookup()
 	}
