@@ -34,6 +34,11 @@ func (s *RWSem) RUnlock() { s.core.runlock() }
 // validation is compiled out.
 func pushCached(*task.Task, *Map, *class, uint8, bool, uintptr) bool { return false }
 
+// quickKey and pushQuick are the quick tiers, which validation compiled
+// out never reaches.
+func quickKey(*task.Task, *Map, *class, uint8, int32) (uint64, bool) { return 0, false }
+func pushQuick(*task.Task, *Map, *class, uint8, uintptr, uint64)     {}
+
 // Acquire takes the map exclusively: lock_map_acquire. Validation is
 // compiled out.
 func (m *Map) Acquire() { m.acquireShared(0, 0, 0) }

@@ -3,6 +3,11 @@
 package lockclass_test
 
 import (
+	"io"
+	"regexp"
+	"runtime"
+	"runtime/trace"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +17,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/krules/krules"
+	"github.com/krules/krules/internal/stack"
+	"github.com/krules/krules/internal/task"
 	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/lockclass"
 	"github.com/krules/krules/nonblock"
@@ -185,4 +192,130 @@ func TestSynchronizeSRCUInsideOwnReadSection(t *testing.T) {
 	require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
 	require.Equal(t, "WARNING: possible recursive locking detected", rec.Last().Headline)
 	require.Contains(t, rec.Last().Text, "(&kvm->srcu)")
+}
+
+// rcu_read_lock's cached path (the atomic section and rcu_lock_map's quick
+// tier on one record) pushes what the generic way pushes: rcu_lock_map for
+// recursive read (read = 2), checked, at the caller's site, under the same
+// chain key; and its atomic section is nonblock's, with the caller as where
+// preemption was disabled. The first section goes the generic way, the
+// second through pushCached, the third through the quick tier.
+func TestCachedRCUReadLockPushesTheGenericEntry(t *testing.T) {
+	bothIDWays(t, func(t *testing.T) {
+		krulestest.ResetDefault(t)
+		rec := krulestest.Record(t)
+		var keys []uint64
+		for range 3 {
+			_, _, line, _ := runtime.Caller(0)
+			lockclass.RCUReadLock()
+			rt := task.Lookup()
+			require.Len(t, rt.Lockdep.Held, 1)
+			h := rt.Lockdep.Held[0]
+			require.Equal(t, uint8(2), h.Read, "a recursive read")
+			require.True(t, h.Check)
+			require.False(t, h.Trylock)
+			require.Contains(t, task.LabelOf(&h), "(rcu_read_lock)")
+			require.Contains(t, stack.FormatPC(h.Site), "lockclass/rcu_test.go:"+strconv.Itoa(line+1))
+			require.Contains(t, stack.FormatPC(h.Site), "TestCachedRCUReadLockPushesTheGenericEntry")
+			require.Equal(t, h.Site, rt.PreemptSite, "preemption disabled where the section began")
+			require.Equal(t, int32(1), rt.Preempt)
+			require.Equal(t, int32(1), rt.RCUNest)
+			keys = append(keys, rt.Lockdep.ChainKey)
+			lockclass.RCUReadUnlock()
+			require.Nil(t, task.Lookup(), "the section left nothing in the record")
+		}
+		require.Equal(t, []uint64{keys[0], keys[0], keys[0]}, keys)
+
+		// Nested, the inner section pushes a second recursive read; might_sleep
+		// inside names the outer section's site.
+		_, _, line, _ := runtime.Caller(0)
+		lockclass.RCUReadLock()
+		lockclass.RCUReadLock()
+		held := task.Lookup().Lockdep.Held
+		require.Len(t, held, 2)
+		require.Equal(t, uint8(2), held[1].Read)
+		require.Contains(t, stack.FormatPC(held[1].Site), "lockclass/rcu_test.go:"+strconv.Itoa(line+2))
+		nonblock.MightSleep()
+		lockclass.RCUReadUnlock()
+		require.True(t, nonblock.InAtomic())
+		lockclass.RCUReadUnlock()
+		require.Nil(t, task.Lookup())
+		require.Equal(t, []krules.Kind{krules.SleepInAtomic}, rec.Kinds())
+		require.Regexp(t, `\npreempt_count: 2, expected: 0\n`, rec.Last().Text)
+		require.Regexp(t, `\nPreemption disabled at:\nlockclass_test\.TestCachedRCUReadLockPushesTheGenericEntry\.func1\+0x[0-9a-f]+ lockclass/rcu_test\.go:`+strconv.Itoa(line+1)+`\n`, rec.Last().Text)
+	})
+}
+
+// Locks taken in read sections entered by the cached path are validated
+// under chains that include rcu_read_lock: an inversion of two spinlocks in
+// read sections is reported once the sections' chains are cached, and the
+// record is dropped when everything is released.
+func TestInversionInCachedRCUReadSectionsIsReported(t *testing.T) {
+	bothIDWays(t, func(t *testing.T) {
+		krulestest.ResetDefault(t)
+		rec := krulestest.Record(t)
+		var a, b lockclass.SpinLock
+		a.Init(lockclass.WithName("&a->lock"))
+		b.Init(lockclass.WithName("&b->lock"))
+		for range 3 {
+			lockclass.RCUReadLock()
+			a.Lock()
+			b.Lock() // A -> B
+			b.Unlock()
+			a.Unlock()
+			lockclass.RCUReadUnlock()
+		}
+		require.Zero(t, rec.Len())
+		lockclass.RCUReadLock()
+		b.Lock()
+		a.Lock() // B -> A closes A -> B
+		a.Unlock()
+		b.Unlock()
+		lockclass.RCUReadUnlock()
+		require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+		r := rec.Last().Text
+		require.Contains(t, r, "WARNING: possible circular locking dependency detected")
+		require.Regexp(t, `\n #0: [0-9a-f]{16} \(rcu_read_lock\)\{`, r)
+		require.Regexp(t, `\n #1: [0-9a-f]{16} \(&b->lock\)\{`, r)
+		require.Nil(t, task.Lookup())
+		require.False(t, nonblock.InAtomic())
+	})
+}
+
+// A read section that the cached path cannot enter goes nonblock's way:
+// with the execution tracer on, the section opens its region and
+// rcu_read_unlock ends it.
+func TestRCUReadSectionWhileTracing(t *testing.T) {
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
+	lockclass.RCUReadLock() // cached before tracing begins
+	lockclass.RCUReadUnlock()
+	require.NoError(t, trace.Start(io.Discard))
+	defer trace.Stop()
+	lockclass.RCUReadLock()
+	rt := task.Lookup()
+	require.Len(t, rt.Regions, 1)
+	require.True(t, rt.Regions[0].Atomic)
+	require.Len(t, rt.Lockdep.Held, 1)
+	lockclass.RCUReadUnlock()
+	require.Nil(t, task.Lookup(), "the region ended and the record dropped")
+}
+
+// An atomic section ended inside a read section makes rcu_read_unlock's
+// preempt_enable an underflow, which nonblock reports; the read section is
+// left all the same and the record it emptied is dropped.
+func TestRCUReadUnlockAfterItsSectionWasEnded(t *testing.T) {
+	bothIDWays(t, func(t *testing.T) {
+		krulestest.ResetDefault(t)
+		rec := krulestest.Record(t)
+		for range 3 {
+			lockclass.RCUReadLock()
+			nonblock.EndAtomic()
+			lockclass.RCUReadUnlock()
+			require.False(t, lockclass.RCUReadLockHeld())
+			require.Nil(t, task.Lookup())
+		}
+		require.Equal(t, []krules.Kind{krules.NonBlockImbalance, krules.NonBlockImbalance, krules.NonBlockImbalance}, rec.Kinds())
+		require.Regexp(t, regexp.QuoteMeta("preempt_count underflow"), rec.Last().Text)
+	})
 }

@@ -62,20 +62,80 @@ func (s *SeqCount) Init(lock Lockable, opts ...Option) {
 // read_seqcount_begin.
 //
 //go:noinline
-func (s *SeqCount) ReadBegin() uint32 { return s.readBegin(&s.dep, stack.ReturnPC(), nil) }
+func (s *SeqCount) ReadBegin() uint32 {
+	id, pc := task.SiteID()
+	return s.readBegin(&s.dep, id, pc, nil)
+}
 
-func (s *SeqCount) readBegin(m *Map, pc uintptr, defaults []Option) uint32 {
-	self := false
-	if compiledIn && enabled.Load() {
-		self = findHeld(task.Lookup(), m) >= 0
-		if acquire(m, 0, 2, 0, nil, pc, defaults) != nil {
-			releaseShared(m)
+// readBegin is read_seqcount_begin for the reader annotated on m, the
+// seqcount's map or a seqlock's lock, by goroutine id (0: unknown) at pc.
+//
+// The annotation is seqcount_lockdep_reader_access: m acquired for
+// recursive read and released at once. When m's quick tier would take the
+// acquisition (quickKey: the class current, the goroutine validating, the
+// chain the one m's last cached acquisition made, so validated), it would
+// push an entry with nothing to check and the release would pop it, so
+// neither is made; lock_stat, which counts both, sends it the generic way.
+// The record is only read: an idle node (task.PeekHead) reads as an empty
+// stack with its chain key 0, as a missing record does. The generic way
+// looked the record up three times (findHeld's, acquire's, the release's)
+// to push and pop an entry: the bench figure "SeqCount read" went from 457
+// to 138 instructions (cachegrind, loop included; atomic load 32) and from
+// 39.6 to 13.0 ns (min of 10 runs, noisy; atomic load 4.4), on an AMD EPYC
+// (Zen 3, KVM).
+func (s *SeqCount) readBegin(m *Map, id int64, pc uintptr, defaults []Option) uint32 {
+	if !compiledIn || !enabled.Load() {
+		return s.readWait(m, false)
+	}
+	if t := task.PeekHead(id); t != nil { // 0, "unknown", heads no bucket
+		if _, ok := quickKey(t, m, m.cache[0].Load(), 2, 0); ok {
+			if !lockStat.Load() {
+				return s.readWait(m, true)
+			}
 		}
 	}
+	readAnnotate(m, pc, defaults)
+	return s.readWait(m, true)
+}
+
+// readAnnotate is seqcount_lockdep_reader_access the generic way.
+//
+//go:noinline
+func readAnnotate(m *Map, pc uintptr, defaults []Option) {
+	if t := acquire(m, 0, 2, 0, nil, pc, defaults); t != nil {
+		release(m, t)
+	}
+}
+
+// readWait waits until no write is in progress and returns the sequence;
+// validated says that the read was annotated. Its common case, no write,
+// is inlined.
+func (s *SeqCount) readWait(m *Map, validated bool) uint32 {
+	if v := s.seq.Load(); v&1 == 0 {
+		return v
+	}
+	return s.readSpin(m, validated)
+}
+
+// readSpin is readWait with a write in progress, out of line so that
+// readWait is inlined. A reader inside its own write section would spin
+// forever; lockdep reported it (recursive locking) if the read was
+// annotated, and readSpin then returns at once. Whether the caller holds m
+// is looked up only now: the annotation left the held-lock stack as it
+// found it.
+//
+//go:noinline
+func (s *SeqCount) readSpin(m *Map, validated bool) uint32 {
 	for i := 0; ; i++ {
 		v := s.seq.Load()
-		if v&1 == 0 || self {
-			return v // self: our own write section, reported above
+		if v&1 == 0 {
+			return v
+		}
+		if validated {
+			if findHeld(task.Lookup(), m) >= 0 {
+				return v // our own write section
+			}
+			validated = false
 		}
 		if i > 64 {
 			runtime.Gosched()

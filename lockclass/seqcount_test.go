@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/krules/krules"
+	"github.com/krules/krules/internal/task"
 	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/lockclass"
 	"github.com/krules/krules/nonblock"
@@ -130,4 +131,68 @@ func TestSeqLock(t *testing.T) {
 	sl.WriteUnlock()
 	require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
 	require.Contains(t, rec.Last().Text, "(&tk_core.seq){")
+}
+
+// A validator that keeps going reports the recursive read of a seqcount
+// inside its own write section every time (a chain that fails the check is
+// never cached, so no read of it takes the cached path), and every such
+// read returns at once instead of spinning on its own write: whether the
+// reader holds the seqcount is looked up only once it finds a write in
+// progress.
+func TestSeqCountReaderInsideItsWriterKeepGoing(t *testing.T) {
+	bothIDWays(t, func(t *testing.T) {
+		rec := krulestest.Record(t)
+		v := lockclass.NewValidator(lockclass.KeepGoing())
+		var l lockclass.SpinLock
+		l.Init(lockclass.WithValidator(v), lockclass.WithName("&obj->lock"))
+		var sc lockclass.SeqCount
+		sc.Init(&l, lockclass.WithValidator(v), lockclass.WithName("&obj->seq"))
+		for range 4 {
+			l.Lock()
+			sc.WriteBegin()
+			s := sc.ReadBegin()
+			require.Equal(t, uint32(1), s&1, "inside the write")
+			require.False(t, sc.ReadRetry(s))
+			sc.WriteEnd()
+			l.Unlock()
+		}
+		require.Equal(t, []krules.Kind{krules.RecursiveLocking, krules.RecursiveLocking,
+			krules.RecursiveLocking, krules.RecursiveLocking}, rec.Kinds())
+		require.Contains(t, rec.Last().Text, "(&obj->seq){")
+		require.Nil(t, task.Lookup())
+	})
+}
+
+// A seqcount read under a lock orders the lock before the seqcount when
+// its chain is first validated, and reads made through the cached path
+// after that leave it so: a writer that takes the lock inside its write
+// section closes the cycle (the reader spins on a writer that waits for
+// the reader's lock).
+func TestCachedSeqCountReadUnderALockStillOrders(t *testing.T) {
+	bothIDWays(t, func(t *testing.T) {
+		rec := krulestest.Record(t)
+		v := lockclass.NewValidator()
+		var a, l lockclass.SpinLock
+		a.Init(lockclass.WithValidator(v), lockclass.WithName("&a->lock"))
+		l.Init(lockclass.WithValidator(v), lockclass.WithName("&obj->lock"))
+		var sc lockclass.SeqCount
+		sc.Init(&l, lockclass.WithValidator(v), lockclass.WithName("&obj->seq"))
+		for range 4 {
+			a.Lock()
+			s := sc.ReadBegin() // A -> seq (recursive read)
+			require.False(t, sc.ReadRetry(s))
+			a.Unlock()
+		}
+		require.Nil(t, task.Lookup())
+		require.Zero(t, rec.Len())
+		l.Lock()
+		sc.WriteBegin()
+		a.Lock() // seq (write) -> A closes A -> seq
+		a.Unlock()
+		sc.WriteEnd()
+		l.Unlock()
+		require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+		require.Contains(t, rec.Last().Text, "(&obj->seq){")
+		require.Nil(t, task.Lookup())
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"unsafe"
 
 	"github.com/krules/krules/internal/stack"
+	"github.com/krules/krules/internal/task"
 )
 
 // SeqLock is the kernel's seqlock_t (include/linux/seqlock.h): a SeqCount
@@ -57,7 +58,8 @@ func (s *SeqLock) WriteUnlock() {
 //
 //go:noinline
 func (s *SeqLock) ReadBegin() uint32 {
-	return s.seq.readBegin(&s.lock.dep, stack.ReturnPC(), spinDefaults)
+	id, pc := task.SiteID()
+	return s.seq.readBegin(&s.lock.dep, id, pc, spinDefaults)
 }
 
 // ReadRetry reports whether the read that ReadBegin's start began must be
