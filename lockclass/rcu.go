@@ -17,10 +17,12 @@ import (
 // rcuLockMap is the kernel's rcu_lock_map: named "rcu_read_lock", taken for
 // recursive read by every outermost and nested RCUReadLock, with wait types
 // {LD_WAIT_FREE:LD_WAIT_CONFIG}: it may be taken anywhere, and a sleeping
-// lock inside it is an invalid wait context. Deviation: the kernel takes it
-// with check = 0 (held, never ordered); Map has no such mode, so the read
-// section's dependencies are recorded, which cannot close a cycle since a
-// recursive read never ends a strong path into a reader.
+// lock inside it is an invalid wait context. As rcu_lock_acquire does, it
+// is taken with check = 0 (fNoCheck): held, listed and counted in the chain
+// key, but never ordered, so a lock taken inside a read section depends on
+// the lock held outside it directly (check_prevs_add passes over the
+// unchecked entry) and an ABBA across read sections is a cycle; its usage
+// prints as the kernel's, {....}.
 var rcuLockMap = NewMap("rcu_read_lock", waitTypes(waitConfig, waitFree), waitContext(ldWaitConfig, ldWaitFree))
 
 // rcuState is the kernel's rcu_state: the grace periods and callbacks of
@@ -35,16 +37,18 @@ var rcuState struct {
 // The atomic section and the acquisition of rcuLockMap take one record,
 // found once: the caller's node at the head of its bucket (task.ClaimHead),
 // the section counted in it as rcu_read_lock inlines preempt_disable
-// (task.TryStartAtomic), the map pushed by Map.AcquireShared's quick tiers
-// in read mode 2, inline; anything else goes the generic way (rcuAcquire,
-// rcuReadLockSlow). The generic way found the record four times a pair
+// (task.TryStartAtomic), the map pushed inline in read mode 2 with check =
+// 0 (uncheckedQuick: no chain to find, as nothing is validated); anything
+// else goes the generic way (rcuAcquire, rcuReadLockSlow). The generic way found the record four times a pair
 // (nonblock.StartAtomic, startAtomic's site, acquire, RCUReadUnlock's
 // Lookup) and again in nonblock.EndAtomic: with RCUReadUnlock's cached
 // path, the bench figure "RCUReadLock+Unlock" went from 539 to 269
 // instructions (cachegrind, loop included; empty call 23) and from 45.0 to
 // 22.1 ns (min of 10 runs, noisy; empty call 3.0-3.4), a signalling
 // section being 258 and 20.9-25.1 ns there, on an AMD EPYC (Zen 3, KVM);
-// RCUReadUnlock's record found without a busy test then took it to 261.
+// RCUReadUnlock's record found without a busy test then took it to 261,
+// and check = 0 (the push's own test, the empty stack's key, the Check
+// store) back to 273.
 // What a read pair does beyond a map pair is the atomic section and the
 // grace-period counters' two locked adds.
 //
@@ -58,11 +62,16 @@ func RCUReadLock() {
 	}
 	m := rcuLockMap // once: the stores below would reload it
 	if enabled.Load() {
-		c := m.cache[0].Load()
-		if key, ok := quickKey(t, m, c, 2, 0); ok {
+		if c := m.cache[0].Load(); uncheckedQuick(t, c) {
+			key := c.modes[2].headKey // the empty stack's chain, as lockAcquire keys it
+			if len(t.Lockdep.Held) != 0 {
+				key = chainKeyMix(t.Lockdep.ChainKey, c.modes[2].id)
+			}
 			pushQuick(t, m, c, 2, pc, key)
+			h := &t.Lockdep.Held[len(t.Lockdep.Held)-1]
+			h.Check = false
 			if lockStat.Load() {
-				statAcquired(t, &t.Lockdep.Held[len(t.Lockdep.Held)-1])
+				statAcquired(t, h)
 			}
 			rcuEnter(t)
 			return
@@ -70,6 +79,19 @@ func RCUReadLock() {
 	}
 	rcuAcquire(t, pc)
 	rcuEnter(t)
+}
+
+// uncheckedQuick reports whether an acquisition with check = 0 of a map of
+// class c may be pushed by t without the whole way: the class is current
+// and t's stack has room. Nothing is validated for it (__lock_acquire
+// validates only checked acquisitions), so no chain needs to be cached;
+// the depth high-water mark is the one statistic it would move.
+func uncheckedQuick(t *task.Task, c *class) bool {
+	if c == nil || c.state.Load()|uint32(t.Lockdep.Off) != 0 {
+		return false
+	}
+	n := len(t.Lockdep.Held)
+	return n != cap(t.Lockdep.Held) && int32(n) < c.g.maxDepth.Load()
 }
 
 // rcuReadLockSlow is RCUReadLock's whole way: the atomic section entered
@@ -80,7 +102,7 @@ func RCUReadLock() {
 func rcuReadLockSlow(pc uintptr) {
 	startAtomic(pc)
 	// The map first: its acquisition finds the task record the count needs.
-	t := acquire(rcuLockMap, 0, 2, 0, nil, pc, nil)
+	t := acquire(rcuLockMap, 0, 2, fNoCheck, nil, pc, nil)
 	if t == nil {
 		if compiledIn {
 			rcuLockMap.untracked.Add(1)
@@ -99,8 +121,7 @@ func rcuAcquire(t *task.Task, pc uintptr) {
 	if !compiledIn {
 		return
 	}
-	if !enabled.Load() || !pushCached(t, rcuLockMap, rcuLockMap.cache[0].Load(), 2, false, pc) &&
-		acquireSlow(t, rcuLockMap, 0, 2, 0, nil, pc, nil) == nil {
+	if !enabled.Load() || acquireSlow(t, rcuLockMap, 0, 2, fNoCheck, nil, pc, nil) == nil {
 		rcuLockMap.untracked.Add(1)
 	}
 }

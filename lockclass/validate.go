@@ -10,9 +10,10 @@ import (
 
 // Acquisition flags.
 const (
-	fTry   = 1 << iota // a successful trylock: pushed, never validated
-	fSync              // lock_sync: validated, never pushed
-	fSleep             // a sleeping lock: might_sleep() first
+	fTry     = 1 << iota // a successful trylock: pushed, never validated
+	fSync                // lock_sync: validated, never pushed
+	fSleep               // a sleeping lock: might_sleep() first
+	fNoCheck             // check = 0 (rcu_lock_acquire): held and listed, never ordered
 )
 
 // What lockAcquire decided.
@@ -40,7 +41,7 @@ func acquire(m *Map, sub int, read uint8, fl uint8, nest *Map, pc uintptr, defau
 	if fl&fSleep != 0 && t.NonBlock|t.Preempt != 0 {
 		nonblock.MightSleep()
 	}
-	if uint(sub) < 2 && nest == nil && fl&fSync == 0 && pushCached(t, m, m.cache[sub].Load(), read, fl&fTry != 0, pc) {
+	if uint(sub) < 2 && nest == nil && fl&(fSync|fNoCheck) == 0 && pushCached(t, m, m.cache[sub].Load(), read, fl&fTry != 0, pc) {
 		return t
 	}
 	return acquireSlow(t, m, sub, read, fl, nest, pc, defaults)
@@ -70,7 +71,7 @@ func acquireSlow(t *task.Task, m *Map, sub int, read uint8, fl uint8, nest *Map,
 	emit(rep)
 	hl := task.HeldLock{
 		Instance: unsafe.Pointer(m), Class: unsafe.Pointer(c), Label: classLabel, Site: pc, Read: read,
-		Trylock: fl&fTry != 0, Check: c.state.Load()&stNoValidate == 0,
+		Trylock: fl&fTry != 0, Check: c.state.Load()&stNoValidate == 0 && fl&fNoCheck == 0,
 	}
 	if nest != nil {
 		hl.NestLock = unsafe.Pointer(nest)
