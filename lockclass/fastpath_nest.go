@@ -74,6 +74,7 @@ func acquireNested(t *task.Task, m, nest *Map, pc uintptr) bool {
 func pushNested(t *task.Task, m *Map, c *class, nest *Map, pc uintptr) bool {
 	if key, ok := quickKey(t, m, c, 0, 0); ok {
 		pushQuick(t, m, c, 0, pc, key)
+		stampQuick(t)
 	} else if !pushCached(t, m, c, 0, false, pc) {
 		return false
 	}
@@ -88,9 +89,19 @@ func pushMap(t *task.Task, m *Map, pc uintptr) bool {
 	c := m.cache[0].Load()
 	if key, ok := quickKey(t, m, c, 0, 0); ok {
 		pushQuick(t, m, c, 0, pc, key)
+		stampQuick(t)
 		return true
 	}
 	return pushCached(t, m, c, 0, false, pc)
+}
+
+// stampQuick is lock_stat's one branch after a quick push (pushCached
+// makes its own): the entry on top is stamped while lock_stat is on, so
+// that its release counts the acquisition and its hold time.
+func stampQuick(t *task.Task) {
+	if lockStat.Load() {
+		statAcquired(t, &t.Lockdep.Held[len(t.Lockdep.Held)-1])
+	}
 }
 
 // releaseNested is the cached path of a release of m by t, the caller's

@@ -165,3 +165,42 @@ func TestLockStatKeepsTheSidesApartAndOnlyCountsWhileOn(t *testing.T) {
 	v.ClearLockStat()
 	require.Empty(t, statOf(v, "sides_sem"))
 }
+
+// lock_stat counts an acquisition whichever tier pushed it: a
+// WWAcquireCtx's map (ww_acquire_init) and the first ww_mutex entry of an
+// attempt, once their chains are cached, are pushed by the nest_lock quick
+// tiers (pushMap, pushNested), and each round is one acquisition of each
+// class, as a plain mutex's is; the second mutex merges into the first's
+// entry (nest_lock references), as the kernel merges it before lock_stat
+// stamps anything.
+func TestLockStatCountsTheNestLockQuickTiers(t *testing.T) {
+	krulestest.ResetDefault(t)
+	class := lockclass.NewWWClass("stat_ww")
+	var a, b lockclass.WWMutex
+	a.Init(class)
+	b.Init(class)
+	var ctx lockclass.WWAcquireCtx
+	round := func() {
+		ctx.Init(class)
+		require.NoError(t, a.Lock(&ctx))
+		require.NoError(t, b.Lock(&ctx))
+		ctx.Done()
+		b.Unlock()
+		a.Unlock()
+		ctx.Fini()
+	}
+	round()
+	round() // the chains are cached now: the quick tiers take the next rounds
+	prev := lockclass.SetLockStat(true)
+	defer lockclass.SetLockStat(prev)
+	lockclass.Default().ClearLockStat()
+	for range 3 {
+		round()
+	}
+	v := lockclass.Default()
+	for _, name := range []string{"stat_ww_acquire", "stat_ww_mutex"} {
+		rows := statOf(v, name)
+		require.Len(t, rows, 1, name)
+		require.EqualValues(t, 3, rows[0].Acquisitions, name)
+	}
+}
