@@ -248,42 +248,6 @@ func TestCachedRCUReadLockPushesTheGenericEntry(t *testing.T) {
 	})
 }
 
-// Locks taken in read sections entered by the cached path are validated
-// under chains that include rcu_read_lock: an inversion of two spinlocks in
-// read sections is reported once the sections' chains are cached, and the
-// record is dropped when everything is released.
-func TestInversionInCachedRCUReadSectionsIsReported(t *testing.T) {
-	bothIDWays(t, func(t *testing.T) {
-		krulestest.ResetDefault(t)
-		rec := krulestest.Record(t)
-		var a, b lockclass.SpinLock
-		a.Init(lockclass.WithName("&a->lock"))
-		b.Init(lockclass.WithName("&b->lock"))
-		for range 3 {
-			lockclass.RCUReadLock()
-			a.Lock()
-			b.Lock() // A -> B
-			b.Unlock()
-			a.Unlock()
-			lockclass.RCUReadUnlock()
-		}
-		require.Zero(t, rec.Len())
-		lockclass.RCUReadLock()
-		b.Lock()
-		a.Lock() // B -> A closes A -> B
-		a.Unlock()
-		b.Unlock()
-		lockclass.RCUReadUnlock()
-		require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
-		r := rec.Last().Text
-		require.Contains(t, r, "WARNING: possible circular locking dependency detected")
-		require.Regexp(t, `\n #0: [0-9a-f]{16} \(rcu_read_lock\)\{`, r)
-		require.Regexp(t, `\n #1: [0-9a-f]{16} \(&b->lock\)\{`, r)
-		require.Nil(t, task.Lookup())
-		require.False(t, nonblock.InAtomic())
-	})
-}
-
 // A read section that the cached path cannot enter goes nonblock's way:
 // with the execution tracer on, the section opens its region and
 // rcu_read_unlock ends it.
@@ -322,40 +286,55 @@ func TestRCUReadUnlockAfterItsSectionWasEnded(t *testing.T) {
 	})
 }
 
-// rcu_lock_map is taken with check = 0, so a read section between two
-// locks does not hide their order: A -> B recorded inside one section and
-// B -> A inside another are a cycle, as in the kernel (check_prevs_add
-// passes over the unchecked entry). Recorded as A -> rcu -> B, the path
-// would run through a recursive reader and never be strong. Each order is
-// taken three times, so the generic way, the cached chain and the quick
-// tiers all meet the read section.
-func TestABBAAcrossRCUReadSectionsIsReported(t *testing.T) {
-	bothIDWays(t, func(t *testing.T) {
-		krulestest.ResetDefault(t)
-		rec := krulestest.Record(t)
-		var a, b lockclass.SpinLock
-		a.Init(lockclass.WithName("&a->lock"))
-		b.Init(lockclass.WithName("&b->lock"))
-		for range 3 {
-			a.Lock()
-			lockclass.RCUReadLock()
-			b.Lock()
-			b.Unlock()
-			lockclass.RCUReadUnlock()
-			a.Unlock()
-		}
-		require.Empty(t, rec.Kinds())
-		b.Lock()
-		lockclass.RCUReadLock()
-		a.Lock()
-		a.Unlock()
-		lockclass.RCUReadUnlock()
-		b.Unlock()
-		require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
-		r := rec.Last().Text
-		require.Contains(t, r, "\n-> #1 (&b->lock){+.+.}-{2:2}:\n", "a -> b recorded across the section")
-		require.NotContains(t, r, "-> #2", "the chain is a -> b, not through rcu_read_lock")
-		require.Contains(t, r, " (rcu_read_lock){....}-{1:2}, at: ", "held, never ordered")
-		require.Nil(t, task.Lookup())
-	})
+// An inversion of two spinlocks is reported whether a read section
+// surrounds both (rcu_read_lock; A; B) or lies between them (A;
+// rcu_read_lock; B), once the chains are cached: rcu_lock_map is taken with
+// check = 0, as the kernel's rcu_lock_acquire takes it, so check_prevs_add
+// passes over it and records A -> B. Recorded as A -> rcu -> B, the path
+// would run through a recursive reader, never be strong, and an ABBA across
+// read sections would go unreported. Each order is taken three times, so
+// the generic way, the cached chain and the quick tiers all meet the read
+// section; the record is dropped when everything is released.
+func TestInversionAroundCachedRCUReadSectionsIsReported(t *testing.T) {
+	for _, between := range []bool{false, true} {
+		t.Run(map[bool]string{false: "section around both", true: "section between"}[between], func(t *testing.T) {
+			bothIDWays(t, func(t *testing.T) {
+				krulestest.ResetDefault(t)
+				rec := krulestest.Record(t)
+				var a, b lockclass.SpinLock
+				a.Init(lockclass.WithName("&a->lock"))
+				b.Init(lockclass.WithName("&b->lock"))
+				take := func(first, second *lockclass.SpinLock) {
+					if !between {
+						lockclass.RCUReadLock()
+					}
+					first.Lock()
+					if between {
+						lockclass.RCUReadLock()
+					}
+					second.Lock()
+					second.Unlock()
+					if between {
+						lockclass.RCUReadUnlock()
+					}
+					first.Unlock()
+					if !between {
+						lockclass.RCUReadUnlock()
+					}
+				}
+				for range 3 {
+					take(&a, &b)
+				}
+				require.Zero(t, rec.Len())
+				take(&b, &a) // B -> A closes A -> B
+				require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+				r := rec.Last().Text
+				require.Contains(t, r, "\n-> #1 (&b->lock){+.+.}-{2:2}:\n", "A -> B recorded")
+				require.NotContains(t, r, "-> #2", "the chain is A -> B, not through rcu_read_lock")
+				require.Regexp(t, ` \(rcu_read_lock\)\{\.\.\.\.\}-\{1:2\}, at: `, r, "held, never ordered")
+				require.Nil(t, task.Lookup())
+				require.False(t, nonblock.InAtomic())
+			})
+		})
+	}
 }
