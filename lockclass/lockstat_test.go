@@ -174,32 +174,28 @@ func TestLockStatKeepsTheSidesApartAndOnlyCountsWhileOn(t *testing.T) {
 // entry (nest_lock references), as the kernel merges it before lock_stat
 // stamps anything.
 func TestLockStatCountsTheNestLockQuickTiers(t *testing.T) {
-	krulestest.ResetDefault(t)
-	class := lockclass.NewWWClass("stat_ww")
-	var a, b lockclass.WWMutex
-	a.Init(class)
-	b.Init(class)
-	var ctx lockclass.WWAcquireCtx
+	class, ms := wwWarm(t, 2) // the chains are cached: the quick tiers take the rounds below
 	round := func() {
+		var ctx lockclass.WWAcquireCtx
 		ctx.Init(class)
-		require.NoError(t, a.Lock(&ctx))
-		require.NoError(t, b.Lock(&ctx))
+		for i := range ms {
+			require.NoError(t, ms[i].Lock(&ctx))
+		}
 		ctx.Done()
-		b.Unlock()
-		a.Unlock()
+		for i := range ms {
+			ms[i].Unlock()
+		}
 		ctx.Fini()
 	}
 	round()
-	round() // the chains are cached now: the quick tiers take the next rounds
 	prev := lockclass.SetLockStat(true)
 	defer lockclass.SetLockStat(prev)
 	lockclass.Default().ClearLockStat()
 	for range 3 {
 		round()
 	}
-	v := lockclass.Default()
-	for _, name := range []string{"stat_ww_acquire", "stat_ww_mutex"} {
-		rows := statOf(v, name)
+	for _, name := range []string{"ww_merge_acquire", "ww_merge_mutex"} {
+		rows := statOf(lockclass.Default(), name)
 		require.Len(t, rows, 1, name)
 		require.EqualValues(t, 3, rows[0].Acquisitions, name)
 	}
