@@ -95,22 +95,6 @@ func pushMap(t *task.Task, m *Map, pc uintptr) bool {
 	return pushCached(t, m, c, 0, false, pc)
 }
 
-// stampQuick is lock_stat's one branch after a quick push (pushCached
-// makes its own): the entry on top is stamped while lock_stat is on, so
-// that its release counts the acquisition and its hold time.
-func stampQuick(t *task.Task) {
-	if lockStat.Load() {
-		stampTop(t)
-	}
-}
-
-// stampTop stamps t's top entry. Out of line, so that the branch inlined
-// into the ww paths spills nothing: WWMutex 8 in one ctx 1893 -> 1872
-// instructions with it (cachegrind, AMD EPYC (Zen 3, KVM)).
-//
-//go:noinline
-func stampTop(t *task.Task) { statAcquired(t, &t.Lockdep.Held[len(t.Lockdep.Held)-1]) }
-
 // releaseNested is the cached path of a release of m by t, the caller's
 // record: m's entry is on top (by instance, or by class with references,
 // as findHeld matches it), neither pinned nor stamped by lock_stat. It

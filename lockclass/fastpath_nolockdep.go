@@ -39,6 +39,12 @@ func pushCached(*task.Task, *Map, *class, uint8, bool, uintptr) bool { return fa
 func quickKey(*task.Task, *Map, *class, uint8, int32) (uint64, bool) { return 0, false }
 func pushQuick(*task.Task, *Map, *class, uint8, uintptr, uint64)     {}
 
+// uncheckedQuick, uncheckedKey and stampQuick are rcu_read_lock's
+// unchecked quick tier, which validation compiled out never reaches.
+func uncheckedQuick(*task.Task, *class) bool        { return false }
+func uncheckedKey(*task.Task, *class, uint8) uint64 { return 0 }
+func stampQuick(*task.Task)                         {}
+
 // Acquire takes the map exclusively: lock_map_acquire. Validation is
 // compiled out.
 func (m *Map) Acquire() { m.acquireShared(0, 0, 0) }
