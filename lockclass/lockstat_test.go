@@ -175,18 +175,7 @@ func TestLockStatKeepsTheSidesApartAndOnlyCountsWhileOn(t *testing.T) {
 // stamps anything.
 func TestLockStatCountsTheNestLockQuickTiers(t *testing.T) {
 	class, ms := wwWarm(t, 2) // the chains are cached: the quick tiers take the rounds below
-	round := func() {
-		var ctx lockclass.WWAcquireCtx
-		ctx.Init(class)
-		for i := range ms {
-			require.NoError(t, ms[i].Lock(&ctx))
-		}
-		ctx.Done()
-		for i := range ms {
-			ms[i].Unlock()
-		}
-		ctx.Fini()
-	}
+	round := func() { lockBothIn(t, class, ms, false) }
 	round()
 	prev := lockclass.SetLockStat(true)
 	defer lockclass.SetLockStat(prev)

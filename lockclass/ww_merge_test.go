@@ -37,6 +37,21 @@ func wwWarm(t *testing.T, n int) (*lockclass.WWClass, []lockclass.WWMutex) {
 	return class, ms
 }
 
+// lockBothIn locks ms[0] and ms[1] in a new context of class, declaring
+// the context done between the two if doneBetween, and releases them.
+func lockBothIn(t *testing.T, class *lockclass.WWClass, ms []lockclass.WWMutex, doneBetween bool) {
+	var ctx lockclass.WWAcquireCtx
+	ctx.Init(class)
+	require.NoError(t, ms[0].Lock(&ctx))
+	if doneBetween {
+		ctx.Done()
+	}
+	require.NoError(t, ms[1].Lock(&ctx))
+	ms[1].Unlock()
+	ms[0].Unlock()
+	ctx.Fini()
+}
+
 func TestWWNestedLockInANonBlockSectionMightSleepOnceEach(t *testing.T) {
 	rec := krulestest.Record(t)
 	class, ms := wwWarm(t, 3)
@@ -130,14 +145,7 @@ func TestWWCachedLockAfterDoneWarnsEachTime(t *testing.T) {
 	rec := krulestest.Record(t)
 
 	for range 2 {
-		var ctx lockclass.WWAcquireCtx
-		ctx.Init(class)
-		require.NoError(t, ms[0].Lock(&ctx))
-		ctx.Done()
-		require.NoError(t, ms[1].Lock(&ctx))
-		ms[1].Unlock()
-		ms[0].Unlock()
-		ctx.Fini()
+		lockBothIn(t, class, ms, true)
 	}
 	require.Equal(t, []krules.Kind{krules.LockdepMisuse, krules.LockdepMisuse}, rec.Kinds())
 	for _, r := range rec.Reports() {
@@ -152,13 +160,7 @@ func TestWWCachedLockWithAContextOfAnotherClassWarnsEachTime(t *testing.T) {
 	rec := krulestest.Record(t)
 
 	for range 3 {
-		var ctx lockclass.WWAcquireCtx
-		ctx.Init(other)
-		require.NoError(t, ms[0].Lock(&ctx))
-		require.NoError(t, ms[1].Lock(&ctx))
-		ms[1].Unlock()
-		ms[0].Unlock()
-		ctx.Fini()
+		lockBothIn(t, other, ms, false)
 	}
 	require.Len(t, rec.Reports(), 6)
 	for _, r := range rec.Reports() {
