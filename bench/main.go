@@ -193,11 +193,12 @@ func nsPerOp(r testing.BenchmarkResult) float64 {
 // machine then moves one sample, not the ratio.
 func measure(only string, rounds int) []row {
 	var rows []row
+	pr := newProgress()
 	for i, f := range figures {
 		if only != "" && !strings.Contains(f.Name, only) {
 			continue
 		}
-		fmt.Fprintf(os.Stderr, "\r[%d/%d] measuring %-60s", i+1, len(figures), f.Name)
+		pr.step("[%d/%d] measuring %s", i+1, len(figures), f.Name)
 		var base, rules []testing.BenchmarkResult
 		for range rounds {
 			base = append(base, testing.Benchmark(f.base))
@@ -205,7 +206,7 @@ func measure(only string, rounds int) []row {
 		}
 		rows = append(rows, row{figure: f, base: median(base), rules: median(rules)})
 	}
-	fmt.Fprintf(os.Stderr, "\r%-80s\r", "")
+	pr.done()
 	return rows
 }
 

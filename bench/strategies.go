@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,10 +36,11 @@ type workloadReport struct {
 func runStrategies(cfg workloadConfig, ss []strategy, cs []conditionInfo) []strategyResult {
 	var results []strategyResult
 	total, i := len(ss)*len(cs), 0
+	pr := newProgress()
 	for _, c := range cs {
 		for _, s := range ss {
 			i++
-			fmt.Fprintf(os.Stderr, "\r[%d/%d] strategy %-20s under %-10s", i, total, s.name(), c.name)
+			pr.step("[%d/%d] strategy %s under %s", i, total, s.name(), c.name)
 			res, err := runStrategy(cfg, s, c, 0)
 			if err != nil {
 				res.Err = err.Error()
@@ -48,7 +48,7 @@ func runStrategies(cfg workloadConfig, ss []strategy, cs []conditionInfo) []stra
 			results = append(results, res)
 		}
 	}
-	fmt.Fprintf(os.Stderr, "\r%-80s\r", "")
+	pr.done()
 	return results
 }
 
