@@ -66,23 +66,22 @@ func (mm *MM) TestYoung(addr uint64) bool {
 // answers of every notifier's ClearFlushYoung. The caller holds the
 // page-table lock.
 func (mm *MM) notifierClearFlushYoung(start, end uint64) bool {
-	subs := mm.subs.Load()
-	if subs == nil {
-		return false
-	}
-	young := false
-	tok := srcu.readLock()
-	for _, s := range *subs.list.Load() {
-		if s.cfy != nil && s.cfy.ClearFlushYoung(mm, start, end) {
-			young = true
-		}
-	}
-	srcu.readUnlock(tok)
-	return young
+	return mm.askEach(func(s *Subscription) bool {
+		return s.cfy != nil && s.cfy.ClearFlushYoung(mm, start, end)
+	})
 }
 
 // notifierClearYoung is __mmu_notifier_clear_young.
 func (mm *MM) notifierClearYoung(start, end uint64) bool {
+	return mm.askEach(func(s *Subscription) bool {
+		return s.cy != nil && s.cy.ClearYoung(mm, start, end)
+	})
+}
+
+// askEach asks every subscription, inside an SRCU read section, and ORs
+// the answers: each is asked even after one said yes, as the kernel's
+// clear-young loops do, since asking is what clears its bits.
+func (mm *MM) askEach(ask func(s *Subscription) bool) bool {
 	subs := mm.subs.Load()
 	if subs == nil {
 		return false
@@ -90,7 +89,7 @@ func (mm *MM) notifierClearYoung(start, end uint64) bool {
 	young := false
 	tok := srcu.readLock()
 	for _, s := range *subs.list.Load() {
-		if s.cy != nil && s.cy.ClearYoung(mm, start, end) {
+		if ask(s) {
 			young = true
 		}
 	}
