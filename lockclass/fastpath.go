@@ -293,16 +293,7 @@ func (m *Mutex) lockLocked(t *task.Task, id int64, pc uintptr) {
 //
 //go:noinline
 func (m *Mutex) lockWhole(id int64, pc uintptr, tried bool) {
-	if id == 0 { // SiteID's "unknown"
-		id = task.ID()
-	}
-	t := task.Claim(id)
-	if t.NonBlock|t.Preempt != 0 {
-		nonblock.MightSleep()
-	}
-	if tried || !pushCached(t, &m.dep, m.dep.cache[0].Load(), 0, false, pc) {
-		t = acquireSlow(t, &m.dep, 0, 0, fSleep, nil, pc, mutexDefaults)
-	}
+	t := annotateSleep(&m.dep, 0, mutexDefaults, id, pc, tried)
 	if !m.core.tryLock() {
 		m.core.lockSlow(nil, true, &m.dep)
 	}
@@ -401,11 +392,12 @@ func (s *RWSem) rlockLocked(t *task.Task, id int64, pc uintptr) {
 	s.rlockWhole(id, pc, cached)
 }
 
-// rlockWhole is RLock's whole way, out of line as Mutex.lockWhole is: an
-// RWSem read pair went from 246.2 to 235.9 instructions (cachegrind).
-//
-//go:noinline
-func (s *RWSem) rlockWhole(id int64, pc uintptr, tried bool) {
+// annotateSleep is the annotation a sleeping lock's whole way makes before
+// it may block, in the kernel's order: might_sleep, then lock_acquire of m
+// in mode read (the cached path unless tried says it was tried already,
+// else the validating one). id is the caller's, 0 if unknown. It returns
+// the caller's record, or nil if the acquisition is not tracked.
+func annotateSleep(m *Map, read uint8, defaults []Option, id int64, pc uintptr, tried bool) *task.Task {
 	if id == 0 { // SiteID's "unknown"
 		id = task.ID()
 	}
@@ -413,9 +405,18 @@ func (s *RWSem) rlockWhole(id int64, pc uintptr, tried bool) {
 	if t.NonBlock|t.Preempt != 0 {
 		nonblock.MightSleep()
 	}
-	if tried || !pushCached(t, &s.dep, s.dep.cache[0].Load(), 1, false, pc) {
-		t = acquireSlow(t, &s.dep, 0, 1, fSleep, nil, pc, rwsemDefaults)
+	if tried || !pushCached(t, m, m.cache[0].Load(), read, false, pc) {
+		t = acquireSlow(t, m, 0, read, fSleep, nil, pc, defaults)
 	}
+	return t
+}
+
+// rlockWhole is RLock's whole way, out of line as Mutex.lockWhole is: an
+// RWSem read pair went from 246.2 to 235.9 instructions (cachegrind).
+//
+//go:noinline
+func (s *RWSem) rlockWhole(id int64, pc uintptr, tried bool) {
+	t := annotateSleep(&s.dep, 1, rwsemDefaults, id, pc, tried)
 	if !s.core.tryRLock() {
 		s.core.lockSlow(nil, false, &s.dep)
 	}
