@@ -92,14 +92,20 @@ func heldLine(h *task.HeldLock) string {
 
 func className(h *task.HeldLock) string { return (*class)(h.Class).displayName() }
 
-// recursiveReport is print_deadlock_bug.
-func recursiveReport(t *task.Task, prev, next *task.HeldLock) *krules.Report {
-	b := newReport(krules.RecursiveLocking, "WARNING: possible recursive locking detected")
-	b.Header()
+// acquiringWhileHolding prints the two locks of a deadlock report, as
+// print_deadlock_bug and print_circular_bug_header both open.
+func acquiringWhileHolding(b *krules.Builder, next, prev *task.HeldLock) {
 	b.Printf("%s is trying to acquire lock:\n", b.Who())
 	b.WriteString(heldLine(next))
 	b.Printf("\nbut task is already holding lock:\n")
 	b.WriteString(heldLine(prev))
+}
+
+// recursiveReport is print_deadlock_bug.
+func recursiveReport(t *task.Task, prev, next *task.HeldLock) *krules.Report {
+	b := newReport(krules.RecursiveLocking, "WARNING: possible recursive locking detected")
+	b.Header()
+	acquiringWhileHolding(b, next, prev)
 	b.Printf("\nother info that might help us debug this:\n")
 	b.Printf(" Possible unsafe locking scenario:\n\n")
 	b.Printf("       CPU0\n")
@@ -120,10 +126,7 @@ func recursiveReport(t *task.Task, prev, next *task.HeldLock) *krules.Report {
 func circularReport(t *task.Task, prev, next *task.HeldLock, nodes []bfsNode, found int, sync bool) *krules.Report {
 	b := newReport(krules.CircularDependency, "WARNING: possible circular locking dependency detected")
 	b.Header()
-	b.Printf("%s is trying to acquire lock:\n", b.Who())
-	b.WriteString(heldLine(next))
-	b.Printf("\nbut task is already holding lock:\n")
-	b.WriteString(heldLine(prev))
+	acquiringWhileHolding(b, next, prev)
 	b.Printf("\nwhich lock already depends on the new lock.\n\n")
 	b.Printf("\nthe existing dependency chain (in reverse order) is:\n")
 	var path []bfsNode
