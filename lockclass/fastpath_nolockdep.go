@@ -2,7 +2,10 @@
 
 package lockclass
 
-import "github.com/krules/krules/internal/task"
+import (
+	"github.com/krules/krules/internal/task"
+	"github.com/krules/krules/nonblock"
+)
 
 // Lock locks m: mutex_lock. Validation is compiled out: a plain lock,
 // small enough to be inlined like sync.Mutex.Lock.
@@ -48,6 +51,13 @@ func stampQuick(*task.Task)                         {}
 // Acquire takes the map exclusively: lock_map_acquire. Validation is
 // compiled out.
 func (m *Map) Acquire() { m.acquireShared(0, 0, 0) }
+
+// AcquireMightSleep is might_sleep() followed by Acquire. Validation is
+// compiled out; might_sleep is not.
+func (m *Map) AcquireMightSleep() {
+	nonblock.MightSleep()
+	m.acquireShared(0, 0, 0)
+}
 
 // AcquireShared takes the map shared but not recursive:
 // lock_acquire_shared. Validation is compiled out.

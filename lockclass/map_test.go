@@ -35,6 +35,7 @@ func TestMapAcquisitionRecordsItsSite(t *testing.T) {
 	}{
 		{"signalling_map", 1, beginSection},
 		{"reclaim_like_map", 0, (*lockclass.Map).Acquire},
+		{"notifier_like_map", 0, (*lockclass.Map).AcquireMightSleep},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			krulestest.ResetDefault(t)
@@ -57,6 +58,57 @@ func TestMapAcquisitionRecordsItsSite(t *testing.T) {
 				require.Regexp(t, fmt.Sprintf(`\(%s\)\{[^}]*\}-\{0:0\}, at: lockclass_test\.TestMapAcquisitionRecordsItsSite\.func1\+0x[0-9a-f]+ lockclass/map_test\.go:%d\n`, tc.name, lines[i]), r.Text)
 			}
 			require.False(t, lockclass.IsHeld(m))
+		})
+	}
+}
+
+// AcquireMightSleep is might_sleep() and then Acquire: in a non-block or
+// atomic section it reports the sleep, at the caller's line, and holds the
+// map all the same; outside one it only holds the map. Its quick tier and
+// the whole way (ids unknown, validation off) agree.
+func TestAcquireMightSleepReportsInSectionsAndHolds(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		start, end     func()
+		inAtomic       string
+		validationOnly bool
+	}{
+		{"outside", func() {}, func() {}, "", false},
+		{"non-block", nonblock.Start, nonblock.End, "in_atomic(): 0, irqs_disabled(): 0, non_block: 1", false},
+		{"atomic", nonblock.StartAtomic, nonblock.EndAtomic, "in_atomic(): 1, irqs_disabled(): 0, non_block: 0", false},
+		{"atomic, validation off", nonblock.StartAtomic, nonblock.EndAtomic, "in_atomic(): 1", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bothIDWays(t, func(t *testing.T) {
+				krulestest.ResetDefault(t)
+				rec := krulestest.Record(t)
+				m := lockclass.NewMap("notifier_like_map")
+				if tc.validationOnly {
+					defer lockclass.SetEnabled(lockclass.SetEnabled(false))
+				}
+				for range 3 { // the whole way, then the cached path, then the quick tier
+					tc.start()
+					_, _, line, _ := runtime.Caller(0)
+					m.AcquireMightSleep() // line+1
+					if !tc.validationOnly {
+						require.True(t, lockclass.IsHeld(m))
+					}
+					m.Release()
+					tc.end()
+					if tc.inAtomic == "" {
+						require.Zero(t, rec.Len())
+						continue
+					}
+					require.Equal(t, []krules.Kind{krules.SleepInAtomic}, rec.Kinds())
+					r := rec.Last()
+					require.Equal(t, fmt.Sprintf("BUG: sleeping function called from invalid context at lockclass/map_test.go:%d", line+1), r.Headline)
+					require.Contains(t, r.Text, tc.inAtomic)
+					rec.Clear()
+				}
+				if !tc.validationOnly { // with validation off every lock reads as held
+					require.False(t, lockclass.IsHeld(m))
+				}
+			})
 		})
 	}
 }
