@@ -40,7 +40,6 @@ type graph struct {
 	bfsBuf      []bfsNode
 	syncing     bool
 	bfsGen      uint64
-	lookups     atomic.Uint64
 	cacheMisses atomic.Uint64
 
 	primed sync.Map // *PrimeKey -> chan struct{}, closed once primed (PrimeOnce)

@@ -85,17 +85,6 @@ func headlineRE(name string, id int64, depth string) string {
 	return `^BUG: scheduling in a non-blocking section: ` + regexp.QuoteMeta(name) + `/` + strconv.FormatInt(id, 10) + `/` + depth + `$`
 }
 
-// reportsOf returns the recorded reports of kind k.
-func reportsOf(rec *krulestest.Recorder, k krules.Kind) []*krules.Report {
-	var out []*krules.Report
-	for _, r := range rec.Reports() {
-		if r.Kind == k {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
 type blockCase struct {
 	name   string
 	state  string // runtime.Stack's wait state while blocked
