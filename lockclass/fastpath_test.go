@@ -5,6 +5,7 @@ package lockclass_test
 import (
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"unsafe"
@@ -268,4 +269,44 @@ func TestCachedPathsWithUnknownGoroutineIDs(t *testing.T) {
 	warm(b, a)
 	require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
 	require.Nil(t, task.Lookup())
+}
+
+// A trylock on the cached path marks its class used in its mode, as the
+// slow path would: an rwsem written once and then read only by trylock
+// lists read usage ({++++}, not {+.+.}), both id ways.
+func TestCachedTrylockMarksItsUsage(t *testing.T) {
+	bothIDWays(t, func(t *testing.T) {
+		v := lockclass.NewValidator()
+		s := new(lockclass.RWSem)
+		s.Init(lockclass.WithValidator(v), lockclass.WithName("S"))
+		s.Lock()
+		s.Unlock()
+		var before strings.Builder
+		require.NoError(t, v.WriteClasses(&before))
+		require.Contains(t, before.String(), " +.+.: S\n")
+		require.True(t, s.TryRLock())
+		s.RUnlock()
+		var after strings.Builder
+		require.NoError(t, v.WriteClasses(&after))
+		require.Contains(t, after.String(), " ++++: S\n")
+	})
+}
+
+// A validator reset makes every class stale, cached chains included: the
+// same ordering taken again records its dependency in the new graph (the
+// quick tier must not push with the stale class), so the inversion that
+// follows is reported.
+func TestResetForgetsCachedChains(t *testing.T) {
+	bothIDWays(t, func(t *testing.T) {
+		rec := krulestest.Record(t)
+		v := lockclass.NewValidator()
+		a, b := mutex(v, "A"), mutex(v, "B")
+		warm(a, b)
+		warm(a, b) // cached, the quick tier's last chains
+		v.Reset()
+		warm(a, b)
+		require.Zero(t, rec.Len())
+		warm(b, a)
+		require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+	})
 }
