@@ -76,6 +76,47 @@ func TestResvReplace(t *testing.T) {
 	r.Unlock()
 }
 
+// A fence replaces another of its context only if it is not earlier on the
+// timeline and its usage is the same or stricter (dma_resv_add_fence):
+// otherwise both stay, so that neither a looser usage nor an older fence
+// hides what the other waits for.
+func TestResvKeepsWhatAReplacementWouldHide(t *testing.T) {
+	for _, tc := range []struct {
+		name               string
+		oldSeq, newSeq     uint64
+		oldUsage, newUsage dmafence.Usage
+		replaced           bool
+	}{
+		{"later, stricter", 1, 2, dmafence.UsageRead, dmafence.UsageWrite, true},
+		{"later, same usage", 1, 2, dmafence.UsageWrite, dmafence.UsageWrite, true},
+		{"same fence again", 1, 1, dmafence.UsageWrite, dmafence.UsageWrite, true},
+		{"later, looser", 1, 2, dmafence.UsageKernel, dmafence.UsageBookkeep, false},
+		{"earlier, same usage", 5, 3, dmafence.UsageWrite, dmafence.UsageWrite, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			krulestest.ResetDefault(t)
+			krulestest.Check(t)
+			r := dmafence.NewResv()
+			tl := dmafence.ContextAlloc(1)
+			old := dmafence.New(tl, tc.oldSeq)
+			add := dmafence.New(tl, tc.newSeq)
+			if tc.newSeq == tc.oldSeq {
+				add = old
+			}
+			require.NoError(t, r.Lock(nil))
+			require.NoError(t, r.ReserveFences(2))
+			r.AddFence(old, tc.oldUsage)
+			r.AddFence(add, tc.newUsage)
+			r.Unlock()
+			want := map[*dmafence.Fence]dmafence.Usage{add: tc.newUsage}
+			if !tc.replaced {
+				want[old] = tc.oldUsage
+			}
+			require.Equal(t, want, collect(r, dmafence.UsageBookkeep))
+		})
+	}
+}
+
 func TestResvAddFenceWithoutReserve(t *testing.T) {
 	krulestest.ResetDefault(t)
 	rec := krulestest.Record(t)

@@ -427,3 +427,63 @@ func TestFailureRules(t *testing.T) {
 		})
 	}
 }
+
+// might_sleep is where the kernel's mmu_notifier_invalidate_range_start and
+// _end make it: every start, a refused one included; the end of a
+// blockable range; never the end of a non-blockable one (the OOM
+// reaper's), nor of a range of an address space without notifiers, which
+// the start never marks blockable (MMU_NOTIFIER_RANGE_BLOCKABLE is set
+// only if mm_has_notifiers). Each is run inside an atomic section, where
+// a might_sleep reports.
+func TestInvalidationsMightSleepWhereTheKernelSays(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		notifier  bool
+		run       func(t *testing.T, mm *mmnotifier.MM)
+		wantKinds []krules.Kind
+	}{
+		{"start of an empty range", false, func(t *testing.T, mm *mmnotifier.MM) {
+			r := mmnotifier.NewRange(mm, mmnotifier.EventClear, 0, 0)
+			atomically(func() { mmnotifier.InvalidateRangeStart(&r) })
+			mmnotifier.InvalidateRangeEnd(&r)
+		}, []krules.Kind{krules.SleepInAtomic, krules.NotifierMisuse}},
+		{"end of a range without notifiers", false, func(t *testing.T, mm *mmnotifier.MM) {
+			r := mmnotifier.NewRange(mm, mmnotifier.EventClear, 0, mmnotifier.PageSize)
+			mmnotifier.InvalidateRangeStart(&r)
+			require.False(t, r.Blockable())
+			atomically(func() { mmnotifier.InvalidateRangeEnd(&r) })
+		}, nil},
+		{"end of a blockable range, a notifier", true, func(t *testing.T, mm *mmnotifier.MM) {
+			r := mmnotifier.NewRange(mm, mmnotifier.EventClear, 0, mmnotifier.PageSize)
+			mmnotifier.InvalidateRangeStart(&r)
+			atomically(func() { mmnotifier.InvalidateRangeEnd(&r) })
+		}, []krules.Kind{krules.SleepInAtomic}},
+		{"non-blockable range", true, func(t *testing.T, mm *mmnotifier.MM) {
+			r := mmnotifier.NewRange(mm, mmnotifier.EventClear, 0, mmnotifier.PageSize)
+			atomically(func() {
+				require.NoError(t, mmnotifier.InvalidateRangeStartNonblock(&r))
+				mmnotifier.InvalidateRangeEnd(&r)
+			})
+		}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mm := newMM(t)
+			if tc.notifier {
+				_, err := mmnotifier.Register(mm, &recNotifier{name: "n", rec: &recorder{}})
+				require.NoError(t, err)
+			}
+			rec := krulestest.Record(t)
+			mm.MmapLock().RLock()
+			tc.run(t, mm)
+			mm.MmapLock().RUnlock()
+			require.Equal(t, tc.wantKinds, rec.Kinds())
+		})
+	}
+}
+
+// atomically runs fn inside an atomic section.
+func atomically(fn func()) {
+	nonblock.StartAtomic()
+	defer nonblock.EndAtomic()
+	fn()
+}

@@ -80,6 +80,17 @@ func TestMightSleepInAtomicSectionNamesWherePreemptionWasDisabled(t *testing.T) 
 	require.Contains(t, r.Text, "\npreempt_count: 2, expected: 0\n")
 	require.Regexp(t, `\nPreemption disabled at:\nnonblock_test\.TestMightSleepInAtomicSectionNamesWherePreemptionWasDisabled\+0x[0-9a-f]+ `+disabled+`\n`, r.Text)
 	require.False(t, nonblock.InAtomic())
+
+	// An inner section's end leaves the outermost section's site.
+	disabled = here()
+	nonblock.StartAtomic()
+	nonblock.StartAtomic()
+	nonblock.EndAtomic()
+	nonblock.MightSleep()
+	nonblock.EndAtomic()
+	r = rec.Last()
+	require.Contains(t, r.Text, "\npreempt_count: 1, expected: 0\n")
+	require.Regexp(t, `\nPreemption disabled at:\nnonblock_test\.TestMightSleepInAtomicSectionNamesWherePreemptionWasDisabled\+0x[0-9a-f]+ `+disabled+`\n`, r.Text)
 }
 
 func TestSectionsNest(t *testing.T) {
