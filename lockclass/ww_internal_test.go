@@ -5,6 +5,7 @@ package lockclass
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -60,4 +61,102 @@ func TestWWObjectLockStaleContext(t *testing.T) {
 	})
 	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, kinds(reps))
 	require.Contains(t, reps[0].Text, "DEBUG_LOCKS_WARN_ON(ww->ctx)")
+}
+
+// waitersOn reports how many waiters m has queued.
+func waitersOn(m *WWMutex) int {
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
+	return len(m.wq)
+}
+
+// Wait-die (__ww_mutex_add_waiter, __ww_mutex_die, __ww_mutex_check_kill):
+// an older context that queues ahead of a younger waiter holding locks
+// tells it to die, and the younger one gets ErrDeadlock at once, while a
+// third goroutine still holds the lock; otherwise the older one, once it
+// has the lock, could wait for what the younger holds, and the younger
+// would sleep on.
+func TestWWOlderWaiterTellsAYoungerWaiterToDie(t *testing.T) {
+	reps := record(t, func() {
+		class := NewWDClass("wd_class")
+		var l, x WWMutex
+		l.Init(class)
+		x.Init(class)
+		require.NoError(t, l.Lock(nil)) // a holder without a context
+		older, goOld, oldErr := olderContext(class, &l)
+		<-older
+
+		youngErr, youngHolds := make(chan error, 1), make(chan struct{})
+		go func() {
+			var young WWAcquireCtx
+			young.Init(class)
+			if err := x.Lock(&young); err != nil {
+				youngErr <- err
+				return
+			}
+			close(youngHolds)
+			err := l.Lock(&young) // queues behind the holder
+			x.Unlock()
+			young.Fini()
+			youngErr <- err
+		}()
+		<-youngHolds
+		require.Eventually(t, func() bool { return waitersOn(&l) == 1 }, 5*time.Second, time.Millisecond)
+
+		close(goOld) // queues ahead of the younger waiter
+		select {
+		case err := <-youngErr:
+			require.ErrorIs(t, err, ErrDeadlock)
+		case <-time.After(5 * time.Second):
+			t.Fatal("the younger waiter was not told to die")
+		}
+		require.True(t, l.IsLocked(), "still the context-less holder's")
+		l.Unlock() // hands l to the older context
+		require.NoError(t, <-oldErr)
+	})
+	require.Empty(t, kinds(reps))
+}
+
+// olderContext starts a goroutine whose context is stamped before older is
+// closed and that, once goOld is closed, locks m in it, unlocks it,
+// finishes the context and sends Lock's error.
+func olderContext(class *WWClass, m *WWMutex) (older, goOld chan struct{}, err chan error) {
+	older, goOld, err = make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		var c WWAcquireCtx
+		c.Init(class)
+		close(older)
+		<-goOld
+		e := m.Lock(&c)
+		if e == nil {
+			m.Unlock()
+		}
+		c.Fini()
+		err <- e
+	}()
+	return older, goOld, err
+}
+
+// Wound-wait (__ww_mutex_wound): an older context wounds a younger holder
+// only while it holds locks itself; holding nothing, it cannot be part of a
+// deadlock and just waits.
+func TestWWOlderContextHoldingNothingDoesNotWound(t *testing.T) {
+	reps := record(t, func() {
+		class := NewWWClass("ww_class")
+		var l WWMutex
+		l.Init(class)
+		older, goOld, oldErr := olderContext(class, &l)
+		<-older
+		var young WWAcquireCtx
+		young.Init(class)
+		require.NoError(t, l.Lock(&young))
+
+		close(goOld)
+		require.Eventually(t, func() bool { return waitersOn(&l) == 1 }, 5*time.Second, time.Millisecond)
+		require.False(t, young.Wounded())
+		l.Unlock()
+		young.Fini()
+		require.NoError(t, <-oldErr)
+	})
+	require.Empty(t, kinds(reps))
 }
