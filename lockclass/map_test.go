@@ -112,3 +112,30 @@ func TestAcquireMightSleepReportsInSectionsAndHolds(t *testing.T) {
 		})
 	}
 }
+
+// A strong path reaches a class that a recursive read reached first: the
+// search must still leave it through a shared edge. Here next -(ER)-> X is
+// found before next -(EN)-> Y -(EN)-> X, and X -(SN)-> prev is strong only
+// after the second: prev then next closes a real cycle. (The kernel marks a
+// class visited on its first reach, so with these lists in this order its
+// check_noncircular misses it; krules keeps the two reaches apart.)
+func TestStrongPathThroughAClassFirstReachedByARecursiveRead(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	next, x, y, prev := lockclass.NewMap("next"), lockclass.NewMap("X"), lockclass.NewMap("Y"), lockclass.NewMap("prev")
+	pair := func(a func(), b func(), release ...*lockclass.Map) {
+		a()
+		b()
+		for _, m := range release {
+			m.Release()
+		}
+	}
+	pair(next.Acquire, x.AcquireRead, x, next) // next -(ER)-> X, first on next's list
+	pair(next.Acquire, y.Acquire, y, next)     // next -(EN)-> Y
+	pair(y.Acquire, x.Acquire, x, y)           // Y -(EN)-> X
+	pair(x.AcquireRead, prev.Acquire, prev, x) // X -(SN)-> prev
+	require.Zero(t, rec.Len())
+	pair(prev.Acquire, next.Acquire, next, prev) // prev -> next: next -> Y -> X -> prev is strong
+	require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "(Y)")
+}
