@@ -91,6 +91,31 @@ func TestSleepReportsAreRateLimitedOnePerSecond(t *testing.T) {
 	Emit(r)
 	require.Equal(t, 2, r.Suppressed)
 	require.Contains(t, out.String(), "krules: 2 sleep-in-atomic reports suppressed\nBUG: sleeping function called from invalid context at a.go:4")
+
+	// Those were counted once: the interval after that says nothing.
+	sinks.mu.Lock()
+	sinks.limits[SleepInAtomic].begin = time.Now().Add(-2 * time.Second)
+	sinks.mu.Unlock()
+	r = sleepReport("a.go:5")
+	Emit(r)
+	require.Zero(t, r.Suppressed)
+	require.Equal(t, 1, bytes.Count(out.Bytes(), []byte("reports suppressed")))
+}
+
+// An allocation failure warning (warn_alloc) is limited to one in ten
+// seconds, as the kernel's nopage_rs.
+func TestAllocFailureWarningsAreRateLimited(t *testing.T) {
+	out := unclaimed(t)
+	for range 3 {
+		Emit(Warn(AllocFailure, "page allocation failure: order:0", 0))
+	}
+	require.Equal(t, 1, bytes.Count(out.Bytes(), []byte("page allocation failure")))
+	require.Equal(t, 2, ReportStats().Suppressed)
+	sinks.mu.Lock()
+	sinks.limits[AllocFailure].begin = time.Now().Add(-9 * time.Second)
+	sinks.mu.Unlock()
+	Emit(Warn(AllocFailure, "page allocation failure: order:0", 0))
+	require.Equal(t, 1, bytes.Count(out.Bytes(), []byte("page allocation failure")), "still within ten seconds")
 }
 
 func TestOtherKindsAreNotRateLimited(t *testing.T) {
@@ -108,6 +133,24 @@ func TestPanicPolicyPanicsWithTheReportAfterPrinting(t *testing.T) {
 	r := Warn(NonBlockImbalance, "unbalanced", 0)
 	require.PanicsWithValue(t, r, func() { Emit(r) })
 	require.Contains(t, out.String(), "unbalanced")
+}
+
+// A claimed report (a test's, Collect's) is the claimer's alone: the panic
+// policy and the hooks, which are for reports nobody claimed, leave it be.
+func TestClaimedReportsSkipThePanicPolicyAndTheHooks(t *testing.T) {
+	out := unclaimed(t)
+	defer SetPanicOnReport(SetPanicOnReport(true))
+	var hooked int
+	defer OnReport(func(*Report) { hooked++ })()
+	var reps []*Report
+	require.NotPanics(t, func() {
+		reps = Collect(func() { Emit(Warn(MempoolMisuse, "claimed", 0)) })
+	})
+	require.Len(t, reps, 1)
+	require.Zero(t, hooked)
+	require.NotContains(t, out.String(), "claimed")
+	require.Panics(t, func() { Emit(Warn(MempoolMisuse, "unclaimed", 0)) })
+	require.Equal(t, 1, hooked)
 }
 
 func TestHooksSeePrintedReportsAndCanBeRemoved(t *testing.T) {
