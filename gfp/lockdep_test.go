@@ -64,8 +64,9 @@ func lockShrinker(l *lockclass.Mutex, underReclaim *atomic.Bool) *gfp.Shrinker {
 // The notifier-allocation deadlock at the allocator level: a lock held
 // across a GFP_KERNEL allocation that a shrinker also takes. Lockdep proves
 // it through fs_reclaim the first time both have happened, with no memory
-// pressure at all; GFP_NOFS, a NoFS scope or GFP_NOIO do not order the lock
-// before fs_reclaim, and are not reported.
+// pressure at all; GFP_NOFS, a NoFS scope, GFP_NOIO or a PF_MEMALLOC scope
+// (reclaim itself, which does not recurse) do not order the lock before
+// fs_reclaim, and are not reported.
 func TestLockHeldAcrossAllocationTakenByShrinker(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -77,6 +78,7 @@ func TestLockHeldAcrossAllocationTakenByShrinker(t *testing.T) {
 		{"GFP_KERNEL kmalloc", gfp.Kernel, nil, true},
 		{"GFP_NOFS", gfp.NoFS, nil, false},
 		{"NoFS scope", gfp.Kernel, gfp.NoFSSave, false},
+		{"PF_MEMALLOC scope", gfp.Kernel, gfp.NoReclaimSave, false}, // reclaim does not recurse (__need_reclaim)
 		{"GFP_NOIO", gfp.NoIO, nil, false},
 		{"GFP_ATOMIC", gfp.Atomic, nil, false},
 		{"GFP_KERNEL|__GFP_NOLOCKDEP", gfp.Kernel | gfp.NoLockdep, nil, false},
