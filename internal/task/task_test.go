@@ -368,3 +368,33 @@ func TestRecordsDoNotShareCacheLines(t *testing.T) {
 	}
 	sinkTasks = nil
 }
+
+// The trimmer's side of the Dekker pair, in the order the race leaves it:
+// a node marked for retirement whose owner took it back before the
+// trimmer's barrier (its busy store seen after it) stays linked and
+// unmarked, and its owner keeps finding it, while the idle nodes beyond
+// the bucket's share are retired.
+func TestTrimLeavesANodeItsOwnerTookBack(t *testing.T) {
+	base := int64(3) << 40 // far above real goroutine ids; its own bucket
+	b := bucketFor(base)
+	owner := Claim(base)
+	owner.NonBlock = 1
+	// Busy while they join (a push trims only idle nodes), idle after:
+	// one more than the share, so the trim below has one to retire.
+	var others []*Task
+	for k := int64(1); k <= idlePerBucket+1; k++ {
+		others = append(others, Claim(base+k<<bucketBits))
+	}
+	for _, tk := range others {
+		tk.ReleaseIfEmpty()
+	}
+	require.Equal(t, int32(idlePerBucket+2), b.nodes.Load())
+	owner.retiring.Store(1) // marked by a trim whose barrier has not run yet
+	b.trim()
+	require.Same(t, owner, lookup(base), "the owner's node was retired under it")
+	require.Zero(t, owner.retiring.Load())
+	require.LessOrEqual(t, int(b.nodes.Load()), idlePerBucket+1)
+	owner.NonBlock = 0
+	owner.ReleaseIfEmpty()
+	require.Nil(t, lookup(base))
+}
