@@ -127,6 +127,38 @@ func TestLockStatCountsAScriptedHandoverExactly(t *testing.T) {
 	require.Empty(t, v.ContentionProfile().Sample, "cleared")
 }
 
+// A waiter's hold time starts when its wait ends (lock_acquired restamps
+// the entry), and the minimum follows the shortest hold: the holder keeps
+// the lock for hold, the waiter lets go at once, so the shortest hold is
+// the waiter's, far below hold, and the longest is the holder's.
+func TestLockStatHoldTimeStartsWhenTheWaitEnds(t *testing.T) {
+	krulestest.Check(t)
+	lockStatOn(t)
+	v := lockclass.NewValidator()
+	var m lockclass.Mutex
+	m.Init(lockclass.WithValidator(v), lockclass.WithName("brief_waiter_lock"))
+	const hold = 50 * time.Millisecond
+	m.Lock()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.Lock()
+		m.Unlock()
+	}()
+	require.Eventually(t, func() bool { return contentionPoints(v, "brief_waiter_lock") == 1 },
+		10*time.Second, time.Millisecond, "the second goroutine queues")
+	time.Sleep(hold)
+	m.Unlock()
+	<-done
+	rows := statOf(v, "brief_waiter_lock")
+	require.Len(t, rows, 1)
+	s := rows[0]
+	require.EqualValues(t, 2, s.Acquisitions)
+	require.GreaterOrEqual(t, s.WaitMin, hold.Nanoseconds(), "the waiter waited out the hold")
+	require.GreaterOrEqual(t, s.HoldMax, hold.Nanoseconds())
+	require.Less(t, s.HoldMin, (hold / 2).Nanoseconds(), "the waiter's hold does not count its wait")
+}
+
 // The read and write sides of a rwsem are kept apart (-W and -R rows), and
 // nothing is gathered while the switch is off.
 func TestLockStatKeepsTheSidesApartAndOnlyCountsWhileOn(t *testing.T) {
