@@ -148,3 +148,25 @@ func TestTrylockSkipsWaitContext(t *testing.T) {
 	raw.Unlock()
 	require.Empty(t, rec.Kinds())
 }
+
+// The context is the strictest of every held lock's, not the innermost
+// one's: a spinlock_t taken under a raw_spinlock_t is reported (with
+// PROVE_RAW_LOCK_NESTING) even when a trylocked spinlock_t sits between
+// them (check_wait_context takes the minimum over the held locks).
+func TestWaitContextIsTheStrictestHeld(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator(lockclass.ProveRawLockNesting())
+	var raw lockclass.RawSpinLock
+	raw.Init(keyed(v, "&rq->lock")...)
+	var a, b lockclass.SpinLock
+	a.Init(keyed(v, "&a->lock")...)
+	b.Init(keyed(v, "&b->lock")...)
+	raw.Lock()
+	require.True(t, a.TryLock())
+	b.Lock()
+	b.Unlock()
+	a.Unlock()
+	raw.Unlock()
+	require.Equal(t, []krules.Kind{krules.InvalidWaitContext}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "(&b->lock)")
+}
