@@ -221,3 +221,26 @@ func TestLockStatCountsTheNestLockQuickTiers(t *testing.T) {
 		require.EqualValues(t, 3, rows[0].Acquisitions, name)
 	}
 }
+
+// With lock_stat on, a seqcount read is annotated every time, its cached
+// quick tier included (which otherwise makes no acquisition at all), so
+// every read is counted.
+func TestLockStatCountsEverySeqcountRead(t *testing.T) {
+	krulestest.Check(t)
+	lockStatOn(t)
+	v := lockclass.NewValidator()
+	var mu lockclass.Mutex
+	mu.Init(lockclass.WithValidator(v), lockclass.WithName("&obj->lock"))
+	var sc lockclass.SeqCount
+	sc.Init(&mu, lockclass.WithValidator(v), lockclass.WithName("&obj->seq"))
+	const reads = 4
+	for range reads {
+		seq := sc.ReadBegin()
+		require.False(t, sc.ReadRetry(seq))
+	}
+	var acquired int64
+	for _, r := range statOf(v, "&obj->seq") {
+		acquired += r.Acquisitions
+	}
+	require.EqualValues(t, reads, acquired)
+}
