@@ -108,3 +108,56 @@ func TestShowAllLocksListsTheCallersLocks(t *testing.T) {
 	require.Regexp(t, `^\nShowing all locks held in the system:\n1 lock held by \S+/`+strconv.FormatInt(me.ID, 10)+
 		`:\n #0: [0-9a-f]{16} \(shown_lock\)\{\+\.\+\.\}-\{3:3\}, at: .*\n\n=+\n\n$`, b.String())
 }
+
+// The detector reports each stuck waiter once, and makes at most
+// hung_task_warnings (10) reports: two goroutines stuck on one mutex for
+// several timeouts give two reports, twelve give ten, each about a
+// different goroutine.
+func TestHungTaskReportsEachWaiterOnceAndAtMostTen(t *testing.T) {
+	for _, tc := range []struct{ waiters, reports int }{{2, 2}, {12, 10}} {
+		t.Run(strconv.Itoa(tc.waiters), func(t *testing.T) { hungWaiters(t, tc.waiters, tc.reports) })
+	}
+}
+
+func hungWaiters(t *testing.T, waiters, reports int) {
+	rec := krulestest.Record(t)
+	const timeout = 50 * time.Millisecond
+	krulestest.DetectHungTasksAfter(t, timeout)
+	var m lockclass.Mutex
+	m.Init(lockclass.WithName("hung_many"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m.Lock()
+	res := make(chan error, waiters)
+	for range waiters {
+		krules.Go("stuck", func() {
+			err := m.LockKillable(ctx)
+			if err == nil {
+				m.Unlock()
+			}
+			res <- err
+		})
+	}
+	hung := func() (ids []int64) {
+		for _, r := range rec.Reports() {
+			if r.Kind == krules.HungTask {
+				ids = append(ids, r.Goroutine.ID)
+			}
+		}
+		return ids
+	}
+	require.Eventually(t, func() bool { return len(hung()) == reports }, 40*timeout+5*time.Second, time.Millisecond)
+	time.Sleep(4 * timeout) // four more checks at least, with every waiter still stuck
+	cancel()
+	for range waiters {
+		require.ErrorIs(t, <-res, context.Canceled)
+	}
+	m.Unlock()
+	ids := hung()
+	require.Len(t, ids, reports)
+	seen := map[int64]bool{}
+	for _, id := range ids {
+		require.False(t, seen[id], "goroutine %d reported twice", id)
+		seen[id] = true
+	}
+}
