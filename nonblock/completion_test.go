@@ -123,3 +123,56 @@ func TestCompletionReinitWithWaiters(t *testing.T) {
 	c.Complete()
 	<-done
 }
+
+// complete() after complete_all() keeps the completion done for everyone
+// (done stays UINT_MAX), and a successful wait_for_completion_timeout
+// returns at least 1 however late the event was seen.
+func TestCompletionCompleteAfterCompleteAllAndTimeoutsOfOne(t *testing.T) {
+	krulestest.Check(t)
+	var c nonblock.Completion
+	c.CompleteAll()
+	c.Complete()
+	for range 5 {
+		require.True(t, c.TryWait())
+	}
+	require.True(t, c.Done())
+
+	var d nonblock.Completion
+	d.Complete()
+	require.Equal(t, time.Duration(1), d.WaitTimeout(0), "an event there: at least 1, even with no time left")
+	require.Zero(t, d.WaitTimeout(0), "no event: 0")
+}
+
+// complete() wakes one waiter, and the event is that waiter's even if its
+// wait was cut short at the same moment (do_wait_for_common consumes an
+// event it finds on waking): otherwise the next waiter, not woken, would
+// sleep with the event unclaimed. Run many times, since which of the two
+// the first waiter sees first is the scheduler's choice.
+func TestCompletionEventGoesToTheWokenWaiterEvenIfCut(t *testing.T) {
+	krulestest.Check(t)
+	for range 30 {
+		var c nonblock.Completion
+		ctx, cancel := context.WithCancel(context.Background())
+		first, second := make(chan error, 1), make(chan struct{})
+		go func() { first <- c.WaitContext(ctx) }()
+		time.Sleep(time.Millisecond)
+		go func() { c.Wait(); close(second) }()
+		time.Sleep(time.Millisecond)
+		cancel()
+		c.Complete()
+		if err := <-first; err == nil { // the first waiter took the event
+			select {
+			case <-second:
+				t.Fatal("two waiters through on one complete()")
+			case <-time.After(5 * time.Millisecond):
+			}
+			c.Complete()
+		}
+		select {
+		case <-second:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the event went to nobody: the second waiter was not woken")
+		}
+		require.False(t, c.Done())
+	}
+}
