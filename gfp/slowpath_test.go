@@ -329,3 +329,30 @@ func TestNoFailWaitsForMemory(t *testing.T) {
 	require.Equal(t, []krules.Kind{krules.GFPMisuse}, rec.Kinds())
 	require.Contains(t, rec.Last().Text, "WARN_ON_ONCE_GFP(gfp_mask & __GFP_NOFAIL): out of memory and nothing to kill")
 }
+
+// Under PF_MEMALLOC (reclaim itself, memalloc_noreclaim_save) an
+// allocation takes the reserves but never enters direct reclaim, even with
+// GFP_KERNEL and shrinkable memory there: reclaim does not recurse. In an
+// empty zone it fails instead, and the shrinker is never asked.
+func TestPFMemallocNeverEntersDirectReclaim(t *testing.T) {
+	rec := krulestest.Record(t)
+	z := reserveZone(t)
+	held := pressure(t, z)
+	s := newHeldShrinker(z, nil, 1)
+	require.NoError(t, z.RegisterShrinker(&s.Shrinker))
+	defer z.UnregisterShrinker(&s.Shrinker)
+	stalls := z.Stats().AllocStall // the pressure's own
+	flags := gfp.NoReclaimSave()
+	rest := drainTo(t, z, gfp.Kernel|gfp.NoWarn) // the reserves, down to nothing
+	_, err := z.AllocPages(0, gfp.Kernel|gfp.NoWarn)
+	gfp.NoReclaimRestore(flags)
+	require.ErrorIs(t, err, gfp.ErrNoMemory)
+	require.NotEmpty(t, rest, "PF_MEMALLOC took the reserves")
+	require.Equal(t, stalls, z.Stats().AllocStall, "no direct reclaim")
+	require.Zero(t, s.calls.Load(), "no shrinker asked")
+	for _, p := range rest {
+		z.FreePages(p, 0)
+	}
+	require.NotEmpty(t, held)
+	require.Empty(t, rec.Kinds())
+}
