@@ -96,6 +96,14 @@ func TestReaperGivesUpAfterTenTries(t *testing.T) {
 	require.Equal(t, 10, strings.Count(log.String(), "callback failed with -11 in non-blockable context."))
 	require.EqualValues(t, 2, mm.RSS(), "nothing was reaped")
 	require.True(t, mm.Reaped(), "MMF_OOM_SKIP is set anyway")
+
+	// With MMF_OOM_SKIP set, a later reap leaves the address space alone
+	// (oom_reap_task_mm tests it under mmap_lock) and asks no notifier.
+	res = mm.OOMReap(context.Background(), mmnotifier.WithRetryDelay(time.Millisecond))
+	require.Equal(t, mmnotifier.ReapResult{Reaped: true, Tries: 1}, res)
+	require.EqualValues(t, 2, mm.RSS())
+	require.EqualValues(t, 10, d.refusals.Load())
+	require.NotContains(t, log.String(), "oom_reaper: reaped process")
 }
 
 func TestReaperRetriesWhileMmapLockIsHeld(t *testing.T) {
