@@ -274,3 +274,53 @@ func TestMirrorNeverExposesAStaleMapping(t *testing.T) {
 	require.NoError(t, mm.Unmap(addr, npages*pg))
 	require.Zero(t, d.size(), "unmapping everything zaps the whole mirror")
 }
+
+// hmm_range_fault, entry by entry: a present writable page is valid and
+// writable; a write-protected one (after ClearSoftDirty) is valid but not
+// writable on a read request and is write-faulted on a write request; a
+// hole is 0 without a fault request and fails with ErrFault (its entry
+// HMMPFNError) with one; and a collision since ReadBegin fails the walk
+// with ErrBusy.
+func TestHMMRangeFaultEntries(t *testing.T) {
+	krulestest.Check(t)
+	mm := newMM(t)
+	d := newMirror(t, mm)
+	addr := mapTouched(t, mm, 2) // two present, writable pages
+	require.NoError(t, mm.Unmap(addr+pg, pg))
+	// addr: present; addr+pg: a hole.
+	walk := func(start, end, flags uint64) ([]uint64, error) {
+		r := mmnotifier.HMMRange{Notifier: d.sub, Start: start, End: end,
+			PFNs: make([]uint64, (end-start)/pg), DefaultFlags: flags}
+		r.NotifierSeq = d.sub.ReadBegin()
+		mm.MmapLock().RLock()
+		defer mm.MmapLock().RUnlock()
+		err := mmnotifier.HMMRangeFault(&r)
+		return r.PFNs, err
+	}
+	valid, write := mmnotifier.HMMPFNValid, mmnotifier.HMMPFNWrite
+	pfns, err := walk(addr, addr+2*pg, 0)
+	require.NoError(t, err)
+	require.Equal(t, valid|write, pfns[0]&(valid|write), "present and writable")
+	require.Zero(t, pfns[1], "a hole, not asked to fault")
+
+	pfns, err = walk(addr, addr+2*pg, mmnotifier.HMMPFNReqFault)
+	require.ErrorIs(t, err, mmnotifier.ErrFault)
+	require.Equal(t, mmnotifier.HMMPFNError, pfns[1])
+
+	mm.ClearSoftDirty() // write-protects the present page
+	pfns, err = walk(addr, addr+pg, mmnotifier.HMMPFNReqFault)
+	require.NoError(t, err)
+	require.Equal(t, valid, pfns[0]&(valid|write), "write-protected: valid, not writable")
+	pfns, err = walk(addr, addr+pg, mmnotifier.HMMPFNReqFault|mmnotifier.HMMPFNReqWrite)
+	require.NoError(t, err)
+	require.Equal(t, valid|write, pfns[0]&(valid|write), "the write request faulted it writable")
+
+	// A collision: the range is invalidated after ReadBegin.
+	r := mmnotifier.HMMRange{Notifier: d.sub, Start: addr, End: addr + pg, PFNs: make([]uint64, 1)}
+	r.NotifierSeq = d.sub.ReadBegin()
+	require.NoError(t, mm.Discard(addr, pg))
+	mm.MmapLock().RLock()
+	err = mmnotifier.HMMRangeFault(&r)
+	mm.MmapLock().RUnlock()
+	require.ErrorIs(t, err, mmnotifier.ErrBusy)
+}
