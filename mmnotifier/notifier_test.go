@@ -75,6 +75,9 @@ func TestEachOperationInvalidatesWithItsEvent(t *testing.T) {
 	buf := make([]byte, 5)
 	require.NoError(t, mm.Read(addr+4*pg, buf))
 	require.Equal(t, "hello", string(buf), "contents moved along")
+	_, err = mm.Migrate(addr+6*pg, 4*pg, owner) // runs past the mapping's end
+	require.ErrorIs(t, err, mmnotifier.ErrNoMem)
+	require.Empty(t, starts(), "a refused migration invalidates nothing")
 
 	mm.ClearSoftDirty()
 	require.Equal(t, []call{{event: mmnotifier.EventSoftDirty, start: 0, end: ^uint64(0), blockable: true}}, starts())
