@@ -490,3 +490,42 @@ func atomically(fn func()) {
 	defer nonblock.EndAtomic()
 	fn()
 }
+
+// The address-space operations touch only what is there: mprotect of a
+// range never touched reaches no notifier (change_pmd_range starts the
+// invalidation at the first present table), a read fault dirties nothing
+// (only a write fault sets the dirty and soft-dirty bits), and
+// madvise(MADV_DONTNEED) over a hole zaps the mapped parts and says ENOMEM.
+func TestOperationsTouchOnlyWhatIsThere(t *testing.T) {
+	krulestest.Check(t)
+	mm := newMM(t)
+	rec := &recorder{}
+	_, err := mmnotifier.Register(mm, &recNotifier{"n", rec})
+	require.NoError(t, err)
+	addr, err := mm.Mmap(4*pg, mmnotifier.ProtReadWrite)
+	require.NoError(t, err)
+	require.NoError(t, mm.Protect(addr, 4*pg, mmnotifier.ProtRead))
+	require.Empty(t, rec.take(), "no pages, no invalidation")
+
+	require.NoError(t, mm.Protect(addr, 4*pg, mmnotifier.ProtReadWrite))
+	_, err = mm.Fault(addr, false)
+	require.NoError(t, err)
+	require.False(t, mm.SoftDirty(addr), "a read fault")
+	_, err = mm.Fault(addr, true)
+	require.NoError(t, err)
+	require.True(t, mm.SoftDirty(addr), "a write fault")
+
+	// madvise(MADV_DONTNEED) over a hole: the mapped parts are zapped,
+	// and the call says ENOMEM.
+	for a := addr; a < addr+3*pg; a += pg {
+		_, err = mm.Fault(a, true)
+		require.NoError(t, err)
+	}
+	require.NoError(t, mm.Unmap(addr+pg, pg))
+	rec.take()
+	require.ErrorIs(t, mm.Discard(addr, 3*pg), mmnotifier.ErrNoMem)
+	for _, a := range []uint64{addr, addr + 2*pg} {
+		_, ok := mm.Lookup(a)
+		require.False(t, ok, "zapped")
+	}
+}
