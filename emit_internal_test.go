@@ -191,6 +191,7 @@ func TestGoroutineReturningWithLocksHeldIsReportedAndReaped(t *testing.T) {
 	require.Equal(t, []Kind{LocksHeldAtExit}, kinds(rec))
 	r := rec.Last()
 	require.Equal(t, "WARNING: leaky/"+itoa(id)+" still has locks held!", r.Headline)
+	require.Contains(t, r.Text, "leaky/"+itoa(id)+" returned (detected by ", "found dead, not at its own exit")
 	require.Contains(t, r.Text, "1 lock held by leaky/"+itoa(id)+":\n #0: ")
 	require.Contains(t, r.Text, "(&dev->lock){+.+.}-{3:3}")
 	require.Equal(t, Goroutine{ID: id, Name: "leaky"}, r.Goroutine)
