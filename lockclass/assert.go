@@ -73,13 +73,15 @@ func AssertNotHeld(l Lockable) {
 // AssertNoneHeld warns if the calling goroutine holds any lock:
 // lockdep_assert_none_held_once. Like the kernel's (which tests debug_locks
 // first) it stays quiet while validation is off, here: off for every
-// validator whose locks the goroutine holds.
+// validator whose locks the goroutine holds. Unlike the held assertions it
+// does not look at lockdep_off (Off): the kernel's reads the task's
+// lockdep_depth directly, so locks taken before an Off still count.
 func AssertNoneHeld() {
 	if !compiledIn || !enabled.Load() {
 		return
 	}
 	t := task.Lookup()
-	if t == nil || t.Lockdep.Off != 0 || len(t.Lockdep.Held) == 0 {
+	if t == nil || len(t.Lockdep.Held) == 0 {
 		return
 	}
 	for i := range t.Lockdep.Held {

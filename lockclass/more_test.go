@@ -4,6 +4,7 @@ package lockclass_test
 
 import (
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 
@@ -159,6 +160,28 @@ func TestAssertNoneHeldQuietAfterValidationOff(t *testing.T) {
 	lockclass.AssertNoneHeld()
 	m.Unlock()
 	require.Equal(t, 1, rec.Len())
+}
+
+// lockdep_assert_none_held_once reads lockdep_depth, not lockdep_off: a
+// lock taken before Off still counts, while one taken under it (not
+// tracked) does not.
+func TestAssertNoneHeldCountsLocksTakenBeforeOff(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	m, n := mutex(v, "M"), mutex(v, "N")
+	lockclass.Off()
+	n.Lock() // not tracked
+	lockclass.AssertNoneHeld()
+	n.Unlock()
+	lockclass.On()
+	require.Zero(t, rec.Len())
+	m.Lock()
+	lockclass.Off()
+	lockclass.AssertNoneHeld()
+	lockclass.On()
+	m.Unlock()
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "lockdep_assert_none_held_once(): 1 locks held")
 }
 
 // A KeepGoing validator does not cache a chain whose check reported, so
@@ -391,4 +414,19 @@ func TestPrimeOnceRunsOncePerGeneration(t *testing.T) {
 	v.PrimeOnce(&testPrime, prime)
 	require.Equal(t, 2, runs)
 	require.Equal(t, 2, v.Stats().Entries)
+}
+
+// debug_check_no_locks_freed covers [from, from+len): a held map that
+// starts the freed memory is reported, one just past its end is not.
+func TestFreedRangeIncludesItsFirstByte(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	m := lockclass.NewMap("freed_map")
+	m.Acquire()
+	lockclass.CheckNoLocksFreed(unsafe.Add(unsafe.Pointer(m), -8), 8) // ends where m starts
+	require.Zero(t, rec.Len())
+	lockclass.CheckNoLocksFreed(unsafe.Pointer(m), unsafe.Sizeof(*m))
+	m.Release()
+	require.Equal(t, []krules.Kind{krules.HeldLockFreed}, rec.Kinds())
+	require.Equal(t, "WARNING: held lock freed!", rec.Last().Headline)
 }
