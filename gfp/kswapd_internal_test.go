@@ -9,9 +9,7 @@ import (
 // wakeup_kswapd raises the order kswapd is to balance for and never lowers
 // it: a wake-up for order 0 after one for order 3 leaves 3 pending.
 func TestWakeupKswapdKeepsTheHighestOrder(t *testing.T) {
-	z, err := NewZone(4<<20, WithoutKswapd())
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, z.Close()) })
+	z := quietZone(t)
 	z.wakeupKswapd(3)
 	z.wakeupKswapd(0)
 	require.EqualValues(t, 3, z.kswapd.order.Load())
@@ -22,9 +20,7 @@ func TestWakeupKswapdKeepsTheHighestOrder(t *testing.T) {
 // A kswapd run that reclaims something clears kswapd_failures, so a node
 // that was given up on (MaxReclaimRetries failed runs) is balanced again.
 func TestKswapdRunThatReclaimsClearsItsFailures(t *testing.T) {
-	z, err := NewZone(4<<20, WithoutKswapd())
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, z.Close()) })
+	z := quietZone(t)
 	var held []*Page
 	for z.balanced(0) {
 		p, err := z.AllocPages(0, Kernel|NoWarn)

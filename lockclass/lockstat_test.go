@@ -22,6 +22,16 @@ func lockStatOn(t *testing.T) {
 	t.Cleanup(func() { lockclass.SetLockStat(prev) })
 }
 
+// statMutex turns lock_stat on for the test and returns a new validator
+// and a mutex of class name on it.
+func statMutex(t *testing.T, name string) (*lockclass.Validator, *lockclass.Mutex) {
+	lockStatOn(t)
+	v := lockclass.NewValidator()
+	m := new(lockclass.Mutex)
+	m.Init(lockclass.WithValidator(v), lockclass.WithName(name))
+	return v, m
+}
+
 func statOf(v *lockclass.Validator, class string) (rows []lockclass.LockStat) {
 	for _, r := range v.LockStats() {
 		if r.Class == class {
@@ -48,10 +58,7 @@ func contentionPoints(v *lockclass.Validator, class string) int64 {
 // contending point (the holder's).
 func TestLockStatCountsAScriptedHandoverExactly(t *testing.T) {
 	krulestest.Check(t)
-	lockStatOn(t)
-	v := lockclass.NewValidator()
-	var m lockclass.Mutex
-	m.Init(lockclass.WithValidator(v), lockclass.WithName("handover_lock"))
+	v, m := statMutex(t, "handover_lock")
 	const hold = 20 * time.Millisecond
 	const rounds = 3
 	for r := range rounds {
@@ -133,10 +140,7 @@ func TestLockStatCountsAScriptedHandoverExactly(t *testing.T) {
 // the waiter's, far below hold, and the longest is the holder's.
 func TestLockStatHoldTimeStartsWhenTheWaitEnds(t *testing.T) {
 	krulestest.Check(t)
-	lockStatOn(t)
-	v := lockclass.NewValidator()
-	var m lockclass.Mutex
-	m.Init(lockclass.WithValidator(v), lockclass.WithName("brief_waiter_lock"))
+	v, m := statMutex(t, "brief_waiter_lock")
 	const hold = 50 * time.Millisecond
 	m.Lock()
 	done := make(chan struct{})
@@ -227,12 +231,9 @@ func TestLockStatCountsTheNestLockQuickTiers(t *testing.T) {
 // every read is counted.
 func TestLockStatCountsEverySeqcountRead(t *testing.T) {
 	krulestest.Check(t)
-	lockStatOn(t)
-	v := lockclass.NewValidator()
-	var mu lockclass.Mutex
-	mu.Init(lockclass.WithValidator(v), lockclass.WithName("&obj->lock"))
+	v, mu := statMutex(t, "&obj->lock")
 	var sc lockclass.SeqCount
-	sc.Init(&mu, lockclass.WithValidator(v), lockclass.WithName("&obj->seq"))
+	sc.Init(mu, lockclass.WithValidator(v), lockclass.WithName("&obj->seq"))
 	const reads = 4
 	for range reads {
 		seq := sc.ReadBegin()

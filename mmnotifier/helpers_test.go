@@ -117,6 +117,17 @@ func (r *recorder) whats() []string {
 	return out
 }
 
+// recordedMM is a new address space with one recNotifier, "n", registered,
+// and its recorder.
+func recordedMM(t *testing.T) (*mmnotifier.MM, *recorder) {
+	t.Helper()
+	mm := newMM(t)
+	rec := &recorder{}
+	_, err := mmnotifier.Register(mm, &recNotifier{"n", rec})
+	require.NoError(t, err)
+	return mm, rec
+}
+
 // recNotifier is a notifier with start, end and release that records.
 type recNotifier struct {
 	name string

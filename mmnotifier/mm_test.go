@@ -53,14 +53,11 @@ func TestMappingsAndFaults(t *testing.T) {
 
 func TestProtectSplitsAndMergesMappings(t *testing.T) {
 	krulestest.Check(t)
-	mm := newMM(t)
-	rec := &recorder{}
-	_, err := mmnotifier.Register(mm, &recNotifier{"n", rec})
-	require.NoError(t, err)
+	mm, rec := recordedMM(t)
 	addr := mapTouched(t, mm, 4)
 	rec.take()
 	require.NoError(t, mm.Protect(addr+pg, 2*pg, mmnotifier.ProtRead))
-	_, err = mm.Fault(addr, true)
+	_, err := mm.Fault(addr, true)
 	require.NoError(t, err, "outside the protected middle")
 	_, err = mm.Fault(addr+pg, true)
 	require.ErrorIs(t, err, mmnotifier.ErrFault)

@@ -34,10 +34,7 @@ func TestNewestNotifierIsCalledFirst(t *testing.T) {
 
 func TestEachOperationInvalidatesWithItsEvent(t *testing.T) {
 	krulestest.Check(t)
-	mm := newMM(t)
-	rec := &recorder{}
-	_, err := mmnotifier.Register(mm, &recNotifier{"n", rec})
-	require.NoError(t, err)
+	mm, rec := recordedMM(t)
 	addr := mapTouched(t, mm, 8)
 
 	starts := func() []call {
@@ -55,7 +52,7 @@ func TestEachOperationInvalidatesWithItsEvent(t *testing.T) {
 	require.Equal(t, []call{{event: mmnotifier.EventProtectionVMA, start: addr, end: addr + 2*pg, blockable: true}}, starts())
 	require.NoError(t, mm.Protect(addr, 2*pg, mmnotifier.ProtRead), "no change, no invalidation")
 	require.Empty(t, starts())
-	_, err = mm.Fault(addr, true)
+	_, err := mm.Fault(addr, true)
 	require.ErrorIs(t, err, mmnotifier.ErrFault, "read-only now")
 
 	require.NoError(t, mm.Discard(addr+2*pg, 2*pg))
@@ -498,10 +495,7 @@ func atomically(fn func()) {
 // madvise(MADV_DONTNEED) over a hole zaps the mapped parts and says ENOMEM.
 func TestOperationsTouchOnlyWhatIsThere(t *testing.T) {
 	krulestest.Check(t)
-	mm := newMM(t)
-	rec := &recorder{}
-	_, err := mmnotifier.Register(mm, &recNotifier{"n", rec})
-	require.NoError(t, err)
+	mm, rec := recordedMM(t)
 	addr, err := mm.Mmap(4*pg, mmnotifier.ProtReadWrite)
 	require.NoError(t, err)
 	require.NoError(t, mm.Protect(addr, 4*pg, mmnotifier.ProtRead))
