@@ -3,11 +3,13 @@
 package lockclass_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/krules/krules"
+	"github.com/krules/krules/internal/task"
 	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/lockclass"
 )
@@ -147,4 +149,33 @@ func TestMapAcquireShared(t *testing.T) {
 		go func() { defer close(done); fence.TryAcquireShared(); fence.Release() }()
 		<-done
 	})
+}
+
+// A lock released out of order inside a ww context: the entries above it
+// are taken again (reacquire_held_locks), and a ww_mutex among them merges
+// into the entry of its class below (nest_lock) rather than being pushed a
+// second time, so every unlock after it balances.
+func TestOutOfOrderReleaseRemergesWWEntries(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	class := lockclass.NewWWClass("remerge_class")
+	var a, b lockclass.WWMutex
+	a.Init(class)
+	b.Init(class)
+	var x lockclass.Mutex
+	x.Init(lockclass.WithName("x_lock"))
+	var ctx lockclass.WWAcquireCtx
+	ctx.Init(class)
+	require.NoError(t, a.Lock(&ctx))
+	x.Lock()
+	require.NoError(t, b.Lock(&ctx))
+	x.Unlock() // not on top: b is taken again and merges into a's entry
+	var out strings.Builder
+	require.NoError(t, krules.ShowAllLocks(&out))
+	require.Contains(t, out.String(), "2 locks held by ", out.String())
+	b.Unlock()
+	a.Unlock()
+	ctx.Fini()
+	require.Empty(t, rec.Kinds())
+	require.Nil(t, task.Lookup())
 }
