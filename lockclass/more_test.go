@@ -3,12 +3,16 @@
 package lockclass_test
 
 import (
+	"fmt"
+	"runtime"
+	"strings"
 	"testing"
 	"unsafe"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/krules/krules"
+	"github.com/krules/krules/internal/stack"
 	"github.com/krules/krules/internal/task"
 	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/lockclass"
@@ -40,9 +44,12 @@ func TestDowngradeIsValidatedAsARead(t *testing.T) {
 	s1.Init(lockclass.WithValidator(v), lockclass.WithKey(k), lockclass.WithName("S"))
 	s2.Init(lockclass.WithValidator(v), lockclass.WithKey(k), lockclass.WithName("S"))
 	s1.Lock()
-	s1.Downgrade()
+	_, _, line, _ := runtime.Caller(0)
+	s1.Downgrade() // line+1: lock_downgrade records its ip as the hold's site
 	tk := task.Lookup()
 	require.EqualValues(t, 1, tk.Lockdep.Held[0].Read)
+	require.True(t, strings.HasSuffix(stack.FormatPC(tk.Lockdep.Held[0].Site), fmt.Sprintf(" lockclass/more_test.go:%d", line+1)),
+		stack.FormatPC(tk.Lockdep.Held[0].Site))
 	lockclass.AssertHeldRead(&s1)
 	require.Zero(t, rec.Len())
 	s2.RLock() // r after r of one class: recursive
@@ -131,6 +138,23 @@ func TestNoValidateAndNoTrack(t *testing.T) {
 	nv2.Unlock()
 	nv1.Unlock()
 	require.Zero(t, v.Stats().Entries)
+}
+
+// lock_downgrade of a read hold: "downgrading a read lock", and the hold
+// and the lock stay as they were.
+func TestDowngradingAReadHoldIsReported(t *testing.T) {
+	rec := krulestest.Record(t)
+	var s lockclass.RWSem
+	s.Init(lockclass.WithValidator(lockclass.NewValidator()), lockclass.WithName("S"))
+	s.RLock()
+	s.Downgrade()
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "downgrading a read lock")
+	lockclass.AssertHeldRead(&s)
+	s.RUnlock()
+	require.False(t, s.IsLocked())
+	require.Equal(t, 1, rec.Len())
+	require.Nil(t, task.Lookup())
 }
 
 func TestDowngradeOfAnUntrackedWriteHoldIsQuiet(t *testing.T) {
