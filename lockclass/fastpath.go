@@ -118,7 +118,12 @@ func pushQuick(t *task.Task, m *Map, c *class, read uint8, pc uintptr, key uint6
 
 // stampQuick is lock_stat's one branch after a quick push (pushCached
 // makes its own): the entry on top is stamped while lock_stat is on, so
-// that its release counts the acquisition and its hold time.
+// that its release counts the acquisition and its hold time. Mutex.Lock,
+// RWSem.RLock, Map.Acquire and acquireQuick spell the branch out instead,
+// with statAcquired called directly: through stampQuick a Mutex pair went
+// 217 -> 218 instructions, with lock_stat on 420 -> 429, an RWSem read pair
+// 225 -> 228 and a signalling section 258 -> 260 (cachegrind, AMD EPYC
+// (Zen 3, KVM)).
 func stampQuick(t *task.Task) {
 	if lockStat.Load() {
 		stampTop(t)
