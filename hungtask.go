@@ -22,17 +22,22 @@ const hungTaskWarnings = 10
 // StartHungTaskDetector starts khungtaskd (kernel/hung_task.c): a goroutine
 // that reports every goroutine sleeping on a krules primitive (a lock, a
 // WWMutex, a WaitQueue and so a mempool, a Completion, a Semaphore, a
-// fence, a grace period) for longer than timeout (DefaultHungTaskTimeout if timeout is 0), once each and at most
-// 10 reports (hung_task_warnings), with kind HungTask:
+// fence, a grace period) for longer than timeout (DefaultHungTaskTimeout if
+// timeout is 0), with kind HungTask:
 //
 //	INFO: task NAME:ID blocked for more than N seconds.
 //
 // followed by its stack and, as with lockdep, every held lock in the system
-// (ShowAllLocks), the owners of the lock it waits for first. It checks four
-// times a timeout, so a wait is reported between 1 and 1.25 timeouts in.
-// Waits are recorded only while a detector runs. stop stops it and returns
-// once its goroutine has; package krulestest starts one for a test
-// (DetectHungTasks) with a timeout that ends before the test's deadline.
+// (ShowAllLocks), the owners of the lock it waits for first. As the
+// kernel's check_hung_task, it reports a goroutine that stays blocked again
+// each timeout (the kernel finds it hung again at every check, whose
+// interval defaults to the timeout), N growing, and makes at most 10
+// reports (hung_task_warnings), the last of which says "Future hung task
+// reports are suppressed". It checks four times a timeout, so a wait is
+// first reported between 1 and 1.25 timeouts in. Waits are recorded only
+// while a detector runs. stop stops it and returns once its goroutine has;
+// package krulestest starts one for a test (DetectHungTasks) with a timeout
+// that ends before the test's deadline.
 func StartHungTaskDetector(timeout time.Duration) (stop func()) {
 	if timeout <= 0 {
 		timeout = DefaultHungTaskTimeout
@@ -54,31 +59,60 @@ func khungtaskd(timeout time.Duration, quit, done chan struct{}) {
 	defer close(done)
 	tick := time.NewTicker(max(timeout/4, time.Millisecond))
 	defer tick.Stop()
-	reported := map[*task.Waiter]bool{}
-	warnings := hungTaskWarnings
+	h := newHungTaskCheck(timeout)
 	for {
 		select {
 		case <-quit:
 			return
-		case <-tick.C:
-		}
-		ws := task.Waiters()
-		live := make(map[*task.Waiter]bool, len(ws))
-		for _, w := range ws {
-			live[w] = true
-			if reported[w] || warnings == 0 || time.Since(w.Start) <= timeout {
-				continue
-			}
-			reported[w] = true
-			warnings--
-			Emit(hungTaskReport(w, ws))
-		}
-		for w := range reported {
-			if !live[w] {
-				delete(reported, w)
+		case now := <-tick.C:
+			for _, r := range h.check(now, task.Waiters()) {
+				Emit(r)
 			}
 		}
 	}
+}
+
+// hungTaskCheck is what khungtaskd keeps between its checks.
+type hungTaskCheck struct {
+	timeout  time.Duration
+	warnings int                        // hung_task_warnings left
+	reported map[*task.Waiter]time.Time // when each wait was last reported
+}
+
+func newHungTaskCheck(timeout time.Duration) *hungTaskCheck {
+	return &hungTaskCheck{timeout: timeout, warnings: hungTaskWarnings, reported: map[*task.Waiter]time.Time{}}
+}
+
+// check is check_hung_uninterruptible_tasks at time now over ws, the waits
+// under way, longest first: it returns a report for each wait longer than
+// the timeout that was not reported in the last timeout, while warnings
+// last. The kernel reports a task at every check that finds it still
+// blocked (task_is_hung keeps last_switch_time while the task does not
+// run), one check interval apart; the interval defaults to the timeout,
+// and this detector, which checks more often so as to report sooner, keeps
+// that cadence per wait. The report that uses the last warning says so, as
+// hung_task_info does. Waits that ended are forgotten.
+func (h *hungTaskCheck) check(now time.Time, ws []*task.Waiter) []*Report {
+	var out []*Report
+	live := make(map[*task.Waiter]bool, len(ws))
+	for _, w := range ws {
+		live[w] = true
+		if h.warnings == 0 || now.Sub(w.Start) <= h.timeout {
+			continue
+		}
+		if last, ok := h.reported[w]; ok && now.Sub(last) < h.timeout {
+			continue
+		}
+		h.reported[w] = now
+		h.warnings--
+		out = append(out, hungTaskReport(w, ws, now, h.warnings == 0))
+	}
+	for w := range h.reported {
+		if !live[w] {
+			delete(h.reported, w)
+		}
+	}
+	return out
 }
 
 func waiterWho(w *task.Waiter) (comm, who string) {
@@ -89,11 +123,11 @@ func waiterWho(w *task.Waiter) (comm, who string) {
 	return comm, fmt.Sprintf("%s/%d", comm, w.ID)
 }
 
-// hungTaskReport is check_hung_task's report for w; all are the waits under
-// way.
-func hungTaskReport(w *task.Waiter, all []*task.Waiter) *Report {
+// hungTaskReport is hung_task_info's report for w at time now; all are the
+// waits under way, and last says that it used the last warning.
+func hungTaskReport(w *task.Waiter, all []*task.Waiter, now time.Time, last bool) *Report {
 	comm, _ := waiterWho(w)
-	secs := int64(time.Since(w.Start) / time.Second)
+	secs := int64(now.Sub(w.Start) / time.Second)
 	b := NewReport(HungTask, fmt.Sprintf("INFO: task %s:%d blocked for more than %d seconds.", comm, w.ID, secs), 1)
 	b.r.Goroutine = Goroutine{ID: w.ID, Name: comm}
 	b.r.Stack = w.Stack
@@ -115,6 +149,9 @@ func hungTaskReport(w *task.Waiter, all []*task.Waiter) *Report {
 	for _, o := range owners {
 		oc, _ := waiterWho(o)
 		b.Printf("INFO: task %s:%d is blocked on a lock likely owned by task %s:%d.\n", comm, w.ID, oc, o.ID)
+	}
+	if last {
+		b.WriteString("Future hung task reports are suppressed, see sysctl kernel.hung_task_warnings\n")
 	}
 	showLocks(&b.Builder, append(owners, rest...), nil)
 	return b.Report()

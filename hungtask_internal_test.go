@@ -1,0 +1,62 @@
+package krules
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krules/krules/internal/task"
+)
+
+// khungtaskd's checks on a clock of the test's: a wait is reported once it
+// is longer than the timeout, then again each timeout while it lasts
+// (check_hung_task finds it hung at every check, the interval defaulting
+// to the timeout), N growing; a wait that ended and one that started
+// later are apart; the tenth report says that future ones are suppressed,
+// and there is no eleventh.
+func TestHungTaskCheckCadenceAndWarnings(t *testing.T) {
+	const timeout = 120 * time.Second
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	h := newHungTaskCheck(timeout)
+	w := &task.Waiter{ID: 7, Name: "stuck", Start: t0}
+	headlines := func(rs []*Report) (hs []string) {
+		for _, r := range rs {
+			require.Equal(t, HungTask, r.Kind)
+			hs = append(hs, r.Headline)
+		}
+		return hs
+	}
+	at := func(d time.Duration, ws ...*task.Waiter) []string { return headlines(h.check(t0.Add(d), ws)) }
+
+	require.Empty(t, at(timeout, w), "not longer than the timeout yet")
+	require.Equal(t, []string{"INFO: task stuck:7 blocked for more than 121 seconds."}, at(timeout+time.Second, w))
+	require.Empty(t, at(timeout+time.Second+timeout/4, w))
+	require.Empty(t, at(2*timeout+time.Second-time.Millisecond, w), "less than a timeout since its report")
+	require.Equal(t, []string{"INFO: task stuck:7 blocked for more than 241 seconds."}, at(2*timeout+time.Second, w))
+
+	// The wait ends; the goroutine's next wait starts its own count.
+	require.Empty(t, at(2*timeout+2*time.Second))
+	again := &task.Waiter{ID: 7, Name: "stuck", Start: t0.Add(3 * timeout)}
+	require.Empty(t, at(4*timeout, again))
+	require.Equal(t, []string{"INFO: task stuck:7 blocked for more than 120 seconds."}, at(4*timeout+time.Millisecond, again))
+	require.Equal(t, 7, h.warnings)
+
+	// Seven warnings left; nine waits long enough: seven reports, the
+	// seventh the last, and nothing after.
+	var ws []*task.Waiter
+	for i := range 9 {
+		ws = append(ws, &task.Waiter{ID: int64(100 + i), Name: fmt.Sprint("w", i), Start: t0})
+	}
+	rs := h.check(t0.Add(10*timeout), ws)
+	require.Len(t, rs, 7)
+	for i, r := range rs {
+		require.Equal(t, ws[i].ID, r.Goroutine.ID)
+		require.Equal(t, i == 6, strings.Contains(r.Text, "\nFuture hung task reports are suppressed, see sysctl kernel.hung_task_warnings\n"), "report %d", i)
+	}
+	require.Empty(t, h.check(t0.Add(20*timeout), ws))
+	_, kept := h.reported[w]
+	require.False(t, kept, "an ended wait is forgotten")
+}
