@@ -32,7 +32,10 @@ func Map() *lockclass.Map { return fenceMap }
 //	defer dmafence.EndSignalling(cookie)
 //
 // The section's site, the "at:" of dma_fence_map in lockdep's reports, is
-// the call of BeginSignalling, as the kernel's is _RET_IP_ there.
+// the call of BeginSignalling, as the kernel's is _RET_IP_ there. The
+// acquisition is a plain shared one (trylock 0), as in v6.12; v6.13 made
+// it a successful read trylock, so that a section opened under a lock no
+// longer orders that lock before dma_fence_map.
 //
 //go:noinline
 func BeginSignalling() bool {
