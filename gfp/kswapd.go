@@ -123,15 +123,16 @@ func (z *Zone) kswapdRun(wake, quit, done chan struct{}) {
 // balancePgdat reclaims, holding the fs_reclaim map throughout, until the
 // zone is over its high watermark for the order asked for. Like the
 // kernel's it stays at a priority while that makes progress and lowers it
-// when a round frees nothing; a run that frees nothing at all counts as a
-// failure.
+// when a round frees nothing, down to priority 1 (priority 0, every object
+// of every cache, is left to direct reclaim); a run that frees nothing at
+// all counts as a failure.
 func (z *Zone) balancePgdat(quit chan struct{}) {
 	k := &z.kswapd
 	order := int(k.order.Swap(0))
 	z.stats.pageoutrun.Add(1)
 	FSReclaimMap.Acquire() // __fs_reclaim_acquire: kswapd always counts as FS reclaim
 	id := z.reclaimStart()
-	for prio := DefPriority; prio >= 0 && !z.balanced(order); {
+	for prio := DefPriority; prio >= 1 && !z.balanced(order); {
 		select {
 		case <-quit:
 			prio = -1

@@ -49,3 +49,165 @@ func TestKswapdRunThatReclaimsClearsItsFailures(t *testing.T) {
 		z.FreePages(p, 0)
 	}
 }
+
+// balance_pgdat's priority loop runs while sc.priority >= 1: kswapd tries
+// DEF_PRIORITY down to 1, one round each when nothing comes back, and
+// leaves priority 0 (the whole of every cache) to direct reclaim.
+func TestBalancePgdatStopsAtPriorityOne(t *testing.T) {
+	z := quietZone(t)
+	var held []*Page
+	defer func() {
+		for _, p := range held {
+			z.FreePages(p, 0)
+		}
+	}()
+	for z.balanced(0) {
+		p, err := z.AllocPages(0, Kernel|NoWarn)
+		require.NoError(t, err)
+		held = append(held, p)
+	}
+	rounds := 0
+	s := &Shrinker{
+		Name:  "nothing",
+		Seeks: DefaultSeeks,
+		Count: func(*ShrinkControl) uint64 { rounds++; return 1 << 20 },
+		Scan:  func(*ShrinkControl) uint64 { return 0 },
+	}
+	require.NoError(t, z.RegisterShrinker(s))
+	defer z.UnregisterShrinker(s)
+	z.balancePgdat(make(chan struct{}))
+	require.Equal(t, DefPriority, rounds)
+	require.EqualValues(t, 1, z.kswapd.failures.Load())
+}
+
+// A direct reclaim that frees something clears kswapd_failures too
+// (shrink_node does it for every reclaimer), so kswapd is woken again on a
+// node it had given up on.
+func TestDirectReclaimProgressClearsKswapdFailures(t *testing.T) {
+	z := quietZone(t)
+	var held []*Page
+	for {
+		p, err := z.AllocPages(0, Kernel|NoWarn)
+		if err != nil {
+			break
+		}
+		held = append(held, p)
+	}
+	defer func() {
+		for _, p := range held {
+			z.FreePages(p, 0)
+		}
+	}()
+	s := &Shrinker{
+		Name:  "held",
+		Seeks: DefaultSeeks,
+		Count: func(*ShrinkControl) uint64 { return uint64(len(held)) },
+		Scan: func(sc *ShrinkControl) uint64 {
+			n := min(int(sc.NrToScan), len(held))
+			for _, p := range held[len(held)-n:] {
+				z.FreePages(p, 0)
+			}
+			held = held[:len(held)-n]
+			return uint64(n)
+		},
+	}
+	require.NoError(t, z.RegisterShrinker(s))
+	defer z.UnregisterShrinker(s)
+	z.kswapd.failures.Store(MaxReclaimRetries)
+	p, err := z.AllocPages(0, Kernel)
+	require.NoError(t, err)
+	z.FreePages(p, 0)
+	require.Zero(t, z.kswapd.failures.Load())
+}
+
+// wakeup_kswapd leaves a hopeless node alone: once kswapd_failures has
+// reached MAX_RECLAIM_RETRIES no wake-up is delivered; one failure fewer
+// and kswapd is woken.
+func TestWakeupKswapdSkipsAHopelessNode(t *testing.T) {
+	z, err := NewZone(4 << 20)
+	require.NoError(t, err)
+	var held []*Page
+	for z.balanced(0) {
+		p, err := z.AllocPages(0, (Kernel&^KswapdReclaim)|NoWarn)
+		require.NoError(t, err)
+		held = append(held, p)
+	}
+	z.kswapd.failures.Store(MaxReclaimRetries)
+	z.wakeupKswapd(0)
+	require.False(t, z.KswapdRunning())
+	require.Zero(t, z.Stats().KswapdWakeups)
+	z.kswapd.failures.Store(MaxReclaimRetries - 1)
+	z.wakeupKswapd(0)
+	require.True(t, z.KswapdRunning())
+	require.EqualValues(t, 1, z.Stats().KswapdWakeups)
+	for _, p := range held {
+		z.FreePages(p, 0)
+	}
+	require.NoError(t, z.Close())
+}
+
+// belowHigh allocates from a zone until it is no longer balanced and
+// returns the pages.
+func belowHigh(t *testing.T, z *Zone) []*Page {
+	var held []*Page
+	for z.balanced(0) {
+		p, err := z.AllocPages(0, (Kernel&^KswapdReclaim)|NoWarn)
+		require.NoError(t, err)
+		held = append(held, p)
+	}
+	return held
+}
+
+// balance_pgdat stays at a priority while it makes progress and lowers it
+// only after a round that reclaimed nothing: a shrinker that gives back a
+// page a Scan call is asked at DEF_PRIORITY (512 objects of 2^20, four
+// batches) every round until the zone is balanced.
+func TestBalancePgdatKeepsThePriorityWhileItMakesProgress(t *testing.T) {
+	z := quietZone(t)
+	held := belowHigh(t, z)
+	// 20 pages further down, so that it takes a few rounds.
+	for range 20 {
+		p, err := z.AllocPages(0, (Kernel&^KswapdReclaim)|NoWarn)
+		require.NoError(t, err)
+		held = append(held, p)
+	}
+	rounds, scans := 0, 0
+	s := &Shrinker{
+		Name:  "slow",
+		Seeks: DefaultSeeks,
+		Count: func(*ShrinkControl) uint64 { rounds++; return 1 << 20 },
+		Scan: func(*ShrinkControl) uint64 {
+			scans++
+			z.FreePages(held[len(held)-1], 0)
+			held = held[:len(held)-1]
+			return 1
+		},
+	}
+	require.NoError(t, z.RegisterShrinker(s))
+	defer z.UnregisterShrinker(s)
+	z.balancePgdat(make(chan struct{}))
+	for _, p := range held {
+		z.FreePages(p, 0)
+	}
+	require.Greater(t, rounds, 1)
+	require.Equal(t, 4*rounds, scans, "every round at DEF_PRIORITY")
+}
+
+// A kswapd run that finds the node balanced (balance_pgdat's "goto out")
+// is not a failure, even though it reclaimed nothing.
+func TestBalancePgdatOfABalancedZoneIsNoFailure(t *testing.T) {
+	z := quietZone(t)
+	require.True(t, z.balanced(0))
+	z.balancePgdat(make(chan struct{}))
+	require.Zero(t, z.kswapd.failures.Load())
+	require.EqualValues(t, 1, z.Stats().PageOutRun)
+}
+
+// kswapd takes the pending kswapd_order and resets it to 0 for the next
+// wake-up: a run for order 3 does not leave order 3 pending.
+func TestKswapdRunConsumesThePendingOrder(t *testing.T) {
+	z := quietZone(t)
+	z.kswapd.order.Store(3)
+	z.balancePgdat(make(chan struct{}))
+	require.Zero(t, z.kswapd.order.Load())
+}
