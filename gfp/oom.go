@@ -55,8 +55,9 @@ func (z *Zone) OnOOM(fn func(OOMControl) (freed int)) (unregister func()) {
 
 // mayOOM is __alloc_pages_may_oom: take oom_lock (or report progress and
 // wait a tick if another goroutine holds it), try once more at the high
-// watermark, then call the OOM notifiers. A NoFail allocation that gets no
-// progress warns and may use every reserve.
+// watermark, then call the OOM notifiers. A NoFail allocation then may use
+// every reserve, whether the notifiers freed pages or (with a warning)
+// they did not.
 func (z *Zone) mayOOM(order int, gfp Flags, kind uint32) (*Page, bool) {
 	if !z.oom.lock.TryLock() {
 		time.Sleep(jiffy)
@@ -70,6 +71,9 @@ func (z *Zone) mayOOM(order int, gfp Flags, kind uint32) (*Page, bool) {
 		return nil, false
 	}
 	if z.outOfMemory(order, gfp) {
+		if gfp&NoFail != 0 {
+			return z.getPageFromFreelist(order, allocNoWatermark, kind), true
+		}
 		return nil, true
 	}
 	if gfp&NoFail != 0 {

@@ -356,3 +356,410 @@ func TestPFMemallocNeverEntersDirectReclaim(t *testing.T) {
 	require.NotEmpty(t, held)
 	require.Empty(t, rec.Kinds())
 }
+
+// liarWith registers a liar and an OOM hook counting its calls, both
+// removed when the test ends.
+func liarWith(t *testing.T, z *gfp.Zone) (calls, ooms *atomic.Int64) {
+	t.Helper()
+	calls, ooms = new(atomic.Int64), new(atomic.Int64)
+	s := liar(calls)
+	require.NoError(t, z.RegisterShrinker(s))
+	t.Cleanup(func() { z.UnregisterShrinker(s) })
+	t.Cleanup(z.OnOOM(func(gfp.OOMControl) int { ooms.Add(1); return 0 }))
+	return calls, ooms
+}
+
+// PAGE_ALLOC_COSTLY_ORDER is 3, and "costly" means above it: an order-3
+// allocation is treated like an order-0 one, retrying MAX_RECLAIM_RETRIES
+// rounds without progress (should_reclaim_retry) and then calling the OOM
+// hook (__alloc_pages_may_oom skips only order > PAGE_ALLOC_COSTLY_ORDER).
+func TestOrderThreeIsNotCostly(t *testing.T) {
+	krulestest.Check(t)
+	z := reserveZone(t)
+	pressure(t, z)
+	_, ooms := liarWith(t, z)
+	before := z.Stats().AllocStall
+	_, err := z.AllocPages(gfp.CostlyOrder, gfp.Kernel|gfp.NoWarn)
+	require.ErrorIs(t, err, gfp.ErrNoMemory)
+	require.Equal(t, before+gfp.MaxReclaimRetries+1, z.Stats().AllocStall, "order 3 retries like order 0")
+	require.Equal(t, int64(1), ooms.Load(), "and reaches the OOM hook")
+}
+
+// __GFP_RETRY_MAYFAIL lets a costly order retry (the slow path's costly
+// exit is only for requests without it) for MAX_RECLAIM_RETRIES rounds
+// without progress, and still never calls the OOM hook.
+func TestRetryMayFailCostlyOrderRetriesWithoutOOM(t *testing.T) {
+	krulestest.Check(t)
+	z := reserveZone(t)
+	pressure(t, z)
+	_, ooms := liarWith(t, z)
+	before := z.Stats().AllocStall
+	_, err := z.AllocPages(gfp.CostlyOrder+1, gfp.Kernel|gfp.RetryMayFail|gfp.NoWarn)
+	require.ErrorIs(t, err, gfp.ErrNoMemory)
+	require.Equal(t, before+gfp.MaxReclaimRetries+1, z.Stats().AllocStall)
+	require.Zero(t, ooms.Load())
+}
+
+// churn is a shrinker whose every Scan call frees one page and takes
+// another back under its PF_MEMALLOC scope: reclaim makes progress, yet
+// the zone's free count never moves. It stops after limit calls, so a
+// slow path that would retry forever ends.
+type churn struct {
+	gfp.Shrinker
+	z     *gfp.Zone
+	held  []*gfp.Page
+	calls atomic.Int64
+}
+
+func newChurn(t *testing.T, z *gfp.Zone, seed []*gfp.Page, limit int64) *churn {
+	c := &churn{z: z, held: seed}
+	c.Shrinker = gfp.Shrinker{
+		Name:  "churn",
+		Seeks: gfp.DefaultSeeks,
+		Count: func(*gfp.ShrinkControl) uint64 { return 1 << 20 },
+		Scan: func(*gfp.ShrinkControl) uint64 {
+			if c.calls.Add(1) > limit {
+				return 0
+			}
+			z.FreePages(c.held[len(c.held)-1], 0)
+			p, err := z.AllocPages(0, gfp.Atomic|gfp.NoWarn)
+			if err != nil {
+				panic(err)
+			}
+			c.held[len(c.held)-1] = p
+			return 1
+		},
+	}
+	require.NoError(t, z.RegisterShrinker(&c.Shrinker))
+	t.Cleanup(func() {
+		z.UnregisterShrinker(&c.Shrinker)
+		for _, p := range c.held {
+			z.FreePages(p, 0)
+		}
+	})
+	return c
+}
+
+// should_reclaim_retry resets its count of rounds without progress only
+// for orders up to PAGE_ALLOC_COSTLY_ORDER: a costly __GFP_RETRY_MAYFAIL
+// allocation gives up after MAX_RECLAIM_RETRIES+1 rounds even when every
+// round reclaimed something.
+func TestCostlyOrderProgressDoesNotResetTheRetryCount(t *testing.T) {
+	krulestest.Check(t)
+	z := reserveZone(t)
+	pages := pressure(t, z)
+	c := newChurn(t, z, []*gfp.Page{pages[0]}, 10000)
+	pages[0] = nil
+	before := z.Stats().AllocStall
+	_, err := z.AllocPages(gfp.CostlyOrder+1, gfp.Kernel|gfp.RetryMayFail|gfp.NoWarn)
+	require.ErrorIs(t, err, gfp.ErrNoMemory)
+	require.Equal(t, before+gfp.MaxReclaimRetries+1, z.Stats().AllocStall)
+	require.Positive(t, c.calls.Load())
+}
+
+// should_reclaim_retry retries only if the free pages plus everything
+// reclaim could still free would pass the min watermark: with nothing
+// reclaimable, one round of direct reclaim without progress is the last.
+func TestNoRetryWhenReclaimCouldNotReachMin(t *testing.T) {
+	krulestest.Check(t)
+	z := reserveZone(t)
+	pressure(t, z)
+	var ooms atomic.Int64
+	defer z.OnOOM(func(gfp.OOMControl) int { ooms.Add(1); return 0 })()
+	before := z.Stats().AllocStall
+	_, err := z.AllocPages(0, gfp.Kernel|gfp.NoWarn)
+	require.ErrorIs(t, err, gfp.ErrNoMemory)
+	require.Equal(t, before+1, z.Stats().AllocStall)
+	require.Equal(t, int64(1), ooms.Load(), "then the OOM hook")
+}
+
+// When the OOM step reports progress, __alloc_pages_slowpath resets
+// no_progress_loops and retries: another MAX_RECLAIM_RETRIES+1 rounds of
+// reclaim before the OOM hook is called again. The hook here reports
+// progress as out_of_memory does once it has picked a victim, before the
+// victim's memory comes back.
+func TestOOMProgressRestartsTheRetryCount(t *testing.T) {
+	krulestest.Check(t)
+	z := reserveZone(t)
+	pressure(t, z)
+	var calls, ooms atomic.Int64
+	s := liar(&calls)
+	require.NoError(t, z.RegisterShrinker(s))
+	defer z.UnregisterShrinker(s)
+	defer z.OnOOM(func(gfp.OOMControl) int {
+		if ooms.Add(1) == 1 {
+			return 1
+		}
+		return 0
+	})()
+	before := z.Stats().AllocStall
+	_, err := z.AllocPages(0, gfp.Kernel|gfp.NoWarn)
+	require.ErrorIs(t, err, gfp.ErrNoMemory)
+	require.Equal(t, int64(2), ooms.Load())
+	require.Equal(t, before+2*(gfp.MaxReclaimRetries+1), z.Stats().AllocStall)
+}
+
+// __GFP_THISNODE keeps an allocation away from the OOM hook, as
+// __alloc_pages_may_oom skips the killer for it, after the usual retries.
+func TestThisNodeNeverReachesTheOOMHook(t *testing.T) {
+	krulestest.Check(t)
+	z := reserveZone(t)
+	pressure(t, z)
+	_, ooms := liarWith(t, z)
+	before := z.Stats().AllocStall
+	_, err := z.AllocPages(0, gfp.Kernel|gfp.ThisNode|gfp.NoWarn)
+	require.ErrorIs(t, err, gfp.ErrNoMemory)
+	require.Equal(t, before+gfp.MaxReclaimRetries+1, z.Stats().AllocStall)
+	require.Zero(t, ooms.Load())
+}
+
+// A __GFP_NOFAIL request that reaches nopage (here through __GFP_NORETRY)
+// gets __alloc_pages_cpuset_fallback with ALLOC_MIN_RESERVE: half the min
+// reserve, which is enough with the zone at its min watermark.
+func TestNoFailAtNopageTakesTheMinReserve(t *testing.T) {
+	krulestest.Check(t)
+	z := reserveZone(t)
+	pressure(t, z)
+	got := make(chan *gfp.Page, 1)
+	go func() {
+		p, _ := z.AllocPages(0, gfp.Kernel|gfp.NoFail|gfp.NoRetry)
+		got <- p
+	}()
+	var p *gfp.Page
+	select {
+	case p = <-got:
+	case <-time.After(20 * time.Second):
+		// Let it finish: no test may leak it.
+		z.FreePages(drainTo(t, z, gfp.Atomic|gfp.NoWarn)[0], 0)
+		t.Fatal("NOFAIL at nopage did not get the min reserve")
+	}
+	require.NotNil(t, p)
+	z.FreePages(p, 0)
+}
+
+// __alloc_pages_direct_reclaim drains the per-CPU page lists before its
+// last attempt: blocks cached there are not free pages until drained.
+func TestDirectReclaimDrainsThePageCachesBeforeItsLastTry(t *testing.T) {
+	krulestest.Check(t)
+	z := reserveZone(t)
+	// Cache four order-1 blocks while the zone is above low.
+	var cached []*gfp.Page
+	for range 4 {
+		p, err := z.AllocPages(1, gfp.Kernel)
+		require.NoError(t, err)
+		cached = append(cached, p)
+	}
+	for _, p := range cached {
+		z.FreePages(p, 1)
+	}
+	require.Equal(t, int64(8), z.Stats().PCP)
+	pages := pressure(t, z)
+	require.Equal(t, int64(8), z.Stats().PCP, "order-0 allocations left them")
+	// One page to reclaim: not enough for an order-1 block at min.
+	s := newHeldShrinker(z, pages[:1], 1)
+	pages[0] = nil
+	require.NoError(t, z.RegisterShrinker(&s.Shrinker))
+	defer z.UnregisterShrinker(&s.Shrinker)
+	p, err := z.AllocPages(1, gfp.Kernel|gfp.NoWarn)
+	require.NoError(t, err)
+	z.FreePages(p, 1)
+	require.Equal(t, int64(1), s.calls.Load())
+}
+
+// Once out_of_memory has made progress, __alloc_pages_may_oom gives a
+// __GFP_NOFAIL request __alloc_pages_cpuset_fallback with
+// ALLOC_NO_WATERMARKS at once: in an empty zone it gets the page the OOM
+// hook freed, with one call of the hook and without the "nothing to kill"
+// warning, which is for the case where the hook freed nothing.
+func TestNoFailTakesWhatTheOOMHookFreedBelowTheWatermarks(t *testing.T) {
+	rec := krulestest.Record(t)
+	z := reserveZone(t)
+	pressure(t, z)
+	s := gfp.NoReclaimSave()
+	rest := drainTo(t, z, gfp.Kernel|gfp.NoWarn)
+	gfp.NoReclaimRestore(s)
+	defer func() {
+		for _, p := range rest {
+			if p != nil {
+				z.FreePages(p, 0)
+			}
+		}
+	}()
+	require.Zero(t, z.Stats().Free)
+	before := z.Stats().OOMCalls
+	defer z.OnOOM(func(gfp.OOMControl) int {
+		if rest[0] == nil {
+			return 0
+		}
+		z.FreePages(rest[0], 0)
+		rest[0] = nil
+		return 1
+	})()
+	p, err := z.AllocPages(0, gfp.Kernel|gfp.NoFail)
+	require.NoError(t, err)
+	z.FreePages(p, 0)
+	require.Equal(t, before+1, z.Stats().OOMCalls)
+	require.Empty(t, rec.Kinds())
+}
+
+// The "nothing to kill" warning of a __GFP_NOFAIL request is
+// WARN_ON_ONCE_GFP: __GFP_NOWARN keeps it quiet without using up the once,
+// and either way the request gets a page below the watermarks.
+func TestNoFailOOMWarningHonoursNoWarn(t *testing.T) {
+	rec := krulestest.Record(t)
+	z := reserveZone(t)
+	pressure(t, z)
+	p, err := z.AllocPages(0, gfp.Kernel|gfp.NoFail|gfp.NoWarn)
+	require.NoError(t, err)
+	defer z.FreePages(p, 0)
+	require.Empty(t, rec.Kinds())
+	q, err := z.AllocPages(0, gfp.Kernel|gfp.NoFail)
+	require.NoError(t, err)
+	defer z.FreePages(q, 0)
+	require.Equal(t, []krules.Kind{krules.GFPMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "WARN_ON_ONCE_GFP(gfp_mask & __GFP_NOFAIL): out of memory and nothing to kill, order 0")
+}
+
+// The function OnOOM returns unregisters that handler only
+// (unregister_oom_notifier): the others stay on the chain.
+func TestOOMUnregisterRemovesOnlyItsHandler(t *testing.T) {
+	krulestest.Check(t)
+	z := reserveZone(t)
+	pressure(t, z)
+	var first, second atomic.Int64
+	unregister := z.OnOOM(func(gfp.OOMControl) int { first.Add(1); return 0 })
+	defer z.OnOOM(func(gfp.OOMControl) int { second.Add(1); return 0 })()
+	unregister()
+	_, err := z.AllocPages(0, gfp.Kernel|gfp.NoWarn)
+	require.ErrorIs(t, err, gfp.ErrNoMemory)
+	require.Zero(t, first.Load())
+	require.Equal(t, int64(1), second.Load())
+}
+
+// pageFeeder is a shrinker with a huge count that frees perScan of its
+// pages a Scan call, counting the Count calls (one a priority round).
+type pageFeeder struct {
+	gfp.Shrinker
+	rounds atomic.Int64
+	freed  atomic.Int64
+}
+
+func newPageFeeder(t *testing.T, z *gfp.Zone, pages []*gfp.Page, perScan int) *pageFeeder {
+	f := &pageFeeder{}
+	held := make(chan *gfp.Page, len(pages))
+	for _, p := range pages {
+		held <- p
+	}
+	f.Shrinker = gfp.Shrinker{
+		Name:  "feeder",
+		Seeks: gfp.DefaultSeeks,
+		Count: func(*gfp.ShrinkControl) uint64 { f.rounds.Add(1); return 1 << 20 },
+		Scan: func(*gfp.ShrinkControl) uint64 {
+			n := uint64(0)
+			for range perScan {
+				select {
+				case p := <-held:
+					z.FreePages(p, 0)
+					n++
+				default:
+				}
+			}
+			f.freed.Add(int64(n))
+			return n
+		},
+	}
+	require.NoError(t, z.RegisterShrinker(&f.Shrinker))
+	t.Cleanup(func() {
+		z.UnregisterShrinker(&f.Shrinker)
+		close(held)
+		for p := range held {
+			z.FreePages(p, 0)
+		}
+	})
+	return f
+}
+
+// do_try_to_free_pages stops lowering the priority as soon as
+// nr_to_reclaim (SWAP_CLUSTER_MAX) pages have come back: a first round
+// that frees exactly 32 is the only one. (At DEF_PRIORITY a count of 2^20
+// asks for 512 objects, four Scan batches of 128, 8 pages each.)
+func TestDirectReclaimStopsOnceSwapClusterMaxPagesCameBack(t *testing.T) {
+	krulestest.Check(t)
+	z := reserveZone(t)
+	pages := pressure(t, z)
+	f := newPageFeeder(t, z, append([]*gfp.Page(nil), pages[:100]...), 8)
+	clear(pages[:100])
+	p, err := z.AllocPages(0, gfp.Kernel)
+	require.NoError(t, err)
+	defer z.FreePages(p, 0)
+	require.Equal(t, int64(1), f.rounds.Load())
+	require.Equal(t, int64(gfp.SwapClusterMax), f.freed.Load())
+}
+
+// Direct reclaim for a block of order n aims for at least 1<<n pages, not
+// just SWAP_CLUSTER_MAX: krules's stand-in for the kernel reclaiming on
+// for high orders (should_continue_reclaim) until compaction could make
+// the block.
+func TestDirectReclaimAimsForAWholeBlock(t *testing.T) {
+	krulestest.Check(t)
+	z := reserveZone(t)
+	pages := pressure(t, z)
+	f := newPageFeeder(t, z, append([]*gfp.Page(nil), pages[:200]...), 8)
+	clear(pages[:200])
+	before := z.Stats().AllocStall
+	p, err := z.AllocPages(6, gfp.Kernel|gfp.NoWarn) // costly: one reclaim
+	if err == nil {
+		z.FreePages(p, 6)
+	}
+	require.Equal(t, before+1, z.Stats().AllocStall)
+	// 32 pages at DEF_PRIORITY, then twice that at the next.
+	require.Equal(t, int64(2), f.rounds.Load())
+	require.Equal(t, int64(3*gfp.SwapClusterMax), f.freed.Load())
+}
+
+// Reclaim's progress is counted in pages (reclaim_state->reclaimed): a
+// shrinker that frees order-2 blocks is credited four pages a block, so
+// eight blocks make the SWAP_CLUSTER_MAX that ends direct reclaim.
+func TestReclaimProgressCountsPagesNotBlocks(t *testing.T) {
+	krulestest.Check(t)
+	z := reserveZone(t)
+	blocks := make(chan *gfp.Page, 16)
+	for range 16 {
+		p, err := z.AllocPages(2, gfp.Kernel)
+		require.NoError(t, err)
+		blocks <- p
+	}
+	defer func() {
+		close(blocks)
+		for p := range blocks {
+			z.FreePages(p, 2)
+		}
+	}()
+	pressure(t, z)
+	var rounds atomic.Int64
+	s := &gfp.Shrinker{
+		Name:  "blocks",
+		Seeks: gfp.DefaultSeeks,
+		Count: func(*gfp.ShrinkControl) uint64 { rounds.Add(1); return 1 << 20 },
+		Scan: func(*gfp.ShrinkControl) uint64 { // 4 calls at DEF_PRIORITY
+			n := uint64(0)
+			for range 2 {
+				select {
+				case p := <-blocks:
+					z.FreePages(p, 2)
+					n++
+				default:
+				}
+			}
+			return n
+		},
+	}
+	require.NoError(t, z.RegisterShrinker(s))
+	defer z.UnregisterShrinker(s)
+	before := z.Stats().PgStealDirect
+	p, err := z.AllocPages(0, gfp.Kernel)
+	require.NoError(t, err)
+	defer z.FreePages(p, 0)
+	require.Equal(t, before+gfp.SwapClusterMax, z.Stats().PgStealDirect)
+	require.Equal(t, int64(1), rounds.Load())
+}
