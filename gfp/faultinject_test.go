@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -134,6 +135,14 @@ func TestFaultInjectionStackFilter(t *testing.T) {
 	a.StackDepth = 1 // outcomes only: requiredCaller is out of reach
 	z.InjectPageAllocFaults(a)
 	require.Equal(t, "...", requiredCaller(z))
+
+	// The depth counts the caller's frames, not krules's own: 2 reaches
+	// requiredCaller, above outcomes.
+	a = quietAttr(100, 1)
+	a.Require = []string{"github.com/krules/krules/gfp_test.requiredCaller"}
+	a.StackDepth = 2
+	z.InjectPageAllocFaults(a)
+	require.Equal(t, "xxx", requiredCaller(z))
 }
 
 func TestFaultInjectionPrintsLikeTheKernel(t *testing.T) {
@@ -174,4 +183,64 @@ func TestFailslab(t *testing.T) {
 	for _, b := range [][]byte{b1, b2, b3} {
 		z.Free(b)
 	}
+}
+
+// should_fail_ex's interval check counts every call that reaches it and
+// fails only when the count is a multiple of the interval: interval 2
+// fails every second call, starting with the second.
+func TestFaultInjectionIntervalTwo(t *testing.T) {
+	krulestest.Check(t)
+	z := newZone(t, 4<<20)
+	a := quietAttr(100, 1)
+	a.Interval = 2
+	z.InjectPageAllocFaults(a)
+	require.Equal(t, ".x.x.x", outcomes(z, 6, 1, gfp.Atomic))
+}
+
+// The dice fail a call when probability > prandom % 100: probability 100
+// always fails, and 99 lets through the calls that roll 99.
+func TestFaultInjectionProbabilityIsAStrictBound(t *testing.T) {
+	krulestest.Check(t)
+	z := newZone(t, 4<<20)
+	z.InjectPageAllocFaults(quietAttr(100, 7))
+	require.Equal(t, strings.Repeat("x", 500), outcomes(z, 500, 1, gfp.Atomic))
+	z.InjectPageAllocFaults(quietAttr(99, 7))
+	got := outcomes(z, 1000, 1, gfp.Atomic)
+	require.Contains(t, got, ".", "about one call in a hundred gets through")
+	require.Less(t, strings.Count(got, "."), 50)
+}
+
+// fail_dump: verbose 1 prints the one line and no stack; the printout is
+// rate limited by verbose_ratelimit_interval_ms and _burst, while the
+// failures themselves are not.
+func TestFaultInjectionVerboseOneAndRateLimit(t *testing.T) {
+	var out bytes.Buffer
+	prev := krules.SetOutput(&out)
+	defer krules.SetOutput(prev)
+	krulestest.Check(t)
+	z := newZone(t, 4<<20)
+	a := gfp.NewFaultAttr(100, 1)
+	a.Times = -1
+	a.Verbose = 1
+	a.VerboseInterval = time.Hour
+	a.VerboseBurst = 2
+	z.InjectPageAllocFaults(a)
+	require.Equal(t, "xxx", outcomes(z, 3, 1, gfp.Atomic))
+	require.Equal(t, 2, strings.Count(out.String(), "FAULT_INJECTION: forcing a failure.\n"), "a burst of 2")
+	require.NotContains(t, out.String(), "Call Trace:", "verbose 1: no stack")
+}
+
+// failslab never fails a request that may not even spin
+// (!gfpflags_allow_spinning: neither reclaim bit), as newer kernels'
+// should_failslab does.
+func TestFailslabSkipsTrylockRequests(t *testing.T) {
+	krulestest.Check(t)
+	z := newZone(t, 4<<20)
+	z.InjectSlabFaults(quietAttr(100, 1))
+	b, err := z.Alloc(64, gfp.NoWarn)
+	require.NoError(t, err)
+	z.Free(b)
+	_, err = z.Alloc(64, gfp.NoWait)
+	require.ErrorIs(t, err, gfp.ErrNoMemory, "GFP_NOWAIT may spin, and is failed")
+	require.Equal(t, int64(1), z.Stats().SlabFaultsInjected)
 }
