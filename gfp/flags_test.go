@@ -72,3 +72,19 @@ func TestPredicates(t *testing.T) {
 	require.True(t, gfp.Kernel.Valid())
 	require.False(t, gfp.Flags(1<<31).Valid())
 }
+
+// gfp_nested_mask keeps __GFP_NOLOCKDEP: an allocation made inside one
+// that asked not to be tracked by lockdep is not tracked either.
+func TestNestedKeepsNoLockdep(t *testing.T) {
+	require.Equal(t, gfp.Kernel|gfp.NoLockdep|gfp.NoRetry|gfp.NoMemalloc|gfp.NoWarn, (gfp.Kernel | gfp.NoLockdep).Nested())
+	require.Equal(t, gfp.Atomic|gfp.NoRetry|gfp.NoMemalloc|gfp.NoWarn, (gfp.Atomic | gfp.Account | gfp.Comp).Nested())
+}
+
+// __GFP_BITS_MASK covers every defined bit up to __GFP_NOLOCKDEP, the last
+// one in a lockdep kernel, and nothing above it.
+func TestValidCoversExactlyTheDefinedBits(t *testing.T) {
+	require.Equal(t, 2*gfp.NoLockdep-1, gfp.BitsMask)
+	require.True(t, gfp.NoLockdep.Valid())
+	require.True(t, gfp.BitsMask.Valid())
+	require.False(t, (2 * gfp.NoLockdep).Valid())
+}
