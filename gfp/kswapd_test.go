@@ -122,3 +122,30 @@ func TestZoneWithoutKswapd(t *testing.T) {
 	require.False(t, z.KswapdRunning())
 	require.Zero(t, z.Stats().KswapdWakeups)
 }
+
+// The fast path (get_page_from_freelist at ALLOC_WMARK_LOW) fails below the
+// low watermark even where the min watermark would pass, so the slow path
+// wakes kswapd: a GFP_KERNEL allocation between min and low wakes it and
+// still succeeds.
+func TestAllocationBetweenMinAndLowWakesKswapd(t *testing.T) {
+	krulestest.Check(t)
+	z, err := gfp.NewZone(16<<20, gfp.WithMinFreeKbytes(1024), gfp.WithShards(1))
+	require.NoError(t, err)
+	wm := z.Watermarks()
+	var pages []*gfp.Page
+	for z.Stats().Free > wm.Low {
+		p, err := z.AllocPages(0, gfp.Kernel&^gfp.KswapdReclaim)
+		require.NoError(t, err)
+		pages = append(pages, p)
+	}
+	require.Greater(t, z.Stats().Free, wm.Min+1)
+	require.False(t, z.KswapdRunning())
+	p, err := z.AllocPages(0, gfp.Kernel)
+	require.NoError(t, err)
+	pages = append(pages, p)
+	require.True(t, z.KswapdRunning())
+	for _, p := range pages {
+		z.FreePages(p, 0)
+	}
+	require.NoError(t, z.Close())
+}

@@ -74,3 +74,25 @@ func TestDefaultZone(t *testing.T) {
 	require.Same(t, mine, gfp.SetDefault(nil))
 	require.NoError(t, gfp.ResetDefault(), "nothing to reset")
 }
+
+// ReserveDips counts the allocations that leave the zone below its min
+// watermark: one that leaves exactly min free pages is not one of them.
+func TestReserveDipsCountOnlyAllocationsBelowMin(t *testing.T) {
+	krulestest.Check(t)
+	z := reserveZone(t)
+	pages := pressure(t, z)
+	wm := z.Watermarks()
+	require.Equal(t, wm.Min, z.Stats().Free)
+	z.FreePages(pages[0], 0)
+	pages[0] = nil
+	before := z.Stats().ReserveDips
+	p, err := z.AllocPages(0, gfp.Kernel)
+	require.NoError(t, err)
+	defer z.FreePages(p, 0)
+	require.Equal(t, wm.Min, z.Stats().Free)
+	require.Equal(t, before, z.Stats().ReserveDips, "down to min, not below")
+	q, err := z.AllocPages(0, gfp.Atomic)
+	require.NoError(t, err)
+	defer z.FreePages(q, 0)
+	require.Equal(t, before+1, z.Stats().ReserveDips)
+}

@@ -236,3 +236,75 @@ func TestCloseFencesAllocationsInFlight(t *testing.T) {
 		}
 	}
 }
+
+// __free_one_page merges buddies up to MAX_PAGE_ORDER: the two halves of
+// a top-order block, freed one after the other, become that block again.
+func TestTopOrderHalvesMergeBack(t *testing.T) {
+	krulestest.Check(t)
+	z := newZone(t, 8<<20, gfp.WithMinFreeKbytes(128))
+	a, err := z.AllocPages(gfp.MaxOrder-1, gfp.Kernel)
+	require.NoError(t, err)
+	b, err := z.AllocPages(gfp.MaxOrder-1, gfp.Kernel)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), z.Stats().FreeBlocks[gfp.MaxOrder], "both halves came from one top-order block")
+	z.FreePages(a, gfp.MaxOrder-1)
+	z.FreePages(b, gfp.MaxOrder-1)
+	st := z.Stats()
+	require.Equal(t, int64(2), st.FreeBlocks[gfp.MaxOrder])
+	require.Zero(t, st.FreeBlocks[gfp.MaxOrder-1])
+}
+
+// zone_highsize: a per-CPU list's high mark is the low watermark split
+// across the lists, but never less than four batches.
+func TestPCPHighIsAtLeastFourBatches(t *testing.T) {
+	z := newZone(t, 4<<20, gfp.WithShards(64), gfp.WithoutKswapd())
+	require.Contains(t, z.ZoneInfo(), "    cpu: 63\n              count: 0\n              high:  4\n              batch: 1\n")
+}
+
+// A per-CPU list that goes over its high mark drains a batch at once, so
+// it never holds more than high pages (free_unref_page_commit).
+func TestPCPNeverHoldsMoreThanItsHighMark(t *testing.T) {
+	krulestest.Check(t)
+	z := reserveZone(t) // one list: high 320 (the low watermark), batch 1
+	require.Contains(t, z.ZoneInfo(), "high:  320\n              batch: 1\n")
+	var pages []*gfp.Page
+	for range 400 {
+		p, err := z.AllocPages(0, gfp.Kernel)
+		require.NoError(t, err)
+		pages = append(pages, p)
+	}
+	for _, p := range pages {
+		z.FreePages(p, 0)
+	}
+	require.Equal(t, int64(320), z.Stats().PCP)
+}
+
+// A per-CPU list is refilled with no more blocks than the caller's
+// watermark headroom allows, counted in blocks of the order asked for, so
+// that a fast-path allocation never takes the zone below its low
+// watermark.
+func TestPCPRefillStaysAboveTheWatermark(t *testing.T) {
+	krulestest.Check(t)
+	z := newZone(t, 128<<20, gfp.WithShards(1), gfp.WithoutKswapd())
+	require.Contains(t, z.ZoneInfo(), "batch: 7\n", "order-1 refills of 3 blocks")
+	low := z.Watermarks().Low
+	var pages []*gfp.Page
+	defer func() {
+		for _, p := range pages {
+			z.FreePages(p, 0)
+		}
+	}()
+	for range int64(z.Pages()) - (low + 3) {
+		p, err := z.AllocPages(0, gfp.Kernel)
+		require.NoError(t, err)
+		pages = append(pages, p)
+	}
+	z.DrainPages()
+	require.Equal(t, low+3, z.Stats().Free)
+	p, err := z.AllocPages(1, gfp.Kernel)
+	require.NoError(t, err)
+	defer z.FreePages(p, 1)
+	st := z.Stats()
+	require.Equal(t, low+1, st.Free, "one block: the headroom was 3 pages")
+	require.Zero(t, st.PCP)
+}
