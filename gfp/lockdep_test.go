@@ -268,3 +268,27 @@ func TestDirectReclaimHoldsFSReclaimForFS(t *testing.T) {
 	}
 	require.False(t, lockclass.IsHeld(gfp.FSReclaimMap))
 }
+
+// vmalloc allocates its page tables with GFP_KERNEL, less the caller's
+// missing IO and FS (__vmalloc_area_node's memalloc_noio/nofs scopes):
+// even a GFP_ATOMIC vmalloc may reclaim there, so a lock held across it is
+// ordered before the notifier map, and a notifier callback taking that
+// lock is a circular dependency.
+func TestVmallocPageTablesOrderHeldLocksBeforeNotifiers(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	z := newZone(t, 1<<20)
+	var l lockclass.Mutex
+	l.Init(lockclass.WithName("&svm->lock"))
+	l.Lock()
+	b, err := z.Vmalloc(gfp.PageSize, gfp.Atomic)
+	l.Unlock()
+	require.NoError(t, err)
+	z.Vfree(b)
+	gfp.NotifierMap.Acquire()
+	l.Lock()
+	l.Unlock()
+	gfp.NotifierMap.Release()
+	require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "mmu_notifier_invalidate_range_start")
+}

@@ -176,3 +176,32 @@ func TestUnregisterWaitsForRunningScans(t *testing.T) {
 	require.True(t, finished.Load())
 	<-done
 }
+
+// Zone.Reclaim is reclaim on the caller's behalf: it applies the caller's
+// allocation scopes (current_gfp_context), so a NOFS scope reaches the
+// shrinkers, and under PF_MEMALLOC it does nothing, since reclaim does not
+// recurse.
+func TestReclaimHonoursTheCallersScopes(t *testing.T) {
+	krulestest.Check(t)
+	z := newZone(t, 4<<20, gfp.WithoutKswapd())
+	var seen atomic.Uint32
+	var calls atomic.Int64
+	r := newRecorder(1<<20, gfp.DefaultSeeks, 0, func(sc *gfp.ShrinkControl) uint64 {
+		calls.Add(1)
+		seen.Store(uint32(sc.GFP))
+		return gfp.ShrinkStop
+	})
+	require.NoError(t, z.RegisterShrinker(&r.Shrinker))
+	defer z.UnregisterShrinker(&r.Shrinker)
+
+	saved := gfp.NoFSSave()
+	z.Reclaim(1, gfp.Kernel)
+	gfp.NoFSRestore(saved)
+	require.Equal(t, gfp.NoFS, gfp.Flags(seen.Load()))
+
+	n := calls.Load()
+	saved = gfp.NoReclaimSave()
+	require.Zero(t, z.Reclaim(1, gfp.Kernel))
+	gfp.NoReclaimRestore(saved)
+	require.Equal(t, n, calls.Load(), "no shrinker ran under PF_MEMALLOC")
+}

@@ -3,6 +3,7 @@ package gfp_test
 import (
 	"math"
 	"runtime"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -186,4 +187,53 @@ func TestVmallocOnAHeapArenaTakesOneBlock(t *testing.T) {
 	z.Kvfree(b)
 	require.Equal(t, free, accounted(z))
 	runtime.KeepAlive(b)
+}
+
+// kvmalloc's slab attempt (kmalloc_gfp_adjust) above a page adds
+// __GFP_NOWARN, and __GFP_NORETRY unless the caller asked for
+// __GFP_RETRY_MAYFAIL, and drops __GFP_NOFAIL, which the vmalloc fallback
+// honours; up to a page the caller's flags are used as they are. The
+// shrinker sees the flags of the first attempt.
+func TestKvmallocSlabAttemptFlags(t *testing.T) {
+	for _, c := range []struct {
+		size        int
+		flags, slab gfp.Flags
+	}{
+		{2 * gfp.PageSize, gfp.Kernel, gfp.Kernel | gfp.NoRetry | gfp.NoWarn},
+		{2 * gfp.PageSize, gfp.Kernel | gfp.RetryMayFail, gfp.Kernel | gfp.RetryMayFail | gfp.NoWarn},
+		{2 * gfp.PageSize, gfp.Kernel | gfp.NoFail, gfp.Kernel | gfp.NoRetry | gfp.NoWarn},
+		{gfp.PageSize, gfp.Kernel, gfp.Kernel},
+	} {
+		t.Run(c.flags.String(), func(t *testing.T) {
+			rec := krulestest.Record(t)
+			z := reserveZone(t)
+			pressure(t, z)
+			var first atomic.Uint32
+			r := newRecorder(1<<20, gfp.DefaultSeeks, 0, func(sc *gfp.ShrinkControl) uint64 {
+				first.CompareAndSwap(0, uint32(sc.GFP))
+				return gfp.ShrinkStop
+			})
+			require.NoError(t, z.RegisterShrinker(&r.Shrinker))
+			defer z.UnregisterShrinker(&r.Shrinker)
+			b, err := z.Kvmalloc(c.size, c.flags)
+			if err == nil {
+				z.Kvfree(b)
+			}
+			require.Equal(t, c.slab|gfp.Comp, gfp.Flags(first.Load()), "(the slab's pages are compound)")
+			if c.size == gfp.PageSize {
+				require.Equal(t, krules.AllocFailure, rec.Reports()[0].Kind, "no NOWARN up to a page")
+			}
+		})
+	}
+}
+
+// The vmalloc size check (the request in pages against the zone's pages)
+// refuses one byte more than the zone holds before any page is taken.
+func TestVmallocRefusesOneByteMoreThanTheZone(t *testing.T) {
+	rec := krulestest.Record(t)
+	z := newZone(t, 1<<20)
+	_, err := z.Vmalloc(z.Pages()*gfp.PageSize+1, gfp.Kernel)
+	require.ErrorIs(t, err, gfp.ErrNoMemory)
+	require.Equal(t, []krules.Kind{krules.AllocFailure}, rec.Kinds())
+	require.Contains(t, rec.Last().Headline, "vmalloc error: size 1048577, exceeds total pages")
 }
