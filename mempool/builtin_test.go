@@ -1,6 +1,7 @@
 package mempool_test
 
 import (
+	"sync"
 	"testing"
 	"time"
 
@@ -280,5 +281,69 @@ func TestHandOffIsNotADeadlock(t *testing.T) {
 	close(inflight)
 	<-done
 	require.Positive(t, p.Stats().Timeouts, "the submitter did wait out timeouts")
+	require.NoError(t, p.Close())
+}
+
+// The deadlock report needs a whole DefaultTimeout (mempool_alloc's
+// io_schedule_timeout(5*HZ)) without a single wake-up, counted from the
+// last one: a waiter woken by a free that another waiter wins starts
+// again from zero, and reports as soon as 5 s have passed, not a retry
+// timeout later. Two goroutines each hold an element and wait for another
+// (retrying every 2.5 s). For 5 s nothing is reported, since the test,
+// which is not waiting, holds an element too and may free it. Then that
+// free wakes both and one wins it; the first report comes 5 s after it.
+func TestDeadlockReportCountsFromTheLastWakeUp(t *testing.T) {
+	rec := krulestest.Record(t)
+	s := &source{}
+	p, err := mempool.New(3, s.alloc, s.free, mempool.WithTimeout(mempool.DefaultTimeout/2), mempool.WithDebug(true))
+	require.NoError(t, err)
+	s.fail.Store(true)
+	mine, err := p.Alloc(gfp.NoIO) // while the test holds it, nothing is stuck
+	require.NoError(t, err)
+	got := make(chan *int, 6)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 3 { // the first from the reserve, then waiting while holding
+				x, err := p.Alloc(gfp.NoIO)
+				if err != nil {
+					panic(err)
+				}
+				got <- x
+				if i == 0 {
+					<-start // both hold one before either waits
+				}
+			}
+		}()
+	}
+	require.Eventually(t, func() bool { return len(got) == 2 }, 5*time.Second, time.Millisecond)
+	close(start)
+	require.Eventually(t, func() bool { return p.Stats().Timeouts >= 4 }, 15*time.Second, time.Millisecond)
+	require.Zero(t, rec.Len(), "an element is held by a goroutine that is not waiting")
+	p.Free(mine)
+	freed := time.Now()
+	require.Eventually(t, func() bool { return rec.Len() > 0 }, 20*time.Second, time.Millisecond)
+	since := time.Since(freed)
+	require.GreaterOrEqual(t, since, mempool.DefaultTimeout-100*time.Millisecond, "counted from the wake-up")
+	require.Less(t, since, mempool.DefaultTimeout+2*time.Second, "not a retry timeout later")
+	require.Equal(t, krules.MempoolDeadlock, rec.Last().Kind)
+	// Break the deadlock from outside.
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	for {
+		select {
+		case x := <-got:
+			p.Free(x)
+			continue
+		case <-done:
+		}
+		break
+	}
+	for len(got) > 0 {
+		p.Free(<-got)
+	}
 	require.NoError(t, p.Close())
 }

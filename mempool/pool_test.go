@@ -569,3 +569,16 @@ func TestFreeWithNothingOutstandingIsRefused(t *testing.T) {
 	require.NoError(t, p.Close())
 	require.Zero(t, s.live.Load())
 }
+
+// mempool_exit gives the reserve back by popping it (remove_element), so
+// the allocator gets the elements newest first.
+func TestCloseFreesTheReserveNewestFirst(t *testing.T) {
+	krulestest.Check(t)
+	var freed []int
+	n := 0
+	p, err := mempool.New(3, func(gfp.Flags) (*int, error) { n++; v := n; return &v, nil },
+		func(x *int) { freed = append(freed, *x) })
+	require.NoError(t, err)
+	require.NoError(t, p.Close())
+	require.Equal(t, []int{3, 2, 1}, freed)
+}
