@@ -582,3 +582,17 @@ func TestCloseFreesTheReserveNewestFirst(t *testing.T) {
 	require.NoError(t, p.Close())
 	require.Equal(t, []int{3, 2, 1}, freed)
 }
+
+// mempool_resize may sleep (might_sleep), even when it only shrinks the
+// reserve and so would not: a Resize in a non-block section is reported.
+func TestResizeInANonBlockSectionIsReported(t *testing.T) {
+	rec := krulestest.Record(t)
+	s := &source{}
+	p, err := mempool.New(2, s.alloc, s.free)
+	require.NoError(t, err)
+	defer p.Close()
+	nonblockStart()
+	require.NoError(t, p.Resize(1))
+	nonblockEnd()
+	require.Equal(t, []krules.Kind{krules.SleepInAtomic}, rec.Kinds())
+}
