@@ -456,3 +456,73 @@ func TestReversedRangeIsRefused(t *testing.T) {
 	require.Zero(t, seq&1)
 	readBeginReturns(t, A)
 }
+
+// mmu_interval_notifier_insert refuses a length of 0 in its own right
+// (-EOVERFLOW), not only through the overflow of start + length - 1,
+// which at address 0 does not overflow.
+func TestIntervalOfLengthZeroAtAddressZeroIsRefused(t *testing.T) {
+	krulestest.Check(t)
+	mm := testMM(t)
+	_, err := InsertInterval(mm, 0, 0, &seqOps{})
+	require.ErrorIs(t, err, ErrOverflow)
+}
+
+// mn_itree_inv_start_range looks up [start, end-1]: a range's end is
+// exclusive, so an interval that starts at it is not invalidated, and one
+// that ends just before its start is not either.
+func TestInvalidationRangeEndIsExclusive(t *testing.T) {
+	krulestest.Check(t)
+	mm := testMM(t)
+	a := &seqOps{}
+	A, err := InsertInterval(mm, 0x20000, page, a)
+	require.NoError(t, err)
+	defer A.Remove()
+	begin(mm, 0x10000, 0x20000)()
+	begin(mm, 0x21000, 0x30000)()
+	require.Empty(t, a.calls())
+	begin(mm, 0x10000, 0x20001)()
+	require.Len(t, a.calls(), 1)
+}
+
+// mn_itree_inv_end applies the deferred list once and empties it: an
+// interval whose insertion was deferred stays in the tree through later
+// invalidations, rather than being toggled out again.
+func TestDeferredInsertIsAppliedOnce(t *testing.T) {
+	krulestest.Check(t)
+	mm := testMM(t)
+	A, err := InsertInterval(mm, 0x10000, page, &seqOps{})
+	require.NoError(t, err)
+	defer A.Remove()
+	end := begin(mm, 0x10000, 0x11000) // overlaps A: frozen
+	c := &seqOps{}
+	C, err := InsertInterval(mm, 0x20000, page, c)
+	require.NoError(t, err)
+	end()
+	require.True(t, inTree(C))
+	begin(mm, 0x10000, 0x11000)() // frozen and released again
+	require.True(t, inTree(C))
+	begin(mm, 0x20000, 0x21000)()
+	require.Len(t, c.calls(), 1)
+	C.Remove()
+}
+
+// A non-blockable start that failed with -EAGAIN has undone itself, and
+// the caller must not call end: an end called anyway is reported as an
+// end without a start and changes nothing, so the tree's count of active
+// invalidations stays balanced.
+func TestEndAfterAFailedNonblockStartIsRefused(t *testing.T) {
+	rec := krulestest.Record(t)
+	mm := testMM(t)
+	_, err := InsertInterval(mm, 0x10000, page, &seqOps{refuseNonblock: true})
+	require.NoError(t, err)
+	r := NewRange(mm, EventUnmap, 0x10000, 0x11000)
+	mm.mmapLock.RLock()
+	require.ErrorIs(t, InvalidateRangeStartNonblock(&r), ErrAgain)
+	InvalidateRangeEnd(&r)
+	mm.mmapLock.RUnlock()
+	require.Equal(t, []krules.Kind{krules.NotifierMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "mmu_notifier_invalidate_range_end without a matching start")
+	seq, active := state(mm)
+	require.Zero(t, active)
+	require.Zero(t, seq%2)
+}

@@ -523,3 +523,32 @@ func TestOperationsTouchOnlyWhatIsThere(t *testing.T) {
 		require.False(t, ok, "zapped")
 	}
 }
+
+// sleepyEnd is a notifier whose end callback may sleep.
+type sleepyEnd struct{}
+
+func (sleepyEnd) InvalidateRangeStart(*mmnotifier.Range) error { return nil }
+func (sleepyEnd) InvalidateRangeEnd(*mmnotifier.Range)         { nonblock.MightSleep() }
+
+// In a non-blockable range (the OOM reaper's) mn_hlist_invalidate_end
+// runs each end callback inside a non_block_start section, as the starts:
+// an end callback that may sleep there is reported; in a blockable range
+// it is not.
+func TestNonBlockableEndCallbacksMayNotSleep(t *testing.T) {
+	rec := krulestest.Record(t)
+	mm := newMM(t)
+	s, err := mmnotifier.Register(mm, sleepyEnd{})
+	require.NoError(t, err)
+	defer s.Unregister()
+	r := mmnotifier.NewRange(mm, mmnotifier.EventClear, 0, mmnotifier.PageSize)
+	mm.MmapLock().RLock()
+	mmnotifier.InvalidateRangeStart(&r)
+	mmnotifier.InvalidateRangeEnd(&r)
+	require.Zero(t, rec.Len(), "blockable: it may sleep")
+	r = mmnotifier.NewRange(mm, mmnotifier.EventClear, 0, mmnotifier.PageSize)
+	require.NoError(t, mmnotifier.InvalidateRangeStartNonblock(&r))
+	mmnotifier.InvalidateRangeEnd(&r)
+	mm.MmapLock().RUnlock()
+	require.Len(t, rec.Kinds(), 1)
+	require.Contains(t, rec.Last().Text, "sleepyEnd")
+}

@@ -1,0 +1,42 @@
+package mmnotifier
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krules/krules/krulestest"
+)
+
+type countAlloc struct{ made int }
+
+type plainNotifier struct{}
+
+func (plainNotifier) InvalidateRangeStart(*Range) error { return nil }
+
+func (a *countAlloc) AllocNotifier(*MM) (Notifier, error) { a.made++; return plainNotifier{}, nil }
+func (a *countAlloc) FreeNotifier(Notifier)               {}
+
+// mmu_notifier_get never hands out a notifier whose last mmu_notifier_put
+// has run: the kernel unhashes it under the lock that dropped its last
+// user; krules unhashes it just after, and find_get skips it meanwhile, so
+// Get makes a new one.
+func TestGetSkipsANotifierWhoseLastPutIsUnderway(t *testing.T) {
+	krulestest.Check(t)
+	mm := testMM(t)
+	a := &countAlloc{}
+	s, err := Get(mm, a)
+	require.NoError(t, err)
+	subs := mm.subs.Load()
+	subs.lock.Lock()
+	s.users = 0 // the last Put, before its unhash
+	subs.lock.Unlock()
+	t2, err := Get(mm, a)
+	require.NoError(t, err)
+	require.NotSame(t, s, t2)
+	require.Equal(t, 2, a.made)
+	s.users = 1
+	s.Put()
+	t2.Put()
+	Synchronize()
+}
