@@ -365,3 +365,36 @@ func TestTicketSleepAfterFinishWarns(t *testing.T) {
 	other.Finish()
 	require.False(t, q.HasSleepers())
 }
+
+// The two counters are independent, as the kernel's non_block_count and
+// preempt_count are: non_block_end() without a non_block_start() warns
+// even inside an atomic section, and preempt_enable() without a
+// preempt_disable() inside a non-block section; neither count goes below
+// zero (the documented departure from non_block_end's decrement) nor
+// touches the other, and InNonBlock and InAtomic each report their own.
+func TestEndOfOneKindInsideTheOtherIsReported(t *testing.T) {
+	rec := krulestest.Record(t)
+	nonblock.StartAtomic()
+	nonblock.End()
+	require.Equal(t, []krules.Kind{krules.NonBlockImbalance}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "nonblock.End() without nonblock.Start(): non_block_count was 0\n")
+	require.True(t, nonblock.InAtomic())
+	require.False(t, nonblock.InNonBlock(), "an atomic section is not a non-block one")
+	nonblock.MightSleep()
+	require.Contains(t, rec.Last().Text, "\nin_atomic(): 1, irqs_disabled(): 0, non_block: 0, ")
+	nonblock.EndAtomic()
+
+	nonblock.Start()
+	nonblock.EndAtomic()
+	require.Equal(t, krules.NonBlockImbalance, rec.Last().Kind)
+	require.Contains(t, rec.Last().Text, "nonblock.EndAtomic() without nonblock.StartAtomic(): preempt_count underflow\n")
+	require.True(t, nonblock.InNonBlock())
+	require.False(t, nonblock.InAtomic(), "a non-block section is not an atomic one")
+	nonblock.MightSleep()
+	require.Contains(t, rec.Last().Text, "\nin_atomic(): 0, irqs_disabled(): 0, non_block: 1, ")
+	require.Contains(t, rec.Last().Text, "\npreempt_count: 0, expected: 0\n")
+	nonblock.End()
+
+	require.Equal(t, []krules.Kind{krules.NonBlockImbalance, krules.SleepInAtomic, krules.NonBlockImbalance, krules.SleepInAtomic}, rec.Kinds())
+	require.Nil(t, task.Lookup(), "both counts back at zero")
+}
