@@ -40,8 +40,17 @@ func MightSleepIf(cond bool) {
 // MightResched is MightSleep for callers that legitimately hold
 // expectedPreempt atomic sections, such as a helper that will drop a spin
 // lock before it sleeps (the kernel's __might_resched with a preempt offset).
+// The count must be exactly the expected one: fewer sections than expected
+// are reported too, with no section at all among them.
 func MightResched(expectedPreempt int) {
-	if t := task.Lookup(); t != nil && (t.NonBlock != 0 || int(t.Preempt) != expectedPreempt) {
+	t := task.Lookup()
+	if t == nil {
+		if expectedPreempt == 0 {
+			return
+		}
+		t = &task.Task{ID: task.ID()} // no record: outside every section
+	}
+	if t.NonBlock != 0 || int(t.Preempt) != expectedPreempt {
 		reportSleep(t, int32(expectedPreempt))
 	}
 }

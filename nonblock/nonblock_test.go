@@ -398,3 +398,44 @@ func TestEndOfOneKindInsideTheOtherIsReported(t *testing.T) {
 	require.Equal(t, []krules.Kind{krules.NonBlockImbalance, krules.SleepInAtomic, krules.NonBlockImbalance, krules.SleepInAtomic}, rec.Kinds())
 	require.Nil(t, task.Lookup(), "both counts back at zero")
 }
+
+// __might_resched (cond_resched_lock's check, MightResched here) wants
+// preempt_count to equal the expected offset exactly: a count below it is
+// reported as well as one above, even with no section at all (the lock the
+// caller says it holds is not held), and a non-block section is reported
+// whatever the count. "Preemption disabled at:" is printed only when the
+// count differs from the expected one, and names no site once the last
+// atomic section has ended.
+func TestMightReschedWantsExactlyTheExpectedCount(t *testing.T) {
+	rec := krulestest.Record(t)
+	site := here()
+	nonblock.MightResched(1) // no section at all
+	require.Equal(t, []krules.Kind{krules.SleepInAtomic}, rec.Kinds())
+	r := rec.Last()
+	require.Equal(t, "BUG: sleeping function called from invalid context at "+site, r.Headline)
+	require.Contains(t, r.Text, "\nin_atomic(): 0, irqs_disabled(): 0, non_block: 0, pid: "+goid()+", ")
+	require.Contains(t, r.Text, "\npreempt_count: 0, expected: 1\n")
+	require.Contains(t, r.Text, "\nPreemption disabled at:\n0x0\n")
+
+	nonblock.StartAtomic()
+	nonblock.Start()
+	nonblock.MightResched(1) // the count is right, the non-block section is not
+	nonblock.End()
+	nonblock.EndAtomic()
+	require.Len(t, rec.Reports(), 2)
+	r = rec.Last()
+	require.Contains(t, r.Text, "\nin_atomic(): 1, irqs_disabled(): 0, non_block: 1, ")
+	require.Contains(t, r.Text, "\npreempt_count: 1, expected: 1\n")
+	require.NotContains(t, r.Text, "Preemption disabled at:", "the count is the expected one")
+
+	nonblock.Start()
+	nonblock.StartAtomic()
+	nonblock.EndAtomic()
+	nonblock.MightResched(1) // below the expected count, in a non-block section
+	nonblock.End()
+	require.Len(t, rec.Reports(), 3)
+	r = rec.Last()
+	require.Contains(t, r.Text, "\npreempt_count: 0, expected: 1\n")
+	require.Contains(t, r.Text, "\nPreemption disabled at:\n0x0\n", "the ended atomic section's site is forgotten")
+	require.Nil(t, task.Lookup())
+}
