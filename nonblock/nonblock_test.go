@@ -439,3 +439,24 @@ func TestMightReschedWantsExactlyTheExpectedCount(t *testing.T) {
 	require.Contains(t, r.Text, "\nPreemption disabled at:\n0x0\n", "the ended atomic section's site is forgotten")
 	require.Nil(t, task.Lookup())
 }
+
+// With goroutine ids unknown to the in-place read (task.GoID returns 0:
+// the start-up check failed, or another architecture), MightSleep finds
+// the record the slow way and reports in either kind of section, as
+// __might_sleep does whatever the build.
+func TestMightSleepWithGoroutineIDsUnknown(t *testing.T) {
+	rec := krulestest.Record(t)
+	defer task.ForceSlowPath("test: ids unknown to the fast paths")()
+	require.Zero(t, task.GoID())
+	nonblock.MightSleep()
+	nonblock.StartAtomic()
+	nonblock.MightSleep()
+	nonblock.EndAtomic()
+	nonblock.Start()
+	nonblock.MightSleep()
+	nonblock.End()
+	require.Equal(t, []krules.Kind{krules.SleepInAtomic, krules.SleepInAtomic}, rec.Kinds())
+	require.Contains(t, rec.Reports()[0].Text, "\nin_atomic(): 1, irqs_disabled(): 0, non_block: 0, ")
+	require.Contains(t, rec.Reports()[1].Text, "\nin_atomic(): 0, irqs_disabled(): 0, non_block: 1, ")
+	require.Nil(t, task.Lookup())
+}
