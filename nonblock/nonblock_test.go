@@ -460,3 +460,51 @@ func TestMightSleepWithGoroutineIDsUnknown(t *testing.T) {
 	require.Contains(t, rec.Reports()[1].Text, "\nin_atomic(): 0, irqs_disabled(): 0, non_block: 1, ")
 	require.Nil(t, task.Lookup())
 }
+
+// wait_event_timeout() succeeds when the condition holds, even with no
+// time left (___wait_cond_timeout tests the condition first and turns a
+// zero timeout into 1): WaitTimeout reports true for a condition that is
+// already true, whatever the timeout.
+func TestWaitQueueWaitTimeoutTestsTheConditionBeforeTheTime(t *testing.T) {
+	krulestest.Check(t)
+	var q nonblock.WaitQueue
+	for _, timeout := range []time.Duration{0, -time.Second} {
+		ok, err := q.WaitTimeout(context.Background(), func() bool { return true }, timeout)
+		require.NoError(t, err)
+		require.True(t, ok, "timeout %v", timeout)
+	}
+	require.False(t, q.HasSleepers())
+}
+
+// A ticket's Sleep with no timeout (0) waits for the WakeUp, as
+// schedule_timeout(MAX_SCHEDULE_TIMEOUT) does, rather than timing out at
+// once.
+func TestTicketSleepWithoutTimeoutWaitsForTheWakeUp(t *testing.T) {
+	krulestest.Check(t)
+	var q nonblock.WaitQueue
+	type result struct {
+		woken bool
+		err   error
+	}
+	ids, done := make(chan int64, 1), make(chan result, 1)
+	go func() {
+		ids <- task.ID()
+		woken, err := q.Prepare().Sleep(context.Background(), 0)
+		done <- result{woken, err}
+	}()
+	id := <-ids
+	returned := make(chan struct{})
+	woke := make(chan struct{})
+	go func() {
+		defer close(woke)
+		if waitState(id, "select", returned) {
+			q.WakeUp()
+		}
+	}()
+	res := <-done
+	close(returned)
+	<-woke
+	require.NoError(t, res.err)
+	require.True(t, res.woken, "Sleep(ctx, 0) returned before the WakeUp")
+	require.False(t, q.HasSleepers())
+}
