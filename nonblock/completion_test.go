@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/krules/krules"
+	"github.com/krules/krules/internal/task"
 	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/nonblock"
 )
@@ -174,5 +175,87 @@ func TestCompletionEventGoesToTheWokenWaiterEvenIfCut(t *testing.T) {
 			t.Fatal("the event went to nobody: the second waiter was not woken")
 		}
 		require.False(t, c.Done())
+	}
+}
+
+// A wait cut short (timeout, context) leaves the wait list, as
+// do_wait_for_common's __remove_wait_queue does: a reinit_completion()
+// afterwards has nobody waiting to warn about, and the next complete() goes
+// to the next waiter rather than to the one that left.
+func TestCompletionCutWaitLeavesTheWaitList(t *testing.T) {
+	krulestest.Check(t)
+	var c nonblock.Completion
+	require.Zero(t, c.WaitTimeout(time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, c.WaitContext(ctx), context.DeadlineExceeded)
+	c.Reinit() // nobody waits: no warning
+
+	ids, done := make(chan int64, 1), make(chan struct{})
+	go func() {
+		ids <- task.ID()
+		c.Wait()
+		close(done)
+	}()
+	id := <-ids
+	stop := make(chan struct{})
+	defer close(stop)
+	require.True(t, waitState(id, "select", stop), "the waiter queues")
+	c.Complete()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		c.CompleteAll()
+		<-done
+		t.Fatal("complete() woke a waiter that had left instead of the one waiting")
+	}
+}
+
+// complete() wakes the waiter at the head of the wait list, the one that
+// queued first (swake_up_locked), and only that one: waiters get the
+// events in the order they queued.
+func TestCompletionWakesWaitersInQueueOrder(t *testing.T) {
+	krulestest.Check(t)
+	for range 5 {
+		var c nonblock.Completion
+		woke := make(chan int, 3)
+		stop := make(chan struct{})
+		for i := range 3 {
+			ids := make(chan int64, 1)
+			go func() {
+				ids <- task.ID()
+				c.Wait()
+				woke <- i
+			}()
+			require.True(t, waitState(<-ids, "select", stop), "waiter %d queues", i)
+		}
+		close(stop)
+		for i := range 3 {
+			c.Complete()
+			select {
+			case got := <-woke:
+				require.Equal(t, i, got, "the event goes to the waiter that queued first")
+			case <-time.After(5 * time.Second):
+				t.Fatal("complete() woke nobody")
+			}
+		}
+		require.False(t, c.Done())
+	}
+}
+
+// Every wait is might_sleep, even when the completion is done and it
+// would not block (wait_for_completion*() call might_sleep() first).
+func TestCompletionEveryWaitMightSleep(t *testing.T) {
+	rec := krulestest.Record(t)
+	var c nonblock.Completion
+	c.CompleteAll()
+	nonblock.StartAtomic()
+	c.Wait()
+	require.NoError(t, c.WaitContext(context.Background()))
+	require.NotZero(t, c.WaitTimeout(time.Second))
+	nonblock.EndAtomic()
+	require.Equal(t, []krules.Kind{krules.SleepInAtomic, krules.SleepInAtomic, krules.SleepInAtomic}, rec.Kinds())
+	for _, r := range rec.Reports() {
+		require.Regexp(t, `^BUG: sleeping function called from invalid context at nonblock/completion_test\.go:\d+$`, r.Headline)
 	}
 }
