@@ -607,3 +607,157 @@ func TestTraceNamesTheLibraryFrameThatEnteredTheSection(t *testing.T) {
 		require.Regexp(t, `\nNon-block section entered at:\nmmnotifier\.\S+\+0x[0-9a-f]+ mmnotifier/invalidate\.go:\d+\n`, r.Text)
 	}
 }
+
+// The same block repeated in one section (same reason, same stack) is
+// reported once, saying how many times it happened.
+func TestTraceReportsARepeatedBlockOnceWithItsCount(t *testing.T) {
+	rec := krulestest.Record(t)
+	tc := krulestest.TraceCheck(t, nonblock.IgnoreAllocBlocks())
+	nonblock.Start()
+	for range 2 {
+		time.Sleep(time.Millisecond)
+	}
+	nonblock.End()
+	require.NoError(t, tc.Flush())
+	require.Equal(t, []krules.Kind{krules.ScheduleInNonBlock}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "\nblocked on: sleep\n(the same block 2 times in this section)\nNon-block section entered at:\n")
+}
+
+// The garbage collector stops a running goroutine to scan its stack (the
+// trace's "preempted" wait). That is a preemption, not the goroutine
+// blocking, and schedule_debug's check skips preemptions: a goroutine
+// spinning in a section while collections run is not reported.
+func TestTraceIgnoresTheCollectorStoppingAGoroutineToScanIt(t *testing.T) {
+	rec := krulestest.Record(t)
+	tc := krulestest.TraceCheck(t, nonblock.IgnoreAllocBlocks())
+	stop, collected := make(chan struct{}), make(chan struct{})
+	var cycles atomic.Int32
+	go func() {
+		defer close(collected)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				runtime.GC()
+				cycles.Add(1)
+			}
+		}
+	}()
+	nonblock.Start()
+	for end := time.Now().Add(5 * time.Second); cycles.Load() < 20 && time.Now().Before(end); {
+		spin(time.Millisecond) // running, never blocking, while the collector scans
+	}
+	nonblock.End()
+	close(stop)
+	<-collected
+	require.NoError(t, tc.Flush())
+	require.Empty(t, rec.Reports())
+}
+
+// sameBlockCount returns how many blocks a report stands for: one, or the
+// count its "(the same block N times in this section)" line gives.
+func sameBlockCount(t *testing.T, r *krules.Report) int {
+	m := regexp.MustCompile(`\n\(the same block (\d+) times in this section\)\n`).FindStringSubmatch(r.Text)
+	if m == nil {
+		return 1
+	}
+	n, err := strconv.Atoi(m[1])
+	require.NoError(t, err)
+	return n
+}
+
+// A system call that returns with its processor did not block, even when
+// every system call that lost its P is reported (SyscallThreshold(0)): a
+// run of fast writes in a section gives no report, bar the rare one the
+// scheduler really took the processor from.
+func TestTraceSyscallsThatKeepTheirProcessorAreNotBlocks(t *testing.T) {
+	rec := krulestest.Record(t)
+	tc := krulestest.TraceCheck(t, nonblock.SyscallThreshold(0), nonblock.IgnoreAllocBlocks())
+	f, err := os.CreateTemp(t.TempDir(), "fast")
+	require.NoError(t, err)
+	defer f.Close()
+	const writes = 200
+	nonblock.Start()
+	for range writes {
+		_, err = f.Write([]byte("a small write\n"))
+	}
+	nonblock.End()
+	require.NoError(t, err)
+	require.NoError(t, tc.Flush())
+	blocks := 0
+	for _, r := range rec.Reports() {
+		blocks += sameBlockCount(t, r)
+	}
+	require.Less(t, blocks, writes/2, "writes that kept their P were counted as blocks")
+}
+
+// A system call made in a section that returned with its processor leaves
+// nothing behind: a later one, made outside every section, that loses its
+// P is not blamed on the section the goroutine has left.
+func TestTraceDoesNotBlameALaterSyscallOnAnEndedSection(t *testing.T) {
+	rec := krulestest.Record(t)
+	tc := krulestest.TraceCheck(t, nonblock.IgnoreAllocBlocks())
+	f, err := os.CreateTemp(t.TempDir(), "fast")
+	require.NoError(t, err)
+	defer f.Close()
+	nonblock.Start()
+	_, err = f.Write([]byte("a small write\n"))
+	nonblock.End()
+	require.NoError(t, err)
+
+	block, wake := blockCases[len(blockCases)-1].setup(t) // a read(2) that loses its P
+	me := task.ID()
+	done, returned := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		if waitState(me, "syscall", returned) {
+			wake()
+		}
+	}()
+	block()
+	close(returned)
+	<-done
+	require.NoError(t, tc.Flush())
+	require.Empty(t, rec.Reports())
+}
+
+// A finding one checker's snapshot hands to the checker that owns it is
+// delivered by that checker once: its later snapshots do not deliver it
+// again.
+func TestTraceFindingHandedToItsCheckerIsDeliveredOnce(t *testing.T) {
+	rec := krulestest.Record(t)
+	tc := krulestest.TraceCheck(t, nonblock.IgnoreAllocBlocks())
+	started := make(chan error, 1)
+	var oc *nonblock.TraceChecker
+	go func() { // another checker, on a goroutine of its own: not the owner
+		var err error
+		oc, err = nonblock.StartTraceCheck()
+		started <- err
+	}()
+	require.NoError(t, <-started)
+	defer func() { require.NoError(t, oc.Stop()) }()
+
+	nonblock.Start()
+	time.Sleep(time.Millisecond)
+	nonblock.End()
+	require.NoError(t, oc.Flush()) // finds ours, hands it over
+	require.Empty(t, rec.Reports(), "kept for its owner")
+	require.NoError(t, tc.Flush())
+	require.Equal(t, []krules.Kind{krules.ScheduleInNonBlock}, rec.Kinds())
+	require.NoError(t, tc.Flush())
+	require.Len(t, rec.Reports(), 1, "delivered once")
+}
+
+// A stopped checker reports nothing more: Flush after Stop fails even
+// while another checker keeps the shared recorder running.
+func TestTraceFlushAfterStopFailsWhileOthersRun(t *testing.T) {
+	krulestest.Check(t)
+	a, err := nonblock.StartTraceCheck()
+	require.NoError(t, err)
+	b, err := nonblock.StartTraceCheck()
+	require.NoError(t, err)
+	defer func() { require.NoError(t, b.Stop()) }()
+	require.NoError(t, a.Stop())
+	require.ErrorContains(t, a.Flush(), "flush after Stop")
+}

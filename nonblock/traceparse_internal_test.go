@@ -67,6 +67,7 @@ func TestTraceOptionsFilterFindings(t *testing.T) {
 		{nil, 2},
 		{[]TraceOption{IgnoreAllocBlocks()}, 1},
 		{[]TraceOption{SyscallThreshold(0)}, 3},
+		{[]TraceOption{SyscallThreshold(time.Second)}, 2}, // a call as long as the threshold counts
 		{[]TraceOption{IgnoreAllocBlocks(), SyscallThreshold(2 * time.Second)}, 0},
 	} {
 		var unclaimed []*krules.Report
@@ -79,4 +80,18 @@ func TestTraceOptionsFilterFindings(t *testing.T) {
 	}
 	require.Contains(t, long.report().Text, "\nblocked on: syscall (lost its P; 1s in the system call)\n")
 	require.Contains(t, alloc.report().Text, "\nthe Go runtime blocked the goroutine while it allocated: allocation may sleep in Go\n")
+}
+
+// Findings no checker owns (a goroutine outside every checker's lineage)
+// are reported as any other report, to whatever claims them: OnUnclaimed
+// is for the checker's own findings only.
+func TestFindingsNoCheckerOwnsBypassOnUnclaimed(t *testing.T) {
+	f := &finding{kind: krules.ScheduleInNonBlock, goid: 1 << 40, depth: 1, reason: "sleep"}
+	var unclaimed []*krules.Report
+	c := &TraceChecker{cfg: traceConfig{syscallMin: DefaultSyscallThreshold}}
+	OnUnclaimed(func(r *krules.Report) { unclaimed = append(unclaimed, r) })(&c.cfg)
+	claimed := krules.Collect(func() { c.deliver([]delivery{{f: f}}, false) })
+	require.Empty(t, unclaimed)
+	require.Len(t, claimed, 1)
+	require.Equal(t, krules.ScheduleInNonBlock, claimed[0].Kind)
 }
