@@ -338,3 +338,89 @@ func TestInversionAroundCachedRCUReadSectionsIsReported(t *testing.T) {
 		})
 	}
 }
+
+// An rcu_read_unlock() with no read section open is lockdep's bad unlock
+// balance (rcu_lock_release) and changes nothing else, also when the
+// goroutine has a record of its own: the atomic section of the spin lock
+// it holds stays entered, and its next read section counts from zero.
+func TestRCUUnbalancedUnlockInsideASpinLock(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	var s lockclass.SpinLock
+	s.Init(lockclass.WithName("&dev->lock"))
+	s.Lock()
+	lockclass.RCUReadUnlock()
+	require.Equal(t, []krules.Kind{krules.BadUnlockBalance}, rec.Kinds())
+	require.True(t, nonblock.InAtomic(), "the spin lock's atomic section is left alone")
+	lockclass.RCUReadLock()
+	require.Equal(t, int32(1), task.Lookup().RCUNest)
+	lockclass.RCUReadUnlock()
+	require.True(t, nonblock.InAtomic())
+	s.Unlock()
+	require.False(t, nonblock.InAtomic())
+	require.Nil(t, task.Lookup())
+	require.Len(t, rec.Reports(), 1)
+}
+
+// rcu_read_lock_held() answers yes while lockdep cannot tell
+// (!debug_lockdep_rcu_enabled()), so that the assertions built on it stay
+// quiet: with validation off, RCUReadLockHeld is true outside any section.
+func TestRCUReadLockHeldWhileValidationIsOff(t *testing.T) {
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
+	require.False(t, lockclass.RCUReadLockHeld())
+	defer lockclass.SetEnabled(lockclass.SetEnabled(false))
+	require.True(t, lockclass.RCUReadLockHeld())
+	lockclass.AssertInRCUReadLock()
+}
+
+// synchronize_rcu() and rcu_barrier() sleep (wait_rcu_gp's completion,
+// rcu_barrier's mutex), and so do synchronize_srcu() and srcu_barrier():
+// called in an atomic section that is no read section, each is
+// might_sleep's BUG.
+func TestGracePeriodWaitsMightSleep(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	var s lockclass.SRCU
+	s.Init(lockclass.WithName("&kvm->srcu"))
+	nonblock.StartAtomic()
+	lockclass.SynchronizeRCU()
+	lockclass.RCUBarrier()
+	s.Synchronize()
+	s.Barrier()
+	nonblock.EndAtomic()
+	require.Equal(t, []krules.Kind{krules.SleepInAtomic, krules.SleepInAtomic, krules.SleepInAtomic, krules.SleepInAtomic}, rec.Kinds())
+	for _, r := range rec.Reports() {
+		require.Regexp(t, `^BUG: sleeping function called from invalid context at lockclass/rcu_test\.go:\d+$`, r.Headline)
+	}
+}
+
+// lockdep_rcu_suspicious prints debug_locks as it is: 0 once validation
+// is off, where the report still comes (SynchronizeRCU inside a read
+// section returns rather than wait for itself).
+func TestSuspiciousRCUPrintsDebugLocksOff(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	defer lockclass.SetEnabled(lockclass.SetEnabled(false))
+	lockclass.RCUReadLock()
+	lockclass.SynchronizeRCU()
+	lockclass.RCUReadUnlock()
+	require.Equal(t, []krules.Kind{krules.SuspiciousRCU}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "\nrcu_scheduler_active = 2, debug_locks = 0\n")
+}
+
+// srcu_read_lock is a recursive read of the srcu_struct's map
+// (srcu_lock_acquire, lock_map_acquire_read): read sections of one SRCU
+// nest without a report.
+func TestSRCUReadSectionsNest(t *testing.T) {
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
+	var s lockclass.SRCU
+	s.Init(lockclass.WithName("&kvm->srcu"))
+	outer := s.ReadLock()
+	inner := s.ReadLock()
+	require.True(t, lockclass.IsHeld(&s))
+	s.ReadUnlock(inner)
+	s.ReadUnlock(outer)
+	require.False(t, lockclass.IsHeld(&s))
+}
