@@ -196,3 +196,29 @@ func TestCachedSeqCountReadUnderALockStillOrders(t *testing.T) {
 		require.Nil(t, task.Lookup())
 	})
 }
+
+// write_seqlock makes the sequence odd for the whole write section
+// (do_write_seqcount_begin), so read_seqretry tells a read that began
+// before the write to retry while the write is still in progress, and a
+// read begun after write_sequnlock needs no retry.
+func TestSeqLockReadRetriesWhileTheWriteIsInProgress(t *testing.T) {
+	krulestest.Check(t)
+	var sl lockclass.SeqLock
+	sl.Init(lockclass.WithValidator(lockclass.NewValidator()), lockclass.WithName("&tk_core.seq"))
+	start := sl.ReadBegin()
+	writing, finish, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		sl.WriteLock()
+		close(writing)
+		<-finish
+		sl.WriteUnlock()
+	}()
+	<-writing
+	retry := sl.ReadRetry(start)
+	close(finish)
+	<-done
+	require.True(t, retry, "a write in progress")
+	require.True(t, sl.ReadRetry(start))
+	require.False(t, sl.ReadRetry(sl.ReadBegin()))
+}
