@@ -452,3 +452,44 @@ func TestFreedRangeIncludesItsFirstByte(t *testing.T) {
 	require.Equal(t, []krules.Kind{krules.HeldLockFreed}, rec.Kinds())
 	require.Equal(t, "WARNING: held lock freed!", rec.Last().Headline)
 }
+
+// lock_is_held_type(l, 1) counts a recursive read hold (read_lock's read
+// = 2) as a read hold, and lockdep_assert_held_write fails on a read hold;
+// while validation is off the held state is unknown, and the held
+// assertions stay quiet (WARN_ON(debug_locks && ...)).
+func TestHeldAssertionsByMode(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	var rw lockclass.RWLock
+	rw.Init(lockclass.WithValidator(v), lockclass.WithName("&dev->rwlock"))
+	rw.RLock()
+	lockclass.AssertHeldRead(&rw)
+	lockclass.AssertHeld(&rw)
+	require.Empty(t, rec.Kinds())
+	lockclass.AssertHeldWrite(&rw)
+	rw.RUnlock()
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "lockdep_assert_held_write(&dev->rwlock): lock not held for write\n")
+
+	m := mutex(v, "M")
+	prev := lockclass.SetEnabled(false)
+	lockclass.AssertHeld(m)
+	lockclass.AssertHeldWrite(m)
+	lockclass.AssertHeldRead(m)
+	lockclass.SetEnabled(prev)
+	require.Len(t, rec.Reports(), 1, "validation off: nothing asserted")
+}
+
+// debug_check_no_locks_freed covers [from, from+len) and no more: a held
+// map that starts right after the freed memory is not reported.
+func TestFreedRangeExcludesTheByteAfterIt(t *testing.T) {
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
+	obj := new(struct {
+		freed [16]byte
+		m     lockclass.Map
+	})
+	obj.m.Acquire()
+	lockclass.CheckNoLocksFreed(unsafe.Pointer(obj), unsafe.Offsetof(obj.m))
+	obj.m.Release()
+}
