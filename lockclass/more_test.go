@@ -493,3 +493,37 @@ func TestFreedRangeExcludesTheByteAfterIt(t *testing.T) {
 	lockclass.CheckNoLocksFreed(unsafe.Pointer(obj), unsafe.Offsetof(obj.m))
 	obj.m.Release()
 }
+
+// lockdep_set_class_and_name puts the lock in subclass 0 of the key's class,
+// whatever subclass it had: a lock moved after lockdep_set_subclass is
+// then the same class as the key's other locks.
+func TestSetClassResetsTheSubclass(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	a, b := mutex(v, "A"), mutex(v, "B")
+	lockclass.SetSubclass(b, 1)
+	key := registeredKey()
+	lockclass.SetClassAndName(a, key, "&n->lock")
+	lockclass.SetClassAndName(b, key, "&n->lock")
+	a.Lock()
+	b.Lock()
+	b.Unlock()
+	a.Unlock()
+	require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+}
+
+// lockdep_set_novalidate_class keeps the lock tracked (held, listed,
+// asserted on) but never validated, unlike the no-track class.
+func TestSetNoValidateClassKeepsTheLockTracked(t *testing.T) {
+	krulestest.Check(t)
+	v := lockclass.NewValidator()
+	a, b := mutex(v, "A"), mutex(v, "B")
+	lockclass.SetNoValidateClass(a)
+	lockclass.SetNoValidateClass(b)
+	a.Lock()
+	b.Lock() // the same class, never validated
+	require.True(t, lockclass.IsHeld(a))
+	require.Len(t, task.Lookup().Lockdep.Held, 2)
+	b.Unlock()
+	a.Unlock()
+}
