@@ -24,21 +24,27 @@ func Pin(l Lockable) PinCookie {
 	return c
 }
 
-// Repin re-adds a pin taken earlier: lockdep_repin_lock.
+// Repin re-adds a pin taken earlier: lockdep_repin_lock. Like Pin, it
+// says nothing while validation is off.
 func Repin(l Lockable, c PinCookie) {
 	t, i := heldEntry(l)
 	if i < 0 {
-		krules.Emit(warnf(krules.LockdepMisuse, "pinning an unheld lock"))
+		if IsEnabled() {
+			krules.Emit(warnf(krules.LockdepMisuse, "pinning an unheld lock"))
+		}
 		return
 	}
 	t.Lockdep.Held[i].PinCount += int32(c)
 }
 
-// Unpin removes a pin: lockdep_unpin_lock.
+// Unpin removes a pin: lockdep_unpin_lock. Like Pin, it says nothing
+// while validation is off.
 func Unpin(l Lockable, c PinCookie) {
 	t, i := heldEntry(l)
 	if i < 0 {
-		krules.Emit(warnf(krules.LockdepMisuse, "unpinning an unheld lock"))
+		if IsEnabled() {
+			krules.Emit(warnf(krules.LockdepMisuse, "unpinning an unheld lock"))
+		}
 		return
 	}
 	h := &t.Lockdep.Held[i]
