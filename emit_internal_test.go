@@ -217,3 +217,91 @@ func appendInt(b []byte, n int64) []byte {
 	}
 	return append(b, byte('0'+n%10))
 }
+
+// __cant_sleep has its own one-a-second limit (its prev_jiffy), as
+// __might_resched has: unclaimed "assuming atomic context" reports are
+// rate limited too.
+func TestAssumeAtomicReportsAreRateLimited(t *testing.T) {
+	out := unclaimed(t)
+	for range 3 {
+		b := NewReport(AssumeAtomic, "BUG: assuming atomic context at a.go:1", 0)
+		b.Printf("%s\n", b.Headline())
+		Emit(b.Report())
+	}
+	require.Equal(t, 1, bytes.Count(out.Bytes(), []byte("BUG: assuming atomic context")))
+	require.Equal(t, 2, ReportStats().Suppressed)
+}
+
+// Reset starts the rate limits afresh, and the counters list only the
+// kinds raised since.
+func TestResetClearsTheRateLimitsAndCounters(t *testing.T) {
+	out := unclaimed(t)
+	Emit(sleepReport("c.go:1"))
+	Reset()
+	Emit(sleepReport("c.go:2"))
+	require.Equal(t, 2, bytes.Count(out.Bytes(), []byte("BUG: sleeping function")), "a new interval after Reset")
+	require.Equal(t, map[Kind]int{SleepInAtomic: 1}, ReportStats().Reports)
+}
+
+// SetOutput(nil) discards unclaimed reports; the hooks still see them,
+// and removing one hook leaves the others.
+func TestSetOutputNilDiscardsAndHooksAreRemovedOneByOne(t *testing.T) {
+	unclaimed(t)
+	SetOutput(nil)
+	var first, second int
+	removeFirst := OnReport(func(*Report) { first++ })
+	defer OnReport(func(*Report) { second++ })()
+	require.NotPanics(t, func() { Emit(Warn(MempoolMisuse, "discarded", 0)) })
+	removeFirst()
+	Emit(Warn(MempoolMisuse, "discarded", 0))
+	require.Equal(t, 1, first)
+	require.Equal(t, 2, second)
+}
+
+// The fallback claim takes what no open claim takes; closed, it takes
+// nothing more and reports are printed again.
+func TestFallbackClaimTakesUnclaimedReportsUntilClosed(t *testing.T) {
+	out := unclaimed(t)
+	fb := OpenFallbackClaim(nil)
+	Emit(Warn(MempoolMisuse, "to the fallback", 0))
+	require.Equal(t, 1, fb.Len())
+	require.NotContains(t, out.String(), "to the fallback")
+	fb.Close()
+	Emit(Warn(MempoolMisuse, "printed", 0))
+	require.Equal(t, 1, fb.Len())
+	require.Contains(t, out.String(), "printed")
+}
+
+// On one goroutine, the claim opened first takes the goroutine's reports
+// while a later one is open too.
+func TestTheFirstClaimOnAGoroutineTakesItsReports(t *testing.T) {
+	unclaimed(t)
+	first := OpenClaim(nil)
+	defer first.Close()
+	second := OpenClaim(nil)
+	defer second.Close()
+	other := &Claim{goid: -7} // a second goroutine's claim, so that lineage decides
+	claims.mu.Lock()
+	claims.open = append(claims.open, other)
+	claims.mu.Unlock()
+	defer other.Close()
+	Emit(Warn(MempoolMisuse, "mine", 0))
+	require.Equal(t, 1, first.Len())
+	require.Zero(t, second.Len())
+	require.Zero(t, other.Len())
+}
+
+// A goroutine with a task record but no SetName name is named after the
+// function it started in, as one without a record is; SetName("") clears
+// a name and drops the record it kept.
+func TestGoroutineNamesWithAndWithoutARecord(t *testing.T) {
+	unclaimed(t)
+	tk := task.Current() // a record, as a section or a held lock makes one
+	require.Equal(t, "TestGoroutineNamesWithAndWithoutARecord", CurrentGoroutine().Name)
+	tk.ReleaseIfEmpty()
+	SetName("kworker/0:1")
+	require.Equal(t, "kworker/0:1", CurrentGoroutine().Name)
+	SetName("")
+	require.Equal(t, "TestGoroutineNamesWithAndWithoutARecord", CurrentGoroutine().Name)
+	require.Nil(t, task.Lookup(), "the name's record is dropped")
+}
