@@ -338,6 +338,60 @@ func TestOutOfOrderReleaseRebuildsAndValidates(t *testing.T) {
 	require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
 }
 
+// reacquire_held_locks gives every lock it puts back the chain key of the
+// locks really below it, even when lockdep_off leaves the lock unvalidated:
+// once that lock is released, a new lock is looked up in the chain cache
+// under what is held, not under the released lock, and its dependency on
+// the lock below is recorded (validate_chain).
+func TestReleaseAfterAnUnvalidatedRebuildRestoresTheChainKey(t *testing.T) {
+	krulestest.Check(t)
+	v := lockclass.NewValidator()
+	a, b, c, d := lockclass.NewMap("A", lockclass.WithValidator(v)), lockclass.NewMap("B", lockclass.WithValidator(v)),
+		lockclass.NewMap("C", lockclass.WithValidator(v)), lockclass.NewMap("D", lockclass.WithValidator(v))
+	a.Acquire()
+	b.Acquire()
+	d.Acquire() // the chain A, B, D is cached
+	d.Release()
+	b.Release()
+	a.Release()
+	a.Acquire()
+	b.Acquire()
+	c.Acquire()
+	lockclass.Off()
+	b.Release() // C is put back on A, unvalidated
+	lockclass.On()
+	c.Release()
+	d.Acquire() // under A alone: the chain A, D is new, A -> D is recorded
+	d.Release()
+	a.Release()
+	require.Nil(t, task.Lookup())
+	var out strings.Builder
+	require.NoError(t, v.WriteClasses(&out))
+	require.Regexp(t, `: A\n -> \[[0-9a-f]+\] B\n -> \[[0-9a-f]+\] D\n\n`, out.String())
+}
+
+// A release under lockdep_off does not validate the locks it puts back
+// (reacquire_held_locks runs inside lock_release, which returns when
+// !lockdep_enabled()): no dependency and no chain is recorded for them.
+func TestRebuildUnderLockdepOffRecordsNothing(t *testing.T) {
+	krulestest.Check(t)
+	v := lockclass.NewValidator()
+	a, b, c := lockclass.NewMap("A", lockclass.WithValidator(v)), lockclass.NewMap("B", lockclass.WithValidator(v)),
+		lockclass.NewMap("C", lockclass.WithValidator(v))
+	a.Acquire()
+	b.Acquire()
+	c.Acquire()
+	before := v.Stats()
+	lockclass.Off()
+	b.Release() // C is put back on A
+	lockclass.On()
+	after := v.Stats()
+	c.Release()
+	a.Release()
+	require.Equal(t, before.Entries, after.Entries, "no A -> C dependency")
+	require.Equal(t, before.Chains, after.Chains, "no A, C chain")
+}
+
 func TestSubclasses(t *testing.T) {
 	rec := krulestest.Record(t)
 	v := lockclass.NewValidator()
@@ -499,6 +553,22 @@ func TestMightLockReadAndNested(t *testing.T) {
 	lockclass.MightLockNested(&s2, 1) // another subclass: fine
 	s2.Unlock()
 	require.Equal(t, 1, rec.Len())
+}
+
+// might_lock_nested is a read acquisition: include/linux/lockdep.h passes
+// read = 1 to lock_acquire, so the class it names is marked as used for
+// reading (mark_usage sets LOCK_ENABLED_*_READ), never for writing.
+func TestMightLockNestedMarksAReadUse(t *testing.T) {
+	krulestest.Check(t)
+	v := lockclass.NewValidator()
+	s := lockclass.NewMap("S", lockclass.WithValidator(v))
+	lockclass.MightLockNested(s, 1)
+	var out strings.Builder
+	require.NoError(t, v.WriteClasses(&out))
+	require.Regexp(t, `FD:    1 BD:    1 \.\+\.\+: S/1\n`, out.String())
+	st := v.Stats()
+	require.Equal(t, 1, st.ReadUsed)
+	require.Zero(t, st.WriteUsed)
 }
 
 func TestAssertionsAndPins(t *testing.T) {

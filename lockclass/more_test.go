@@ -527,3 +527,62 @@ func TestSetNoValidateClassKeepsTheLockTracked(t *testing.T) {
 	b.Unlock()
 	a.Unlock()
 }
+
+// lock_set_class (__lock_set_class) rewinds the chain key to the key below
+// the lock before re-acquiring it in its new class: the held lock then
+// makes the chain A, C', validated as new, and A -> C' is recorded even
+// though the chain A, C, C' was cached before.
+func TestSetClassOnAHeldLockRewindsTheChainKey(t *testing.T) {
+	krulestest.Check(t)
+	v := lockclass.NewValidator()
+	k := registeredKey()
+	a, c := lockclass.NewMap("A", lockclass.WithValidator(v)), lockclass.NewMap("C", lockclass.WithValidator(v))
+	c2 := lockclass.NewMap("C'", lockclass.WithValidator(v), lockclass.WithKey(k))
+	a.Acquire()
+	c.Acquire()
+	c2.Acquire() // the chain A, C, C' is cached
+	c2.Release()
+	c.Release()
+	a.Release()
+	a.Acquire()
+	c.Acquire()
+	lockclass.SetClassAndName(c, k, "C'")
+	require.Contains(t, task.LabelOf(&task.Lookup().Lockdep.Held[1]), "(C')")
+	c.Release()
+	a.Release()
+	var out strings.Builder
+	require.NoError(t, v.WriteClasses(&out))
+	require.Regexp(t, `: A\n -> \[[0-9a-f]+\] C\n -> \[[0-9a-f]+\] C'\n\n`, out.String())
+}
+
+// lock_set_class returns at once under lockdep_off (!lockdep_enabled()):
+// the held lock keeps its class; only the lock's map moves to the new key,
+// for its next acquisition.
+func TestSetClassUnderLockdepOffLeavesTheHeldLockAlone(t *testing.T) {
+	krulestest.Check(t)
+	v := lockclass.NewValidator()
+	k := registeredKey()
+	c := lockclass.NewMap("C", lockclass.WithValidator(v))
+	c.Acquire()
+	lockclass.Off()
+	lockclass.SetClassAndName(c, k, "C'")
+	lockclass.On()
+	require.Contains(t, task.LabelOf(&task.Lookup().Lockdep.Held[0]), "(C)")
+	c.Release()
+	c.Acquire()
+	require.Contains(t, task.LabelOf(&task.Lookup().Lockdep.Held[0]), "(C')")
+	c.Release()
+}
+
+// lockdep_set_class_and_subclass gives the lock its key's class at the
+// given subclass (lockdep_init_map_type with subclass), which plain
+// acquisitions then use.
+func TestSetClassAndSubclassSetsTheDefaultSubclass(t *testing.T) {
+	krulestest.Check(t)
+	v := lockclass.NewValidator()
+	m := lockclass.NewMap("M", lockclass.WithValidator(v))
+	lockclass.SetClassAndSubclass(m, registeredKey(), 3)
+	m.Acquire()
+	require.Contains(t, task.LabelOf(&task.Lookup().Lockdep.Held[0]), "(M/3)")
+	m.Release()
+}
