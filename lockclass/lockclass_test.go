@@ -133,6 +133,39 @@ func TestRecursiveReportLayout(t *testing.T) {
 		`1 lock held by TestRecursiveReportLayout/\d+:\n #0: .*\n\nstack backtrace:\nCPU: `, r.Text)
 }
 
+// check_deadlock looks at every held lock, not only the top one: a class
+// taken again above another lock is "possible recursive locking", unless
+// the new acquisition is a recursive read over a read hold. A read hold
+// below (read 1 again) or a write hold below (recursive read 2) is
+// recursive locking, reported before any dependency is checked.
+func TestRecursiveLockingBelowAnotherLock(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		first, again func(m *lockclass.Map)
+		want         []krules.Kind
+	}{
+		{"read then read", (*lockclass.Map).AcquireShared, (*lockclass.Map).AcquireShared, []krules.Kind{krules.RecursiveLocking}},
+		{"write then recursive read", (*lockclass.Map).Acquire, (*lockclass.Map).AcquireRead, []krules.Kind{krules.RecursiveLocking}},
+		{"read then recursive read", (*lockclass.Map).AcquireShared, (*lockclass.Map).AcquireRead, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := krulestest.Record(t)
+			v := lockclass.NewValidator()
+			m, a := lockclass.NewMap("M", lockclass.WithValidator(v)), lockclass.NewMap("A", lockclass.WithValidator(v))
+			tc.first(m)
+			a.Acquire()
+			tc.again(m)
+			require.Equal(t, tc.want, rec.Kinds())
+			if tc.want == nil {
+				m.Release()
+			}
+			a.Release()
+			m.Release()
+			require.Nil(t, task.Lookup())
+		})
+	}
+}
+
 func TestBadUnlockBalanceLayout(t *testing.T) {
 	rec := krulestest.Record(t)
 	v := lockclass.NewValidator()
@@ -227,6 +260,56 @@ func TestNestLock(t *testing.T) {
 		y1.Unlock()
 		require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
 	})
+}
+
+// held_lock.references is an 11-bit field in v6.12: __lock_acquire's
+// nest_lock merge warns when adding a reference wraps it
+// (DEBUG_LOCKS_WARN_ON(hlock->references < references)), so the 2048th
+// same-class lock under one nest lock warns and the 2047th does not.
+func TestNestLockReferencesOverflowAt2048(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	ky := registeredKey()
+	x := mutex(v, "X")
+	ys := make([]lockclass.Mutex, 2048)
+	for i := range ys {
+		ys[i].Init(lockclass.WithValidator(v), lockclass.WithKey(ky), lockclass.WithName("Y"))
+	}
+	x.Lock()
+	for i := range 2047 {
+		ys[i].LockNestLock(x)
+	}
+	require.Zero(t, rec.Len())
+	ys[2047].LockNestLock(x)
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "DEBUG_LOCKS_WARN_ON(hlock->references < references)")
+	require.False(t, v.Enabled())
+	for i := range ys {
+		ys[i].Unlock()
+	}
+	x.Unlock()
+	require.Nil(t, task.Lookup())
+}
+
+// Once a report turned debug_locks off, lock_acquire records nothing: a
+// trylock of a class registered before is not pushed (__lock_acquire
+// returns at once when !debug_locks).
+func TestTrylockAfterAReportIsNotTracked(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	a := mutex(v, "A")
+	a.Lock()
+	a.Unlock()
+	m := lockclass.NewMap("M", lockclass.WithValidator(v))
+	m.Acquire()
+	m.Acquire() // recursive: reported, validation off
+	require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+	require.True(t, a.TryLock())
+	require.Len(t, task.Lookup().Lockdep.Held, 1, "only M")
+	a.Unlock()
+	m.Release()
+	require.Nil(t, task.Lookup())
+	require.Equal(t, 1, rec.Len())
 }
 
 func TestTrylock(t *testing.T) {

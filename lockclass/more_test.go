@@ -123,6 +123,70 @@ func TestChainLimit(t *testing.T) {
 	require.Nil(t, task.Lookup())
 }
 
+// A limit that runs out turns validation off even for a validator that
+// keeps going after reports, and the lock whose chain did not fit is not
+// pushed (lookup_chain_cache_add fails, so __lock_acquire returns 0).
+func TestChainLimitUnderKeepGoingLeavesTheLockUntracked(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator(lockclass.KeepGoing(), lockclass.WithLimits(lockclass.Limits{Chains: 2}))
+	a, b, c := mutex(v, "A"), mutex(v, "B"), mutex(v, "C")
+	a.Lock()
+	b.Lock()
+	c.Lock()
+	require.Equal(t, []krules.Kind{krules.LockdepLimit}, rec.Kinds())
+	require.False(t, v.Enabled())
+	require.Len(t, task.Lookup().Lockdep.Held, 2, "C is not tracked")
+	c.Unlock()
+	b.Unlock()
+	a.Unlock()
+	require.Equal(t, 1, rec.Len())
+	require.Nil(t, task.Lookup())
+}
+
+// The chain hlocks may be used up exactly; one more than the limit is
+// "BUG: MAX_LOCKDEP_CHAIN_HLOCKS too low!" (alloc_chain_hlocks).
+func TestChainHlocksLimitIsInclusive(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator(lockclass.WithLimits(lockclass.Limits{ChainHlocks: 3}))
+	a, b := mutex(v, "A"), mutex(v, "B")
+	a.Lock()
+	b.Lock() // 1 + 2 hlocks: full, no report
+	b.Unlock()
+	a.Unlock()
+	require.Zero(t, rec.Len())
+	require.Equal(t, 3, v.Stats().ChainHlocks)
+
+	v2 := lockclass.NewValidator(lockclass.WithLimits(lockclass.Limits{ChainHlocks: 2}))
+	c, d := mutex(v2, "C"), mutex(v2, "D")
+	c.Lock()
+	d.Lock() // 1 + 2 hlocks do not fit in 2
+	d.Unlock()
+	c.Unlock()
+	require.Equal(t, []krules.Kind{krules.LockdepLimit}, rec.Kinds())
+	require.Equal(t, "BUG: MAX_LOCKDEP_CHAIN_HLOCKS too low!", rec.Last().Headline)
+}
+
+// Every chain validated for the first time is a chain cache miss
+// (lookup_chain_cache_add counts chain_lookup_misses); an acquisition
+// under a cached chain is not.
+func TestChainLookupMissesCountNewChains(t *testing.T) {
+	krulestest.Check(t)
+	v := lockclass.NewValidator()
+	a, b := mutex(v, "A"), mutex(v, "B")
+	for range 3 {
+		a.Lock()
+		b.Lock()
+		b.Unlock()
+		a.Unlock()
+	}
+	st := v.Stats()
+	require.Equal(t, 2, st.Chains)
+	require.EqualValues(t, 2, st.ChainCacheMisses)
+	var out strings.Builder
+	require.NoError(t, v.WriteStats(&out))
+	require.Regexp(t, ` chain lookup misses: +2\n`, out.String())
+}
+
 func TestNoValidateAndNoTrack(t *testing.T) {
 	krulestest.Check(t)
 	v := lockclass.NewValidator()
