@@ -394,6 +394,62 @@ func TestEdgesOnlyFromTheNearestPredecessor(t *testing.T) {
 	require.Equal(t, 3, st.Chains)
 }
 
+// A dependency first recorded across a trylock (distance 2) is not listed
+// in /proc/lockdep; once the two locks are seen adjacent, check_prev_add
+// lowers its distance to 1 and l_show lists it.
+func TestDependencySeenAdjacentLaterIsListed(t *testing.T) {
+	krulestest.Check(t)
+	v := lockclass.NewValidator()
+	a, b, c := mutex(v, "A"), mutex(v, "B"), mutex(v, "C")
+	a.Lock()
+	require.True(t, b.TryLock())
+	c.Lock() // B -> C, and A -> C across the trylock
+	c.Unlock()
+	b.Unlock()
+	a.Unlock()
+	var out strings.Builder
+	require.NoError(t, v.WriteClasses(&out))
+	require.Regexp(t, `: A\n\n`, out.String(), "A -> C is two locks apart")
+	require.Equal(t, 4, v.Stats().Entries)
+	a.Lock()
+	c.Lock()
+	c.Unlock()
+	a.Unlock()
+	out.Reset()
+	require.NoError(t, v.WriteClasses(&out))
+	require.Regexp(t, `: A\n -> \[[0-9a-f]+\] C\n\n`, out.String())
+	require.Equal(t, 4, v.Stats().Entries, "the same dependency")
+}
+
+// check_prev_add merges the type of a dependency seen again into the
+// existing entry (entry->dep |= calc_dep()): A -> B recorded first towards
+// a recursive read and then towards a write is -(EN)-> too, so A -> B ->
+// C, with B -(SN)-> C, is a strong path and C -> A closes a cycle.
+func TestDependencyTypesAccumulate(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	a, b, c := lockclass.NewMap("A", lockclass.WithValidator(v)), lockclass.NewMap("B", lockclass.WithValidator(v)),
+		lockclass.NewMap("C", lockclass.WithValidator(v))
+	a.Acquire()
+	b.AcquireRead() // A -(ER)-> B
+	b.Release()
+	a.Release()
+	a.Acquire()
+	b.Acquire() // A -(EN)-> B as well
+	b.Release()
+	a.Release()
+	b.AcquireRead()
+	c.Acquire() // B -(SN)-> C
+	c.Release()
+	b.Release()
+	require.Zero(t, rec.Len())
+	c.Acquire()
+	a.Acquire()
+	require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+	a.Release()
+	c.Release()
+}
+
 func TestOutOfOrderReleaseRebuildsAndValidates(t *testing.T) {
 	rec := krulestest.Record(t)
 	v := lockclass.NewValidator()

@@ -187,6 +187,28 @@ func TestChainLookupMissesCountNewChains(t *testing.T) {
 	require.Regexp(t, ` chain lookup misses: +2\n`, out.String())
 }
 
+// The dependency list entries may be used up exactly (two per
+// dependency); the next dependency is "BUG: MAX_LOCKDEP_ENTRIES too low!"
+// (alloc_list_entry).
+func TestEntriesLimitIsInclusive(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator(lockclass.WithLimits(lockclass.Limits{Entries: 2}))
+	a, b, c := mutex(v, "A"), mutex(v, "B"), mutex(v, "C")
+	a.Lock()
+	b.Lock() // A -> B: both entries
+	b.Unlock()
+	a.Unlock()
+	require.Zero(t, rec.Len())
+	require.Equal(t, 2, v.Stats().Entries)
+	b.Lock()
+	c.Lock() // B -> C does not fit
+	c.Unlock()
+	b.Unlock()
+	require.Equal(t, []krules.Kind{krules.LockdepLimit}, rec.Kinds())
+	require.Equal(t, "BUG: MAX_LOCKDEP_ENTRIES too low!", rec.Last().Headline)
+	require.False(t, v.Enabled())
+}
+
 func TestNoValidateAndNoTrack(t *testing.T) {
 	krulestest.Check(t)
 	v := lockclass.NewValidator()
