@@ -821,6 +821,108 @@ func TestRegisterUnregisterKeyZapsClasses(t *testing.T) {
 	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
 }
 
+// Zapping a key's classes (lockdep_unregister_key → zap_class) also drops
+// the dependencies other classes have on them; a lock using the key again
+// gets a fresh class and is tracked, and the fresh class takes the zapped
+// one's slot (__free_zapped_classes puts zapped classes at the head of
+// free_lock_classes, which register_lock_class takes from first).
+func TestZapDropsDependenciesOnTheClassAndFreesItsSlot(t *testing.T) {
+	krulestest.Check(t)
+	v := lockclass.NewValidator()
+	k := registeredKey()
+	other := lockclass.NewMap("other", lockclass.WithValidator(v))
+	m := lockclass.NewMap("M", lockclass.WithValidator(v), lockclass.WithKey(k))
+	after := lockclass.NewMap("after", lockclass.WithValidator(v))
+	other.Acquire()
+	m.Acquire()     // other -> M
+	after.Acquire() // M -> after
+	after.Release()
+	m.Release()
+	other.Release()
+	maxIdx := v.Stats().MaxClassIndex
+	lockclass.UnregisterKey(k)
+	var out strings.Builder
+	require.NoError(t, v.WriteClasses(&out))
+	require.Regexp(t, `FD:    1 BD:    1 \+\.\+\.: other\n\n`, out.String())
+	require.Regexp(t, `FD:    1 BD:    1 \+\.\+\.: after\n\n`, out.String())
+	lockclass.RegisterKey(k)
+	m.Acquire()
+	require.NotNil(t, task.Lookup(), "M is tracked in a fresh class")
+	require.Len(t, task.Lookup().Lockdep.Held, 1)
+	m.Release()
+	st := v.Stats()
+	require.Equal(t, 3, st.Classes)
+	require.Equal(t, maxIdx, st.MaxClassIndex, "the zapped slot is reused")
+	lockclass.UnregisterKey(k)
+}
+
+// lockdep_register_key warns about a key already registered
+// (WARN_ON_ONCE(k == key)) and leaves it registered once.
+func TestRegisteringAKeyTwiceWarns(t *testing.T) {
+	rec := krulestest.Record(t)
+	k := registeredKey()
+	lockclass.RegisterKey(k)
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "registered twice")
+	lockclass.UnregisterKey(k)
+	require.Equal(t, 1, rec.Len(), "one unregistration suffices")
+}
+
+// look_up_lock_class warns once (WARN_ONCE) when a key's class is found
+// under another name; the warning leaves validation on.
+func TestKeyFoundUnderAnotherNameWarnsOnce(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	k := registeredKey()
+	x := lockclass.NewMap("X", lockclass.WithValidator(v), lockclass.WithKey(k))
+	y := lockclass.NewMap("Y", lockclass.WithValidator(v), lockclass.WithKey(k))
+	z := lockclass.NewMap("Z", lockclass.WithValidator(v), lockclass.WithKey(k))
+	x.Acquire()
+	x.Release()
+	require.Zero(t, rec.Len())
+	y.Acquire()
+	y.Release()
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, `Looking for class "Y"`)
+	require.Contains(t, rec.Last().Text, `a different class "X" with the same key`)
+	z.Acquire()
+	z.Release()
+	require.Equal(t, 1, rec.Len())
+	require.True(t, v.Enabled())
+}
+
+// lock_sync marks its class used but not "enabled" for irqs (mark_usage
+// skips LOCK_ENABLED_* for hlock->sync): a class only ever synced on is
+// uncategorized, {....}.
+func TestSyncMarksTheClassUsedOnly(t *testing.T) {
+	krulestest.Check(t)
+	v := lockclass.NewValidator()
+	m := lockclass.NewMap("S", lockclass.WithValidator(v))
+	m.Sync()
+	var out strings.Builder
+	require.NoError(t, v.WriteClasses(&out))
+	require.Regexp(t, ` \.\.\.\.: S\n`, out.String())
+	st := v.Stats()
+	require.Equal(t, 1, st.Uncategorized)
+	require.Zero(t, st.WriteUsed)
+}
+
+// A release while lockdep is off for the goroutine (lockdep_off) or of a
+// lock in the no-track class is not checked (lock_release returns first),
+// so releasing a lock that is not held says nothing.
+func TestUnbalancedReleaseIsQuietWhenNotValidated(t *testing.T) {
+	krulestest.Check(t)
+	v := lockclass.NewValidator()
+	m := lockclass.NewMap("M", lockclass.WithValidator(v))
+	lockclass.Off()
+	m.Release()
+	lockclass.On()
+	n := lockclass.NewMap("N", lockclass.WithValidator(v))
+	lockclass.SetNoTrackClass(n)
+	n.Release()
+	require.True(t, v.Enabled())
+}
+
 func TestResetDefaultRestoresTheGraph(t *testing.T) {
 	var a, b lockclass.Mutex
 	a.Init(lockclass.WithName("A"))
