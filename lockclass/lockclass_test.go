@@ -4,6 +4,7 @@ package lockclass_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http/httptest"
 	"regexp"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 
@@ -111,6 +113,57 @@ func TestTwoLockCycleHasNoChainLineAndReadScenario(t *testing.T) {
 	require.NotContains(t, r.Text, "Chain exists of:")
 	require.Contains(t, r.Text, "  lock(&dev->lock);\n                               lock(&mm->mmap_lock);\n                               lock(&dev->lock);\n  rlock(&mm->mmap_lock);\n")
 	require.Contains(t, r.Text, "(&mm->mmap_lock){.+.+}-{3:3}")
+}
+
+// print_circular_lock_scenario prints the held lock as "rlock" when it is
+// held for reading, non-recursive reads (read 1) included.
+func TestCircularScenarioPrintsAReadHoldAsRlock(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	a, s := lockclass.NewMap("A", lockclass.WithValidator(v)), lockclass.NewMap("S", lockclass.WithValidator(v))
+	a.Acquire()
+	s.Acquire() // A -> S
+	s.Release()
+	a.Release()
+	s.AcquireShared()
+	a.Acquire() // S (read) -> A closes the cycle
+	s.Release()
+	require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "  rlock(S);\n                               lock(A);\n                               lock(S);\n  lock(A);\n")
+}
+
+// print_freed_lock_bug prints the freed range with its last byte,
+// mem_to - 1.
+func TestHeldLockFreedPrintsTheRangesLastByte(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	m := mutex(v, "M")
+	m.Lock()
+	from := uintptr(unsafe.Pointer(m))
+	lockclass.CheckNoLocksFreed(unsafe.Pointer(m), unsafe.Sizeof(*m))
+	m.Unlock()
+	require.Equal(t, []krules.Kind{krules.HeldLockFreed}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, fmt.Sprintf(" is freeing memory %016x-%016x, with a lock still held there!\n", from, from+unsafe.Sizeof(*m)-1))
+}
+
+// lockdep_chains skips the classes that were zapped (!class->key): a chain
+// recorded while a lock of an unregistered key was still held lists only
+// the live classes.
+func TestChainsViewSkipsZappedClasses(t *testing.T) {
+	krulestest.Check(t)
+	v := lockclass.NewValidator()
+	k := registeredKey()
+	m := lockclass.NewMap("M", lockclass.WithValidator(v), lockclass.WithKey(k))
+	d := lockclass.NewMap("D", lockclass.WithValidator(v))
+	m.Acquire()
+	lockclass.UnregisterKey(k)
+	d.Acquire() // the chain M, D with M zapped
+	d.Release()
+	m.Release()
+	var out strings.Builder
+	require.NoError(t, v.WriteChains(&out))
+	require.NotContains(t, out.String(), "] M\n")
+	require.Contains(t, out.String(), "] D\n")
 }
 
 func TestRecursiveReportLayout(t *testing.T) {
@@ -899,12 +952,15 @@ func TestSyncMarksTheClassUsedOnly(t *testing.T) {
 	v := lockclass.NewValidator()
 	m := lockclass.NewMap("S", lockclass.WithValidator(v))
 	m.Sync()
+	w := lockclass.NewMap("W", lockclass.WithValidator(v))
+	w.Acquire()
+	w.Release()
 	var out strings.Builder
 	require.NoError(t, v.WriteClasses(&out))
 	require.Regexp(t, ` \.\.\.\.: S\n`, out.String())
 	st := v.Stats()
-	require.Equal(t, 1, st.Uncategorized)
-	require.Zero(t, st.WriteUsed)
+	require.Equal(t, 1, st.Uncategorized, "W is write-used, not uncategorized")
+	require.Equal(t, 1, st.WriteUsed)
 }
 
 // A release while lockdep is off for the goroutine (lockdep_off) or of a

@@ -155,6 +155,10 @@ func TestChainHlocksLimitIsInclusive(t *testing.T) {
 	a.Unlock()
 	require.Zero(t, rec.Len())
 	require.Equal(t, 3, v.Stats().ChainHlocks)
+	var out strings.Builder
+	require.NoError(t, v.WriteChains(&out))
+	require.True(t, strings.HasPrefix(out.String(), "(buggered) all lock chains:\n"),
+		"lockdep_chains_show marks a full hlock table (nr_free_chain_hlocks == 0)")
 
 	v2 := lockclass.NewValidator(lockclass.WithLimits(lockclass.Limits{ChainHlocks: 2}))
 	c, d := mutex(v2, "C"), mutex(v2, "D")
@@ -185,6 +189,24 @@ func TestChainLookupMissesCountNewChains(t *testing.T) {
 	var out strings.Builder
 	require.NoError(t, v.WriteStats(&out))
 	require.Regexp(t, ` chain lookup misses: +2\n`, out.String())
+	// (hardirq chains + 1) * (softirq chains + 1) * (process chains + 1)
+	require.Regexp(t, ` combined max dependencies: +3\n`, out.String())
+	require.Regexp(t, ` debug_locks: +1\n`, out.String())
+}
+
+// lockdep_stats prints debug_locks as it is: 0 once a report turned
+// validation off.
+func TestStatsShowDebugLocksOffAfterAReport(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	m := lockclass.NewMap("M", lockclass.WithValidator(v))
+	m.Acquire()
+	m.Acquire()
+	m.Release()
+	require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+	var out strings.Builder
+	require.NoError(t, v.WriteStats(&out))
+	require.Regexp(t, ` debug_locks: +0\n`, out.String())
 }
 
 // The dependency list entries may be used up exactly (two per
@@ -206,6 +228,8 @@ func TestEntriesLimitIsInclusive(t *testing.T) {
 	b.Unlock()
 	require.Equal(t, []krules.Kind{krules.LockdepLimit}, rec.Kinds())
 	require.Equal(t, "BUG: MAX_LOCKDEP_ENTRIES too low!", rec.Last().Headline)
+	require.Contains(t, rec.Last().Text, "BUG: MAX_LOCKDEP_ENTRIES too low!\nturning off the locking correctness validator.\n",
+		"print_lockdep_off")
 	require.False(t, v.Enabled())
 }
 
