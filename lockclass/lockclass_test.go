@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -604,6 +605,31 @@ func TestSubclasses(t *testing.T) {
 	require.Equal(t, "BUG: looking up invalid subclass: 8", rec.Last().Headline)
 	require.Contains(t, rec.Last().Text, "\nturning off the locking correctness validator.\n")
 	require.False(t, v.Enabled())
+}
+
+// /proc/lockdep prints each class's key (l_show prints class->key), and a
+// subclass's key is its lock_class_key's subkeys[subclass], one byte per
+// subclass: subclass 1 of a key prints one above subclass 0.
+func TestClassesViewPrintsSubclassKeysOneByteApart(t *testing.T) {
+	krulestest.Check(t)
+	v := lockclass.NewValidator()
+	k := registeredKey()
+	x := lockclass.NewMap("X", lockclass.WithValidator(v), lockclass.WithKey(k))
+	x1 := lockclass.NewMap("X", lockclass.WithValidator(v), lockclass.WithKey(k), lockclass.WithSubclass(1))
+	x.Acquire()
+	x.Release()
+	x1.Acquire()
+	x1.Release()
+	var out strings.Builder
+	require.NoError(t, v.WriteClasses(&out))
+	key := func(name string) uint64 {
+		m := regexp.MustCompile(`(?m)^([0-9a-f]{16}) FD:.*: ` + regexp.QuoteMeta(name) + `$`).FindStringSubmatch(out.String())
+		require.NotNil(t, m, out.String())
+		n, err := strconv.ParseUint(m[1], 16, 64)
+		require.NoError(t, err)
+		return n
+	}
+	require.Equal(t, key("X")+1, key("X/1"))
 }
 
 func TestNameVersions(t *testing.T) {

@@ -245,3 +245,28 @@ func TestLockStatCountsEverySeqcountRead(t *testing.T) {
 	}
 	require.EqualValues(t, reads, acquired)
 }
+
+// Writing to /proc/lock_stat clears the statistics only when the first
+// byte is '0' (lock_stat_write returns early for any other character).
+func TestLockStatHandlerClearsOnlyOnZero(t *testing.T) {
+	v, m := statMutex(t, "M")
+	acquisitions := func() (n int64) {
+		for _, r := range statOf(v, "M") {
+			n += r.Acquisitions
+		}
+		return n
+	}
+	m.Lock()
+	m.Unlock()
+	require.EqualValues(t, 1, acquisitions())
+	h := lockclass.Handler(v)
+	post := func(body string) {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/debug/lockdep/lock_stat", strings.NewReader(body)))
+		require.Equal(t, http.StatusOK, w.Code)
+	}
+	post("1")
+	require.EqualValues(t, 1, acquisitions(), "not cleared")
+	post("0")
+	require.Zero(t, acquisitions())
+}
