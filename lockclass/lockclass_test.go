@@ -366,6 +366,48 @@ func TestTrylockAfterAReportIsNotTracked(t *testing.T) {
 	require.Equal(t, 1, rec.Len())
 }
 
+// An invalid subclass turns debug_locks off too (look_up_lock_class's
+// debug_locks_off()); a trylock of a class registered before is then not
+// tracked.
+func TestTrylockAfterAnInvalidSubclassIsNotTracked(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	a, b := mutex(v, "A"), mutex(v, "B")
+	a.Lock()
+	a.Unlock()
+	b.LockNested(8)
+	require.Equal(t, []krules.Kind{krules.InvalidSubclass}, rec.Kinds())
+	require.True(t, a.TryLock())
+	require.Nil(t, task.Lookup(), "A is not tracked")
+	a.Unlock()
+	b.Unlock()
+	require.Nil(t, task.Lookup())
+}
+
+// The cycle search's queue is bounded (LOCKDEP_CIRCULAR_QUEUE_BITS): a
+// search that fills it is "lockdep bfs error:-1" (print_bfs_bug), and
+// validation stops.
+func TestFullBFSQueueIsReported(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator(lockclass.WithLimits(lockclass.Limits{BFSQueue: 2}))
+	a, b, c, d, z := mutex(v, "A"), mutex(v, "B"), mutex(v, "C"), mutex(v, "D"), mutex(v, "Z")
+	for _, m := range []*lockclass.Mutex{b, c, d} {
+		a.Lock()
+		m.Lock() // A -> B, A -> C, A -> D
+		m.Unlock()
+		a.Unlock()
+	}
+	require.Zero(t, rec.Len())
+	z.Lock()
+	a.Lock() // the search from A for Z queues B, C, D
+	a.Unlock()
+	z.Unlock()
+	require.Equal(t, []krules.Kind{krules.LockdepLimit}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "lockdep bfs error:-1")
+	require.Contains(t, rec.Last().Text, "Increase LOCKDEP_CIRCULAR_QUEUE_BITS")
+	require.False(t, v.Enabled())
+}
+
 func TestTrylock(t *testing.T) {
 	t.Run("never the target of an edge", func(t *testing.T) {
 		rec := krulestest.Record(t)
@@ -843,6 +885,30 @@ func TestOffOn(t *testing.T) {
 	b.Unlock()
 	lockclass.On()
 	require.True(t, v.Enabled())
+	require.Nil(t, task.Lookup())
+}
+
+// lockdep_off nests (each call adds LOCKDEP_OFF to lockdep_recursion and
+// lockdep_on takes one away): validation resumes only at the last On, and
+// an On without an Off is ignored instead of turning validation off.
+func TestOffNestsAndAnUnmatchedOnIsIgnored(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	m := lockclass.NewMap("M", lockclass.WithValidator(v))
+	lockclass.Off()
+	lockclass.Off()
+	lockclass.On()
+	m.Acquire()
+	m.Acquire() // still off: not seen
+	m.Release()
+	m.Release()
+	lockclass.On()
+	require.Zero(t, rec.Len())
+	m.Acquire()
+	lockclass.On() // unmatched, with a lock held
+	m.Acquire()    // validated: recursive
+	m.Release()
+	require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
 	require.Nil(t, task.Lookup())
 }
 

@@ -233,6 +233,46 @@ func TestEntriesLimitIsInclusive(t *testing.T) {
 	require.False(t, v.Enabled())
 }
 
+// MAX_LOCKDEP_CHAIN_HLOCKS is five times MAX_LOCKDEP_CHAINS: a chain limit
+// alone sizes the hlocks with it.
+func TestChainLimitSizesTheChainHlocks(t *testing.T) {
+	v := lockclass.NewValidator(lockclass.WithLimits(lockclass.Limits{Chains: 10}))
+	var out strings.Builder
+	require.NoError(t, v.WriteStats(&out))
+	require.Regexp(t, ` dependency chains: +0 \[max: 10\]\n dependency chain hlocks used: +0 \[max: 50\]\n`, out.String())
+}
+
+// DEBUG_LOCKS_WARN_ON prints only while debug_locks is on (it warns when
+// debug_locks_off() turned it off): once a report or an exhausted limit
+// turned validation off, using a destroyed mutex says nothing more, also
+// for a validator that keeps going after reports.
+func TestNoMisuseWarningAfterValidationIsOff(t *testing.T) {
+	for _, keepGoing := range []bool{false, true} {
+		t.Run(fmt.Sprintf("keepGoing=%v", keepGoing), func(t *testing.T) {
+			rec := krulestest.Record(t)
+			opts := []lockclass.ValidatorOption{lockclass.WithLimits(lockclass.Limits{Chains: 2})}
+			if keepGoing {
+				opts = append(opts, lockclass.KeepGoing())
+			}
+			v := lockclass.NewValidator(opts...)
+			a, b, c := mutex(v, "A"), mutex(v, "B"), mutex(v, "C")
+			a.Lock()
+			b.Lock()
+			c.Lock() // the third chain does not fit: validation off
+			c.Unlock()
+			b.Unlock()
+			a.Unlock()
+			require.Equal(t, []krules.Kind{krules.LockdepLimit}, rec.Kinds())
+			require.False(t, v.Enabled())
+			m := mutex(v, "M")
+			m.Destroy()
+			m.Lock()
+			m.Unlock()
+			require.Equal(t, 1, rec.Len())
+		})
+	}
+}
+
 func TestNoValidateAndNoTrack(t *testing.T) {
 	krulestest.Check(t)
 	v := lockclass.NewValidator()
