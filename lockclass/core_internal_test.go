@@ -120,3 +120,25 @@ func TestOneWakeupGrantsAtMost256Readers(t *testing.T) {
 	require.True(t, c.runlock())
 	require.False(t, c.locked())
 }
+
+// Unlocking the write side of a semaphore that is not write-locked is
+// detected (reported false) and leaves the state alone, with or without
+// waiters, so that the caller can report it instead of corrupting the lock.
+func TestUnlockOfANotWriteLockedCoreIsDetected(t *testing.T) {
+	var c core
+	require.False(t, c.unlock())
+	require.False(t, c.locked())
+	require.True(t, c.tryRLock())
+	require.False(t, c.unlock())
+	require.EqualValues(t, 1, c.readers())
+	ctx, cancel := context.WithCancel(context.Background())
+	werr := make(chan error, 1)
+	go func() { werr <- c.lock(ctx, nil) }()
+	require.Eventually(t, func() bool { return c.queued() == 1 }, 10*time.Second, time.Millisecond)
+	require.False(t, c.unlock(), "a queued writer does not make it write-locked")
+	require.EqualValues(t, 1, c.readers())
+	cancel()
+	require.ErrorIs(t, <-werr, context.Canceled)
+	require.True(t, c.runlock())
+	require.False(t, c.locked())
+}

@@ -364,6 +364,30 @@ func TestTrylockAfterAReportIsNotTracked(t *testing.T) {
 	m.Release()
 	require.Nil(t, task.Lookup())
 	require.Equal(t, 1, rec.Len())
+	classes := v.Stats().Classes
+	n := mutex(v, "N")
+	n.Lock() // register_lock_class fails: graph_lock() fails once debug_locks is off
+	n.Unlock()
+	require.Equal(t, classes, v.Stats().Classes, "no class registered")
+}
+
+// The DOT export labels each dependency with its types, named as the
+// kernel's DEP_*_BIT: the previous lock's mode (E exclusive, S shared), then
+// the new one's (N non-recursive, R recursive read).
+func TestDOTLabelsTheDependencyTypes(t *testing.T) {
+	krulestest.Check(t)
+	v := lockclass.NewValidator()
+	a, b, c := lockclass.NewMap("A", lockclass.WithValidator(v)), lockclass.NewMap("B", lockclass.WithValidator(v)),
+		lockclass.NewMap("C", lockclass.WithValidator(v))
+	a.Acquire()
+	b.AcquireRead() // A -(ER)-> B
+	c.AcquireRead() // B -(SR)-> C
+	c.Release()
+	b.Release()
+	a.Release()
+	var out strings.Builder
+	require.NoError(t, v.WriteDOT(&out))
+	require.Regexp(t, `c\d+ -> c\d+ \[label="ER"\];\n(?s:.*)c\d+ -> c\d+ \[label="SR"\];\n`, out.String())
 }
 
 // An invalid subclass turns debug_locks off too (look_up_lock_class's

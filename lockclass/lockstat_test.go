@@ -270,3 +270,20 @@ func TestLockStatHandlerClearsOnlyOnZero(t *testing.T) {
 	post("0")
 	require.Zero(t, acquisitions())
 }
+
+// A lock released out of order (lock_release's slow path, which rebuilds
+// the locks above it) still has its hold counted (lock_release_holdtime).
+func TestLockStatCountsAnOutOfOrderRelease(t *testing.T) {
+	v, a := statMutex(t, "A")
+	b := new(lockclass.Mutex)
+	b.Init(lockclass.WithValidator(v), lockclass.WithName("B"))
+	a.Lock()
+	b.Lock()
+	a.Unlock() // not the top lock
+	b.Unlock()
+	var n int64
+	for _, r := range statOf(v, "A") {
+		n += r.Acquisitions
+	}
+	require.EqualValues(t, 1, n)
+}
