@@ -70,6 +70,75 @@ func TestClaimsFollowTheLineageAReportCarries(t *testing.T) {
 	require.Equal(t, []*Claim{mine}, claimsFor(r))
 }
 
+// When the lineage a report carries names no claiming goroutine, the walk
+// goes on from its last ancestor, not from the reporter: a report about a
+// returned goroutine whose carried parent is alive is attributed through
+// that parent's live ancestry to the claim of the test that started it.
+func TestClaimsWalkOnFromTheLastAncestorTheReportCarries(t *testing.T) {
+	mine := OpenClaim(nil)
+	defer mine.Close()
+	other := &Claim{goid: -7}
+	claims.mu.Lock()
+	claims.open = append(claims.open, other)
+	claims.mu.Unlock()
+	defer other.Close()
+	parent := make(chan int64)
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // alive, not claiming, started by the claiming goroutine
+		defer wg.Done()
+		parent <- task.ID()
+		<-release
+	}()
+	defer wg.Wait()
+	defer close(release)
+	const returned = 1 << 40 // no such goroutine: the runtime cannot tell its parent
+	r := &Report{Goroutine: Goroutine{ID: returned}, Lineage: []int64{<-parent}}
+	require.Equal(t, []*Claim{mine}, claimsFor(r))
+}
+
+// The parents learnt on a walk are cached while claims are open: once a
+// middle goroutine has returned, a later report about its child still
+// reaches the claim of the goroutine that started the middle one, although
+// no dump of the live goroutines names that edge any more.
+func TestClaimsRememberTheParentsOfGoroutinesThatReturned(t *testing.T) {
+	mine := OpenClaim(nil)
+	defer mine.Close()
+	other := &Claim{goid: -7}
+	claims.mu.Lock()
+	claims.open = append(claims.open, other)
+	claims.mu.Unlock()
+	defer other.Close()
+	ids := make(chan int64, 2)
+	middleGo := make(chan struct{})
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // the middle goroutine: starts the reporter, then returns when told
+		ids <- task.ID()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ids <- task.ID()
+			<-release
+		}()
+		<-middleGo
+		wg.Done()
+	}()
+	defer wg.Wait()
+	defer close(release)
+	middle, child := <-ids, <-ids
+	r := &Report{Goroutine: Goroutine{ID: child}}
+	require.Equal(t, []*Claim{mine}, claimsFor(r), "walked while the middle goroutine lives")
+	close(middleGo)
+	require.Eventually(t, func() bool {
+		_, alive := lineage.Live()[middle]
+		return !alive
+	}, 5*time.Second, time.Millisecond)
+	require.Equal(t, []*Claim{mine}, claimsFor(r), "walked again after it returned")
+}
+
 // A goroutine that returns inside a non-block or atomic section, or named,
 // leaves a record behind; ReapExited reclaims it, with do_exit's note for
 // the sections.
