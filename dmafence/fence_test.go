@@ -127,6 +127,7 @@ func TestFenceOrdering(t *testing.T) {
 	f1, f2, g := dmafence.New(a, 1), dmafence.New(a, 2), dmafence.New(b, 5)
 	require.True(t, f2.IsLater(f1))
 	require.False(t, f1.IsLater(f2))
+	require.False(t, f1.IsLater(dmafence.New(a, 1)), "the same seqno is not later (dma_fence_is_later is strict)")
 	require.False(t, g.IsLater(f1), "different timelines are not ordered")
 }
 
@@ -173,4 +174,45 @@ func TestFenceDone(t *testing.T) {
 	ts := f.Timestamp()
 	require.False(t, ts.Before(before), "stamped at the signal")
 	require.False(t, ts.After(time.Now()))
+}
+
+// dma_fence_wait_timeout returns the time left, never 0 for a signalled
+// fence: a poll (timeout 0) of a signalled fence returns 1, and a wait
+// without limit (MAX_SCHEDULE_TIMEOUT) returns MAX_SCHEDULE_TIMEOUT itself,
+// as schedule_timeout does. A negative timeout waits without limit too.
+func TestFenceWaitTimeoutReturnsTheTimeLeft(t *testing.T) {
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
+	f := dmafence.New(dmafence.ContextAlloc(1), 1)
+	require.NoError(t, f.Signal())
+	require.Equal(t, time.Duration(1), f.WaitTimeout(0), "a poll of a signalled fence")
+	require.Equal(t, dmafence.Forever, f.WaitTimeout(-1))
+	for _, timeout := range []time.Duration{dmafence.Forever, -1} {
+		g := dmafence.New(dmafence.ContextAlloc(1), 1)
+		go func() { time.Sleep(time.Millisecond); _ = g.Signal() }()
+		require.Equal(t, dmafence.Forever, g.WaitTimeout(timeout), "timeout %d", timeout)
+	}
+}
+
+// dma_fence_wait is a fence wait like dma_fence_wait_timeout: might_sleep
+// runs before the fence is looked at, so waiting for a fence already
+// signalled is reported in a non-block section.
+func TestFenceWaitInANonBlockSectionIsReportedEvenWhenSignalled(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	f := dmafence.New(dmafence.ContextAlloc(1), 1)
+	require.NoError(t, f.Signal())
+	bg := context.Background()
+
+	nonblock.Start()
+	require.NoError(t, f.Wait(bg))
+	nonblock.End()
+	require.Equal(t, []krules.Kind{krules.SleepInAtomic}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "non_block: 1")
+
+	rec.Clear()
+	nonblock.Start()
+	f.WaitTimeout(time.Second)
+	nonblock.End()
+	require.Equal(t, []krules.Kind{krules.SleepInAtomic}, rec.Kinds(), "WaitTimeout in a non-block section")
 }

@@ -26,6 +26,17 @@ func TestResvAddFenceUnlocked(t *testing.T) {
 	require.Contains(t, rec.Reports()[0].Text, "lockdep_assert_held(reservation_ww_class_mutex)")
 }
 
+// dma_resv_reserve_fences begins with dma_resv_assert_held: reserving
+// room without the reservation lock is reported.
+func TestResvReserveFencesUnlocked(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	r := dmafence.NewResv()
+	require.NoError(t, r.ReserveFences(1))
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "lockdep_assert_held(reservation_ww_class_mutex)")
+}
+
 // The priming teaches mmap_lock -> reservation lock: taking mmap_lock
 // under a reservation lock is reported the first time.
 func TestResvPrimedMmapLock(t *testing.T) {

@@ -166,3 +166,36 @@ func TestResvLockMany(t *testing.T) {
 	}
 	ctx.Fini()
 }
+
+// dma_resv_wait_timeout starts from timeout, or 1 for a poll, and returns
+// what is left: with every fence of the usage signalled a poll returns 1,
+// a wait without limit MAX_SCHEDULE_TIMEOUT (a negative timeout is one
+// here), and the interruptible wait returns the interruption.
+func TestResvWaitReturnsLikeDmaResvWaitTimeout(t *testing.T) {
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
+	r := dmafence.NewResv()
+	done, busy := dmafence.New(dmafence.ContextAlloc(1), 1), dmafence.New(dmafence.ContextAlloc(1), 1)
+	require.NoError(t, done.Signal())
+	require.NoError(t, r.Lock(nil))
+	require.NoError(t, r.ReserveFences(2))
+	r.AddFence(done, dmafence.UsageWrite)
+	r.AddFence(busy, dmafence.UsageBookkeep)
+	r.Unlock()
+	require.Equal(t, time.Duration(1), r.WaitTimeout(dmafence.UsageRead, 0))
+	require.Equal(t, dmafence.Forever, r.WaitTimeout(dmafence.UsageRead, -1))
+	require.Equal(t, time.Duration(1), dmafence.NewResv().WaitTimeout(dmafence.UsageBookkeep, 0), "no fences at all")
+	kctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.ErrorIs(t, r.Wait(kctx, dmafence.UsageBookkeep), context.Canceled)
+	require.NoError(t, r.Wait(kctx, dmafence.UsageRead), "nothing to wait for below BOOKKEEP")
+}
+
+// The usages print as enum dma_resv_usage's names without the prefix.
+func TestUsageNames(t *testing.T) {
+	var got []string
+	for u := dmafence.UsageKernel; u <= dmafence.UsageBookkeep+1; u++ {
+		got = append(got, u.String())
+	}
+	require.Equal(t, []string{"KERNEL", "WRITE", "READ", "BOOKKEEP", "Usage(4)"}, got)
+}

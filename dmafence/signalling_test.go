@@ -3,6 +3,7 @@
 package dmafence_test
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"regexp"
@@ -63,6 +64,21 @@ func TestWaitInsideSignalling(t *testing.T) {
 	cookie := dmafence.BeginSignalling()
 	f.WaitTimeout(0)
 	require.True(t, lockclass.IsHeld(dmafence.Map()), "still in the section")
+	dmafence.EndSignalling(cookie)
+	require.Equal(t, []krules.Kind{krules.FenceMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "dma_fence_wait inside a dma_fence signalling section")
+}
+
+// dma_fence_wait, like dma_fence_wait_timeout, runs __dma_fence_might_wait
+// before looking at the fence: waiting for a fence already signalled inside
+// a signalling section is reported.
+func TestWaitForASignalledFenceInsideSignalling(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	f := dmafence.New(dmafence.ContextAlloc(1), 1)
+	require.NoError(t, f.Signal())
+	cookie := dmafence.BeginSignalling()
+	require.NoError(t, f.Wait(context.Background()))
 	dmafence.EndSignalling(cookie)
 	require.Equal(t, []krules.Kind{krules.FenceMisuse}, rec.Kinds())
 	require.Contains(t, rec.Last().Text, "dma_fence_wait inside a dma_fence signalling section")
@@ -179,4 +195,18 @@ func TestSignalSiteIsSignal(t *testing.T) {
 	require.Equal(t, []krules.Kind{krules.SleepInAtomic}, rec.Kinds())
 	require.Regexp(t, `1 lock held by [^\n]*:\n #0: [0-9a-f]+ \(dma_fence_map\)\{[^}]*\}-\{0:0\}, at: dmafence\.\(\*Fence\)\.signal\+0x[0-9a-f]+ dmafence/fence\.go:\d+\n`,
 		rec.Last().Text)
+}
+
+// dma_fence's might-wait annotation is might_sleep() too: declaring a
+// fence wait in a non-block section is reported even though nothing waits
+// (__dma_fence_might_wait with might_sleep, as dma_fence_wait_timeout runs
+// them).
+func TestMightWaitInANonBlockSectionIsReported(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	nonblock.Start()
+	dmafence.MightWait()
+	nonblock.End()
+	require.Equal(t, []krules.Kind{krules.SleepInAtomic}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "non_block: 1")
 }
