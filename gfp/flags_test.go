@@ -53,6 +53,9 @@ func TestStringDecodesLikeTheKernel(t *testing.T) {
 		gfp.Flags(0x200):              "0x200",
 		gfp.Kernel | gfp.Flags(1<<30): "GFP_KERNEL|0x40000000",
 		gfp.NoLockdep | gfp.Kernel:    "GFP_KERNEL|__GFP_NOLOCKDEP",
+		// GFP_NOIO comes before GFP_NOWAIT in gfpflag_names: both match
+		// here, and the kernel prints the former.
+		gfp.NoIO | gfp.NoWarn: "GFP_NOIO|__GFP_NOWARN",
 	} {
 		require.Equal(t, want, f.String(), "%#x", uint32(f))
 	}

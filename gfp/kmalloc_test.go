@@ -130,6 +130,66 @@ func TestKfreeMisuseIsReported(t *testing.T) {
 	require.Equal(t, 5, rec.Len())
 }
 
+// KMALLOC_MAX_CACHE_SIZE (two pages) is still served by a size class,
+// kmalloc-8k, as kmalloc sends only larger sizes to kmalloc_large; the
+// classes from 1024 bytes up are named in kilobytes as kmalloc_info names
+// them. SLUB's reports name the class.
+func TestKmallocClassesUpToMaxCacheSizeNamedAsTheKernels(t *testing.T) {
+	rec := krulestest.Record(t)
+	z := newZone(t, 4<<20)
+	for size, name := range map[int]string{512: "kmalloc-512", 1024: "kmalloc-1k", gfp.KmallocMaxCacheSize: "kmalloc-8k"} {
+		b, err := z.Alloc(size, gfp.Kernel)
+		require.NoError(t, err)
+		z.Free(b)
+		z.Free(b)
+		require.Equal(t, krules.SlabError, rec.Last().Kind, "size %d", size)
+		require.Regexp(t, `^BUG `+name+` \(.*\): Object already free$`, rec.Last().Headline)
+	}
+}
+
+// SLUB's slab_bug prints the taint as every report header does
+// (print_tainted): after a WARNING the kernel is tainted W, and the
+// "BUG kmalloc-N" headline says so.
+func TestSlabReportNamesTheWarnTaint(t *testing.T) {
+	rec := krulestest.Record(t)
+	z := newZone(t, 4<<20)
+	z.Free(make([]byte, 10)) // a WARNING: taints W
+	b, err := z.Alloc(64, gfp.Kernel)
+	require.NoError(t, err)
+	z.Free(b)
+	z.Free(b)
+	require.Equal(t, "BUG kmalloc-64 (Tainted: G        W): Object already free", rec.Last().Headline)
+}
+
+// kmalloc_large takes the smallest block of pages that holds the request,
+// get_order(size): four pages for four pages' worth, not eight.
+func TestLargeKmallocTakesTheOrderItNeeds(t *testing.T) {
+	krulestest.Check(t)
+	z := newZone(t, 4<<20, gfp.WithShards(1))
+	for _, c := range []struct{ size, pages int }{{4 * gfp.PageSize, 4}, {4*gfp.PageSize + 1, 8}, {3 * gfp.PageSize, 4}} {
+		before := accounted(z)
+		b, err := z.Alloc(c.size, gfp.Kernel)
+		require.NoError(t, err)
+		require.Equal(t, int64(c.pages), before-accounted(z), "size %d", c.size)
+		z.Free(b)
+	}
+}
+
+// kfree of a pointer inside a kmalloc_large block, not at its start, is a
+// bad free (free_large_kmalloc's page checks): reported, and the block stays
+// allocated for the real free.
+func TestLargeKmallocInteriorFreeIsReported(t *testing.T) {
+	rec := krulestest.Record(t)
+	z := newZone(t, 4<<20)
+	big, err := z.Alloc(3*gfp.PageSize, gfp.Kernel)
+	require.NoError(t, err)
+	z.Free(big[100:])
+	require.Equal(t, []krules.Kind{krules.BadPage}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "kfree() of memory kmalloc did not return")
+	z.Free(big)
+	require.Equal(t, 1, rec.Len(), "the block was still allocated")
+}
+
 // Many goroutines allocate pages and objects of random sizes, fill them
 // with their own pattern, check it and free them, under -race.
 func TestConcurrentAllocation(t *testing.T) {
