@@ -401,3 +401,115 @@ func TestTrimLeavesANodeItsOwnerTookBack(t *testing.T) {
 	owner.ReleaseIfEmpty()
 	require.Nil(t, lookup(base))
 }
+
+// Each part of the record keeps it alive, as each piece of per-task state
+// lives in the kernel's task_struct for as long as it is set: a section
+// (non-block, atomic, RCU, a trace region), a memalloc scope, a name, a
+// held lock, lockdep_off. Cleared, the record goes away.
+func TestEveryPartKeepsTheRecord(t *testing.T) {
+	for name, part := range map[string]func(tk *Task, on bool){
+		"non-block": func(tk *Task, on bool) { tk.NonBlock = b2i(on) },
+		"preempt":   func(tk *Task, on bool) { tk.Preempt = b2i(on) },
+		"rcu":       func(tk *Task, on bool) { tk.RCUNest = b2i(on) },
+		"region": func(tk *Task, on bool) {
+			tk.Regions = tk.Regions[:0]
+			if on {
+				tk.Regions = append(tk.Regions, SectionRegion{Depth: 1})
+			}
+		},
+		"memalloc": func(tk *Task, on bool) { tk.Memalloc = uint32(b2i(on)) },
+		"name": func(tk *Task, on bool) {
+			tk.Name = ""
+			if on {
+				tk.Name = "kworker/0:1"
+			}
+		},
+		"held lock": func(tk *Task, on bool) {
+			tk.Lockdep.Held = tk.Lockdep.Held[:0]
+			if on {
+				tk.Lockdep.Held = append(tk.Lockdep.Held, HeldLock{Site: 1})
+			}
+		},
+		"lockdep off": func(tk *Task, on bool) { tk.Lockdep.Off = b2i(on) },
+	} {
+		tk := Current()
+		part(tk, true)
+		tk.ReleaseIfEmpty()
+		require.Same(t, tk, Lookup(), "%s keeps the record", name)
+		part(tk, false)
+		tk.ReleaseIfEmpty()
+		require.Nil(t, Lookup(), "%s cleared, the record goes", name)
+	}
+}
+
+func b2i(on bool) int32 {
+	if on {
+		return 1
+	}
+	return 0
+}
+
+// A record dropped empty starts again from the empty held-lock stack's
+// chain key, whatever was left in it.
+func TestReleaseResetsTheChainKey(t *testing.T) {
+	tk := Current()
+	tk.Lockdep.ChainKey = 42
+	tk.ReleaseIfEmpty()
+	require.Zero(t, Current().Lockdep.ChainKey)
+	Current().ReleaseIfEmpty()
+}
+
+// Reaping a goroutine that returned leaves nothing of it: no name, no
+// section or its site, no scope, no lockdep state, and no live record.
+func TestReapClearsEveryPart(t *testing.T) {
+	done := make(chan *Task)
+	go func() {
+		tk := Current()
+		tk.Name = "kworker/u8:3"
+		tk.Preempt, tk.PreemptSite, tk.RCUNest = 1, 0x1234, 1
+		tk.Memalloc = 1
+		tk.Lockdep.Held = append(tk.Lockdep.Held, HeldLock{Site: 1})
+		tk.Lockdep.Off, tk.Lockdep.ChainKey = 1, 42
+		done <- tk
+	}()
+	tk := <-done
+	Reap(tk)
+	require.Zero(t, tk.Owner(), "no live record")
+	require.Empty(t, tk.Name)
+	require.Zero(t, tk.Preempt)
+	require.Zero(t, tk.PreemptSite)
+	require.Zero(t, tk.RCUNest)
+	require.Zero(t, tk.Memalloc)
+	require.Empty(t, tk.Lockdep.Held)
+	require.Zero(t, tk.Lockdep.Off)
+	require.Zero(t, tk.Lockdep.ChainKey)
+	require.Zero(t, Len())
+}
+
+// Each stops at the first record its function refuses, as a sweep that
+// found what it wanted does.
+func TestEachStopsWhenAsked(t *testing.T) {
+	release := make(chan struct{})
+	var ready sync.WaitGroup
+	var wg sync.WaitGroup
+	for range 3 {
+		ready.Add(1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tk := Current()
+			tk.NonBlock = 1
+			ready.Done()
+			<-release
+			tk.NonBlock = 0
+			tk.ReleaseIfEmpty()
+		}()
+	}
+	ready.Wait()
+	seen := 0
+	Each(func(*Task) bool { seen++; return false })
+	require.Equal(t, 1, seen)
+	require.Equal(t, 3, Len())
+	close(release)
+	wg.Wait()
+}
