@@ -36,3 +36,40 @@ func TestOuterReturnPCAndTextOf(t *testing.T) {
 	require.True(t, TextOf(TestOuterReturnPCAndTextOf).Contains(outer))
 	require.Less(t, probe.Size, uintptr(4096))
 }
+
+// A report's site is the first frame outside the library, and a test file
+// is never library code, even in a library package: a report raised by a
+// package's own test names the test's line, as the kernel's WARN names the
+// line of the caller it blames.
+func TestTestFilesAreNeverLibraryCode(t *testing.T) {
+	require.True(t, IsLibrary(module+"/gfp.(*Zone).Alloc", "/src/krules/gfp/kmalloc.go"))
+	require.False(t, IsLibrary(module+"/gfp.TestAlloc", "/src/krules/gfp/kmalloc_test.go"))
+	require.False(t, IsLibrary("example.com/drv.(*Dev).Bind", "/src/drv/dev.go"))
+}
+
+// Function names print without their import path but with their package,
+// as "gfp.(*Zone).Alloc", like the kernel's symbol names.
+func TestShortFuncKeepsThePackage(t *testing.T) {
+	require.Equal(t, "gfp.(*Zone).Alloc", ShortFunc(module+"/gfp.(*Zone).Alloc"))
+	require.Equal(t, "main.main", ShortFunc("main.main"))
+}
+
+// A stack prints the caller's frames and stops before runtime.goexit, the
+// frame every goroutine starts in, as the kernel's stack dump has no frame
+// below the task's entry.
+func TestStacksLeaveOutGoexit(t *testing.T) {
+	out := make(chan string)
+	go func() { out <- String(Callers(0), " ") }()
+	s := <-out
+	require.Contains(t, s, "TestStacksLeaveOutGoexit")
+	require.NotContains(t, s, "goexit")
+}
+
+// A text range holds its first byte up to, not including, its end.
+func TestTextContainsItsRangeOnly(t *testing.T) {
+	x := Text{Start: 0x1000, Size: 0x10}
+	require.True(t, x.Contains(0x1000))
+	require.True(t, x.Contains(0x100f))
+	require.False(t, x.Contains(0x1010))
+	require.False(t, x.Contains(0xfff))
+}

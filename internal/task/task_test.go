@@ -513,3 +513,26 @@ func TestEachStopsWhenAsked(t *testing.T) {
 	close(release)
 	wg.Wait()
 }
+
+// The table asks for a sweep once its nodes reach the threshold, hands it
+// to one taker, and after Swept asks again when it grows back to the
+// threshold: a sweep left marked as running would stop all later ones and
+// let records of returned goroutines pile up.
+func TestSweepIsAskedForAgainAfterEachSweep(t *testing.T) {
+	at, due := sweep.at.Load(), sweep.due.Load()
+	t.Cleanup(func() { sweep.at.Store(at); sweep.due.Store(due) })
+	if TakeSweep() { // asked for by an earlier test's churn: nobody sweeps here
+		Swept()
+	}
+	for round := range 2 {
+		require.False(t, SweepDue(), "round %d", round)
+		sweep.at.Store(sweep.nodes.Load() + 1)
+		noteNodes(1) // reaches the threshold
+		noteNodes(-1)
+		require.True(t, SweepDue(), "round %d", round)
+		require.True(t, TakeSweep())
+		require.False(t, TakeSweep(), "one taker")
+		require.False(t, SweepDue(), "taken")
+		Swept()
+	}
+}
