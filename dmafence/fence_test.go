@@ -3,6 +3,8 @@ package dmafence_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -205,10 +207,14 @@ func TestFenceWaitInANonBlockSectionIsReportedEvenWhenSignalled(t *testing.T) {
 	bg := context.Background()
 
 	nonblock.Start()
+	_, _, line, _ := runtime.Caller(0)
 	require.NoError(t, f.Wait(bg))
 	nonblock.End()
 	require.Equal(t, []krules.Kind{krules.SleepInAtomic}, rec.Kinds())
 	require.Contains(t, rec.Last().Text, "non_block: 1")
+	// The site is the caller's, as for every krules package's reports:
+	// dmafence's own frames are library frames.
+	require.Equal(t, fmt.Sprintf("BUG: sleeping function called from invalid context at dmafence/fence_test.go:%d", line+1), rec.Last().Headline)
 
 	rec.Clear()
 	nonblock.Start()

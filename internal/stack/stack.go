@@ -15,7 +15,7 @@ const module = "github.com/krules/krules"
 // itself, not its tests, examples or the bench program.
 var libraryPackages = []string{
 	module + ".", module + "/internal/", module + "/nonblock.", module + "/lockclass.",
-	module + "/gfp.", module + "/mempool.", module + "/mmnotifier.",
+	module + "/gfp.", module + "/mempool.", module + "/mmnotifier.", module + "/dmafence.",
 }
 
 // IsLibrary reports whether a frame belongs to the library proper.
