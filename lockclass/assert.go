@@ -14,12 +14,20 @@ const (
 	stateHeld    = 1
 )
 
+// lockdepEnabled is lockdep_enabled() for goroutine record t (nil: none)
+// and map m: validation on, m's validator still validating (debug_locks),
+// and the goroutine not inside Off (lockdep_recursion). The held-lock
+// queries and the pin calls return at once without it.
+func lockdepEnabled(t *task.Task, m *Map) bool {
+	return compiledIn && enabled.Load() && (t == nil || t.Lockdep.Off == 0) && m.graph().enabled.Load()
+}
+
 // heldState is lock_is_held_type: read -1 matches any mode, 0 a write hold,
 // 1 any read hold.
 func heldState(l Lockable, read int) int {
 	m := l.lockdepMap()
 	t := task.Lookup()
-	if !compiledIn || !enabled.Load() || t != nil && t.Lockdep.Off != 0 || !m.graph().enabled.Load() {
+	if !lockdepEnabled(t, m) {
 		return stateUnknown
 	}
 	i := findHeld(t, m)

@@ -10,13 +10,16 @@ type PinCookie uint32
 
 // Pin marks the held lock l as not to be released until Unpin
 // (lockdep_pin_lock); releasing it meanwhile warns "releasing a pinned
-// lock". Pinning a lock that is not held warns.
+// lock". Pinning a lock that is not held warns. Like the kernel's, the pin
+// calls do nothing, and Pin returns 0, while lockdep does not look:
+// validation off, or the goroutine inside Off.
 func Pin(l Lockable) PinCookie {
-	t, i := heldEntry(l)
+	t, i, on := heldEntry(l)
+	if !on {
+		return 0
+	}
 	if i < 0 {
-		if IsEnabled() {
-			krules.Emit(warnf(krules.LockdepMisuse, "pinning an unheld lock"))
-		}
+		krules.Emit(warnf(krules.LockdepMisuse, "pinning an unheld lock"))
 		return 0
 	}
 	c := PinCookie(nextID()&0xffff) + 1
@@ -24,27 +27,27 @@ func Pin(l Lockable) PinCookie {
 	return c
 }
 
-// Repin re-adds a pin taken earlier: lockdep_repin_lock. Like Pin, it
-// says nothing while validation is off.
+// Repin re-adds a pin taken earlier: lockdep_repin_lock.
 func Repin(l Lockable, c PinCookie) {
-	t, i := heldEntry(l)
+	t, i, on := heldEntry(l)
+	if !on {
+		return
+	}
 	if i < 0 {
-		if IsEnabled() {
-			krules.Emit(warnf(krules.LockdepMisuse, "pinning an unheld lock"))
-		}
+		krules.Emit(warnf(krules.LockdepMisuse, "pinning an unheld lock"))
 		return
 	}
 	t.Lockdep.Held[i].PinCount += int32(c)
 }
 
-// Unpin removes a pin: lockdep_unpin_lock. Like Pin, it says nothing
-// while validation is off.
+// Unpin removes a pin: lockdep_unpin_lock.
 func Unpin(l Lockable, c PinCookie) {
-	t, i := heldEntry(l)
+	t, i, on := heldEntry(l)
+	if !on {
+		return
+	}
 	if i < 0 {
-		if IsEnabled() {
-			krules.Emit(warnf(krules.LockdepMisuse, "unpinning an unheld lock"))
-		}
+		krules.Emit(warnf(krules.LockdepMisuse, "unpinning an unheld lock"))
 		return
 	}
 	h := &t.Lockdep.Held[i]
@@ -59,10 +62,15 @@ func Unpin(l Lockable, c PinCookie) {
 	}
 }
 
-func heldEntry(l Lockable) (*task.Task, int) {
-	if !compiledIn {
-		return nil, -1
+// heldEntry returns the caller's record and the index of l's entry in it
+// (-1 if l is not held), and whether lockdep looks at all
+// (lockdepEnabled): lock_pin_lock, lock_repin_lock and lock_unpin_lock
+// return at once when it does not.
+func heldEntry(l Lockable) (t *task.Task, i int, on bool) {
+	m := l.lockdepMap()
+	t = task.Lookup()
+	if !lockdepEnabled(t, m) {
+		return t, -1, false
 	}
-	t := task.Lookup()
-	return t, findHeld(t, l.lockdepMap())
+	return t, findHeld(t, m), true
 }

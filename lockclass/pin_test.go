@@ -74,3 +74,39 @@ func TestRepinAndUnpinKeepTheCount(t *testing.T) {
 	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
 	require.Regexp(t, `(releasing a pinned lock|pin count corrupted)\n`, rec.Last().Text)
 }
+
+// lockdep_enabled() is false inside lockdep_off() too (the task's
+// lockdep_recursion), so lock_pin_lock returns NIL_COOKIE and pins
+// nothing there, and lock_repin_lock and lock_unpin_lock do nothing: a
+// lock taken before Off and "pinned" inside it is released after On
+// without "releasing a pinned lock", and pin calls on an unheld lock
+// inside Off are quiet.
+func TestPinsDoNothingInsideOff(t *testing.T) {
+	if !lockclass.IsEnabled() {
+		t.Skip("validation compiled out")
+	}
+	rec := krulestest.Record(t)
+	var m, unheld lockclass.Mutex
+	v := lockclass.NewValidator()
+	m.Init(lockclass.WithValidator(v), lockclass.WithName("&rq->__lock"))
+	unheld.Init(lockclass.WithValidator(v), lockclass.WithName("unheld"))
+	m.Lock()
+	lockclass.Off()
+	require.Zero(t, lockclass.Pin(&m))
+	lockclass.Repin(&m, 1)
+	lockclass.Pin(&unheld)
+	lockclass.Repin(&unheld, 1)
+	lockclass.Unpin(&unheld, 1)
+	lockclass.On()
+	m.Unlock()
+	require.Empty(t, rec.Kinds())
+
+	// Outside Off the same calls pin and warn, so the test above can fail.
+	m.Lock()
+	c := lockclass.Pin(&m)
+	require.NotZero(t, c)
+	lockclass.Unpin(&unheld, 1)
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
+	lockclass.Unpin(&m, c)
+	m.Unlock()
+}
