@@ -21,33 +21,12 @@ func TestWakeupKswapdKeepsTheHighestOrder(t *testing.T) {
 // that was given up on (MaxReclaimRetries failed runs) is balanced again.
 func TestKswapdRunThatReclaimsClearsItsFailures(t *testing.T) {
 	z := quietZone(t)
-	var held []*Page
-	for z.balanced(0) {
-		p, err := z.AllocPages(0, Kernel|NoWarn)
-		require.NoError(t, err)
-		held = append(held, p)
-	}
-	s := &Shrinker{
-		Name:  "held",
-		Seeks: DefaultSeeks,
-		Count: func(*ShrinkControl) uint64 { return uint64(len(held)) },
-		Scan: func(sc *ShrinkControl) uint64 {
-			n := min(int(sc.NrToScan), len(held))
-			for _, p := range held[len(held)-n:] {
-				z.FreePages(p, 0)
-			}
-			held = held[:len(held)-n]
-			return uint64(n)
-		},
-	}
+	s := freeingHeld(z, belowHigh(t, z))
 	require.NoError(t, z.RegisterShrinker(s))
 	defer z.UnregisterShrinker(s)
 	z.kswapd.failures.Store(MaxReclaimRetries)
 	z.balancePgdat(make(chan struct{}))
 	require.Zero(t, z.kswapd.failures.Load())
-	for _, p := range held {
-		z.FreePages(p, 0)
-	}
 }
 
 // balance_pgdat's priority loop runs while sc.priority >= 1: kswapd tries
@@ -55,17 +34,7 @@ func TestKswapdRunThatReclaimsClearsItsFailures(t *testing.T) {
 // leaves priority 0 (the whole of every cache) to direct reclaim.
 func TestBalancePgdatStopsAtPriorityOne(t *testing.T) {
 	z := quietZone(t)
-	var held []*Page
-	defer func() {
-		for _, p := range held {
-			z.FreePages(p, 0)
-		}
-	}()
-	for z.balanced(0) {
-		p, err := z.AllocPages(0, Kernel|NoWarn)
-		require.NoError(t, err)
-		held = append(held, p)
-	}
+	belowHigh(t, z)
 	rounds := 0
 	s := &Shrinker{
 		Name:  "nothing",
@@ -85,32 +54,7 @@ func TestBalancePgdatStopsAtPriorityOne(t *testing.T) {
 // node it had given up on.
 func TestDirectReclaimProgressClearsKswapdFailures(t *testing.T) {
 	z := quietZone(t)
-	var held []*Page
-	for {
-		p, err := z.AllocPages(0, Kernel|NoWarn)
-		if err != nil {
-			break
-		}
-		held = append(held, p)
-	}
-	defer func() {
-		for _, p := range held {
-			z.FreePages(p, 0)
-		}
-	}()
-	s := &Shrinker{
-		Name:  "held",
-		Seeks: DefaultSeeks,
-		Count: func(*ShrinkControl) uint64 { return uint64(len(held)) },
-		Scan: func(sc *ShrinkControl) uint64 {
-			n := min(int(sc.NrToScan), len(held))
-			for _, p := range held[len(held)-n:] {
-				z.FreePages(p, 0)
-			}
-			held = held[:len(held)-n]
-			return uint64(n)
-		},
-	}
+	s := freeingHeld(z, hold(t, z, func() bool { return true }))
 	require.NoError(t, z.RegisterShrinker(s))
 	defer z.UnregisterShrinker(s)
 	z.kswapd.failures.Store(MaxReclaimRetries)
@@ -126,12 +70,8 @@ func TestDirectReclaimProgressClearsKswapdFailures(t *testing.T) {
 func TestWakeupKswapdSkipsAHopelessNode(t *testing.T) {
 	z, err := NewZone(4 << 20)
 	require.NoError(t, err)
-	var held []*Page
-	for z.balanced(0) {
-		p, err := z.AllocPages(0, (Kernel&^KswapdReclaim)|NoWarn)
-		require.NoError(t, err)
-		held = append(held, p)
-	}
+	t.Cleanup(func() { require.NoError(t, z.Close()) })
+	belowHigh(t, z)
 	z.kswapd.failures.Store(MaxReclaimRetries)
 	z.wakeupKswapd(0)
 	require.False(t, z.KswapdRunning())
@@ -140,22 +80,6 @@ func TestWakeupKswapdSkipsAHopelessNode(t *testing.T) {
 	z.wakeupKswapd(0)
 	require.True(t, z.KswapdRunning())
 	require.EqualValues(t, 1, z.Stats().KswapdWakeups)
-	for _, p := range held {
-		z.FreePages(p, 0)
-	}
-	require.NoError(t, z.Close())
-}
-
-// belowHigh allocates from a zone until it is no longer balanced and
-// returns the pages.
-func belowHigh(t *testing.T, z *Zone) []*Page {
-	var held []*Page
-	for z.balanced(0) {
-		p, err := z.AllocPages(0, (Kernel&^KswapdReclaim)|NoWarn)
-		require.NoError(t, err)
-		held = append(held, p)
-	}
-	return held
 }
 
 // balance_pgdat stays at a priority while it makes progress and lowers it
@@ -164,13 +88,13 @@ func belowHigh(t *testing.T, z *Zone) []*Page {
 // batches) every round until the zone is balanced.
 func TestBalancePgdatKeepsThePriorityWhileItMakesProgress(t *testing.T) {
 	z := quietZone(t)
-	held := belowHigh(t, z)
-	// 20 pages further down, so that it takes a few rounds.
-	for range 20 {
-		p, err := z.AllocPages(0, (Kernel&^KswapdReclaim)|NoWarn)
-		require.NoError(t, err)
-		held = append(held, p)
-	}
+	past := 0 // pages taken below the high watermark: 20, so that it takes a few rounds
+	held := hold(t, z, func() bool {
+		if !z.balanced(0) {
+			past++
+		}
+		return past <= 20
+	})
 	rounds, scans := 0, 0
 	s := &Shrinker{
 		Name:  "slow",
@@ -178,17 +102,14 @@ func TestBalancePgdatKeepsThePriorityWhileItMakesProgress(t *testing.T) {
 		Count: func(*ShrinkControl) uint64 { rounds++; return 1 << 20 },
 		Scan: func(*ShrinkControl) uint64 {
 			scans++
-			z.FreePages(held[len(held)-1], 0)
-			held = held[:len(held)-1]
+			z.FreePages((*held)[len(*held)-1], 0)
+			*held = (*held)[:len(*held)-1]
 			return 1
 		},
 	}
 	require.NoError(t, z.RegisterShrinker(s))
 	defer z.UnregisterShrinker(s)
 	z.balancePgdat(make(chan struct{}))
-	for _, p := range held {
-		z.FreePages(p, 0)
-	}
 	require.Greater(t, rounds, 1)
 	require.Equal(t, 4*rounds, scans, "every round at DEF_PRIORITY")
 }

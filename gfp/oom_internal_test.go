@@ -27,23 +27,13 @@ func TestMayOOMWithTheOOMLockTakenClaimsProgress(t *testing.T) {
 // notifiers are called.
 func TestMayOOMLastAttemptIsAtTheHighWatermark(t *testing.T) {
 	z := quietZone(t)
-	var held []*Page
-	defer func() {
-		for _, p := range held {
-			z.FreePages(p, 0)
-		}
-	}()
-	for z.balanced(0) {
-		p, err := z.AllocPages(0, Kernel|NoWarn)
-		require.NoError(t, err)
-		held = append(held, p)
-	}
+	held := belowHigh(t, z)
 	require.Greater(t, z.nrFree.Load(), z.wmark[wmarkMin].Load()+1, "a min attempt would succeed")
 	calls := 0
 	defer z.OnOOM(func(OOMControl) int { calls++; return 0 })()
 	p, progress := z.mayOOM(0, Kernel, pgAlloc)
 	if p != nil {
-		held = append(held, p)
+		*held = append(*held, p)
 	}
 	require.Nil(t, p)
 	require.False(t, progress)

@@ -636,45 +636,26 @@ func TestOOMUnregisterRemovesOnlyItsHandler(t *testing.T) {
 	require.Equal(t, int64(1), second.Load())
 }
 
-// pageFeeder is a shrinker with a huge count that frees perScan of its
-// pages a Scan call, counting the Count calls (one a priority round).
+// pageFeeder is a heldShrinker with a huge count, counting the Count calls
+// (one a priority round) and the pages its Scan calls freed.
 type pageFeeder struct {
-	gfp.Shrinker
+	*heldShrinker
 	rounds atomic.Int64
 	freed  atomic.Int64
 }
 
 func newPageFeeder(t *testing.T, z *gfp.Zone, pages []*gfp.Page, perScan int) *pageFeeder {
-	f := &pageFeeder{}
-	held := make(chan *gfp.Page, len(pages))
-	for _, p := range pages {
-		held <- p
-	}
-	f.Shrinker = gfp.Shrinker{
-		Name:  "feeder",
-		Seeks: gfp.DefaultSeeks,
-		Count: func(*gfp.ShrinkControl) uint64 { f.rounds.Add(1); return 1 << 20 },
-		Scan: func(*gfp.ShrinkControl) uint64 {
-			n := uint64(0)
-			for range perScan {
-				select {
-				case p := <-held:
-					z.FreePages(p, 0)
-					n++
-				default:
-				}
-			}
-			f.freed.Add(int64(n))
-			return n
-		},
+	f := &pageFeeder{heldShrinker: newHeldShrinker(z, pages, perScan)}
+	f.Count = func(*gfp.ShrinkControl) uint64 { f.rounds.Add(1); return 1 << 20 }
+	f.Scan = func(sc *gfp.ShrinkControl) uint64 {
+		n := f.scanHeld(sc)
+		f.freed.Add(int64(n))
+		return n
 	}
 	require.NoError(t, z.RegisterShrinker(&f.Shrinker))
 	t.Cleanup(func() {
 		z.UnregisterShrinker(&f.Shrinker)
-		close(held)
-		for p := range held {
-			z.FreePages(p, 0)
-		}
+		f.release()
 	})
 	return f
 }

@@ -30,3 +30,49 @@ func quietZone(t *testing.T) *Zone {
 	t.Cleanup(func() { require.NoError(t, z.Close()) })
 	return z
 }
+
+// hold takes order-0 pages from z while more says so and z has any, without
+// waking kswapd, and returns them in a slice the test may take pages from;
+// those still in it are freed when the test ends, before the zone closes.
+func hold(t *testing.T, z *Zone, more func() bool) *[]*Page {
+	held := new([]*Page)
+	t.Cleanup(func() {
+		for _, p := range *held {
+			z.FreePages(p, 0)
+		}
+	})
+	for more() {
+		p, err := z.AllocPages(0, (Kernel&^KswapdReclaim)|NoWarn)
+		if err != nil {
+			break
+		}
+		*held = append(*held, p)
+	}
+	return held
+}
+
+// belowHigh holds pages of z until it is below its high watermark for
+// order 0.
+func belowHigh(t *testing.T, z *Zone) *[]*Page {
+	held := hold(t, z, func() bool { return z.balanced(0) })
+	require.False(t, z.balanced(0))
+	return held
+}
+
+// freeingHeld is a shrinker that frees the pages in *held, newest first,
+// as many a Scan call as it is asked to scan.
+func freeingHeld(z *Zone, held *[]*Page) *Shrinker {
+	return &Shrinker{
+		Name:  "held",
+		Seeks: DefaultSeeks,
+		Count: func(*ShrinkControl) uint64 { return uint64(len(*held)) },
+		Scan: func(sc *ShrinkControl) uint64 {
+			n := min(int(sc.NrToScan), len(*held))
+			for _, p := range (*held)[len(*held)-n:] {
+				z.FreePages(p, 0)
+			}
+			*held = (*held)[:len(*held)-n]
+			return uint64(n)
+		},
+	}
+}
