@@ -44,11 +44,11 @@ func MightSleepIf(cond bool) {
 // are reported too, with no section at all among them.
 func MightResched(expectedPreempt int) {
 	t := task.Lookup()
-	if t == nil {
-		if expectedPreempt == 0 {
-			return
+	if t == nil { // outside every section
+		if expectedPreempt != 0 {
+			reportSleep(nil, int32(expectedPreempt))
 		}
-		t = &task.Task{ID: task.ID()} // no record: outside every section
+		return
 	}
 	if t.NonBlock != 0 || int(t.Preempt) != expectedPreempt {
 		reportSleep(t, int32(expectedPreempt))
@@ -68,13 +68,19 @@ func reportSleep(t *task.Task, expected int32) {
 	site := stack.Caller(0)
 	b := krules.NewReport(krules.SleepInAtomic,
 		"BUG: sleeping function called from invalid context at "+stack.FileLineOf(site), 1)
+	// A goroutine without a record (nil t) is outside every section.
+	var preempt, nonBlock int32
+	var preemptSite uintptr
+	if t != nil {
+		preempt, nonBlock, preemptSite = t.Preempt, t.NonBlock, t.PreemptSite
+	}
 	b.Printf("%s\n", b.Headline())
 	b.Printf("in_atomic(): %d, irqs_disabled(): 0, non_block: %d, pid: %d, name: %s\n",
-		boolInt(t.Preempt > 0), t.NonBlock, t.ID, b.Name())
-	b.Printf("preempt_count: %x, expected: %x\n", t.Preempt, expected)
+		boolInt(preempt > 0), nonBlock, b.ID(), b.Name())
+	b.Printf("preempt_count: %x, expected: %x\n", preempt, expected)
 	b.HeldLocks()
-	if t.Preempt != expected {
-		b.Printf("Preemption disabled at:\n%s\n", stack.FormatPC(t.PreemptSite))
+	if preempt != expected {
+		b.Printf("Preemption disabled at:\n%s\n", stack.FormatPC(preemptSite))
 	}
 	b.Dump()
 	krules.Emit(b.Report())
