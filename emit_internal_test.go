@@ -280,11 +280,7 @@ func TestTheFirstClaimOnAGoroutineTakesItsReports(t *testing.T) {
 	defer first.Close()
 	second := OpenClaim(nil)
 	defer second.Close()
-	other := &Claim{goid: -7} // a second goroutine's claim, so that lineage decides
-	claims.mu.Lock()
-	claims.open = append(claims.open, other)
-	claims.mu.Unlock()
-	defer other.Close()
+	other := foreignClaim(t) // a second goroutine's claim, so that lineage decides
 	Emit(Warn(MempoolMisuse, "mine", 0))
 	require.Equal(t, 1, first.Len())
 	require.Zero(t, second.Len())

@@ -56,13 +56,7 @@ func TestReapLeavesLiveGoroutinesRecordsAlone(t *testing.T) {
 // A report about a goroutine that has returned is attributed through the
 // lineage it carries, when the runtime no longer knows its parents.
 func TestClaimsFollowTheLineageAReportCarries(t *testing.T) {
-	mine := OpenClaim(nil)
-	defer mine.Close()
-	other := &Claim{goid: -7}
-	claims.mu.Lock()
-	claims.open = append(claims.open, other)
-	claims.mu.Unlock()
-	defer other.Close()
+	mine := claimBesideAnother(t)
 	const returned = 1 << 40 // no such goroutine
 	r := &Report{Goroutine: Goroutine{ID: returned}}
 	require.Len(t, claimsFor(r), 2, "unknown lineage: every open claim")
@@ -75,13 +69,7 @@ func TestClaimsFollowTheLineageAReportCarries(t *testing.T) {
 // returned goroutine whose carried parent is alive is attributed through
 // that parent's live ancestry to the claim of the test that started it.
 func TestClaimsWalkOnFromTheLastAncestorTheReportCarries(t *testing.T) {
-	mine := OpenClaim(nil)
-	defer mine.Close()
-	other := &Claim{goid: -7}
-	claims.mu.Lock()
-	claims.open = append(claims.open, other)
-	claims.mu.Unlock()
-	defer other.Close()
+	mine := claimBesideAnother(t)
 	parent := make(chan int64)
 	release := make(chan struct{})
 	var wg sync.WaitGroup
@@ -103,13 +91,7 @@ func TestClaimsWalkOnFromTheLastAncestorTheReportCarries(t *testing.T) {
 // reaches the claim of the goroutine that started the middle one, although
 // no dump of the live goroutines names that edge any more.
 func TestClaimsRememberTheParentsOfGoroutinesThatReturned(t *testing.T) {
-	mine := OpenClaim(nil)
-	defer mine.Close()
-	other := &Claim{goid: -7}
-	claims.mu.Lock()
-	claims.open = append(claims.open, other)
-	claims.mu.Unlock()
-	defer other.Close()
+	mine := claimBesideAnother(t)
 	ids := make(chan int64, 2)
 	middleGo := make(chan struct{})
 	release := make(chan struct{})
@@ -292,3 +274,24 @@ func TestGoroutinesReturningInSectionsOrNamedDoNotLeakRecords(t *testing.T) {
 
 // sweepTestFloor is task's sweep threshold, in records.
 const sweepTestFloor = 2 * 2 << 12
+
+// claimBesideAnother opens the test goroutine's claim beside another
+// goroutine's (foreignClaim), so that attribution has to choose; it is
+// closed when the test ends.
+func claimBesideAnother(t *testing.T) *Claim {
+	mine := OpenClaim(nil)
+	t.Cleanup(mine.Close)
+	foreignClaim(t)
+	return mine
+}
+
+// foreignClaim opens a claim of a goroutine that does not exist, closed
+// when the test ends.
+func foreignClaim(t *testing.T) *Claim {
+	other := &Claim{goid: -7}
+	claims.mu.Lock()
+	claims.open = append(claims.open, other)
+	claims.mu.Unlock()
+	t.Cleanup(other.Close)
+	return other
+}
