@@ -27,6 +27,27 @@ func pressure(t *testing.T, z *gfp.Zone) []*gfp.Page {
 	return pages
 }
 
+// emptyZone takes every page of z: pressure down to the min watermark,
+// then the reserves under PF_MEMALLOC (memalloc_noreclaim_save). It
+// returns the reserve pages; those the test has not set to nil are freed
+// when it ends.
+func emptyZone(t *testing.T, z *gfp.Zone) []*gfp.Page {
+	t.Helper()
+	pressure(t, z)
+	s := gfp.NoReclaimSave()
+	rest := drainTo(t, z, gfp.Kernel|gfp.NoWarn)
+	gfp.NoReclaimRestore(s)
+	require.Zero(t, z.Stats().Free)
+	t.Cleanup(func() {
+		for _, p := range rest {
+			if p != nil {
+				z.FreePages(p, 0)
+			}
+		}
+	})
+	return rest
+}
+
 // heldShrinker frees pages it holds, n a Scan call.
 type heldShrinker struct {
 	gfp.Shrinker
@@ -300,11 +321,7 @@ func TestNoFailMisuseWarns(t *testing.T) {
 func TestNoFailWaitsForMemory(t *testing.T) {
 	rec := krulestest.Record(t)
 	z := reserveZone(t)
-	pressure(t, z)
-	s := gfp.NoReclaimSave()
-	rest := drainTo(t, z, gfp.Kernel|gfp.NoWarn)
-	gfp.NoReclaimRestore(s)
-	require.Zero(t, z.Stats().Free)
+	rest := emptyZone(t, z)
 
 	got := make(chan *gfp.Page)
 	go func() {
@@ -319,8 +336,9 @@ func TestNoFailWaitsForMemory(t *testing.T) {
 		t.Fatal("NOFAIL returned without memory")
 	case <-time.After(50 * time.Millisecond):
 	}
-	for _, p := range rest {
+	for i, p := range rest {
 		z.FreePages(p, 0)
+		rest[i] = nil
 	}
 	z.DrainPages()
 	p := <-got
@@ -574,18 +592,7 @@ func TestDirectReclaimDrainsThePageCachesBeforeItsLastTry(t *testing.T) {
 func TestNoFailTakesWhatTheOOMHookFreedBelowTheWatermarks(t *testing.T) {
 	rec := krulestest.Record(t)
 	z := reserveZone(t)
-	pressure(t, z)
-	s := gfp.NoReclaimSave()
-	rest := drainTo(t, z, gfp.Kernel|gfp.NoWarn)
-	gfp.NoReclaimRestore(s)
-	defer func() {
-		for _, p := range rest {
-			if p != nil {
-				z.FreePages(p, 0)
-			}
-		}
-	}()
-	require.Zero(t, z.Stats().Free)
+	rest := emptyZone(t, z)
 	before := z.Stats().OOMCalls
 	defer z.OnOOM(func(gfp.OOMControl) int {
 		if rest[0] == nil {
