@@ -49,9 +49,12 @@ type HMMRange struct {
 // faulting them in as r.DefaultFlags asks: hmm_range_fault. The caller
 // holds the address space's mmap_lock for reading. If an invalidation of
 // the notifier's interval starts meanwhile (CheckRetry), it returns ErrBusy
-// and the caller starts over from ReadBegin; an address that cannot be
-// faulted as asked returns ErrFault. A page without ReqFault that is not
-// present gets an entry of 0.
+// and the caller starts over from ReadBegin. An address with no mapping, or
+// in a mapping that cannot be read (PROT_NONE), gets HMMPFNError, or fails
+// the walk with ErrFault if a fault was asked for; a write fault asked for
+// in a mapping without PROT_WRITE fails with ErrPerm. A page that is not
+// present gets an entry of 0 unless a fault was asked for; a write request
+// means something only with ReqFault, as in the kernel.
 //
 // Success proves nothing by itself: the driver must still take its lock and
 // check ReadRetry before it uses the entries. On the MM of a Process it
@@ -83,22 +86,31 @@ func HMMRangeFault(r *HMMRange) error {
 
 // hmmEntry reads (and faults, if asked) the entry of addr.
 func (mm *MM) hmmEntry(addr, req uint64) (uint64, error) {
+	fault := req&HMMPFNReqFault != 0
 	v := mm.vmaAt(addr)
-	if v == nil {
-		if req&HMMPFNReqFault != 0 {
+	// No VMA (hmm_vma_walk_hole without walk->vma), or one that cannot be
+	// read (hmm_vma_walk_test): an error entry, or -EFAULT when a fault
+	// was asked for.
+	if v == nil || v.prot&ProtRead == 0 {
+		if fault {
 			return 0, ErrFault
 		}
-		return 0, nil
+		return HMMPFNError, nil
 	}
-	write := req&HMMPFNReqWrite != 0
+	// hmm_pte_need_fault: without REQ_FAULT nothing is asked, REQ_WRITE
+	// included.
+	write := fault && req&HMMPFNReqWrite != 0
 	mm.ptl.Lock()
 	e := mm.pt.get(addr)
 	mm.ptl.Unlock()
 	if e.page != nil && (!write || e.flags&pteWP == 0 && v.prot&ProtWrite != 0) {
 		return entryOf(v, e), nil
 	}
-	if req&HMMPFNReqFault == 0 {
+	if !fault {
 		return 0, nil
+	}
+	if write && v.prot&ProtWrite == 0 { // hmm_vma_fault
+		return 0, ErrPerm
 	}
 	if _, err := mm.faultLocked(addr, write); err != nil {
 		return 0, err

@@ -222,7 +222,8 @@ func TestMirrorNeverExposesAStaleMapping(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(g), 1))
 			for time.Now().Before(deadline) && failed.Load() == nil {
 				s, e := chunk(rng)
-				if err := d.fault(s, e); err != nil && !errors.Is(err, mmnotifier.ErrFault) {
+				// ErrPerm: a write fault while the CPU side has the range read-only.
+				if err := d.fault(s, e); err != nil && !errors.Is(err, mmnotifier.ErrPerm) {
 					fail(err)
 				}
 				fail(d.check())
@@ -277,10 +278,13 @@ func TestMirrorNeverExposesAStaleMapping(t *testing.T) {
 
 // hmm_range_fault, entry by entry: a present writable page is valid and
 // writable; a write-protected one (after ClearSoftDirty) is valid but not
-// writable on a read request and is write-faulted on a write request; a
-// hole is 0 without a fault request and fails with ErrFault (its entry
-// HMMPFNError) with one; and a collision since ReadBegin fails the walk
-// with ErrBusy.
+// writable on a read request, and on a write request without a fault
+// request (hmm_pte_need_fault asks nothing then), and is write-faulted on
+// a write fault request; a hole is HMMPFNError without a fault request
+// (hmm_vma_walk_hole with no VMA) and fails with ErrFault (its entry
+// HMMPFNError) with one; a PROT_NONE mapping is the same (hmm_vma_walk_test);
+// a write fault in a read-only mapping fails with ErrPerm (hmm_vma_fault);
+// and a collision since ReadBegin fails the walk with ErrBusy.
 func TestHMMRangeFaultEntries(t *testing.T) {
 	krulestest.Check(t)
 	mm := newMM(t)
@@ -301,7 +305,7 @@ func TestHMMRangeFaultEntries(t *testing.T) {
 	pfns, err := walk(addr, addr+2*pg, 0)
 	require.NoError(t, err)
 	require.Equal(t, valid|write, pfns[0]&(valid|write), "present and writable")
-	require.Zero(t, pfns[1], "a hole, not asked to fault")
+	require.Equal(t, mmnotifier.HMMPFNError, pfns[1], "a hole, not asked to fault")
 
 	pfns, err = walk(addr, addr+2*pg, mmnotifier.HMMPFNReqFault)
 	require.ErrorIs(t, err, mmnotifier.ErrFault)
@@ -311,9 +315,26 @@ func TestHMMRangeFaultEntries(t *testing.T) {
 	pfns, err = walk(addr, addr+pg, mmnotifier.HMMPFNReqFault)
 	require.NoError(t, err)
 	require.Equal(t, valid, pfns[0]&(valid|write), "write-protected: valid, not writable")
+	pfns, err = walk(addr, addr+pg, mmnotifier.HMMPFNReqWrite)
+	require.NoError(t, err)
+	require.Equal(t, valid, pfns[0]&(valid|write), "a write request without a fault request faults nothing")
 	pfns, err = walk(addr, addr+pg, mmnotifier.HMMPFNReqFault|mmnotifier.HMMPFNReqWrite)
 	require.NoError(t, err)
 	require.Equal(t, valid|write, pfns[0]&(valid|write), "the write request faulted it writable")
+
+	require.NoError(t, mm.Protect(addr, pg, mmnotifier.ProtRead))
+	_, err = walk(addr, addr+pg, mmnotifier.HMMPFNReqFault|mmnotifier.HMMPFNReqWrite)
+	require.ErrorIs(t, err, mmnotifier.ErrPerm, "a write fault in a read-only mapping")
+	pfns, err = walk(addr, addr+pg, mmnotifier.HMMPFNReqFault)
+	require.NoError(t, err)
+	require.Equal(t, valid, pfns[0]&(valid|write), "read-only: valid, not writable")
+	require.NoError(t, mm.Protect(addr, pg, mmnotifier.ProtNone))
+	pfns, err = walk(addr, addr+pg, 0)
+	require.NoError(t, err)
+	require.Equal(t, mmnotifier.HMMPFNError, pfns[0], "PROT_NONE, its page present: an error entry")
+	_, err = walk(addr, addr+pg, mmnotifier.HMMPFNReqFault)
+	require.ErrorIs(t, err, mmnotifier.ErrFault)
+	require.NoError(t, mm.Protect(addr, pg, mmnotifier.ProtReadWrite))
 
 	// A collision: the range is invalidated after ReadBegin.
 	r := mmnotifier.HMMRange{Notifier: d.sub, Start: addr, End: addr + pg, PFNs: make([]uint64, 1)}

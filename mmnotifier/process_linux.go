@@ -716,7 +716,7 @@ func (p *Process) rangeFault(r *HMMRange) error {
 					*pfn = HMMPFNError
 					return ErrFault
 				}
-				*pfn = 0
+				*pfn = HMMPFNError // hmm_vma_walk_hole without a VMA
 				i++
 				continue
 			}

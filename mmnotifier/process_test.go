@@ -158,7 +158,8 @@ func TestProcessMunmapMmapAndMremap(t *testing.T) {
 }
 
 // HMMRangeFault on the process's address space faults missing pages in
-// through the same fault path, and refuses unmapped ones.
+// through the same fault path, refuses unmapped ones, and reports them as
+// errors when not asked to fault.
 func TestProcessHMMRangeFault(t *testing.T) {
 	krulestest.Check(t)
 	var s stamp
@@ -189,6 +190,14 @@ func TestProcessHMMRangeFault(t *testing.T) {
 	err = mmnotifier.HMMRangeFault(&r)
 	mm.MmapLock().RUnlock()
 	require.ErrorIs(t, err, mmnotifier.ErrFault)
+
+	r.DefaultFlags = 0 // a snapshot: the unmapped page is an error entry (hmm_vma_walk_hole)
+	r.NotifierSeq = sub.ReadBegin()
+	mm.MmapLock().RLock()
+	err = mmnotifier.HMMRangeFault(&r)
+	mm.MmapLock().RUnlock()
+	require.NoError(t, err)
+	require.Equal(t, mmnotifier.HMMPFNError, r.PFNs[1])
 }
 
 // Without a WithPageFault function HMMRangeFault maps each run of missing

@@ -129,6 +129,10 @@ var ErrBusy error = syscall.EBUSY
 // the permission asked for (the SIGSEGV of a CPU access).
 var ErrFault error = syscall.EFAULT
 
+// ErrPerm is -EPERM: HMMRangeFault asked to fault a page in for writing
+// in a mapping without PROT_WRITE.
+var ErrPerm error = syscall.EPERM
+
 // ErrInvalid is -EINVAL: a misaligned or empty range, or an operation on an
 // address space with no users left.
 var ErrInvalid error = syscall.EINVAL
