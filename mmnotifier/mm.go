@@ -186,13 +186,18 @@ func (mm *MM) drop() {
 }
 
 // exitMmap is exit_mmap: release the notifiers, then unmap everything.
+// The unmap holds mmap_lock for reading only, as the kernel's does, so the
+// OOM reaper's trylock may run alongside it; MMF_OOM_SKIP is set after it,
+// outside the lock, and the VMAs go under the lock held for writing, which
+// waits for a reaper that read the flag too early.
 func (mm *MM) exitMmap() {
 	if s := mm.subs.Load(); s != nil {
 		s.release(mm)
 	}
-	mm.mmapLock.Lock()
+	mm.mmapLock.RLock()
 	var freed []*gfp.Page
-	if len(mm.vmas) != 0 {
+	unmapped := len(mm.vmas) != 0
+	if unmapped {
 		r := NewRange(mm, EventUnmap, 0, ^uint64(0))
 		InvalidateRangeStart(&r)
 		mm.ptl.Lock()
@@ -200,7 +205,11 @@ func (mm *MM) exitMmap() {
 		mm.ptl.Unlock()
 		InvalidateRangeEnd(&r)
 	}
-	mm.flags.Or(mmfOOMSkip)
+	mm.mmapLock.RUnlock()
+	if unmapped { // with no VMA, exit_mmap goes straight to destroy
+		mm.flags.Or(mmfOOMSkip)
+	}
+	mm.mmapLock.Lock()
 	mm.vmas = nil
 	mm.mmapLock.Unlock()
 	mm.freePages(freed)

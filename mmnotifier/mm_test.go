@@ -234,3 +234,49 @@ func TestHugeMappingsHaveSparsePageTables(t *testing.T) {
 		require.Zero(t, mm.RSS())
 	}
 }
+
+// readerProbe is an interval notifier that, on the event it waits for,
+// asks another goroutine to take mmap_lock for reading with a trylock,
+// as the OOM reaper does, and sends whether it got in.
+type readerProbe struct {
+	mm    *mmnotifier.MM
+	event mmnotifier.Event
+	in    chan bool
+}
+
+func (p readerProbe) Invalidate(sub *mmnotifier.IntervalNotifier, r *mmnotifier.Range, cur uint64) bool {
+	sub.SetSeq(cur)
+	if r.Event == p.event {
+		got := make(chan bool)
+		go func() {
+			ok := p.mm.MmapLock().TryRLock()
+			if ok {
+				p.mm.MmapLock().RUnlock()
+			}
+			got <- ok
+		}()
+		p.in <- <-got
+	}
+	return true
+}
+
+// exit_mmap unmaps with mmap_lock held for reading, not writing: the OOM
+// reaper's trylock gets in alongside the final UNMAP (which is why
+// MMF_OOM_SKIP is set only afterwards).
+func TestExitUnmapsUnderTheReadLock(t *testing.T) {
+	krulestest.Check(t)
+	mm := newMM(t)
+	addr := mapTouched(t, mm, 2)
+	p := readerProbe{mm: mm, event: mmnotifier.EventUnmap, in: make(chan bool, 1)}
+	sub, err := mmnotifier.InsertInterval(mm, addr, 2*pg, p)
+	require.NoError(t, err)
+	mm.Exit()
+	require.True(t, <-p.in, "a reader got in during the final unmap")
+	require.Zero(t, mm.RSS())
+	require.True(t, mm.Reaped(), "MMF_OOM_SKIP once the pages are gone")
+	sub.Remove()
+
+	empty := newMM(t)
+	empty.Exit()
+	require.False(t, empty.Reaped(), "with no VMA exit_mmap goes straight to destroy")
+}
