@@ -84,27 +84,28 @@ func FuzzAddressSpace(f *testing.F) {
 			case 1: // Protect [a, a+cnt)
 				prot := prots[b%3]
 				err := mm.Protect(addr(a), uint64(cnt)*pg, prot)
-				whole := true
-				for i := a; i < a+cnt; i++ {
-					whole = whole && model[i].mapped
+				// do_mprotect_pkey changes what comes before the first
+				// hole and fails there.
+				stop := a
+				for stop < a+cnt && model[stop].mapped {
+					stop++
 				}
-				if !whole {
+				if stop < a+cnt {
 					require.ErrorIs(t, err, mmnotifier.ErrNoMem)
-					require.Empty(t, n.ranges)
-					continue
+				} else {
+					require.NoError(t, err)
 				}
-				require.NoError(t, err)
 				covered := map[int]bool{}
 				for _, r := range n.ranges {
 					require.GreaterOrEqual(t, r[0], addr(a))
-					require.LessOrEqual(t, r[1], addr(a+cnt))
+					require.LessOrEqual(t, r[1], addr(stop))
 					for p := r[0]; p < r[1]; p += pg {
 						i := int((p - base) / pg)
 						require.NotEqual(t, prot, model[i].prot, "invalidated a page whose protection stays")
 						covered[i] = true
 					}
 				}
-				for i := a; i < a+cnt; i++ {
+				for i := a; i < stop; i++ {
 					if model[i].present && model[i].prot != prot {
 						require.True(t, covered[i], "page %d changed protection unseen", i)
 					}

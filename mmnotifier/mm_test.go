@@ -39,6 +39,9 @@ func TestMappingsAndFaults(t *testing.T) {
 	require.ErrorIs(t, mm.Unmap(a+1, pg), mmnotifier.ErrInvalid)
 	require.ErrorIs(t, mm.Unmap(a, 0), mmnotifier.ErrInvalid)
 	require.ErrorIs(t, mm.Protect(a, 8*pg, mmnotifier.ProtRead), mmnotifier.ErrNoMem, "not all mapped")
+	_, err = mm.Fault(a, true)
+	require.ErrorIs(t, err, mmnotifier.ErrFault, "what came before the hole was changed, as do_mprotect_pkey leaves it")
+	require.NoError(t, mm.Protect(a, 3*pg, mmnotifier.ProtReadWrite))
 	require.ErrorIs(t, mm.Discard(a, 8*pg), mmnotifier.ErrNoMem, "holes are skipped and reported")
 	_, err = mm.Mmap(0, mmnotifier.ProtRead)
 	require.ErrorIs(t, err, mmnotifier.ErrInvalid)
@@ -279,4 +282,28 @@ func TestExitUnmapsUnderTheReadLock(t *testing.T) {
 	empty := newMM(t)
 	empty.Exit()
 	require.False(t, empty.Reaped(), "with no VMA exit_mmap goes straight to destroy")
+}
+
+// Each call checks its arguments as its system call does: munmap refuses an
+// empty range and one reaching past TASK_SIZE (do_vmi_munmap); mprotect and
+// madvise do nothing for a zero length (do_mprotect_pkey, do_madvise); a
+// range that wraps around is ENOMEM for mprotect and EINVAL for madvise.
+// None of the refusals invalidates anything.
+func TestArgumentsAreCheckedAsTheSystemCallsDo(t *testing.T) {
+	krulestest.Check(t)
+	mm, rec := recordedMM(t)
+	a := mapTouched(t, mm, 1)
+	rec.take()
+	require.ErrorIs(t, mm.Unmap(a, 0), mmnotifier.ErrInvalid)
+	require.ErrorIs(t, mm.Unmap(1<<47, pg), mmnotifier.ErrInvalid, "past TASK_SIZE")
+	require.ErrorIs(t, mm.Unmap(a, 1<<47), mmnotifier.ErrInvalid, "reaching past TASK_SIZE")
+	require.NoError(t, mm.Protect(a, 0, mmnotifier.ProtRead))
+	require.NoError(t, mm.Discard(a, 0))
+	require.ErrorIs(t, mm.Protect(a, ^uint64(0)-pg, mmnotifier.ProtRead), mmnotifier.ErrNoMem, "wraps around")
+	require.ErrorIs(t, mm.Discard(a, ^uint64(0)-pg), mmnotifier.ErrInvalid, "wraps around")
+	require.ErrorIs(t, mm.Protect(a+1, pg, mmnotifier.ProtRead), mmnotifier.ErrInvalid)
+	require.ErrorIs(t, mm.Discard(a+1, pg), mmnotifier.ErrInvalid)
+	require.Empty(t, rec.take())
+	_, err := mm.Fault(a, true)
+	require.NoError(t, err, "still mapped and writable")
 }

@@ -144,7 +144,7 @@ func (p *Process) String() string {
 // dropped and the next touch faults. It takes mmap_lock for reading, runs
 // a blockable MMU_NOTIFY_CLEAR invalidation around the syscall and may
 // sleep. Pages not mapped make it fail with ENOMEM, as the syscall does,
-// after the mapped ones are dropped.
+// after the mapped ones are dropped. A zero length does nothing.
 func (p *Process) Madvise(off, length uint64) error { return p.madvise(off, length) }
 
 // Munmap is munmap of [off, off+length): the pages are no longer mapped

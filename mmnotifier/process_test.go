@@ -123,6 +123,10 @@ func TestProcessMadviseIsABlockableClearOfTheRange(t *testing.T) {
 	require.Equal(t, faults+2, p.Stats().Faults)
 	require.Equal(t, mmnotifier.Stats{Faults: faults + 2, Events: 1, Foreign: 0}, p.Stats(),
 		"the REMOVE event was read, and known as the process's own")
+
+	require.NoError(t, p.Madvise(0, 0), "a zero length does nothing (do_madvise)")
+	again, _ := rec.seen()
+	require.Equal(t, starts, again, "and invalidates nothing")
 }
 
 func TestProcessMunmapMmapAndMremap(t *testing.T) {

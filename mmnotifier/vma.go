@@ -168,8 +168,13 @@ func (mm *MM) Mmap(length uint64, prot Prot) (uint64, error) {
 // overlaps the range, the range is invalidated (MMU_NOTIFY_UNMAP,
 // blockable) while its pages are still mapped, the entries are cleared,
 // the invalidation ends and the pages are freed. Unmapping nothing is not
-// an error and fires nothing. It takes mmap_lock for writing and may sleep.
+// an error and fires nothing; a misaligned or empty range, or one that
+// reaches past the end of the user address space, is ErrInvalid
+// (do_vmi_munmap). It takes mmap_lock for writing and may sleep.
 func (mm *MM) Unmap(addr, length uint64) error {
+	if addr > taskSize || length > taskSize-addr {
+		return ErrInvalid
+	}
 	end, err := checkRange(addr, length)
 	if err != nil {
 		return err
@@ -199,24 +204,41 @@ func (mm *MM) Unmap(addr, length uint64) error {
 }
 
 // Protect changes the protection of [addr, addr+length) to prot:
-// mprotect. Every mapping in the range must exist (else ErrNoMem). Each
-// piece whose protection changes and that has pages is invalidated with
-// MMU_NOTIFY_PROTECTION_VMA (blockable), as change_protection does; a
-// piece already at prot fires nothing. It takes mmap_lock for writing and
-// may sleep.
+// mprotect. The mappings are changed in address order up to the first
+// address that is not mapped, which fails the call with ErrNoMem: what
+// came before it keeps its new protection, and a hole at addr changes
+// nothing (do_mprotect_pkey). Each piece whose protection changes and that
+// has pages is invalidated with MMU_NOTIFY_PROTECTION_VMA (blockable), as
+// change_protection does; a piece already at prot fires nothing. A zero
+// length does nothing; a misaligned addr is ErrInvalid and a range that
+// wraps around ErrNoMem. It takes mmap_lock for writing and may sleep.
 func (mm *MM) Protect(addr, length uint64, prot Prot) error {
-	end, err := checkRange(addr, length)
-	if err != nil {
-		return err
+	if addr%PageSize != 0 {
+		return ErrInvalid
+	}
+	if length == 0 {
+		return nil
+	}
+	end := addr + (length+PageSize-1)&^(PageSize-1)
+	if end <= addr {
+		return ErrNoMem
 	}
 	mm.mmapLock.Lock()
 	defer mm.mmapLock.Unlock()
-	for a := addr; a < end; {
-		v := mm.vmaAt(a)
+	hole := addr
+	for hole < end {
+		v := mm.vmaAt(hole)
 		if v == nil {
-			return ErrNoMem
+			break
 		}
-		a = v.end
+		hole = v.end
+	}
+	var err error
+	if hole < end {
+		err, end = ErrNoMem, hole
+	}
+	if end == addr {
+		return err
 	}
 	mm.split(addr)
 	mm.split(end)
@@ -240,7 +262,7 @@ func (mm *MM) Protect(addr, length uint64, prot Prot) error {
 		InvalidateRangeEnd(&r)
 	}
 	mm.merge(lo, hi)
-	return nil
+	return err
 }
 
 // Discard drops the pages of [addr, addr+length) but keeps the mappings:
@@ -249,8 +271,12 @@ func (mm *MM) Protect(addr, length uint64, prot Prot) error {
 // zap_page_range_single does; the pages are freed after the end and a
 // later touch maps fresh zeroed ones. It takes mmap_lock for reading, so
 // several goroutines can discard at once, and may sleep. Holes in the
-// range are skipped; ErrNoMem says there were some.
+// range are skipped; ErrNoMem says there were some. A zero length does
+// nothing (do_madvise).
 func (mm *MM) Discard(addr, length uint64) error {
+	if addr%PageSize == 0 && length == 0 {
+		return nil
+	}
 	end, err := checkRange(addr, length)
 	if err != nil {
 		return err
