@@ -192,6 +192,17 @@ func TestMmapRefusesLengthsTheAddressSpaceCannotHold(t *testing.T) {
 	b, err := mm.Mmap(pg, mmnotifier.ProtReadWrite)
 	require.NoError(t, err)
 	require.Equal(t, a+pg, b, "nothing was mapped by the refused calls")
+
+	// What is left up to TASK_SIZE fits exactly; then nothing does.
+	_, err = mm.Mmap(1<<47-pg-(b+pg), mmnotifier.ProtNone)
+	require.NoError(t, err)
+	_, err = mm.Mmap(pg, mmnotifier.ProtReadWrite)
+	require.ErrorIs(t, err, mmnotifier.ErrNoMem, "the address space is full")
+
+	// An address space with no users left maps nothing.
+	mm.Exit()
+	_, err = mm.Mmap(pg, mmnotifier.ProtReadWrite)
+	require.ErrorIs(t, err, mmnotifier.ErrInvalid)
 }
 
 // heapGrowth returns how many bytes of Go heap f leaves allocated.
@@ -306,4 +317,28 @@ func TestArgumentsAreCheckedAsTheSystemCallsDo(t *testing.T) {
 	require.Empty(t, rec.take())
 	_, err := mm.Fault(a, true)
 	require.NoError(t, err, "still mapped and writable")
+}
+
+// vma_merge joins a piece whose protection goes back to that of its neighbours,
+// the following mapping included, and never across a hole.
+func TestProtectMergesOnlyAdjacentMappings(t *testing.T) {
+	krulestest.Check(t)
+	mm, rec := recordedMM(t)
+	addr := mapTouched(t, mm, 4)
+	require.NoError(t, mm.Unmap(addr+2*pg, pg)) // [0, 2) and [3, 4), read-write
+	require.NoError(t, mm.Protect(addr, pg, mmnotifier.ProtRead))
+	require.NoError(t, mm.Protect(addr, pg, mmnotifier.ProtReadWrite)) // joins page 1 again
+	require.NoError(t, mm.Protect(addr+3*pg, pg, mmnotifier.ProtRead))
+	require.NoError(t, mm.Protect(addr+3*pg, pg, mmnotifier.ProtReadWrite)) // [0, 2) is across the hole
+	_, err := mm.Fault(addr+2*pg, false)
+	require.ErrorIs(t, err, mmnotifier.ErrFault, "the hole stays a hole")
+	rec.take()
+	require.NoError(t, mm.Protect(addr, 2*pg, mmnotifier.ProtRead))
+	var starts [][2]uint64
+	for _, c := range rec.take() {
+		if c.what == "start" {
+			starts = append(starts, [2]uint64{c.start, c.end})
+		}
+	}
+	require.Equal(t, [][2]uint64{{addr, addr + 2*pg}}, starts, "one mapping again")
 }

@@ -492,7 +492,8 @@ func atomically(fn func()) {
 // range never touched reaches no notifier (change_pmd_range starts the
 // invalidation at the first present table), a read fault dirties nothing
 // (only a write fault sets the dirty and soft-dirty bits), and
-// madvise(MADV_DONTNEED) over a hole zaps the mapped parts and says ENOMEM.
+// madvise(MADV_DONTNEED) over a hole zaps the mapped parts and says ENOMEM,
+// and munmap of a hole reaches no notifier, even right before a mapping.
 func TestOperationsTouchOnlyWhatIsThere(t *testing.T) {
 	krulestest.Check(t)
 	mm, rec := recordedMM(t)
@@ -522,6 +523,10 @@ func TestOperationsTouchOnlyWhatIsThere(t *testing.T) {
 		_, ok := mm.Lookup(a)
 		require.False(t, ok, "zapped")
 	}
+
+	rec.take()
+	require.NoError(t, mm.Unmap(addr+pg, pg))
+	require.Empty(t, rec.take(), "the hole ends where the next mapping starts")
 }
 
 // sleepyEnd is a notifier whose end callback may sleep.
