@@ -411,3 +411,17 @@ func TestAllocationInCallbackIsACycleWhateverTheReset(t *testing.T) {
 		})
 	}
 }
+
+// hmm_range_fault asserts that mmap_lock is held (mmap_assert_locked): a
+// walk without it is reported.
+func TestHMMRangeFaultWithoutMmapLockIsReported(t *testing.T) {
+	mm := newMM(t)
+	rec := krulestest.Record(t)
+	d := newMirror(t, mm)
+	addr := mapTouched(t, mm, 1)
+	r := mmnotifier.HMMRange{Notifier: d.sub, Start: addr, End: addr + pg, PFNs: make([]uint64, 1)}
+	r.NotifierSeq = d.sub.ReadBegin()
+	require.NoError(t, mmnotifier.HMMRangeFault(&r))
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "lockdep_assert_held(&mm->mmap_lock): lock not held")
+}

@@ -342,3 +342,17 @@ func TestProtectMergesOnlyAdjacentMappings(t *testing.T) {
 	}
 	require.Equal(t, [][2]uint64{{addr, addr + 2*pg}}, starts, "one mapping again")
 }
+
+// An anonymous page is zeroed when a fault maps it (do_anonymous_page):
+// after madvise(MADV_DONTNEED) the next touch reads zeroes, whatever the
+// page the zone hands out held before.
+func TestDiscardedPagesComeBackZeroed(t *testing.T) {
+	krulestest.Check(t)
+	mm := newMM(t)
+	addr := mapTouched(t, mm, 1)
+	require.NoError(t, mm.Write(addr, []byte("secret")))
+	require.NoError(t, mm.Discard(addr, pg))
+	got := make([]byte, 6)
+	require.NoError(t, mm.Read(addr, got))
+	require.Equal(t, make([]byte, 6), got)
+}

@@ -152,3 +152,23 @@ func TestDefaultReaperTimingIsTheKernels(t *testing.T) {
 	require.Equal(t, 10, mmnotifier.MaxOOMReapRetries)
 	require.Equal(t, 100*time.Millisecond, mmnotifier.OOMReapRetryDelay)
 }
+
+// Between tries the reaper sleeps HZ/10 unless told otherwise: a victim
+// whose notifier keeps refusing is tried at most twice in 150 ms.
+func TestReaperSleepsATenthOfASecondBetweenTries(t *testing.T) {
+	krulestest.Check(t)
+	captureLog(t)
+	mm := newMM(t)
+	d := &mlxLike{trylock: true}
+	d.mu.Init(lockclass.WithName("&dev->notifier_lock"))
+	_, err := mmnotifier.Register(mm, d)
+	require.NoError(t, err)
+	mapTouched(t, mm, 1)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel()
+	res := mm.OOMReap(ctx)
+	require.False(t, res.Reaped)
+	require.LessOrEqual(t, res.Tries, 2)
+}
