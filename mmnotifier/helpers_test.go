@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -141,3 +142,24 @@ func (n *recNotifier) note(what string, r *mmnotifier.Range) {
 func (n *recNotifier) InvalidateRangeStart(r *mmnotifier.Range) error { n.note("start", r); return nil }
 func (n *recNotifier) InvalidateRangeEnd(r *mmnotifier.Range)         { n.note("end", r) }
 func (n *recNotifier) Release(*mmnotifier.MM)                         { n.rec.add(call{who: n.name, what: "release"}) }
+
+// whileReadLocked runs op on another goroutine while the test holds mm's
+// mmap_lock for reading, and reports whether op finished within wait,
+// before the lock was released. It returns once op has finished.
+func whileReadLocked(mm *mmnotifier.MM, wait time.Duration, op func()) bool {
+	mm.MmapLock().RLock()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		op()
+	}()
+	early := false
+	select {
+	case <-done:
+		early = true
+	case <-time.After(wait):
+	}
+	mm.MmapLock().RUnlock()
+	<-done
+	return early
+}

@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -355,4 +356,21 @@ func TestDiscardedPagesComeBackZeroed(t *testing.T) {
 	got := make([]byte, 6)
 	require.NoError(t, mm.Read(addr, got))
 	require.Equal(t, make([]byte, 6), got)
+}
+
+// Changes to the mappings take mmap_lock for writing (mmap, munmap,
+// mprotect, clear_refs' soft-dirty reset); madvise(MADV_DONTNEED),
+// migrate_vma and faults take it for reading and run beside a reader.
+func TestOperationsTakeMmapLockInTheKernelsMode(t *testing.T) {
+	krulestest.Check(t)
+	mm := newMM(t)
+	addr := mapTouched(t, mm, 2)
+	const blocked, free = 50 * time.Millisecond, 5 * time.Second
+	require.False(t, whileReadLocked(mm, blocked, func() { _, _ = mm.Mmap(pg, mmnotifier.ProtRead) }), "mmap")
+	require.False(t, whileReadLocked(mm, blocked, func() { _ = mm.Protect(addr, pg, mmnotifier.ProtRead) }), "mprotect")
+	require.False(t, whileReadLocked(mm, blocked, mm.ClearSoftDirty), "clear_refs")
+	require.True(t, whileReadLocked(mm, free, func() { _ = mm.Discard(addr+pg, pg) }), "madvise")
+	require.True(t, whileReadLocked(mm, free, func() { _, _ = mm.Migrate(addr, 2*pg, nil) }), "migrate_vma")
+	require.True(t, whileReadLocked(mm, free, func() { _, _ = mm.Fault(addr+pg, true) }), "fault")
+	require.False(t, whileReadLocked(mm, blocked, func() { _ = mm.Unmap(addr, 2*pg) }), "munmap")
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -123,6 +124,12 @@ func TestProcessMadviseIsABlockableClearOfTheRange(t *testing.T) {
 	require.Equal(t, faults+2, p.Stats().Faults)
 	require.Equal(t, mmnotifier.Stats{Faults: faults + 2, Events: 1, Foreign: 0}, p.Stats(),
 		"the REMOVE event was read, and known as the process's own")
+
+	require.True(t, whileReadLocked(p.MM(), 5*time.Second, func() { _ = p.Madvise(pg, pg) }),
+		"madvise takes mmap_lock for reading")
+	require.False(t, whileReadLocked(p.MM(), 50*time.Millisecond, func() { _ = p.Munmap(7*pg, pg) }),
+		"munmap takes it for writing")
+	starts, _ = rec.seen()
 
 	require.NoError(t, p.Madvise(0, 0), "a zero length does nothing (do_madvise)")
 	again, _ := rec.seen()
