@@ -305,6 +305,17 @@ func TestHMMRangeFaultEntries(t *testing.T) {
 	pfns, err := walk(addr, addr+2*pg, 0)
 	require.NoError(t, err)
 	require.Equal(t, valid|write, pfns[0]&(valid|write), "present and writable")
+	for _, bad := range [][2]uint64{{addr, addr}, {addr + 1, addr + pg}, {addr, addr + pg + 1}} {
+		_, err = walk(bad[0], bad[1], 0)
+		require.ErrorIs(t, err, mmnotifier.ErrInvalid, "[%#x, %#x)", bad[0], bad[1])
+	}
+	r := mmnotifier.HMMRange{Notifier: d.sub, Start: addr, End: addr + 2*pg, PFNs: make([]uint64, 1)}
+	r.NotifierSeq = d.sub.ReadBegin()
+	require.ErrorIs(t, func() error {
+		mm.MmapLock().RLock()
+		defer mm.MmapLock().RUnlock()
+		return mmnotifier.HMMRangeFault(&r)
+	}(), mmnotifier.ErrInvalid, "PFNs too short")
 	require.Equal(t, mmnotifier.HMMPFNError, pfns[1], "a hole, not asked to fault")
 
 	pfns, err = walk(addr, addr+2*pg, mmnotifier.HMMPFNReqFault)
@@ -336,8 +347,16 @@ func TestHMMRangeFaultEntries(t *testing.T) {
 	require.ErrorIs(t, err, mmnotifier.ErrFault)
 	require.NoError(t, mm.Protect(addr, pg, mmnotifier.ProtReadWrite))
 
+	// A page mapped but not present: 0, and no fault without a request.
+	require.NoError(t, mm.Discard(addr, pg))
+	pfns, err = walk(addr, addr+pg, 0)
+	require.NoError(t, err)
+	require.Zero(t, pfns[0])
+	_, present := mm.Lookup(addr)
+	require.False(t, present)
+
 	// A collision: the range is invalidated after ReadBegin.
-	r := mmnotifier.HMMRange{Notifier: d.sub, Start: addr, End: addr + pg, PFNs: make([]uint64, 1)}
+	r = mmnotifier.HMMRange{Notifier: d.sub, Start: addr, End: addr + pg, PFNs: make([]uint64, 1)}
 	r.NotifierSeq = d.sub.ReadBegin()
 	require.NoError(t, mm.Discard(addr, pg))
 	mm.MmapLock().RLock()

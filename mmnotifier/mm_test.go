@@ -113,6 +113,7 @@ func TestAccessedBitsAreTheCPUsAndTheNotifiers(t *testing.T) {
 	require.NoError(t, err)
 	addr := mapTouched(t, mm, 2)
 	require.True(t, mm.TestYoung(addr), "the CPU touched it")
+	require.True(t, mm.ClearYoung(addr+pg, addr+pg+1), "a range that ends inside a page covers it")
 	require.True(t, mm.ClearFlushYoung(addr, addr+2*pg))
 	require.False(t, mm.ClearFlushYoung(addr, addr+2*pg), "cleared")
 	require.False(t, mm.TestYoung(addr))
