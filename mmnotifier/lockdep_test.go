@@ -14,6 +14,7 @@ import (
 	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/lockclass"
 	"github.com/krules/krules/mmnotifier"
+	"github.com/krules/krules/nonblock"
 )
 
 // lockingNotifier takes its driver lock in every start, as most drivers do.
@@ -424,4 +425,25 @@ func TestHMMRangeFaultWithoutMmapLockIsReported(t *testing.T) {
 	require.NoError(t, mmnotifier.HMMRangeFault(&r))
 	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
 	require.Contains(t, rec.Last().Text, "lockdep_assert_held(&mm->mmap_lock): lock not held")
+}
+
+// sleepyYoung is a notifier whose clear_flush_young callback may sleep.
+type sleepyYoung struct{}
+
+func (sleepyYoung) InvalidateRangeStart(*mmnotifier.Range) error { return nil }
+func (sleepyYoung) ClearFlushYoung(*mmnotifier.MM, uint64, uint64) bool {
+	nonblock.MightSleep()
+	return false
+}
+
+// The young callbacks run under the page-table lock, a spin lock: one that
+// may sleep is reported.
+func TestYoungCallbacksMayNotSleep(t *testing.T) {
+	mm := newMM(t)
+	_, err := mmnotifier.Register(mm, sleepyYoung{})
+	require.NoError(t, err)
+	addr := mapTouched(t, mm, 1)
+	rec := krulestest.Record(t)
+	mm.ClearFlushYoung(addr, addr+pg)
+	require.Equal(t, []krules.Kind{krules.SleepInAtomic}, rec.Kinds())
 }

@@ -88,10 +88,10 @@ func TestProtectSplitsAndMergesMappings(t *testing.T) {
 }
 
 // youngNotifier reports every page accessed through its secondary MMU,
-// until told otherwise.
+// until told otherwise, and counts the questions.
 type youngNotifier struct {
-	young         atomic.Bool
-	cleared, test atomic.Int32
+	young                  atomic.Bool
+	cleared, noFlush, test atomic.Int32
 }
 
 func (n *youngNotifier) InvalidateRangeStart(*mmnotifier.Range) error { return nil }
@@ -99,7 +99,10 @@ func (n *youngNotifier) ClearFlushYoung(_ *mmnotifier.MM, _, _ uint64) bool {
 	n.cleared.Add(1)
 	return n.young.Load()
 }
-func (n *youngNotifier) ClearYoung(_ *mmnotifier.MM, _, _ uint64) bool { return n.young.Load() }
+func (n *youngNotifier) ClearYoung(_ *mmnotifier.MM, _, _ uint64) bool {
+	n.noFlush.Add(1)
+	return n.young.Load()
+}
 func (n *youngNotifier) TestYoung(*mmnotifier.MM, uint64) bool {
 	n.test.Add(1)
 	return n.young.Load()
@@ -121,6 +124,33 @@ func TestAccessedBitsAreTheCPUsAndTheNotifiers(t *testing.T) {
 	require.True(t, mm.TestYoung(addr), "the device touched it")
 	require.True(t, mm.ClearYoung(addr, addr+pg))
 	require.Positive(t, y.test.Load())
+}
+
+// ptep_clear_flush_young_notify asks every notifier, with the flush or
+// without it, even when the CPU's bit already said yes or another notifier
+// did: asking is what clears their bits.
+func TestEveryNotifierIsAskedToClearItsYoungBits(t *testing.T) {
+	krulestest.Check(t)
+	mm := newMM(t)
+	a, b := &youngNotifier{}, &youngNotifier{}
+	for _, n := range []*youngNotifier{a, b} {
+		n.young.Store(true)
+		_, err := mmnotifier.Register(mm, n)
+		require.NoError(t, err)
+	}
+	addr := mapTouched(t, mm, 1) // the CPU's bit is set too
+	require.True(t, mm.ClearFlushYoung(addr, addr+pg))
+	for _, n := range []*youngNotifier{a, b} {
+		require.EqualValues(t, 1, n.cleared.Load())
+		require.Zero(t, n.noFlush.Load())
+	}
+	_, err := mm.Fault(addr, false)
+	require.NoError(t, err)
+	require.True(t, mm.ClearYoung(addr, addr+pg))
+	for _, n := range []*youngNotifier{a, b} {
+		require.EqualValues(t, 1, n.cleared.Load())
+		require.EqualValues(t, 1, n.noFlush.Load())
+	}
 }
 
 // Reclaim gives pages a secondary MMU keeps using a second chance, and
