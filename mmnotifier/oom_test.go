@@ -174,3 +174,26 @@ func TestReaperSleepsATenthOfASecondBetweenTries(t *testing.T) {
 	require.False(t, res.Reaped)
 	require.LessOrEqual(t, res.Tries, 2)
 }
+
+// __oom_reap_task_mm invalidates each VMA whole, touched or not, with a
+// non-blockable MMU_NOTIFY_UNMAP.
+func TestReaperInvalidatesEachVMAAsANonBlockableUnmap(t *testing.T) {
+	krulestest.Check(t)
+	captureLog(t)
+	mm, rec := recordedMM(t)
+	a := mapTouched(t, mm, 2)
+	b, err := mm.Mmap(pg, mmnotifier.ProtRead)
+	require.NoError(t, err)
+	rec.take()
+	require.True(t, mm.OOMReap(context.Background()).Reaped)
+	var starts []call
+	for _, c := range rec.take() {
+		if c.what == "start" {
+			starts = append(starts, c)
+		}
+	}
+	require.Equal(t, []call{
+		{who: "n", what: "start", event: mmnotifier.EventUnmap, start: a, end: a + 2*pg},
+		{who: "n", what: "start", event: mmnotifier.EventUnmap, start: b, end: b + pg},
+	}, starts)
+}
