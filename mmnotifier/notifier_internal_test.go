@@ -5,6 +5,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/krules/krules"
 	"github.com/krules/krules/krulestest"
 )
 
@@ -39,4 +40,20 @@ func TestGetSkipsANotifierWhoseLastPutIsUnderway(t *testing.T) {
 	s.Put()
 	t2.Put()
 	Synchronize()
+}
+
+// __mmu_notifier_subscriptions_destroy: freeing the structure (mm_count at
+// zero) with a notifier still on the list is a BUG_ON. Only a broken
+// reference count gets there, so the test breaks it.
+func TestAddressSpaceFreedWithNotifiersIsReported(t *testing.T) {
+	mm := testMM(t)
+	rec := krulestest.Record(t)
+	sub, err := Register(mm, plainNotifier{})
+	require.NoError(t, err)
+	mm.drop() // the user's pin
+	mm.drop() // the registration's, which Unregister should have dropped
+	require.Equal(t, []krules.Kind{krules.NotifierMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "BUG_ON(!hlist_empty(&subscriptions->list))")
+	mm.count.Store(2) // mended, for Unregister and the test's Exit
+	sub.Unregister()
 }
