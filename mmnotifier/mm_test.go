@@ -1,6 +1,7 @@
 package mmnotifier_test
 
 import (
+	"fmt"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
 	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/mmnotifier"
@@ -321,6 +323,8 @@ func TestExitUnmapsUnderTheReadLock(t *testing.T) {
 	require.Zero(t, mm.RSS())
 	require.True(t, mm.Reaped(), "MMF_OOM_SKIP once the pages are gone")
 	sub.Remove()
+	_, err = mm.Fault(addr, false)
+	require.ErrorIs(t, err, mmnotifier.ErrFault, "the VMAs are gone too")
 
 	empty := newMM(t)
 	empty.Exit()
@@ -404,4 +408,32 @@ func TestOperationsTakeMmapLockInTheKernelsMode(t *testing.T) {
 	require.True(t, whileReadLocked(mm, free, func() { _, _ = mm.Migrate(addr, 2*pg, nil) }), "migrate_vma")
 	require.True(t, whileReadLocked(mm, free, func() { _, _ = mm.Fault(addr+pg, true) }), "fault")
 	require.False(t, whileReadLocked(mm, blocked, func() { _ = mm.Unmap(addr, 2*pg) }), "munmap")
+}
+
+// An address space belongs to the goroutine that made it, unless WithTask
+// names another: the OOM reaper's messages say "pid:N (comm)" of it.
+func TestAddressSpaceIsNamedAfterItsGoroutine(t *testing.T) {
+	krulestest.Check(t)
+	z := newZone(t, 1<<20, gfp.WithoutKswapd())
+	mm := mmnotifier.NewMM(mmnotifier.WithZone(z))
+	defer mm.Exit()
+	g := krules.CurrentGoroutine()
+	require.Equal(t, fmt.Sprintf("pid:%d (%s)", g.ID, g.Name), mm.String())
+}
+
+// Reclaim's clock hand moves on from one VMA to the next within a scan:
+// pages no one touched since the last pass go, in every VMA.
+func TestReclaimWalksEveryVMA(t *testing.T) {
+	krulestest.Check(t)
+	mm := newMM(t)
+	mapTouched(t, mm, 4)
+	b, err := mm.Mmap(4*pg, mmnotifier.ProtRead)
+	require.NoError(t, err)
+	for i := range uint64(4) {
+		_, err := mm.Fault(b+i*pg, false)
+		require.NoError(t, err)
+	}
+	mm.ClearFlushYoung(0, ^uint64(0))
+	require.EqualValues(t, 8, mm.Zone().Reclaim(8, gfp.Kernel))
+	require.Zero(t, mm.RSS())
 }
