@@ -437,3 +437,33 @@ func TestReclaimWalksEveryVMA(t *testing.T) {
 	require.EqualValues(t, 8, mm.Zone().Reclaim(8, gfp.Kernel))
 	require.Zero(t, mm.RSS())
 }
+
+// Reclaim invalidates only what it unmaps: runs of resident pages, not the
+// holes between them, and no more pages than a scan asks for.
+func TestReclaimInvalidatesOnlyWhatItUnmaps(t *testing.T) {
+	krulestest.Check(t)
+	mm, rec := recordedMM(t)
+	addr, err := mm.Mmap(3*pg, mmnotifier.ProtReadWrite)
+	require.NoError(t, err)
+	for _, a := range []uint64{addr, addr + 2*pg} {
+		_, err := mm.Fault(a, true)
+		require.NoError(t, err)
+	}
+	mm.ClearFlushYoung(0, ^uint64(0))
+	rec.take()
+	require.EqualValues(t, 2, mm.Zone().Reclaim(2, gfp.Kernel))
+	var starts [][2]uint64
+	for _, c := range rec.take() {
+		if c.what == "start" {
+			require.Equal(t, mmnotifier.EventClear, c.event)
+			starts = append(starts, [2]uint64{c.start, c.end})
+		}
+	}
+	require.Equal(t, [][2]uint64{{addr, addr + pg}, {addr + 2*pg, addr + 3*pg}}, starts)
+
+	// A scan asks for a batch: a larger address space keeps the rest.
+	mapTouched(t, mm, 2*gfp.ShrinkBatch)
+	mm.ClearFlushYoung(0, ^uint64(0))
+	mm.Zone().Reclaim(1, gfp.Kernel)
+	require.GreaterOrEqual(t, mm.RSS(), int64(gfp.ShrinkBatch))
+}
