@@ -351,6 +351,42 @@ func TestPutAfterRegister(t *testing.T) {
 	require.Len(t, rec.Kinds(), 2, "nothing left registered at exit")
 }
 
+// stuckFreeing is a freeing notifier whose start waits, once entered, until
+// out is closed.
+type stuckFreeing struct {
+	freeing
+	in, out chan struct{}
+}
+
+func (n *stuckFreeing) InvalidateRangeStart(*mmnotifier.Range) error {
+	close(n.in)
+	<-n.out
+	return nil
+}
+
+// mmu_notifier_put frees the notifier from an SRCU callback (call_srcu),
+// after a grace period: never while one of its callbacks still runs.
+func TestPutFreesOnlyAfterRunningCallbacksReturn(t *testing.T) {
+	krulestest.Check(t)
+	mm := newMM(t)
+	n := &stuckFreeing{freeing: freeing{recNotifier: recNotifier{"n", &recorder{}}},
+		in: make(chan struct{}), out: make(chan struct{})}
+	s, err := mmnotifier.Register(mm, n)
+	require.NoError(t, err)
+	addr := mapTouched(t, mm, 1)
+	done := make(chan error)
+	go func() { done <- mm.Discard(addr, pg) }()
+	<-n.in
+	s.Put()
+	time.Sleep(20 * time.Millisecond)
+	early := n.freed.Load()
+	close(n.out)
+	require.NoError(t, <-done)
+	require.Zero(t, early, "freed while its start was still running")
+	mmnotifier.Synchronize()
+	require.EqualValues(t, 1, n.freed.Load())
+}
+
 // A notifier whose start fails, in each context.
 func TestFailureRules(t *testing.T) {
 	again := func(*mmnotifier.Range) error { return mmnotifier.ErrAgain }
