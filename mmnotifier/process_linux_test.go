@@ -54,6 +54,13 @@ func TestProcessForeignChangesAreInvalidated(t *testing.T) {
 	err = mmnotifier.HMMRangeFault(&r)
 	p.MM().MmapLock().RUnlock()
 	require.ErrorIs(t, err, mmnotifier.ErrFault)
+	r.DefaultFlags = 0
+	r.NotifierSeq = sub.ReadBegin()
+	p.MM().MmapLock().RLock()
+	err = mmnotifier.HMMRangeFault(&r)
+	p.MM().MmapLock().RUnlock()
+	require.NoError(t, err)
+	require.Equal(t, mmnotifier.HMMPFNError, r.PFNs[0], "and a snapshot reports it")
 }
 
 // The GFP_KERNEL-in-callback bug, when the first event is a plain madvise

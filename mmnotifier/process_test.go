@@ -209,6 +209,70 @@ func TestProcessHMMRangeFault(t *testing.T) {
 	mm.MmapLock().RUnlock()
 	require.NoError(t, err)
 	require.Equal(t, mmnotifier.HMMPFNError, r.PFNs[1])
+
+	// Page 7 was never touched: a snapshot says 0 and faults nothing.
+	faults := p.Stats().Faults
+	r.Start, r.End = p.Addr()+7*pg, p.Addr()+8*pg
+	r.NotifierSeq = sub.ReadBegin()
+	mm.MmapLock().RLock()
+	err = mmnotifier.HMMRangeFault(&r)
+	mm.MmapLock().RUnlock()
+	require.NoError(t, err)
+	require.Zero(t, r.PFNs[0])
+	require.Equal(t, faults, p.Stats().Faults)
+
+	// An invalidation since ReadBegin fails the walk.
+	r.DefaultFlags = mmnotifier.HMMPFNReqFault
+	r.NotifierSeq = sub.ReadBegin()
+	require.NoError(t, p.Madvise(7*pg, pg))
+	mm.MmapLock().RLock()
+	err = mmnotifier.HMMRangeFault(&r)
+	mm.MmapLock().RUnlock()
+	require.ErrorIs(t, err, mmnotifier.ErrBusy)
+}
+
+// Ranges outside the memory are refused with EINVAL, and so is an mremap
+// whose ranges overlap, as mremap(2) refuses it: none reaches a notifier.
+func TestProcessRefusesBadRanges(t *testing.T) {
+	krulestest.Check(t)
+	p := newProcess(t, 4)
+	rec := registerLog(t, p)
+	require.ErrorIs(t, p.Madvise(p.Len(), pg), mmnotifier.ErrInvalid)
+	require.ErrorIs(t, p.Munmap(p.Len()-pg, 2*pg), mmnotifier.ErrInvalid)
+	require.ErrorIs(t, p.Mremap(0, pg, 2*pg), mmnotifier.ErrInvalid, "overlapping")
+	starts, _ := rec.seen()
+	require.Empty(t, starts)
+}
+
+// madvise over a hole drops the mapped pages and says ENOMEM; the process
+// expects the REMOVE events of the mapped pages only, so Sync returns.
+func TestProcessMadviseOverAHole(t *testing.T) {
+	krulestest.Check(t)
+	p := newProcess(t, 4)
+	require.NoError(t, p.Munmap(2*pg, pg))
+	require.ErrorIs(t, p.Madvise(pg, 3*pg), mmnotifier.ErrNoMem)
+	synced := make(chan struct{})
+	go func() {
+		defer close(synced)
+		p.Sync()
+	}()
+	select {
+	case <-synced:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Sync waits for REMOVE events of the hole")
+	}
+	require.Zero(t, p.Stats().Foreign)
+}
+
+// Close tears the address space down: its notifiers are released.
+func TestProcessCloseReleasesTheNotifiers(t *testing.T) {
+	krulestest.Check(t)
+	rec := &recorder{}
+	// Registered first, so it runs after newProcess's Close.
+	t.Cleanup(func() { require.Equal(t, []string{"n.release"}, rec.whats()) })
+	p := newProcess(t, 2)
+	_, err := mmnotifier.Register(p.MM(), &recNotifier{"n", rec})
+	require.NoError(t, err)
 }
 
 // Without a WithPageFault function HMMRangeFault maps each run of missing
