@@ -166,3 +166,22 @@ func waitForeign(t *testing.T, p *mmnotifier.Process, n int64) {
 	require.Eventually(t, func() bool { return p.Stats().Foreign >= n }, 5*time.Second, 100*time.Microsecond)
 	p.Sync()
 }
+
+// An mremap behind the process's back (UFFD_EVENT_REMAP) is invalidated as
+// move_page_tables does it: MMU_NOTIFY_UNMAP of the old range; the pages
+// mapped at the destination before, and the old VMA, go with UNMAP events
+// of their own.
+func TestProcessForeignMremapInvalidatesTheOldRange(t *testing.T) {
+	krulestest.Check(t)
+	p := newProcess(t, 8)
+	rec := registerLog(t, p)
+	p.Bytes()[pg] = 1
+	_, _, e := unix.Syscall6(unix.SYS_MREMAP, uintptr(p.Addr()+pg), pg, pg,
+		unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, uintptr(p.Addr()+5*pg), 0)
+	require.Zero(t, e)
+	waitForeign(t, p, 3)
+	starts, _ := rec.seen()
+	require.ElementsMatch(t, []string{span(p, 5, 6, mmnotifier.EventUnmap), span(p, 1, 2, mmnotifier.EventUnmap),
+		span(p, 1, 2, mmnotifier.EventUnmap)}, starts)
+	require.Equal(t, byte(1), p.Bytes()[5*pg], "the page moved")
+}
