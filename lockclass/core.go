@@ -28,7 +28,7 @@ import (
 //     releaser sets the state on behalf of the head writer, or of every
 //     queued reader, and wakes them; nobody wakes up to find it taken.
 //   - A queued waiter can give up when its context is done (the killable
-//     waits); if the lock was handed to it meanwhile it passes it on.
+//     waits); if the lock was handed to it meanwhile it keeps it.
 //   - Unlocking a lock that is not held is detected, reported by the caller,
 //     and leaves the state alone (sync.Mutex would be a fatal error).
 type core struct {
@@ -169,16 +169,16 @@ func (c *core) lockSlow(ctx context.Context, write bool, dep *Map) error {
 	task.EndWait(hw)
 	q.mu.Lock()
 	if w.granted {
-		// Handed over just as we gave up: take it and pass it on.
+		// Handed over just as we gave up: the grant wins and the wait
+		// succeeds. rwsem_down_read_slowpath rechecks waiter.task under
+		// wait_lock and keeps a lock granted meanwhile rather than go to
+		// out_nolock; rwsem_down_write_slowpath and __mutex_lock_common
+		// try the lock before they look at the signal.
 		q.mu.Unlock()
 		<-w.ch
 		waiterPool.Put(w)
-		if write {
-			c.unlock()
-		} else {
-			c.runlock()
-		}
-		return ctx.Err()
+		statWaited(dep, cw)
+		return nil
 	}
 	q.remove(w)
 	if q.l.Empty() {

@@ -68,7 +68,8 @@ func (m *Mutex) LockNestLock(nest Lockable) {
 }
 
 // LockKillable locks m unless ctx is done first: mutex_lock_killable. It
-// returns ctx.Err() if it gave up.
+// returns ctx.Err() if it gave up; a lock handed to it as ctx is done is
+// kept, and it returns nil.
 //
 //go:noinline
 func (m *Mutex) LockKillable(ctx context.Context) error {

@@ -69,7 +69,8 @@ func (s *RWSem) LockNested(sub int) { s.lock(nil, sub, nil, stack.ReturnPC()) }
 func (s *RWSem) LockNestLock(nest Lockable) { s.lock(nil, 0, nest.lockdepMap(), stack.ReturnPC()) }
 
 // LockKillable is down_write_killable: it returns ctx.Err() if ctx is done
-// before the lock is taken.
+// before the lock is taken. A lock handed to it as ctx is done is kept, and
+// it returns nil; so for RLockKillable.
 //
 //go:noinline
 func (s *RWSem) LockKillable(ctx context.Context) error {
