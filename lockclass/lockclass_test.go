@@ -1079,6 +1079,35 @@ func TestSyncMarksTheClassUsedOnly(t *testing.T) {
 	require.Equal(t, 1, st.WriteUsed)
 }
 
+// lockdep_init_map_type registers the class of a lock initialised with a
+// subclass at once; lockdep_stats_show counts a class whose usage_mask is
+// still 0 among the "unused locks" until the lock is taken.
+func TestAClassRegisteredAtInitIsUnusedUntilTaken(t *testing.T) {
+	krulestest.Check(t)
+	v := lockclass.NewValidator()
+	var m lockclass.Mutex
+	m.Init(lockclass.WithValidator(v), lockclass.WithKey(registeredKey()), lockclass.WithName("&n->lock"), lockclass.WithSubclass(1))
+	x := lockclass.NewMap("X", lockclass.WithValidator(v), lockclass.WithSubclass(2))
+	unused := func(n int) {
+		t.Helper()
+		st := v.Stats()
+		require.Equal(t, 2, st.Classes, "both registered at init")
+		require.Equal(t, n, st.Unused)
+		require.Zero(t, st.Uncategorized)
+		var out strings.Builder
+		require.NoError(t, v.WriteStats(&out))
+		require.Regexp(t, fmt.Sprintf(`(?m)^ unused locks: +%d$`, n), out.String())
+	}
+	unused(2)
+	m.Lock()
+	m.Unlock()
+	unused(1)
+	x.Acquire()
+	x.Release()
+	unused(0)
+	require.Equal(t, 2, v.Stats().WriteUsed)
+}
+
 // A release while lockdep is off for the goroutine (lockdep_off) or of a
 // lock in the no-track class is not checked (lock_release returns first),
 // so releasing a lock that is not held says nothing.

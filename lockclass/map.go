@@ -5,6 +5,7 @@ import (
 
 	"github.com/krules/krules"
 	"github.com/krules/krules/internal/stack"
+	"github.com/krules/krules/internal/task"
 )
 
 // Map is a lockdep_map: what the validator knows of one lock instance. Every
@@ -52,6 +53,7 @@ func NewMap(name string, opts ...Option) *Map {
 	}
 	m.own.name, m.own.builtin = name, true
 	m.cfg.Store(cfg)
+	m.registerAtInit(0, nil) // the map has its config: no site needed
 	return m
 }
 
@@ -69,6 +71,23 @@ func (m *Map) init(pc uintptr, defaults []Option, opts []Option) {
 		cfg.key = siteKey(pc)
 	}
 	m.setConfig(cfg)
+	m.registerAtInit(pc, defaults)
+}
+
+// registerAtInit registers the class of a map given a subclass when it is
+// initialised, as lockdep_init_map_type does (register_lock_class(lock,
+// subclass, 1)): the class exists before the lock is first taken, and
+// /proc/lockdep_stats counts it among the "unused locks" until it is. A map
+// of subclass 0 is registered at its first acquisition, as in the kernel.
+func (m *Map) registerAtInit(pc uintptr, defaults []Option) {
+	if !compiledIn || !enabled.Load() || m.cfg.Load().sub == 0 {
+		return
+	}
+	if t := task.Lookup(); t != nil && t.Lockdep.Off != 0 {
+		return
+	}
+	_, rep := m.resolve(0, pc, defaults)
+	emit(rep)
 }
 
 func (m *Map) setConfig(cfg *mapConfig) {
