@@ -1079,6 +1079,41 @@ func TestSyncMarksTheClassUsedOnly(t *testing.T) {
 	require.Equal(t, 1, st.WriteUsed)
 }
 
+// ResetWithRestore runs on an empty graph with validation on, then puts
+// the old graph back as it was: its classes live again, the orders it
+// learnt still known, those learnt in between forgotten, and validation on
+// or off as it was left.
+func TestResetWithRestorePutsTheOldGraphBack(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	a, b, c := mutex(v, "A"), mutex(v, "B"), mutex(v, "C")
+	nest := func(outer, inner *lockclass.Mutex) {
+		outer.Lock()
+		inner.Lock()
+		inner.Unlock()
+		outer.Unlock()
+	}
+	nest(a, b)
+	restore := v.ResetWithRestore()
+	require.Zero(t, v.Stats().Classes)
+	nest(b, a) // no A -> B here
+	nest(a, c)
+	require.Zero(t, rec.Len())
+	require.Equal(t, 3, v.Stats().Classes)
+	restore()
+	require.Equal(t, 2, v.Stats().Classes, "A and B, as before the reset")
+	require.Equal(t, 2, v.Stats().Entries, "A -> B")
+	nest(c, a) // the A -> C learnt during the reset is gone
+	require.Zero(t, rec.Len())
+	nest(b, a)
+	require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds(), "A -> B is known again")
+	require.False(t, v.Enabled())
+	restore = v.ResetWithRestore()
+	require.True(t, v.Enabled(), "the empty graph validates")
+	restore()
+	require.False(t, v.Enabled(), "the old graph stays off after its report")
+}
+
 // lockdep_init_map_type registers the class of a lock initialised with a
 // subclass at once; lockdep_stats_show counts a class whose usage_mask is
 // still 0 among the "unused locks" until the lock is taken.
