@@ -196,6 +196,28 @@ func TestFenceWaitTimeoutReturnsTheTimeLeft(t *testing.T) {
 	}
 }
 
+// The smallest positive timeout is a wait, if a short one: an unsignalled
+// fence times out (0), a signalled one returns the timeout, 1, as
+// dma_fence_default_wait does; dma_resv_wait_timeout gives up at its first
+// unsignalled fence the same way.
+func TestFenceWaitOfOneNanosecond(t *testing.T) {
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
+	busy, done := dmafence.New(dmafence.ContextAlloc(1), 1), dmafence.New(dmafence.ContextAlloc(1), 1)
+	require.NoError(t, done.Signal())
+	require.Zero(t, busy.WaitTimeout(time.Nanosecond))
+	require.Equal(t, time.Nanosecond, done.WaitTimeout(time.Nanosecond))
+	r := dmafence.NewResv()
+	require.NoError(t, r.Lock(nil))
+	require.NoError(t, r.ReserveFences(2))
+	r.AddFence(done, dmafence.UsageWrite)
+	r.AddFence(busy, dmafence.UsageBookkeep)
+	r.Unlock()
+	require.Equal(t, time.Nanosecond, r.WaitTimeout(dmafence.UsageRead, time.Nanosecond))
+	require.Zero(t, r.WaitTimeout(dmafence.UsageBookkeep, time.Nanosecond))
+	require.NoError(t, busy.Signal())
+}
+
 // dma_fence_wait is a fence wait like dma_fence_wait_timeout: might_sleep
 // runs before the fence is looked at, so waiting for a fence already
 // signalled is reported in a non-block section.

@@ -476,6 +476,40 @@ func TestWaitQueueWaitTimeoutTestsTheConditionBeforeTheTime(t *testing.T) {
 	require.False(t, q.HasSleepers())
 }
 
+// The smallest positive timeout is a time limit, not "no limit" nor a
+// poll: schedule_timeout(1) sleeps at most a tick and returns 0,
+// wait_event_timeout(wq, cond, 1) gives up with the condition false after
+// testing it, and succeeds with it true; wait_for_completion_timeout(x, 1)
+// returns 0 with no event and consumes one that is there (returning 1);
+// down_timeout(sem, 1) fails with -ETIME only when no unit is free.
+func TestOneNanosecondTimeoutsExpire(t *testing.T) {
+	krulestest.Check(t)
+	var q nonblock.WaitQueue
+	var c nonblock.Completion
+	s := nonblock.NewSemaphore(0)
+	ctx := context.Background()
+	woken, err := q.Prepare().Sleep(ctx, time.Nanosecond)
+	require.NoError(t, err)
+	require.False(t, woken, "schedule_timeout(1) with nobody to wake it")
+	tests := 0
+	ok, err := q.WaitTimeout(ctx, func() bool { tests++; return false }, time.Nanosecond)
+	require.NoError(t, err)
+	require.False(t, ok)
+	require.Positive(t, tests, "the condition is tested before giving up")
+	ok, err = q.WaitTimeout(ctx, func() bool { return true }, time.Nanosecond)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Zero(t, c.WaitTimeout(time.Nanosecond), "no event")
+	c.Complete()
+	require.Equal(t, time.Nanosecond, c.WaitTimeout(time.Nanosecond), "an event there")
+	require.False(t, c.TryWait(), "and consumed")
+	require.ErrorIs(t, s.DownTimeout(time.Nanosecond), context.DeadlineExceeded)
+	s.Up()
+	require.NoError(t, s.DownTimeout(time.Nanosecond))
+	require.False(t, s.TryDown(), "the unit was taken")
+	require.False(t, q.HasSleepers())
+}
+
 // A ticket's Sleep with no timeout (0) waits for the WakeUp, as
 // schedule_timeout(MAX_SCHEDULE_TIMEOUT) does, rather than timing out at
 // once.
