@@ -73,3 +73,15 @@ func TestTextContainsItsRangeOnly(t *testing.T) {
 	require.False(t, x.Contains(0x1010))
 	require.False(t, x.Contains(0xfff))
 }
+
+// Caller names the first frame outside the library at skip: a test's own
+// frame, its caller one further. With no frame it can name in reach (skip
+// beyond the end of the stack) it falls back to the first frame it found,
+// here none at all, the zero Frame, rather than walking on or inventing one.
+func TestCallerNamesTheFrameAtSkipOrFallsBack(t *testing.T) {
+	here := Caller(0)
+	require.Equal(t, "github.com/krules/krules/internal/stack.TestCallerNamesTheFrameAtSkipOrFallsBack", here.Function)
+	require.Equal(t, "stack/stack_test.go", ShortFile(here.File))
+	require.Equal(t, "testing.tRunner", Caller(1).Function)
+	require.Equal(t, runtime.Frame{}, Caller(1000))
+}
