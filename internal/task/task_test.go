@@ -536,3 +536,45 @@ func TestSweepIsAskedForAgainAfterEachSweep(t *testing.T) {
 		Swept()
 	}
 }
+
+// A sweep that leaves more records than the table has buckets (4096), so
+// several to a bucket, asks for the next one once the table has doubled
+// from all of them, on top of the idle nodes the buckets keep: not from
+// its nodes, which still include the records it reclaimed (idle, linked
+// until new nodes trim them), nor from the floor alone. Either would let
+// the records of a second wave of returned goroutines pile up.
+func TestSweepAfterMoreRecordsThanBucketsCountsThemAll(t *testing.T) {
+	at, due := sweep.at.Load(), sweep.due.Load()
+	t.Cleanup(func() { sweep.at.Store(at); sweep.due.Store(due) })
+	const live, reclaimed = 3 << bucketBits, idlePerBucket << bucketBits
+	base := int64(1) << 42
+	before := Len()
+	tks := make([]*Task, 0, live+reclaimed)
+	for k := range int64(live + reclaimed) {
+		tks = append(tks, Claim(base+k))
+	}
+	t.Cleanup(func() {
+		for _, tk := range tks[:live] {
+			tk.ReleaseIfEmpty()
+		}
+		for i := range table {
+			table[i].trim()
+		}
+	})
+	for _, tk := range tks[live:] { // what the sweep reclaimed
+		tk.ReleaseIfEmpty()
+	}
+	require.Equal(t, before+live, Len())
+	if TakeSweep() {
+		Swept()
+	}
+	Swept()
+	next := 2*int64(before+live) + idlePerBucket<<bucketBits
+	require.Greater(t, next, int64(sweepFloor))
+	grow := next - sweep.nodes.Load()
+	noteNodes(grow - 1)
+	require.False(t, SweepDue(), "below twice the records left and the idle allowance")
+	noteNodes(1)
+	require.True(t, SweepDue(), "at it")
+	noteNodes(-grow)
+}
