@@ -1,0 +1,62 @@
+package krules
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krules/krules/internal/task"
+)
+
+// Opening a fallback claim replaces the previous one, which takes nothing
+// more; closing the replaced one leaves the new one in place.
+func TestOpeningAFallbackClaimReplacesThePreviousOne(t *testing.T) {
+	unclaimed(t)
+	old := OpenFallbackClaim(nil)
+	fb := OpenFallbackClaim(nil)
+	defer fb.Close()
+	Emit(Warn(MempoolMisuse, "to the new fallback", 0))
+	old.Close()
+	Emit(Warn(MempoolMisuse, "still to the new fallback", 0))
+	require.Zero(t, old.Len())
+	require.Equal(t, 2, fb.Len())
+}
+
+// Reports returns a copy: what the caller does with it leaves the claim's
+// reports alone.
+func TestClaimReportsIsACopy(t *testing.T) {
+	unclaimed(t)
+	c := OpenClaim(nil)
+	defer c.Close()
+	Emit(Warn(MempoolMisuse, "kept", 0))
+	got := c.Reports()
+	got[0] = nil
+	require.NotNil(t, c.Reports()[0])
+	require.Same(t, c.Last(), c.Reports()[0])
+}
+
+// While one claim is open, a report raised on a goroutine the claimer
+// started teaches the claims its parent, for when a second claim opens
+// after the goroutine has returned and its parent can no longer be found;
+// once the last claim closes, nobody asks, and the parents are forgotten.
+func TestClaimsLearnParentsWhileOpenAndForgetThemWhenAllClose(t *testing.T) {
+	unclaimed(t)
+	c := OpenClaim(nil)
+	me := task.ID()
+	child := make(chan int64)
+	go func() {
+		Emit(Warn(MempoolMisuse, "from a child", 0))
+		child <- task.ID()
+	}()
+	id := <-child
+	require.Equal(t, 1, c.Len())
+	claims.mu.Lock()
+	p, known := claims.parents[id]
+	claims.mu.Unlock()
+	require.True(t, known, "learnt from the child's own stack")
+	require.Equal(t, me, p)
+	c.Close()
+	claims.mu.Lock()
+	defer claims.mu.Unlock()
+	require.Nil(t, claims.parents)
+}
