@@ -60,3 +60,26 @@ func TestClaimsLearnParentsWhileOpenAndForgetThemWhenAllClose(t *testing.T) {
 	defer claims.mu.Unlock()
 	require.Nil(t, claims.parents)
 }
+
+// Only a report about the goroutine that raises it teaches the claims that
+// goroutine's parent: the raiser's own stack says nothing about the creator
+// of another goroutine a report is about (a dead one the reaper found, say).
+func TestAReportAboutAnotherGoroutineTeachesNoParent(t *testing.T) {
+	unclaimed(t)
+	c := OpenClaim(nil)
+	defer c.Close()
+	const other = int64(1) << 40
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r := Warn(MempoolMisuse, "about another goroutine", 0)
+		r.Goroutine.ID = other
+		Emit(r)
+	}()
+	<-done
+	require.Equal(t, 1, c.Len())
+	claims.mu.Lock()
+	defer claims.mu.Unlock()
+	_, known := claims.parents[other]
+	require.False(t, known)
+}
