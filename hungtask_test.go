@@ -62,8 +62,17 @@ func TestHungTaskReportsAnABBADeadlockWithBothOwners(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return len(hung()) == 2 }, 20*timeout+5*time.Second, time.Millisecond)
 	cancel()
-	require.ErrorIs(t, <-res, context.Canceled)
-	require.ErrorIs(t, <-res, context.Canceled)
+	// The first to give up releases its lock, which may be handed to the
+	// other before it sees the kill: a grant beats the kill, as in
+	// __mutex_lock_common, so at least one of them gives up.
+	gaveUp := 0
+	for range 2 {
+		if err := <-res; err != nil {
+			require.ErrorIs(t, err, context.Canceled)
+			gaveUp++
+		}
+	}
+	require.Positive(t, gaveUp)
 
 	require.Contains(t, rec.Kinds(), krules.CircularDependency, "lockdep saw the inversion first")
 	for _, r := range hung() {
