@@ -20,7 +20,7 @@ func TestWarnNamesTheCallerAndLaysOutACutHereBlock(t *testing.T) {
 	krules.Emit(krules.Warn(krules.NotifierMisuse, "callback failed with -11 in blockable context", 0))
 	r := rec.Last()
 	require.Equal(t, krules.NotifierMisuse, r.Kind)
-	require.Regexp(t, `^WARNING: PID: \d+ at krules/krules_test.go:\d+ krules_test.TestWarnNamesTheCallerAndLaysOutACutHereBlock\+0x[0-9a-f]+$`, r.Headline)
+	require.Regexp(t, `^WARNING: CPU: - PID: \d+ at krules/krules_test.go:\d+ krules_test.TestWarnNamesTheCallerAndLaysOutACutHereBlock\+0x[0-9a-f]+$`, r.Headline)
 	require.Regexp(t, regexp.MustCompile(`(?s)^------------\[ cut here \]------------\n`+
 		`callback failed with -11 in blockable context\n`+
 		regexp.QuoteMeta(r.Headline)+`\n`+

@@ -111,7 +111,7 @@ func TestKfreeMisuseIsReported(t *testing.T) {
 	z.Free(make([]byte, 10))
 	require.Equal(t, krules.SlabError, rec.Last().Kind)
 	require.Contains(t, rec.Last().Text, "kfree: Object is not a Slab page!")
-	require.Regexp(t, `^WARNING: PID: \d+ at gfp/kmalloc_test.go:`, rec.Last().Headline)
+	require.Regexp(t, `^WARNING: CPU: - PID: \d+ at gfp/kmalloc_test.go:`, rec.Last().Headline)
 
 	p, err := z.AllocPages(0, gfp.Kernel)
 	require.NoError(t, err)

@@ -286,7 +286,7 @@ func TestNoFailMisuseWarns(t *testing.T) {
 	require.ErrorIs(t, err, gfp.ErrNoMemory)
 	require.Equal(t, krules.GFPMisuse, rec.Reports()[0].Kind)
 	require.Contains(t, rec.Reports()[0].Text, "WARN_ON_ONCE(!can_direct_reclaim): __GFP_NOFAIL without __GFP_DIRECT_RECLAIM, mode:0x8820(GFP_ATOMIC|__GFP_NOFAIL)\n")
-	require.Regexp(t, `^WARNING: PID: \d+ at gfp/slowpath_test.go:\d+ `, rec.Reports()[0].Headline)
+	require.Regexp(t, `^WARNING: CPU: - PID: \d+ at gfp/slowpath_test.go:\d+ `, rec.Reports()[0].Headline)
 	require.Equal(t, krules.AllocFailure, rec.Last().Kind)
 	rec.Clear()
 	for _, p := range atomicShare {

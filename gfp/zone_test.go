@@ -118,7 +118,7 @@ func TestOrderAboveMaxWarnsOnceAndFails(t *testing.T) {
 	_, err := z.AllocPages(gfp.MaxOrder+1, gfp.Kernel)
 	require.ErrorIs(t, err, gfp.ErrNoMemory)
 	require.Equal(t, []krules.Kind{krules.GFPMisuse}, rec.Kinds())
-	require.Regexp(t, `^WARNING: PID: \d+ at gfp/zone_test.go:\d+ gfp_test.TestOrderAboveMaxWarnsOnceAndFails\+0x`, rec.Last().Headline)
+	require.Regexp(t, `^WARNING: CPU: - PID: \d+ at gfp/zone_test.go:\d+ gfp_test.TestOrderAboveMaxWarnsOnceAndFails\+0x`, rec.Last().Headline)
 	require.Contains(t, rec.Last().Text, "order 11 > MAX_PAGE_ORDER (10), mode:0xcc0(GFP_KERNEL)\n")
 	_, err = z.AllocPages(gfp.MaxOrder+1, gfp.Kernel)
 	require.ErrorIs(t, err, gfp.ErrNoMemory)

@@ -877,7 +877,7 @@ func TestAssertionsAndPins(t *testing.T) {
 	require.Equal(t, 3, rec.Len())
 	for _, r := range rec.Reports() {
 		require.Equal(t, krules.LockdepMisuse, r.Kind)
-		require.Regexp(t, `^WARNING: PID: \d+ at lockclass/lockclass_test\.go:\d+ `, r.Headline)
+		require.Regexp(t, `^WARNING: CPU: - PID: \d+ at lockclass/lockclass_test\.go:\d+ `, r.Headline)
 	}
 	rec.Clear()
 	c := lockclass.Pin(m)

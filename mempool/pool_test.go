@@ -418,7 +418,7 @@ func TestZeroIsReportedOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []krules.Kind{krules.MempoolMisuse}, rec.Kinds())
 	require.Contains(t, rec.Last().Text, "VM_WARN_ON_ONCE(gfp_mask & __GFP_ZERO): mempool bio cannot return zeroed elements")
-	require.Regexp(t, `^WARNING: PID: \d+ at mempool/pool_test.go:\d+ `, rec.Last().Headline)
+	require.Regexp(t, `^WARNING: CPU: - PID: \d+ at mempool/pool_test.go:\d+ `, rec.Last().Headline)
 	require.Contains(t, s.calls()[1:], (gfp.Kernel|gfp.Zero|gfp.NoMemalloc|gfp.NoRetry|gfp.NoWarn)&^(gfp.DirectReclaim|gfp.IO), "and still passed on")
 	p.Free(x)
 	p.Free(y)

@@ -114,7 +114,7 @@ func TestCompletionReinitWithWaiters(t *testing.T) {
 	time.Sleep(10 * time.Millisecond)
 	c.Reinit()
 	require.Equal(t, []krules.Kind{krules.SyncMisuse}, rec.Kinds())
-	require.Regexp(t, `^WARNING: PID: \d+ at nonblock/completion_test\.go:\d+ nonblock_test\.TestCompletionReinitWithWaiters\+0x`, rec.Last().Headline)
+	require.Regexp(t, `^WARNING: CPU: - PID: \d+ at nonblock/completion_test\.go:\d+ nonblock_test\.TestCompletionReinitWithWaiters\+0x`, rec.Last().Headline)
 	require.Contains(t, rec.Last().Text, "reinit_completion() with waiters")
 	select {
 	case <-done:

@@ -116,7 +116,7 @@ func TestEndWithoutStartIsReportedAndDoesNotUnderflow(t *testing.T) {
 	nonblock.End()
 	require.Equal(t, []krules.Kind{krules.NonBlockImbalance}, rec.Kinds())
 	r := rec.Last()
-	require.Regexp(t, `^WARNING: PID: `+goid()+` at `+site+` nonblock_test.TestEndWithoutStartIsReportedAndDoesNotUnderflow\+0x[0-9a-f]+$`, r.Headline)
+	require.Regexp(t, `^WARNING: CPU: - PID: `+goid()+` at `+site+` nonblock_test.TestEndWithoutStartIsReportedAndDoesNotUnderflow\+0x[0-9a-f]+$`, r.Headline)
 	require.Contains(t, r.Text, "nonblock.End() without nonblock.Start(): non_block_count was 0\n")
 	require.Contains(t, r.Text, "Call Trace:\n nonblock.End+")
 

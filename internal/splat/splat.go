@@ -64,9 +64,11 @@ func Dump(b *strings.Builder, id int64, comm string, pcs []uintptr) {
 }
 
 // WarnHeadline is WARN()'s headline for a problem detected at the user's
-// frame f: "WARNING: PID: 42 at dir/file.go:12 pkg.Func+0x1c".
+// frame f: "WARNING: CPU: - PID: 42 at dir/file.go:12 pkg.Func+0x1c", laid
+// out as __warn prints it ("WARNING: CPU: %d PID: %d at %s:%d %pS"), with
+// no CPU to name, as in Dump's line.
 func WarnHeadline(id int64, f runtime.Frame) string {
-	return fmt.Sprintf("WARNING: PID: %d at %s %s+0x%x", id, stack.FileLineOf(f), stack.ShortFunc(f.Function), f.PC-f.Entry)
+	return fmt.Sprintf("WARNING: CPU: - PID: %d at %s %s+0x%x", id, stack.FileLineOf(f), stack.ShortFunc(f.Function), f.PC-f.Entry)
 }
 
 // Warn lays out a WARN(): the cut-here rule, the message (if any), the
