@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/krules/krules"
 	"github.com/krules/krules/krulestest"
@@ -59,6 +60,7 @@ func (f *fakeTB) Helper() {}
 func (f *fakeTB) Errorf(format string, a ...any) {
 	f.errors = append(f.errors, fmt.Sprintf(format, a...))
 }
+func (f *fakeTB) Error(a ...any)     { f.errors = append(f.errors, fmt.Sprint(a...)) }
 func (f *fakeTB) Cleanup(fn func()) { f.cleanups = append(f.cleanups, fn) }
 
 func (f *fakeTB) end() {
@@ -75,6 +77,38 @@ func TestCheckFailsTheTestOnAReport(t *testing.T) {
 	tb.end()
 	require.Len(t, tb.errors, 1)
 	require.Contains(t, tb.errors[0], "krules: mempool-misuse report:\n------------[ cut here ]------------\nmisuse seen by Check\n")
+}
+
+// When a test under Check ends, a goroutine it started that returned
+// holding a lock is reported to it, and fails it.
+func TestCheckFailsTheTestOnLocksLeftByAReturnedGoroutine(t *testing.T) {
+	if !lockclass.IsEnabled() {
+		t.Skip("lockdep compiled out")
+	}
+	tb := &fakeTB{TB: t}
+	krulestest.Check(tb)
+	var mu lockclass.Mutex
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		mu.Lock()
+	}()
+	<-exited
+	goleak.VerifyNone(t) // gone, not on its way out
+	tb.end()
+	require.Len(t, tb.errors, 1)
+	require.Regexp(t, `^krules: locks-held-at-exit report:\n`, tb.errors[0])
+	require.Contains(t, tb.errors[0], " still has locks held!\n")
+}
+
+// LeakOptions reach goleak: a goroutine they say to ignore is no leak.
+func TestLeakOptionsReachGoleak(t *testing.T) {
+	tb := &fakeTB{TB: t}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { <-stop }()
+	krulestest.VerifyNone(tb, krulestest.LeakOptions(goleak.IgnoreCurrent()))
+	require.Empty(t, tb.errors)
 }
 
 func TestResetDefaultPutsTheOldGraphBack(t *testing.T) {
