@@ -60,7 +60,7 @@ func (f *fakeTB) Helper() {}
 func (f *fakeTB) Errorf(format string, a ...any) {
 	f.errors = append(f.errors, fmt.Sprintf(format, a...))
 }
-func (f *fakeTB) Error(a ...any)     { f.errors = append(f.errors, fmt.Sprint(a...)) }
+func (f *fakeTB) Error(a ...any)    { f.errors = append(f.errors, fmt.Sprint(a...)) }
 func (f *fakeTB) Cleanup(fn func()) { f.cleanups = append(f.cleanups, fn) }
 
 func (f *fakeTB) end() {
