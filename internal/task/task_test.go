@@ -544,8 +544,7 @@ func TestSweepIsAskedForAgainAfterEachSweep(t *testing.T) {
 // until new nodes trim them), nor from the floor alone. Either would let
 // the records of a second wave of returned goroutines pile up.
 func TestSweepAfterMoreRecordsThanBucketsCountsThemAll(t *testing.T) {
-	at, due := sweep.at.Load(), sweep.due.Load()
-	t.Cleanup(func() { sweep.at.Store(at); sweep.due.Store(due) })
+	keepSweepState(t)
 	const live, reclaimed = 3 << bucketBits, idlePerBucket << bucketBits
 	base := int64(1) << 42
 	before := Len()
@@ -576,5 +575,44 @@ func TestSweepAfterMoreRecordsThanBucketsCountsThemAll(t *testing.T) {
 	require.False(t, SweepDue(), "below twice the records left and the idle allowance")
 	noteNodes(1)
 	require.True(t, SweepDue(), "at it")
+	noteNodes(-grow)
+}
+
+// keepSweepState puts the sweep's threshold and state back when the test
+// ends, and settles a sweep an earlier test's churn asked for, which nobody
+// runs here.
+func keepSweepState(t *testing.T) {
+	at, due := sweep.at.Load(), sweep.due.Load()
+	t.Cleanup(func() { sweep.at.Store(at); sweep.due.Store(due) })
+	if TakeSweep() {
+		Swept()
+	}
+}
+
+// While a sweep runs, growth past the threshold asks for no second one:
+// the table asks again only once Swept has set the next threshold.
+func TestNoSecondSweepIsAskedForWhileOneRuns(t *testing.T) {
+	keepSweepState(t)
+	sweep.at.Store(sweep.nodes.Load() + 1)
+	noteNodes(1)
+	noteNodes(-1)
+	require.True(t, TakeSweep())
+	noteNodes(1) // at the threshold again, the sweep still running
+	noteNodes(-1)
+	require.False(t, SweepDue())
+	require.False(t, TakeSweep())
+	Swept()
+}
+
+// A table that holds no more than the idle nodes its buckets keep on their
+// own (two each), and as many again, asks for no sweep, however few records
+// the last sweep left.
+func TestNoSweepIsAskedForBelowTheFloor(t *testing.T) {
+	keepSweepState(t)
+	Swept()
+	require.Less(t, Len(), idlePerBucket<<bucketBits, "few records, so the floor decides")
+	grow := 2*idlePerBucket<<bucketBits - 1 - sweep.nodes.Load()
+	noteNodes(grow)
+	require.False(t, SweepDue())
 	noteNodes(-grow)
 }
