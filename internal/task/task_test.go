@@ -604,10 +604,17 @@ func TestNoSecondSweepIsAskedForWhileOneRuns(t *testing.T) {
 	Swept()
 }
 
+// startSweepAt is the sweep threshold the package starts with, before any
+// test runs (this file's init runs after sweep.go's).
+var startSweepAt int64
+
+func init() { startSweepAt = sweep.at.Load() }
+
 // A table that holds no more than the idle nodes its buckets keep on their
-// own (two each), and as many again, asks for no sweep, however few records
-// the last sweep left.
+// own (two each), and as many again, asks for no sweep, from the start and
+// however few records the last sweep left.
 func TestNoSweepIsAskedForBelowTheFloor(t *testing.T) {
+	require.GreaterOrEqual(t, startSweepAt, int64(sweepFloor), "before the first sweep")
 	keepSweepState(t)
 	Swept()
 	require.Less(t, Len(), idlePerBucket<<bucketBits, "few records, so the floor decides")
