@@ -9,6 +9,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/krules/krules"
+	"github.com/krules/krules/internal/task"
 	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/lockclass"
 	"github.com/krules/krules/mempool"
@@ -136,7 +137,9 @@ func TestMempoolDebugIsOnForTheBinary(t *testing.T) {
 }
 
 func TestDetectHungTasksFiresBeforeTheTestDeadline(t *testing.T) {
+	require.False(t, task.Tracking(), "no detector yet")
 	timeout := krulestest.DetectHungTasks(t)
+	require.True(t, task.Tracking(), "a detector runs: waits are recorded")
 	require.Positive(t, timeout)
 	require.LessOrEqual(t, timeout, krules.DefaultHungTaskTimeout)
 	if d, ok := t.Deadline(); ok {
