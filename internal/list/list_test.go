@@ -45,6 +45,29 @@ func TestList(t *testing.T) {
 	require.Zero(t, testing.AllocsPerRun(100, func() { l.PushBack(a, &a.links); l.Remove(&a.links) }))
 }
 
+// Both ends stay right through every change: a push at the front of an
+// empty list is also its tail, the old head learns its new predecessor,
+// and removing the tail moves it back (list_add, list_add_tail, list_del).
+// A removed element's links are cleared, as list_del_init leaves them.
+func TestListKeepsBothEndsAndClearsRemovedLinks(t *testing.T) {
+	var l ilist.List[item]
+	a, b, c := &item{v: 1}, &item{v: 2}, &item{v: 3}
+	l.PushFront(a, &a.links)
+	l.PushBack(b, &b.links)
+	require.Equal(t, []int{1, 2}, values(&l), "the front push of an empty list is its tail too")
+	l.PushFront(c, &c.links)
+	l.Remove(&a.links)
+	require.Equal(t, []int{3, 2}, values(&l), "the old head knew its new predecessor")
+	l.Remove(&b.links)
+	l.PushBack(a, &a.links)
+	require.Equal(t, []int{3, 1}, values(&l), "removing the tail moved it back")
+	require.Nil(t, b.links.Next())
+	require.Nil(t, b.links.Elem())
+	l.Remove(&c.links)
+	require.Nil(t, c.links.Next(), "a removed head's links are cleared too")
+	require.Same(t, a, l.Front().Elem())
+}
+
 // BenchmarkList is a push+remove pair.
 func BenchmarkList(b *testing.B) {
 	var l ilist.List[item]
