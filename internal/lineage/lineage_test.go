@@ -48,3 +48,31 @@ func TestParentReadsTheCallersOwnStack(t *testing.T) {
 	go func() { ch <- deep(500) }()
 	require.Equal(t, got{me, true}, <-ch)
 }
+
+// Live sees every live goroutine however long the dump of all of them is
+// (past its first 64 KiB buffer), and the main goroutine, which no
+// goroutine created, with creator 0: a goroutine missing from Live would be
+// taken for one that returned.
+func TestLiveSeesEveryGoroutineAndMain(t *testing.T) {
+	const n = 1000
+	me := task.ID()
+	ids := make(chan int64, n)
+	release := make(chan struct{})
+	defer close(release)
+	for range n {
+		go func() {
+			ids <- task.ID()
+			<-release
+		}()
+	}
+	live := Live()
+	for range n {
+		id := <-ids
+		p, ok := live[id]
+		require.True(t, ok, "goroutine %d", id)
+		require.Equal(t, me, p)
+	}
+	p, ok := live[1] // the test binary's main goroutine
+	require.True(t, ok)
+	require.Zero(t, p)
+}
