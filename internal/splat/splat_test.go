@@ -13,19 +13,27 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// The taint is print_tainted's: "Not tainted" until the first WARN or BUG,
-// then TAINT_WARN's "Tainted: G        W"; it follows the release under a
-// lockdep headline (print_kernel_ident) and precedes it on dump_stack's
-// CPU/PID/Comm line.
-func TestTaintShowsInTheIdentityAndDumpLines(t *testing.T) {
-	defer func(was bool) {
+// release is what the identity and dump lines print for the kernel release.
+var release = "krules " + runtime.Version()
+
+// keepTaint puts the taint back as it was when the test ends.
+func keepTaint(t *testing.T) {
+	was := splat.Tainted()
+	t.Cleanup(func() {
 		if was {
 			splat.Taint()
 		} else {
 			splat.ResetTaint()
 		}
-	}(splat.Tainted())
-	release := "krules " + runtime.Version()
+	})
+}
+
+// The taint is print_tainted's: "Not tainted" until the first WARN or BUG,
+// then TAINT_WARN's "Tainted: G        W"; it follows the release under a
+// lockdep headline (print_kernel_ident) and precedes it on dump_stack's
+// CPU/PID/Comm line.
+func TestTaintShowsInTheIdentityAndDumpLines(t *testing.T) {
+	keepTaint(t)
 	dump := func() string {
 		var b strings.Builder
 		splat.Dump(&b, 7, "kworker/0:1", nil)
@@ -39,4 +47,29 @@ func TestTaintShowsInTheIdentityAndDumpLines(t *testing.T) {
 	require.True(t, splat.Tainted())
 	require.Equal(t, release+" Tainted: G        W", splat.Ident())
 	require.Equal(t, "CPU: - PID: 7 Comm: kworker/0:1 Tainted: G        W "+release+"\nCall Trace:\n", dump())
+}
+
+// WARN()'s headline names the frame it blames as __warn does, file and line
+// then the function and the offset of the return address into it.
+func TestWarnHeadlineNamesTheFrameAndItsOffset(t *testing.T) {
+	f := runtime.Frame{PC: 0x401c, Entry: 0x4000, Function: "example.com/drv.(*Dev).Bind", File: "/home/u/src/drv/dev.go", Line: 12}
+	require.Equal(t, "WARNING: CPU: - PID: 42 at drv/dev.go:12 drv.(*Dev).Bind+0x1c", splat.WarnHeadline(42, f))
+}
+
+// A WARN() block: the cut-here rule, the message on its own lines (its
+// trailing newlines dropped, as printk ends a line once), the headline,
+// the dump and the end-of-trace rule; with no message, no line for it.
+func TestWarnLaysOutTheCutHereBlock(t *testing.T) {
+	keepTaint(t)
+	splat.ResetTaint()
+	warn := func(message string) string {
+		var b strings.Builder
+		splat.Warn(&b, "WARNING: CPU: - PID: 7 at drv/dev.go:12 drv.Bind+0x1c", message, 7, "kworker/0:1", nil)
+		return b.String()
+	}
+	rest := "WARNING: CPU: - PID: 7 at drv/dev.go:12 drv.Bind+0x1c\n" +
+		"CPU: - PID: 7 Comm: kworker/0:1 Not tainted " + release + "\nCall Trace:\n" +
+		"---[ end trace 0000000000000000 ]---\n"
+	require.Equal(t, "------------[ cut here ]------------\nsomething odd\non two lines\n"+rest, warn("something odd\non two lines\n\n"))
+	require.Equal(t, "------------[ cut here ]------------\n"+rest, warn(""))
 }
