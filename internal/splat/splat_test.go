@@ -73,3 +73,26 @@ func TestWarnLaysOutTheCutHereBlock(t *testing.T) {
 	require.Equal(t, "------------[ cut here ]------------\nsomething odd\non two lines\n"+rest, warn("something odd\non two lines\n\n"))
 	require.Equal(t, "------------[ cut here ]------------\n"+rest, warn(""))
 }
+
+type dev struct{}
+
+//go:noinline
+func (*dev) bind(out chan<- []uintptr) { out <- capture() }
+
+//go:noinline
+func capture() []uintptr { return splat.FullStack(0) }
+
+// FullStack starts at its caller's frame; a goroutine is named after the
+// outermost function it runs, its package left out but not its receiver
+// ("(*dev).bind"), a test goroutine after its test, and one with no frame
+// at all "goroutine".
+func TestEntryNameIsTheOutermostUserFunction(t *testing.T) {
+	here := splat.FullStack(0)
+	f, _ := runtime.CallersFrames(here).Next()
+	require.Equal(t, "github.com/krules/krules/internal/splat_test.TestEntryNameIsTheOutermostUserFunction", f.Function)
+	require.Equal(t, "TestEntryNameIsTheOutermostUserFunction", splat.EntryName(here))
+	out := make(chan []uintptr)
+	go (&dev{}).bind(out)
+	require.Equal(t, "(*dev).bind", splat.EntryName(<-out))
+	require.Equal(t, "goroutine", splat.EntryName(nil))
+}
