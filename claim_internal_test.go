@@ -83,3 +83,19 @@ func TestAReportAboutAnotherGoroutineTeachesNoParent(t *testing.T) {
 	_, known := claims.parents[other]
 	require.False(t, known)
 }
+
+// CollectFunc hands every report over and keeps none, so that a program
+// counting thousands of reports runs in constant memory.
+func TestCollectFuncKeepsNoReport(t *testing.T) {
+	unclaimed(t)
+	handed, kept := 0, -1
+	CollectFunc(func() {
+		Emit(Warn(MempoolMisuse, "handed over", 0))
+		claims.mu.Lock()
+		c := claims.open[0]
+		claims.mu.Unlock()
+		kept = c.Len()
+	}, func(*Report) { handed++ })
+	require.Equal(t, 1, handed)
+	require.Zero(t, kept)
+}
