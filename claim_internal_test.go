@@ -55,6 +55,11 @@ func TestClaimsLearnParentsWhileOpenAndForgetThemWhenAllClose(t *testing.T) {
 	claims.mu.Unlock()
 	require.True(t, known, "learnt from the child's own stack")
 	require.Equal(t, me, p)
+	foreignClaim(t).Close()
+	claims.mu.Lock()
+	_, known = claims.parents[id]
+	claims.mu.Unlock()
+	require.True(t, known, "kept while a claim is open")
 	c.Close()
 	claims.mu.Lock()
 	defer claims.mu.Unlock()
@@ -98,4 +103,52 @@ func TestCollectFuncKeepsNoReport(t *testing.T) {
 	}, func(*Report) { handed++ })
 	require.Equal(t, 1, handed)
 	require.Zero(t, kept)
+}
+
+// deliver sees a report after the claim kept it.
+func TestClaimDeliversAfterKeeping(t *testing.T) {
+	unclaimed(t)
+	var c *Claim
+	seen := -1
+	c = OpenClaim(func(*Report) { seen = c.Len() })
+	defer c.Close()
+	Emit(Warn(MempoolMisuse, "kept, then delivered", 0))
+	require.Equal(t, 1, seen)
+}
+
+// Collect and CollectFunc close their claim even when fn panics.
+func TestCollectClosesItsClaimWhenFnPanics(t *testing.T) {
+	unclaimed(t)
+	for _, collect := range []func(func()){
+		func(fn func()) { Collect(fn) },
+		func(fn func()) { CollectFunc(fn, func(*Report) {}) },
+	} {
+		require.Panics(t, func() { collect(func() { panic("fn failed") }) })
+		claims.mu.Lock()
+		open := len(claims.open)
+		claims.mu.Unlock()
+		require.Zero(t, open)
+	}
+}
+
+// A report from a grandchild of the claimer is attributed to it however
+// many generations the walk has to climb, even with another claim open.
+func TestAGrandchildsReportIsTheClaimersOnly(t *testing.T) {
+	unclaimed(t)
+	mine := OpenClaim(nil)
+	defer mine.Close()
+	other := foreignClaim(t)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		inner := make(chan struct{})
+		go func() {
+			defer close(inner)
+			Emit(Warn(MempoolMisuse, "from a grandchild", 0))
+		}()
+		<-inner
+	}()
+	<-done
+	require.Equal(t, 1, mine.Len())
+	require.Zero(t, other.Len())
 }
