@@ -77,13 +77,21 @@ func TestWarnLaysOutTheCutHereBlock(t *testing.T) {
 type dev struct{}
 
 //go:noinline
-func (*dev) bind(out chan<- []uintptr) { out <- capture() }
+func (*dev) bind(out chan<- []uintptr) { out <- capture(20) }
 
+// capture returns the stack from depth frames below its first call.
+//
 //go:noinline
-func capture() []uintptr { return splat.FullStack(0) }
+func capture(depth int) []uintptr {
+	if depth > 0 {
+		return capture(depth - 1)
+	}
+	return splat.FullStack(0)
+}
 
-// FullStack starts at its caller's frame; a goroutine is named after the
-// outermost function it runs, its package left out but not its receiver
+// FullStack starts at its caller's frame and reaches the goroutine's entry
+// through a few dozen frames; a goroutine is named after the outermost
+// function it runs, its package left out but not its receiver
 // ("(*dev).bind"), a test goroutine after its test, and one with no frame
 // at all "goroutine".
 func TestEntryNameIsTheOutermostUserFunction(t *testing.T) {
