@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -379,10 +380,37 @@ func statLine(b *strings.Builder, ch byte, offset, length int) {
 	b.WriteByte('\n')
 }
 
+// statName is the name seq_stats prints, in its char name[39]: the class
+// name cut to leave room for "#version" and "/subclass", each of which
+// keeps a single digit (snprintf into 3 bytes).
+func statName(c *class) string {
+	n := 38
+	if c.version > 1 {
+		n -= 2
+	}
+	if c.sub > 0 {
+		n -= 2
+	}
+	name := c.name
+	if len(name) > n-1 {
+		name = name[:n-1]
+	}
+	if c.version > 1 {
+		name += "#" + strconv.Itoa(c.version)[:1]
+	}
+	if c.sub > 0 {
+		name += "/" + strconv.Itoa(int(c.sub))[:1]
+	}
+	return name
+}
+
 // WriteLockStat writes v's statistics in /proc/lock_stat's layout
-// (lock_stat version 0.4): a row per class side, classes sorted by
-// contentions, each contended class followed by its contention points and
-// contending points ("<count> [<addr>] <symbol>").
+// (lock_stat version 0.4, lock_stat_show and seq_stats): classes sorted by
+// contentions; a row for each side with a released hold (holdtime.nr), so a
+// wait whose lock is still held shows in the points but in no row yet; each
+// contended class followed by its contention points and contending points
+// ("<count> [<addr>] <symbol>"), and a dotted line after the contending
+// points if there are any.
 func (v *Validator) WriteLockStat(w io.Writer) error {
 	var b strings.Builder
 	const width = 40 + 1 + 12*(14+1)
@@ -405,18 +433,22 @@ func (v *Validator) WriteLockStat(w io.Writer) error {
 		fmt.Fprintf(&b, "%14d %14s %14s %14s %14s", nr, statTime(lo), statTime(hi), statTime(total), statTime(avg))
 	}
 	for _, cs := range v.lockStats() {
-		name := cs.c.displayName()
-		if len(name) > 38 {
-			name = name[:38]
-		}
-		both := len(cs.rows) == 2
+		name := statName(cs.c)
+		var rows []LockStat
 		var cons int64
+		readHeld := false
 		for _, r := range cs.rows {
 			cons += r.Contentions
+			if r.Acquisitions != 0 {
+				rows = append(rows, r)
+				readHeld = readHeld || r.Read
+			}
+		}
+		for _, r := range rows {
 			switch {
 			case r.Read:
 				fmt.Fprintf(&b, "%38s-R:", name)
-			case both:
+			case len(rows) == 2:
 				fmt.Fprintf(&b, "%38s-W:", name)
 			default:
 				fmt.Fprintf(&b, "%40s:", name)
@@ -431,20 +463,19 @@ func (v *Validator) WriteLockStat(w io.Writer) error {
 			continue
 		}
 		namelen := len(name)
-		if both || cs.rows[0].Read {
+		if readHeld {
 			namelen += 2
 		}
-		any := false
-		for _, pts := range [][]StatPoint{cs.rows[0].ContentionPoints, cs.rows[0].ContendingPoints} {
+		contending := cs.rows[0].ContendingPoints
+		for _, pts := range [][]StatPoint{cs.rows[0].ContentionPoints, contending} {
 			for i, p := range pts {
 				if i == 0 {
 					statLine(&b, '-', 40-namelen, namelen)
 				}
 				fmt.Fprintf(&b, "%40s %14d %29s %s\n", name, p.Count, fmt.Sprintf("[<%016x>]", p.PC), stack.FormatPC(p.PC))
-				any = true
 			}
 		}
-		if any {
+		if len(contending) > 0 {
 			b.WriteString("\n")
 			statLine(&b, '.', 0, width)
 			b.WriteString("\n")

@@ -287,3 +287,77 @@ func TestLockStatCountsAnOutOfOrderRelease(t *testing.T) {
 	}
 	require.EqualValues(t, 1, n)
 }
+
+// seq_stats prints a side's row only once one of its holds has ended
+// (holdtime.nr): a reader that waited for the writer and still holds the
+// lock shows in the points, under the writer's row, which has no -W suffix
+// since no read hold has ended, and the points' rule is as long as the
+// name alone.
+func TestWriteLockStatPrintsASideOnceAHoldOfItEnded(t *testing.T) {
+	krulestest.Check(t)
+	lockStatOn(t)
+	v := lockclass.NewValidator()
+	var s lockclass.RWSem
+	s.Init(lockclass.WithValidator(v), lockclass.WithName("waited_sem"))
+	s.Lock()
+	held, release, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		s.RLock()
+		close(held)
+		<-release
+		s.RUnlock()
+	}()
+	require.Eventually(t, func() bool { return contentionPoints(v, "waited_sem") == 1 },
+		10*time.Second, time.Millisecond, "the reader queues")
+	s.Unlock()
+	<-held
+	var b strings.Builder
+	require.NoError(t, v.WriteLockStat(&b))
+	close(release)
+	<-done
+	out := b.String()
+	require.Regexp(t, `(?m)^ {30}waited_sem: +0 +0 `, out, "the write side, alone")
+	require.NotContains(t, out, "waited_sem-", "no read hold has ended")
+	require.Regexp(t, `(?m)^ {30}-{10}\n +waited_sem +1 +\[<[0-9a-f]{16}>\] lockclass_test\.TestWriteLockStatPrintsASideOnceAHoldOfItEnded\.func1\+`, out)
+}
+
+// seq_stats cuts a class name to leave room for "#version" and
+// "/subclass" (its name buffer holds 38 characters): the subclass stays.
+func TestWriteLockStatKeepsTheSubclassOfALongName(t *testing.T) {
+	const long = "a_lock_class_name_longer_than_forty_characters"
+	v, m := statMutex(t, long)
+	m.LockNested(1)
+	m.Unlock()
+	var b strings.Builder
+	require.NoError(t, v.WriteLockStat(&b))
+	require.Regexp(t, `(?m)^   `+long[:35]+`/1: +0 +0 `, b.String())
+}
+
+// The dotted line closes the contending points (seq_stats tests the
+// contending loop's count): a holder that took the lock while lock_stat was
+// off left no site to name, so the waiter's contention point stands alone.
+func TestWriteLockStatDotsOnlyAfterContendingPoints(t *testing.T) {
+	v, m := statMutex(t, "late_stat_lock")
+	lockclass.SetLockStat(false)
+	m.Lock()
+	lockclass.SetLockStat(true)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.Lock()
+		m.Unlock()
+	}()
+	require.Eventually(t, func() bool { return contentionPoints(v, "late_stat_lock") == 1 },
+		10*time.Second, time.Millisecond, "the second goroutine queues")
+	m.Unlock()
+	<-done
+	rows := statOf(v, "late_stat_lock")
+	require.Len(t, rows, 1)
+	require.Empty(t, rows[0].ContendingPoints)
+	var b strings.Builder
+	require.NoError(t, v.WriteLockStat(&b))
+	out := b.String()
+	require.Regexp(t, `(?m)^ +late_stat_lock +1 +\[<`, out)
+	require.NotContains(t, out, strings.Repeat(".", 221))
+}
