@@ -736,3 +736,33 @@ func TestSetClassAndSubclassSetsTheDefaultSubclass(t *testing.T) {
 	require.Contains(t, task.LabelOf(&task.Lookup().Lockdep.Held[0]), "(M/3)")
 	m.Release()
 }
+
+// lock_downgrade of a lock the goroutine does not hold: with nothing held
+// at all, __lock_downgrade's first check, DEBUG_LOCKS_WARN_ON(!depth); with
+// another lock held, the search fails: a bad unlock balance. Either turns
+// the validator off.
+func TestDowngradeOfAnUnheldLock(t *testing.T) {
+	for _, holding := range []bool{false, true} {
+		t.Run(fmt.Sprint("holding another: ", holding), func(t *testing.T) {
+			rec := krulestest.Record(t)
+			v := lockclass.NewValidator()
+			other := mutex(v, "other")
+			var s lockclass.RWSem
+			s.Init(lockclass.WithValidator(v), lockclass.WithName("S"))
+			if holding {
+				other.Lock()
+				defer other.Unlock()
+			}
+			s.Downgrade()
+			if holding {
+				require.Equal(t, []krules.Kind{krules.BadUnlockBalance}, rec.Kinds())
+				require.Contains(t, rec.Last().Text, "is trying to release lock (S) at:")
+			} else {
+				require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
+				require.Contains(t, rec.Last().Text, "DEBUG_LOCKS_WARN_ON(!depth)")
+			}
+			require.False(t, v.Enabled(), "debug_locks off")
+		})
+	}
+	require.Nil(t, task.Lookup())
+}
