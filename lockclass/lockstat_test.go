@@ -312,10 +312,21 @@ func TestWriteLockStatPrintsASideOnceAHoldOfItEnded(t *testing.T) {
 		10*time.Second, time.Millisecond, "the reader queues")
 	s.Unlock()
 	<-held
+	rows := statOf(v, "waited_sem")
 	var b strings.Builder
 	require.NoError(t, v.WriteLockStat(&b))
 	close(release)
 	<-done
+	// LockStats has the read side already: the reader's wait, its bounces
+	// (it waited for, and took the lock after, another goroutine), and no
+	// hold yet.
+	require.Len(t, rows, 2)
+	w, r := rows[0], rows[1]
+	require.False(t, w.Read)
+	require.Equal(t, [4]int64{1, 0, 0, 0}, [4]int64{w.Acquisitions, w.Contentions, w.ConBounces, w.AcqBounces},
+		"the writer's hold, nothing waited, the first acquisition bounced from nowhere")
+	require.True(t, r.Read)
+	require.Equal(t, [4]int64{0, 1, 1, 1}, [4]int64{r.Acquisitions, r.Contentions, r.ConBounces, r.AcqBounces})
 	out := b.String()
 	require.Regexp(t, `(?m)^ {30}waited_sem: +0 +0 `, out, "the write side, alone")
 	require.NotContains(t, out, "waited_sem-", "no read hold has ended")
@@ -355,9 +366,78 @@ func TestWriteLockStatDotsOnlyAfterContendingPoints(t *testing.T) {
 	rows := statOf(v, "late_stat_lock")
 	require.Len(t, rows, 1)
 	require.Empty(t, rows[0].ContendingPoints)
+	require.Zero(t, rows[0].ConBounces, "a holder lock_stat never saw is no bounce")
 	var b strings.Builder
 	require.NoError(t, v.WriteLockStat(&b))
 	out := b.String()
 	require.Regexp(t, `(?m)^ +late_stat_lock +1 +\[<`, out)
 	require.NotContains(t, out, strings.Repeat(".", 221))
+}
+
+// queued counts the contentions in v's profile: every lock_contended,
+// whether or not its site found a contention point.
+func queued(v *lockclass.Validator) (n int64) {
+	for _, s := range v.ContentionProfile().Sample {
+		n += s.Value[0]
+	}
+	return n
+}
+
+// contendOnce takes m by calling lock, holds it until a goroutine that
+// calls wait has queued on it, then lets that goroutine through and waits
+// for it to unlock: one contention, at wait's site, on lock's.
+func contendOnce(t *testing.T, v *lockclass.Validator, m *lockclass.Mutex, lock, wait func()) {
+	t.Helper()
+	n := queued(v)
+	lock()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		wait()
+		m.Unlock()
+	}()
+	require.Eventually(t, func() bool { return queued(v) == n+1 }, 10*time.Second, time.Millisecond, "the waiter queues")
+	m.Unlock()
+	<-done
+}
+
+// A class keeps LOCKSTAT_POINTS (4) contention points: the waits at a
+// fifth site are counted as contentions but at no point (lock_point finds
+// no room).
+func TestLockStatKeepsFourContentionPoints(t *testing.T) {
+	v, m := statMutex(t, "five_sites_lock")
+	hold := func() { m.Lock() }
+	for _, wait := range []func(){
+		func() { m.Lock() }, func() { m.Lock() }, func() { m.Lock() }, func() { m.Lock() }, func() { m.Lock() },
+	} {
+		contendOnce(t, v, m, hold, wait)
+	}
+	rows := statOf(v, "five_sites_lock")
+	require.Len(t, rows, 1)
+	require.EqualValues(t, 5, rows[0].Contentions)
+	require.Len(t, rows[0].ContentionPoints, 4)
+	for _, p := range rows[0].ContentionPoints {
+		require.EqualValues(t, 1, p.Count)
+	}
+	require.Equal(t, []int64{5}, counts(rows[0].ContendingPoints), "one holder site")
+}
+
+// The contending point is where the holder took the lock this time
+// (lockdep_map.ip follows every acquisition): two holder sites, two points.
+func TestLockStatNamesEachHoldersSite(t *testing.T) {
+	v, m := statMutex(t, "two_holders_lock")
+	wait := func() { m.Lock() }
+	contendOnce(t, v, m, func() { m.Lock() }, wait)
+	contendOnce(t, v, m, func() { m.Lock() }, wait)
+	rows := statOf(v, "two_holders_lock")
+	require.Len(t, rows, 1)
+	require.Equal(t, []int64{2}, counts(rows[0].ContentionPoints), "one waiter site")
+	require.Equal(t, []int64{1, 1}, counts(rows[0].ContendingPoints))
+}
+
+func counts(pts []lockclass.StatPoint) (n []int64) {
+	for _, p := range pts {
+		n = append(n, p.Count)
+	}
+	return n
 }
