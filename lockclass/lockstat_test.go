@@ -441,3 +441,23 @@ func counts(pts []lockclass.StatPoint) (n []int64) {
 	}
 	return n
 }
+
+// lock_stat_open sorts the classes by contentions, the most first
+// (lock_stat_cmp); a class never contended comes after.
+func TestLockStatSortsByContentions(t *testing.T) {
+	v, calm := statMutex(t, "calm_lock")
+	busy, idle := new(lockclass.Mutex), new(lockclass.Mutex)
+	busy.Init(lockclass.WithValidator(v), lockclass.WithName("busy_lock"))
+	idle.Init(lockclass.WithValidator(v), lockclass.WithName("idle_lock"))
+	idle.Lock()
+	idle.Unlock()
+	contendOnce(t, v, calm, func() { calm.Lock() }, func() { calm.Lock() })
+	for range 2 {
+		contendOnce(t, v, busy, func() { busy.Lock() }, func() { busy.Lock() })
+	}
+	var order []string
+	for _, r := range v.LockStats() {
+		order = append(order, r.Class)
+	}
+	require.Equal(t, []string{"busy_lock", "calm_lock", "idle_lock"}, order)
+}
