@@ -112,8 +112,12 @@ func TestLockStatCountsAScriptedHandoverExactly(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "contentions", prof.SampleType[0].Type)
 	require.Equal(t, "nanoseconds", prof.SampleType[1].Unit)
+	require.EqualValues(t, 1, prof.Period, "every contention, not a sample of them")
 	require.Len(t, prof.Sample, 1)
 	require.EqualValues(t, rounds, prof.Sample[0].Value[0])
+	for _, l := range prof.Sample[0].Location {
+		require.NotZero(t, l.Address, "the stack ends at its last frame")
+	}
 	require.GreaterOrEqual(t, prof.Sample[0].Value[1], rounds*hold.Nanoseconds())
 	var fns []string
 	for _, l := range prof.Sample[0].Location {
