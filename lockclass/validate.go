@@ -161,6 +161,19 @@ func (g *graph) lockAcquire(t *task.Task, hl *task.HeldLock, sync bool) (*krules
 		if !g.enabled.Load() {
 			return nil, aNone, key
 		}
+	} else if !hl.Trylock {
+		// check_wait_context runs on every acquisition, checked or not: a
+		// no-validate lock keeps its wait types (lockdep_set_novalidate_class
+		// re-inits the map with them), so a mutex of that class is still
+		// an invalid wait context inside a spinlock_t. uncheckedQuick may
+		// skip it for rcu_lock_map: its outer type, LD_WAIT_FREE, is never
+		// above a held lock's inner one.
+		if rep := g.checkWaitContext(t, hl, false); rep != nil {
+			if !g.v.keepGoing || !g.enabled.Load() || sync {
+				return rep, aNone, key
+			}
+			return rep, aPush, key
+		}
 	}
 	if sync {
 		return nil, aNone, key
@@ -220,7 +233,7 @@ func (g *graph) validateChain(t *task.Task, hl *task.HeldLock, key uint64, head,
 		hls = append(hls, chainLock{(*class)(held[i].Class), held[i].Read})
 	}
 
-	if rep := g.checkWaitContext(t, hl); rep != nil {
+	if rep := g.checkWaitContext(t, hl, true); rep != nil {
 		return rep
 	}
 	ret, rep := g.checkDeadlock(t, hl)

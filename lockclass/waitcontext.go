@@ -84,8 +84,9 @@ func waitNum(w uint8, rawNest bool) uint8 {
 // t's held locks. Goroutines have a single context (process context, no
 // interrupts), so every held lock counts and the task's own wait context
 // is LD_WAIT_MAX. The verdict depends only on the held classes and next's,
-// so it runs with the chain's other checks, once per new chain.
-func (g *graph) checkWaitContext(t *task.Task, next *task.HeldLock) *krules.Report {
+// so for a checked acquisition it runs with the chain's other checks, once
+// per new chain; locked says that g.mu is held.
+func (g *graph) checkWaitContext(t *task.Task, next *task.HeldLock, locked bool) *krules.Report {
 	held := t.Lockdep.Held
 	nc := (*class)(next.Class)
 	if len(held) == 0 || nc.wait.inner == ldWaitInv || next.Trylock {
@@ -106,7 +107,7 @@ func (g *graph) checkWaitContext(t *task.Task, next *task.HeldLock) *krules.Repo
 	if waitNum(outer, raw) <= waitNum(curr, raw) {
 		return nil
 	}
-	if !g.reportable(true) {
+	if !g.reportable(locked) {
 		return nil
 	}
 	return invalidWaitContextReport(next, waitNum(ldWaitMax, raw))

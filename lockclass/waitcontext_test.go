@@ -170,3 +170,23 @@ func TestWaitContextIsTheStrictestHeld(t *testing.T) {
 	require.Equal(t, []krules.Kind{krules.InvalidWaitContext}, rec.Kinds())
 	require.Contains(t, rec.Last().Text, "(&b->lock)")
 }
+
+// check_wait_context runs on every acquisition, validated or not: a
+// no-validate mutex (the device core's dev->mutex) keeps its wait type, so
+// inside a spinlock_t it is an invalid wait context, though it is never
+// ordered.
+func TestNoValidateMutexInsideSpinLockIsInvalidWaitContext(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	var s lockclass.SpinLock
+	s.Init(keyed(v, "&dev->lock")...)
+	m := new(lockclass.Mutex)
+	m.Init(lockclass.WithValidator(v), lockclass.WithName("&dev->mutex"), lockclass.NoValidate())
+	s.Lock()
+	m.Lock()
+	m.Unlock()
+	s.Unlock()
+	require.Equal(t, []krules.Kind{krules.SleepInAtomic, krules.InvalidWaitContext}, rec.Kinds())
+	require.Regexp(t, `(?m)^[0-9a-f]{16} \(&dev->mutex\)\{`, rec.Last().Text)
+	require.Zero(t, v.Stats().Entries, "no dependency either way")
+}
