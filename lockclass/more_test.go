@@ -766,3 +766,18 @@ func TestDowngradeOfAnUnheldLock(t *testing.T) {
 	}
 	require.Nil(t, task.Lookup())
 }
+
+// lock_downgrade returns at once under lockdep_off(): a read hold
+// downgraded meanwhile is not "downgrading a read lock".
+func TestDowngradingAReadHoldUnderLockdepOffIsQuiet(t *testing.T) {
+	krulestest.Check(t)
+	var s lockclass.RWSem
+	s.Init(lockclass.WithValidator(lockclass.NewValidator()), lockclass.WithName("S"))
+	s.RLock()
+	lockclass.Off()
+	s.Downgrade()
+	lockclass.On()
+	lockclass.AssertHeldRead(&s)
+	s.RUnlock()
+	require.Nil(t, task.Lookup())
+}
