@@ -781,3 +781,62 @@ func TestDowngradingAReadHoldUnderLockdepOffIsQuiet(t *testing.T) {
 	s.RUnlock()
 	require.Nil(t, task.Lookup())
 }
+
+// lock_downgrade rebuilds the stack from the downgraded hold
+// (reacquire_held_locks from the chain key below it): the hold and the
+// locks above it land on the chains a read acquisition makes, found in the
+// cache, at the bottom of the stack as above another lock.
+func TestDowngradeRejoinsTheReadAcquisitionsChains(t *testing.T) {
+	krulestest.Check(t)
+	for _, below := range []bool{false, true} {
+		v := lockclass.NewValidator()
+		a, b := mutex(v, "A"), mutex(v, "B")
+		var s lockclass.RWSem
+		s.Init(lockclass.WithValidator(v), lockclass.WithName("S"))
+		run := func(downgrade bool) {
+			if below {
+				a.Lock()
+			}
+			if downgrade {
+				s.Lock()
+				s.Downgrade()
+			} else {
+				s.RLock()
+			}
+			b.Lock()
+			b.Unlock()
+			s.RUnlock()
+			if below {
+				a.Unlock()
+			}
+		}
+		run(false)
+		n := v.Stats().Chains
+		run(true)
+		require.Equal(t, n+1, v.Stats().Chains, "below another lock: %v; only the write hold's chain is new", below)
+	}
+	require.Nil(t, task.Lookup())
+}
+
+// lock_downgrade re-validates the locks above the hold
+// (reacquire_held_locks): the read hold ordered before a lock that was
+// taken before it is the inversion again, which a validator that keeps
+// going reports a second time.
+func TestDowngradeRevalidatesTheLocksAbove(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator(lockclass.KeepGoing())
+	b := mutex(v, "B")
+	var s lockclass.RWSem
+	s.Init(lockclass.WithValidator(v), lockclass.WithName("S"))
+	b.Lock()
+	s.Lock()
+	s.Unlock()
+	b.Unlock()
+	s.Lock()
+	b.Lock() // S -> B against B -> S
+	require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+	s.Downgrade() // S (read) -> B: a new chain, the same inversion
+	require.Equal(t, []krules.Kind{krules.CircularDependency, krules.CircularDependency}, rec.Kinds())
+	b.Unlock()
+	s.RUnlock()
+}
