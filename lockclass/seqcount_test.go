@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -221,4 +222,38 @@ func TestSeqLockReadRetriesWhileTheWriteIsInProgress(t *testing.T) {
 	require.True(t, retry, "a write in progress")
 	require.True(t, sl.ReadRetry(start))
 	require.False(t, sl.ReadRetry(sl.ReadBegin()))
+}
+
+// seqcount_init starts the sequence over at 0, whatever it was.
+func TestSeqCountInitStartsTheSequenceOver(t *testing.T) {
+	krulestest.Check(t)
+	var sc lockclass.SeqCount
+	sc.Init(nil, lockclass.WithValidator(lockclass.NewValidator()))
+	nonblock.StartAtomic()
+	sc.WriteBegin()
+	sc.WriteEnd()
+	nonblock.EndAtomic()
+	require.EqualValues(t, 2, sc.Sequence())
+	sc.Init(nil, lockclass.WithValidator(lockclass.NewValidator()))
+	require.Zero(t, sc.Sequence())
+}
+
+// read_seqcount_begin waits out a write in progress and returns the even
+// sequence the write ends with.
+func TestSeqCountReadBeginWaitsOutAWrite(t *testing.T) {
+	krulestest.Check(t)
+	var sc lockclass.SeqCount
+	sc.Init(nil, lockclass.WithValidator(lockclass.NewValidator()))
+	nonblock.StartAtomic()
+	sc.WriteBegin()
+	got := make(chan uint32, 1)
+	go func() { got <- sc.ReadBegin() }()
+	select {
+	case seq := <-got:
+		t.Fatalf("ReadBegin returned %d during the write", seq)
+	case <-time.After(20 * time.Millisecond):
+	}
+	sc.WriteEnd()
+	nonblock.EndAtomic()
+	require.EqualValues(t, 2, <-got)
 }

@@ -151,3 +151,41 @@ func TestSpinLocksNestedAndUnderANestLock(t *testing.T) {
 	require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
 	require.Nil(t, task.Lookup())
 }
+
+// rwlock_t's read side taken while validation was off is released quietly
+// too: read_lock's untracked acquisition is counted for read_unlock.
+func TestRWLockReadTakenWhileValidationOffUnlocksQuietly(t *testing.T) {
+	krulestest.Check(t)
+	var l lockclass.RWLock
+	l.Init(lockclass.WithValidator(lockclass.NewValidator()), lockclass.WithName("&dev->rwlock"))
+	prev := lockclass.SetEnabled(false)
+	l.RLock()
+	lockclass.SetEnabled(prev)
+	l.RUnlock()
+	require.False(t, nonblock.InAtomic())
+	require.Nil(t, task.Lookup())
+}
+
+// Unlocking a spinning lock that is not locked is a bad unlock balance and
+// leaves the caller's atomic sections as they were: a later lock and
+// unlock pair still enters and leaves one.
+func TestSpinningUnlockOfAFreeLockLeavesNoSectionBehind(t *testing.T) {
+	for _, name := range []string{"SpinLock", "RawSpinLock", "RWLock"} {
+		t.Run(name, func(t *testing.T) {
+			rec := krulestest.Record(t)
+			l := spinningLocks(lockclass.NewValidator())[name]
+			l.Unlock()
+			require.Equal(t, []krules.Kind{krules.BadUnlockBalance}, rec.Kinds())
+			require.False(t, nonblock.InAtomic())
+			nonblock.StartAtomic()
+			l.Unlock()
+			require.True(t, nonblock.InAtomic(), "the caller's own section is untouched")
+			nonblock.EndAtomic()
+			l.Lock()
+			require.True(t, nonblock.InAtomic())
+			l.Unlock()
+			require.False(t, nonblock.InAtomic())
+			require.Nil(t, task.Lookup())
+		})
+	}
+}
