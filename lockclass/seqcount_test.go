@@ -257,3 +257,42 @@ func TestSeqCountReadBeginWaitsOutAWrite(t *testing.T) {
 	nonblock.EndAtomic()
 	require.EqualValues(t, 2, <-got)
 }
+
+// A seqcount whose writers hold a sleeping lock (an RWSem as a Mutex)
+// enters its own atomic section for the write (seqprop_preemptible), and
+// leaves only that one: re-initialised as a plain seqcount_t, its write in
+// the caller's section leaves the caller's section open.
+func TestSeqCountWriteSectionOfASleepingLock(t *testing.T) {
+	krulestest.Check(t)
+	v := lockclass.NewValidator()
+	var s lockclass.RWSem
+	s.Init(lockclass.WithValidator(v), lockclass.WithName("&obj->sem"))
+	var sc lockclass.SeqCount
+	sc.Init(&s, lockclass.WithValidator(v), lockclass.WithName("&obj->seq"))
+	s.Lock()
+	sc.WriteBegin()
+	require.True(t, nonblock.InAtomic())
+	sc.WriteEnd()
+	require.False(t, nonblock.InAtomic())
+	s.Unlock()
+
+	sc.Init(nil, lockclass.WithValidator(v), lockclass.WithName("&obj->seq"))
+	nonblock.StartAtomic()
+	sc.WriteBegin()
+	sc.WriteEnd()
+	require.True(t, nonblock.InAtomic(), "the caller's section")
+	nonblock.EndAtomic()
+	require.Nil(t, task.Lookup())
+}
+
+// seqlock_init starts the sequence over at 0 too.
+func TestSeqLockInitStartsTheSequenceOver(t *testing.T) {
+	krulestest.Check(t)
+	var sl lockclass.SeqLock
+	sl.Init(lockclass.WithValidator(lockclass.NewValidator()))
+	sl.WriteLock()
+	sl.WriteUnlock()
+	require.EqualValues(t, 2, sl.ReadBegin())
+	sl.Init(lockclass.WithValidator(lockclass.NewValidator()))
+	require.Zero(t, sl.ReadBegin())
+}
