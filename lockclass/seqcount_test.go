@@ -296,3 +296,20 @@ func TestSeqLockInitStartsTheSequenceOver(t *testing.T) {
 	sl.Init(lockclass.WithValidator(lockclass.NewValidator()))
 	require.Zero(t, sl.ReadBegin())
 }
+
+// read_seqlock_excl takes the seqlock's own lock as write_seqlock does:
+// one lock of one class, which lockdep_assert_held finds under either.
+func TestSeqLockExclusiveReaderTakesItsLock(t *testing.T) {
+	krulestest.Check(t)
+	v := lockclass.NewValidator()
+	var sl lockclass.SeqLock
+	sl.Init(lockclass.WithValidator(v))
+	sl.WriteLock()
+	lockclass.AssertHeld(&sl)
+	sl.WriteUnlock()
+	sl.ReadLockExcl()
+	lockclass.AssertHeld(&sl)
+	sl.ReadUnlockExcl()
+	lockclass.AssertNotHeld(&sl)
+	require.Equal(t, 1, v.Stats().Classes)
+}
