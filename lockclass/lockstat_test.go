@@ -264,15 +264,19 @@ func TestLockStatHandlerClearsOnlyOnZero(t *testing.T) {
 	m.Unlock()
 	require.EqualValues(t, 1, acquisitions())
 	h := lockclass.Handler(v)
-	post := func(body string) {
+	send := func(method, body string) {
 		w := httptest.NewRecorder()
-		h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/debug/lockdep/lock_stat", strings.NewReader(body)))
+		h.ServeHTTP(w, httptest.NewRequest(method, "/debug/lockdep/lock_stat", strings.NewReader(body)))
 		require.Equal(t, http.StatusOK, w.Code)
 	}
-	post("1")
+	send(http.MethodPost, "1")
 	require.EqualValues(t, 1, acquisitions(), "not cleared")
-	post("0")
+	send(http.MethodPost, "0")
 	require.Zero(t, acquisitions())
+	m.Lock()
+	m.Unlock()
+	send(http.MethodPut, "0")
+	require.Zero(t, acquisitions(), "a PUT writes the file too")
 }
 
 // A lock released out of order (lock_release's slow path, which rebuilds

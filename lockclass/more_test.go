@@ -190,6 +190,7 @@ func TestChainLookupMissesCountNewChains(t *testing.T) {
 	require.NoError(t, v.WriteStats(&out))
 	require.Regexp(t, ` chain lookup misses: +2\n`, out.String())
 	// (hardirq chains + 1) * (softirq chains + 1) * (process chains + 1)
+	require.Regexp(t, ` in-process chains: +2\n`, out.String(), "every chain is a process-context one")
 	require.Regexp(t, ` combined max dependencies: +3\n`, out.String())
 	require.Regexp(t, ` debug_locks: +1\n`, out.String())
 }
