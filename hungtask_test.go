@@ -194,3 +194,26 @@ func hungWaiters(t *testing.T, waiters int, enough func(ids []int64) bool, after
 		after(rs)
 	}
 }
+
+// A timeout of 0 asks for the default, 120 s (hung_task_timeout_secs'
+// CONFIG_DEFAULT_HUNG_TASK_TIMEOUT), not for a report at once: a wait of a
+// few tens of milliseconds is no hung task.
+func TestHungTaskDetectorTimeoutZeroIsTheDefault(t *testing.T) {
+	rec := krulestest.Record(t)
+	stop := krules.StartHungTaskDetector(0)
+	defer stop()
+	var m lockclass.Mutex
+	m.Init(lockclass.WithName("briefly_held"))
+	m.Lock()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.Lock()
+		m.Unlock()
+	}()
+	time.Sleep(50 * time.Millisecond)
+	m.Unlock()
+	<-done
+	stop()
+	require.Empty(t, rec.Reports())
+}

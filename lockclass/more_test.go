@@ -190,7 +190,12 @@ func TestChainLookupMissesCountNewChains(t *testing.T) {
 	require.NoError(t, v.WriteStats(&out))
 	require.Regexp(t, ` chain lookup misses: +2\n`, out.String())
 	// (hardirq chains + 1) * (softirq chains + 1) * (process chains + 1)
-	require.Regexp(t, ` in-process chains: +2\n`, out.String(), "every chain is a process-context one")
+	require.Contains(t, out.String(), "\n in-process chains:"+strings.Repeat(" ", 23)+"2\n",
+		"every chain is a process-context one, in lockdep_stats_show's columns")
+	require.Regexp(t, ` dependency chain hlocks used: +3 \[`, out.String(), "[A] and [A B]")
+	require.Regexp(t, fmt.Sprintf(` stack-trace entries: +%d \[max: \d+\]\n number of stack traces: +%d\n`,
+		st.StackTraceEntries, st.StackTraces), out.String())
+	require.Greater(t, st.StackTraceEntries, st.StackTraces)
 	require.Regexp(t, ` combined max dependencies: +3\n`, out.String())
 	require.Regexp(t, ` debug_locks: +1\n`, out.String())
 }
