@@ -32,17 +32,22 @@ var sinks = struct {
 	limits        map[Kind]*rateLimit
 }{out: os.Stderr}
 
-// rateLimit is the kernel's ___ratelimit: burst reports per interval.
+// rateLimit is burst reports per interval: the kernel's ___ratelimit,
+// whose next interval begins once more than interval has passed
+// (time_is_before_jiffies(begin + interval)), or, loose, a prev_jiffy check
+// (__might_resched's, __cant_sleep's), which lets a report through once
+// interval has passed.
 type rateLimit struct {
 	interval time.Duration
 	burst    int
+	loose    bool
 	begin    time.Time
 	printed  int
 	missed   int
 }
 
 func (l *rateLimit) allow(now time.Time) bool {
-	if l.begin.IsZero() || now.Sub(l.begin) >= l.interval {
+	if d := now.Sub(l.begin); l.begin.IsZero() || d > l.interval || l.loose && d == l.interval {
 		l.begin, l.printed = now, 0
 	}
 	if l.printed < l.burst {
@@ -55,9 +60,9 @@ func (l *rateLimit) allow(now time.Time) bool {
 
 func newLimits() map[Kind]*rateLimit {
 	return map[Kind]*rateLimit{
-		SleepInAtomic: {interval: time.Second, burst: 1}, // __might_resched's prev_jiffy
-		AssumeAtomic:  {interval: time.Second, burst: 1}, // __cant_sleep's prev_jiffy
-		AllocFailure:  {interval: 10 * time.Second, burst: 1},
+		SleepInAtomic: {interval: time.Second, burst: 1, loose: true}, // __might_resched's prev_jiffy
+		AssumeAtomic:  {interval: time.Second, burst: 1, loose: true}, // __cant_sleep's prev_jiffy
+		AllocFailure:  {interval: 10 * time.Second, burst: 1},         // warn_alloc's nopage_rs
 	}
 }
 

@@ -301,3 +301,21 @@ func TestGoroutineNamesWithAndWithoutARecord(t *testing.T) {
 	require.Equal(t, "TestGoroutineNamesWithAndWithoutARecord", CurrentGoroutine().Name)
 	require.Nil(t, task.Lookup(), "the name's record is dropped")
 }
+
+// warn_alloc's nopage_rs is a ratelimit_state: its next interval begins
+// only once more than ten seconds have passed (___ratelimit); the sleep
+// checks' prev_jiffy lets a report through once a second has.
+func TestRateLimitIntervalBoundaries(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	lim := newLimits()
+	a := lim[AllocFailure]
+	require.True(t, a.allow(t0))
+	require.False(t, a.allow(t0.Add(10*time.Second)))
+	require.True(t, a.allow(t0.Add(10*time.Second+time.Nanosecond)))
+	for _, k := range []Kind{SleepInAtomic, AssumeAtomic} {
+		s := lim[k]
+		require.True(t, s.allow(t0), k)
+		require.False(t, s.allow(t0.Add(time.Second-time.Nanosecond)), k)
+		require.True(t, s.allow(t0.Add(time.Second)), k)
+	}
+}
