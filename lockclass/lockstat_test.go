@@ -318,6 +318,9 @@ func TestWriteLockStatPrintsASideOnceAHoldOfItEnded(t *testing.T) {
 	}()
 	require.Eventually(t, func() bool { return contentionPoints(v, "waited_sem") == 1 },
 		10*time.Second, time.Millisecond, "the reader queues")
+	var during strings.Builder
+	require.NoError(t, v.WriteLockStat(&during))
+	require.NotContains(t, during.String(), "waited_sem", "no hold ended, no wait ended: nothing to show yet")
 	s.Unlock()
 	<-held
 	rows := statOf(v, "waited_sem")
@@ -339,6 +342,12 @@ func TestWriteLockStatPrintsASideOnceAHoldOfItEnded(t *testing.T) {
 	require.Regexp(t, `(?m)^ {30}waited_sem: +0 +0 `, out, "the write side, alone")
 	require.NotContains(t, out, "waited_sem-", "no read hold has ended")
 	require.Regexp(t, `(?m)^ {30}-{10}\n +waited_sem +1 +\[<[0-9a-f]{16}>\] lockclass_test\.TestWriteLockStatPrintsASideOnceAHoldOfItEnded\.func1\+`, out)
+
+	// The read hold has ended: -W and -R rows, and the points' rule as long
+	// as the name with its suffix.
+	b.Reset()
+	require.NoError(t, v.WriteLockStat(&b))
+	require.Regexp(t, `(?m)^ {28}waited_sem-W: +0 +0 .*\n {28}waited_sem-R: +1 +1 .*\n {28}-{12}\n`, b.String())
 }
 
 // seq_stats cuts a class name to leave room for "#version" and
@@ -351,6 +360,19 @@ func TestWriteLockStatKeepsTheSubclassOfALongName(t *testing.T) {
 	var b strings.Builder
 	require.NoError(t, v.WriteLockStat(&b))
 	require.Regexp(t, `(?m)^   `+long[:35]+`/1: +0 +0 `, b.String())
+
+	// Nine more classes of that name, each a key of its own: the second is
+	// "#2", the tenth "#1" (the version keeps one digit).
+	for range 9 {
+		m := new(lockclass.Mutex)
+		m.Init(lockclass.WithValidator(v), lockclass.WithKey(registeredKey()), lockclass.WithName(long))
+		m.LockNested(1)
+		m.Unlock()
+	}
+	b.Reset()
+	require.NoError(t, v.WriteLockStat(&b))
+	require.Regexp(t, `(?m)^   `+long[:33]+`#2/1: +0 +0 `, b.String())
+	require.Regexp(t, `(?m)^   `+long[:33]+`#1/1: +0 +0 `, b.String())
 }
 
 // The dotted line closes the contending points (seq_stats tests the
