@@ -2,6 +2,7 @@ package krules
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -59,4 +60,29 @@ func TestHungTaskCheckCadenceAndWarnings(t *testing.T) {
 	require.Empty(t, h.check(t0.Add(20*timeout), ws))
 	_, kept := h.reported[w]
 	require.False(t, kept, "an ended wait is forgotten")
+}
+
+// A goroutine that was never named is reported under the function it
+// started in, as reports name it elsewhere: the kernel's comm.
+func TestHungTaskReportNamesAnUnnamedWaiterByItsEntry(t *testing.T) {
+	pcs := make([]uintptr, 32)
+	pcs = pcs[:runtime.Callers(1, pcs)]
+	w := &task.Waiter{ID: 9, Start: time.Unix(0, 0), Stack: pcs}
+	rs := newHungTaskCheck(time.Second).check(time.Unix(2, 0), []*task.Waiter{w})
+	require.Len(t, rs, 1)
+	require.Equal(t, "INFO: task TestHungTaskReportNamesAnUnnamedWaiterByItsEntry:9 blocked for more than 2 seconds.", rs[0].Headline)
+	// sched_show_task's comm is TASK_COMM_LEN-1 characters; a task without
+	// locks is not in debug_show_all_locks' list.
+	require.Contains(t, rs[0].Text, "\ntask:TestHungTaskRep state:D pid:9    \n")
+	require.True(t, strings.HasSuffix(rs[0].Text, "\nShowing all locks held in the system:\n\n=============================================\n\n"), rs[0].Text)
+}
+
+// Waits are recorded only while a detector runs: stopping the last one
+// stops the recording.
+func TestStoppingTheHungTaskDetectorStopsTrackingWaits(t *testing.T) {
+	require.False(t, task.Tracking())
+	stop := StartHungTaskDetector(time.Hour)
+	require.True(t, task.Tracking())
+	stop()
+	require.False(t, task.Tracking())
 }

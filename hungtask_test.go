@@ -15,6 +15,7 @@ import (
 	"github.com/krules/krules"
 	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/lockclass"
+	"github.com/krules/krules/nonblock"
 )
 
 // Two goroutines deadlock AB-BA; each waits on a lock the other holds.
@@ -216,4 +217,21 @@ func TestHungTaskDetectorTimeoutZeroIsTheDefault(t *testing.T) {
 	<-done
 	stop()
 	require.Empty(t, rec.Reports())
+}
+
+// debug_show_all_locks lists only the tasks that hold locks: with none
+// held, the frame is empty.
+func TestShowAllLocksWithNothingHeld(t *testing.T) {
+	krulestest.Check(t)
+	for _, inSection := range []bool{false, true} {
+		if inSection {
+			nonblock.StartAtomic() // a task record without locks
+		}
+		var b strings.Builder
+		require.NoError(t, krules.ShowAllLocks(&b))
+		if inSection {
+			nonblock.EndAtomic()
+		}
+		require.Equal(t, "\nShowing all locks held in the system:\n\n=============================================\n\n", b.String())
+	}
 }
