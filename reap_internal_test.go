@@ -126,11 +126,12 @@ func TestClaimsRememberTheParentsOfGoroutinesThatReturned(t *testing.T) {
 // the sections.
 func TestReapReclaimsGoroutinesThatReturnedInASectionOrNamed(t *testing.T) {
 	out := unclaimed(t)
-	ids := make(chan int64, 3)
+	ids := make(chan int64, 4)
 	var wg sync.WaitGroup
 	for _, enter := range []func(tk *task.Task){
 		func(tk *task.Task) { tk.NonBlock = 1 },         // returned inside nonblock.Start
 		func(tk *task.Task) { tk.Preempt = 2 },          // inside two atomic sections
+		func(tk *task.Task) { tk.Preempt = 1 },          // inside one
 		func(tk *task.Task) { SetName("kworker/u8:3") }, // named, never cleared
 	} {
 		wg.Add(1)
@@ -165,6 +166,7 @@ func TestReapReclaimsGoroutinesThatReturnedInASectionOrNamed(t *testing.T) {
 	}
 	require.Regexp(t, `note: \S+\[\d+\] exited with non_block_count 1\n`, out.String())
 	require.Regexp(t, `note: \S+\[\d+\] exited with preempt_count 2\n`, out.String())
+	require.Regexp(t, `note: \S+\[\d+\] exited with preempt_count 1\n`, out.String())
 	require.NotContains(t, out.String(), "kworker/u8:3", "a named goroutine is reclaimed silently")
 }
 
