@@ -319,3 +319,17 @@ func TestRateLimitIntervalBoundaries(t *testing.T) {
 		require.True(t, s.allow(t0.Add(time.Second)), k)
 	}
 }
+
+// One report kept quiet is said too, before the next printed one.
+func TestASingleSuppressedReportIsSaid(t *testing.T) {
+	out := unclaimed(t)
+	Emit(sleepReport("d.go:1"))
+	Emit(sleepReport("d.go:2"))
+	sinks.mu.Lock()
+	sinks.limits[SleepInAtomic].begin = time.Now().Add(-2 * time.Second)
+	sinks.mu.Unlock()
+	r := sleepReport("d.go:3")
+	Emit(r)
+	require.Equal(t, 1, r.Suppressed)
+	require.Contains(t, out.String(), "krules: 1 sleep-in-atomic reports suppressed\nBUG: sleeping function called from invalid context at d.go:3")
+}
