@@ -333,3 +333,11 @@ func TestASingleSuppressedReportIsSaid(t *testing.T) {
 	require.Equal(t, 1, r.Suppressed)
 	require.Contains(t, out.String(), "krules: 1 sleep-in-atomic reports suppressed\nBUG: sleeping function called from invalid context at d.go:3")
 }
+
+// Logf ends every line with one newline, the format's own or its.
+func TestLogfEndsEachLineOnce(t *testing.T) {
+	out := unclaimed(t)
+	Logf("note: %s", "a")
+	Logf("note: %s\n", "b")
+	require.Equal(t, "note: a\nnote: b\n", out.String())
+}
