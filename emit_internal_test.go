@@ -238,6 +238,7 @@ func TestResetClearsTheRateLimitsAndCounters(t *testing.T) {
 	out := unclaimed(t)
 	Emit(sleepReport("c.go:1"))
 	Reset()
+	require.False(t, ReportStats().Tainted, "the taint is cleared")
 	Emit(sleepReport("c.go:2"))
 	require.Equal(t, 2, bytes.Count(out.Bytes(), []byte("BUG: sleeping function")), "a new interval after Reset")
 	require.Equal(t, map[Kind]int{SleepInAtomic: 1}, ReportStats().Reports)
