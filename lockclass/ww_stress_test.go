@@ -433,6 +433,50 @@ func TestWWKillable(t *testing.T) {
 	require.False(t, m.IsLocked())
 }
 
+// __mutex_lock_common tests a pending signal before __ww_mutex_check_kill:
+// a killable lock whose context is done gives up with kctx.Err() even where
+// its acquire context would back off (a younger one holding a lock, on a
+// lock held by an older one, wait-die; or wounded, wound-wait), and leaves
+// no contending lock behind, so that taking the lock again without backing
+// off is no misuse.
+func TestWWKillableIsKilledBeforeItBacksOff(t *testing.T) {
+	forEachWWClass(t, func(t *testing.T, class *lockclass.WWClass) {
+		var a, b lockclass.WWMutex
+		a.Init(class)
+		b.Init(class)
+		holds, goOn, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(done)
+			var old lockclass.WWAcquireCtx
+			old.Init(class) // older: stamped before young
+			require.NoError(t, b.Lock(&old))
+			close(holds)
+			<-goOn
+			require.NoError(t, a.Lock(&old)) // wound-wait: wounds young; waits for a
+			a.Unlock()
+			b.Unlock()
+			old.Fini()
+		}()
+		<-holds
+		var young lockclass.WWAcquireCtx
+		young.Init(class)
+		require.NoError(t, a.Lock(&young))
+		close(goOn)
+		if !class.IsWaitDie() {
+			require.Eventually(t, young.Wounded, 5*time.Second, time.Millisecond)
+		}
+		kctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		require.ErrorIs(t, b.LockKillable(kctx, &young), context.Canceled)
+		require.Equal(t, 1, young.Acquired())
+		a.Unlock()
+		<-done
+		require.NoError(t, b.Lock(&young))
+		b.Unlock()
+		young.Fini()
+	})
+}
+
 // wwMutexes returns n initialised ww mutexes of class.
 func wwMutexes(class *lockclass.WWClass, n int) []*lockclass.WWMutex {
 	ms := make([]*lockclass.WWMutex, n)

@@ -375,17 +375,20 @@ func (m *WWMutex) lockSlow(kctx context.Context, ctx *WWAcquireCtx) error {
 			m.wmu.Unlock()
 			return nil
 		}
+		// The signal before the kill, as __mutex_lock_common tests them: a
+		// killed wait returns kctx.Err() even where the context would back
+		// off, and __ww_mutex_kill leaves no contending lock.
+		if done != nil && kctx.Err() != nil {
+			m.removeWaiter(w)
+			m.wmu.Unlock()
+			return kctx.Err()
+		}
 		if ctx != nil {
 			if err := m.checkKill(ctx, w); err != nil {
 				m.removeWaiter(w)
 				m.wmu.Unlock()
 				return err
 			}
-		}
-		if done != nil && kctx.Err() != nil {
-			m.removeWaiter(w)
-			m.wmu.Unlock()
-			return kctx.Err()
 		}
 		m.wmu.Unlock()
 		select {
