@@ -394,3 +394,21 @@ func edeadlk(t *testing.T, f *wwFixture, both bool) (release func()) {
 	require.ErrorIs(t, f.o2.Lock(&f.t), lockclass.ErrDeadlock)
 	return rel
 }
+
+// ww_mutex_trylock runs ww_mutex_lock_acquired's checks
+// (ww_mutex_set_context_fastpath) before its lockdep acquisition
+// (mutex_acquire_nest), where ww_mutex_lock annotates first: a trylock
+// with a context finished after Done warns of the done context before
+// lockdep finds its nest lock not held.
+func TestWWTryLockWarnsBeforeItsAcquisition(t *testing.T) {
+	f := newWWFixture(t)
+	rec := krulestest.Record(t)
+	f.t.Init(f.class)
+	f.t.Done()
+	f.t.Fini()
+	require.True(t, f.o.TryLock(&f.t))
+	requireReports(t, rec, misuse("ww_ctx->done_acquire"), kind(krules.NestedLockNotTaken))
+	rec.Clear()
+	f.o.Unlock()
+	requireReports(t, rec)
+}

@@ -547,15 +547,15 @@ func (m *WWMutex) TryLock(ctx *WWAcquireCtx) bool {
 	m.ctx = ctx
 	var nest *Map
 	if ctx != nil {
+		// ww_mutex_trylock: ww_mutex_set_context_fastpath's checks come
+		// before mutex_acquire_nest, unlike ww_mutex_lock's.
+		ctx.lockAcquired(m)
 		nest = &ctx.dep
 	}
 	if compiledIn && enabled.Load() {
 		if t := acquire(&m.dep, 0, 0, fTry, nest, stack.ReturnPC(), mutexDefaults); t != nil {
 			m.own.set(t)
 		}
-	}
-	if ctx != nil {
-		ctx.lockAcquired(m)
 	}
 	return true
 }
