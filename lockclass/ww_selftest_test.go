@@ -412,3 +412,19 @@ func TestWWTryLockWarnsBeforeItsAcquisition(t *testing.T) {
 	f.o.Unlock()
 	requireReports(t, rec)
 }
+
+// ww_mutex_lock's might_sleep comes before __mutex_lock_common's -EALREADY:
+// a lock the context already holds, taken again under a spin lock, is
+// reported as sleeping in atomic context as well as answered ErrAlready.
+func TestWWLockMightSleepBeforeItIsAlreadyHeld(t *testing.T) {
+	f := newWWFixture(t)
+	rec := krulestest.Record(t)
+	f.t.Init(f.class)
+	require.NoError(t, f.o.Lock(&f.t))
+	f.a.Lock()
+	require.ErrorIs(t, f.o.Lock(&f.t), lockclass.ErrAlready)
+	f.a.Unlock()
+	f.o.Unlock()
+	f.t.Fini()
+	requireReports(t, rec, kind(krules.SleepInAtomic))
+}

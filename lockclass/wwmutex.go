@@ -269,6 +269,11 @@ func (m *WWMutex) lock(kctx context.Context, ctx *WWAcquireCtx, pc uintptr) erro
 	var nest *Map
 	if ctx != nil {
 		if s := m.state.Load(); s&wwTags != wwStale && wwHolds(s, ctx) {
+			// ww_mutex_lock's might_sleep comes before
+			// __mutex_lock_common's -EALREADY.
+			if compiledIn && enabled.Load() {
+				nonblock.MightSleep()
+			}
 			return ErrAlready
 		}
 		ctx.resetWound()
