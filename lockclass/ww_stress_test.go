@@ -505,3 +505,106 @@ func TestWWInjectDeadlocks(t *testing.T) {
 	}
 	require.NotZero(t, total, "no -EDEADLK was injected")
 }
+
+// ww_mutex_deadlock_injection: the first ErrDeadlock comes after stamp&0xf
+// locks that count (taken while the context holds another), the next ones
+// after 3, 10 and 35 more (the interval grows 3.5 times), each with the
+// lock unlocked and left contending, so that LockSlow on it is no misuse.
+func TestWWInjectDeadlocksAtGrowingIntervals(t *testing.T) {
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
+	class := lockclass.NewWWClass("ww_class")
+	ms := wwMutexes(class, 2)
+	a, b := ms[0], ms[1]
+	var ctx lockclass.WWAcquireCtx
+	// A stamp with bit 3 set, so that all four of its low bits count.
+	for ctx.Init(class, lockclass.InjectDeadlocks()); ctx.Stamp()&0x8 == 0; ctx.Init(class, lockclass.InjectDeadlocks()) {
+		ctx.Fini()
+	}
+	require.NoError(t, a.Lock(&ctx))
+	// locksBeforeInjected locks b while a is held until one is injected,
+	// backs off, takes a again, and returns how many succeeded before.
+	locksBeforeInjected := func() int {
+		for n := 0; n < 100; n++ {
+			err := b.Lock(&ctx)
+			if err == nil {
+				b.Unlock()
+				continue
+			}
+			require.ErrorIs(t, err, lockclass.ErrDeadlock)
+			require.False(t, b.IsLocked())
+			require.Equal(t, 1, ctx.Acquired())
+			a.Unlock()
+			b.LockSlow(&ctx)
+			b.Unlock()
+			require.NoError(t, a.Lock(&ctx))
+			return n
+		}
+		t.Fatal("no ErrDeadlock was injected in 100 locks")
+		return 0
+	}
+	require.Equal(t, int(ctx.Stamp()&0xf), locksBeforeInjected())
+	require.Equal(t, 3, locksBeforeInjected())
+	require.Equal(t, 10, locksBeforeInjected())
+	require.Equal(t, 35, locksBeforeInjected())
+	a.Unlock()
+	ctx.Fini()
+}
+
+// olderWaitsFor starts a goroutine whose context, stamped before the
+// caller's next one, holds hold; once the returned wait is called it locks
+// want (wound-wait: wounding a younger holder holding locks) and waits for
+// it, then unlocks both and finishes. done is closed at the end.
+func olderWaitsFor(t *testing.T, class *lockclass.WWClass, want, hold *lockclass.WWMutex) (wait func(), done chan struct{}) {
+	ready, goOn := make(chan struct{}), make(chan struct{})
+	done = make(chan struct{})
+	go func() {
+		defer close(done)
+		var old lockclass.WWAcquireCtx
+		old.Init(class)
+		require.NoError(t, hold.Lock(&old))
+		close(ready)
+		<-goOn
+		require.NoError(t, want.Lock(&old))
+		want.Unlock()
+		hold.Unlock()
+		old.Fini()
+	}()
+	<-ready
+	return func() { close(goOn) }, done
+}
+
+// A wound kept for a running holder (wound-wait) lasts while the holder
+// takes no lock holding nothing: its next attempt's first lock (ww_mutex_lock
+// clears ctx->wounded when ctx->acquired is 0), or Fini, drops it.
+func TestWWWoundIsDroppedOnceTheHolderHoldsNothing(t *testing.T) {
+	for _, end := range []string{"next attempt", "Fini"} {
+		t.Run(end, func(t *testing.T) {
+			krulestest.ResetDefault(t)
+			krulestest.Check(t)
+			class := lockclass.NewWWClass("ww_class")
+			ms := wwMutexes(class, 2)
+			x, y := ms[0], ms[1]
+			wait, done := olderWaitsFor(t, class, x, y)
+			var young lockclass.WWAcquireCtx
+			young.Init(class)
+			require.NoError(t, x.Lock(&young))
+			wait()
+			require.Eventually(t, young.Wounded, 5*time.Second, time.Millisecond)
+			x.Unlock()
+			<-done
+			require.True(t, young.Wounded(), "kept until a lock is taken holding nothing")
+			if end == "Fini" {
+				young.Fini()
+				require.False(t, young.Wounded())
+				return
+			}
+			// x again, whose class its map has cached by now: the lock
+			// takes the cached path.
+			require.NoError(t, x.Lock(&young))
+			require.False(t, young.Wounded())
+			x.Unlock()
+			young.Fini()
+		})
+	}
+}
