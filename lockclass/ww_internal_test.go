@@ -117,19 +117,27 @@ func TestWWOlderWaiterTellsAYoungerWaiterToDie(t *testing.T) {
 	require.Empty(t, kinds(reps))
 }
 
-// olderContext starts a goroutine whose context is stamped before older is
-// closed and that, once goOld is closed, locks m in it, unlocks it,
-// finishes the context and sends Lock's error.
-func olderContext(class *WWClass, m *WWMutex) (older, goOld chan struct{}, err chan error) {
+// olderContext starts a goroutine whose context is stamped, and holds
+// hold, before older is closed and that, once goOld is closed, locks m in
+// it, unlocks it and hold, finishes the context and sends Lock's error.
+func olderContext(class *WWClass, m *WWMutex, hold ...*WWMutex) (older, goOld chan struct{}, err chan error) {
 	older, goOld, err = make(chan struct{}), make(chan struct{}), make(chan error, 1)
 	go func() {
 		var c WWAcquireCtx
 		c.Init(class)
+		for _, h := range hold {
+			if e := h.Lock(&c); e != nil {
+				panic(e)
+			}
+		}
 		close(older)
 		<-goOld
 		e := m.Lock(&c)
 		if e == nil {
 			m.Unlock()
+		}
+		for _, h := range hold {
+			h.Unlock()
 		}
 		c.Fini()
 		err <- e
@@ -157,6 +165,116 @@ func TestWWOlderContextHoldingNothingDoesNotWound(t *testing.T) {
 		l.Unlock()
 		young.Fini()
 		require.NoError(t, <-oldErr)
+	})
+	require.Empty(t, kinds(reps))
+}
+
+// woundsKept reports what class's wwWounds keeps: wounds, waiters, and the
+// pending count that lets every lock skip its lock.
+func woundsKept(class *WWClass) [3]int {
+	class.wounds.mu.Lock()
+	defer class.wounds.mu.Unlock()
+	return [3]int{len(class.wounds.wounded), len(class.wounds.waiting), int(class.wounds.pending.Load())}
+}
+
+// Wound-wait (__ww_mutex_wound of a running holder, known by its stamp):
+// the class keeps the wound only until a wait of the holder takes it
+// (__ww_mutex_check_kill then backs off), or the holder drops it, at the
+// first lock of its next attempt or at Fini, and keeps a waiter only while
+// it waits; afterwards pending, which lets every lock skip the class's
+// lock, is zero again.
+func TestWWClassKeepsAWoundUntilTakenOrDropped(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		end  func(t *testing.T, young *WWAcquireCtx, x, y, z *WWMutex, oldErr chan error)
+	}{
+		{"taken by a wait", func(t *testing.T, young *WWAcquireCtx, x, y, z *WWMutex, oldErr chan error) {
+			require.ErrorIs(t, y.Lock(young), ErrDeadlock)
+			require.Equal(t, [3]int{0, 1, 0}, woundsKept(young.class), "the older one still waits")
+			x.Unlock()
+			require.NoError(t, <-oldErr)
+			young.Fini()
+		}},
+		{"dropped at the next attempt", func(t *testing.T, young *WWAcquireCtx, x, y, z *WWMutex, oldErr chan error) {
+			x.Unlock()
+			require.NoError(t, <-oldErr)
+			require.Equal(t, [3]int{1, 0, 1}, woundsKept(young.class))
+			require.NoError(t, z.Lock(young))
+			require.Equal(t, [3]int{0, 0, 0}, woundsKept(young.class))
+			z.Unlock()
+			young.Fini()
+		}},
+		{"dropped at Fini", func(t *testing.T, young *WWAcquireCtx, x, y, z *WWMutex, oldErr chan error) {
+			x.Unlock()
+			require.NoError(t, <-oldErr)
+			young.Fini()
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			reps := record(t, func() {
+				class := NewWWClass("ww_class")
+				var x, y, z WWMutex
+				x.Init(class)
+				y.Init(class)
+				z.Init(class)
+				older, goOld, oldErr := olderContext(class, &x, &y)
+				<-older
+				var young WWAcquireCtx
+				young.Init(class)
+				require.NoError(t, x.Lock(&young))
+				close(goOld) // holding y, wounds young, which is running, and waits for x
+				require.Eventually(t, func() bool { return woundsKept(class) == [3]int{1, 1, 1} }, 5*time.Second, time.Millisecond)
+				c.end(t, &young, &x, &y, &z, oldErr)
+				require.Equal(t, [3]int{0, 0, 0}, woundsKept(class))
+			})
+			require.Empty(t, kinds(reps))
+		})
+	}
+}
+
+// ww_acquire_init starts a context afresh, whatever its last life left in
+// it: no lock counted, no wound (nor one the class kept for its old
+// stamp), not done, no contending lock.
+func TestWWInitStartsTheContextAfresh(t *testing.T) {
+	reps := record(t, func() {
+		class := NewWWClass("ww_class")
+		var m, other WWMutex
+		m.Init(class)
+		var ctx WWAcquireCtx
+		ctx.class, ctx.stamp = class, 1<<40
+		class.wounds.wound(ctx.stamp)
+		ctx.acquired, ctx.done, ctx.contending = 2, true, &other
+		ctx.wounded.Store(true)
+
+		ctx.Init(class)
+		require.Zero(t, ctx.Acquired())
+		require.False(t, ctx.Wounded())
+		require.Equal(t, [3]int{0, 0, 0}, woundsKept(class))
+		require.NoError(t, m.Lock(&ctx)) // neither done nor contending: no warning
+		m.Unlock()
+		ctx.Fini()
+	})
+	require.Empty(t, kinds(reps))
+}
+
+// __mutex_lock_common clears ctx->wounded at the first lock of an attempt
+// (ctx->acquired 0), on Lock's cached path too: a wound that came with a
+// lock (it was granted as it was wounded) is gone once the context holds
+// nothing.
+func TestWWFirstLockOfAnAttemptClearsTheWound(t *testing.T) {
+	reps := record(t, func() {
+		class := NewWWClass("ww_class")
+		var m WWMutex
+		m.Init(class)
+		var ctx WWAcquireCtx
+		ctx.Init(class)
+		require.NoError(t, m.Lock(&ctx)) // caches m's class: the next lock takes the cached path
+		m.Unlock()
+		ctx.wounded.Store(true)
+		require.NoError(t, m.Lock(&ctx))
+		require.False(t, ctx.Wounded())
+		m.Unlock()
+		ctx.Fini()
 	})
 	require.Empty(t, kinds(reps))
 }
