@@ -428,3 +428,38 @@ func TestWWLockMightSleepBeforeItIsAlreadyHeld(t *testing.T) {
 	f.t.Fini()
 	requireReports(t, rec, kind(krules.SleepInAtomic))
 }
+
+// ww_mutex_lock_acquired warns at every lock after ww_acquire_done, also
+// after a back-off: the lock that ends it (LockSlow) and each one after it.
+func TestWWLocksAfterDoneInABackOffWarnEachTime(t *testing.T) {
+	f := newWWFixture(t)
+	rec := krulestest.Record(t)
+	rel := edeadlk(t, f, false)
+	rel()
+	f.o.Unlock()
+	f.t.Done()
+	f.o2.LockSlow(&f.t)
+	require.NoError(t, f.o.Lock(&f.t))
+	require.NoError(t, f.o3.Lock(&f.t))
+	f.o3.Unlock()
+	f.o.Unlock()
+	f.o2.Unlock()
+	f.t.Fini()
+	done := misuse("ww_ctx->done_acquire")
+	requireReports(t, rec, done, done, done)
+}
+
+// ww_acquire_init initialises the context's lock map with the class it is
+// given each time (lockdep_init_map): a context used before with another
+// class is now of this one's "NAME_acquire".
+func TestWWInitTakesTheNewClassKey(t *testing.T) {
+	f := newWWFixture(t)
+	rec := krulestest.Record(t)
+	f.t.Init(lockclass.NewWDClass("ww_other"))
+	f.t.Fini()
+	f.t.Init(f.class)
+	f.t2.Init(f.class)
+	f.t2.Fini()
+	f.t.Fini()
+	requireReports(t, rec, wantReport{krules.RecursiveLocking, "ww_lockdep_acquire"})
+}
