@@ -4,7 +4,6 @@ package lockclass_test
 
 import (
 	"context"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -37,72 +36,6 @@ func newWWFixture(tb testing.TB) *wwFixture {
 	f.o3.Init(f.class)
 	f.a.Init(lockclass.WithName("lock_A"))
 	return f
-}
-
-// olderHolder locks ms on another goroutine with a context initialised
-// before the caller's (so it is older) and keeps them until release is
-// called.
-func olderHolder(tb testing.TB, class *lockclass.WWClass, ms ...*lockclass.WWMutex) (release func()) {
-	held, rel, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		var ctx lockclass.WWAcquireCtx
-		ctx.Init(class)
-		for _, m := range ms {
-			if err := m.Lock(&ctx); err != nil {
-				panic(err)
-			}
-		}
-		close(held)
-		<-rel
-		for _, m := range ms {
-			m.Unlock()
-		}
-		ctx.Fini()
-	}()
-	<-held
-	once := false
-	release = func() {
-		if !once {
-			once = true
-			close(rel)
-			<-done
-		}
-	}
-	tb.Cleanup(release)
-	return release
-}
-
-type wantReport struct {
-	kind krules.Kind
-	text string // a substring of the report, "" for any
-}
-
-func misuse(cond string) wantReport {
-	return wantReport{krules.LockdepMisuse, "DEBUG_LOCKS_WARN_ON(" + cond + ")"}
-}
-
-func kind(k krules.Kind) wantReport { return wantReport{kind: k} }
-
-func requireReports(t *testing.T, rec *krulestest.Recorder, want ...wantReport) {
-	t.Helper()
-	reps := rec.Reports()
-	var got []string
-	for _, r := range reps {
-		got = append(got, r.Kind.String()+": "+firstLines(r.Text))
-	}
-	require.Len(t, reps, len(want), "reports: %q", got)
-	for i, w := range want {
-		require.Equal(t, w.kind, reps[i].Kind, "report %d: %s", i, got[i])
-		if w.text != "" {
-			require.Contains(t, reps[i].Text, w.text)
-		}
-	}
-}
-
-func firstLines(s string) string {
-	lines := strings.SplitN(s, "\n", 6)
-	return strings.Join(lines[:min(len(lines), 5)], " | ")
 }
 
 func TestWWSelftest(t *testing.T) {

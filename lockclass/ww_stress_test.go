@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/krules/krules"
 	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/lockclass"
 )
@@ -474,6 +476,125 @@ func TestWWKillableIsKilledBeforeItBacksOff(t *testing.T) {
 		require.NoError(t, b.Lock(&young))
 		b.Unlock()
 		young.Fini()
+	})
+}
+
+// olderHolder locks ms on another goroutine with a context initialised
+// before the caller's (so it is older) and keeps them until release is
+// called.
+func olderHolder(tb testing.TB, class *lockclass.WWClass, ms ...*lockclass.WWMutex) (release func()) {
+	held, rel, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		var ctx lockclass.WWAcquireCtx
+		ctx.Init(class)
+		for _, m := range ms {
+			if err := m.Lock(&ctx); err != nil {
+				panic(err)
+			}
+		}
+		close(held)
+		<-rel
+		for _, m := range ms {
+			m.Unlock()
+		}
+		ctx.Fini()
+	}()
+	<-held
+	once := false
+	release = func() {
+		if !once {
+			once = true
+			close(rel)
+			<-done
+		}
+	}
+	tb.Cleanup(release)
+	return release
+}
+
+type wantReport struct {
+	kind krules.Kind
+	text string // a substring of the report, "" for any
+}
+
+func misuse(cond string) wantReport {
+	return wantReport{krules.LockdepMisuse, "DEBUG_LOCKS_WARN_ON(" + cond + ")"}
+}
+
+func kind(k krules.Kind) wantReport { return wantReport{kind: k} }
+
+func requireReports(t *testing.T, rec *krulestest.Recorder, want ...wantReport) {
+	t.Helper()
+	reps := rec.Reports()
+	var got []string
+	for _, r := range reps {
+		got = append(got, r.Kind.String()+": "+firstLines(r.Text))
+	}
+	require.Len(t, reps, len(want), "reports: %q", got)
+	for i, w := range want {
+		require.Equal(t, w.kind, reps[i].Kind, "report %d: %s", i, got[i])
+		if w.text != "" {
+			require.Contains(t, reps[i].Text, w.text)
+		}
+	}
+}
+
+func firstLines(s string) string {
+	lines := strings.SplitN(s, "\n", 6)
+	return strings.Join(lines[:min(len(lines), 5)], " | ")
+}
+
+// ww_mutex_lock_acquired's DEBUG_LOCKS_WARN_ONs hold in both builds, the
+// compiled-out Lock's own way included: a lock after Done, one with a
+// context of another class, one of another lock than the one that said
+// EDEADLK.
+func TestWWLockAcquiredWarnsInBothBuilds(t *testing.T) {
+	krulestest.ResetDefault(t)
+	class := lockclass.NewWDClass("wd_class")
+	ms := wwMutexes(class, 3)
+	o, o2, o3 := ms[0], ms[1], ms[2]
+	t.Run("after Done", func(t *testing.T) {
+		rec := krulestest.Record(t)
+		var ctx lockclass.WWAcquireCtx
+		ctx.Init(class)
+		ctx.Done()
+		require.NoError(t, o.Lock(&ctx))
+		o.Unlock()
+		ctx.Fini()
+		requireReports(t, rec, misuse("ww_ctx->done_acquire"))
+	})
+	t.Run("another class", func(t *testing.T) {
+		rec := krulestest.Record(t)
+		var ctx lockclass.WWAcquireCtx
+		ctx.Init(lockclass.NewWDClass("wd_other"))
+		require.NoError(t, o.Lock(&ctx))
+		o.Unlock()
+		ctx.Fini()
+		requireReports(t, rec, misuse("ww_ctx->ww_class != ww->ww_class"))
+	})
+	t.Run("another lock after EDEADLK", func(t *testing.T) {
+		rec := krulestest.Record(t)
+		release := olderHolder(t, class, o2)
+		var ctx lockclass.WWAcquireCtx
+		ctx.Init(class)
+		require.NoError(t, o.Lock(&ctx))
+		require.ErrorIs(t, o2.Lock(&ctx), lockclass.ErrDeadlock)
+		o.Unlock()
+		require.NoError(t, o3.Lock(&ctx))
+		o3.Unlock()
+		release()
+		ctx.Fini()
+		requireReports(t, rec, misuse("ww_ctx->contending_lock != ww"))
+	})
+	t.Run("unneeded killable slow", func(t *testing.T) {
+		rec := krulestest.Record(t)
+		var ctx lockclass.WWAcquireCtx
+		ctx.Init(class)
+		require.NoError(t, o.LockSlowKillable(context.Background(), &ctx))
+		o.Unlock()
+		ctx.Fini()
+		requireReports(t, rec, misuse("!ctx->contending_lock"))
 	})
 }
 
