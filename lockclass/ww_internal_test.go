@@ -3,7 +3,9 @@
 package lockclass
 
 import (
+	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -56,6 +58,24 @@ func TestWWObjectLockStaleContext(t *testing.T) {
 		ctx.Init(class)
 		o.state.Store(wwWord(&t2, wwStale)) // o.ctx = &t2
 		require.NoError(t, o.Lock(&ctx))
+		o.Unlock()
+		ctx.Fini()
+	})
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, kinds(reps))
+	require.Contains(t, reps[0].Text, "DEBUG_LOCKS_WARN_ON(ww->ctx)")
+}
+
+// ww_test_object_lock_stale_context with a trylock: it takes the lock,
+// warning of the stale context as ww_mutex_lock_acquired does.
+func TestWWObjectTryLockStaleContext(t *testing.T) {
+	class := NewWDClass("ww_lockdep")
+	var o WWMutex
+	o.Init(class)
+	reps := record(t, func() {
+		var ctx, t2 WWAcquireCtx
+		ctx.Init(class)
+		o.state.Store(wwWord(&t2, wwStale)) // o.ctx = &t2
+		require.True(t, o.TryLock(&ctx))
 		o.Unlock()
 		ctx.Fini()
 	})
@@ -264,8 +284,9 @@ func TestWWInitStartsTheContextAfresh(t *testing.T) {
 func TestWWFirstLockOfAnAttemptClearsTheWound(t *testing.T) {
 	reps := record(t, func() {
 		class := NewWWClass("ww_class")
-		var m WWMutex
+		var m, n WWMutex
 		m.Init(class)
+		n.Init(class)
 		var ctx WWAcquireCtx
 		ctx.Init(class)
 		require.NoError(t, m.Lock(&ctx)) // caches m's class: the next lock takes the cached path
@@ -274,7 +295,236 @@ func TestWWFirstLockOfAnAttemptClearsTheWound(t *testing.T) {
 		require.NoError(t, m.Lock(&ctx))
 		require.False(t, ctx.Wounded())
 		m.Unlock()
+		// Merged into the entry of a lock of m's class taken without a
+		// context (__lock_acquire merges a nest_lock acquisition on the
+		// class alone), the first lock still clears it.
+		ctx.wounded.Store(true)
+		require.NoError(t, n.Lock(nil))
+		require.NoError(t, m.Lock(&ctx))
+		require.False(t, ctx.Wounded())
+		m.Unlock()
+		n.Unlock()
+		// And ww_mutex_trylock, as ww_mutex_lock.
+		ctx.wounded.Store(true)
+		require.True(t, m.TryLock(&ctx))
+		require.False(t, ctx.Wounded())
+		m.Unlock()
 		ctx.Fini()
+	})
+	require.Empty(t, kinds(reps))
+}
+
+// While validation is off (SetEnabled(false)) a WWMutex is a plain lock:
+// Lock's cached path tracks nothing in the context's goroutine record
+// either.
+func TestWWLockWithValidationOffTracksNothing(t *testing.T) {
+	reps := record(t, func() {
+		class := NewWWClass("ww_class")
+		var m, n WWMutex
+		m.Init(class)
+		n.Init(class)
+		var ctx WWAcquireCtx
+		ctx.Init(class)
+		require.NoError(t, m.Lock(&ctx)) // caches the class
+		require.NoError(t, n.Lock(&ctx))
+		n.Unlock()
+		m.Unlock()
+		held := len(ctx.own.t.Lockdep.Held) // the context's entry
+		prev := SetEnabled(false)
+		require.NoError(t, m.Lock(&ctx))
+		require.NoError(t, n.Lock(&ctx))
+		require.Len(t, ctx.own.t.Lockdep.Held, held)
+		n.Unlock()
+		m.Unlock()
+		SetEnabled(prev)
+		ctx.Fini()
+	})
+	require.Empty(t, kinds(reps))
+}
+
+// A class whose graph stopped validating (a report turned it off, as
+// debug_locks_off does) tracks nothing more: Lock's merge leaves the top
+// entry alone.
+func TestWWLockOfAStoppedClassTracksNothing(t *testing.T) {
+	reps := record(t, func() {
+		class := NewWWClass("ww_class")
+		var m, n WWMutex
+		m.Init(class)
+		n.Init(class)
+		var ctx WWAcquireCtx
+		ctx.Init(class)
+		require.NoError(t, n.Lock(&ctx)) // caches the class
+		n.Unlock()
+		require.NoError(t, m.Lock(&ctx))
+		held := ctx.own.t.Lockdep.Held
+		top := &held[len(held)-1]
+		refs := top.References
+		m.dep.cache[0].Load().state.Or(stOff)
+		require.NoError(t, n.Lock(&ctx))
+		require.Equal(t, refs, top.References)
+		n.Unlock()
+		m.Unlock()
+		ctx.Fini()
+	})
+	require.Empty(t, kinds(reps))
+}
+
+// __ww_mutex_add_waiter: a waiter with a context goes before the first
+// waiter with a younger context, passing the context-less ones (they are
+// skipped, not a barrier); a context-less waiter goes to the tail. Unlock
+// hands the lock to the first waiter: the older context gets it first,
+// then the younger one, then the context-less one that queued before the
+// older.
+func TestWWWaitersQueueInStampOrderContextLessAtTheTail(t *testing.T) {
+	reps := record(t, func() {
+		class := NewWDClass("wd_class")
+		var m WWMutex
+		m.Init(class)
+		require.NoError(t, m.Lock(nil))
+		var mu sync.Mutex
+		var order []string
+		var wg sync.WaitGroup
+		// waiter starts a goroutine that, with a context stamped before it
+		// returns if withCtx, locks m once goLock is closed and records its
+		// name once it has it.
+		waiter := func(name string, withCtx bool) (goLock chan struct{}) {
+			stamped := make(chan struct{})
+			goLock = make(chan struct{})
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var c *WWAcquireCtx
+				if withCtx {
+					c = new(WWAcquireCtx)
+					c.Init(class)
+				}
+				close(stamped)
+				<-goLock
+				if err := m.Lock(c); err != nil {
+					panic(err)
+				}
+				mu.Lock()
+				order = append(order, name)
+				mu.Unlock()
+				m.Unlock()
+				if c != nil {
+					c.Fini()
+				}
+			}()
+			<-stamped
+			return goLock
+		}
+		goOld := waiter("older", true)
+		goYoung := waiter("younger", true)
+		goPlain := waiter("context-less", false)
+		for i, g := range []chan struct{}{goYoung, goPlain, goOld} {
+			close(g)
+			require.Eventually(t, func() bool { return waitersOn(&m) == i+1 }, 5*time.Second, time.Millisecond)
+		}
+		m.Unlock()
+		wg.Wait()
+		require.Equal(t, []string{"older", "younger", "context-less"}, order)
+	})
+	require.Empty(t, kinds(reps))
+}
+
+// __ww_mutex_add_waiter: only a wait-die context dies on finding an older
+// one queued; a wound-wait one holding locks queues behind it and waits.
+func TestWWWoundWaitQueuesBehindAnOlderWaiter(t *testing.T) {
+	reps := record(t, func() {
+		class := NewWWClass("ww_class")
+		var l, x WWMutex
+		l.Init(class)
+		x.Init(class)
+		require.NoError(t, l.Lock(nil))
+		older, goOld, oldErr := olderContext(class, &l)
+		<-older
+		close(goOld)
+		require.Eventually(t, func() bool { return waitersOn(&l) == 1 }, 5*time.Second, time.Millisecond)
+		youngErr := make(chan error, 1)
+		go func() {
+			var young WWAcquireCtx
+			young.Init(class)
+			if err := x.Lock(&young); err != nil {
+				panic(err)
+			}
+			err := l.Lock(&young)
+			if err == nil {
+				l.Unlock()
+			}
+			x.Unlock()
+			young.Fini()
+			youngErr <- err
+		}()
+		require.Eventually(t, func() bool { return waitersOn(&l) == 2 }, 5*time.Second, time.Millisecond)
+		l.Unlock()
+		require.NoError(t, <-oldErr)
+		require.NoError(t, <-youngErr)
+	})
+	require.Empty(t, kinds(reps))
+}
+
+// __ww_mutex_add_waiter kills a wait-die context holding locks that finds
+// an older one queued before __mutex_lock_common's wait loop tests a
+// signal: a killable lock whose context is done gets ErrDeadlock there,
+// and the older waiter stays queued for the lock.
+func TestWWWaitDieDiesOnQueueingBeforeItIsKilled(t *testing.T) {
+	reps := record(t, func() {
+		class := NewWDClass("wd_class")
+		var l, x WWMutex
+		l.Init(class)
+		x.Init(class)
+		require.NoError(t, l.Lock(nil))
+		older, goOld, oldErr := olderContext(class, &l)
+		<-older
+		close(goOld)
+		require.Eventually(t, func() bool { return waitersOn(&l) == 1 }, 5*time.Second, time.Millisecond)
+		youngErr := make(chan error, 1)
+		go func() {
+			var young WWAcquireCtx
+			young.Init(class)
+			if err := x.Lock(&young); err != nil {
+				panic(err)
+			}
+			kctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			err := l.LockKillable(kctx, &young)
+			x.Unlock()
+			young.Fini()
+			youngErr <- err
+		}()
+		require.ErrorIs(t, <-youngErr, ErrDeadlock)
+		l.Unlock() // hands l to the older waiter
+		select {
+		case err := <-oldErr:
+			require.NoError(t, err)
+		case <-time.After(5 * time.Second):
+			t.Fatal("the older waiter was not handed the lock")
+		}
+	})
+	require.Empty(t, kinds(reps))
+}
+
+// Wait-die never wounds (__ww_mutex_add_waiter wounds only for
+// wound-wait): an older context holding locks that waits for a younger
+// holder leaves it unwounded.
+func TestWWWaitDieNeverWounds(t *testing.T) {
+	reps := record(t, func() {
+		class := NewWDClass("wd_class")
+		var l, y WWMutex
+		l.Init(class)
+		y.Init(class)
+		older, goOld, oldErr := olderContext(class, &l, &y)
+		<-older
+		var young WWAcquireCtx
+		young.Init(class)
+		require.NoError(t, l.Lock(&young))
+		close(goOld)
+		require.Eventually(t, func() bool { return waitersOn(&l) == 1 }, 5*time.Second, time.Millisecond)
+		require.False(t, young.Wounded())
+		l.Unlock()
+		young.Fini()
+		require.NoError(t, <-oldErr)
 	})
 	require.Empty(t, kinds(reps))
 }
