@@ -369,6 +369,49 @@ func TestWWLockOfAStoppedClassTracksNothing(t *testing.T) {
 	require.Empty(t, kinds(reps))
 }
 
+// lock_acquire returns before anything else while current->lockdep_recursion
+// is set (lockdep_off), nest_lock or not: inside Off a WWMutex locked in
+// its context is neither pushed above the context's entry nor merged into
+// the entry of its class on top, though the chain is cached for both of
+// acquireNested's tiers, and its Unlock finds nothing to release.
+func TestWWLockInsideLockdepOffTracksNothing(t *testing.T) {
+	reps := record(t, func() {
+		class := NewWWClass("ww_class")
+		var m, n WWMutex
+		m.Init(class)
+		n.Init(class)
+		var ctx WWAcquireCtx
+		ctx.Init(class)
+		require.NoError(t, m.Lock(&ctx)) // caches the class in both maps, and the chains
+		require.NoError(t, n.Lock(&ctx))
+		n.Unlock()
+		m.Unlock()
+		own := ctx.own.t
+		require.Len(t, own.Lockdep.Held, 1) // the context's entry
+		Off()
+		require.NoError(t, m.Lock(&ctx)) // the push: the context's entry on top
+		require.Len(t, own.Lockdep.Held, 1)
+		m.Unlock()
+		On()
+		require.Len(t, own.Lockdep.Held, 1)
+		require.NoError(t, m.Lock(&ctx)) // tracked, for the merge
+		require.Len(t, own.Lockdep.Held, 2)
+		refs := own.Lockdep.Held[1].References
+		Off()
+		require.NoError(t, n.Lock(&ctx)) // the merge: an entry of n's class on top
+		require.Equal(t, refs, own.Lockdep.Held[1].References)
+		n.Unlock()
+		On()
+		require.Len(t, own.Lockdep.Held, 2)
+		require.Equal(t, refs, own.Lockdep.Held[1].References)
+		m.Unlock()
+		require.Len(t, own.Lockdep.Held, 1)
+		require.Zero(t, ctx.Acquired())
+		ctx.Fini()
+	})
+	require.Empty(t, kinds(reps))
+}
+
 // __ww_mutex_add_waiter: a waiter with a context goes before the first
 // waiter with a younger context, passing the context-less ones (they are
 // skipped, not a barrier); a context-less waiter goes to the tail. Unlock
