@@ -118,6 +118,27 @@ func TestWWCachedContextOnAnotherGoroutineIsNotItsNestLock(t *testing.T) {
 	require.Nil(t, task.Lookup())
 }
 
+// ww_test_context_fini_early with the first lock pushed by the cached tier
+// (pushNested): its entry names the context as its nest lock, so releasing
+// the context below it re-acquires it under a nest lock no longer held, as
+// lock_release's reacquire_held_locks does, before ww_acquire_fini warns
+// of the lock still counted in the context.
+func TestWWCachedPushKeepsItsNestLock(t *testing.T) {
+	class, ms := wwWarm(t, 1)
+	rec := krulestest.Record(t)
+
+	var ctx lockclass.WWAcquireCtx
+	ctx.Init(class)
+	require.NoError(t, ms[0].Lock(&ctx))
+	ctx.Fini()
+	require.Equal(t, []krules.Kind{krules.NestedLockNotTaken, krules.LockdepMisuse}, rec.Kinds())
+	require.Contains(t, rec.Reports()[0].Text, "but this task is not holding:\nww_merge_acquire\n")
+	require.Contains(t, rec.Last().Text, "DEBUG_LOCKS_WARN_ON(ctx->acquired)")
+	ms[0].Unlock()
+	require.Len(t, rec.Reports(), 2)
+	require.Nil(t, task.Lookup())
+}
+
 func TestWWCachedUnlockOnAnotherGoroutineIsABadUnlock(t *testing.T) {
 	class, ms := wwWarm(t, 2)
 	rec := krulestest.Record(t)
