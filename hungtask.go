@@ -22,7 +22,7 @@ const hungTaskWarnings = 10
 // StartHungTaskDetector starts khungtaskd (kernel/hung_task.c): a goroutine
 // that reports every goroutine sleeping on a krules primitive (a lock, a
 // WWMutex, a WaitQueue and so a mempool, a Completion, a Semaphore, a
-// fence, a grace period) for longer than timeout (DefaultHungTaskTimeout if
+// fence, a grace period) for timeout or longer (DefaultHungTaskTimeout if
 // timeout is 0), with kind HungTask:
 //
 //	INFO: task NAME:ID blocked for more than N seconds.
@@ -84,11 +84,11 @@ func newHungTaskCheck(timeout time.Duration) *hungTaskCheck {
 }
 
 // check is check_hung_uninterruptible_tasks at time now over ws, the waits
-// under way, longest first: it returns a report for each wait longer than
-// the timeout that was not reported in the last timeout, while warnings
-// last. The kernel reports a task at every check that finds it still
-// blocked (task_is_hung keeps last_switch_time while the task does not
-// run), one check interval apart; the interval defaults to the timeout,
+// under way, longest first: it returns a report for each wait of the
+// timeout or longer that was not reported in the last timeout, while
+// warnings last. The kernel reports a task at every check that finds it
+// still blocked (task_is_hung keeps last_switch_time while the task does
+// not run), one check interval apart; the interval defaults to the timeout,
 // and this detector, which checks more often so as to report sooner, keeps
 // that cadence per wait. The report that uses the last warning says so, as
 // hung_task_info does. Waits that ended are forgotten.
@@ -97,7 +97,10 @@ func (h *hungTaskCheck) check(now time.Time, ws []*task.Waiter) []*Report {
 	live := make(map[*task.Waiter]bool, len(ws))
 	for _, w := range ws {
 		live[w] = true
-		if h.warnings == 0 || now.Sub(w.Start) <= h.timeout {
+		// check_hung_task returns early only while
+		// time_is_after_jiffies(last_switch_time + timeout * HZ): a task
+		// blocked for exactly the timeout is hung.
+		if h.warnings == 0 || now.Sub(w.Start) < h.timeout {
 			continue
 		}
 		if last, ok := h.reported[w]; ok && now.Sub(last) < h.timeout {

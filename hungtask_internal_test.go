@@ -13,7 +13,7 @@ import (
 )
 
 // khungtaskd's checks on a clock of the test's: a wait is reported once it
-// is longer than the timeout, then again each timeout while it lasts
+// has lasted the timeout, then again each timeout while it lasts
 // (check_hung_task finds it hung at every check, the interval defaulting
 // to the timeout), N growing; a wait that ended and one that started
 // later are apart; the tenth report says that future ones are suppressed,
@@ -32,17 +32,20 @@ func TestHungTaskCheckCadenceAndWarnings(t *testing.T) {
 	}
 	at := func(d time.Duration, ws ...*task.Waiter) []string { return headlines(h.check(t0.Add(d), ws)) }
 
-	require.Empty(t, at(timeout, w), "not longer than the timeout yet")
-	require.Equal(t, []string{"INFO: task stuck:7 blocked for more than 121 seconds."}, at(timeout+time.Second, w))
-	require.Empty(t, at(timeout+time.Second+timeout/4, w))
-	require.Empty(t, at(2*timeout+time.Second-time.Millisecond, w), "less than a timeout since its report")
-	require.Equal(t, []string{"INFO: task stuck:7 blocked for more than 241 seconds."}, at(2*timeout+time.Second, w))
+	require.Empty(t, at(timeout-time.Millisecond, w), "shorter than the timeout")
+	// check_hung_task returns early only while
+	// time_is_after_jiffies(last_switch_time + timeout * HZ): blocked for
+	// exactly the timeout, the task is hung.
+	require.Equal(t, []string{"INFO: task stuck:7 blocked for more than 120 seconds."}, at(timeout, w))
+	require.Empty(t, at(timeout+timeout/4, w))
+	require.Empty(t, at(2*timeout-time.Millisecond, w), "less than a timeout since its report")
+	require.Equal(t, []string{"INFO: task stuck:7 blocked for more than 240 seconds."}, at(2*timeout, w))
 
 	// The wait ends; the goroutine's next wait starts its own count.
 	require.Empty(t, at(2*timeout+2*time.Second))
 	again := &task.Waiter{ID: 7, Name: "stuck", Start: t0.Add(3 * timeout)}
-	require.Empty(t, at(4*timeout, again))
-	require.Equal(t, []string{"INFO: task stuck:7 blocked for more than 120 seconds."}, at(4*timeout+time.Millisecond, again))
+	require.Empty(t, at(4*timeout-time.Millisecond, again))
+	require.Equal(t, []string{"INFO: task stuck:7 blocked for more than 120 seconds."}, at(4*timeout, again))
 	require.Equal(t, 7, h.warnings)
 
 	// Seven warnings left; nine waits long enough: seven reports, the
