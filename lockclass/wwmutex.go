@@ -26,9 +26,12 @@ import (
 // off means: Unlock every WWMutex held in the context, LockSlow the
 // contended one, and take the others again.
 //
-// Lock(nil) and TryLock(nil) use a WWMutex as a plain mutex. The waiters
-// queue in stamp order (older first; waiters without a context last) and an
-// Unlock hands the lock to the first of them.
+// Lock(nil) and TryLock(nil) use a WWMutex as a plain mutex. A waiter
+// without a context queues at the tail; one with a context queues just
+// before the first waiter whose context is younger, waiters without a
+// context not counting, or at the tail if there is none
+// (__ww_mutex_add_waiter). An Unlock hands the lock to the first waiter,
+// so contexts get it in stamp order, older first.
 //
 // Call Init with the class before use. A WWMutex must not be copied, and
 // must be unlocked by the goroutine that locked it.
@@ -56,7 +59,7 @@ type WWMutex struct {
 	ctx   *WWAcquireCtx
 	class *WWClass
 	wmu   sync.Mutex  // wait_lock: guards waiters
-	wq    []*wwWaiter // in stamp order, context-less waiters last
+	wq    []*wwWaiter // contexts in stamp order, context-less waiters where they queued
 	own   owner
 	dep   Map
 }
