@@ -106,20 +106,7 @@ func TestWWOlderWaiterTellsAYoungerWaiterToDie(t *testing.T) {
 		older, goOld, oldErr := olderContext(class, &l)
 		<-older
 
-		youngErr, youngHolds := make(chan error, 1), make(chan struct{})
-		go func() {
-			var young WWAcquireCtx
-			young.Init(class)
-			if err := x.Lock(&young); err != nil {
-				youngErr <- err
-				return
-			}
-			close(youngHolds)
-			err := l.Lock(&young) // queues behind the holder
-			x.Unlock()
-			young.Fini()
-			youngErr <- err
-		}()
+		youngHolds, youngErr := youngerContext(class, &l, &x, (*WWMutex).Lock) // queues behind the holder
 		<-youngHolds
 		require.Eventually(t, func() bool { return waitersOn(&l) == 1 }, 5*time.Second, time.Millisecond)
 
@@ -163,6 +150,42 @@ func olderContext(class *WWClass, m *WWMutex, hold ...*WWMutex) (older, goOld ch
 		err <- e
 	}()
 	return older, goOld, err
+}
+
+// youngerContext starts a goroutine whose context is stamped after every
+// context already started, and that locks hold in it, closes holds, then
+// takes m with lock, unlocks m if it got it, unlocks hold, finishes the
+// context and sends lock's error.
+func youngerContext(class *WWClass, m, hold *WWMutex, lock func(*WWMutex, *WWAcquireCtx) error) (holds chan struct{}, err chan error) {
+	holds, err = make(chan struct{}), make(chan error, 1)
+	go func() {
+		var c WWAcquireCtx
+		c.Init(class)
+		if e := hold.Lock(&c); e != nil {
+			panic(e)
+		}
+		close(holds)
+		e := lock(m, &c)
+		if e == nil {
+			m.Unlock()
+		}
+		hold.Unlock()
+		c.Fini()
+		err <- e
+	}()
+	return holds, err
+}
+
+// olderQueuedOn locks l without a context and queues an older context on
+// it; the returned channel has that context's Lock error once l is handed
+// to it.
+func olderQueuedOn(t *testing.T, class *WWClass, l *WWMutex) chan error {
+	require.NoError(t, l.Lock(nil))
+	older, goOld, oldErr := olderContext(class, l)
+	<-older
+	close(goOld)
+	require.Eventually(t, func() bool { return waitersOn(l) == 1 }, 5*time.Second, time.Millisecond)
+	return oldErr
 }
 
 // Wound-wait (__ww_mutex_wound): an older context wounds a younger holder
@@ -479,26 +502,8 @@ func TestWWWoundWaitQueuesBehindAnOlderWaiter(t *testing.T) {
 		var l, x WWMutex
 		l.Init(class)
 		x.Init(class)
-		require.NoError(t, l.Lock(nil))
-		older, goOld, oldErr := olderContext(class, &l)
-		<-older
-		close(goOld)
-		require.Eventually(t, func() bool { return waitersOn(&l) == 1 }, 5*time.Second, time.Millisecond)
-		youngErr := make(chan error, 1)
-		go func() {
-			var young WWAcquireCtx
-			young.Init(class)
-			if err := x.Lock(&young); err != nil {
-				panic(err)
-			}
-			err := l.Lock(&young)
-			if err == nil {
-				l.Unlock()
-			}
-			x.Unlock()
-			young.Fini()
-			youngErr <- err
-		}()
+		oldErr := olderQueuedOn(t, class, &l)
+		_, youngErr := youngerContext(class, &l, &x, (*WWMutex).Lock)
 		require.Eventually(t, func() bool { return waitersOn(&l) == 2 }, 5*time.Second, time.Millisecond)
 		l.Unlock()
 		require.NoError(t, <-oldErr)
@@ -517,25 +522,10 @@ func TestWWWaitDieDiesOnQueueingBeforeItIsKilled(t *testing.T) {
 		var l, x WWMutex
 		l.Init(class)
 		x.Init(class)
-		require.NoError(t, l.Lock(nil))
-		older, goOld, oldErr := olderContext(class, &l)
-		<-older
-		close(goOld)
-		require.Eventually(t, func() bool { return waitersOn(&l) == 1 }, 5*time.Second, time.Millisecond)
-		youngErr := make(chan error, 1)
-		go func() {
-			var young WWAcquireCtx
-			young.Init(class)
-			if err := x.Lock(&young); err != nil {
-				panic(err)
-			}
-			kctx, cancel := context.WithCancel(context.Background())
-			cancel()
-			err := l.LockKillable(kctx, &young)
-			x.Unlock()
-			young.Fini()
-			youngErr <- err
-		}()
+		oldErr := olderQueuedOn(t, class, &l)
+		killed, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, youngErr := youngerContext(class, &l, &x, func(m *WWMutex, c *WWAcquireCtx) error { return m.LockKillable(killed, c) })
 		require.ErrorIs(t, <-youngErr, ErrDeadlock)
 		l.Unlock() // hands l to the older waiter
 		select {
