@@ -212,6 +212,16 @@ func TestWWOlderContextHoldingNothingDoesNotWound(t *testing.T) {
 	require.Empty(t, kinds(reps))
 }
 
+// twoInAContext returns two WWMutexes of class and an acquire context of
+// it, initialised.
+func twoInAContext(class *WWClass) (m, n *WWMutex, ctx *WWAcquireCtx) {
+	m, n, ctx = new(WWMutex), new(WWMutex), new(WWAcquireCtx)
+	m.Init(class)
+	n.Init(class)
+	ctx.Init(class)
+	return m, n, ctx
+}
+
 // woundsKept reports what class's wwWounds keeps: wounds, waiters, and the
 // pending count that lets every lock skip its lock.
 func woundsKept(class *WWClass) [3]int {
@@ -307,15 +317,11 @@ func TestWWInitStartsTheContextAfresh(t *testing.T) {
 func TestWWFirstLockOfAnAttemptClearsTheWound(t *testing.T) {
 	reps := record(t, func() {
 		class := NewWWClass("ww_class")
-		var m, n WWMutex
-		m.Init(class)
-		n.Init(class)
-		var ctx WWAcquireCtx
-		ctx.Init(class)
-		require.NoError(t, m.Lock(&ctx)) // caches m's class: the next lock takes the cached path
+		m, n, ctx := twoInAContext(class)
+		require.NoError(t, m.Lock(ctx)) // caches m's class: the next lock takes the cached path
 		m.Unlock()
 		ctx.wounded.Store(true)
-		require.NoError(t, m.Lock(&ctx))
+		require.NoError(t, m.Lock(ctx))
 		require.False(t, ctx.Wounded())
 		m.Unlock()
 		// Merged into the entry of a lock of m's class taken without a
@@ -323,13 +329,13 @@ func TestWWFirstLockOfAnAttemptClearsTheWound(t *testing.T) {
 		// class alone), the first lock still clears it.
 		ctx.wounded.Store(true)
 		require.NoError(t, n.Lock(nil))
-		require.NoError(t, m.Lock(&ctx))
+		require.NoError(t, m.Lock(ctx))
 		require.False(t, ctx.Wounded())
 		m.Unlock()
 		n.Unlock()
 		// And ww_mutex_trylock, as ww_mutex_lock.
 		ctx.wounded.Store(true)
-		require.True(t, m.TryLock(&ctx))
+		require.True(t, m.TryLock(ctx))
 		require.False(t, ctx.Wounded())
 		m.Unlock()
 		ctx.Fini()
@@ -343,19 +349,15 @@ func TestWWFirstLockOfAnAttemptClearsTheWound(t *testing.T) {
 func TestWWLockWithValidationOffTracksNothing(t *testing.T) {
 	reps := record(t, func() {
 		class := NewWWClass("ww_class")
-		var m, n WWMutex
-		m.Init(class)
-		n.Init(class)
-		var ctx WWAcquireCtx
-		ctx.Init(class)
-		require.NoError(t, m.Lock(&ctx)) // caches the class
-		require.NoError(t, n.Lock(&ctx))
+		m, n, ctx := twoInAContext(class)
+		require.NoError(t, m.Lock(ctx)) // caches the class
+		require.NoError(t, n.Lock(ctx))
 		n.Unlock()
 		m.Unlock()
 		held := len(ctx.own.t.Lockdep.Held) // the context's entry
 		prev := SetEnabled(false)
-		require.NoError(t, m.Lock(&ctx))
-		require.NoError(t, n.Lock(&ctx))
+		require.NoError(t, m.Lock(ctx))
+		require.NoError(t, n.Lock(ctx))
 		require.Len(t, ctx.own.t.Lockdep.Held, held)
 		n.Unlock()
 		m.Unlock()
@@ -371,19 +373,15 @@ func TestWWLockWithValidationOffTracksNothing(t *testing.T) {
 func TestWWLockOfAStoppedClassTracksNothing(t *testing.T) {
 	reps := record(t, func() {
 		class := NewWWClass("ww_class")
-		var m, n WWMutex
-		m.Init(class)
-		n.Init(class)
-		var ctx WWAcquireCtx
-		ctx.Init(class)
-		require.NoError(t, n.Lock(&ctx)) // caches the class
+		m, n, ctx := twoInAContext(class)
+		require.NoError(t, n.Lock(ctx)) // caches the class
 		n.Unlock()
-		require.NoError(t, m.Lock(&ctx))
+		require.NoError(t, m.Lock(ctx))
 		held := ctx.own.t.Lockdep.Held
 		top := &held[len(held)-1]
 		refs := top.References
 		m.dep.cache[0].Load().state.Or(stOff)
-		require.NoError(t, n.Lock(&ctx))
+		require.NoError(t, n.Lock(ctx))
 		require.Equal(t, refs, top.References)
 		n.Unlock()
 		m.Unlock()
@@ -400,28 +398,24 @@ func TestWWLockOfAStoppedClassTracksNothing(t *testing.T) {
 func TestWWLockInsideLockdepOffTracksNothing(t *testing.T) {
 	reps := record(t, func() {
 		class := NewWWClass("ww_class")
-		var m, n WWMutex
-		m.Init(class)
-		n.Init(class)
-		var ctx WWAcquireCtx
-		ctx.Init(class)
-		require.NoError(t, m.Lock(&ctx)) // caches the class in both maps, and the chains
-		require.NoError(t, n.Lock(&ctx))
+		m, n, ctx := twoInAContext(class)
+		require.NoError(t, m.Lock(ctx)) // caches the class in both maps, and the chains
+		require.NoError(t, n.Lock(ctx))
 		n.Unlock()
 		m.Unlock()
 		own := ctx.own.t
 		require.Len(t, own.Lockdep.Held, 1) // the context's entry
 		Off()
-		require.NoError(t, m.Lock(&ctx)) // the push: the context's entry on top
+		require.NoError(t, m.Lock(ctx)) // the push: the context's entry on top
 		require.Len(t, own.Lockdep.Held, 1)
 		m.Unlock()
 		On()
 		require.Len(t, own.Lockdep.Held, 1)
-		require.NoError(t, m.Lock(&ctx)) // tracked, for the merge
+		require.NoError(t, m.Lock(ctx)) // tracked, for the merge
 		require.Len(t, own.Lockdep.Held, 2)
 		refs := own.Lockdep.Held[1].References
 		Off()
-		require.NoError(t, n.Lock(&ctx)) // the merge: an entry of n's class on top
+		require.NoError(t, n.Lock(ctx)) // the merge: an entry of n's class on top
 		require.Equal(t, refs, own.Lockdep.Held[1].References)
 		n.Unlock()
 		On()
