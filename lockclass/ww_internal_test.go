@@ -49,38 +49,30 @@ func TestWWObjectLockUnbalanced(t *testing.T) {
 	require.False(t, o.IsLocked())
 }
 
+// ww_test_object_lock_stale_context, and the same with a trylock, which
+// takes the lock and warns of the stale context as ww_mutex_lock_acquired
+// does.
 func TestWWObjectLockStaleContext(t *testing.T) {
-	class := NewWDClass("ww_lockdep")
-	var o WWMutex
-	o.Init(class)
-	reps := record(t, func() {
-		var ctx, t2 WWAcquireCtx
-		ctx.Init(class)
-		o.state.Store(wwWord(&t2, wwStale)) // o.ctx = &t2
-		require.NoError(t, o.Lock(&ctx))
-		o.Unlock()
-		ctx.Fini()
-	})
-	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, kinds(reps))
-	require.Contains(t, reps[0].Text, "DEBUG_LOCKS_WARN_ON(ww->ctx)")
-}
-
-// ww_test_object_lock_stale_context with a trylock: it takes the lock,
-// warning of the stale context as ww_mutex_lock_acquired does.
-func TestWWObjectTryLockStaleContext(t *testing.T) {
-	class := NewWDClass("ww_lockdep")
-	var o WWMutex
-	o.Init(class)
-	reps := record(t, func() {
-		var ctx, t2 WWAcquireCtx
-		ctx.Init(class)
-		o.state.Store(wwWord(&t2, wwStale)) // o.ctx = &t2
-		require.True(t, o.TryLock(&ctx))
-		o.Unlock()
-		ctx.Fini()
-	})
-	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, kinds(reps))
-	require.Contains(t, reps[0].Text, "DEBUG_LOCKS_WARN_ON(ww->ctx)")
+	for name, lock := range map[string]func(*WWMutex, *WWAcquireCtx) bool{
+		"Lock":    func(m *WWMutex, c *WWAcquireCtx) bool { return m.Lock(c) == nil },
+		"TryLock": (*WWMutex).TryLock,
+	} {
+		t.Run(name, func(t *testing.T) {
+			class := NewWDClass("ww_lockdep")
+			var o WWMutex
+			o.Init(class)
+			reps := record(t, func() {
+				var ctx, t2 WWAcquireCtx
+				ctx.Init(class)
+				o.state.Store(wwWord(&t2, wwStale)) // o.ctx = &t2
+				require.True(t, lock(&o, &ctx))
+				o.Unlock()
+				ctx.Fini()
+			})
+			require.Equal(t, []krules.Kind{krules.LockdepMisuse}, kinds(reps))
+			require.Contains(t, reps[0].Text, "DEBUG_LOCKS_WARN_ON(ww->ctx)")
+		})
+	}
 }
 
 // waitersOn reports how many waiters m has queued.
