@@ -99,12 +99,16 @@ func (p *Pool[T]) allocate(ctx context.Context, flags gfp.Flags) (T, error) {
 		ticket := p.wait.Prepare()
 		p.st.waits++
 		p.sleepers++
+		refills := p.st.refills
 		p.unlock(0)
 		p.dbg.waiting(1)
 		woken, err := ticket.Sleep(ctx, p.cfg.timeout)
 		p.dbg.waiting(-1)
 		p.lock()
 		p.sleepers--
+		// A refill that came after the timeout, before this lock, found
+		// us awake and woke nobody: it is the wake-up we missed.
+		woken = woken || p.st.refills != refills
 		p.unlock(0)
 		if err != nil {
 			return zero, err
@@ -114,7 +118,7 @@ func (p *Pool[T]) allocate(ctx context.Context, flags gfp.Flags) (T, error) {
 			continue
 		}
 		stalled += p.cfg.timeout
-		if p.timedOut(!reported && stalled >= deadlockAfter) {
+		if p.timedOut(!reported && stalled >= deadlockAfter, refills) {
 			reported = true
 		}
 	}
@@ -172,9 +176,11 @@ const deadlockAfter = DefaultTimeout
 // and if report, reports a goroutine that waits while holding elements of
 // the pool when every element out is held by a waiter, the state in which
 // no free can come (mm/mempool.c's forward-progress rule: a task must not
-// hold one element while waiting for a second). It returns whether it
-// reported.
-func (p *Pool[T]) timedOut(report bool) bool {
+// hold one element while waiting for a second). refills is the pool's
+// refill count when the wait began: a refill since then, even one that
+// came after the holders were looked at, means a free did come, and the
+// waiter will find it on its next try. It returns whether it reported.
+func (p *Pool[T]) timedOut(report bool, refills int64) bool {
 	p.lock()
 	p.st.timeouts++
 	p.unlock(0)
@@ -183,6 +189,12 @@ func (p *Pool[T]) timedOut(report bool) bool {
 	}
 	held, stuck := p.dbg.heldBy()
 	if len(held) == 0 || !stuck {
+		return false
+	}
+	p.lock()
+	freed := p.st.refills != refills
+	p.unlock(0)
+	if freed {
 		return false
 	}
 	p.reportDeadlock(held)
