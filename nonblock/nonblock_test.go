@@ -542,3 +542,15 @@ func TestTicketSleepWithoutTimeoutWaitsForTheWakeUp(t *testing.T) {
 	require.True(t, res.woken, "Sleep(ctx, 0) returned before the WakeUp")
 	require.False(t, q.HasSleepers())
 }
+
+// A goroutine that runs library code only (one started on nonblock.End
+// itself) has no caller outside krules: its warning names the library's
+// own site, as a kernel thread's names the kernel function, never the
+// goroutine's runtime.goexit.
+func TestWarnInALibraryOnlyGoroutineNamesTheLibrarySite(t *testing.T) {
+	rec := krulestest.Record(t)
+	go nonblock.End()
+	require.Eventually(t, func() bool { return rec.Len() > 0 }, 5*time.Second, time.Millisecond)
+	require.Equal(t, []krules.Kind{krules.NonBlockImbalance}, rec.Kinds())
+	require.Regexp(t, `^WARNING: CPU: - PID: \d+ at nonblock/section\.go:\d+ nonblock\.End\+0x[0-9a-f]+$`, rec.Last().Headline)
+}

@@ -40,7 +40,11 @@ func Callers(skip int) []uintptr {
 }
 
 // Caller returns the first frame outside the library, at or above skip
-// frames above the caller of Caller. It is what "at FILE:LINE" names.
+// frames above the caller of Caller. It is what "at FILE:LINE" names. A
+// goroutine that runs library code only (one started on a library
+// function) has none, and gets the frame at skip: the library's own site,
+// as a kernel thread's warning names the kernel function, not the
+// goroutine's runtime.goexit.
 // Frames, not PCs, because an inlined library function shares its PC with
 // the user function it was inlined into.
 func Caller(skip int) runtime.Frame {
@@ -53,7 +57,7 @@ func Caller(skip int) runtime.Frame {
 		if first.PC == 0 {
 			first = f
 		}
-		if f.Function != "" && !IsLibrary(f.Function, f.File) {
+		if f.Function != "" && f.Function != "runtime.goexit" && !IsLibrary(f.Function, f.File) {
 			return f
 		}
 		if !more {
