@@ -76,7 +76,7 @@ func TestHungTaskReportNamesAnUnnamedWaiterByItsEntry(t *testing.T) {
 	require.Equal(t, "INFO: task TestHungTaskReportNamesAnUnnamedWaiterByItsEntry:9 blocked for more than 2 seconds.", rs[0].Headline)
 	// sched_show_task's comm is TASK_COMM_LEN-1 characters; a task without
 	// locks is not in debug_show_all_locks' list.
-	require.Contains(t, rs[0].Text, "\ntask:TestHungTaskRep state:D pid:9    \n")
+	require.Contains(t, rs[0].Text, "\ntask:TestHungTaskRep state:D stack:0     pid:9     tgid:1     ppid:0      flags:0x00000000\n")
 	require.True(t, strings.HasSuffix(rs[0].Text, "\nShowing all locks held in the system:\n\n=============================================\n\n"), rs[0].Text)
 }
 

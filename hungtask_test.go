@@ -48,6 +48,7 @@ func TestHungTaskReportsAnABBADeadlockWithBothOwners(t *testing.T) {
 			res <- err
 		})
 	}
+	testID := krules.CurrentGoroutine().ID
 	run("abba-1", &a, &b)
 	run("abba-2", &b, &a)
 	id1, id2 := <-ids, <-ids
@@ -85,7 +86,8 @@ func TestHungTaskReportsAnABBADeadlockWithBothOwners(t *testing.T) {
 		name := r.Goroutine.Name
 		require.Regexp(t, `^INFO: task abba-[12]:`+strconv.FormatInt(self, 10)+` blocked for more than \d+ seconds\.$`, r.Headline)
 		require.Contains(t, r.Text, "\"echo 0 > /proc/sys/kernel/hung_task_timeout_secs\" disables this message.\n")
-		require.Contains(t, r.Text, "task:"+name)
+		// sched_show_task's line: the parent is the test, which started both.
+		require.Regexp(t, `\ntask:`+name+` +state:D stack:0 +pid:`+strconv.FormatInt(self, 10)+` +tgid:1 +ppid:`+strconv.FormatInt(testID, 10)+` +flags:0x00000000\n`, r.Text)
 		require.Regexp(t, `Call Trace:\n( .*\n)* lockclass\.\(\*Mutex\)\.LockKillable`, r.Text)
 		require.Regexp(t, `is blocked on a lock likely owned by task abba-[12]:`+strconv.FormatInt(other, 10)+`\.`, r.Text)
 		i := strings.Index(r.Text, "\nShowing all locks held in the system:\n")
