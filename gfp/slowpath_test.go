@@ -387,35 +387,37 @@ func liarWith(t *testing.T, z *gfp.Zone) (calls, ooms *atomic.Int64) {
 	return calls, ooms
 }
 
-// PAGE_ALLOC_COSTLY_ORDER is 3, and "costly" means above it: an order-3
-// allocation is treated like an order-0 one, retrying MAX_RECLAIM_RETRIES
-// rounds without progress (should_reclaim_retry) and then calling the OOM
-// hook (__alloc_pages_may_oom skips only order > PAGE_ALLOC_COSTLY_ORDER).
-func TestOrderThreeIsNotCostly(t *testing.T) {
-	krulestest.Check(t)
-	z := reserveZone(t)
-	pressure(t, z)
-	_, ooms := liarWith(t, z)
-	before := z.Stats().AllocStall
-	_, err := z.AllocPages(gfp.CostlyOrder, gfp.Kernel|gfp.NoWarn)
-	require.ErrorIs(t, err, gfp.ErrNoMemory)
-	require.Equal(t, before+gfp.MaxReclaimRetries+1, z.Stats().AllocStall, "order 3 retries like order 0")
-	require.Equal(t, int64(1), ooms.Load(), "and reaches the OOM hook")
-}
-
-// __GFP_RETRY_MAYFAIL lets a costly order retry (the slow path's costly
-// exit is only for requests without it) for MAX_RECLAIM_RETRIES rounds
-// without progress, and still never calls the OOM hook.
-func TestRetryMayFailCostlyOrderRetriesWithoutOOM(t *testing.T) {
-	krulestest.Check(t)
-	z := reserveZone(t)
-	pressure(t, z)
-	_, ooms := liarWith(t, z)
-	before := z.Stats().AllocStall
-	_, err := z.AllocPages(gfp.CostlyOrder+1, gfp.Kernel|gfp.RetryMayFail|gfp.NoWarn)
-	require.ErrorIs(t, err, gfp.ErrNoMemory)
-	require.Equal(t, before+gfp.MaxReclaimRetries+1, z.Stats().AllocStall)
-	require.Zero(t, ooms.Load())
+// A request the shrinkers cannot help retries MAX_RECLAIM_RETRIES rounds
+// without progress (should_reclaim_retry) and then reaches the OOM hook,
+// or not, as __alloc_pages_may_oom decides:
+//   - PAGE_ALLOC_COSTLY_ORDER is 3 and "costly" means above it: an order-3
+//     request is treated like an order-0 one and reaches the hook;
+//   - __GFP_RETRY_MAYFAIL lets a costly order retry (the slow path's costly
+//     exit is only for requests without it) and still never calls the hook;
+//   - __GFP_THISNODE keeps the killer away after the usual retries.
+func TestRetriesWithoutProgressThenTheOOMHookOrNot(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		order int
+		flags gfp.Flags
+		ooms  int64
+	}{
+		{"order 3 is not costly", gfp.CostlyOrder, gfp.Kernel, 1},
+		{"RETRY_MAYFAIL costly order", gfp.CostlyOrder + 1, gfp.Kernel | gfp.RetryMayFail, 0},
+		{"THISNODE", 0, gfp.Kernel | gfp.ThisNode, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			krulestest.Check(t)
+			z := reserveZone(t)
+			pressure(t, z)
+			_, ooms := liarWith(t, z)
+			before := z.Stats().AllocStall
+			_, err := z.AllocPages(c.order, c.flags|gfp.NoWarn)
+			require.ErrorIs(t, err, gfp.ErrNoMemory)
+			require.Equal(t, before+gfp.MaxReclaimRetries+1, z.Stats().AllocStall, "retries like order 0")
+			require.Equal(t, c.ooms, ooms.Load(), "OOM hook calls")
+		})
+	}
 }
 
 // churn is a shrinker whose every Scan call frees one page and takes
@@ -515,20 +517,6 @@ func TestOOMProgressRestartsTheRetryCount(t *testing.T) {
 	require.ErrorIs(t, err, gfp.ErrNoMemory)
 	require.Equal(t, int64(2), ooms.Load())
 	require.Equal(t, before+2*(gfp.MaxReclaimRetries+1), z.Stats().AllocStall)
-}
-
-// __GFP_THISNODE keeps an allocation away from the OOM hook, as
-// __alloc_pages_may_oom skips the killer for it, after the usual retries.
-func TestThisNodeNeverReachesTheOOMHook(t *testing.T) {
-	krulestest.Check(t)
-	z := reserveZone(t)
-	pressure(t, z)
-	_, ooms := liarWith(t, z)
-	before := z.Stats().AllocStall
-	_, err := z.AllocPages(0, gfp.Kernel|gfp.ThisNode|gfp.NoWarn)
-	require.ErrorIs(t, err, gfp.ErrNoMemory)
-	require.Equal(t, before+gfp.MaxReclaimRetries+1, z.Stats().AllocStall)
-	require.Zero(t, ooms.Load())
 }
 
 // A __GFP_NOFAIL request that reaches nopage (here through __GFP_NORETRY)
