@@ -1143,6 +1143,21 @@ func TestAClassRegisteredAtInitIsUnusedUntilTaken(t *testing.T) {
 	require.Equal(t, 2, v.Stats().WriteUsed)
 }
 
+// Inside lockdep_off, lockdep_init_map_type with a subclass is
+// DEBUG_LOCKS_WARN_ON(!lockdep_enabled()): a warning, debug_locks off, and
+// no class registered.
+func TestInitWithASubclassInsideOffWarns(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	lockclass.Off()
+	lockclass.NewMap("X", lockclass.WithValidator(v), lockclass.WithSubclass(1))
+	lockclass.On()
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "DEBUG_LOCKS_WARN_ON(!lockdep_enabled())")
+	require.False(t, v.Enabled(), "debug_locks off")
+	require.Zero(t, v.Stats().Classes)
+}
+
 // A release while lockdep is off for the goroutine (lockdep_off) or of a
 // lock in the no-track class is not checked (lock_release returns first),
 // so releasing a lock that is not held says nothing.

@@ -79,11 +79,16 @@ func (m *Map) init(pc uintptr, defaults []Option, opts []Option) {
 // subclass, 1)): the class exists before the lock is first taken, and
 // /proc/lockdep_stats counts it among the "unused locks" until it is. A map
 // of subclass 0 is registered at its first acquisition, as in the kernel.
+// Once debug_locks is off nothing is registered; inside Off the kernel's
+// DEBUG_LOCKS_WARN_ON(!lockdep_enabled()) fires and registers nothing.
 func (m *Map) registerAtInit(pc uintptr, defaults []Option) {
-	if !compiledIn || !enabled.Load() || m.cfg.Load().sub == 0 {
+	if !compiledIn || !enabled.Load() || m.cfg.Load().sub == 0 || !m.graph().enabled.Load() {
 		return
 	}
-	if t := task.Lookup(); t != nil && t.Lockdep.Off != 0 {
+	if !lockdepEnabled(task.Lookup(), m) {
+		if m.graph().reportable(false) {
+			krules.Emit(warnf(krules.LockdepMisuse, "DEBUG_LOCKS_WARN_ON(!lockdep_enabled())"))
+		}
 		return
 	}
 	_, rep := m.resolve(0, pc, defaults)
