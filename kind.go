@@ -81,7 +81,10 @@ const (
 	// callback, a non-EAGAIN failure, an interval callback returning false
 	// when it may block).
 	NotifierMisuse
-	// OOMReaperFailure: "oom_reaper: unable to reap".
+	// OOMReaperFailure is not raised: the kernel's "oom_reaper: unable to
+	// reap" is a pr_info (oom_reap_task), which krules prints with Logf,
+	// and ReapResult.Reaped says the reap failed. The kind stays so that
+	// the numbering of the others does not change.
 	OOMReaperFailure
 
 	// FenceMisuse: a WARNING from the dma-fence rules (a fence signalled
