@@ -20,7 +20,9 @@ type Recorder struct{ c *krules.Claim }
 
 // Record claims the reports raised while the test runs, without failing it,
 // so the test can assert on them. It is how tests provoke reports on
-// purpose.
+// purpose. Claimed reports skip the kernel's rate limits, so the recorder
+// holds every one: two sleep-in-atomic reports a microsecond apart are two
+// here, where the kernel prints the first of each second.
 func Record(tb testing.TB) *Recorder {
 	tb.Helper()
 	return &Recorder{claim(tb, nil)}

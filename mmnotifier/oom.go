@@ -143,5 +143,8 @@ func (mm *MM) reap() (bool, int64) {
 	return ok, freed
 }
 
-// Reaped reports whether the OOM reaper is done with mm (MMF_OOM_SKIP).
+// Reaped reports whether the OOM reaper is done with mm (MMF_OOM_SKIP):
+// oom_reap_task sets the flag once it stops, whether it reaped the address
+// space or gave up after MaxOOMReapRetries, so true does not mean the pages
+// were freed; ReapResult.Reaped says which.
 func (mm *MM) Reaped() bool { return mm.flags.Load()&mmfOOMSkip != 0 }

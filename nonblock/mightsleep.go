@@ -9,8 +9,11 @@ import (
 // MightSleep declares that the caller may block: the kernel's might_sleep().
 // Inside an atomic or non-block section it reports
 // "BUG: sleeping function called from invalid context at FILE:LINE", naming
-// the first caller outside krules. Reports are rate limited to one a second,
-// as in the kernel; the rest are counted (krules.ReportStats).
+// the first caller outside krules. Printed reports are rate limited to one
+// a second, as in the kernel (__might_resched's prev_jiffy); the rest are
+// counted (krules.ReportStats). Reports a test claims (krulestest.Record,
+// Check, krules.Collect) are not rate limited: a callback that sleeps twice
+// gives two, where dmesg would show the first.
 func MightSleep() {
 	// The record read in place (task.GoID, task.Peek), not looked up (a
 	// call, and goid.Get's): 63 -> 55 instructions outside sections (bench
