@@ -26,6 +26,15 @@
 // then on an MMU notifier may wait for fences, and a signalling path that
 // allocates with GFP_KERNEL is reported.
 //
+// One report is krules' own: a fence wait inside a signalling section
+// (Wait, WaitTimeout, MightWait, a Resv wait that meets a fence) is a
+// FenceMisuse WARNING, "dma_fence_wait inside a dma_fence signalling
+// section". v6.12 prints nothing there: __dma_fence_might_wait drops the
+// section's read hold of dma_fence_map around its exclusive acquisition,
+// so lockdep sees such a wait only through the locks held across it. The
+// signaller that waits for a fence deadlocks all the same when that fence
+// needs it, hence the warning.
+//
 // Why no dma_fence_get/put: the kernel counts references because a fence's
 // memory must outlive every holder and be freed by the last one, from any
 // context. Go's garbage collector does exactly that, so a *Fence is simply

@@ -77,7 +77,11 @@
 // locks costing one atomic load more, and skip their might-sleep check
 // too, since it shares validation's lookup of the task record. Building with
 // -tags krules_nolockdep compiles validation out (same API, plain locks,
-// empty views).
+// empty views). The locks lose their might-sleep check with it, where the
+// kernel's CONFIG_LOCKDEP=n keeps mutex_lock's might_sleep (that is
+// CONFIG_DEBUG_ATOMIC_SLEEP): a Mutex taken in a non-block section is
+// reported only with validation compiled in. nonblock.MightSleep itself,
+// and the sleeping primitives of package nonblock, still check.
 //
 // # Views
 //
