@@ -447,3 +447,34 @@ func TestYoungCallbacksMayNotSleep(t *testing.T) {
 	mm.ClearFlushYoung(addr, addr+pg)
 	require.Equal(t, []krules.Kind{krules.SleepInAtomic}, rec.Kinds())
 }
+
+// FaultLocked is handle_mm_fault under the caller's mmap_lock, as
+// make_device_exclusive_range needs it; Fault there would take the lock a
+// second time, which lockdep reports (and which deadlocks once a writer
+// queues in between).
+func TestFaultLockedUnderTheCallersMmapLock(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	mm := newMM(t)
+	a, err := mm.Mmap(2*pg, mmnotifier.ProtReadWrite)
+	require.NoError(t, err)
+
+	mm.MmapLock().RLock()
+	pfn, err := mm.FaultLocked(a, true)
+	mm.MmapLock().RUnlock()
+	require.NoError(t, err)
+	got, ok := mm.Lookup(a)
+	require.True(t, ok)
+	require.Equal(t, pfn, got)
+	_, err = mm.FaultLocked(a+2*pg, false) // the lockdep_assert_held warns, the fault fails on no mapping
+	require.ErrorIs(t, err, mmnotifier.ErrFault)
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "lockdep_assert_held(&mm->mmap_lock): lock not held")
+
+	rec.Clear()
+	mm.MmapLock().RLock()
+	_, err = mm.Fault(a+pg, false)
+	mm.MmapLock().RUnlock()
+	require.NoError(t, err)
+	require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+}

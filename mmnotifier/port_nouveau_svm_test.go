@@ -284,7 +284,7 @@ func (svm *nouveauSVM) atomicRangeFault(svmm *nouveauSVMM, addr uint64, sn *svmN
 		}
 		seq := sn.notifier.ReadBegin()
 		mm.MmapLock().RLock()
-		err := makeDeviceExclusive(sn.notifier, seq, addr, svm.drm)
+		err := makeDeviceExclusive(sn.notifier, addr, svm.drm)
 		mm.MmapLock().RUnlock()
 		if err != nil {
 			return 0, mmnotifier.ErrInvalid
@@ -302,16 +302,13 @@ func (svm *nouveauSVM) atomicRangeFault(svmm *nouveauSVMM, addr uint64, sn *svmN
 }
 
 // makeDeviceExclusive stands for make_device_exclusive_range, which krules
-// does not have: under mmap_lock for reading, it faults the page in for
-// writing and invalidates it with MMU_NOTIFY_EXCLUSIVE and the device as
-// owner. MM.Fault cannot fault it in here, since it takes mmap_lock itself;
-// HMMRangeFault faults under the caller's.
-func makeDeviceExclusive(sub *mmnotifier.IntervalNotifier, seq, addr uint64, owner any) error {
+// does not have: under the caller's mmap_lock, it faults the page in for
+// writing (get_user_pages_remote) and invalidates it with
+// MMU_NOTIFY_EXCLUSIVE and the device as owner. The exclusive PTE itself,
+// and the invalidation a CPU access to it makes, are not modelled.
+func makeDeviceExclusive(sub *mmnotifier.IntervalNotifier, addr uint64, owner any) error {
 	mm := sub.MM()
-	pfns := make([]uint64, 1)
-	hr := mmnotifier.HMMRange{Notifier: sub, NotifierSeq: seq, Start: addr, End: addr + gfp.PageSize, PFNs: pfns,
-		DefaultFlags: mmnotifier.HMMPFNReqFault | mmnotifier.HMMPFNReqWrite}
-	if err := mmnotifier.HMMRangeFault(&hr); err != nil && !errors.Is(err, mmnotifier.ErrBusy) {
+	if _, err := mm.FaultLocked(addr, true); err != nil {
 		return err
 	}
 	r := mmnotifier.NewRangeOwner(mm, mmnotifier.EventExclusive, addr, addr+gfp.PageSize, owner)

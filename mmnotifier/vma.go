@@ -5,6 +5,7 @@ import (
 	"syscall"
 
 	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/lockclass"
 )
 
 // PageSize is the size of a page, gfp.PageSize.
@@ -316,6 +317,22 @@ func (mm *MM) Discard(addr, length uint64) error {
 func (mm *MM) Fault(addr uint64, write bool) (uint64, error) {
 	mm.mmapLock.RLock()
 	defer mm.mmapLock.RUnlock()
+	p, err := mm.faultLocked(addr, write)
+	if err != nil {
+		return 0, err
+	}
+	return p.PFN(), nil
+}
+
+// FaultLocked is Fault for a caller that holds mmap_lock, for reading or
+// writing: handle_mm_fault itself, which get_user_pages_remote and
+// make_device_exclusive_range reach under their caller's lock. Fault takes
+// the lock on its own, as a CPU access does (lock_mm_and_find_vma), so
+// code that already holds it would take it twice: recursive locking to
+// lockdep, and a deadlock once a writer queues between the two. Without
+// the lock held FaultLocked warns (lockdep_assert_held) and faults anyway.
+func (mm *MM) FaultLocked(addr uint64, write bool) (uint64, error) {
+	lockclass.AssertHeld(&mm.mmapLock)
 	p, err := mm.faultLocked(addr, write)
 	if err != nil {
 		return 0, err
