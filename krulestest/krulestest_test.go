@@ -146,3 +146,18 @@ func TestDetectHungTasksFiresBeforeTheTestDeadline(t *testing.T) {
 		require.Less(t, timeout, time.Until(d), "reported before go test -timeout kills the binary")
 	}
 }
+
+// CaptureLog takes krules' informational lines for the test, and gives the
+// output back when the test ends.
+func TestCaptureLogTakesTheLinesAndGivesTheOutputBack(t *testing.T) {
+	var inner *krulestest.Log
+	t.Run("capture", func(t *testing.T) {
+		inner = krulestest.CaptureLog(t)
+		krules.Logf("oom_reaper: unable to reap pid:%d (%s)", 42, "victim")
+		require.Equal(t, "oom_reaper: unable to reap pid:42 (victim)\n", inner.String())
+	})
+	outer := krulestest.CaptureLog(t)
+	krules.Logf("after")
+	require.Equal(t, "oom_reaper: unable to reap pid:42 (victim)\n", inner.String(), "the capture ended with its test")
+	require.Equal(t, "after\n", outer.String())
+}

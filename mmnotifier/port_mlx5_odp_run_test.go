@@ -86,6 +86,7 @@ func TestMlx5ODPFaithful(t *testing.T) {
 // non_block_start, unlike mn_hlist_invalidate_range_start), so the kernel
 // says nothing, and neither does krules.
 func TestMlx5ODPOOMReap(t *testing.T) {
+	log := krulestest.CaptureLog(t)
 	for _, bugs := range []mlx5Bugs{{}, {ignoreBlockable: true}} {
 		krulestest.ResetDefault(t)
 		rec := krulestest.Record(t)
@@ -104,6 +105,10 @@ func TestMlx5ODPOOMReap(t *testing.T) {
 		require.Equal(t, bugs.ignoreBlockable, res.Reaped)
 		if !bugs.ignoreBlockable {
 			require.EqualValues(t, mmnotifier.MaxOOMReapRetries, mr.odp.blocked.Load())
+			// Interval notifiers fail without the list notifiers' log line.
+			require.Equal(t, "oom_reaper: unable to reap pid:4242 (ibv_rc_pingpong)\nvictim pid:4242 (ibv_rc_pingpong): mmap_lock free\n", log.String())
+		} else {
+			require.Contains(t, log.String(), "oom_reaper: reaped process 4242 (ibv_rc_pingpong)")
 		}
 		require.Empty(t, rec.Reports())
 		mr.release()

@@ -3,6 +3,7 @@ package mmnotifier_test
 import (
 	"context"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 
@@ -79,9 +80,12 @@ func runNouveau(t *testing.T, bugs nouveauBugs) nouveauRun {
 func TestNouveauSVMFaithful(t *testing.T) {
 	krulestest.ResetDefault(t)
 	krulestest.Check(t)
+	log := krulestest.CaptureLog(t)
 	run := runNouveau(t, nouveauBugs{})
 	require.NotZero(t, run.svmm.invalidations.Load())
 	require.EqualValues(t, mmnotifier.MaxOOMReapRetries, run.svmm.refused.Load())
+	require.Equal(t, mmnotifier.MaxOOMReapRetries, strings.Count(log.String(), "InvalidateRangeStart+0x0 callback failed with -11 in non-blockable context.\n"))
+	require.Contains(t, log.String(), "oom_reaper: unable to reap pid:7 (cuda_app)\n")
 	require.False(t, run.reap.Reaped)
 	require.True(t, run.mm.Reaped(), "MMF_OOM_SKIP is set after the last retry all the same")
 }
