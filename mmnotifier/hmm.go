@@ -30,7 +30,12 @@ const (
 	HMMPFNFlags = HMMPFNValid | HMMPFNWrite | HMMPFNError
 )
 
-// HMMRange is struct hmm_range: what HMMRangeFault should read.
+// HMMRange is struct hmm_range: what HMMRangeFault should read. It has no
+// dev_private_owner (nouveau and xe set it to their device): an address
+// space here has no device-private pages, so every entry is system memory.
+// Nor has it pfn_flags_mask: input entries are not read, as with a mask of
+// 0, so DefaultFlags is the request for every page. Every entry maps a
+// single page (hmm_pfn_to_map_order is always 0).
 type HMMRange struct {
 	// Notifier and NotifierSeq are the interval notifier covering the
 	// range and the sequence its ReadBegin returned.
