@@ -34,7 +34,9 @@ import (
 // calls on every attempt) and Unlock testing the class only for a drop and
 // the instance only for a pop, 1911; Done's and Fini's tests one an if,
 // 1900; the merge reading the reference count once and taking the lock
-// word the context keeps (WWAcquireCtx.held), 1872.
+// word the context keeps (WWAcquireCtx.held), 1872; Unlock's pop testing
+// the record for emptiness only at depth 0, as popHeld does (the context's
+// own entry is below every lock taken in it), 1860.
 
 // acquireNested annotates an acquisition of the sleeping lock m (write
 // mode, subclass 0) nested in nest by t, the caller's record, at pc, and
@@ -118,6 +120,8 @@ func releaseNested(t *task.Task, m *Map) bool {
 	t.Lockdep.Held = held[:n] // before any other store: only the length changes
 	t.Lockdep.ChainKey = h.PrevChainKey
 	h.Instance, h.Class, h.NestLock, h.References = nil, nil, nil, 0
-	t.ReleaseIfEmpty()
+	if n == 0 { // only depth 0 can leave the record empty
+		t.ReleaseIfEmpty()
+	}
 	return true
 }

@@ -636,7 +636,9 @@ func (m *WWMutex) Unlock() {
 		t.Lockdep.Held = held[:n] // before any other store: only the length changes
 		t.Lockdep.ChainKey = h.PrevChainKey
 		h.Instance, h.Class, h.NestLock, h.References = nil, nil, nil, 0
-		t.ReleaseIfEmpty()
+		if n == 0 { // only depth 0 can leave the record empty, as popHeld says
+			t.ReleaseIfEmpty()
+		}
 	}
 	c.acquired--
 	m.own.id = 0
