@@ -8,10 +8,12 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/krules/krules"
+	"github.com/krules/krules/internal/task"
 )
 
 // The two "locking mismatches" cases of lib/locking-selftest.c that poke a
@@ -330,6 +332,39 @@ func TestWWFirstLockOfAnAttemptClearsTheWound(t *testing.T) {
 		require.True(t, m.TryLock(ctx))
 		require.False(t, ctx.Wounded())
 		m.Unlock()
+		ctx.Fini()
+	})
+	require.Empty(t, kinds(reps))
+}
+
+// The first lock of an attempt pushes its entry above the context's: the
+// slow path the first time, then pushCached, then, the chain remembered
+// in the mutex's map, lockCached's quick tier. Each entry names the
+// context as its nest lock (hlock->nest_lock, which reacquire_held_locks
+// passes on), and the cached ones are the slow path's.
+func TestWWFirstLockEntryNamesTheContextOnEveryTier(t *testing.T) {
+	reps := record(t, func() {
+		class := NewWWClass("ww_class")
+		m, _, ctx := twoInAContext(class)
+		var entries []task.HeldLock
+		for range 3 {
+			require.NoError(t, m.Lock(ctx))
+			held := ctx.own.t.Lockdep.Held
+			require.Len(t, held, 2)
+			entries = append(entries, held[1])
+			m.Unlock()
+		}
+		for _, e := range entries {
+			require.Equal(t, unsafe.Pointer(&ctx.dep), e.NestLock)
+			require.Equal(t, unsafe.Pointer(&m.dep), e.Instance)
+			require.Equal(t, entries[0].Class, e.Class)
+			require.Equal(t, entries[0].Site, e.Site)
+			require.Equal(t, entries[0].PrevChainKey, e.PrevChainKey)
+			require.Equal(t, [3]any{uint8(0), false, true}, [3]any{e.Read, e.Trylock, e.Check})
+			require.Zero(t, e.References)
+			require.NotNil(t, e.Label)
+		}
+		require.Len(t, ctx.own.t.Lockdep.Held, 1)
 		ctx.Fini()
 	})
 	require.Empty(t, kinds(reps))

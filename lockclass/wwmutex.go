@@ -222,9 +222,16 @@ func (m *WWMutex) lockCached(ctx *WWAcquireCtx, t *task.Task, id int64) error {
 			ctx.resetWound()
 		}
 	}
+	// acquireNested's tiers, with pushNested's quick one inline: the tests
+	// above are quickKey's but for the room on the stack and the chain.
 	if top := &held[n]; top.Class == unsafe.Pointer(c) && top.References < 2046 {
 		top.References = max(top.References, 1) + 1
-	} else if top.Instance != unsafe.Pointer(&ctx.dep) || !pushNested(t, &m.dep, c, &ctx.dep, pc) {
+	} else if top.Instance != unsafe.Pointer(&ctx.dep) {
+		return m.lock(nil, ctx, pc)
+	} else if key := chainKeyMix(t.Lockdep.ChainKey, c.modes[0].id); len(held) != cap(held) && key == m.dep.lastChain.Load() {
+		pushNestQuick(t, &m.dep, c, &ctx.dep, pc, key)
+		stampQuick(t)
+	} else if !pushNested(t, &m.dep, c, &ctx.dep, pc) {
 		return m.lock(nil, ctx, pc)
 	}
 	if !m.state.CompareAndSwap(0, ctx.held) {
