@@ -108,19 +108,6 @@ func pushNestQuick(t *task.Task, m *Map, c *class, nest *Map, pc uintptr, key ui
 	t.Publish() // for -race: a goroutine may return holding it
 }
 
-// pushMap is the cached path of a lock_acquire of the map m (write mode,
-// subclass 0, no might_sleep) by t, the caller's record, at pc: Map.Acquire's
-// quick tiers, then pushCached.
-func pushMap(t *task.Task, m *Map, pc uintptr) bool {
-	c := m.cache[0].Load()
-	if key, ok := quickKey(t, m, c, 0, 0); ok {
-		pushQuick(t, m, c, 0, pc, key)
-		stampQuick(t)
-		return true
-	}
-	return pushCached(t, m, c, 0, false, pc)
-}
-
 // releaseNested is the cached path of a release of m by t, the caller's
 // record: m's entry is on top (by instance, or by class with references,
 // as findHeld matches it), neither pinned nor stamped by lock_stat. It

@@ -70,10 +70,9 @@ func (m *Map) acquireQuick(read uint8, pc uintptr) { m.acquireShared(read, 0, pc
 // Release drops the map: lock_map_release. Validation is compiled out.
 func (m *Map) Release() { releaseShared(m) }
 
-// acquireNested, pushNested, pushNestQuick, pushMap and releaseNested are
-// cached paths, which validation compiled out never reaches.
+// acquireNested, pushNested, pushNestQuick and releaseNested are cached
+// paths, which validation compiled out never reaches.
 func acquireNested(*task.Task, *Map, *Map, uintptr) bool            { return false }
 func pushNested(*task.Task, *Map, *class, *Map, uintptr) bool       { return false }
 func pushNestQuick(*task.Task, *Map, *class, *Map, uintptr, uint64) {}
-func pushMap(*task.Task, *Map, uintptr) bool                        { return false }
 func releaseNested(*task.Task, *Map) bool                           { return false }

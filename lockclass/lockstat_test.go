@@ -208,14 +208,24 @@ func TestLockStatKeepsTheSidesApartAndOnlyCountsWhileOn(t *testing.T) {
 
 // lock_stat counts an acquisition whichever tier pushed it: a
 // WWAcquireCtx's map (ww_acquire_init) and the first ww_mutex entry of an
-// attempt, once their chains are cached, are pushed by the nest_lock quick
-// tiers (pushMap, pushNested), and each round is one acquisition of each
-// class, as a plain mutex's is; the second mutex merges into the first's
-// entry (nest_lock references), as the kernel merges it before lock_stat
-// stamps anything.
+// attempt, once their chains are cached, are pushed by the cached tiers
+// (pushCached for a new context's map, Init's quick tier for a context
+// initialised again, lockCached's quick tier for the mutex), and each
+// attempt is one acquisition of each class, as a plain mutex's is; the
+// second mutex merges into the first's entry (nest_lock references), as the
+// kernel merges it before lock_stat stamps anything.
 func TestLockStatCountsTheNestLockQuickTiers(t *testing.T) {
 	class, ms := wwWarm(t, 2) // the chains are cached: the quick tiers take the rounds below
-	round := func() { lockBothIn(t, class, ms, false) }
+	var again lockclass.WWAcquireCtx
+	round := func() {
+		lockBothIn(t, class, ms, false) // a new context
+		again.Init(class)               // the same context every round
+		require.NoError(t, ms[0].Lock(&again))
+		require.NoError(t, ms[1].Lock(&again))
+		ms[1].Unlock()
+		ms[0].Unlock()
+		again.Fini()
+	}
 	round()
 	prev := lockclass.SetLockStat(true)
 	defer lockclass.SetLockStat(prev)
@@ -226,7 +236,7 @@ func TestLockStatCountsTheNestLockQuickTiers(t *testing.T) {
 	for _, name := range []string{"ww_merge_acquire", "ww_merge_mutex"} {
 		rows := statOf(lockclass.Default(), name)
 		require.Len(t, rows, 1, name)
-		require.EqualValues(t, 3, rows[0].Acquisitions, name)
+		require.EqualValues(t, 6, rows[0].Acquisitions, name)
 	}
 }
 

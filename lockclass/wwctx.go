@@ -96,15 +96,27 @@ func (c *WWAcquireCtx) Init(class *WWClass, opts ...WWCtxOption) {
 		c.dep.init(pc, nil, []Option{WithKey(&class.acquireKey)})
 	}
 	// The cached path with the record found as Map.Acquire finds it
-	// (ww_acquire_init is a plain lock_acquire, no might_sleep).
+	// (ww_acquire_init is a plain lock_acquire, no might_sleep), and its
+	// quick tier inline, as Map.Acquire has it, for a context initialised
+	// again (its map remembers the chain): through a call the figure
+	// WWMutex 8 in one ctx took 1828 instructions, inline 1814 (cachegrind,
+	// AMD EPYC (Zen 3, KVM)).
 	if compiledIn && id != 0 && enabled.Load() {
-		if t := task.ClaimHead(id); t != nil && pushMap(t, &c.dep, pc) {
-			c.own.t, c.own.id, c.depth = t, id, len(t.Lockdep.Held)-1
-			c.lockID = ^id // cached's, with done and contending just cleared
-			if c.inject {
-				c.lockID = 0
+		if t := task.ClaimHead(id); t != nil {
+			cl := c.dep.cache[0].Load()
+			key, ok := quickKey(t, &c.dep, cl, 0, 0)
+			if ok {
+				pushQuick(t, &c.dep, cl, 0, pc, key)
+				stampQuick(t)
 			}
-			return
+			if ok || pushCached(t, &c.dep, cl, 0, false, pc) {
+				c.own.t, c.own.id, c.depth = t, id, len(t.Lockdep.Held)-1
+				c.lockID = ^id // cached's, with done and contending just cleared
+				if c.inject {
+					c.lockID = 0
+				}
+				return
+			}
 		}
 	}
 	c.own = owner{}
