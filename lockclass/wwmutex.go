@@ -594,50 +594,54 @@ func (m *WWMutex) Unlock() {
 		return
 	}
 	id := task.GoID()
-	s := m.state.Load()
 	// The cached path, inline: the holder, on the goroutine that locked m
 	// in a context, finds m's entry on top as releaseNested does (by
 	// instance, or by class with references) and drops a reference or pops
-	// it with its last. The state word needs no more test than the
-	// context flag: m.own.id says m is the caller's, so it is held, and
-	// the compare-and-swap expects no waiters, failing into handOff. One
-	// test an if, as in Lock (the figures are in fastpath_nest.go).
+	// it with its last. The state word needs no test: m.own.id says m is
+	// the caller's, so it is held, and so m.ctx is the holder's own, nil if
+	// it has no context (whose flag the state word carries); the
+	// compare-and-swap expects the word the context keeps (held), which a
+	// queued waiter's tag fails into handOff. Testing m.ctx rather than the
+	// state word's flag spares the load of the word and the tag arithmetic
+	// (WWMutex 8 in one ctx 1814 -> 1783 instructions, cachegrind, AMD EPYC
+	// (Zen 3, KVM)). One test an if, as in Lock (the other figures are in
+	// fastpath_nest.go).
 	if id != m.own.id || id == 0 {
-		m.unlock(s)
+		m.unlock(m.state.Load())
 		return
 	}
-	if s&wwCtx == 0 {
-		m.unlock(s) // held without a context: no ctx->acquired to count
+	c := m.ctx
+	if c == nil {
+		m.unlock(m.state.Load()) // held without a context: no ctx->acquired to count
 		return
 	}
 	t := m.own.t
 	held := t.Lockdep.Held
 	n := len(held) - 1
 	if n < 0 {
-		m.unlock(s)
+		m.unlock(m.state.Load())
 		return
 	}
 	h := &held[n]
 	if uint64(uint32(h.PinCount))|uint64(h.Stamp) != 0 {
-		m.unlock(s)
+		m.unlock(m.state.Load())
 		return
 	}
-	c := m.ctx
 	if c.acquired <= 0 {
-		m.unlock(s)
+		m.unlock(m.state.Load())
 		return
 	}
 	if r := h.References; r > 1 {
 		// A merged entry of m's class: drop a reference.
 		if h.Class != unsafe.Pointer(m.dep.cache[0].Load()) {
-			m.unlock(s)
+			m.unlock(m.state.Load())
 			return
 		}
 		h.References = r - 1
 	} else {
 		// m's own entry, or the last reference of one of m's class: pop.
 		if h.Instance != unsafe.Pointer(&m.dep) && (r == 0 || h.Class != unsafe.Pointer(m.dep.cache[0].Load())) {
-			m.unlock(s)
+			m.unlock(m.state.Load())
 			return
 		}
 		t.Lockdep.Held = held[:n] // before any other store: only the length changes
@@ -649,7 +653,7 @@ func (m *WWMutex) Unlock() {
 	}
 	c.acquired--
 	m.own.id = 0
-	if !m.state.CompareAndSwap(s&^wwTags|wwHeld, 0) {
+	if !m.state.CompareAndSwap(c.held, 0) {
 		m.handOff() // waiters queued
 	}
 }
