@@ -36,7 +36,21 @@ import (
 // 1900; the merge reading the reference count once and taking the lock
 // word the context keeps (WWAcquireCtx.held), 1872; Unlock's pop testing
 // the record for emptiness only at depth 0, as popHeld does (the context's
-// own entry is below every lock taken in it), 1860.
+// own entry is below every lock taken in it), 1860; the first lock's push
+// inline in lockCached (pushNestQuick), 1828; Init's quick tier inline,
+// 1814; Unlock testing m.ctx instead of the state word, 1783; the wound
+// cleared before the stack's loads, 1777; Lock testing for the first lock
+// before them, 1762.
+//
+// What is left of a merged lock and its drop (about 80 and 65 instructions
+// against sync.Mutex's pair of about 20) is the kernel's bookkeeping and
+// Go's calls: the goroutine id read in place twice (an assembly call, with
+// the registers it clobbers spilled around it: nest_lock's "is current
+// holding it" and DEBUG_MUTEXES' owner check), the validation, class,
+// section and ww_class tests, the lock word, the reference counted and
+// dropped, lock->ctx, the owner and ctx->acquired. Per attempt, Init's
+// stamp (an atomic add) and push, the first lock's chain key and push, Done
+// and Fini add about 380; the figure's own loop about 210.
 
 // acquireNested annotates an acquisition of the sleeping lock m (write
 // mode, subclass 0) nested in nest by t, the caller's record, at pc, and
