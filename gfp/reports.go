@@ -18,12 +18,27 @@ type warnOnce struct{ fired atomic.Uint32 }
 
 type warnSite uint32
 
+// claim reports whether site has not fired yet, and marks it fired.
+func (w *warnOnce) claim(site warnSite) bool {
+	for {
+		old := w.fired.Load()
+		if old&uint32(site) != 0 {
+			return false
+		}
+		if w.fired.CompareAndSwap(old, old|uint32(site)) {
+			return true
+		}
+	}
+}
+
 const (
 	warnOrderTooLarge warnSite = 1 << iota
 	warnNoFailOrder
 	warnNoFailNoReclaim
 	warnNoFailMemalloc
 	warnNoFailOOM
+	warnVmallocZeroSize
+	warnKvmallocTooLarge
 )
 
 // warnOnceGFP is WARN_ON_ONCE_GFP: a once-only WARNING that NoWarn keeps
@@ -37,14 +52,8 @@ func (z *Zone) warnOnceGFP(site warnSite, gfp Flags, format string, args ...any)
 
 // warnOnceSite is WARN_ON_ONCE.
 func (z *Zone) warnOnceSite(site warnSite, gfp Flags, format string, args ...any) {
-	for {
-		old := z.once.fired.Load()
-		if old&uint32(site) != 0 {
-			return
-		}
-		if z.once.fired.CompareAndSwap(old, old|uint32(site)) {
-			break
-		}
+	if !z.once.claim(site) {
+		return
 	}
 	msg := fmt.Sprintf(format, args...) + fmt.Sprintf(", mode:%#x(%s)", uint32(gfp), gfp.decode())
 	krules.Emit(krules.Warn(krules.GFPMisuse, msg, 0))

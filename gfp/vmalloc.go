@@ -30,7 +30,8 @@ type vmArea struct {
 // order-0 pages of the zone: __vmalloc(size, flags); vmalloc(size) is
 // Vmalloc(size, Kernel) and vzalloc adds Zero. The pages count against the
 // watermarks and go through reclaim and fault injection like any others
-// (allocated with NoWarn, as vm_area_alloc_pages does), and the area is
+// (allocated with NoWarn and HighMem, as __vmalloc_area_node asks, so the
+// default fault injection spares them), and the area is
 // their second mapping, so the memory need not be physically contiguous
 // and no order limit applies. Vmalloc may sleep (alloc_vmap_area's
 // might_sleep): in a non-block or atomic section it is reported. It checks
@@ -41,11 +42,13 @@ type vmArea struct {
 // non-blocking flags here: they are not refused, but checked as the
 // kernel's page-table allocation would be.
 //
-// A size of 0 or of more pages than the zone has is reported ("vmalloc
-// error: size N, exceeds total pages") unless NoWarn and fails with
-// ErrNoMemory, as does a page that cannot be had ("failed to allocate
-// pages"), after the pages already taken are freed. Free the area with
-// Vfree (or Kvfree).
+// A size of 0 warns once (WARN_ON_ONCE(!size)) and fails with
+// ErrNoMemory. A size whose whole pages outnumber the zone's is reported
+// ("vmalloc error: size N, exceeds total pages") unless NoWarn and fails,
+// as does a page that cannot be had ("failed to allocate pages", with the
+// HighMem the pages were asked with), after the pages already taken are
+// freed. Both reports show flags as passed, not as the goroutine's scopes
+// narrow them. Free the area with Vfree (or Kvfree).
 //
 // The second mapping needs a zone backed by a memfd (Backing "memfd", the
 // default on Linux). On any other arena the pages cannot be mapped twice,
@@ -56,26 +59,44 @@ func (z *Zone) Vmalloc(size int, flags Flags) ([]byte, error) {
 	if z.closed.Load() {
 		return nil, ErrClosed
 	}
+	// __vmalloc_node_range_noprof checks the size before anything that
+	// may sleep, and reports with the caller's flags (the scopes apply in
+	// the page allocator): WARN_ON_ONCE(!size), then warn_alloc for more
+	// whole pages than there are (size >> PAGE_SHIFT > totalram_pages(),
+	// the size not rounded up: a part page more is left to the page
+	// allocation to refuse).
+	if size == 0 {
+		if z.once.claim(warnVmallocZeroSize) {
+			krules.Emit(krules.Warn(krules.GFPMisuse, "WARN_ON_ONCE(!size): vmalloc of 0 bytes", 0))
+		}
+		return nil, ErrNoMemory
+	}
+	if size < 0 || size>>PageShift > len(z.pages) {
+		z.warnAllocMsg(flags, fmt.Sprintf("vmalloc error: size %d, exceeds total pages", uint(size)))
+		return nil, ErrNoMemory
+	}
 	nonblock.MightSleep()
 	t, pf := currentTask()
 	gfp := applyContext(flags, pf)
-	if size <= 0 || (size-1)>>PageShift >= len(z.pages) {
-		z.warnAllocMsg(gfp, fmt.Sprintf("vmalloc error: size %d, exceeds total pages", max(size, 0)))
-		return nil, ErrNoMemory
-	}
 	mightAllocTask(gfp, t, pf)
 	mightAllocTask(applyContext(Kernel&^(FS|IO)|gfp&(FS|IO), pf), t, pf) // the page tables
+	// __vmalloc_area_node adds __GFP_HIGHMEM unless DMA or DMA32 is asked
+	// for, to the pages and to its failure report; fail_page_alloc's
+	// ignore-gfp-highmem then spares the pages, as the kernel's.
+	if flags&(DMA|DMA32) == 0 {
+		flags |= HighMem
+	}
 	npages := (size + PageSize - 1) >> PageShift
 	if z.arena.file < 0 {
-		return z.vmallocContiguous(size, npages, gfp)
+		return z.vmallocContiguous(size, npages, flags)
 	}
 	pages := make([]int32, 0, npages)
 	for range npages {
-		p, err := z.allocPagesChecked(0, gfp|NoWarn, pgAlloc, false)
+		p, err := z.allocPagesChecked(0, flags|NoWarn, pgAlloc, false)
 		if err != nil {
 			z.freeVmPages(pages)
 			if err == ErrNoMemory {
-				z.warnAllocMsg(gfp, fmt.Sprintf("vmalloc error: size %d, failed to allocate pages", len(pages)*PageSize))
+				z.warnAllocMsg(flags, fmt.Sprintf("vmalloc error: size %d, failed to allocate pages", len(pages)*PageSize))
 			}
 			return nil, err
 		}
@@ -84,7 +105,7 @@ func (z *Zone) Vmalloc(size int, flags Flags) ([]byte, error) {
 	addr, err := vmap(z.arena.file, pages)
 	if err != nil {
 		z.freeVmPages(pages)
-		z.warnAllocMsg(gfp, fmt.Sprintf("vmalloc error: size %d, vm_struct allocation failed: %v", size, err))
+		z.warnAllocMsg(flags, fmt.Sprintf("vmalloc error: size %d, vm_struct allocation failed: %v", size, err))
 		return nil, ErrNoMemory
 	}
 	z.vm.add(&vmArea{addr: addr, size: size, pages: pages, mapped: true})
@@ -92,7 +113,8 @@ func (z *Zone) Vmalloc(size int, flags Flags) ([]byte, error) {
 }
 
 // vmallocContiguous is Vmalloc on an arena whose pages cannot be mapped
-// twice: one block of the smallest order that holds npages pages.
+// twice: one block of the smallest order that holds npages pages. gfp are
+// the caller's flags with HighMem added.
 func (z *Zone) vmallocContiguous(size, npages int, gfp Flags) ([]byte, error) {
 	order := 0
 	for 1<<order < npages {

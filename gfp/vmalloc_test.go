@@ -129,21 +129,24 @@ func TestVmallocReportsLikeTheKernel(t *testing.T) {
 	z := newZone(t, 1<<20)
 	_, err := z.Vmalloc(0, gfp.Kernel)
 	require.ErrorIs(t, err, gfp.ErrNoMemory)
+	_, err = z.Vmalloc(0, gfp.Kernel)
+	require.ErrorIs(t, err, gfp.ErrNoMemory)
 	_, err = z.Vmalloc(2<<20, gfp.Kernel)
 	require.ErrorIs(t, err, gfp.ErrNoMemory)
-	require.Equal(t, []krules.Kind{krules.AllocFailure, krules.AllocFailure}, rec.Kinds())
+	require.Equal(t, []krules.Kind{krules.GFPMisuse, krules.AllocFailure}, rec.Kinds(), "size 0 is a WARN_ON_ONCE, not warn_alloc")
+	require.Contains(t, rec.Reports()[0].Text, "WARN_ON_ONCE(!size)")
 	require.Contains(t, rec.Last().Headline, ": vmalloc error: size 2097152, exceeds total pages, mode:0xcc0(GFP_KERNEL)")
 
 	// Pages run out half way: those taken come back.
 	free := accounted(z)
 	rec.Clear()
 	a := quietAttr(100, 1)
-	a.IgnoreGFPWait, a.MinOrder, a.Space = false, 0, 3 // pages
+	a.IgnoreGFPWait, a.IgnoreGFPHighmem, a.MinOrder, a.Space = false, false, 0, 3 // pages
 	z.InjectPageAllocFaults(a)
 	_, err = z.Vmalloc(8*gfp.PageSize, gfp.Kernel)
 	require.ErrorIs(t, err, gfp.ErrNoMemory)
 	require.Equal(t, []krules.Kind{krules.AllocFailure}, rec.Kinds())
-	require.Contains(t, rec.Last().Headline, "vmalloc error: size 8192, failed to allocate pages", "space 3 lets two pages through (should_fail)")
+	require.Contains(t, rec.Last().Headline, "vmalloc error: size 8192, failed to allocate pages, mode:0xcc2(GFP_KERNEL|__GFP_HIGHMEM)", "space 3 lets two pages through (should_fail)")
 	require.Equal(t, free, accounted(z))
 	z.InjectPageAllocFaults(nil)
 
@@ -169,6 +172,13 @@ func TestVmallocMaySleep(t *testing.T) {
 	require.Equal(t, krules.SleepInAtomic, rec.Reports()[0].Kind)
 	require.Contains(t, rec.Reports()[0].Headline, "BUG: sleeping function called from invalid context at gfp/vmalloc_test.go:")
 	z.Vfree(b)
+
+	rec.Clear()
+	nonblock.StartAtomic()
+	_, err = z.Vmalloc(2<<20, gfp.Atomic)
+	nonblock.EndAtomic()
+	require.ErrorIs(t, err, gfp.ErrNoMemory)
+	require.Equal(t, []krules.Kind{krules.AllocFailure}, rec.Kinds(), "the size is refused before alloc_vmap_area's might_sleep")
 }
 
 func TestVmallocOnAHeapArenaTakesOneBlock(t *testing.T) {
@@ -229,11 +239,45 @@ func TestKvmallocSlabAttemptFlags(t *testing.T) {
 
 // The vmalloc size check (the request in pages against the zone's pages)
 // refuses one byte more than the zone holds before any page is taken.
-func TestVmallocRefusesOneByteMoreThanTheZone(t *testing.T) {
+func TestVmallocSizeLimitCountsWholePages(t *testing.T) {
 	rec := krulestest.Record(t)
 	z := newZone(t, 1<<20)
-	_, err := z.Vmalloc(z.Pages()*gfp.PageSize+1, gfp.Kernel)
+	_, err := z.Vmalloc((z.Pages()+1)*gfp.PageSize, gfp.Kernel)
 	require.ErrorIs(t, err, gfp.ErrNoMemory)
 	require.Equal(t, []krules.Kind{krules.AllocFailure}, rec.Kinds())
-	require.Contains(t, rec.Last().Headline, "vmalloc error: size 1048577, exceeds total pages")
+	require.Contains(t, rec.Last().Headline, "vmalloc error: size 1052672, exceeds total pages")
+
+	// One byte more than the zone is not more whole pages than it has:
+	// the size check lets it through and the pages run out.
+	rec.Clear()
+	_, err = z.Vmalloc(z.Pages()*gfp.PageSize+1, gfp.Kernel)
+	require.ErrorIs(t, err, gfp.ErrNoMemory)
+	require.Equal(t, []krules.Kind{krules.AllocFailure}, rec.Kinds())
+	require.Contains(t, rec.Last().Headline, "failed to allocate pages, mode:0xcc2(GFP_KERNEL|__GFP_HIGHMEM)")
+}
+
+func TestVmallocPagesAreHighmemToFaultInjection(t *testing.T) {
+	rec := krulestest.Record(t)
+	z := newZone(t, 1<<20)
+	a := quietAttr(100, 1)
+	a.IgnoreGFPWait, a.MinOrder = false, 0 // ignore-gfp-highmem keeps its default
+	z.InjectPageAllocFaults(a)
+	b, err := z.Vmalloc(4*gfp.PageSize, gfp.Kernel)
+	require.NoError(t, err, "__vmalloc_area_node asks for the pages with __GFP_HIGHMEM")
+	z.Vfree(b)
+	_, err = z.AllocPages(0, gfp.Kernel)
+	require.ErrorIs(t, err, gfp.ErrNoMemory, "the same attr fails a page asked without it")
+	require.Equal(t, int64(1), z.Stats().FaultsInjected)
+	require.Empty(t, rec.Kinds())
+}
+
+func TestVmallocReportsTheCallersFlagsUnderAScope(t *testing.T) {
+	rec := krulestest.Record(t)
+	z := newZone(t, 1<<20)
+	saved := gfp.NoFSSave()
+	_, err := z.Vmalloc(2<<20, gfp.Kernel)
+	gfp.NoFSRestore(saved)
+	require.ErrorIs(t, err, gfp.ErrNoMemory)
+	require.Equal(t, []krules.Kind{krules.AllocFailure}, rec.Kinds())
+	require.Contains(t, rec.Last().Headline, "exceeds total pages, mode:0xcc0(GFP_KERNEL)", "warn_alloc gets vmalloc's gfp_mask, which no scope has narrowed")
 }
