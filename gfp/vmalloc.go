@@ -223,7 +223,8 @@ func (z *Zone) Vfree(b []byte) {
 // (the vmalloc fallback implements it), so that it gives up early. The
 // fallback is taken only if flags allow blocking (gfpflags_allow_blocking):
 // for a non-blocking request the slab's answer is final. A size over
-// math.MaxInt32 (INT_MAX) is refused with a warning unless NoWarn. Free the
+// math.MaxInt32 (INT_MAX) is refused, with a warning once per zone unless
+// NoWarn. Free the
 // result with Kvfree.
 func (z *Zone) Kvmalloc(size int, flags Flags) ([]byte, error) {
 	slabFlags := flags
@@ -242,7 +243,9 @@ func (z *Zone) Kvmalloc(size int, flags Flags) ([]byte, error) {
 		return nil, err
 	}
 	if size > math.MaxInt32 {
-		if flags&NoWarn == 0 {
+		// WARN_ON_ONCE(!(flags & __GFP_NOWARN)): a NoWarn call does not
+		// use up the once.
+		if flags&NoWarn == 0 && z.once.claim(warnKvmallocTooLarge) {
 			krules.Emit(krules.Warn(krules.GFPMisuse,
 				fmt.Sprintf("kvmalloc of %d bytes: more than INT_MAX", size), 0))
 		}
