@@ -80,13 +80,16 @@ func (z *Zone) warnAllocMsg(gfp Flags, msg string) {
 	krules.Emit(b.Report())
 }
 
-// showMem writes the Mem-Info part of warn_alloc (__show_mem) for the zone.
+// showMem writes the Mem-Info part of warn_alloc (__show_mem) for the zone:
+// show_free_areas' zone line (the fields krules keeps, in the kernel's
+// order), lowmem_reserve and the free blocks per order, then __show_mem's
+// page totals (present pages, none highmem, none reserved).
 func (z *Zone) showMem(b *strings.Builder) {
 	st := z.Stats()
 	b.WriteString("Mem-Info:\n")
-	fmt.Fprintf(b, "Node 0 %s free:%dkB boost:0kB min:%dkB low:%dkB high:%dkB reserved_highatomic:0KB free_pcp:%dkB present:%dkB managed:%dkB\n",
+	fmt.Fprintf(b, "Node 0 %s free:%dkB boost:0kB min:%dkB low:%dkB high:%dkB reserved_highatomic:0KB present:%dkB managed:%dkB free_pcp:%dkB\n",
 		z.name, st.Free*4, st.Watermarks.Min*4, st.Watermarks.Low*4, st.Watermarks.High*4,
-		st.PCP*4, st.Managed*4, st.Managed*4)
+		st.Managed*4, st.Managed*4, st.PCP*4)
 	fmt.Fprintf(b, "lowmem_reserve[]: 0 0 0 0\n")
 	fmt.Fprintf(b, "Node 0 %s: ", z.name)
 	total := int64(0)
@@ -95,6 +98,9 @@ func (z *Zone) showMem(b *strings.Builder) {
 		total += n << o
 	}
 	fmt.Fprintf(b, "= %dkB\n", total*4)
+	fmt.Fprintf(b, "%d pages RAM\n", st.Managed)
+	fmt.Fprintf(b, "0 pages HighMem/MovableOnly\n")
+	fmt.Fprintf(b, "0 pages reserved\n")
 }
 
 // reportBadFree reports a FreePages (or kfree of a large block) that does

@@ -1,6 +1,7 @@
 package gfp_test
 
 import (
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -115,6 +116,10 @@ func TestAllocationFailureReport(t *testing.T) {
 	require.Equal(t, "TestAllocationFailureReport: page allocation failure: order:0, mode:0xcc0(GFP_KERNEL), nodemask=(null)", r.Headline)
 	require.Contains(t, r.Text, r.Headline+",cpuset=/,mems_allowed=0\nCPU: - PID: ")
 	require.Contains(t, r.Text, "\nMem-Info:\nNode 0 Normal free:1024kB boost:0kB min:1024kB low:")
+	// show_free_areas' fields in the kernel's order, the free blocks, then
+	// __show_mem's totals.
+	require.Regexp(t, `\nNode 0 Normal free:1024kB boost:0kB min:1024kB low:\d+kB high:\d+kB reserved_highatomic:0KB present:\d+kB managed:\d+kB free_pcp:\d+kB\nlowmem_reserve\[\]: 0 0 0 0\nNode 0 Normal: (\d+\*\d+kB ){11}= \d+kB\n`, r.Text)
+	require.Contains(t, r.Text, fmt.Sprintf("kB\n%d pages RAM\n0 pages HighMem/MovableOnly\n0 pages reserved\n", z.Pages()))
 	require.Contains(t, r.Text, "gfp.(*Zone).AllocPages+")
 
 	_, err = z.AllocPages(1, gfp.Kernel|gfp.Zero)
