@@ -147,10 +147,11 @@ func (p *Pool[T]) takeReserved() T {
 	if !p.plain {
 		bad = p.leaveReserve(x)
 	}
-	checkOut(p.unlock(takeFromReserve))
+	c := p.unlock(takeFromReserve)
+	checkOut(c)
 	if !p.plain {
 		if bad >= 0 {
-			p.reportPoison(x, bad)
+			p.reportPoison(x, bad, reserveOf(c)) // curr_nr as this unlock left it
 		}
 		p.handOut(x)
 	}

@@ -170,6 +170,28 @@ func TestPoisonMismatch(t *testing.T) {
 	require.NoError(t, p.Close())
 }
 
+// mempool_exit takes the reserve out one element at a time, so a mismatch
+// found there names the count left below the element (poison_error's nr).
+func TestPoisonMismatchAtCloseNamesTheReserveLeft(t *testing.T) {
+	rec := krulestest.Record(t)
+	z := newZone(t, 4<<20)
+	p, err := mempool.NewKmallocPool(3, z, 64, mempool.WithDebug(true))
+	require.NoError(t, err)
+	var x [3][]byte
+	for i := range x {
+		b, ok := p.AllocPreallocated()
+		require.True(t, ok)
+		x[i] = b
+	}
+	for _, b := range x {
+		p.Free(b) // the reserve holds x[0], x[1], x[2], newest last
+	}
+	x[1][3] = 0xee
+	require.NoError(t, p.Close())
+	require.Equal(t, []krules.Kind{krules.MempoolPoison}, rec.Kinds())
+	require.Regexp(t, `\n nr=1 @ 0x[0-9a-f]+: 0x6b 6b 6b ee 6b 6b 6b 6b 6b 6b 6b \.\.\.\n`, rec.Last().Text)
+}
+
 // Debug mode tracks elements: freeing one twice, or one the pool never
 // handed out, is reported for any pool.
 func TestDebugTracksElements(t *testing.T) {

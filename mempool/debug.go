@@ -136,8 +136,9 @@ func checkPoison(b []byte) int {
 }
 
 // reportPoison is poison_error(): something wrote to an element while it
-// sat in the reserve, after it was freed.
-func (p *Pool[T]) reportPoison(x T, at int) {
+// sat in the reserve, after it was freed. nr is the reserve's count once
+// the element was taken out (curr_nr after remove_element's decrement).
+func (p *Pool[T]) reportPoison(x T, at, nr int) {
 	b := p.ops.bytes(x)
 	const word = 8
 	start, end := max(at-word, 0), min(at+word, len(b))
@@ -148,7 +149,7 @@ func (p *Pool[T]) reportPoison(x T, at int) {
 	if start > 0 {
 		dots = "... "
 	}
-	r.Printf(" nr=%d @ %p: %s0x", reserveOf(p.count.load()), unsafe.SliceData(b), dots)
+	r.Printf(" nr=%d @ %p: %s0x", nr, unsafe.SliceData(b), dots)
 	for _, c := range b[start:end] {
 		r.Printf("%x ", c)
 	}

@@ -184,7 +184,7 @@ func (p *Pool[T]) exit() {
 		x := elems[i]
 		if !p.plain {
 			if at := p.leaveReserve(x); at >= 0 {
-				p.reportPoison(x, at)
+				p.reportPoison(x, at, i) // mempool_exit pops one at a time
 			}
 		}
 		p.free(x)

@@ -27,12 +27,13 @@ func (p *Pool[T]) Resize(newMin int) error {
 	if int64(newMin) <= p.minNr.Load() {
 		for newMin < p.nr {
 			x, bad := p.pop(), -1
+			nr := p.nr
 			if !p.plain {
 				bad = p.leaveReserve(x)
 			}
 			p.unlock(outOfReserve)
 			if bad >= 0 {
-				p.reportPoison(x, bad)
+				p.reportPoison(x, bad, nr)
 			}
 			p.free(x)
 			p.lock()
