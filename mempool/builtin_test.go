@@ -187,9 +187,11 @@ func TestPoisonMismatchAtCloseNamesTheReserveLeft(t *testing.T) {
 		p.Free(b) // the reserve holds x[0], x[1], x[2], newest last
 	}
 	x[1][3] = 0xee
+	x[0][0] = 0xee // the first byte is checked too
 	require.NoError(t, p.Close())
-	require.Equal(t, []krules.Kind{krules.MempoolPoison}, rec.Kinds())
-	require.Regexp(t, `\n nr=1 @ 0x[0-9a-f]+: 0x6b 6b 6b ee 6b 6b 6b 6b 6b 6b 6b \.\.\.\n`, rec.Last().Text)
+	require.Equal(t, []krules.Kind{krules.MempoolPoison, krules.MempoolPoison}, rec.Kinds())
+	require.Regexp(t, `\n nr=1 @ 0x[0-9a-f]+: 0x6b 6b 6b ee 6b 6b 6b 6b 6b 6b 6b \.\.\.\n`, rec.Reports()[0].Text)
+	require.Regexp(t, `\n nr=0 @ 0x[0-9a-f]+: 0xee 6b 6b 6b 6b 6b 6b 6b \.\.\.\n`, rec.Reports()[1].Text)
 }
 
 // Debug mode tracks elements: freeing one twice, or one the pool never

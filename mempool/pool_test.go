@@ -2,6 +2,7 @@ package mempool_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -47,6 +48,37 @@ func TestNewPreallocates(t *testing.T) {
 
 	_, err = mempool.New(-1, s.alloc, s.free)
 	require.Error(t, err)
+}
+
+// Each path of Alloc and Free is counted where it is taken: the allocator's
+// failures (first passes included), the reserve's hand-outs, the failures
+// of callers that may not wait, the refills. A nil free changes nothing.
+func TestStatsCountEachPath(t *testing.T) {
+	for _, debug := range []bool{false, true} {
+		t.Run(fmt.Sprintf("debug=%v", debug), func(t *testing.T) {
+			krulestest.Check(t)
+			s := &source{}
+			p, err := mempool.New(2, s.alloc, s.free, mempool.WithName("counted"), mempool.WithDebug(debug))
+			require.NoError(t, err)
+			s.fail.Store(true)
+			x, err := p.Alloc(gfp.Kernel) // a first pass, then the reserve
+			require.NoError(t, err)
+			y, err := p.Alloc(gfp.Atomic) // one pass, then the reserve
+			require.NoError(t, err)
+			_, err = p.Alloc(gfp.Atomic) // one pass, an empty reserve: no wait
+			require.ErrorIs(t, err, gfp.ErrNoMemory)
+			p.Free(nil)
+			require.Equal(t, mempool.Stats{Name: "counted", MinNr: 2, Reserve: 0, Outstanding: 2,
+				FromReserve: 2, AllocatorFailures: 3, Failed: 1}, p.Stats(), "a nil free is ignored")
+			p.Free(x)
+			p.Free(y)
+			st := p.Stats()
+			require.Equal(t, mempool.Stats{Name: "counted", MinNr: 2, Reserve: 2,
+				FromReserve: 2, AllocatorFailures: 3, Failed: 1, Refills: 2}, st)
+			require.Equal(t, "counted: min_nr 2 curr_nr 2 outstanding 0 from_reserve 2 allocator_failures 3 waits 0 timeouts 0 failed 1 refills 2", st.String())
+			require.NoError(t, p.Close())
+		})
+	}
 }
 
 // mempool_alloc's first pass (mm/mempool.c): NOMEMALLOC|NORETRY|NOWARN
