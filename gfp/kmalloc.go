@@ -226,8 +226,12 @@ func (z *Zone) classRefill(c *sizeClass, gfp Flags, out []uint64) (int, error) {
 	return n, nil
 }
 
-// newSlab allocates and carves a block for class c (allocate_slab).
+// newSlab allocates and carves a block for class c (new_slab and
+// allocate_slab).
 func (z *Zone) newSlab(c *sizeClass, gfp Flags) (*slab, error) {
+	if gfp&slabBugMask != 0 {
+		gfp = kmallocFixFlags(gfp)
+	}
 	p, err := z.allocPages(c.order, gfp&^Zero|Comp, pgSlab)
 	if err != nil {
 		return nil, err
@@ -339,9 +343,32 @@ func (z *Zone) drainSlabs() {
 	}
 }
 
+// slabBugMask is GFP_SLAB_BUG_MASK: DMA32 and HighMem, which slab memory
+// cannot honour, and every bit outside BitsMask.
+const slabBugMask = DMA32 | HighMem | ^BitsMask
+
+// kmallocFixFlags is kmalloc_fix_flags, which new_slab and kmalloc_large
+// call when flags hold GFP_SLAB_BUG_MASK bits: they are stripped, with a
+// pr_warn and a stack dump (not a WARN: every time, and no taint). A
+// kmalloc served by a slab that exists already is not checked, as in SLUB.
+func kmallocFixFlags(gfp Flags) Flags {
+	invalid := gfp & slabBugMask
+	gfp &^= slabBugMask
+	headline := fmt.Sprintf("Unexpected gfp: %#x (%s). Fixing up to gfp: %#x (%s). Fix your code!",
+		uint32(invalid), invalid.decode(), uint32(gfp), gfp.decode())
+	b := krules.NewReport(krules.GFPMisuse, headline, 0)
+	b.Printf("%s\n", headline)
+	b.Dump()
+	krules.Emit(b.Report())
+	return gfp
+}
+
 // allocLarge is kmalloc_large: whole pages for sizes above the classes.
 func (z *Zone) allocLarge(size int, flags Flags) ([]byte, error) {
 	order := bits.Len(uint((size - 1) >> PageShift))
+	if flags&slabBugMask != 0 {
+		flags = kmallocFixFlags(flags)
+	}
 	p, err := z.allocPages(order, flags|Comp, pgLarge)
 	if err != nil {
 		return nil, err

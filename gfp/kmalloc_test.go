@@ -48,6 +48,39 @@ func TestKmallocAlignmentAndClasses(t *testing.T) {
 	}
 }
 
+// kmalloc_fix_flags: a new slab, or a large kmalloc, asked with
+// GFP_SLAB_BUG_MASK flags has them stripped with a warning each time; an
+// object from a slab that exists is not checked.
+func TestKmallocFixesSlabBugFlags(t *testing.T) {
+	rec := krulestest.Record(t)
+	z := newZone(t, 4<<20, gfp.WithShards(1))
+	a, err := z.Alloc(64, gfp.Kernel|gfp.HighMem)
+	require.NoError(t, err)
+	require.Equal(t, []krules.Kind{krules.GFPMisuse}, rec.Kinds())
+	require.Equal(t, "Unexpected gfp: 0x2 (__GFP_HIGHMEM). Fixing up to gfp: 0xcc0 (GFP_KERNEL). Fix your code!", rec.Last().Headline)
+	require.Contains(t, rec.Last().Text, "gfp.(*Zone).Alloc+", "dump_stack")
+	b, err := z.Alloc(64, gfp.Kernel|gfp.HighMem)
+	require.NoError(t, err)
+	require.Equal(t, 1, rec.Len(), "the slab exists: no new_slab, no check")
+
+	c, err := z.Alloc(3*gfp.PageSize, gfp.Kernel|gfp.DMA32)
+	require.NoError(t, err)
+	require.Equal(t, 2, rec.Len())
+	require.Equal(t, "Unexpected gfp: 0x4 (GFP_DMA32). Fixing up to gfp: 0xcc0 (GFP_KERNEL). Fix your code!", rec.Last().Headline)
+	for _, x := range [][]byte{a, b, c} {
+		z.Free(x)
+	}
+
+	// Stripped, HighMem no longer spares a large kmalloc's pages from
+	// fail_page_alloc (ignore-gfp-highmem).
+	attr := quietAttr(100, 1)
+	attr.IgnoreGFPWait = false
+	z.InjectPageAllocFaults(attr)
+	_, err = z.Alloc(3*gfp.PageSize, gfp.Kernel|gfp.HighMem|gfp.NoWarn)
+	require.ErrorIs(t, err, gfp.ErrNoMemory)
+	require.Equal(t, 3, rec.Len())
+}
+
 func TestKmallocZeroAndEmpty(t *testing.T) {
 	krulestest.Check(t)
 	z := newZone(t, 4<<20, gfp.WithShards(1))
