@@ -149,13 +149,13 @@ func (s Stats) String() string {
 }
 
 // BuddyInfo returns the zone's line of /proc/buddyinfo: free blocks per
-// order.
+// order, each followed by a space as frag_show_print prints them.
 func (z *Zone) BuddyInfo() string {
 	st := z.Stats()
 	var b strings.Builder
-	fmt.Fprintf(&b, "Node 0, zone %8s", z.name)
+	fmt.Fprintf(&b, "Node 0, zone %8s ", z.name)
 	for _, n := range st.FreeBlocks {
-		fmt.Fprintf(&b, " %6d", n)
+		fmt.Fprintf(&b, "%6d ", n)
 	}
 	b.WriteByte('\n')
 	return b.String()
