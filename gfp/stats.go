@@ -115,19 +115,21 @@ func (z *Zone) Stats() Stats {
 }
 
 // String prints the counters the way /proc/vmstat does, one "name value"
-// a line; counters the kernel lacks carry a krules_ prefix.
+// a line in the kernel's order (zone, then node counters, then the events
+// in enum vm_event_item's order); counters the kernel lacks follow, with a
+// krules_ prefix.
 func (s Stats) String() string {
 	var b strings.Builder
 	line := func(name string, v int64) { fmt.Fprintf(&b, "%s %d\n", name, v) }
 	line("nr_free_pages", s.Free)
 	line("nr_slab_unreclaimable", s.SlabPages)
 	line("pgalloc_normal", s.PgAlloc)
-	line("pgfree", s.PgFree)
 	line("allocstall_normal", s.AllocStall)
-	line("pgscan_kswapd", s.PgScanKswapd)
-	line("pgscan_direct", s.PgScanDirect)
+	line("pgfree", s.PgFree)
 	line("pgsteal_kswapd", s.PgStealKswapd)
 	line("pgsteal_direct", s.PgStealDirect)
+	line("pgscan_kswapd", s.PgScanKswapd)
+	line("pgscan_direct", s.PgScanDirect)
 	line("slabs_scanned", s.SlabsScanned)
 	line("pageoutrun", s.PageOutRun)
 	line("oom_kill", 0)

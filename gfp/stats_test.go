@@ -3,6 +3,7 @@ package gfp_test
 import (
 	"fmt"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -37,6 +38,15 @@ func TestStatsCountAndPrint(t *testing.T) {
 	require.Contains(t, text, "allocstall_normal 0\n")
 	require.Contains(t, text, "krules_alloc_order5 1\n")
 	require.Regexp(t, regexp.MustCompile(`(?m)^pgscan_kswapd 0$`), text)
+	var names []string
+	for _, l := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+		if n := strings.Fields(l)[0]; !strings.HasPrefix(n, "krules_") {
+			names = append(names, n)
+		}
+	}
+	require.Equal(t, []string{"nr_free_pages", "nr_slab_unreclaimable", "pgalloc_normal", "allocstall_normal", "pgfree",
+		"pgsteal_kswapd", "pgsteal_direct", "pgscan_kswapd", "pgscan_direct", "slabs_scanned", "pageoutrun", "oom_kill"}, names,
+		"/proc/vmstat's order: zone and node items, then enum vm_event_item's")
 
 	require.Regexp(t, `^Node 0, zone    DMA32 ( {0,5}\d{1,6} ){11}\n$`, z.BuddyInfo(), "frag_show_print: \"%6lu \" per order")
 	info := z.ZoneInfo()
