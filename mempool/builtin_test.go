@@ -1,6 +1,8 @@
 package mempool_test
 
 import (
+	"bytes"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -167,6 +169,62 @@ func TestPoisonMismatch(t *testing.T) {
 	require.Equal(t, "BUG: mempool element poison mismatch", r.Headline)
 	require.Regexp(t, `^BUG: mempool element poison mismatch\nMempool 0x[0-9a-f]+ size 64 \(kmalloc-64\)\n nr=0 @ 0x[0-9a-f]+: \.\.\. 0x6b 6b 6b 6b 6b 6b 6b 6b ee 6b 6b 6b 6b 6b 6b 6b \.\.\.\n`, r.Text)
 	p.Free(b)
+	require.NoError(t, p.Close())
+}
+
+// poison_error shows the 8 bytes either side of the first bad one, with
+// "... " before them unless they start the element and "..." after unless
+// they end it; a good element leaves the reserve all POISON_INUSE.
+func TestPoisonReportWindow(t *testing.T) {
+	rec := krulestest.Record(t)
+	z := newZone(t, 4<<20)
+	p, err := mempool.NewKmallocPool(1, z, 64, mempool.WithDebug(true))
+	require.NoError(t, err)
+	a, ok := p.AllocPreallocated()
+	require.True(t, ok)
+	require.Equal(t, bytes.Repeat([]byte{0x5a}, 64), a, "POISON_INUSE, to the last byte")
+	eight := strings.Repeat("6b ", 8)
+	for _, c := range []struct {
+		at   int
+		dump string
+	}{
+		{9, "... 0x" + eight + "ee " + strings.Repeat("6b ", 7) + "...\n"},
+		{55, "... 0x" + eight + "ee " + strings.Repeat("6b ", 7) + "...\n"}, // the last byte is left out
+		{56, "... 0x" + eight + "ee " + strings.Repeat("6b ", 6) + "a5 \n"},
+	} {
+		rec.Clear()
+		p.Free(a)
+		a[c.at] = 0xee
+		a, ok = p.AllocPreallocated()
+		require.True(t, ok)
+		require.Equal(t, []krules.Kind{krules.MempoolPoison}, rec.Kinds())
+		require.Contains(t, rec.Last().Text, ": "+c.dump, "mismatch at byte %d", c.at)
+	}
+	p.Free(a)
+	require.NoError(t, p.Close())
+}
+
+// mempool_resize takes surplus reserve elements out through remove_element,
+// which checks their poison: a bad first byte is reported, with the count
+// left in the reserve.
+func TestResizeChecksThePoisonOfTheSurplus(t *testing.T) {
+	rec := krulestest.Record(t)
+	z := newZone(t, 4<<20)
+	p, err := mempool.NewKmallocPool(3, z, 64, mempool.WithDebug(true))
+	require.NoError(t, err)
+	var x [3][]byte
+	for i := range x {
+		b, ok := p.AllocPreallocated()
+		require.True(t, ok)
+		x[i] = b
+	}
+	for _, b := range x {
+		p.Free(b)
+	}
+	x[2][0] = 0xee
+	require.NoError(t, p.Resize(2))
+	require.Equal(t, []krules.Kind{krules.MempoolPoison}, rec.Kinds())
+	require.Regexp(t, `\n nr=2 @ 0x[0-9a-f]+: 0xee 6b `, rec.Last().Text)
 	require.NoError(t, p.Close())
 }
 

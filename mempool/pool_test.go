@@ -421,6 +421,38 @@ func TestResizeGrowFailureIsNotAnError(t *testing.T) {
 	require.NoError(t, p.Close())
 }
 
+// mempool_resize allocates outside the lock; frees that refill the reserve
+// meanwhile win: Resize gives its element back to the allocator ("Raced").
+func TestResizeRacedByARefillFreesItsElement(t *testing.T) {
+	krulestest.Check(t)
+	s := &source{}
+	var out []*int
+	var p *mempool.Pool[*int]
+	alloc := func(f gfp.Flags) (*int, error) {
+		if p != nil && p.MinNr() == 4 && len(out) > 0 { // Resize's refill
+			for _, x := range out {
+				p.Free(x)
+			}
+			out = nil
+		}
+		return s.alloc(f)
+	}
+	p, err := mempool.New(3, alloc, s.free)
+	require.NoError(t, err)
+	x, err := p.Alloc(gfp.Kernel) // from the allocator
+	require.NoError(t, err)
+	out = append(out, x)
+	for range 3 {
+		y, ok := p.AllocPreallocated()
+		require.True(t, ok)
+		out = append(out, y)
+	}
+	require.NoError(t, p.Resize(4))
+	require.Equal(t, mempool.Stats{Name: "mempool", MinNr: 4, Reserve: 4, FromReserve: 3, Refills: 4}, p.Stats())
+	require.Equal(t, int64(4), s.live.Load(), "the raced element went back to the allocator")
+	require.NoError(t, p.Close())
+}
+
 func TestAllocPreallocated(t *testing.T) {
 	krulestest.Check(t)
 	s := &source{}
@@ -471,6 +503,8 @@ func TestCloseReportsOutstandingElements(t *testing.T) {
 	require.Equal(t, []krules.Kind{krules.MempoolMisuse}, rec.Kinds())
 	require.Contains(t, rec.Last().Text, "mempool_destroy(bio): 2 element(s) still outstanding\n")
 	require.Regexp(t, `allocated by goroutine \d+ at: mempool_test.TestCloseReportsOutstandingElements\+0x[0-9a-f]+ mempool/pool_test.go:\d+`, rec.Last().Text)
+	require.NoError(t, p.Close(), "idempotent, with elements still out")
+	require.Len(t, rec.Kinds(), 1, "reported once")
 	_, err = p.Alloc(gfp.Kernel)
 	require.ErrorIs(t, err, mempool.ErrClosed)
 	p.Free(x) // straight to the allocator
