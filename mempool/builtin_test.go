@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 
@@ -28,6 +29,24 @@ func failPages(z *gfp.Zone) {
 	a := gfp.NewFaultAttr(100, 1)
 	a.Times, a.Verbose, a.MinOrder = -1, 0, 0
 	z.InjectPageAllocFaults(a)
+}
+
+// mempool_create_page_pool takes any order the page allocator does, up to
+// MAX_PAGE_ORDER inclusive.
+func TestPagePoolOrders(t *testing.T) {
+	krulestest.Check(t)
+	z := newZone(t, 16<<20)
+	p, err := mempool.NewPagePool(1, z, gfp.MaxOrder)
+	require.NoError(t, err)
+	pg, ok := p.AllocPreallocated()
+	require.True(t, ok)
+	require.Len(t, pg.Bytes(), gfp.PageSize<<gfp.MaxOrder)
+	p.Free(pg)
+	require.NoError(t, p.Close())
+	_, err = mempool.NewPagePool(1, z, gfp.MaxOrder+1)
+	require.Error(t, err)
+	_, err = mempool.NewPagePool(1, z, -1)
+	require.Error(t, err)
 }
 
 func TestPagePool(t *testing.T) {
@@ -115,7 +134,16 @@ func TestKmallocPool(t *testing.T) {
 	p.Free(c)
 	require.Contains(t, rec.Last().Text, "buffer of 100 bytes in a pool of 200-byte buffers")
 	z.Free(c)
+	d, err := z.Alloc(300, gfp.Kernel)
+	require.NoError(t, err)
+	p.Free(d)
+	require.Contains(t, rec.Last().Text, "buffer of 300 bytes in a pool of 200-byte buffers", "larger is foreign too")
+	require.Len(t, rec.Kinds(), 3)
+	z.Free(d)
 	require.NoError(t, p.Close())
+
+	_, err = mempool.NewKmallocPool(1, z, 0)
+	require.Error(t, err, "mempool_kmalloc of 0 bytes would hand out ZERO_SIZE_PTR")
 }
 
 type request struct {
@@ -146,6 +174,25 @@ func TestSlabPool(t *testing.T) {
 	require.ErrorContains(t, err, "hold pointers")
 	_, err = mempool.NewSlabPool[[]byte](1, z)
 	require.Error(t, err)
+	q, err := mempool.NewSlabPool[struct {
+		none [0]*int // no pointer to keep alive
+		n    int64
+	}](1, z)
+	require.NoError(t, err)
+	require.NoError(t, q.Close())
+
+	// An object of no size still takes a byte of its own, as a kmem_cache
+	// rounds its size up: each element is distinct.
+	e, err := mempool.NewSlabPool[struct{}](2, z)
+	require.NoError(t, err)
+	a, ok := e.AllocPreallocated()
+	require.True(t, ok)
+	b, ok := e.AllocPreallocated()
+	require.True(t, ok)
+	require.NotEqual(t, uintptr(unsafe.Pointer(a)), uintptr(unsafe.Pointer(b)))
+	e.Free(a)
+	e.Free(b)
+	require.NoError(t, e.Close())
 }
 
 // Debug mode poisons reserve elements; a write after free is caught when
