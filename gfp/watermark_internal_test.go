@@ -22,6 +22,15 @@ func TestWatermarkOKIsStrictAndCountsTheRequest(t *testing.T) {
 	}
 }
 
+// calculate_min_free_kbytes clamps sqrt(16·KiB) to [128 KiB, 256 MiB]; the
+// top needs a zone of 4 TiB, so it is checked on the function.
+func TestDefaultMinFreeKbytesIsClamped(t *testing.T) {
+	require.Equal(t, int64(128), defaultMinFreeKbytes(1))
+	require.Equal(t, int64(262144), defaultMinFreeKbytes(1<<30), "4 TiB: sqrt(2^32·16) = 262144 exactly")
+	require.Equal(t, int64(262144), defaultMinFreeKbytes(1<<32))
+	require.Equal(t, int64(8187), defaultMinFreeKbytes(1<<20-1024), "sqrt(16·(4 GiB - 4 MiB)) = 8187.99: int_sqrt rounds down")
+}
+
 // quietZone is a 4 MiB zone without kswapd, closed when the test ends, for
 // the package's internal tests.
 func quietZone(t *testing.T) *Zone {

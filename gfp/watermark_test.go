@@ -18,12 +18,16 @@ func TestWatermarksAreComputedAsTheKernelDoes(t *testing.T) {
 	// A small zone is clamped to 128 KiB.
 	small := newZone(t, 1<<20)
 	require.Equal(t, int64(32), small.Watermarks().Min)
+	tiny := newZone(t, 512<<10) // sqrt(512·16) = 90 KiB, clamped
+	require.Equal(t, int64(32), tiny.Watermarks().Min)
 
 	// The scale factor takes over when it is larger than min/4.
 	require.NoError(t, z.SetWatermarkScaleFactor(1000)) // 10%: 1638 pages
 	require.Equal(t, gfp.Watermarks{Min: 256, Low: 256 + 1638, High: 256 + 2*1638, Promo: 256 + 3*1638}, z.Watermarks())
 	require.Error(t, z.SetWatermarkScaleFactor(3001))
+	require.Error(t, z.SetWatermarkScaleFactor(0))
 	require.NoError(t, z.SetWatermarkScaleFactor(10))
+	require.Error(t, z.SetMinFreeKbytes(-1))
 
 	require.NoError(t, z.SetMinFreeKbytes(4096))
 	require.Equal(t, gfp.Watermarks{Min: 1024, Low: 1280, High: 1536, Promo: 1792}, z.Watermarks())
