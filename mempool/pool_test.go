@@ -3,10 +3,12 @@ package mempool_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/stretchr/testify/require"
 
@@ -451,6 +453,24 @@ func TestResizeRacedByARefillFreesItsElement(t *testing.T) {
 	require.Equal(t, mempool.Stats{Name: "mempool", MinNr: 4, Reserve: 4, FromReserve: 3, Refills: 4}, p.Stats())
 	require.Equal(t, int64(4), s.live.Load(), "the raced element went back to the allocator")
 	require.NoError(t, p.Close())
+}
+
+// An element taken from the reserve is the caller's alone: the reserve's
+// slot does not keep it alive (Go's collector, unlike kmemleak, would
+// otherwise never see it leak).
+func TestReserveDoesNotKeepTakenElementsAlive(t *testing.T) {
+	rec := krulestest.Record(t)
+	p, err := mempool.New(1, func(gfp.Flags) (*[64]byte, error) { return new([64]byte), nil },
+		func(*[64]byte) {}, mempool.WithDebug(false)) // debug mode tracks elements, by pointer
+	require.NoError(t, err)
+	x, ok := p.AllocPreallocated()
+	require.True(t, ok)
+	w := weak.Make(x)
+	x = nil
+	runtime.GC()
+	require.Nil(t, w.Value())
+	require.Error(t, p.Close(), "the element was never freed")
+	require.Equal(t, []krules.Kind{krules.MempoolMisuse}, rec.Kinds())
 }
 
 func TestAllocPreallocated(t *testing.T) {
