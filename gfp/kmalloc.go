@@ -403,12 +403,12 @@ func (z *Zone) Free(b []byte) {
 	rel := uint64(off) - sl.off
 	i := rel / uint64(c.size)
 	if rel%uint64(c.size) != 0 {
-		z.reportSlab(c, sl, uint64(off), fmt.Sprintf("Invalid object pointer 0x%x", z.arena.base()+uintptr(off)))
+		z.reportSlab(c, sl, uint64(off), fmt.Sprintf("Invalid object pointer 0x%x", z.arena.base()+uintptr(off)), false)
 		return
 	}
 	bit := uint64(1) << (i % 64)
 	if sl.live[i/64].And(^bit)&bit == 0 {
-		z.reportSlab(c, sl, uint64(off), "Object already free")
+		z.reportSlab(c, sl, uint64(off), "Object already free", true)
 		return
 	}
 	ci := classIndex(c.size)
@@ -434,9 +434,11 @@ func (z *Zone) freeLarge(pg *Page, off int) {
 	z.freeBlock(int32(off>>PageShift), stateOrder(s))
 }
 
-// reportSlab is SLUB's slab_err/object_err: "BUG kmalloc-64 (Not
-// tainted): Object already free".
-func (z *Zone) reportSlab(c *sizeClass, sl *slab, off uint64, what string) {
+// reportSlab is SLUB's object_err ("BUG kmalloc-64 (Not tainted): Object
+// already free"), whose print_trailer adds the object's line, or, unless
+// object, slab_err ("Invalid object pointer"), which prints the slab only:
+// there is no object at the pointer to describe.
+func (z *Zone) reportSlab(c *sizeClass, sl *slab, off uint64, what string, object bool) {
 	taint := "Not tainted"
 	if splat.Tainted() {
 		taint = "Tainted: G        W"
@@ -446,7 +448,9 @@ func (z *Zone) reportSlab(c *sizeClass, sl *slab, off uint64, what string) {
 	b.Header()
 	b.Printf("\n")
 	b.Printf("Slab 0x%x objects=%d zone=%s pfn:%#x\n", z.arena.base()+uintptr(sl.off), c.objs, z.name, z.startPFN+uint64(sl.head))
-	b.Printf("Object 0x%x @offset=%d\n", z.arena.base()+uintptr(off), off-sl.off)
+	if object {
+		b.Printf("Object 0x%x @offset=%d\n", z.arena.base()+uintptr(off), off-sl.off)
+	}
 	b.Dump()
 	krules.Emit(b.Report())
 }

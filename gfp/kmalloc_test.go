@@ -139,6 +139,8 @@ func TestKfreeMisuseIsReported(t *testing.T) {
 	require.NoError(t, err)
 	z.Free(c[8:])
 	require.Regexp(t, `^BUG kmalloc-64 \(.*\): Invalid object pointer 0x[0-9a-f]+$`, rec.Last().Headline)
+	require.Contains(t, rec.Last().Text, "\nSlab 0x")
+	require.NotContains(t, rec.Last().Text, "Object 0x", "slab_err prints no trailer")
 	z.Free(c) // still live: this one is fine
 
 	z.Free(make([]byte, 10))
