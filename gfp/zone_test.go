@@ -92,9 +92,29 @@ func TestBadFreesAreReportedAndIgnored(t *testing.T) {
 
 	z.FreePages(nil, 0) // ignored
 	require.Equal(t, 5, rec.Len())
+
+	// An order past MAX_PAGE_ORDER is refused before the page's state is
+	// looked at, even one whose low bits name the block's order.
+	q, err := z.AllocPages(2, gfp.Kernel)
+	require.NoError(t, err)
+	z.FreePages(q, 2+1<<24)
+	require.Equal(t, 6, rec.Len())
+	require.Contains(t, rec.Last().Text, "page dumped because: freed with order 16777218 > MAX_PAGE_ORDER\n")
+	require.Contains(t, rec.Last().Text, "page: refcount:1 mapcount:0 ", "dump_page of an allocated block")
+	z.FreePages(q, 2)
+
+	// A large kmalloc's block is not FreePages': reported, refcount 1.
+	b, err := z.Alloc(3*gfp.PageSize, gfp.Kernel)
+	require.NoError(t, err)
+	z.FreePages(z.PageOf(b), 2)
+	require.Equal(t, 7, rec.Len())
+	require.Contains(t, rec.Last().Text, "page: refcount:1 mapcount:0 ")
+	require.Contains(t, rec.Last().Text, "page dumped because: freeing a large_kmalloc page as allocated\n")
+	z.Free(b)
 	for _, r := range rec.Reports() {
 		require.Equal(t, krules.BadPage, r.Kind)
 	}
+	require.Equal(t, int64(z.Pages()), accounted(z))
 }
 
 func TestDoubleFreeRaceHasOneWinner(t *testing.T) {
