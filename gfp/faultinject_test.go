@@ -185,6 +185,21 @@ func TestFailslab(t *testing.T) {
 	}
 }
 
+// failslab's space budget is spent in the cache's object_size: a kmalloc
+// of 50 bytes comes from kmalloc-64 and costs 64.
+func TestFailslabSpaceCountsTheObjectSize(t *testing.T) {
+	krulestest.Check(t)
+	z := newZone(t, 4<<20)
+	a := quietAttr(100, 1)
+	a.Space = 128
+	z.InjectSlabFaults(a)
+	b, err := z.Alloc(50, gfp.Atomic)
+	require.NoError(t, err, "space 128 > 64: spent, 64 left")
+	_, err = z.Alloc(50, gfp.Atomic)
+	require.ErrorIs(t, err, gfp.ErrNoMemory, "space 64 is not more than 64")
+	z.Free(b)
+}
+
 // should_fail_ex's interval check counts every call that reaches it and
 // fails only when the count is a multiple of the interval: interval 2
 // fails every second call, starting with the second.

@@ -138,7 +138,9 @@ func (z *Zone) Alloc(size int, flags Flags) ([]byte, error) {
 	t, pf := currentTask()
 	gfp := applyContext(flags, pf)
 	mightAllocTask(gfp, t, pf)
-	if fa := z.failSlab.Load(); fa != nil && fa.shouldFailSlab(gfp, size) {
+	// should_failslab charges space with the cache's object_size: the
+	// size class, not the size asked for.
+	if fa := z.failSlab.Load(); fa != nil && fa.shouldFailSlab(gfp, classSizes[ci]) {
 		z.stats.slabInjected.Add(1)
 		return nil, ErrNoMemory
 	}
