@@ -126,12 +126,17 @@ func TestAllocationFailureReport(t *testing.T) {
 	require.ErrorIs(t, err, gfp.ErrNoMemory)
 	require.Contains(t, rec.Last().Headline, "order:1, mode:0xdc0(GFP_KERNEL|__GFP_ZERO)")
 
+	_, err = z.Alloc(3*gfp.PageSize, gfp.Kernel)
+	require.ErrorIs(t, err, gfp.ErrNoMemory)
+	require.Contains(t, rec.Last().Headline, "order:2, mode:0x40cc0(GFP_KERNEL|__GFP_COMP)", "kmalloc_large adds __GFP_COMP")
+
 	_, err = z.AllocPages(0, gfp.Kernel|gfp.NoWarn)
 	require.ErrorIs(t, err, gfp.ErrNoMemory)
-	require.Equal(t, 2, rec.Len(), "NOWARN keeps quiet")
+	require.Equal(t, 3, rec.Len(), "NOWARN keeps quiet")
 	st := z.Stats()
 	require.Equal(t, int64(3), st.Failures[0], "with the one that ended the pressure")
 	require.Equal(t, int64(1), st.Failures[1])
+	require.Equal(t, int64(1), st.Failures[2])
 }
 
 // Direct reclaim runs the shrinkers with the allocation's flags, under

@@ -117,6 +117,24 @@ func TestBadFreesAreReportedAndIgnored(t *testing.T) {
 	require.Equal(t, int64(z.Pages()), accounted(z))
 }
 
+// pfn_to_page covers the zone's span exactly; InUse is true for the head
+// of an allocated block only: not its tail pages, not a page freed to the
+// per-CPU-style lists.
+func TestPageByPFNAndInUse(t *testing.T) {
+	krulestest.Check(t)
+	z := newZone(t, 1<<20)
+	require.Nil(t, z.PageByPFN(z.StartPFN()+uint64(z.Pages())))
+	require.Nil(t, z.PageByPFN(z.StartPFN()-1))
+	require.NotNil(t, z.PageByPFN(z.StartPFN()+uint64(z.Pages())-1))
+
+	p, err := z.AllocPages(1, gfp.Kernel)
+	require.NoError(t, err)
+	require.True(t, p.InUse())
+	require.False(t, z.PageByPFN(p.PFN()+1).InUse(), "a tail page")
+	z.FreePages(p, 1)
+	require.False(t, p.InUse(), "freed, if only to a page cache")
+}
+
 func TestDoubleFreeRaceHasOneWinner(t *testing.T) {
 	rec := krulestest.Record(t)
 	z := newZone(t, 1<<20)
