@@ -180,6 +180,10 @@ func TestCantSleepAssertsAtomicContext(t *testing.T) {
 	r := rec.Last()
 	require.Equal(t, "BUG: assuming atomic context at "+site, r.Headline)
 	require.Contains(t, r.Text, "\nin_atomic(): 0, irqs_disabled(): 0, pid: "+goid()+", name: ")
+	// __cant_sleep goes from the in_atomic() line to the held locks: it
+	// has no preempt_count line, unlike __might_resched.
+	require.NotContains(t, r.Text, "preempt_count:")
+	require.Contains(t, r.Text, "name: "+r.Goroutine.Name+"\nno locks held by ")
 }
 
 func TestMightReschedAcceptsTheExpectedPreemptCount(t *testing.T) {
