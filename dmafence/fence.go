@@ -6,6 +6,7 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -243,13 +244,17 @@ func (f *Fence) Wait(ctx context.Context) error {
 
 // WaitTimeout waits up to timeout for the fence: dma_fence_wait_timeout
 // with intr = false. It returns the time left (at least 1ns) once signalled,
-// 0 on timeout. Forever (or any negative timeout) waits as long as it
-// takes and returns Forever.
+// 0 on timeout. Forever waits as long as it takes and returns Forever. A
+// negative timeout is the caller's bug: it is reported, as the kernel's
+// WARN_ON(timeout < 0), and returns InvalidTimeout at once, before the
+// might-sleep check and without looking at the fence.
 func (f *Fence) WaitTimeout(timeout time.Duration) time.Duration {
-	mightSleepWait()
 	if timeout < 0 {
-		timeout = Forever
+		krules.Emit(krules.Warn(krules.FenceMisuse,
+			"dma_fence_wait_timeout: WARN_ON(timeout < 0): a negative timeout, returning -EINVAL", 1))
+		return InvalidTimeout
 	}
+	mightSleepWait()
 	if f.signaled.Load() {
 		return max(timeout, 1)
 	}
@@ -286,6 +291,10 @@ func waitDone(on unsafe.Pointer, done <-chan struct{}, timeout time.Duration) ti
 
 // Forever is MAX_SCHEDULE_TIMEOUT: a wait without a time limit.
 const Forever = time.Duration(math.MaxInt64)
+
+// InvalidTimeout is what a wait given a negative timeout returns: the
+// kernel's -EINVAL, as a negative duration.
+const InvalidTimeout = -time.Duration(syscall.EINVAL)
 
 func u64(v uint64) string {
 	var b [20]byte

@@ -181,19 +181,47 @@ func TestFenceDone(t *testing.T) {
 // dma_fence_wait_timeout returns the time left, never 0 for a signalled
 // fence: a poll (timeout 0) of a signalled fence returns 1, and a wait
 // without limit (MAX_SCHEDULE_TIMEOUT) returns MAX_SCHEDULE_TIMEOUT itself,
-// as schedule_timeout does. A negative timeout waits without limit too.
+// as schedule_timeout does.
 func TestFenceWaitTimeoutReturnsTheTimeLeft(t *testing.T) {
 	krulestest.ResetDefault(t)
 	krulestest.Check(t)
 	f := dmafence.New(dmafence.ContextAlloc(1), 1)
 	require.NoError(t, f.Signal())
 	require.Equal(t, time.Duration(1), f.WaitTimeout(0), "a poll of a signalled fence")
-	require.Equal(t, dmafence.Forever, f.WaitTimeout(-1))
-	for _, timeout := range []time.Duration{dmafence.Forever, -1} {
-		g := dmafence.New(dmafence.ContextAlloc(1), 1)
-		go func() { time.Sleep(time.Millisecond); _ = g.Signal() }()
-		require.Equal(t, dmafence.Forever, g.WaitTimeout(timeout), "timeout %d", timeout)
-	}
+	g := dmafence.New(dmafence.ContextAlloc(1), 1)
+	go func() { time.Sleep(time.Millisecond); _ = g.Signal() }()
+	require.Equal(t, dmafence.Forever, g.WaitTimeout(dmafence.Forever))
+}
+
+// dma_fence_wait_timeout checks its argument first: WARN_ON(timeout < 0)
+// returns -EINVAL, before might_sleep, whether or not the fence is
+// signalled, and without waiting. dma_resv_wait_timeout hands its timeout
+// to the first fence it waits for, and returns what that returns.
+func TestFenceWaitTimeoutRejectsANegativeTimeout(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	done, busy := dmafence.New(dmafence.ContextAlloc(1), 1), dmafence.New(dmafence.ContextAlloc(1), 1)
+	require.NoError(t, done.Signal())
+	nonblock.Start()
+	require.Equal(t, dmafence.InvalidTimeout, busy.WaitTimeout(-1))
+	nonblock.End()
+	require.Equal(t, []krules.Kind{krules.FenceMisuse}, rec.Kinds(), "the WARN_ON, not might_sleep")
+	require.Contains(t, rec.Last().Text, "WARN_ON(timeout < 0)")
+	require.Equal(t, dmafence.InvalidTimeout, done.WaitTimeout(-time.Second))
+	require.Negative(t, dmafence.InvalidTimeout)
+	require.Equal(t, 2, rec.Len())
+
+	r := dmafence.NewResv()
+	require.NoError(t, r.Lock(nil))
+	require.NoError(t, r.ReserveFences(2))
+	r.AddFence(done, dmafence.UsageWrite)
+	r.AddFence(busy, dmafence.UsageBookkeep)
+	r.Unlock()
+	require.Equal(t, -time.Second, r.WaitTimeout(dmafence.UsageRead, -time.Second), "no fence to wait for: the timeout comes back")
+	require.Equal(t, 2, rec.Len())
+	require.Equal(t, dmafence.InvalidTimeout, r.WaitTimeout(dmafence.UsageBookkeep, -time.Second))
+	require.Equal(t, 3, rec.Len())
+	require.False(t, busy.IsSignaled())
 }
 
 // The smallest positive timeout is a wait, if a short one: an unsignalled

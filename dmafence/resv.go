@@ -202,18 +202,21 @@ func (r *Resv) TestSignaled(usage Usage) bool {
 // dma_resv_wait_timeout(intr = false). It needs no lock. It returns the
 // time left (at least 1ns) once all are signalled, 0 on timeout; Forever
 // waits without limit. Every fence it has to wait for is a Fence wait,
-// annotated as such.
+// annotated as such, given what is left of the timeout, and the first
+// result that is not positive is returned, as the kernel's loop does: a
+// negative timeout is reported by the first fence waited for, which
+// returns InvalidTimeout, and comes back unchanged if there is none.
 func (r *Resv) WaitTimeout(usage Usage, timeout time.Duration) time.Duration {
-	if timeout < 0 {
-		timeout = Forever
+	left := timeout
+	if left == 0 {
+		left = 1 // dma_resv_wait_timeout's "timeout ? timeout : 1"
 	}
-	left := max(timeout, 1)
 	for f := range r.Fences(usage) {
 		if f.IsSignaled() {
 			continue
 		}
-		if left = f.WaitTimeout(left); left == 0 {
-			return 0
+		if left = f.WaitTimeout(left); left <= 0 {
+			return left
 		}
 	}
 	return left

@@ -183,7 +183,7 @@ func TestResvWaitReturnsLikeDmaResvWaitTimeout(t *testing.T) {
 	r.AddFence(busy, dmafence.UsageBookkeep)
 	r.Unlock()
 	require.Equal(t, time.Duration(1), r.WaitTimeout(dmafence.UsageRead, 0))
-	require.Equal(t, dmafence.Forever, r.WaitTimeout(dmafence.UsageRead, -1))
+	require.Equal(t, dmafence.Forever, r.WaitTimeout(dmafence.UsageRead, dmafence.Forever))
 	require.Equal(t, time.Duration(1), dmafence.NewResv().WaitTimeout(dmafence.UsageBookkeep, 0), "no fences at all")
 	kctx, cancel := context.WithCancel(context.Background())
 	cancel()
