@@ -11,10 +11,13 @@ import (
 	"github.com/krules/krules/lockclass"
 )
 
-// ReservationClass is reservation_ww_class, the wound-wait class of every
-// reservation object's lock. Its lockdep classes are
-// "reservation_ww_class_acquire" and "reservation_ww_class_mutex".
-var ReservationClass = lockclass.NewWWClass("reservation_ww_class")
+// ReservationClass is reservation_ww_class, the class of every reservation
+// object's lock. It is wait-die, as dma-resv.c's DEFINE_WD_CLASS makes it:
+// a younger context that holds a reservation and finds another held by an
+// older context backs off at once (ErrDeadlock) instead of waiting. Its
+// lockdep classes are "reservation_ww_class_acquire" and
+// "reservation_ww_class_mutex".
+var ReservationClass = lockclass.NewWDClass("reservation_ww_class")
 
 // Usage says what a fence in a reservation object is for:
 // enum dma_resv_usage. Usages are ordered; asking for one returns the

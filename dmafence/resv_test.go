@@ -199,3 +199,43 @@ func TestUsageNames(t *testing.T) {
 	}
 	require.Equal(t, []string{"KERNEL", "WRITE", "READ", "BOOKKEEP", "Usage(4)"}, got)
 }
+
+// reservation_ww_class is wait-die (DEFINE_WD_CLASS in dma-resv.c): a
+// younger context that holds a reservation and finds another held by an
+// older context gets -EDEADLK at once, where under wound-wait it would
+// wait (__ww_mutex_check_kill).
+func TestReservationClassIsWaitDie(t *testing.T) {
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
+	require.True(t, dmafence.ReservationClass.IsWaitDie())
+	r, mine := dmafence.NewResv(), dmafence.NewResv()
+	var older lockclass.WWAcquireCtx
+	older.Init(dmafence.ReservationClass)
+	require.NoError(t, r.Lock(&older))
+	errc := make(chan error)
+	go func() {
+		var younger lockclass.WWAcquireCtx
+		younger.Init(dmafence.ReservationClass)
+		if err := mine.Lock(&younger); err != nil {
+			errc <- err
+			return
+		}
+		err := r.Lock(&younger)
+		if err == nil {
+			r.Unlock()
+		}
+		mine.Unlock()
+		younger.Fini()
+		errc <- err
+	}()
+	var err error
+	select {
+	case err = <-errc:
+	case <-time.After(5 * time.Second):
+		r.Unlock()
+		t.Fatalf("the younger context waited for the older one: %v", <-errc)
+	}
+	require.ErrorIs(t, err, lockclass.ErrDeadlock)
+	r.Unlock()
+	older.Fini()
+}
