@@ -3,6 +3,7 @@ package dmafence
 import (
 	"context"
 	"iter"
+	"math/bits"
 	"sync"
 	"time"
 
@@ -121,21 +122,36 @@ func (r *Resv) WWMutex() *lockclass.WWMutex { return &r.lock }
 // caller holds r. It allocates with GFP_KERNEL, so it may sleep and enter
 // reclaim, and must come before the signalling section that adds the
 // fences.
+//
+// It counts as the kernel does: if the room left holds n it does nothing;
+// otherwise the new room is max(fences + n, twice the old room), or, with
+// no room at all (a fresh object, or one whose room Unlock gave up while
+// it had no fences), max(4, n rounded up to a power of two); and the
+// signalled fences are dropped on the way, as the kernel's copy to the new
+// list leaves them out. The kernel's list may have a few slots more, the
+// rest of its kmalloc size class (ksize); krules does not count those, so
+// it reports a missing reservation no later than the kernel would.
 func (r *Resv) ReserveFences(n int) error {
 	r.AssertHeld()
 	gfp.MightAlloc(gfp.Kernel)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	need := len(r.fences) + n
-	if need <= r.max {
-		return nil
+	var room int
+	if r.max != 0 {
+		if len(r.fences)+n <= r.max {
+			return nil
+		}
+		room = max(len(r.fences)+n, 2*r.max)
+	} else {
+		room = max(4, 1<<bits.Len(uint(max(n, 1)-1)))
 	}
-	if need > cap(r.fences) {
-		grown := make([]resvFence, len(r.fences), max(4, need, 2*cap(r.fences)))
-		copy(grown, r.fences)
-		r.fences = grown
+	grown := make([]resvFence, 0, room)
+	for _, rf := range r.fences {
+		if !rf.f.IsSignaled() {
+			grown = append(grown, rf)
+		}
 	}
-	r.max = need
+	r.fences, r.max = grown, room
 	return nil
 }
 

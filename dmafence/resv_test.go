@@ -169,8 +169,8 @@ func TestResvLockMany(t *testing.T) {
 
 // dma_resv_wait_timeout starts from timeout, or 1 for a poll, and returns
 // what is left: with every fence of the usage signalled a poll returns 1,
-// a wait without limit MAX_SCHEDULE_TIMEOUT (a negative timeout is one
-// here), and the interruptible wait returns the interruption.
+// a wait without limit MAX_SCHEDULE_TIMEOUT, and the interruptible wait
+// returns the interruption.
 func TestResvWaitReturnsLikeDmaResvWaitTimeout(t *testing.T) {
 	krulestest.ResetDefault(t)
 	krulestest.Check(t)
@@ -238,4 +238,42 @@ func TestReservationClassIsWaitDie(t *testing.T) {
 	require.ErrorIs(t, err, lockclass.ErrDeadlock)
 	r.Unlock()
 	older.Fini()
+}
+
+// dma_resv_reserve_fences counts in lists: a fresh object gets room for
+// max(4, n rounded up to a power of two); a reservation the room left
+// holds changes nothing; a larger one grows the room to max(fences + n,
+// twice the room), and the copy leaves the signalled fences out.
+func TestResvReserveFencesCountsAsTheKernel(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	r := dmafence.NewResv()
+	add := func(n int) []*dmafence.Fence {
+		var fs []*dmafence.Fence
+		for range n {
+			f := dmafence.New(dmafence.ContextAlloc(1), 1)
+			r.AddFence(f, dmafence.UsageWrite)
+			fs = append(fs, f)
+		}
+		return fs
+	}
+	require.NoError(t, r.Lock(nil))
+	require.NoError(t, r.ReserveFences(1))
+	first := add(4)
+	require.Zero(t, rec.Len(), "one reserved on a fresh object makes room for 4")
+	require.NoError(t, first[0].Signal())
+	require.NoError(t, first[1].Signal())
+	require.NoError(t, r.ReserveFences(1))
+	require.Len(t, collect(r, dmafence.UsageBookkeep), 2, "growing drops the signalled fences")
+	add(6)
+	require.Zero(t, rec.Len(), "the room grew to twice 4")
+	r.Unlock()
+
+	fresh := dmafence.NewResv()
+	require.NoError(t, fresh.Lock(nil))
+	require.NoError(t, fresh.ReserveFences(5))
+	r = fresh
+	add(8)
+	require.Zero(t, rec.Len(), "5 reserved make room for 8")
+	fresh.Unlock()
 }
