@@ -64,6 +64,8 @@ func TestWaitInsideSignalling(t *testing.T) {
 	cookie := dmafence.BeginSignalling()
 	f.WaitTimeout(0)
 	require.True(t, lockclass.IsHeld(dmafence.Map()), "still in the section")
+	shared, _ := lockclass.IsHeldType(dmafence.Map(), 1)
+	require.True(t, shared, "__dma_fence_might_wait takes the map back shared (read = 1)")
 	dmafence.EndSignalling(cookie)
 	require.Equal(t, []krules.Kind{krules.FenceMisuse}, rec.Kinds())
 	require.Contains(t, rec.Last().Text, "dma_fence_wait inside a dma_fence signalling section")

@@ -444,6 +444,41 @@ func TestMightReschedWantsExactlyTheExpectedCount(t *testing.T) {
 	require.Nil(t, task.Lookup())
 }
 
+// might_sleep_if checks only when its condition holds: a false one is
+// quiet even in an atomic section.
+func TestMightSleepIfChecksOnlyWhenTheConditionHolds(t *testing.T) {
+	rec := krulestest.Record(t)
+	nonblock.StartAtomic()
+	nonblock.MightSleepIf(false)
+	require.Zero(t, rec.Len())
+	nonblock.MightSleepIf(true)
+	nonblock.EndAtomic()
+	require.Equal(t, []krules.Kind{krules.SleepInAtomic}, rec.Kinds())
+}
+
+// __might_resched wants the count exactly: one atomic section where two
+// are expected, outside any non-block section, is reported too.
+func TestMightReschedReportsACountBelowTheExpectedOne(t *testing.T) {
+	rec := krulestest.Record(t)
+	nonblock.StartAtomic()
+	nonblock.MightResched(2)
+	nonblock.EndAtomic()
+	require.Equal(t, []krules.Kind{krules.SleepInAtomic}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "\npreempt_count: 1, expected: 2\n")
+}
+
+// cant_sleep outside every section, on a goroutine that has no record at
+// all, is reported as on one whose sections have ended.
+func TestCantSleepWithoutAnySectionIsReported(t *testing.T) {
+	rec := krulestest.Record(t)
+	require.Nil(t, task.Lookup())
+	site := here()
+	nonblock.CantSleep()
+	require.Equal(t, []krules.Kind{krules.AssumeAtomic}, rec.Kinds())
+	require.Equal(t, "BUG: assuming atomic context at "+site, rec.Last().Headline)
+	require.Contains(t, rec.Last().Text, "\nin_atomic(): 0, irqs_disabled(): 0, pid: "+goid()+", ")
+}
+
 // With goroutine ids unknown to the in-place read (task.GoID returns 0:
 // the start-up check failed, or another architecture), MightSleep finds
 // the record the slow way and reports in either kind of section, as
