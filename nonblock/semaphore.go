@@ -72,9 +72,15 @@ func (s *Semaphore) Down() {
 }
 
 // DownContext takes a unit, or returns ctx.Err() if ctx is done first:
-// down_interruptible and down_killable, whose -EINTR is ctx.Err() here.
+// down_interruptible and down_killable, whose -EINTR is ctx.Err() here. A
+// free unit is taken even if ctx is done already: the kernel tests the
+// count before it looks for a pending signal, which only a down that has
+// to wait does (___down_common); the Weighted's Acquire would fail first.
 func (s *Semaphore) DownContext(ctx context.Context) error {
 	MightSleep()
+	if s.weighted().TryAcquire(1) {
+		return nil
+	}
 	return s.acquire(ctx)
 }
 

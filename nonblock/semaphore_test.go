@@ -88,6 +88,18 @@ func TestSemaphoreDownContextAndTimeout(t *testing.T) {
 	require.False(t, s.TryDown(), "the waiter took the unit")
 }
 
+// down_interruptible and down_killable take a free unit whatever signal is
+// pending: only a down that has to wait looks for one (___down_common).
+func TestSemaphoreDownContextTakesAFreeUnitWhenCancelled(t *testing.T) {
+	krulestest.Check(t)
+	s := nonblock.NewSemaphore(1)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.NoError(t, s.DownContext(ctx))
+	require.False(t, s.TryDown(), "DownContext took the unit")
+	require.ErrorIs(t, s.DownContext(ctx), context.Canceled, "no unit left: -EINTR")
+}
+
 // The sleeping downs are might_sleep; down_trylock and up are allowed in an
 // atomic section.
 func TestSemaphoreDownInAtomicSection(t *testing.T) {
