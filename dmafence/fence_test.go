@@ -250,6 +250,15 @@ func TestFenceWaitTimeoutRejectsANegativeTimeout(t *testing.T) {
 	require.Equal(t, dmafence.InvalidTimeout, r.WaitTimeout(dmafence.UsageBookkeep, -time.Second))
 	require.Equal(t, 3, rec.Len())
 	require.False(t, busy.IsSignaled())
+
+	// The first result that is not positive ends the walk: one WARN_ON,
+	// not one a fence.
+	require.NoError(t, r.Lock(nil))
+	require.NoError(t, r.ReserveFences(1))
+	r.AddFence(dmafence.New(dmafence.ContextAlloc(1), 1), dmafence.UsageBookkeep)
+	r.Unlock()
+	require.Equal(t, dmafence.InvalidTimeout, r.WaitTimeout(dmafence.UsageBookkeep, -time.Second))
+	require.Equal(t, 4, rec.Len())
 }
 
 // The smallest positive timeout is a wait, if a short one: an unsignalled

@@ -277,3 +277,31 @@ func TestResvReserveFencesCountsAsTheKernel(t *testing.T) {
 	require.Zero(t, rec.Len(), "5 reserved make room for 8")
 	fresh.Unlock()
 }
+
+// A reservation the room left holds, to the last slot, changes nothing:
+// not even the signalled fences are dropped. One larger than twice the
+// room grows the room to fences + n.
+func TestResvReserveFencesWithinAndFarBeyondTheRoom(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	r := dmafence.NewResv()
+	require.NoError(t, r.Lock(nil))
+	require.NoError(t, r.ReserveFences(4))
+	done := dmafence.New(dmafence.ContextAlloc(1), 1)
+	r.AddFence(done, dmafence.UsageWrite)
+	r.AddFence(dmafence.New(dmafence.ContextAlloc(1), 1), dmafence.UsageWrite)
+	require.NoError(t, done.Signal())
+	require.NoError(t, r.ReserveFences(2))
+	require.Contains(t, collect(r, dmafence.UsageWrite), done, "2 more fit in 4: nothing is copied, nothing dropped")
+
+	for range 3 { // the first takes the signalled fence's slot
+		r.AddFence(dmafence.New(dmafence.ContextAlloc(1), 1), dmafence.UsageRead)
+	}
+	require.Zero(t, rec.Len())
+	require.NoError(t, r.ReserveFences(12)) // 4 fences + 12 > 2 * 4
+	for range 12 {
+		r.AddFence(dmafence.New(dmafence.ContextAlloc(1), 1), dmafence.UsageRead)
+	}
+	require.Zero(t, rec.Len(), "room for fences + n")
+	r.Unlock()
+}

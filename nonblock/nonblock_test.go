@@ -240,6 +240,12 @@ func TestSleepContextAndReceiveAreKillable(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, 7, v)
+	closed := make(chan int)
+	close(closed)
+	v, ok, err = nonblock.Receive(context.Background(), closed)
+	require.NoError(t, err)
+	require.False(t, ok, "a closed channel's receive")
+	require.Zero(t, v)
 }
 
 func TestWaitQueueWaitsForTheCondition(t *testing.T) {
