@@ -52,8 +52,7 @@ const (
 	// (synchronize_rcu in a read section, an unbalanced rcu_read_unlock).
 	SuspiciousRCU
 	// SyncMisuse: a WARNING for misuse of a semaphore, completion or
-	// seqcount (reinit_completion with waiters, a seqcount written without
-	// its lock).
+	// seqcount (a seqcount written without its lock).
 	SyncMisuse
 
 	// AllocFailure: "page allocation failure: order:N, mode:0x...".

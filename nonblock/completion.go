@@ -7,7 +7,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/krules/krules"
 	"github.com/krules/krules/internal/task"
 )
 
@@ -64,18 +63,15 @@ func (c *Completion) wakeLocked(n int) {
 	}
 }
 
-// Reinit makes the completion incomplete again: reinit_completion(). The
-// kernel requires that nobody waits at that point (it only resets done); a
-// Reinit with waiters gets a WARNING here, and the waiters keep waiting
-// for the next Complete.
+// Reinit makes the completion incomplete again: reinit_completion(). Like
+// the kernel's it only resets done and checks nothing: waiters queued at
+// that point stay queued and the next Complete wakes the first of them
+// (Documentation/scheduler/completion.rst recommends it over a second
+// init_completion for exactly that case).
 func (c *Completion) Reinit() {
 	c.mu.Lock()
-	n := len(c.waiters)
 	c.done = 0
 	c.mu.Unlock()
-	if n > 0 {
-		krules.Emit(krules.Warn(krules.SyncMisuse, "reinit_completion() with waiters", 1))
-	}
 }
 
 // Done reports whether a wait would not block: completion_done().

@@ -104,8 +104,9 @@ func TestCompletionWaitInAtomicSection(t *testing.T) {
 	require.Regexp(t, `^BUG: sleeping function called from invalid context at nonblock/completion_test\.go:\d+$`, rec.Last().Headline)
 }
 
-// reinit_completion with a waiter queued is a WARNING; the waiter keeps
-// waiting and the next complete() wakes it.
+// reinit_completion with a waiter queued only resets done, as the
+// kernel's does, without a warning (completion.rst recommends it for that
+// case): the waiter keeps waiting and the next complete() wakes it.
 func TestCompletionReinitWithWaiters(t *testing.T) {
 	rec := krulestest.Record(t)
 	var c nonblock.Completion
@@ -113,9 +114,7 @@ func TestCompletionReinitWithWaiters(t *testing.T) {
 	go func() { defer close(done); c.Wait() }()
 	time.Sleep(10 * time.Millisecond)
 	c.Reinit()
-	require.Equal(t, []krules.Kind{krules.SyncMisuse}, rec.Kinds())
-	require.Regexp(t, `^WARNING: CPU: - PID: \d+ at nonblock/completion_test\.go:\d+ nonblock_test\.TestCompletionReinitWithWaiters\+0x`, rec.Last().Headline)
-	require.Contains(t, rec.Last().Text, "reinit_completion() with waiters")
+	require.Zero(t, rec.Len(), "reinit_completion checks nothing")
 	select {
 	case <-done:
 		t.Fatal("reinit woke the waiter")
