@@ -273,6 +273,27 @@ func TestWaitQueueWaitIsKillableAndTimesOut(t *testing.T) {
 	woken, err := q.Prepare().Sleep(context.Background(), time.Millisecond)
 	require.NoError(t, err)
 	require.False(t, woken)
+	cancelled, stop := context.WithCancel(context.Background())
+	stop()
+	ok, err = q.WaitTimeout(cancelled, func() bool { return false }, time.Hour)
+	require.ErrorIs(t, err, context.Canceled, "wait_event_killable_timeout's -ERESTARTSYS")
+	require.False(t, ok, "the condition never held")
+}
+
+// wake_up_all wakes every entry prepared before it, not only the last:
+// tickets taken one after the other all see the same WakeUp.
+func TestWaitQueueWakeUpWakesEveryTicket(t *testing.T) {
+	krulestest.Check(t)
+	var q nonblock.WaitQueue
+	first, second := q.Prepare(), q.Prepare()
+	require.True(t, q.HasSleepers())
+	q.WakeUp()
+	for _, tk := range []nonblock.Ticket{first, second} {
+		woken, err := tk.Sleep(context.Background(), 5*time.Second)
+		require.NoError(t, err)
+		require.True(t, woken)
+	}
+	require.False(t, q.HasSleepers())
 }
 
 // A WakeUp between Prepare and Sleep is not lost: many waiters, a producer
