@@ -28,8 +28,15 @@ var ErrSignaled = errors.New("dma_fence: already signaled, callback not added (E
 var contextCounter atomic.Uint64
 
 // ContextAlloc reserves n consecutive fence contexts (timelines) and
-// returns the first: dma_fence_context_alloc.
-func ContextAlloc(n int) uint64 { return contextCounter.Add(uint64(n)) - uint64(n) + 1 }
+// returns the first: dma_fence_context_alloc. Asking for none is reported,
+// as the kernel's WARN_ON(!num), and returns the context the next call
+// will start at.
+func ContextAlloc(n int) uint64 {
+	if n == 0 {
+		krules.Emit(krules.Warn(krules.FenceMisuse, "dma_fence_context_alloc: WARN_ON(!num): no context asked for", 1))
+	}
+	return contextCounter.Add(uint64(n)) - uint64(n) + 1
+}
 
 // Fence is the kernel's struct dma_fence: a one-shot completion of a unit of
 // work on a timeline (a context and a sequence number in it). It is

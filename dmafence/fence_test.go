@@ -46,6 +46,17 @@ func TestFenceSignalOnce(t *testing.T) {
 	require.False(t, held, "the section is closed")
 }
 
+// dma_fence_context_alloc(0) is a WARN_ON(!num); it returns the context
+// the next allocation starts at.
+func TestContextAllocOfNoneWarns(t *testing.T) {
+	rec := krulestest.Record(t)
+	next := dmafence.ContextAlloc(0)
+	require.Equal(t, []krules.Kind{krules.FenceMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "dma_fence_context_alloc: WARN_ON(!num)")
+	require.Equal(t, next, dmafence.ContextAlloc(1))
+	require.Equal(t, 1, rec.Len())
+}
+
 func TestFenceSignalErr(t *testing.T) {
 	krulestest.ResetDefault(t)
 	krulestest.Check(t)
