@@ -178,8 +178,7 @@ func TestCompletionEventGoesToTheWokenWaiterEvenIfCut(t *testing.T) {
 }
 
 // A wait cut short (timeout, context) leaves the wait list, as
-// do_wait_for_common's __remove_wait_queue does: a reinit_completion()
-// afterwards has nobody waiting to warn about, and the next complete() goes
+// do_wait_for_common's __remove_wait_queue does: the next complete() goes
 // to the next waiter rather than to the one that left.
 func TestCompletionCutWaitLeavesTheWaitList(t *testing.T) {
 	krulestest.Check(t)
@@ -188,7 +187,6 @@ func TestCompletionCutWaitLeavesTheWaitList(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
 	defer cancel()
 	require.ErrorIs(t, c.WaitContext(ctx), context.DeadlineExceeded)
-	c.Reinit() // nobody waits: no warning
 
 	ids, done := make(chan int64, 1), make(chan struct{})
 	go func() {
