@@ -432,6 +432,27 @@ func TestTraceSeesSectionsOpenedBeforeItStartedOnlyWhenReentered(t *testing.T) {
 	require.Regexp(t, `\nNon-block section entered at:\n0x0\n\(entered before tracing began; innermost traced entry at nonblock_test\.TestTraceSeesSectionsOpenedBeforeItStartedOnlyWhenReentered\+0x[0-9a-f]+ `+regexp.QuoteMeta(inner)+`\)\n`, r.Text)
 }
 
+// Ending a non-block section entered before tracing began, which has no
+// region, leaves alone the region of the atomic section entered after it
+// at the same depth: a block in that atomic section is still caught.
+func TestTraceEndOfAnUntracedSectionKeepsTheOtherKindsRegion(t *testing.T) {
+	if rtrace.IsEnabled() {
+		t.Skip("tracing is already on (go test -trace): every section has a region")
+	}
+	rec := krulestest.Record(t)
+	nonblock.Start()
+	tc := krulestest.TraceCheck(t, nonblock.IgnoreAllocBlocks())
+	me := krules.CurrentGoroutine()
+	nonblock.StartAtomic()
+	nonblock.End()
+	time.Sleep(time.Millisecond)
+	nonblock.EndAtomic()
+	require.NoError(t, tc.Flush())
+
+	require.Equal(t, []krules.Kind{krules.ScheduleInNonBlock}, rec.Kinds())
+	require.Equal(t, "BUG: scheduling while atomic: "+me.String()+"/0x00000001", rec.Last().Headline)
+}
+
 // Parallel tests share the recorder; a finding on a goroutine that has
 // returned by the time of the snapshot still goes to the test that started
 // it, and only to that test.
