@@ -240,6 +240,44 @@ func TestCompletionWakesWaitersInQueueOrder(t *testing.T) {
 	}
 }
 
+// A waiter that leaves the middle of the wait list takes only itself out
+// (__remove_wait_queue): the waiters queued behind it still get their
+// complete().
+func TestCompletionCutWaitKeepsTheWaitersBehindIt(t *testing.T) {
+	krulestest.Check(t)
+	var c nonblock.Completion
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stop := make(chan struct{})
+	defer close(stop)
+	woke, cut := make(chan int, 2), make(chan error, 1)
+	for i := range 3 {
+		ids := make(chan int64, 1)
+		go func() {
+			ids <- task.ID()
+			if i == 1 {
+				cut <- c.WaitContext(ctx)
+				return
+			}
+			c.Wait()
+			woke <- i
+		}()
+		require.True(t, waitState(<-ids, "select", stop), "waiter %d queues", i)
+	}
+	cancel()
+	require.ErrorIs(t, <-cut, context.Canceled)
+	for _, want := range []int{0, 2} {
+		c.Complete()
+		select {
+		case got := <-woke:
+			require.Equal(t, want, got)
+		case <-time.After(5 * time.Second):
+			c.CompleteAll()
+			t.Fatalf("complete() did not reach waiter %d", want)
+		}
+	}
+}
+
 // Every wait is might_sleep, even when the completion is done and it
 // would not block (wait_for_completion*() call might_sleep() first).
 func TestCompletionEveryWaitMightSleep(t *testing.T) {
