@@ -52,7 +52,8 @@ const (
 	// (synchronize_rcu in a read section, an unbalanced rcu_read_unlock).
 	SuspiciousRCU
 	// SyncMisuse: a WARNING for misuse of a semaphore, completion or
-	// seqcount (a seqcount written without its lock).
+	// seqcount (reinit_completion with waiters, a seqcount written without
+	// its lock).
 	SyncMisuse
 
 	// AllocFailure: "page allocation failure: order:N, mode:0x...".

@@ -7,6 +7,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/krules/krules"
 	"github.com/krules/krules/internal/task"
 )
 
@@ -63,15 +64,19 @@ func (c *Completion) wakeLocked(n int) {
 	}
 }
 
-// Reinit makes the completion incomplete again: reinit_completion(). Like
-// the kernel's it only resets done and checks nothing: waiters queued at
-// that point stay queued and the next Complete wakes the first of them
-// (Documentation/scheduler/completion.rst recommends it over a second
-// init_completion for exactly that case).
+// Reinit makes the completion incomplete again: reinit_completion(), which
+// only resets done and checks nothing. A Reinit with waiters queued races
+// with their wake-up (Documentation/scheduler/completion.rst warns of it),
+// so krules reports it, a WARNING of kind SyncMisuse, where the kernel is
+// silent; the waiters keep waiting for the next Complete.
 func (c *Completion) Reinit() {
 	c.mu.Lock()
+	n := len(c.waiters)
 	c.done = 0
 	c.mu.Unlock()
+	if n > 0 {
+		krules.Emit(krules.Warn(krules.SyncMisuse, "reinit_completion() with waiters", 1))
+	}
 }
 
 // Done reports whether a wait would not block: completion_done().
