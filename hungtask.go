@@ -9,7 +9,6 @@ import (
 
 	"github.com/krules/krules/internal/lineage"
 	"github.com/krules/krules/internal/splat"
-	"github.com/krules/krules/internal/stack"
 	"github.com/krules/krules/internal/task"
 )
 
@@ -136,15 +135,16 @@ func hungTaskReport(w *task.Waiter, all []*task.Waiter, now time.Time, last bool
 	b.r.Goroutine = Goroutine{ID: w.ID, Name: comm}
 	b.r.Stack = w.Stack
 	b.Printf("%s\n", b.r.Headline)
-	b.Printf("      %s\n", splat.Ident())
+	// check_hung_task's second line: print_tainted(), then the release
+	// (the reverse of a lockdep headline's identity line).
+	b.Printf("      %s\n", splat.TaintRelease())
 	b.Printf("\"echo 0 > /proc/sys/kernel/hung_task_timeout_secs\" disables this message.\n")
 	// sched_show_task's line as v6.12 prints it. A goroutine has no stack
 	// left unused to count nor thread flags (0 both); its thread group's
 	// leader is the main goroutine, and its parent the goroutine that
 	// created it, 0 once that has gone (!pid_alive).
 	b.Printf("task:%-15.15s state:D stack:%-5d pid:%-5d tgid:%-5d ppid:%-6d flags:0x%08x\n", comm, 0, w.ID, 1, lineage.Live()[w.ID], 0)
-	b.WriteString("Call Trace:\n")
-	stack.Format(&b.Builder, w.Stack, " ")
+	splat.CallTrace(&b.Builder, w.Stack)
 	// The blocker, as CONFIG_DETECT_HUNG_TASK_BLOCKER names it.
 	var owners, rest []*task.Waiter
 	for _, o := range all {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/krules/krules/internal/splat"
 	"github.com/krules/krules/internal/task"
 )
 
@@ -77,6 +78,11 @@ func TestHungTaskReportNamesAnUnnamedWaiterByItsEntry(t *testing.T) {
 	// sched_show_task's comm is TASK_COMM_LEN-1 characters; a task without
 	// locks is not in debug_show_all_locks' list.
 	require.Contains(t, rs[0].Text, "\ntask:TestHungTaskRep state:D stack:0     pid:9     tgid:1     ppid:0      flags:0x00000000\n")
+	// check_hung_task's second line is print_tainted() then the release;
+	// sched_show_task's trace is framed by show_trace_log_lvl's <TASK>.
+	lines := strings.Split(rs[0].Text, "\n")
+	require.Equal(t, "      "+splat.TaintRelease(), lines[1])
+	require.Regexp(t, `\nCall Trace:\n <TASK>\n krules\.TestHungTaskReportNamesAnUnnamedWaiterByItsEntry\+0x[0-9a-f]+ krules/hungtask_internal_test\.go:\d+\n( .*\n)* </TASK>\n`, rs[0].Text)
 	require.True(t, strings.HasSuffix(rs[0].Text, "\nShowing all locks held in the system:\n\n=============================================\n\n"), rs[0].Text)
 }
 

@@ -17,9 +17,11 @@
 //	in_atomic(): 0, irqs_disabled(): 0, non_block: 1, pid: 17, name: oom_reaper
 //	preempt_count: 0, expected: 0
 //	no locks held by oom_reaper/17.
-//	CPU: - PID: 17 Comm: oom_reaper Tainted: G        W krules go1.26.8
+//	CPU: - PID: 17 Comm: oom_reaper Tainted: G        W          krules go1.26.8
 //	Call Trace:
+//	 <TASK>
 //	 ...
+//	 </TASK>
 //
 // Sections nest and belong to the goroutine that entered them. Outside every
 // section MightSleep costs a few nanoseconds and allocates nothing.
@@ -37,11 +39,13 @@
 //	blocked on: chan receive
 //	Non-block section entered at:
 //	drv.(*Notifier).Invalidate+0x3c drv/notifier.go:40
-//	CPU: - PID: 17 Comm: oom_reaper Tainted: G        W krules go1.26.8
+//	CPU: - PID: 17 Comm: oom_reaper Tainted: G        W          krules go1.26.8
 //	Call Trace:
+//	 <TASK>
 //	 runtime.chanrecv1+0x11 runtime/chan.go:509
 //	 drv.(*Notifier).Invalidate+0x5c drv/notifier.go:42
 //	 ...
+//	 </TASK>
 //
 // # Waiting primitives
 //

@@ -57,8 +57,8 @@ func TestMightSleepInNonBlockSection(t *testing.T) {
 		"in_atomic(): 0, irqs_disabled(): 0, non_block: 1, pid: "+goid()+", name: oom_reaper\n"+
 		"preempt_count: 0, expected: 0\n"+
 		"no locks held by oom_reaper/"+goid()+".\n"+
-		"CPU: - PID: "+goid()+" Comm: oom_reaper ")+`(Not tainted|Tainted: G +W) krules go[^\n]*\n`+
-		`Call Trace:\n nonblock\.MightSleep\+0x[0-9a-f]+ nonblock/mightsleep\.go:\d+\n`, r.Text)
+		"CPU: - PID: "+goid()+" Comm: oom_reaper ")+`(Not tainted|Tainted: G +W {9}) krules go[^\n]*\n`+
+		`Call Trace:\n <TASK>\n nonblock\.MightSleep\+0x[0-9a-f]+ nonblock/mightsleep\.go:\d+\n`, r.Text)
 	require.Contains(t, r.Text, "nonblock_test.TestMightSleepInNonBlockSection+")
 	require.NotContains(t, r.Text, "Preemption disabled at:", "preemption is on in a non-block section")
 }
@@ -118,7 +118,7 @@ func TestEndWithoutStartIsReportedAndDoesNotUnderflow(t *testing.T) {
 	r := rec.Last()
 	require.Regexp(t, `^WARNING: CPU: - PID: `+goid()+` at `+site+` nonblock_test.TestEndWithoutStartIsReportedAndDoesNotUnderflow\+0x[0-9a-f]+$`, r.Headline)
 	require.Contains(t, r.Text, "nonblock.End() without nonblock.Start(): non_block_count was 0\n")
-	require.Contains(t, r.Text, "Call Trace:\n nonblock.End+")
+	require.Contains(t, r.Text, "Call Trace:\n <TASK>\n nonblock.End+")
 
 	nonblock.MightSleep() // still outside any section
 	nonblock.Start()

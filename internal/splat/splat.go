@@ -33,13 +33,20 @@ func Ident() string { return release() + " " + taint() }
 // release stands for the kernel release: the library and the Go version.
 func release() string { return "krules " + runtime.Version() }
 
-// taint is print_tainted(): "Not tainted", or the flags set.
+// taint is print_tainted(): "Not tainted", or "Tainted: " and one column
+// for each of v6.12's 19 taint flags (kernel/panic.c taint_flags, 'P'
+// through 'N'), the flag's letter if set and otherwise a blank, but 'G' for
+// an unset 'P'. TAINT_WARN is the tenth, so nine blanks follow its 'W'.
 func taint() string {
 	if Tainted() {
-		return "Tainted: G        W"
+		return "Tainted: G        W         "
 	}
 	return "Not tainted"
 }
+
+// TaintRelease is what dump_stack's CPU/PID/Comm line and the hung-task
+// report print after the task: print_tainted() first, then the release.
+func TaintRelease() string { return taint() + " " + release() }
 
 // Header writes lockdep's framing: a rule of '=' as wide as the headline,
 // the headline, the identity line and a rule of '-'.
@@ -57,10 +64,18 @@ func Header(b *strings.Builder, headline string) {
 // Dump writes what dump_stack prints: the CPU/PID/Comm line, then the call
 // trace of pcs.
 func Dump(b *strings.Builder, id int64, comm string, pcs []uintptr) {
-	// dump_stack's line prints the taint before the release.
-	fmt.Fprintf(b, "CPU: - PID: %d Comm: %s %s %s\n", id, comm, taint(), release())
-	b.WriteString("Call Trace:\n")
+	fmt.Fprintf(b, "CPU: - PID: %d Comm: %s %s\n", id, comm, TaintRelease())
+	CallTrace(b, pcs)
+}
+
+// CallTrace writes "Call Trace:" and the frames of pcs between the " <TASK>"
+// and " </TASK>" lines that v6.12's show_trace_log_lvl
+// (arch/x86/kernel/dumpstack.c) prints around the frames of a task's stack,
+// as it does for dump_stack and sched_show_task alike.
+func CallTrace(b *strings.Builder, pcs []uintptr) {
+	b.WriteString("Call Trace:\n <TASK>\n")
 	stack.Format(b, pcs, " ")
+	b.WriteString(" </TASK>\n")
 }
 
 // WarnHeadline is WARN()'s headline for a problem detected at the user's

@@ -29,9 +29,10 @@ func keepTaint(t *testing.T) {
 }
 
 // The taint is print_tainted's: "Not tainted" until the first WARN or BUG,
-// then TAINT_WARN's "Tainted: G        W"; it follows the release under a
-// lockdep headline (print_kernel_ident) and precedes it on dump_stack's
-// CPU/PID/Comm line.
+// then "Tainted: " and a column for each of v6.12's 19 taint flags, 'G' for
+// the unset 'P', 'W' for TAINT_WARN (the tenth) and blanks for the others;
+// it follows the release under a lockdep headline (print_kernel_ident) and
+// precedes it on dump_stack's CPU/PID/Comm line.
 func TestTaintShowsInTheIdentityAndDumpLines(t *testing.T) {
 	keepTaint(t)
 	dump := func() string {
@@ -42,11 +43,15 @@ func TestTaintShowsInTheIdentityAndDumpLines(t *testing.T) {
 	splat.ResetTaint()
 	require.False(t, splat.Tainted())
 	require.Equal(t, release+" Not tainted", splat.Ident())
-	require.Equal(t, "CPU: - PID: 7 Comm: kworker/0:1 Not tainted "+release+"\nCall Trace:\n", dump())
+	require.Equal(t, "Not tainted "+release, splat.TaintRelease())
+	require.Equal(t, "CPU: - PID: 7 Comm: kworker/0:1 Not tainted "+release+"\nCall Trace:\n <TASK>\n </TASK>\n", dump())
 	splat.Taint()
 	require.True(t, splat.Tainted())
-	require.Equal(t, release+" Tainted: G        W", splat.Ident())
-	require.Equal(t, "CPU: - PID: 7 Comm: kworker/0:1 Tainted: G        W "+release+"\nCall Trace:\n", dump())
+	const tainted = "Tainted: G        W         "
+	require.Len(t, tainted, len("Tainted: ")+19)
+	require.Equal(t, release+" "+tainted, splat.Ident())
+	require.Equal(t, tainted+" "+release, splat.TaintRelease())
+	require.Equal(t, "CPU: - PID: 7 Comm: kworker/0:1 "+tainted+" "+release+"\nCall Trace:\n <TASK>\n </TASK>\n", dump())
 }
 
 // WARN()'s headline names the frame it blames as __warn does, file and line
@@ -68,10 +73,25 @@ func TestWarnLaysOutTheCutHereBlock(t *testing.T) {
 		return b.String()
 	}
 	rest := "WARNING: CPU: - PID: 7 at drv/dev.go:12 drv.Bind+0x1c\n" +
-		"CPU: - PID: 7 Comm: kworker/0:1 Not tainted " + release + "\nCall Trace:\n" +
+		"CPU: - PID: 7 Comm: kworker/0:1 Not tainted " + release + "\nCall Trace:\n <TASK>\n </TASK>\n" +
 		"---[ end trace 0000000000000000 ]---\n"
 	require.Equal(t, "------------[ cut here ]------------\nsomething odd\non two lines\n"+rest, warn("something odd\non two lines\n\n"))
 	require.Equal(t, "------------[ cut here ]------------\n"+rest, warn(""))
+}
+
+// show_trace_log_lvl prints a task's frames between " <TASK>" and
+// " </TASK>", under "Call Trace:", one frame a line indented by a space.
+func TestCallTraceFramesTheTasksStack(t *testing.T) {
+	var b strings.Builder
+	splat.CallTrace(&b, splat.FullStack(0))
+	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+	require.GreaterOrEqual(t, len(lines), 4, b.String())
+	require.Equal(t, []string{"Call Trace:", " <TASK>"}, lines[:2])
+	require.Regexp(t, `^ splat_test\.TestCallTraceFramesTheTasksStack\+0x[0-9a-f]+ splat/splat_test\.go:\d+$`, lines[2])
+	require.Equal(t, " </TASK>", lines[len(lines)-1])
+	for _, l := range lines[2 : len(lines)-1] {
+		require.NotContains(t, l, "TASK>", "one marker each side")
+	}
 }
 
 type dev struct{}
