@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/krules/krules"
+	"github.com/krules/krules/internal/splat"
 	"github.com/krules/krules/internal/stack"
 )
 
@@ -208,14 +209,15 @@ func (a *FaultAttr) ratelimit() bool {
 	return true
 }
 
-// print is fail_dump: informational lines, and the stack at verbose 2.
+// print is fail_dump: informational lines, and at verbose 2 dump_stack's.
 func (a *FaultAttr) print(line string) {
-	msg := "FAULT_INJECTION: forcing a failure.\n" + line + "\n"
+	var b strings.Builder
+	b.WriteString("FAULT_INJECTION: forcing a failure.\n" + line + "\n")
 	if a.Verbose > 1 {
-		msg += "CPU: - PID: " + fmt.Sprint(krules.CurrentGoroutine().ID) + " Comm: " + krules.CurrentGoroutine().Name + "\nCall Trace:\n" +
-			stack.String(stack.Callers(3), " ")
+		g := krules.CurrentGoroutine()
+		splat.Dump(&b, g.ID, g.Name, stack.Callers(3))
 	}
-	krules.Logf("%s", strings.TrimRight(msg, "\n"))
+	krules.Logf("%s", strings.TrimRight(b.String(), "\n"))
 }
 
 // stackFilter is fail_stacktrace: with no Require list everything is

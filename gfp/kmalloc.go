@@ -441,11 +441,7 @@ func (z *Zone) freeLarge(pg *Page, off int) {
 // object, slab_err ("Invalid object pointer"), which prints the slab only:
 // there is no object at the pointer to describe.
 func (z *Zone) reportSlab(c *sizeClass, sl *slab, off uint64, what string, object bool) {
-	taint := "Not tainted"
-	if splat.Tainted() {
-		taint = "Tainted: G        W"
-	}
-	headline := fmt.Sprintf("BUG %s (%s): %s", c.name, taint, what)
+	headline := fmt.Sprintf("BUG %s (%s): %s", c.name, splat.PrintTainted(), what)
 	b := krules.NewReport(krules.SlabError, headline, 0)
 	b.Header()
 	b.Printf("\n")

@@ -114,7 +114,7 @@ func TestAllocationFailureReport(t *testing.T) {
 	require.Equal(t, []krules.Kind{krules.AllocFailure}, rec.Kinds())
 	r := rec.Last()
 	require.Equal(t, "TestAllocationFailureReport: page allocation failure: order:0, mode:0xcc0(GFP_KERNEL), nodemask=(null)", r.Headline)
-	require.Contains(t, r.Text, r.Headline+",cpuset=/,mems_allowed=0\nCPU: - PID: ")
+	require.Contains(t, r.Text, r.Headline+",cpuset=/,mems_allowed=0\nCPU: - UID: ")
 	require.Contains(t, r.Text, "\nMem-Info:\nNode 0 Normal free:1024kB boost:0kB min:1024kB low:")
 	// show_free_areas' fields in the kernel's order, the free blocks, then
 	// __show_mem's totals.

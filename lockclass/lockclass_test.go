@@ -84,7 +84,7 @@ func TestCircularReportLayout(t *testing.T) {
 			"                               lock(&c->lock);\n" +
 			"  lock(&a->lock);\n\n *** DEADLOCK ***\n\n1 lock held by TestCircularReportLayout/",
 		"\n #0: ",
-		"\n\nstack backtrace:\nCPU: - PID: ",
+		"\n\nstack backtrace:\nCPU: - UID: ",
 		"Call Trace:\n <TASK>\n lockclass.(*Mutex).Lock+",
 	} {
 		require.Contains(t, text, want)

@@ -17,7 +17,8 @@
 //	in_atomic(): 0, irqs_disabled(): 0, non_block: 1, pid: 17, name: oom_reaper
 //	preempt_count: 0, expected: 0
 //	no locks held by oom_reaper/17.
-//	CPU: - PID: 17 Comm: oom_reaper Tainted: G        W          krules go1.26.8
+//	CPU: - UID: 0 PID: 17 Comm: oom_reaper Tainted: G        W          krules go1.26.8
+//	Tainted: [W]=WARN
 //	Call Trace:
 //	 <TASK>
 //	 ...
@@ -39,7 +40,8 @@
 //	blocked on: chan receive
 //	Non-block section entered at:
 //	drv.(*Notifier).Invalidate+0x3c drv/notifier.go:40
-//	CPU: - PID: 17 Comm: oom_reaper Tainted: G        W          krules go1.26.8
+//	CPU: - UID: 0 PID: 17 Comm: oom_reaper Tainted: G        W          krules go1.26.8
+//	Tainted: [W]=WARN
 //	Call Trace:
 //	 <TASK>
 //	 runtime.chanrecv1+0x11 runtime/chan.go:509

@@ -194,7 +194,7 @@ func TestTraceCatchesEveryWayToBlock(t *testing.T) {
 			require.Regexp(t, headlineRE(me.Name, me.ID, "1"), r.Headline)
 			require.Regexp(t, `^`+regexp.QuoteMeta(r.Headline)+`\nblocked on: `+bc.reason+`\n`+
 				`Non-block section entered at:\nnonblock_test\.blockInSection\+0x[0-9a-f]+ `+regexp.QuoteMeta(site)+`\n`+
-				`CPU: - PID: `+strconv.FormatInt(me.ID, 10)+` Comm: `+regexp.QuoteMeta(me.Name)+` .*\nCall Trace:\n`, r.Text)
+				`CPU: - UID: \d+ PID: `+strconv.FormatInt(me.ID, 10)+` Comm: `+regexp.QuoteMeta(me.Name)+` .*\n(Tainted: \[W\]=WARN\n)?Call Trace:\n <TASK>\n`, r.Text)
 			require.Contains(t, r.Text, "\n "+bc.frame+"+")
 			require.Contains(t, r.StackText(), "nonblock_test.blockInSection+", "the report's Stack is the blocking stack")
 		})
@@ -228,7 +228,7 @@ func TestTraceReportNamesGoroutineAndDepth(t *testing.T) {
 	require.Regexp(t, headlineRE("oom_reaper", id, "3"), r.Headline)
 	require.Equal(t, krules.Goroutine{ID: id, Name: "oom_reaper"}, r.Goroutine)
 	require.Regexp(t, `\nNon-block section entered at:\nnonblock_test\.TestTraceReportNamesGoroutineAndDepth\.func1\+0x[0-9a-f]+ `+regexp.QuoteMeta(site)+`\n`, r.Text)
-	require.Contains(t, r.Text, "\nCPU: - PID: "+strconv.FormatInt(id, 10)+" Comm: oom_reaper ")
+	require.Regexp(t, `\nCPU: - UID: \d+ PID: `+strconv.FormatInt(id, 10)+` Comm: oom_reaper `, r.Text)
 }
 
 // An atomic section is checked too, with the kernel's own headline for it

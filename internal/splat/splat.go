@@ -6,6 +6,7 @@ package splat
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -44,6 +45,10 @@ func taint() string {
 	return "Not tainted"
 }
 
+// PrintTainted is print_tainted(), for the reports that print it alone
+// (SLUB's "BUG kmalloc-64 (Not tainted): ...").
+func PrintTainted() string { return taint() }
+
 // TaintRelease is what dump_stack's CPU/PID/Comm line and the hung-task
 // report print after the task: print_tainted() first, then the release.
 func TaintRelease() string { return taint() + " " + release() }
@@ -61,10 +66,16 @@ func Header(b *strings.Builder, headline string) {
 	b.WriteByte('\n')
 }
 
-// Dump writes what dump_stack prints: the CPU/PID/Comm line, then the call
-// trace of pcs.
+// Dump writes what v6.12's dump_stack prints (dump_stack_print_info): the
+// CPU/UID/PID/Comm line, with the process's effective uid for the task's
+// (goroutines have none of their own), then, once tainted, the flags
+// spelled out as print_tainted_verbose does ("Tainted: [W]=WARN"), then the
+// call trace of pcs.
 func Dump(b *strings.Builder, id int64, comm string, pcs []uintptr) {
-	fmt.Fprintf(b, "CPU: - PID: %d Comm: %s %s\n", id, comm, TaintRelease())
+	fmt.Fprintf(b, "CPU: - UID: %d PID: %d Comm: %s %s\n", uint32(os.Geteuid()), id, comm, TaintRelease())
+	if Tainted() {
+		b.WriteString("Tainted: [W]=WARN\n")
+	}
 	CallTrace(b, pcs)
 }
 

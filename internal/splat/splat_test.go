@@ -1,7 +1,9 @@
 package splat_test
 
 import (
+	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -15,6 +17,10 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // release is what the identity and dump lines print for the kernel release.
 var release = "krules " + runtime.Version()
+
+// cpu is the start of dump_stack's line: no CPU, the process's effective
+// uid, and the pid 7.
+var cpu = "CPU: - UID: " + strconv.FormatUint(uint64(uint32(os.Geteuid())), 10) + " PID: 7"
 
 // keepTaint puts the taint back as it was when the test ends.
 func keepTaint(t *testing.T) {
@@ -32,7 +38,8 @@ func keepTaint(t *testing.T) {
 // then "Tainted: " and a column for each of v6.12's 19 taint flags, 'G' for
 // the unset 'P', 'W' for TAINT_WARN (the tenth) and blanks for the others;
 // it follows the release under a lockdep headline (print_kernel_ident) and
-// precedes it on dump_stack's CPU/PID/Comm line.
+// precedes it on dump_stack's CPU/UID/PID/Comm line, which v6.12 follows,
+// once tainted, with print_tainted_verbose's line.
 func TestTaintShowsInTheIdentityAndDumpLines(t *testing.T) {
 	keepTaint(t)
 	dump := func() string {
@@ -44,14 +51,16 @@ func TestTaintShowsInTheIdentityAndDumpLines(t *testing.T) {
 	require.False(t, splat.Tainted())
 	require.Equal(t, release+" Not tainted", splat.Ident())
 	require.Equal(t, "Not tainted "+release, splat.TaintRelease())
-	require.Equal(t, "CPU: - PID: 7 Comm: kworker/0:1 Not tainted "+release+"\nCall Trace:\n <TASK>\n </TASK>\n", dump())
+	require.Equal(t, "Not tainted", splat.PrintTainted())
+	require.Equal(t, cpu+" Comm: kworker/0:1 Not tainted "+release+"\nCall Trace:\n <TASK>\n </TASK>\n", dump())
 	splat.Taint()
 	require.True(t, splat.Tainted())
 	const tainted = "Tainted: G        W         "
 	require.Len(t, tainted, len("Tainted: ")+19)
 	require.Equal(t, release+" "+tainted, splat.Ident())
+	require.Equal(t, tainted, splat.PrintTainted())
 	require.Equal(t, tainted+" "+release, splat.TaintRelease())
-	require.Equal(t, "CPU: - PID: 7 Comm: kworker/0:1 "+tainted+" "+release+"\nCall Trace:\n <TASK>\n </TASK>\n", dump())
+	require.Equal(t, cpu+" Comm: kworker/0:1 "+tainted+" "+release+"\nTainted: [W]=WARN\nCall Trace:\n <TASK>\n </TASK>\n", dump())
 }
 
 // WARN()'s headline names the frame it blames as __warn does, file and line
@@ -73,7 +82,7 @@ func TestWarnLaysOutTheCutHereBlock(t *testing.T) {
 		return b.String()
 	}
 	rest := "WARNING: CPU: - PID: 7 at drv/dev.go:12 drv.Bind+0x1c\n" +
-		"CPU: - PID: 7 Comm: kworker/0:1 Not tainted " + release + "\nCall Trace:\n <TASK>\n </TASK>\n" +
+		cpu + " Comm: kworker/0:1 Not tainted " + release + "\nCall Trace:\n <TASK>\n </TASK>\n" +
 		"---[ end trace 0000000000000000 ]---\n"
 	require.Equal(t, "------------[ cut here ]------------\nsomething odd\non two lines\n"+rest, warn("something odd\non two lines\n\n"))
 	require.Equal(t, "------------[ cut here ]------------\n"+rest, warn(""))
