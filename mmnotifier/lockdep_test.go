@@ -250,6 +250,19 @@ func deps(t *testing.T, name string) []string {
 	return out
 }
 
+// __mmu_notifier_register's first registration on an address space
+// kzallocs the subscriptions with GFP_KERNEL under mmap_lock: it orders
+// mmap_lock before fs_reclaim and reclaim before the notifier map, without
+// PrimeLockdep.
+func TestTheFirstRegistrationAllocatesUnderMmapLock(t *testing.T) {
+	krulestest.Check(t)
+	mm := newMM(t)
+	_, err := mmnotifier.Register(mm, (&mmnotifier.Funcs{}).Notifier())
+	require.NoError(t, err)
+	require.Contains(t, deps(t, "&mm->mmap_lock"), "fs_reclaim")
+	require.Equal(t, []string{"mmu_notifier_invalidate_range_start"}, deps(t, "fs_reclaim"))
+}
+
 // Priming at registration takes fs_reclaim and, inside it, the notifier
 // map, as v5.4–v5.10 kernels did, ordering the registering context before
 // reclaim and reclaim before every callback. (Since v5.11 the first
