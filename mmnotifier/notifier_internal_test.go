@@ -1,6 +1,7 @@
 package mmnotifier
 
 import (
+	"math"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -39,6 +40,30 @@ func TestGetSkipsANotifierWhoseLastPutIsUnderway(t *testing.T) {
 	s.users = 1
 	s.Put()
 	t2.Put()
+	Synchronize()
+}
+
+// find_get_mmu_notifier counts users up to UINT_MAX and refuses one more
+// with -EOVERFLOW, leaving the count as it was.
+func TestGetCountsUsersUpToUintMax(t *testing.T) {
+	krulestest.Check(t)
+	mm := testMM(t)
+	a := &countAlloc{}
+	s, err := Get(mm, a)
+	require.NoError(t, err)
+	subs := mm.subs.Load()
+	subs.lock.Lock()
+	s.users = math.MaxUint32 - 1
+	subs.lock.Unlock()
+	again, err := Get(mm, a)
+	require.NoError(t, err)
+	require.Same(t, s, again)
+	_, err = Get(mm, a)
+	require.ErrorIs(t, err, ErrOverflow)
+	require.Equal(t, uint32(math.MaxUint32), s.users)
+	require.Equal(t, 1, a.made)
+	s.users = 1
+	s.Put()
 	Synchronize()
 }
 

@@ -207,6 +207,23 @@ func TestRegisterOnDeadAddressSpaceIsReported(t *testing.T) {
 	require.Contains(t, rec.Last().Text, "BUG_ON(atomic_read(&mm->mm_users) <= 0)")
 }
 
+// mmu_notifier_get_locked frees what alloc_notifier made when
+// __mmu_notifier_register refuses it (out_free: ops->free_notifier): Get on
+// an address space with no users is reported, fails and frees its notifier.
+func TestGetOnDeadAddressSpaceFreesTheNotifier(t *testing.T) {
+	rec := krulestest.Record(t)
+	mm := newMM(t)
+	mm.Exit()
+	a := &alloc{rec: &recorder{}}
+	sub, err := mmnotifier.Get(mm, a)
+	require.ErrorIs(t, err, mmnotifier.ErrInvalid)
+	require.Nil(t, sub)
+	require.Equal(t, []krules.Kind{krules.NotifierMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "BUG_ON(atomic_read(&mm->mm_users) <= 0)")
+	require.EqualValues(t, 1, a.made.Load())
+	require.EqualValues(t, 1, a.freed.Load(), "freed at once, never registered")
+}
+
 // A nil notifier is refused: registered, it would make every later
 // invalidation, Exit included, call a method on nil.
 func TestRegisterRefusesNilNotifier(t *testing.T) {
@@ -483,6 +500,16 @@ func TestInvalidationsMightSleepWhereTheKernelSays(t *testing.T) {
 			atomically(func() { mmnotifier.InvalidateRangeStart(&r) })
 			mmnotifier.InvalidateRangeEnd(&r)
 		}, []krules.Kind{krules.SleepInAtomic, krules.NotifierMisuse}},
+		{"start of a range without notifiers", false, func(t *testing.T, mm *mmnotifier.MM) {
+			r := mmnotifier.NewRange(mm, mmnotifier.EventClear, 0, mmnotifier.PageSize)
+			atomically(func() { mmnotifier.InvalidateRangeStart(&r) })
+			mmnotifier.InvalidateRangeEnd(&r)
+		}, []krules.Kind{krules.SleepInAtomic}},
+		{"start of a range, a notifier", true, func(t *testing.T, mm *mmnotifier.MM) {
+			r := mmnotifier.NewRange(mm, mmnotifier.EventClear, 0, mmnotifier.PageSize)
+			atomically(func() { mmnotifier.InvalidateRangeStart(&r) })
+			mmnotifier.InvalidateRangeEnd(&r)
+		}, []krules.Kind{krules.SleepInAtomic}},
 		{"end of a range without notifiers", false, func(t *testing.T, mm *mmnotifier.MM) {
 			r := mmnotifier.NewRange(mm, mmnotifier.EventClear, 0, mmnotifier.PageSize)
 			mmnotifier.InvalidateRangeStart(&r)
