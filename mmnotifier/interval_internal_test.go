@@ -291,6 +291,29 @@ func TestListRefusalAfterIntervalsUndoesTheIntervalStart(t *testing.T) {
 	require.Zero(t, seq%2)
 }
 
+// A list notifier's refusal on an address space without intervals leaves
+// the interval bookkeeping alone: there is no interval start to undo, and
+// an interval inserted later is not taken for one being invalidated.
+func TestListRefusalWithoutIntervalsLeavesTheIntervalStateAlone(t *testing.T) {
+	krulestest.Check(t)
+	mm := testMM(t)
+	f := &Funcs{Start: func(*Range) error { return ErrAgain }}
+	_, err := Register(mm, f.Notifier())
+	require.NoError(t, err)
+	r := NewRange(mm, EventUnmap, 0x10000, 0x11000)
+	mm.mmapLock.RLock()
+	err = InvalidateRangeStartNonblock(&r)
+	mm.mmapLock.RUnlock()
+	require.ErrorIs(t, err, ErrAgain)
+	seq, active := state(mm)
+	require.Zero(t, active)
+	require.Equal(t, uint64(2), seq)
+	A, err := InsertInterval(mm, 0x10000, page, &seqOps{})
+	require.NoError(t, err)
+	require.True(t, inTree(A))
+	readBeginReturns(t, A)
+}
+
 func TestBlockableIntervalRefusalIsReportedAndSkipped(t *testing.T) {
 	rec := krulestest.Record(t)
 	mm := testMM(t)
@@ -300,8 +323,14 @@ func TestBlockableIntervalRefusalIsReportedAndSkipped(t *testing.T) {
 	defer R.Remove()
 	_, err = InsertInterval(mm, 0x11000, page, next)
 	require.NoError(t, err)
+	list := &Funcs{End: func(*Range) {}}
+	_, err = Register(mm, list.Notifier())
+	require.NoError(t, err)
 	begin(mm, 0x10000, 0x12000)()
 	require.Len(t, next.calls(), 1, "the walk goes on")
+	// The start did not fail, so the list's end comes once, from the end
+	// (mn_hlist_invalidate_range_start unwinds only on an error).
+	require.Equal(t, Counts{Starts: 1, Ends: 1}, list.Counts())
 	require.Equal(t, []krules.Kind{krules.NotifierMisuse}, rec.Kinds())
 	require.Contains(t, rec.Last().Text, "WARN_ON(mmu_notifier_range_blockable(range))")
 	require.Contains(t, rec.Last().Text, "mmnotifier.(*seqOps).Invalidate")
@@ -417,6 +446,22 @@ func TestEndWithoutStartIsReported(t *testing.T) {
 	mm.mmapLock.RUnlock()
 	require.Len(t, rec.Kinds(), 3)
 	readBeginReturns(t, A)
+}
+
+// A refused range's end is a no-op once: a second end of it has no start
+// to match and is reported as any stray end is.
+func TestARefusedRangeEndsOnce(t *testing.T) {
+	rec := krulestest.Record(t)
+	mm := testMM(t)
+	r := NewRange(mm, EventClear, 0x11000, 0x10000)
+	mm.mmapLock.RLock()
+	InvalidateRangeStart(&r)
+	InvalidateRangeEnd(&r)
+	require.Len(t, rec.Kinds(), 1, "the refusal, and a silent end")
+	InvalidateRangeEnd(&r)
+	mm.mmapLock.RUnlock()
+	require.Equal(t, []krules.Kind{krules.NotifierMisuse, krules.NotifierMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "mmu_notifier_invalidate_range_end without a matching start")
 }
 
 // A reversed or empty range is refused before any notifier sees it, as
