@@ -117,13 +117,23 @@ func TestFuncsCountsAndShapesTheNotifier(t *testing.T) {
 	mm := newMM(t)
 	plain := &mmnotifier.Funcs{}
 	full := &mmnotifier.Funcs{End: func(*mmnotifier.Range) {}, Release: func(*mmnotifier.MM) {}}
+	rel := &mmnotifier.Funcs{Release: func(*mmnotifier.MM) {}}
 	_, isEnd := plain.Notifier().(mmnotifier.EndNotifier)
 	require.False(t, isEnd, "no End, no end callback")
 	_, isEnd = full.Notifier().(mmnotifier.EndNotifier)
 	require.True(t, isEnd)
 	_, isRel := full.Notifier().(mmnotifier.ReleaseNotifier)
 	require.True(t, isRel)
-	for _, f := range []*mmnotifier.Funcs{plain, full} {
+	_, isEnd = rel.Notifier().(mmnotifier.EndNotifier)
+	require.False(t, isEnd, "a Release alone makes no end callback")
+	endOnly := (&mmnotifier.Funcs{End: func(*mmnotifier.Range) {}}).Notifier()
+	_, isEnd = endOnly.(mmnotifier.EndNotifier)
+	require.True(t, isEnd)
+	_, isRel = endOnly.(mmnotifier.ReleaseNotifier)
+	require.False(t, isRel, "an End alone makes no release callback")
+	_, isRel = rel.Notifier().(mmnotifier.ReleaseNotifier)
+	require.True(t, isRel)
+	for _, f := range []*mmnotifier.Funcs{plain, full, rel} {
 		_, err := mmnotifier.Register(mm, f.Notifier())
 		require.NoError(t, err)
 	}
@@ -134,6 +144,7 @@ func TestFuncsCountsAndShapesTheNotifier(t *testing.T) {
 	require.Equal(t, mmnotifier.Counts{Starts: 2, Ends: 2}, full.Counts())
 	mm.Exit()
 	require.Equal(t, mmnotifier.Counts{Starts: 2, Ends: 2, Releases: 1}, full.Counts())
+	require.Equal(t, mmnotifier.Counts{Starts: 2, Releases: 1}, rel.Counts())
 }
 
 func TestUnregisterCallsReleaseAndStopsCallbacks(t *testing.T) {
