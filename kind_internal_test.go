@@ -14,5 +14,8 @@ func TestEveryKindHasAFamily(t *testing.T) {
 	}
 	require.Equal(t, FamilyLockdep, CircularDependency.Family())
 	require.Equal(t, FamilySleep, SleepInAtomic.Family())
+	// khungtaskd's report is lockdep's kind: with lockdep it lists the held
+	// locks (debug_show_all_locks).
+	require.Equal(t, FamilyLockdep, HungTask.Family())
 	require.Zero(t, kindCount.Family())
 }

@@ -107,6 +107,24 @@ func TestVisitStopsWhenTold(t *testing.T) {
 	require.Equal(t, []int{0, 1}, seen)
 }
 
+// Intervals with the same start are visited in the order they were
+// inserted, as the kernel's interval tree links an equal start to the
+// right; removing one keeps the others' order.
+func TestEqualStartsKeepTheirInsertionOrder(t *testing.T) {
+	var tree intervalTree[int]
+	var nodes []*itNode[int]
+	for i := range 5 {
+		nodes = append(nodes, tree.Insert(0x1000, 0x1fff+uint64(i), i))
+	}
+	visit := func() (seen []int) {
+		tree.Visit(0x1000, 0x1000, func(n *itNode[int]) bool { seen = append(seen, n.value); return true })
+		return seen
+	}
+	require.Equal(t, []int{0, 1, 2, 3, 4}, visit())
+	require.True(t, tree.Remove(nodes[2]))
+	require.Equal(t, []int{0, 1, 3, 4}, visit())
+}
+
 // A stabbing query over many intervals touches O(log n + k) nodes, not n.
 func TestQueryVisitsFewNodes(t *testing.T) {
 	var tree intervalTree[int]
