@@ -1,14 +1,12 @@
 package gfp_test
 
 import (
-	"bytes"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
 	"github.com/krules/krules/krulestest"
 )
@@ -146,9 +144,7 @@ func TestFaultInjectionStackFilter(t *testing.T) {
 }
 
 func TestFaultInjectionPrintsLikeTheKernel(t *testing.T) {
-	var out bytes.Buffer
-	prev := krules.SetOutput(&out)
-	defer krules.SetOutput(prev)
+	out := krulestest.CaptureLog(t)
 	rec := krulestest.Record(t)
 	z := newZone(t, 4<<20)
 	a := gfp.NewFaultAttr(100, 1)
@@ -229,9 +225,7 @@ func TestFaultInjectionProbabilityIsAStrictBound(t *testing.T) {
 // rate limited by verbose_ratelimit_interval_ms and _burst, while the
 // failures themselves are not.
 func TestFaultInjectionVerboseOneAndRateLimit(t *testing.T) {
-	var out bytes.Buffer
-	prev := krules.SetOutput(&out)
-	defer krules.SetOutput(prev)
+	out := krulestest.CaptureLog(t)
 	krulestest.Check(t)
 	z := newZone(t, 4<<20)
 	a := gfp.NewFaultAttr(100, 1)

@@ -1,14 +1,12 @@
 package mmnotifier_test
 
 import (
-	"bytes"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
 	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/mmnotifier"
@@ -51,32 +49,6 @@ func mapTouched(t testing.TB, mm *mmnotifier.MM, n int) uint64 {
 		require.NoError(t, err)
 	}
 	return addr
-}
-
-// captureLog collects what krules.Logf prints while the test runs. Tests
-// using it must not run in parallel.
-func captureLog(t testing.TB) *syncBuffer {
-	b := &syncBuffer{}
-	prev := krules.SetOutput(b)
-	t.Cleanup(func() { krules.SetOutput(prev) })
-	return b
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // call is one callback a recorder saw.

@@ -459,7 +459,7 @@ func TestFailureRules(t *testing.T) {
 			warns: []string{"WARN_ON(ops->invalidate_range_end)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			log := captureLog(t)
+			log := krulestest.CaptureLog(t)
 			rec := krulestest.Record(t)
 			mm := newMM(t)
 			order := &recorder{}

@@ -38,7 +38,7 @@ func (d *mlxLike) InvalidateRangeStart(r *mmnotifier.Range) error {
 func TestReaperRetriesWhileANotifierRefuses(t *testing.T) {
 	krulestest.ResetDefault(t)
 	krulestest.Check(t)
-	log := captureLog(t)
+	log := krulestest.CaptureLog(t)
 	mm := newMM(t)
 	d := &mlxLike{trylock: true}
 	d.mu.Init(lockclass.WithName("&dev->notifier_lock"))
@@ -78,7 +78,7 @@ func TestReaperRetriesWhileANotifierRefuses(t *testing.T) {
 func TestReaperGivesUpAfterTenTries(t *testing.T) {
 	krulestest.ResetDefault(t)
 	krulestest.Check(t)
-	log := captureLog(t)
+	log := krulestest.CaptureLog(t)
 	mm := newMM(t)
 	d := &mlxLike{trylock: true}
 	d.mu.Init(lockclass.WithName("&dev->notifier_lock"))
@@ -129,7 +129,7 @@ func TestReaperRetriesWhileMmapLockIsHeld(t *testing.T) {
 
 func TestReaperStopsWithItsContext(t *testing.T) {
 	krulestest.Check(t)
-	log := captureLog(t)
+	log := krulestest.CaptureLog(t)
 	mm := newMM(t)
 	mapTouched(t, mm, 1)
 	mm.MmapLock().Lock()
@@ -159,7 +159,7 @@ func TestDefaultReaperTimingIsTheKernels(t *testing.T) {
 // whose notifier keeps refusing is tried at most twice in 150 ms.
 func TestReaperSleepsATenthOfASecondBetweenTries(t *testing.T) {
 	krulestest.Check(t)
-	captureLog(t)
+	krulestest.CaptureLog(t)
 	mm := newMM(t)
 	d := &mlxLike{trylock: true}
 	d.mu.Init(lockclass.WithName("&dev->notifier_lock"))
@@ -179,7 +179,7 @@ func TestReaperSleepsATenthOfASecondBetweenTries(t *testing.T) {
 // non-blockable MMU_NOTIFY_UNMAP.
 func TestReaperInvalidatesEachVMAAsANonBlockableUnmap(t *testing.T) {
 	krulestest.Check(t)
-	captureLog(t)
+	krulestest.CaptureLog(t)
 	mm, rec := recordedMM(t)
 	a := mapTouched(t, mm, 2)
 	b, err := mm.Mmap(pg, mmnotifier.ProtRead)
