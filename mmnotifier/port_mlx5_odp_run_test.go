@@ -52,6 +52,9 @@ func runMlx5(t *testing.T, bugs mlx5Bugs, faulters int) (*mlx5Dev, *mlx5MR) {
 			}
 		})
 	}
+	if bugs != (mlx5Bugs{}) { // serially, as runNouveau explains
+		wg.Wait()
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

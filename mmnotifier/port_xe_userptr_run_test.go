@@ -45,6 +45,9 @@ func runXe(t *testing.T, bugs xeBugs) *xeVM {
 			}
 		})
 	}
+	if bugs != (xeBugs{}) { // serially, as runNouveau explains
+		wg.Wait()
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
