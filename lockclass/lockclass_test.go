@@ -768,6 +768,8 @@ func TestMaxLockDepth(t *testing.T) {
 	require.Equal(t, []krules.Kind{krules.LockdepLimit}, rec.Kinds())
 	require.Equal(t, "BUG: MAX_LOCK_DEPTH too low!", rec.Last().Headline)
 	require.Contains(t, rec.Last().Text, "\ndepth: 48  max: 48!\n48 locks held by ")
+	// debug_show_all_locks follows the held locks, after debug_locks_off.
+	require.Regexp(t, `\n #47: [0-9a-f]+ \(L#48\)[^\n]*\nINFO: lockdep is turned off\.\nCPU: `, rec.Last().Text)
 	for i := len(locks) - 1; i >= 0; i-- {
 		locks[i].Unlock()
 	}
