@@ -4,6 +4,7 @@ import (
 	"unsafe"
 
 	"github.com/krules/krules"
+	"github.com/krules/krules/internal/stack"
 	"github.com/krules/krules/internal/task"
 )
 
@@ -83,7 +84,11 @@ func AssertNotHeld(l Lockable) {
 // first) it stays quiet while validation is off, here: off for every
 // validator whose locks the goroutine holds. Unlike the held assertions it
 // does not look at lockdep_off (Off): the kernel's reads the task's
-// lockdep_depth directly, so locks taken before an Off still count.
+// lockdep_depth directly, so locks taken before an Off still count. It is
+// WARN_ON_ONCE: each call site warns once per validator (the first whose
+// locks are held), as each expansion of the macro has its own __warned.
+//
+//go:noinline
 func AssertNoneHeld() {
 	if !compiledIn || !enabled.Load() {
 		return
@@ -93,8 +98,10 @@ func AssertNoneHeld() {
 		return
 	}
 	for i := range t.Lockdep.Held {
-		if (*class)(t.Lockdep.Held[i].Class).g.enabled.Load() {
-			krules.Emit(warnf(krules.LockdepMisuse, "lockdep_assert_none_held_once(): %d locks held", len(t.Lockdep.Held)))
+		if g := (*class)(t.Lockdep.Held[i].Class).g; g.enabled.Load() {
+			if g.warnOnce(stack.ReturnPC()) {
+				krules.Emit(warnf(krules.LockdepMisuse, "lockdep_assert_none_held_once(): %d locks held", len(t.Lockdep.Held)))
+			}
 			return
 		}
 	}

@@ -43,6 +43,11 @@ type graph struct {
 	cacheMisses atomic.Uint64
 
 	primed sync.Map // *PrimeKey -> chan struct{}, closed once primed (PrimeOnce)
+
+	// warned holds the WARN_ON_ONCE sites that fired: the kernel's static
+	// __warned of each expansion. A reset validator warns afresh, as a
+	// new boot does.
+	warned sync.Map // site -> struct{}
 }
 
 type classKey struct {
@@ -106,6 +111,13 @@ func (g *graph) offLocked() bool {
 		}
 	}
 	return true
+}
+
+// warnOnce reports whether the WARN_ON_ONCE at site (a caller's PC, or a
+// name for a site inside lockclass) fires: the first time only.
+func (g *graph) warnOnce(site any) bool {
+	_, fired := g.warned.LoadOrStore(site, struct{}{})
+	return !fired
 }
 
 // reportable decides whether a validation report may be printed: the first

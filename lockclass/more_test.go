@@ -342,6 +342,23 @@ func TestAssertNoneHeldQuietAfterValidationOff(t *testing.T) {
 	require.Equal(t, 1, rec.Len())
 }
 
+// lockdep_assert_none_held_once is WARN_ON_ONCE: each call site warns
+// once, another site warns on its own.
+func TestAssertNoneHeldWarnsOncePerSite(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	m := mutex(v, "M")
+	m.Lock()
+	for range 3 {
+		lockclass.AssertNoneHeld()
+	}
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
+	lockclass.AssertNoneHeld()
+	m.Unlock()
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse, krules.LockdepMisuse}, rec.Kinds())
+	require.NotEqual(t, rec.Reports()[0].Headline, rec.Reports()[1].Headline, "two sites")
+}
+
 // lockdep_assert_none_held_once reads lockdep_depth, not lockdep_off: a
 // lock taken before Off still counts, while one taken under it (not
 // tracked) does not.

@@ -25,7 +25,8 @@ import (
 // when the associated lock is a sleeping one (Mutex, RWSem), as
 // seqprop_preemptible does; with a spinning lock the lock's own section
 // serves; with no lock (plain seqcount_t) the caller must be in one, and
-// WriteBegin warns otherwise (lockdep_assert_preemption_disabled).
+// WriteBegin warns otherwise (lockdep_assert_preemption_disabled: once,
+// and only while validation is on).
 //
 // Lockdep: the seqcount's own map is taken exclusively by WriteBegin
 // (seqcount_acquire) and for recursive read, then released, by ReadBegin
@@ -158,7 +159,10 @@ func (s *SeqCount) WriteBegin() {
 	pc := stack.ReturnPC()
 	switch s.lock.(type) {
 	case nil:
-		if !nonblock.InAtomic() {
+		// __seqprop_assert: lockdep_assert_preemption_disabled, a
+		// WARN_ON_ONCE that holds only while lockdep looks
+		// (__lockdep_enabled: debug_locks, and not inside Off).
+		if !nonblock.InAtomic() && lockdepEnabled(task.Lookup(), &s.dep) && s.dep.graph().warnOnce("write_seqcount_begin") {
 			emit(warnf(krules.LockdepMisuse, "lockdep_assert_preemption_disabled(): write_seqcount_begin with preemption enabled"))
 		}
 	case *Mutex, *RWSem:

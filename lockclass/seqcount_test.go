@@ -90,6 +90,30 @@ func TestPlainSeqCountNeedsPreemptionOff(t *testing.T) {
 	sc.WriteEnd()
 	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
 	require.Contains(t, rec.Last().Text, "lockdep_assert_preemption_disabled()")
+	// It is WARN_ON_ONCE: the next write section with preemption on is
+	// quiet.
+	sc.WriteBegin()
+	sc.WriteEnd()
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
+}
+
+// lockdep_assert_preemption_disabled holds only while lockdep looks
+// (__lockdep_enabled): inside Off a plain seqcount's writer with preemption
+// on is not warned about, and the once is not used up.
+func TestPlainSeqCountPreemptionAssertQuietInsideOff(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	var sc lockclass.SeqCount
+	sc.Init(nil, lockclass.WithName("&obj->seq"))
+	lockclass.Off()
+	sc.WriteBegin()
+	sc.WriteEnd()
+	lockclass.On()
+	require.Empty(t, rec.Kinds())
+	sc.WriteBegin()
+	sc.WriteEnd()
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "lockdep_assert_preemption_disabled()")
 }
 
 // A reader inside the same seqcount's write section would spin forever:
