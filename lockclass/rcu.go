@@ -167,21 +167,25 @@ func RCUReadLockHeld() bool {
 }
 
 // AssertInRCUReadLock warns outside an RCU read section:
-// lockdep_assert_in_rcu_read_lock().
+// lockdep_assert_in_rcu_read_lock(), a WARN_ON_ONCE: each call site warns
+// once per validator.
+//
+//go:noinline
 func AssertInRCUReadLock() {
-	if !RCUReadLockHeld() {
+	if !RCUReadLockHeld() && rcuLockMap.graph().warnOnce(stack.ReturnPC()) {
 		krules.Emit(warnf(krules.LockdepMisuse, "lockdep_assert_in_rcu_read_lock(): not in an RCU read-side critical section"))
 	}
 }
 
 // SynchronizeRCU waits until every RCU read section that began before it
-// has ended: synchronize_rcu(). It might sleep, and inside a read section
-// it is "WARNING: suspicious RCU usage" ("Illegal synchronize_rcu() in RCU
-// read-side critical section"); it then returns without waiting, since the
-// caller's own section could never end.
+// has ended: synchronize_rcu(). Inside a read section it is "WARNING:
+// suspicious RCU usage" ("Illegal synchronize_rcu() in RCU read-side
+// critical section") and then, as it might sleep, might_sleep's BUG; it
+// returns without waiting, since the caller's own section could never end.
 func SynchronizeRCU() {
 	if t := task.Lookup(); t != nil && t.RCUNest > 0 {
-		rcuSuspicious(t, "Illegal synchronize_rcu() in RCU read-side critical section")
+		rcuLockdepWarn(t, "synchronize_rcu", "Illegal synchronize_rcu() in RCU read-side critical section")
+		nonblock.MightSleep()
 		return
 	}
 	nonblock.MightSleep()
@@ -200,19 +204,29 @@ func RCUBarrier() {
 	rcuState.cb.wg.Wait()
 }
 
-// rcuSuspicious is lockdep_rcu_suspicious: the site, the message, the
-// scheduler and debug_locks state, the held locks, the backtrace.
-func rcuSuspicious(t *task.Task, msg string) {
+// rcuLockdepWarn is RCU_LOCKDEP_WARN for a condition that held at site (a
+// name for a site inside lockclass): it warns only while lockdep looks
+// (debug_lockdep_rcu_enabled: debug_locks, and t not inside Off), once per
+// site (its static __warned), and lockdep_rcu_suspicious prints only if it
+// was the one to turn validation off (debug_locks_off), as every lockdep
+// report does.
+func rcuLockdepWarn(t *task.Task, site, msg string) {
+	g := rcuLockMap.graph()
+	if lockdepEnabled(t, rcuLockMap) && g.warnOnce(site) && g.reportable(false) {
+		rcuSuspicious(msg)
+	}
+}
+
+// rcuSuspicious is lockdep_rcu_suspicious's report: the site, the message,
+// the scheduler and debug_locks state, the held locks, the backtrace. The
+// debug_locks it prints was read before debug_locks_off, so it is 1.
+func rcuSuspicious(msg string) {
 	b := newReport(krules.SuspiciousRCU, "WARNING: suspicious RCU usage")
 	b.Header()
 	site := stack.Caller(0)
 	b.Printf("%s %s!\n", stack.FileLineOf(site), msg)
 	b.Printf("\nother info that might help us debug this:\n\n")
-	dl := 0
-	if enabled.Load() && rcuLockMap.graph().enabled.Load() {
-		dl = 1
-	}
-	b.Printf("\nrcu_scheduler_active = 2, debug_locks = %d\n", dl)
+	b.Printf("\nrcu_scheduler_active = 2, debug_locks = 1\n")
 	b.HeldLocks()
 	b.WriteString("\n")
 	b.Backtrace()

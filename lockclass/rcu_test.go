@@ -88,8 +88,11 @@ func TestSynchronizeRCUInsideReadSection(t *testing.T) {
 	lockclass.RCUReadLock()
 	lockclass.SynchronizeRCU()
 	lockclass.RCUReadUnlock()
-	require.Equal(t, []krules.Kind{krules.SuspiciousRCU}, rec.Kinds())
-	r := rec.Last()
+	// RCU_LOCKDEP_WARN, then might_sleep's BUG (synchronize_rcu sleeps in
+	// rcu_blocking_is_gp); lockdep_rcu_suspicious turned validation off.
+	require.Equal(t, []krules.Kind{krules.SuspiciousRCU, krules.SleepInAtomic}, rec.Kinds())
+	require.False(t, lockclass.Default().Enabled())
+	r := rec.Reports()[0]
 	require.Equal(t, "WARNING: suspicious RCU usage", r.Headline)
 	lines := strings.Split(r.Text, "\n")
 	require.Equal(t, "=============================", lines[0])
@@ -395,18 +398,80 @@ func TestGracePeriodWaitsMightSleep(t *testing.T) {
 	}
 }
 
-// lockdep_rcu_suspicious prints debug_locks as it is: 0 once validation
-// is off, where the report still comes (SynchronizeRCU inside a read
-// section returns rather than wait for itself).
-func TestSuspiciousRCUPrintsDebugLocksOff(t *testing.T) {
+// RCU_LOCKDEP_WARN holds only while lockdep looks
+// (debug_lockdep_rcu_enabled): with validation switched off, inside Off, or
+// after a report turned it off, SynchronizeRCU inside a read section gets
+// might_sleep's BUG alone, and still returns rather than wait for itself.
+func TestSuspiciousRCUQuietWhileLockdepIsOff(t *testing.T) {
+	for _, how := range []string{"SetEnabled", "Off", "after a report"} {
+		t.Run(how, func(t *testing.T) {
+			krulestest.ResetDefault(t)
+			rec := krulestest.Record(t)
+			var m lockclass.Mutex
+			m.Init(lockclass.WithName("m"))
+			switch how {
+			case "SetEnabled":
+				defer lockclass.SetEnabled(lockclass.SetEnabled(false))
+			case "Off":
+				lockclass.Off()
+				defer lockclass.On()
+			default:
+				m.Lock()
+				lockclass.MightLock(&m) // AA: reported, validation off
+				m.Unlock()
+				require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+				rec.Clear()
+			}
+			lockclass.RCUReadLock()
+			lockclass.SynchronizeRCU()
+			lockclass.RCUReadUnlock()
+			require.Equal(t, []krules.Kind{krules.SleepInAtomic}, rec.Kinds())
+		})
+	}
+}
+
+// lockdep_assert_in_rcu_read_lock is WARN_ON_ONCE: each call site warns
+// once.
+func TestAssertInRCUReadLockWarnsOncePerSite(t *testing.T) {
 	krulestest.ResetDefault(t)
 	rec := krulestest.Record(t)
-	defer lockclass.SetEnabled(lockclass.SetEnabled(false))
+	for range 2 {
+		lockclass.AssertInRCUReadLock()
+	}
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
+	lockclass.AssertInRCUReadLock()
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse, krules.LockdepMisuse}, rec.Kinds())
+}
+
+// __synchronize_srcu inside an RCU read section: RCU_LOCKDEP_WARN's
+// "suspicious RCU usage", then might_sleep's BUG; the SRCU's own grace
+// period does not wait for the RCU section, so it completes.
+func TestSRCUSynchronizeInsideRCUReadSection(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	var s lockclass.SRCU
+	s.Init(lockclass.WithName("&kvm->srcu"))
 	lockclass.RCUReadLock()
-	lockclass.SynchronizeRCU()
+	s.Synchronize()
 	lockclass.RCUReadUnlock()
-	require.Equal(t, []krules.Kind{krules.SuspiciousRCU}, rec.Kinds())
-	require.Contains(t, rec.Last().Text, "\nrcu_scheduler_active = 2, debug_locks = 0\n")
+	require.Equal(t, []krules.Kind{krules.SuspiciousRCU, krules.SleepInAtomic}, rec.Kinds())
+	require.Regexp(t, `\nlockclass/rcu_test\.go:\d+ Illegal synchronize_srcu\(\) in same-type SRCU \(or in RCU\) read-side critical section!\n`, rec.Reports()[0].Text)
+}
+
+// __synchronize_srcu validates before it calls might_sleep: inside its
+// own read section and an atomic section, the recursive locking report
+// comes first (and, validation being off then, no RCU warning).
+func TestSRCUSynchronizeValidatesBeforeMightSleep(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	var s lockclass.SRCU
+	s.Init(lockclass.WithName("&kvm->srcu"))
+	idx := s.ReadLock()
+	nonblock.StartAtomic()
+	s.Synchronize()
+	nonblock.EndAtomic()
+	s.ReadUnlock(idx)
+	require.Equal(t, []krules.Kind{krules.RecursiveLocking, krules.SleepInAtomic}, rec.Kinds())
 }
 
 // srcu_read_lock is a recursive read of the srcu_struct's map

@@ -139,13 +139,21 @@ func (s *SRCU) ReadUnlock(idx int) {
 // Synchronize waits until every read section that began before it has
 // ended: synchronize_srcu. It might sleep. Called inside a read section of
 // the same SRCU it would wait for itself forever: lockdep reports it, and
-// Synchronize then returns without waiting.
+// Synchronize then returns without waiting. Inside an RCU read section it
+// is "WARNING: suspicious RCU usage". As __synchronize_srcu does, it
+// validates first (srcu_lock_sync), then warns (RCU_LOCKDEP_WARN), then
+// calls might_sleep.
 //
 //go:noinline
 func (s *SRCU) Synchronize() {
-	nonblock.MightSleep()
 	acquire(&s.dep, 0, 0, fSync, nil, stack.ReturnPC(), srcuDefaults)
-	if t := task.Lookup(); t != nil && findHeld(t, &s.dep) >= 0 {
+	t := task.Lookup()
+	self := t != nil && findHeld(t, &s.dep) >= 0
+	if self || t != nil && t.RCUNest > 0 {
+		rcuLockdepWarn(t, "synchronize_srcu", "Illegal synchronize_srcu() in same-type SRCU (or in RCU) read-side critical section")
+	}
+	nonblock.MightSleep()
+	if self {
 		return
 	}
 	s.gp.waitForReaders()
