@@ -11,6 +11,7 @@ import (
 
 	"github.com/krules/krules"
 	"github.com/krules/krules/internal/stack"
+	"github.com/krules/krules/nonblock"
 )
 
 // Key is a lock class key, the kernel's struct lock_class_key: its identity
@@ -117,11 +118,12 @@ func allValidators() []*Validator {
 }
 
 // RegisterKey registers a dynamic key before its first use:
-// lockdep_register_key(). Registering a key twice, or one of the special
-// keys, is a WARNING.
+// lockdep_register_key(). Registering a key twice is a WARNING; so is
+// registering a static key (a package-level Key, or one of the special
+// keys), which is then left alone (WARN_ON_ONCE(static_obj(key))).
 func RegisterKey(k *Key) {
-	if k == &noValidateKey || k == &noTrackKey {
-		krules.Emit(warnf(krules.LockdepMisuse, "lockdep_register_key: registering a special key"))
+	if staticKey(k) {
+		krules.Emit(warnf(krules.LockdepMisuse, "lockdep_register_key: key %p is static", k))
 		return
 	}
 	if _, dup := registeredKeys.LoadOrStore(k, struct{}{}); dup {
@@ -130,19 +132,40 @@ func RegisterKey(k *Key) {
 }
 
 // UnregisterKey drops a dynamic key before its memory goes away:
-// lockdep_unregister_key(). Every class of the key (all subclasses, in
-// every validator) is zapped together with the dependencies and cached
-// chains that mention it; locks still using the key get fresh classes on
-// their next acquisition. Unregistering a key that was not registered is a
-// WARNING and does nothing else.
+// lockdep_unregister_key(). It might sleep (it waits for an RCU grace
+// period). Every class of the key (all subclasses, in every validator) is
+// zapped together with the dependencies and cached chains that mention it;
+// locks still using the key get fresh classes on their next acquisition.
+// A static key is a WARNING and is left alone; a key that was not
+// registered is a WARNING while validation is on, and is left alone too.
 func UnregisterKey(k *Key) {
+	nonblock.MightSleep()
+	if staticKey(k) {
+		krules.Emit(warnf(krules.LockdepMisuse, "lockdep_unregister_key: key %p is static", k))
+		return
+	}
 	if _, ok := registeredKeys.LoadAndDelete(k); !ok {
-		krules.Emit(warnf(krules.LockdepMisuse, "lockdep_unregister_key: key %p was not registered", k))
+		// WARN_ON_ONCE(!found && debug_locks)
+		if IsEnabled() && defaultValidator.Enabled() {
+			krules.Emit(warnf(krules.LockdepMisuse, "lockdep_unregister_key: key %p was not registered", k))
+		}
 		return
 	}
 	for _, v := range allValidators() {
 		v.graph().zapKey(k)
 	}
+}
+
+// staticKey is static_obj for a key: one krules made, a special key, or
+// one in the executable's data. Where the mappings could not be read it
+// says false for the rest, so that no registration is refused.
+func staticKey(k *Key) bool {
+	if k.builtin || k == &noValidateKey || k == &noTrackKey {
+		return true
+	}
+	lo, hi := executableRange()
+	a := uintptr(unsafe.Pointer(k))
+	return lo != hi && a >= lo && a < hi
 }
 
 func keyPtr(k *Key) unsafe.Pointer { return unsafe.Pointer(k) }

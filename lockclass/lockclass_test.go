@@ -992,6 +992,65 @@ func TestRegisterUnregisterKeyZapsClasses(t *testing.T) {
 	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
 }
 
+// staticKey is a package-level Key: static_obj, as a DEFINE'd key is.
+var staticKey lockclass.Key
+
+// lockdep_register_key and lockdep_unregister_key refuse a static key
+// (WARN_ON_ONCE(static_obj(key))): it is not registered, and its classes
+// are not zapped, so the order recorded under it stays.
+func TestRegisterAndUnregisterRefuseAStaticKey(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	lockclass.RegisterKey(&staticKey)
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "lockdep_register_key: key ")
+	require.Contains(t, rec.Last().Text, " is static")
+	rec.Clear()
+	var s lockclass.Mutex
+	s.Init(lockclass.WithValidator(v), lockclass.WithKey(&staticKey), lockclass.WithName("S"))
+	other := mutex(v, "other")
+	s.Lock()
+	other.Lock()
+	other.Unlock()
+	s.Unlock()
+	lockclass.UnregisterKey(&staticKey)
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "lockdep_unregister_key: key ")
+	require.Equal(t, 2, v.Stats().Classes, "nothing zapped")
+	rec.Clear()
+	other.Lock()
+	s.Lock() // other -> S closes S -> other
+	s.Unlock()
+	other.Unlock()
+	require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+}
+
+// lockdep_unregister_key might sleep (it waits for a grace period):
+// might_sleep comes first, even for a key that is then refused.
+func TestUnregisterKeyMightSleep(t *testing.T) {
+	rec := krulestest.Record(t)
+	k := registeredKey()
+	nonblock.StartAtomic()
+	lockclass.UnregisterKey(k)
+	nonblock.EndAtomic()
+	require.Equal(t, []krules.Kind{krules.SleepInAtomic}, rec.Kinds())
+}
+
+// WARN_ON_ONCE(!found && debug_locks): unregistering an unknown key is
+// quiet once validation is off.
+func TestUnregisteringAnUnknownKeyIsQuietWhileValidationIsOff(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	var m lockclass.Mutex
+	m.Init(lockclass.WithName("m"))
+	m.Lock()
+	lockclass.MightLock(&m) // AA: reported, validation off
+	m.Unlock()
+	require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+	lockclass.UnregisterKey(new(lockclass.Key))
+	require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+}
+
 // Zapping a key's classes (lockdep_unregister_key → zap_class) also drops
 // the dependencies other classes have on them; a lock using the key again
 // gets a fresh class and is tracked, and the fresh class takes the zapped
