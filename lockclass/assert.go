@@ -108,7 +108,7 @@ func AssertNoneHeld() {
 }
 
 // CheckNoLocksFreed reports "WARNING: held lock freed!" if the calling
-// goroutine holds a lock whose lock map lies in [p, p+size):
+// goroutine holds a lock whose lock map overlaps [p, p+size):
 // debug_check_no_locks_freed. The locks' Init and Destroy call it; code that
 // recycles memory holding locks (a pool, an allocator) can too.
 func CheckNoLocksFreed(p unsafe.Pointer, size uintptr) {
@@ -119,10 +119,12 @@ func CheckNoLocksFreed(p unsafe.Pointer, size uintptr) {
 	if t == nil {
 		return
 	}
+	// not_in_range: the lock map, not just its first byte, overlaps the
+	// memory.
 	from, to := uintptr(p), uintptr(p)+size
 	for i := range t.Lockdep.Held {
 		h := &t.Lockdep.Held[i]
-		if a := uintptr(h.Instance); a >= from && a < to {
+		if a := uintptr(h.Instance); a < to && a+unsafe.Sizeof(Map{}) > from {
 			g := (*class)(h.Class).g
 			if g.enabled.Load() && g.reportable(false) {
 				krules.Emit(freedReport(h, from, to))

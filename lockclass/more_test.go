@@ -626,7 +626,45 @@ func TestFreedRangeIncludesItsFirstByte(t *testing.T) {
 	require.Equal(t, "WARNING: held lock freed!", rec.Last().Headline)
 }
 
-// lock_is_held_type(l, 1) counts a recursive read hold (read_lock's read
+// debug_check_no_locks_freed tests the whole lock map against the freed
+// memory (not_in_range with sizeof(*hlock->instance)): freeing the last
+// byte of a held map, which starts before the memory, is reported.
+func TestFreedRangeOverlappingTheMapsEnd(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	m := lockclass.NewMap("freed_map")
+	m.Acquire()
+	lockclass.CheckNoLocksFreed(unsafe.Add(unsafe.Pointer(m), unsafe.Sizeof(*m)-1), 1)
+	m.Release()
+	require.Equal(t, []krules.Kind{krules.HeldLockFreed}, rec.Kinds())
+}
+
+// The nest lock is looked for as lock_is_held looks (match_held_lock):
+// a nest lock merged into a reference-counted entry of its class is held.
+func TestNestLockHeldThroughAMergedEntry(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	k := registeredKey()
+	o := mutex(v, "O")
+	var a1, a2 lockclass.Mutex
+	a1.Init(lockclass.WithValidator(v), lockclass.WithKey(k), lockclass.WithName("A"))
+	a2.Init(lockclass.WithValidator(v), lockclass.WithKey(k), lockclass.WithName("A"))
+	b := mutex(v, "B")
+	o.Lock()
+	a1.LockNestLock(o)
+	a2.LockNestLock(o) // merged into a1's entry
+	require.Len(t, task.Lookup().Lockdep.Held, 2)
+	b.LockNestLock(&a2)
+	require.Empty(t, rec.Kinds())
+	b.Unlock()
+	a2.Unlock()
+	a1.Unlock()
+	o.Unlock()
+	require.Empty(t, rec.Kinds())
+	require.Nil(t, task.Lookup())
+}
+
+// lock_is_held_type(l, 1) counts a recursive read hold// lock_is_held_type(l, 1) counts a recursive read hold (read_lock's read
 // = 2) as a read hold, and lockdep_assert_held_write fails on a read hold;
 // while validation is off the held state is unknown, and the held
 // assertions stay quiet (WARN_ON(debug_locks && ...)).

@@ -144,7 +144,7 @@ func (g *graph) lockAcquire(t *task.Task, hl *task.HeldLock, sync bool) (*krules
 	c.markUsage(hl.Read, hl.Check, sync)
 	hl.PrevChainKey = prev
 
-	if hl.NestLock != nil && !heldInstance(t, hl.NestLock) {
+	if hl.NestLock != nil && findHeld(t, (*Map)(hl.NestLock)) < 0 {
 		if g.reportable(false) {
 			return nestedNotTakenReport(t, hl), aNone, key
 		}
@@ -188,16 +188,6 @@ func (g *graph) lockAcquire(t *task.Task, hl *task.HeldLock, sync bool) (*krules
 		return rep, aNone, key
 	}
 	return nil, aPush, key
-}
-
-// heldInstance reports whether the goroutine holds the map at p.
-func heldInstance(t *task.Task, p unsafe.Pointer) bool {
-	for i := range t.Lockdep.Held {
-		if t.Lockdep.Held[i].Instance == p {
-			return true
-		}
-	}
-	return false
 }
 
 // validateChain runs the checks for a chain not seen before
