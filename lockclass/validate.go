@@ -145,6 +145,10 @@ func (g *graph) lockAcquire(t *task.Task, hl *task.HeldLock, sync bool) (*krules
 	hl.PrevChainKey = prev
 
 	if hl.NestLock != nil && findHeld(t, (*Map)(hl.NestLock)) < 0 {
+		// __lock_acquire checks the wait context before the nest lock.
+		if rep := g.checkWaitContext(t, hl, false); rep != nil {
+			return rep, aNone, key
+		}
 		if g.reportable(false) {
 			return nestedNotTakenReport(t, hl), aNone, key
 		}
@@ -206,6 +210,11 @@ func (g *graph) validateChain(t *task.Task, hl *task.HeldLock, key uint64, head,
 	g.syncing = sync
 	g.cacheMisses.Add(1)
 	held := t.Lockdep.Held
+	// The wait context comes first: __lock_acquire checks it before
+	// validate_chain caches the chain (add_chain_cache and its limits).
+	if rep := g.checkWaitContext(t, hl, true); rep != nil {
+		return rep
+	}
 	if len(g.chainList) >= g.v.lim.Chains {
 		if g.offLocked() {
 			return limitReport("BUG: MAX_LOCKDEP_CHAINS too low!")
@@ -223,9 +232,6 @@ func (g *graph) validateChain(t *task.Task, hl *task.HeldLock, key uint64, head,
 		hls = append(hls, chainLock{(*class)(held[i].Class), held[i].Read})
 	}
 
-	if rep := g.checkWaitContext(t, hl, true); rep != nil {
-		return rep
-	}
 	ret, rep := g.checkDeadlock(t, hl)
 	if rep == nil && ret != 0 && !head && ret != 2 {
 		rep = g.checkPrevsAdd(t, hl)

@@ -190,3 +190,35 @@ func TestNoValidateMutexInsideSpinLockIsInvalidWaitContext(t *testing.T) {
 	require.Regexp(t, `(?m)^[0-9a-f]{16} \(&dev->mutex\)\{`, rec.Last().Text)
 	require.Zero(t, v.Stats().Entries, "no dependency either way")
 }
+
+// __lock_acquire checks the wait context before anything else: before the
+// nest lock must be held (a spinlock_t inside a raw_spinlock_t, with a nest
+// lock not held, is an invalid wait context), and before validate_chain
+// caches the chain (with the chain table full, the wait context is still
+// what is reported).
+func TestWaitContextIsCheckedFirst(t *testing.T) {
+	for _, how := range []string{"nest lock not held", "chain table full"} {
+		t.Run(how, func(t *testing.T) {
+			rec := krulestest.Record(t)
+			opts := []lockclass.ValidatorOption{lockclass.ProveRawLockNesting()}
+			if how == "chain table full" {
+				opts = append(opts, lockclass.WithLimits(lockclass.Limits{Chains: 1}))
+			}
+			v := lockclass.NewValidator(opts...)
+			var r lockclass.RawSpinLock
+			r.Init(keyed(v, "&rq->lock")...)
+			var s, n lockclass.SpinLock
+			s.Init(keyed(v, "&dev->lock")...)
+			n.Init(keyed(v, "&dev->outer")...)
+			r.Lock()
+			if how == "nest lock not held" {
+				s.LockNestLock(&n)
+			} else {
+				s.Lock()
+			}
+			s.Unlock()
+			r.Unlock()
+			require.Equal(t, []krules.Kind{krules.InvalidWaitContext}, rec.Kinds())
+		})
+	}
+}
