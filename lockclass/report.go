@@ -225,13 +225,14 @@ func limitReport(msg string) *krules.Report {
 }
 
 // unregisteredKeyReport is lockdep_init_map_type's report for a key that is
-// neither static nor registered, followed by its DEBUG_LOCKS_WARN_ON(1).
+// neither static nor registered: the BUG line, then its
+// DEBUG_LOCKS_WARN_ON(1), which is a WARN() with its cut-here block.
 func unregisteredKeyReport(k *Key) *krules.Report {
 	msg := fmt.Sprintf("BUG: key %016x has not been registered!", uintptr(keyPtr(k)))
-	b := newReport(krules.LockdepMisuse, msg)
-	b.Printf("%s\nDEBUG_LOCKS_WARN_ON(1)\n", msg)
-	b.Dump()
-	return b.Report()
+	r := warnf(krules.LockdepMisuse, "DEBUG_LOCKS_WARN_ON(1)")
+	r.Headline = msg
+	r.Text = msg + "\n" + r.Text
+	return r
 }
 
 // depthReport is the MAX_LOCK_DEPTH report; the new lock is on the list.
