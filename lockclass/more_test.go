@@ -568,6 +568,34 @@ func TestRUnlockNonOwnerWithoutReadHold(t *testing.T) {
 	require.Equal(t, 1, rec.Len())
 }
 
+// DEBUG_RWSEMS_WARN_ON is WARN_ONCE and is not gated by debug_locks:
+// up_read_non_owner without a read hold warns even after a report turned
+// validation off, and only once; with KeepGoing too.
+func TestRUnlockNonOwnerWarnsOnceWhateverTheValidation(t *testing.T) {
+	for _, keepGoing := range []bool{false, true} {
+		t.Run(fmt.Sprint("keepGoing=", keepGoing), func(t *testing.T) {
+			rec := krulestest.Record(t)
+			var opts []lockclass.ValidatorOption
+			if keepGoing {
+				opts = append(opts, lockclass.KeepGoing())
+			}
+			v := lockclass.NewValidator(opts...)
+			m := mutex(v, "M")
+			m.Lock()
+			lockclass.MightLock(m) // AA
+			m.Unlock()
+			require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+			rec.Clear()
+			var s lockclass.RWSem
+			s.Init(lockclass.WithValidator(v), lockclass.WithName("S"))
+			s.RUnlockNonOwner()
+			s.RUnlockNonOwner()
+			require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
+			require.Contains(t, rec.Last().Text, "DEBUG_RWSEMS_WARN_ON(!is_rwsem_reader_owned(sem))")
+		})
+	}
+}
+
 // RLocker is sync.RWMutex.RLocker: the read side as a sync.Locker.
 func TestRWSemRLocker(t *testing.T) {
 	krulestest.Check(t)

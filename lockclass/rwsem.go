@@ -174,10 +174,17 @@ func (s *RWSem) RLockNonOwner() {
 // RUnlockNonOwner releases a hold taken with RLockNonOwner, from any
 // goroutine: up_read_non_owner. With no read hold to release it warns as
 // DEBUG_RWSEMS does ("DEBUG_RWSEMS_WARN_ON(!is_rwsem_reader_owned(sem))")
-// and leaves the semaphore alone.
+// and leaves the semaphore alone. DEBUG_RWSEMS_WARN_ON is a WARN_ONCE that
+// does not ask whether lockdep still validates, and then turns it off
+// (debug_locks_off).
 func (s *RWSem) RUnlockNonOwner() {
-	if !s.core.runlock() && compiledIn && enabled.Load() && s.dep.graph().reportable(false) {
-		krules.Emit(warnf(krules.LockdepMisuse, "DEBUG_RWSEMS_WARN_ON(!is_rwsem_reader_owned(sem))"))
+	if !s.core.runlock() && compiledIn && enabled.Load() {
+		if g := s.dep.graph(); g.warnOnce("up_read_non_owner") {
+			if !g.v.keepGoing {
+				g.off()
+			}
+			krules.Emit(warnf(krules.LockdepMisuse, "DEBUG_RWSEMS_WARN_ON(!is_rwsem_reader_owned(sem))"))
+		}
 	}
 }
 
