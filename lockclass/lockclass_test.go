@@ -94,6 +94,38 @@ func TestCircularReportLayout(t *testing.T) {
 	require.Regexp(t, `-> #1 \(&b->lock\)\S+:\n +lockclass\.\(\*Mutex\)\.Lock\+0x[0-9a-f]+ \S+\n +lockclass_test\.TestCircularReportLayout\+0x[0-9a-f]+ lockclass/lockclass_test\.go:\d+\n`, text)
 }
 
+// recordPairAside takes second under first and lets both go, in a frame of
+// its own: the stack a dependency is recorded with names it.
+//
+//go:noinline
+func recordPairAside(first, second *lockclass.Mutex) {
+	first.Lock()
+	second.Lock()
+	second.Unlock()
+	first.Unlock()
+}
+
+// print_circular_bug_entry prints each link with the stack saved when the
+// dependency was added (lock_list.trace), and only #0, the root, with the
+// current one (print_circular_bug's save_trace).
+func TestCircularReportLinksCarryTheirOwnStacks(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	a, b := mutex(v, "&a->lock"), mutex(v, "&b->lock")
+	recordPairAside(a, b) // A -> B
+	b.Lock()
+	a.Lock() // B -> A closes it
+	a.Unlock()
+	b.Unlock()
+	require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+	text := rec.Last().Text
+	one := strings.Index(text, "\n-> #1 (&b->lock)")
+	zero := strings.Index(text, "\n-> #0 (&a->lock)")
+	require.True(t, one >= 0 && zero > one, text)
+	require.Contains(t, text[one:zero], "lockclass_test.recordPairAside+")
+	require.NotContains(t, text[zero:], "recordPairAside")
+}
+
 func TestTwoLockCycleHasNoChainLineAndReadScenario(t *testing.T) {
 	rec := krulestest.Record(t)
 	v := lockclass.NewValidator()
@@ -185,6 +217,22 @@ func TestRecursiveReportLayout(t *testing.T) {
 		`but task is already holding lock:\n[0-9a-f]{16} \(&x->lock\)\{\+\.\+\.\}-\{2:2\}, at: .*\n\n`+
 		`other info that might help us debug this:\n Possible unsafe locking scenario:\n\n       CPU0\n       ----\n  lock\(&x->lock\);\n  lock\(&x->lock\);\n\n \*\*\* DEADLOCK \*\*\*\n\n May be due to missing lock nesting notation\n\n`+
 		`1 lock held by TestRecursiveReportLayout/\d+:\n #0: .*\n\nstack backtrace:\nCPU: `, r.Text)
+}
+
+// print_deadlock_bug prints the lock being acquired first and the held one
+// of the same class second: told apart by their instances.
+func TestRecursiveReportNamesTheNewInstanceFirst(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	k := registeredKey()
+	x1 := lockclass.NewMap("X", lockclass.WithValidator(v), lockclass.WithKey(k))
+	x2 := lockclass.NewMap("X", lockclass.WithValidator(v), lockclass.WithKey(k))
+	x1.Acquire()
+	x2.Acquire()
+	x1.Release()
+	require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, fmt.Sprintf("is trying to acquire lock:\n%016x (X)", uintptr(unsafe.Pointer(x2))))
+	require.Contains(t, rec.Last().Text, fmt.Sprintf("\nbut task is already holding lock:\n%016x (X)", uintptr(unsafe.Pointer(x1))))
 }
 
 // check_deadlock looks at every held lock, not only the top one: a class
@@ -299,7 +347,10 @@ func TestNestLock(t *testing.T) {
 		a.LockNestLock(x)
 		a.Unlock()
 		require.Equal(t, []krules.Kind{krules.NestedLockNotTaken}, rec.Kinds())
-		require.Contains(t, rec.Last().Text, "\nbut this task is not holding:\nX\n")
+		// print_lock_nested_lock_not_held dumps the stack twice: after the
+		// nest lock's name, and after the held locks.
+		require.Regexp(t, `(?s)\nbut this task is not holding:\nX\n\nstack backtrace:\nCPU: .*\nother info that might help us debug this:\nno locks held by [^\n]*\n\nstack backtrace:\nCPU: `, rec.Last().Text)
+		require.Equal(t, 2, strings.Count(rec.Last().Text, "stack backtrace:\n"))
 	})
 	t.Run("same class without nest lock", func(t *testing.T) {
 		rec := krulestest.Record(t)
