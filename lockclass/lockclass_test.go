@@ -483,6 +483,117 @@ func TestFullBFSQueueIsReported(t *testing.T) {
 	require.False(t, v.Enabled())
 }
 
+// The queue holds one element less than its size, as the kernel's
+// circular queue (__cq_full): a search that queues size-1 classes passes,
+// one more is "lockdep bfs error:-1"; the deepest queue is counted
+// (max_bfs_queue_depth).
+func TestBFSQueueBoundary(t *testing.T) {
+	for _, leaves := range []int{3, 4} {
+		t.Run(strconv.Itoa(leaves), func(t *testing.T) {
+			rec := krulestest.Record(t)
+			v := lockclass.NewValidator(lockclass.WithLimits(lockclass.Limits{BFSQueue: 4}))
+			a, z := mutex(v, "A"), mutex(v, "Z")
+			for i := range leaves {
+				m := mutex(v, "L"+strconv.Itoa(i))
+				a.Lock()
+				m.Lock() // A -> Li
+				m.Unlock()
+				a.Unlock()
+			}
+			z.Lock()
+			a.Lock() // the search from A for Z queues every Li
+			a.Unlock()
+			z.Unlock()
+			if leaves == 3 {
+				require.Zero(t, rec.Len())
+				require.Equal(t, 3, v.Stats().MaxBFSQueueDepth)
+				return
+			}
+			require.Equal(t, []krules.Kind{krules.LockdepLimit}, rec.Kinds())
+			require.Contains(t, rec.Last().Text, "lockdep bfs error:-1")
+		})
+	}
+}
+
+// /proc/lockdep's FD counts a class once, however many paths reach it:
+// Y, reached first through a recursive read (A -(ER)-> Y) and again
+// strongly (A -> Z -> Y), is one of A's three.
+func TestForwardCountCountsAClassReachedTwiceOnce(t *testing.T) {
+	krulestest.Check(t)
+	v := lockclass.NewValidator()
+	a := lockclass.NewMap("A", lockclass.WithValidator(v))
+	y := lockclass.NewMap("Y", lockclass.WithValidator(v))
+	z := lockclass.NewMap("Z", lockclass.WithValidator(v))
+	a.Acquire()
+	y.AcquireRead() // A -(ER)-> Y
+	y.Release()
+	z.Acquire() // A -> Z
+	y.Acquire() // Z -> Y
+	y.Release()
+	z.Release()
+	a.Release()
+	var out strings.Builder
+	require.NoError(t, v.WriteClasses(&out))
+	require.Regexp(t, `FD:    3 BD:    1 \+\.\+\.: A\n`, out.String())
+}
+
+// /proc/lockdep's BD follows strong paths backwards: through P1 held
+// shared (P1 -(SN)-> C), a recursive read of P1 (P2 -(ER)-> P1) does not
+// lead on, while an exclusive P1 (P1 -(ER)-> C) passes the way on to a
+// recursive read of it (P2 -(ER)-> P1 -(ER)-> C is strong).
+func TestBackwardCountFollowsStrongPaths(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		p1ToC  func(p1, c *lockclass.Map)
+		wantBD int
+	}{
+		{"P1 shared", func(p1, c *lockclass.Map) { p1.AcquireShared(); c.Acquire() }, 2},
+		{"P1 exclusive", func(p1, c *lockclass.Map) { p1.Acquire(); c.AcquireRead() }, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			krulestest.Check(t)
+			v := lockclass.NewValidator()
+			p1 := lockclass.NewMap("P1", lockclass.WithValidator(v))
+			p2 := lockclass.NewMap("P2", lockclass.WithValidator(v))
+			c := lockclass.NewMap("C", lockclass.WithValidator(v))
+			tc.p1ToC(p1, c)
+			c.Release()
+			p1.Release()
+			p2.Acquire()
+			p1.AcquireRead() // P2 -(ER)-> P1
+			p1.Release()
+			p2.Release()
+			var out strings.Builder
+			require.NoError(t, v.WriteClasses(&out))
+			require.Regexp(t, fmt.Sprintf(`FD:    1 BD:    %d \S+: C\n`, tc.wantBD), out.String())
+		})
+	}
+}
+
+// save_trace keeps one copy of identical stacks: two dependencies
+// recorded at the same stack share one trace; and a trace that does not
+// fit in MAX_STACK_TRACE_ENTRIES is "BUG: MAX_STACK_TRACE_ENTRIES too
+// low!".
+func TestStackTracesAreShared(t *testing.T) {
+	krulestest.Check(t)
+	v := lockclass.NewValidator()
+	for range 2 {
+		recordPairAside(mutex(v, "A"), mutex(v, "B"))
+	}
+	st := v.Stats()
+	require.Equal(t, 4, st.Entries, "two dependencies")
+	require.Equal(t, 1, st.StackTraces)
+}
+
+func TestStackTraceLimit(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator(lockclass.WithLimits(lockclass.Limits{StackTrace: 1}))
+	recordPairAside(mutex(v, "A"), mutex(v, "B"))
+	require.Equal(t, []krules.Kind{krules.LockdepLimit}, rec.Kinds())
+	require.Equal(t, "BUG: MAX_STACK_TRACE_ENTRIES too low!", rec.Last().Headline)
+	require.False(t, v.Enabled())
+}
+
 func TestTrylock(t *testing.T) {
 	t.Run("never the target of an edge", func(t *testing.T) {
 		rec := krulestest.Record(t)
