@@ -194,23 +194,25 @@ func (g *graph) register(cfg *mapConfig, key *Key, sub int) (*class, *krules.Rep
 	case &noTrackKey:
 		c.state.Store(stNoTrack)
 	}
-	// name_version: subclasses share their key's version; other classes
-	// with the same name count up (count_matching_names).
-	if base := g.lookup(key, 0); base != nil && sub != 0 {
-		c.version = base.version
-	} else {
-		for _, o := range g.classes {
-			if o != nil && o.key == key {
-				c.version = o.version
-				break
-			}
+	// name_version (count_matching_names): a subclass takes the version
+	// of its key's subclass-0 class, if that is registered; any other
+	// class one more than the highest version among the live classes of
+	// its name, so a zapped class's version is given again.
+	top := 0
+	for _, o := range g.classes {
+		if o == nil {
+			continue
 		}
-		if c.version == 0 {
-			c.version = g.names[name] + 1
+		if sub != 0 && o.key == key && o.sub == 0 {
+			c.version = o.version
+			break
+		}
+		if o.name == name {
+			top = max(top, o.version)
 		}
 	}
-	if c.version > g.names[name] {
-		g.names[name] = c.version
+	if c.version == 0 {
+		c.version = top + 1
 	}
 	// Take a free index, or a new one.
 	c.idx = len(g.classes)

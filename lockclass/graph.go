@@ -22,7 +22,6 @@ type graph struct {
 	classes    []*class // by index; nil slots are free
 	nclasses   int
 	maxIndex   int
-	names      map[string]int // name -> highest version
 	zapped     int
 	zappedCh   int
 	nameWarned bool
@@ -56,7 +55,7 @@ type classKey struct {
 }
 
 func newGraph(v *Validator) *graph {
-	g := &graph{v: v, names: map[string]int{}, traces: map[uint64][]*trace{}}
+	g := &graph{v: v, traces: map[uint64][]*trace{}}
 	g.classes = make([]*class, 1) // index 0 is never used, as in the kernel
 	g.chains.Store(newChainTable(1024))
 	g.enabled.Store(true)

@@ -594,6 +594,32 @@ func TestStackTraceLimit(t *testing.T) {
 	require.False(t, v.Enabled())
 }
 
+// The chain cache grows (at half load) past its first table of 1024
+// slots: 1501 chains are all cached, and taking them again validates
+// nothing.
+func TestChainCacheGrows(t *testing.T) {
+	krulestest.Check(t)
+	v := lockclass.NewValidator()
+	a := mutex(v, "A")
+	ls := make([]*lockclass.Mutex, 1500)
+	for i := range ls {
+		ls[i] = mutex(v, "L")
+	}
+	take := func() {
+		for _, l := range ls {
+			a.Lock()
+			l.Lock()
+			l.Unlock()
+			a.Unlock()
+		}
+	}
+	take()
+	st := v.Stats()
+	require.Equal(t, 1+len(ls), st.Chains, "A alone, then A, Li for each i")
+	take()
+	require.Equal(t, st.ChainCacheMisses, v.Stats().ChainCacheMisses)
+}
+
 func TestTrylock(t *testing.T) {
 	t.Run("never the target of an edge", func(t *testing.T) {
 		rec := krulestest.Record(t)
@@ -843,9 +869,9 @@ func TestClassesViewPrintsSubclassKeysOneByteApart(t *testing.T) {
 	v := lockclass.NewValidator()
 	k := registeredKey()
 	x := lockclass.NewMap("X", lockclass.WithValidator(v), lockclass.WithKey(k))
-	x1 := lockclass.NewMap("X", lockclass.WithValidator(v), lockclass.WithKey(k), lockclass.WithSubclass(1))
-	x.Acquire()
+	x.Acquire() // subclass 0 first: subclass 1 then shares its version
 	x.Release()
+	x1 := lockclass.NewMap("X", lockclass.WithValidator(v), lockclass.WithKey(k), lockclass.WithSubclass(1))
 	x1.Acquire()
 	x1.Release()
 	var out strings.Builder
@@ -871,6 +897,43 @@ func TestNameVersions(t *testing.T) {
 	require.NoError(t, v.WriteClasses(&out))
 	require.Contains(t, out.String(), ": &lock\n")
 	require.Contains(t, out.String(), "] &lock#2\n")
+}
+
+// count_matching_names: a subclass shares the version of its key's
+// subclass-0 class only if that is registered already; otherwise, like
+// any new class, it gets one more than the highest version among the live
+// classes of its name, so subclass 0 registered after subclass 1 is "X#2",
+// and a zapped class's version is given out again.
+func TestNameVersionsFollowTheLiveClasses(t *testing.T) {
+	krulestest.Check(t)
+	v := lockclass.NewValidator()
+	k := registeredKey()
+	x1 := lockclass.NewMap("X", lockclass.WithValidator(v), lockclass.WithKey(k), lockclass.WithSubclass(1))
+	x := lockclass.NewMap("X", lockclass.WithValidator(v), lockclass.WithKey(k))
+	x1.Acquire()
+	x1.Release()
+	x.Acquire()
+	x.Release()
+	var out strings.Builder
+	require.NoError(t, v.WriteClasses(&out))
+	require.Contains(t, out.String(), ": X/1\n")
+	require.Contains(t, out.String(), ": X#2\n")
+
+	a := mutex(v, "&lock")
+	kb := registeredKey()
+	b := lockclass.NewMap("&lock", lockclass.WithValidator(v), lockclass.WithKey(kb))
+	a.Lock()
+	a.Unlock()
+	b.Acquire() // &lock#2
+	b.Release()
+	lockclass.UnregisterKey(kb)
+	c := mutex(v, "&lock")
+	c.Lock() // &lock#2 again: the zapped class no longer counts
+	c.Unlock()
+	out.Reset()
+	require.NoError(t, v.WriteClasses(&out))
+	require.Contains(t, out.String(), ": &lock#2\n")
+	require.NotContains(t, out.String(), "&lock#3")
 }
 
 func TestInitSiteKeysAndZeroValueLocks(t *testing.T) {
