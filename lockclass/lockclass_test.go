@@ -1205,6 +1205,7 @@ func TestRegisterUnregisterKeyZapsClasses(t *testing.T) {
 	require.Equal(t, 2, before.Chains)
 	require.Zero(t, after.Chains, "the chains mentioning it are gone")
 	require.Equal(t, 2, after.ZappedChains)
+	require.Zero(t, after.ChainHlocks, "the zapped chains' hlocks are freed")
 	// No memory of the old order: the reverse is fine now.
 	lockclass.RegisterKey(&o.key)
 	other.Lock()
@@ -1296,6 +1297,7 @@ func TestZapDropsDependenciesOnTheClassAndFreesItsSlot(t *testing.T) {
 	other.Release()
 	maxIdx := v.Stats().MaxClassIndex
 	lockclass.UnregisterKey(k)
+	require.Zero(t, v.Stats().Entries, "both dependencies, before and after M, are gone")
 	var out strings.Builder
 	require.NoError(t, v.WriteClasses(&out))
 	require.Regexp(t, `FD:    1 BD:    1 \+\.\+\.: other\n\n`, out.String())

@@ -489,3 +489,21 @@ func TestSRCUReadSectionsNest(t *testing.T) {
 	s.ReadUnlock(outer)
 	require.False(t, lockclass.IsHeld(&s))
 }
+
+// A sync acquisition is never pushed (lock_sync), not even when it
+// reports and the validator keeps going: Synchronize inside its own read
+// section leaves nothing held once the section ends.
+func TestSyncThatReportsIsNotPushedWithKeepGoing(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator(lockclass.KeepGoing())
+	var s lockclass.SRCU
+	s.Init(lockclass.WithValidator(v), lockclass.WithName("&kvm->srcu"))
+	idx := s.ReadLock()
+	s.Synchronize()
+	s.ReadUnlock(idx)
+	// Validation stays on: RCU_LOCKDEP_WARN sees the SRCU held as well.
+	require.Equal(t, []krules.Kind{krules.RecursiveLocking, krules.SuspiciousRCU}, rec.Kinds())
+	require.False(t, lockclass.IsHeld(&s))
+	require.Nil(t, task.Lookup())
+}
