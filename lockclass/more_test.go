@@ -673,6 +673,46 @@ func TestFreedRangeOverlappingTheMapsEnd(t *testing.T) {
 	require.Equal(t, []krules.Kind{krules.HeldLockFreed}, rec.Kinds())
 }
 
+// not_in_range excludes a map that ends where the freed memory begins; and
+// debug_check_no_locks_freed reports the first held lock it finds in the
+// range and stops (break), even for a validator that keeps going.
+func TestFreedRangeStartingRightAfterTheMapAndOneReport(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	m := lockclass.NewMap("freed_map")
+	m.Acquire()
+	lockclass.CheckNoLocksFreed(unsafe.Add(unsafe.Pointer(m), unsafe.Sizeof(*m)), 1)
+	m.Release()
+	require.Empty(t, rec.Kinds())
+
+	v := lockclass.NewValidator(lockclass.KeepGoing())
+	var pair struct{ a, b lockclass.Mutex }
+	pair.a.Init(lockclass.WithValidator(v), lockclass.WithName("a"))
+	pair.b.Init(lockclass.WithValidator(v), lockclass.WithName("b"))
+	pair.a.Lock()
+	pair.b.Lock()
+	lockclass.CheckNoLocksFreed(unsafe.Pointer(&pair), unsafe.Sizeof(pair))
+	pair.b.Unlock()
+	pair.a.Unlock()
+	require.Equal(t, []krules.Kind{krules.HeldLockFreed}, rec.Kinds())
+}
+
+// A lock first taken under another and later alone is two chains: the
+// one-lock chain is its own, validated and cached when it is first seen.
+func TestOneLockChainOfALockFirstSeenUnderAnother(t *testing.T) {
+	krulestest.Check(t)
+	v := lockclass.NewValidator()
+	a, b := mutex(v, "A"), mutex(v, "B")
+	a.Lock()
+	b.Lock()
+	b.Unlock()
+	a.Unlock()
+	require.Equal(t, 2, v.Stats().Chains)
+	b.Lock()
+	b.Unlock()
+	require.Equal(t, 3, v.Stats().Chains)
+}
+
 // The nest lock is looked for as lock_is_held looks (match_held_lock):
 // a nest lock merged into a reference-counted entry of its class is held.
 func TestNestLockHeldThroughAMergedEntry(t *testing.T) {
