@@ -975,3 +975,18 @@ func TestDowngradeRevalidatesTheLocksAbove(t *testing.T) {
 	b.Unlock()
 	s.RUnlock()
 }
+
+// lock_unpin_lock with a cookie one too big takes pin_count to -1: "pin
+// count corrupted", and the count is reset to 0, so the release that
+// follows is not "releasing a pinned lock".
+func TestUnpinByOneTooManyIsCorruption(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	m := mutex(v, "M")
+	m.Lock()
+	c := lockclass.Pin(m)
+	lockclass.Unpin(m, c+1)
+	m.Unlock()
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "pin count corrupted")
+}
