@@ -990,3 +990,31 @@ func TestUnpinByOneTooManyIsCorruption(t *testing.T) {
 	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
 	require.Contains(t, rec.Last().Text, "pin count corrupted")
 }
+
+// lock_repin_lock adds back exactly the cookie: pin, unpin, repin and
+// unpin with one cookie leave the lock unpinned, and releasing it is quiet.
+func TestRepinAddsTheCookieBack(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	m := mutex(v, "M")
+	m.Lock()
+	c := lockclass.Pin(m)
+	lockclass.Unpin(m, c)
+	lockclass.Repin(m, c)
+	lockclass.Unpin(m, c)
+	m.Unlock()
+	require.Empty(t, rec.Kinds())
+}
+
+// A dependency takes two list entries (add_lock_to_list, forwards and
+// backwards): with room for three, the second dependency does not fit.
+func TestEntriesLimitCountsTwoPerDependency(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator(lockclass.WithLimits(lockclass.Limits{Entries: 3}))
+	a, b, c := mutex(v, "A"), mutex(v, "B"), mutex(v, "C")
+	recordPairAside(a, b)
+	require.Empty(t, rec.Kinds())
+	recordPairAside(a, c)
+	require.Equal(t, []krules.Kind{krules.LockdepLimit}, rec.Kinds())
+	require.Equal(t, "BUG: MAX_LOCKDEP_ENTRIES too low!", rec.Last().Headline)
+}
