@@ -207,19 +207,18 @@ func RCUBarrier() {
 // rcuLockdepWarn is RCU_LOCKDEP_WARN for a condition that held at site (a
 // name for a site inside lockclass): it warns only while lockdep looks
 // (debug_lockdep_rcu_enabled: debug_locks, and t not inside Off), once per
-// site (its static __warned), and lockdep_rcu_suspicious prints only if it
-// was the one to turn validation off (debug_locks_off), as every lockdep
-// report does.
+// site (its static __warned). Unlike the lock-order reports it leaves
+// validation on: v6.12's lockdep_rcu_suspicious does not call
+// debug_locks_off.
 func rcuLockdepWarn(t *task.Task, site, msg string) {
-	g := rcuLockMap.graph()
-	if lockdepEnabled(t, rcuLockMap) && g.warnOnce(site) && g.reportable(false) {
+	if lockdepEnabled(t, rcuLockMap) && rcuLockMap.graph().warnOnce(site) {
 		rcuSuspicious(msg)
 	}
 }
 
 // rcuSuspicious is lockdep_rcu_suspicious's report: the site, the message,
-// the scheduler and debug_locks state, the held locks, the backtrace. The
-// debug_locks it prints was read before debug_locks_off, so it is 1.
+// the scheduler and debug_locks state, the held locks, the backtrace. Only
+// a validating goroutine warns, so the debug_locks it prints is 1.
 func rcuSuspicious(msg string) {
 	b := newReport(krules.SuspiciousRCU, "WARNING: suspicious RCU usage")
 	b.Header()
