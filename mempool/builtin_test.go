@@ -251,13 +251,11 @@ func TestPoisonReportWindow(t *testing.T) {
 	require.NoError(t, p.Close())
 }
 
-// mempool_resize takes surplus reserve elements out through remove_element,
-// which checks their poison: a bad first byte is reported, with the count
-// left in the reserve.
-func TestResizeChecksThePoisonOfTheSurplus(t *testing.T) {
-	rec := krulestest.Record(t)
-	z := newZone(t, 4<<20)
-	p, err := mempool.NewKmallocPool(3, z, 64, mempool.WithDebug(true))
+// poisonedReserveOfThree makes a debug kmalloc pool of three 64-byte
+// elements and cycles its reserve once, so that each element was poisoned
+// as it came back: the reserve holds x[0], x[1], x[2], newest last.
+func poisonedReserveOfThree(t *testing.T) (*mempool.Pool[[]byte], [3][]byte) {
+	p, err := mempool.NewKmallocPool(3, newZone(t, 4<<20), 64, mempool.WithDebug(true))
 	require.NoError(t, err)
 	var x [3][]byte
 	for i := range x {
@@ -268,6 +266,15 @@ func TestResizeChecksThePoisonOfTheSurplus(t *testing.T) {
 	for _, b := range x {
 		p.Free(b)
 	}
+	return p, x
+}
+
+// mempool_resize takes surplus reserve elements out through remove_element,
+// which checks their poison: a bad first byte is reported, with the count
+// left in the reserve.
+func TestResizeChecksThePoisonOfTheSurplus(t *testing.T) {
+	rec := krulestest.Record(t)
+	p, x := poisonedReserveOfThree(t)
 	x[2][0] = 0xee
 	require.NoError(t, p.Resize(2))
 	require.Equal(t, []krules.Kind{krules.MempoolPoison}, rec.Kinds())
@@ -279,18 +286,7 @@ func TestResizeChecksThePoisonOfTheSurplus(t *testing.T) {
 // found there names the count left below the element (poison_error's nr).
 func TestPoisonMismatchAtCloseNamesTheReserveLeft(t *testing.T) {
 	rec := krulestest.Record(t)
-	z := newZone(t, 4<<20)
-	p, err := mempool.NewKmallocPool(3, z, 64, mempool.WithDebug(true))
-	require.NoError(t, err)
-	var x [3][]byte
-	for i := range x {
-		b, ok := p.AllocPreallocated()
-		require.True(t, ok)
-		x[i] = b
-	}
-	for _, b := range x {
-		p.Free(b) // the reserve holds x[0], x[1], x[2], newest last
-	}
+	p, x := poisonedReserveOfThree(t)
 	x[1][3] = 0xee
 	x[0][0] = 0xee // the first byte is checked too
 	require.NoError(t, p.Close())
