@@ -713,6 +713,28 @@ func TestOneLockChainOfALockFirstSeenUnderAnother(t *testing.T) {
 	require.Equal(t, 3, v.Stats().Chains)
 }
 
+// A release puts back the chain key of the locks left held
+// (lock_release's curr->curr_chain_key = hlock->prev_chain_key): A then C
+// is one chain whether or not B came and went under A in between, so
+// taking C under A both ways caches three chains, not four.
+func TestReleaseRestoresTheChainKeyBelow(t *testing.T) {
+	krulestest.Check(t)
+	v := lockclass.NewValidator()
+	a, b, c := mutex(v, "A"), mutex(v, "B"), mutex(v, "C")
+	a.Lock()
+	b.Lock()
+	b.Unlock()
+	c.Lock() // chain A, C
+	c.Unlock()
+	a.Unlock()
+	require.Equal(t, 3, v.Stats().Chains) // A; A, B; A, C
+	a.Lock()
+	c.Lock() // the same chain A, C, cached
+	c.Unlock()
+	a.Unlock()
+	require.Equal(t, 3, v.Stats().Chains)
+}
+
 // The nest lock is looked for as lock_is_held looks (match_held_lock):
 // a nest lock merged into a reference-counted entry of its class is held.
 func TestNestLockHeldThroughAMergedEntry(t *testing.T) {
