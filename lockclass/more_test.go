@@ -735,6 +735,46 @@ func TestReleaseRestoresTheChainKeyBelow(t *testing.T) {
 	require.Equal(t, 3, v.Stats().Chains)
 }
 
+// A release from under the top puts back the chain key below the lock
+// released before the locks above it are taken again (lock_release's
+// curr->curr_chain_key = hlock->prev_chain_key, then
+// reacquire_held_locks): C taken again on A after B, between them, went
+// is the chain A, C, the one taking C under A caches.
+func TestReleaseFromUnderTheTopRestoresTheChainKeyBelow(t *testing.T) {
+	krulestest.Check(t)
+	v := lockclass.NewValidator()
+	a, b, c := mutex(v, "A"), mutex(v, "B"), mutex(v, "C")
+	a.Lock()
+	b.Lock()
+	c.Lock()
+	b.Unlock() // C taken again on A: the chain A, C
+	c.Unlock()
+	a.Unlock()
+	require.Equal(t, 4, v.Stats().Chains) // A; A, B; A, B, C; A, C
+	a.Lock()
+	c.Lock() // the same chain A, C, cached
+	c.Unlock()
+	a.Unlock()
+	require.Equal(t, 4, v.Stats().Chains)
+}
+
+// Releasing a pinned lock warns only while lockdep validates: after a
+// report has turned validation off (debug_locks_off), lock_release returns
+// at once (!lockdep_enabled()), so the pin goes unremarked.
+func TestReleasingAPinnedLockIsQuietOnceValidationIsOff(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	m := mutex(v, "M")
+	z := lockclass.NewMap("Z", lockclass.WithValidator(v))
+	m.Lock()
+	lockclass.Pin(m)
+	z.Release() // a bad unlock balance: validation off
+	require.False(t, v.Enabled())
+	m.Unlock()
+	require.Equal(t, []krules.Kind{krules.BadUnlockBalance}, rec.Kinds())
+	require.Nil(t, task.Lookup())
+}
+
 // The nest lock is looked for as lock_is_held looks (match_held_lock):
 // a nest lock merged into a reference-counted entry of its class is held.
 func TestNestLockHeldThroughAMergedEntry(t *testing.T) {
@@ -757,6 +797,36 @@ func TestNestLockHeldThroughAMergedEntry(t *testing.T) {
 	a1.Unlock()
 	o.Unlock()
 	require.Empty(t, rec.Kinds())
+	require.Nil(t, task.Lookup())
+}
+
+// find_held_lock takes a reference-counted entry for the lock released only
+// if it is of that lock's class: releasing a lock not held, while a merged
+// entry of another class is, is a bad unlock balance and leaves the merged
+// entry's references alone.
+func TestReleaseOfAnUnheldLockLeavesAnotherClassMergedEntry(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	k := registeredKey()
+	o := mutex(v, "O")
+	z := lockclass.NewMap("Z", lockclass.WithValidator(v))
+	z.Acquire() // Z's class registered: the search has a class to match
+	z.Release()
+	var a1, a2 lockclass.Mutex
+	a1.Init(lockclass.WithValidator(v), lockclass.WithKey(k), lockclass.WithName("A"))
+	a2.Init(lockclass.WithValidator(v), lockclass.WithKey(k), lockclass.WithName("A"))
+	o.Lock()
+	a1.LockNestLock(o)
+	a2.LockNestLock(o) // merged into a1's entry
+	z.Release()
+	require.Equal(t, []krules.Kind{krules.BadUnlockBalance}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "is trying to release lock (Z) at:")
+	held := task.Lookup().Lockdep.Held
+	require.Len(t, held, 2)
+	require.EqualValues(t, 2, held[1].References)
+	a2.Unlock()
+	a1.Unlock()
+	o.Unlock()
 	require.Nil(t, task.Lookup())
 }
 
