@@ -101,6 +101,18 @@ func TestSynchronizeRCUInsideReadSection(t *testing.T) {
 	require.Contains(t, r.Text, "(rcu_read_lock)")
 }
 
+// RCU_LOCKDEP_WARN warns once (its static __warned): a second
+// synchronize_rcu() in a read section is might_sleep's BUG alone.
+func TestSuspiciousSynchronizeRCUWarnsOnce(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	lockclass.RCUReadLock()
+	lockclass.SynchronizeRCU()
+	lockclass.SynchronizeRCU()
+	lockclass.RCUReadUnlock()
+	require.Equal(t, []krules.Kind{krules.SuspiciousRCU, krules.SleepInAtomic, krules.SleepInAtomic}, rec.Kinds())
+}
+
 // synchronize_rcu waits for the readers that began before it; call_rcu's callback runs after a grace period in
 // an atomic section.
 func TestSynchronizeRCUWaitsForReaders(t *testing.T) {
@@ -375,6 +387,28 @@ func TestRCUReadLockHeldWhileValidationIsOff(t *testing.T) {
 	defer lockclass.SetEnabled(lockclass.SetEnabled(false))
 	require.True(t, lockclass.RCUReadLockHeld())
 	lockclass.AssertInRCUReadLock()
+}
+
+// A read section entered while validation is switched off is a plain one:
+// rcu_lock_map is not tracked (no entry on the held-lock stack), and its
+// release once validation is back on finds it untracked, not a bad unlock
+// balance. A lock held from before makes the record the read section finds
+// at once (RCUReadLock's own way, not nonblock's).
+func TestRCUReadLockWhileSwitchedOffIsUntracked(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	var m lockclass.Mutex
+	m.Init(lockclass.WithName("m"))
+	m.Lock()
+	prev := lockclass.SetEnabled(false)
+	defer lockclass.SetEnabled(prev)
+	lockclass.RCUReadLock()
+	require.Len(t, task.Lookup().Lockdep.Held, 1, "m alone")
+	lockclass.SetEnabled(prev)
+	lockclass.RCUReadUnlock()
+	m.Unlock()
+	require.Empty(t, rec.Kinds())
+	require.Nil(t, task.Lookup())
 }
 
 // synchronize_rcu() and rcu_barrier() sleep (wait_rcu_gp's completion,
