@@ -3,6 +3,7 @@
 package lockclass_test
 
 import (
+	"context"
 	"fmt"
 	"runtime"
 	"strings"
@@ -596,6 +597,42 @@ func TestRUnlockNonOwnerWarnsOnceWhateverTheValidation(t *testing.T) {
 	}
 }
 
+// With validation switched off the semaphore is a plain one: up_read_non_owner
+// without a read hold is quiet (SetEnabled turns every check off, the
+// DEBUG_RWSEMS one too).
+func TestRUnlockNonOwnerQuietWhileSwitchedOff(t *testing.T) {
+	rec := krulestest.Record(t)
+	var s lockclass.RWSem
+	s.Init(lockclass.WithValidator(lockclass.NewValidator()), lockclass.WithName("S"))
+	defer lockclass.SetEnabled(lockclass.SetEnabled(false))
+	s.RUnlockNonOwner()
+	require.Empty(t, rec.Kinds())
+	require.False(t, s.IsLocked())
+}
+
+// down_read_nested and down_read_killable take the semaphore for read as
+// down_read does (read = 1, not a recursive read): a second down_read of a
+// semaphore the goroutine holds for read is "possible recursive locking
+// detected" (check_deadlock lets only a recursive read, read = 2, pass).
+func TestRWSemSecondReadHoldIsRecursiveLocking(t *testing.T) {
+	for name, rlock := range map[string]func(*testing.T, *lockclass.RWSem){
+		"RLockNested":   func(_ *testing.T, s *lockclass.RWSem) { s.RLockNested(0) },
+		"RLockKillable": func(t *testing.T, s *lockclass.RWSem) { require.NoError(t, s.RLockKillable(context.Background())) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			rec := krulestest.Record(t)
+			var s lockclass.RWSem
+			s.Init(lockclass.WithValidator(lockclass.NewValidator()), lockclass.WithName("S"))
+			s.RLock()
+			rlock(t, &s)
+			require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+			s.RUnlock()
+			s.RUnlock()
+			require.Nil(t, task.Lookup())
+		})
+	}
+}
+
 // RLocker is sync.RWMutex.RLocker: the read side as a sync.Locker.
 func TestRWSemRLocker(t *testing.T) {
 	krulestest.Check(t)
@@ -772,6 +809,36 @@ func TestReleasingAPinnedLockIsQuietOnceValidationIsOff(t *testing.T) {
 	require.False(t, v.Enabled())
 	m.Unlock()
 	require.Equal(t, []krules.Kind{krules.BadUnlockBalance}, rec.Kinds())
+	require.Nil(t, task.Lookup())
+}
+
+// Once validation is off the locks above one released are pushed back as
+// they were, not acquired again: a lock of the class below, taken under
+// the same nest lock, keeps its own entry rather than merging into the
+// one below it (__lock_acquire's nest_lock merge is part of an
+// acquisition lockdep no longer makes).
+func TestReleaseOnceValidationIsOffKeepsTheEntriesAbove(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	k := registeredKey()
+	x, a := mutex(v, "X"), mutex(v, "A")
+	z := lockclass.NewMap("Z", lockclass.WithValidator(v))
+	var y1, y2 lockclass.Mutex
+	y1.Init(lockclass.WithValidator(v), lockclass.WithKey(k), lockclass.WithName("Y"))
+	y2.Init(lockclass.WithValidator(v), lockclass.WithKey(k), lockclass.WithName("Y"))
+	x.Lock()
+	y1.LockNestLock(x)
+	a.Lock()
+	y2.LockNestLock(x) // not merged: A is on top
+	z.Release()        // a bad unlock balance: validation off
+	require.Equal(t, []krules.Kind{krules.BadUnlockBalance}, rec.Kinds())
+	a.Unlock()
+	held := task.Lookup().Lockdep.Held
+	require.Len(t, held, 3, "X, Y, Y")
+	require.Zero(t, held[2].References)
+	y2.Unlock()
+	y1.Unlock()
+	x.Unlock()
 	require.Nil(t, task.Lookup())
 }
 
