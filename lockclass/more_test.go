@@ -597,6 +597,26 @@ func TestRUnlockNonOwnerWarnsOnceWhateverTheValidation(t *testing.T) {
 	}
 }
 
+// DEBUG_RWSEMS_WARN_ON turns validation off after its warning
+// (debug_locks_off), unless the validator keeps going.
+func TestRUnlockNonOwnerWarningTurnsValidationOff(t *testing.T) {
+	for _, keepGoing := range []bool{false, true} {
+		t.Run(fmt.Sprint("keepGoing=", keepGoing), func(t *testing.T) {
+			rec := krulestest.Record(t)
+			var opts []lockclass.ValidatorOption
+			if keepGoing {
+				opts = append(opts, lockclass.KeepGoing())
+			}
+			v := lockclass.NewValidator(opts...)
+			var s lockclass.RWSem
+			s.Init(lockclass.WithValidator(v), lockclass.WithName("S"))
+			s.RUnlockNonOwner()
+			require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
+			require.Equal(t, keepGoing, v.Enabled())
+		})
+	}
+}
+
 // With validation switched off the semaphore is a plain one: up_read_non_owner
 // without a read hold is quiet (SetEnabled turns every check off, the
 // DEBUG_RWSEMS one too).
