@@ -917,7 +917,7 @@ func TestReleaseOfAnUnheldLockLeavesAnotherClassMergedEntry(t *testing.T) {
 	require.Nil(t, task.Lookup())
 }
 
-// lock_is_held_type(l, 1) counts a recursive read hold// lock_is_held_type(l, 1) counts a recursive read hold (read_lock's read
+// lock_is_held_type(l, 1) counts a recursive read hold (read_lock's read
 // = 2) as a read hold, and lockdep_assert_held_write fails on a read hold;
 // while validation is off the held state is unknown, and the held
 // assertions stay quiet (WARN_ON(debug_locks && ...)).
