@@ -346,3 +346,16 @@ func TestPCPRefillStaysAboveTheWatermark(t *testing.T) {
 	require.Equal(t, low+1, st.Free, "one block: the headroom was 3 pages")
 	require.Zero(t, st.PCP)
 }
+
+// An empty per-CPU list of order > 0 is refilled with batch >> order
+// blocks, not batch blocks: nr_pcp_alloc scales the batch to the order, so
+// that a refill moves about batch pages whatever the order.
+func TestPCPRefillScalesTheBatchToTheOrder(t *testing.T) {
+	krulestest.Check(t)
+	z := newZone(t, 128<<20, gfp.WithShards(1), gfp.WithoutKswapd())
+	require.Contains(t, z.ZoneInfo(), "batch: 7\n")
+	p, err := z.AllocPages(1, gfp.Kernel)
+	require.NoError(t, err)
+	defer z.FreePages(p, 1)
+	require.Equal(t, int64(2<<1), z.Stats().PCP, "three order-1 blocks taken, one handed out")
+}
