@@ -91,7 +91,13 @@ func (z *Zone) rmqueue(order int, headroom int64, kind uint32) *Page {
 	if order < pcpOrders {
 		s := z.lockShard()
 		if len(s.lists[order]) == 0 {
-			n := max(1, z.pcpBatch>>order)
+			// nr_pcp_alloc scales the batch to the order, but takes
+			// at least two blocks unless the batch is one (a small
+			// zone's: then nothing is to linger on the list).
+			n := 1
+			if z.pcpBatch > 1 {
+				n = max(z.pcpBatch>>order, 2)
+			}
 			n = int(min(int64(n), headroom>>order))
 			z.pcpRefill(s, order, max(n, 1))
 		}

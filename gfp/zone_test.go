@@ -359,3 +359,15 @@ func TestPCPRefillScalesTheBatchToTheOrder(t *testing.T) {
 	defer z.FreePages(p, 1)
 	require.Equal(t, int64(2<<1), z.Stats().PCP, "three order-1 blocks taken, one handed out")
 }
+
+// A refill takes at least two blocks when the batch is over one, even where
+// batch >> order is less (nr_pcp_alloc: max(batch >> order, 2)).
+func TestPCPRefillTakesAtLeastTwoBlocks(t *testing.T) {
+	krulestest.Check(t)
+	z := newZone(t, 128<<20, gfp.WithShards(1), gfp.WithoutKswapd())
+	require.Contains(t, z.ZoneInfo(), "batch: 7\n")
+	p, err := z.AllocPages(3, gfp.Kernel)
+	require.NoError(t, err)
+	defer z.FreePages(p, 3)
+	require.Equal(t, int64(1<<3), z.Stats().PCP, "two order-3 blocks taken, one handed out")
+}
