@@ -332,3 +332,39 @@ func TestKmallocUnderSpinLockReportsOnce(t *testing.T) {
 		})
 	}
 }
+
+// A size class's slab is the smallest order that holds four objects, so
+// kmalloc-8k's slabs are order 3 with four objects (its /proc/slabinfo line:
+// objperslab 4, pagesperslab 8), and the zone counts the slab's pages, not
+// its slabs (nr_slab_unreclaimable).
+func TestKmallocSlabOfTheLargestClassHoldsFourObjects(t *testing.T) {
+	rec := krulestest.Record(t)
+	z := newZone(t, 4<<20, gfp.WithShards(1))
+	b, err := z.Alloc(gfp.KmallocMaxCacheSize, gfp.Kernel)
+	require.NoError(t, err)
+	require.Equal(t, int64(8), z.Stats().SlabPages)
+	z.Free(b)
+	z.Free(b)
+	require.Regexp(t, `^BUG kmalloc-8k \(.*\): Object already free$`, rec.Last().Headline)
+	require.Contains(t, rec.Last().Text, " objects=4 zone=")
+}
+
+// A class keeps one empty slab for reuse and gives the pages of the others
+// back (SLUB's min_partial, reduced): of nine kmalloc-8k slabs, the 36
+// objects freed leave 20 in the shard's magazine (five slabs) and drain 16,
+// which empty four slabs, of which one is kept.
+func TestKmallocKeepsOneEmptySlab(t *testing.T) {
+	krulestest.Check(t)
+	z := newZone(t, 4<<20, gfp.WithShards(1))
+	var bs [][]byte
+	for range 36 {
+		b, err := z.Alloc(gfp.KmallocMaxCacheSize, gfp.Kernel)
+		require.NoError(t, err)
+		bs = append(bs, b)
+	}
+	require.Equal(t, int64(9*8), z.Stats().SlabPages)
+	for _, b := range bs {
+		z.Free(b)
+	}
+	require.Equal(t, int64(6*8), z.Stats().SlabPages)
+}

@@ -119,6 +119,7 @@ func TestAllocationFailureReport(t *testing.T) {
 	// show_free_areas' fields in the kernel's order, the free blocks, then
 	// __show_mem's totals.
 	require.Regexp(t, `\nNode 0 Normal free:1024kB boost:0kB min:1024kB low:\d+kB high:\d+kB reserved_highatomic:0KB present:\d+kB managed:\d+kB free_pcp:\d+kB\nlowmem_reserve\[\]: 0 0 0 0\nNode 0 Normal: (\d+\*\d+kB ){11}= \d+kB\n`, r.Text)
+	require.Regexp(t, `\nNode 0 Normal: (\d+\*\d+kB ){11}= 1024kB\n`, r.Text, "the blocks add up to the free pages, not to their count")
 	require.Contains(t, r.Text, fmt.Sprintf("kB\n%d pages RAM\n0 pages HighMem/MovableOnly\n0 pages reserved\n", z.Pages()))
 	require.Contains(t, r.Text, "gfp.(*Zone).AllocPages+")
 
