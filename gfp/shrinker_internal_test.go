@@ -64,3 +64,24 @@ func TestShrinkArithmeticIsDoShrinkSlabs(t *testing.T) {
 	s.shrink(Kernel, 0)
 	require.EqualValues(t, 2*freeable, s.Deferred(), "4000 capped at 2*freeable")
 }
+
+// A Scan that reports more scanned than it was asked to scan (nr_scanned)
+// uses up that much of the scan: do_shrink_slab takes nr_scanned, not
+// nr_to_scan, off total_scan. Half of 1000 objects is 500: two batches
+// that each count twice a batch leave -12, so no third batch.
+func TestShrinkCountsWhatScanSaysItScanned(t *testing.T) {
+	calls := 0
+	s := &Shrinker{
+		Name:  "overscan",
+		Seeks: 0,
+		Count: func(*ShrinkControl) uint64 { return 1000 },
+		Scan: func(sc *ShrinkControl) uint64 {
+			calls++
+			sc.NrScanned = 2 * sc.NrToScan
+			return sc.NrToScan
+		},
+	}
+	_, scanned := s.shrink(Kernel, 12)
+	require.Equal(t, 2, calls)
+	require.EqualValues(t, 4*ShrinkBatch, scanned)
+}

@@ -199,6 +199,11 @@ func TestVmallocOnAHeapArenaTakesOneBlock(t *testing.T) {
 	require.Equal(t, free-4, accounted(z))
 	z.Kvfree(b)
 	require.Equal(t, free, accounted(z))
+	b, err = z.Vmalloc(4*gfp.PageSize, gfp.Kernel)
+	require.NoError(t, err)
+	require.Equal(t, free-4, accounted(z), "four pages fill an order-2 block: no order more")
+	z.Vfree(b)
+	require.Equal(t, free, accounted(z))
 	runtime.KeepAlive(b)
 }
 
