@@ -253,3 +253,20 @@ func TestFailslabSkipsTrylockRequests(t *testing.T) {
 	require.ErrorIs(t, err, gfp.ErrNoMemory, "GFP_NOWAIT may spin, and is failed")
 	require.Equal(t, int64(1), z.Stats().SlabFaultsInjected)
 }
+
+// kvmalloc falls back to vmalloc only above a page: a failed kmalloc of a
+// page or less is the answer (__kvmalloc_node_noprof: ret || size <=
+// PAGE_SIZE).
+func TestKvmallocOfAPageDoesNotFallBackToVmalloc(t *testing.T) {
+	krulestest.Check(t)
+	z := newZone(t, 4<<20)
+	a := quietAttr(100, 1)
+	a.IgnoreGFPWait = false
+	z.InjectSlabFaults(a)
+	_, err := z.Kvmalloc(gfp.PageSize, gfp.Kernel)
+	require.ErrorIs(t, err, gfp.ErrNoMemory)
+	b, err := z.Kvmalloc(gfp.PageSize+1, gfp.Kernel)
+	require.NoError(t, err, "above a page, vmalloc takes over")
+	require.True(t, z.IsVmalloc(b))
+	z.Kvfree(b)
+}

@@ -132,3 +132,14 @@ func TestKswapdRunConsumesThePendingOrder(t *testing.T) {
 	z.balancePgdat(make(chan struct{}))
 	require.Zero(t, z.kswapd.order.Load())
 }
+
+// /proc/zoneinfo's node_unreclaimable is pgdat->kswapd_failures >=
+// MAX_RECLAIM_RETRIES: set from the sixteenth failed run, not the
+// seventeenth.
+func TestNodeUnreclaimableFromMaxReclaimRetriesFailures(t *testing.T) {
+	z := quietZone(t)
+	z.kswapd.failures.Store(MaxReclaimRetries - 1)
+	require.Contains(t, z.ZoneInfo(), "node_unreclaimable:  0\n")
+	z.kswapd.failures.Store(MaxReclaimRetries)
+	require.Contains(t, z.ZoneInfo(), "node_unreclaimable:  1\n")
+}
