@@ -85,3 +85,23 @@ func TestShrinkCountsWhatScanSaysItScanned(t *testing.T) {
 	require.Equal(t, 2, calls)
 	require.EqualValues(t, 4*ShrinkBatch, scanned)
 }
+
+// zone_reclaimable_pages, which krules takes from the shrinkers' last
+// Count, forgets a shrinker's objects once its Count says it has none:
+// should_reclaim_retry must not go on counting pages that are gone.
+func TestReclaimablePagesForgetsAnEmptyShrinker(t *testing.T) {
+	z := quietZone(t)
+	var n uint64 = 100
+	s := &Shrinker{
+		Name:  "emptied",
+		Count: func(*ShrinkControl) uint64 { return n },
+		Scan:  func(*ShrinkControl) uint64 { return ShrinkStop },
+	}
+	require.NoError(t, z.RegisterShrinker(s))
+	defer z.UnregisterShrinker(s)
+	s.shrink(Kernel, DefPriority)
+	require.EqualValues(t, 100, z.reclaimablePages())
+	n = 0
+	s.shrink(Kernel, DefPriority)
+	require.Zero(t, z.reclaimablePages())
+}
