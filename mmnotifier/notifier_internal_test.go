@@ -82,3 +82,32 @@ func TestAddressSpaceFreedWithNotifiersIsReported(t *testing.T) {
 	mm.count.Store(2) // mended, for Unregister and the test's Exit
 	sub.Unregister()
 }
+
+// mmu_notifier_register pins the structure (mmgrab) and
+// mmu_notifier_unregister drops that pin (mmdrop) after the grace period:
+// exactly one each, or the address space is freed under a notifier or never.
+func TestRegisterPinsTheAddressSpaceOnceAndUnregisterUnpinsIt(t *testing.T) {
+	krulestest.Check(t)
+	mm := testMM(t)
+	require.Equal(t, int32(1), mm.count.Load(), "the users' pin")
+	sub, err := Register(mm, plainNotifier{})
+	require.NoError(t, err)
+	require.Equal(t, int32(2), mm.count.Load())
+	sub.Unregister()
+	require.Equal(t, int32(1), mm.count.Load())
+}
+
+// mmu_notifier_unregister's BUG_ON(atomic_read(&mm->mm_count) <= 0): an
+// unregistration that finds the structure unpinned. Only a broken reference
+// count gets there, so the test breaks it: at zero, not only below.
+func TestUnregisterOfAnUnpinnedAddressSpaceIsReported(t *testing.T) {
+	mm := testMM(t)
+	rec := krulestest.Record(t)
+	sub, err := Register(mm, plainNotifier{})
+	require.NoError(t, err)
+	mm.count.Store(0)
+	sub.Unregister()
+	require.Equal(t, []krules.Kind{krules.NotifierMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "BUG_ON(atomic_read(&mm->mm_count) <= 0)")
+	mm.count.Store(1) // mended, for the test's Exit
+}

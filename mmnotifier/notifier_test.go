@@ -655,3 +655,30 @@ func TestNonBlockableEndCallbacksMayNotSleep(t *testing.T) {
 	require.Len(t, rec.Kinds(), 1)
 	require.Contains(t, rec.Last().Text, "sleepyEnd")
 }
+
+// uncomparableAlloc is an Allocator whose dynamic type cannot be compared
+// (it holds a slice), so Get could not find its notifier again.
+type uncomparableAlloc struct {
+	made *int
+	_    []int
+}
+
+func (a uncomparableAlloc) AllocNotifier(*mmnotifier.MM) (mmnotifier.Notifier, error) {
+	*a.made++
+	return (&mmnotifier.Funcs{}).Notifier(), nil
+}
+
+func (uncomparableAlloc) FreeNotifier(mmnotifier.Notifier) {}
+
+// mmu_notifier_get finds its notifier by the ops pointer; Get finds it by
+// comparing Allocators, so it refuses one it could not compare, before
+// allocating, rather than panic on the second Get.
+func TestGetRefusesAnUncomparableAllocator(t *testing.T) {
+	krulestest.Check(t)
+	mm := newMM(t)
+	made := 0
+	sub, err := mmnotifier.Get(mm, uncomparableAlloc{made: &made})
+	require.ErrorContains(t, err, "comparable")
+	require.Nil(t, sub)
+	require.Zero(t, made)
+}
