@@ -2,6 +2,7 @@ package mmnotifier
 
 import (
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -110,4 +111,29 @@ func TestUnregisterOfAnUnpinnedAddressSpaceIsReported(t *testing.T) {
 	require.Equal(t, []krules.Kind{krules.NotifierMisuse}, rec.Kinds())
 	require.Contains(t, rec.Last().Text, "BUG_ON(atomic_read(&mm->mm_count) <= 0)")
 	mm.count.Store(1) // mended, for the test's Exit
+}
+
+// The kernel edits the notifier list under subscriptions->lock; modifyList
+// copies it outside the lock (a spin lock, where allocating is not
+// allowed), so an edit made from a list that changed meanwhile is made
+// again, from the new list, rather than lose the other change.
+func TestListEditFromAStaleListIsMadeAgain(t *testing.T) {
+	krulestest.Check(t)
+	mm := testMM(t)
+	a, err := Register(mm, plainNotifier{})
+	require.NoError(t, err)
+	subs := mm.subs.Load()
+	var b *Subscription
+	edits := 0
+	subs.modifyList(func(list []*Subscription) []*Subscription {
+		if edits++; edits == 1 {
+			b, err = Register(mm, plainNotifier{}) // lands meanwhile
+			require.NoError(t, err)
+		}
+		return slices.DeleteFunc(slices.Clone(list), func(x *Subscription) bool { return x == a })
+	}, func([]*Subscription) { a.hashed.Store(false) })
+	require.Equal(t, 2, edits)
+	require.Equal(t, []*Subscription{b}, *subs.list.Load())
+	a.Unregister()
+	b.Unregister()
 }

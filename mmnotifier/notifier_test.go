@@ -682,3 +682,48 @@ func TestGetRefusesAnUncomparableAllocator(t *testing.T) {
 	require.Nil(t, sub)
 	require.Zero(t, made)
 }
+
+// __mmu_notifier_release ends with a grace period so that exit_mmap does not
+// unmap and free the pages while a Release that mmu_notifier_unregister
+// started is still running.
+func TestExitWaitsForAReleaseThatUnregisterStarted(t *testing.T) {
+	krulestest.Check(t)
+	mm := newMM(t)
+	entered, leave := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	var rss atomic.Int64
+	f := &mmnotifier.Funcs{Release: func(mm *mmnotifier.MM) {
+		if calls.Add(1) != 1 {
+			return // exit's own Release of the notifier
+		}
+		close(entered)
+		<-leave
+		rss.Store(mm.RSS()) // checked on the test's goroutine
+	}}
+	sub, err := mmnotifier.Register(mm, f.Notifier())
+	require.NoError(t, err)
+	mapTouched(t, mm, 1)
+	unregistered := make(chan struct{})
+	go func() {
+		sub.Unregister()
+		close(unregistered)
+	}()
+	<-entered
+	exited := make(chan struct{})
+	go func() {
+		mm.Exit()
+		close(exited)
+	}()
+	waited := true
+	select {
+	case <-exited:
+		waited = false
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(leave)
+	<-exited
+	<-unregistered
+	require.True(t, waited, "Exit did not wait for Unregister's Release")
+	require.EqualValues(t, 1, rss.Load(), "the page was unmapped under the running Release")
+	require.EqualValues(t, 2, calls.Load())
+}
