@@ -2,6 +2,7 @@ package krules
 
 import (
 	"bytes"
+	"runtime"
 	"testing"
 	"time"
 	"unsafe"
@@ -195,6 +196,10 @@ func TestGoroutineReturningWithLocksHeldIsReportedAndReaped(t *testing.T) {
 	require.Contains(t, r.Text, "1 lock held by leaky/"+itoa(id)+":\n #0: ")
 	require.Contains(t, r.Text, "(&dev->lock){+.+.}-{3:3}")
 	require.Equal(t, Goroutine{ID: id, Name: "leaky"}, r.Goroutine)
+	// The trace starts at the API function that found it, not at the
+	// helpers that lay the report out.
+	top, _ := runtime.CallersFrames(r.Stack).Next()
+	require.Equal(t, "github.com/krules/krules.ReapExited", top.Function)
 	require.Nil(t, task.LookupID(id), "the dead goroutine's record is gone")
 }
 

@@ -75,6 +75,7 @@ func TestHungTaskReportNamesAnUnnamedWaiterByItsEntry(t *testing.T) {
 	rs := newHungTaskCheck(time.Second).check(time.Unix(2, 0), []*task.Waiter{w})
 	require.Len(t, rs, 1)
 	require.Equal(t, "INFO: task TestHungTaskReportNamesAnUnnamedWaiterByItsEntry:9 blocked for more than 2 seconds.", rs[0].Headline)
+	require.Equal(t, pcs, rs[0].Stack, "the hung goroutine's stack, not the detector's")
 	// sched_show_task's comm is TASK_COMM_LEN-1 characters; a task without
 	// locks is not in debug_show_all_locks' list.
 	require.Contains(t, rs[0].Text, "\ntask:TestHungTaskRep state:D stack:0     pid:9     tgid:1     ppid:0      flags:0x00000000\n")

@@ -297,3 +297,13 @@ func foreignClaim(t *testing.T) *Claim {
 	t.Cleanup(other.Close)
 	return other
 }
+
+// ReapExited counts the records it reclaimed, not the records it looked
+// at: the caller's own, live, is neither reclaimed nor counted.
+func TestReapExitedCountsOnlyTheRecordsItReclaims(t *testing.T) {
+	SetName("reaper")
+	defer SetName("")
+	ReapExited() // earlier tests' goroutines that have returned since
+	require.Zero(t, ReapExited())
+	require.NotNil(t, task.Lookup(), "the caller's record stays")
+}
