@@ -260,14 +260,20 @@ func TestNonBlockableIntervalRefusalUndoesTheStart(t *testing.T) {
 		_, err := InsertInterval(mm, 0x10000+uint64(i)*page, page, o)
 		require.NoError(t, err)
 	}
+	list := &Funcs{}
+	_, err := Register(mm, list.Notifier())
+	require.NoError(t, err)
 	r := NewRange(mm, EventUnmap, 0x10000, 0x13000)
 	mm.mmapLock.RLock()
-	err := InvalidateRangeStartNonblock(&r)
+	err = InvalidateRangeStartNonblock(&r)
 	mm.mmapLock.RUnlock()
 	require.ErrorIs(t, err, ErrAgain)
 	require.Len(t, first.calls(), 1)
 	require.Len(t, refusing.calls(), 1)
 	require.Empty(t, last.calls(), "the walk stops at the refusal")
+	// __mmu_notifier_invalidate_range_start returns the interval tree's
+	// error before it walks the list.
+	require.Zero(t, list.Counts().Starts)
 	seq, active := state(mm)
 	require.Zero(t, active, "undone: the caller must not call end")
 	require.Zero(t, seq%2, "and the tree is unfrozen")
