@@ -19,3 +19,15 @@ func TestEveryKindHasAFamily(t *testing.T) {
 	require.Equal(t, FamilyLockdep, HungTask.Family())
 	require.Zero(t, kindCount.Family())
 }
+
+// Every kind has its name; the zero Kind and those past the last are
+// "unknown", the name a report of no kind would print.
+func TestKindNames(t *testing.T) {
+	for k := Kind(1); k < kindCount; k++ {
+		require.NotEmpty(t, k.String(), "kind %d", int(k))
+		require.NotEqual(t, "unknown", k.String(), "kind %d", int(k))
+	}
+	require.Equal(t, "circular-dependency", CircularDependency.String())
+	require.Equal(t, "unknown", Kind(0).String())
+	require.Equal(t, "unknown", kindCount.String())
+}
