@@ -14,6 +14,8 @@ func TestEveryKindHasAFamily(t *testing.T) {
 	}
 	require.Equal(t, FamilyLockdep, CircularDependency.Family())
 	require.Equal(t, FamilySleep, SleepInAtomic.Family())
+	require.Equal(t, FamilyMMNotifier, NotifierMisuse.Family())
+	require.Equal(t, FamilyMempool, MempoolDeadlock.Family())
 	// khungtaskd's report is lockdep's kind: with lockdep it lists the held
 	// locks (debug_show_all_locks).
 	require.Equal(t, FamilyLockdep, HungTask.Family())
