@@ -577,3 +577,22 @@ func TestEndAfterAFailedNonblockStartIsRefused(t *testing.T) {
 	require.Zero(t, active)
 	require.Zero(t, seq%2)
 }
+
+// __mmu_interval_notifier_insert with no invalidation active finds the
+// sequence even, or WARN_ON(mn_itree_is_invalidating(subscriptions)). Only
+// broken bookkeeping gets there, so the test breaks it.
+func TestInsertWithTheTreeOddAndNoInvalidationIsReported(t *testing.T) {
+	mm := testMM(t)
+	rec := krulestest.Record(t)
+	_, err := InsertInterval(mm, 0x10000, page, &seqOps{})
+	require.NoError(t, err)
+	subs := mm.subs.Load()
+	even := subs.seq.Load()
+	require.Zero(t, even%2)
+	subs.seq.Store(even | 1)
+	_, err = InsertInterval(mm, 0x20000, page, &seqOps{})
+	require.NoError(t, err)
+	require.Equal(t, []krules.Kind{krules.NotifierMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "WARN_ON(mn_itree_is_invalidating(subscriptions))")
+	subs.seq.Store(even) // mended, for the test's Exit
+}
