@@ -596,3 +596,20 @@ func TestInsertWithTheTreeOddAndNoInvalidationIsReported(t *testing.T) {
 	require.Contains(t, rec.Last().Text, "WARN_ON(mn_itree_is_invalidating(subscriptions))")
 	subs.seq.Store(even) // mended, for the test's Exit
 }
+
+// mmu_interval_notifier_remove outside an invalidation finds the interval
+// in the tree, or WARN_ON(RB_EMPTY_NODE(...)). Only broken bookkeeping gets
+// there, so the test breaks it.
+func TestRemoveOfAnIntervalMissingFromTheTreeIsReported(t *testing.T) {
+	mm := testMM(t)
+	rec := krulestest.Record(t)
+	sub, err := InsertInterval(mm, 0x10000, page, &seqOps{})
+	require.NoError(t, err)
+	subs := mm.subs.Load()
+	subs.lock.Lock()
+	subs.unlink(sub)
+	subs.lock.Unlock()
+	sub.Remove()
+	require.Equal(t, []krules.Kind{krules.NotifierMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "WARN_ON(RB_EMPTY_NODE(&interval_sub->interval_tree.rb))")
+}
