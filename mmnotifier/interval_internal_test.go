@@ -252,6 +252,16 @@ func TestRemoveWaitsForTheRunningInvalidation(t *testing.T) {
 	require.Len(t, a.calls(), 1)
 }
 
+// unmapNonblock starts a non-blockable EventUnmap invalidation of
+// [start, end) under the mmap_lock read side, as the OOM reaper does, and
+// returns its result.
+func unmapNonblock(mm *MM, start, end uint64) error {
+	r := NewRange(mm, EventUnmap, start, end)
+	mm.mmapLock.RLock()
+	defer mm.mmapLock.RUnlock()
+	return InvalidateRangeStartNonblock(&r)
+}
+
 func TestNonBlockableIntervalRefusalUndoesTheStart(t *testing.T) {
 	krulestest.Check(t)
 	mm := testMM(t)
@@ -263,11 +273,7 @@ func TestNonBlockableIntervalRefusalUndoesTheStart(t *testing.T) {
 	list := &Funcs{}
 	_, err := Register(mm, list.Notifier())
 	require.NoError(t, err)
-	r := NewRange(mm, EventUnmap, 0x10000, 0x13000)
-	mm.mmapLock.RLock()
-	err = InvalidateRangeStartNonblock(&r)
-	mm.mmapLock.RUnlock()
-	require.ErrorIs(t, err, ErrAgain)
+	require.ErrorIs(t, unmapNonblock(mm, 0x10000, 0x13000), ErrAgain)
 	require.Len(t, first.calls(), 1)
 	require.Len(t, refusing.calls(), 1)
 	require.Empty(t, last.calls(), "the walk stops at the refusal")
@@ -287,11 +293,7 @@ func TestListRefusalAfterIntervalsUndoesTheIntervalStart(t *testing.T) {
 	f := &Funcs{Start: func(*Range) error { return ErrAgain }}
 	_, err = Register(mm, f.Notifier())
 	require.NoError(t, err)
-	r := NewRange(mm, EventUnmap, 0x10000, 0x11000)
-	mm.mmapLock.RLock()
-	err = InvalidateRangeStartNonblock(&r)
-	mm.mmapLock.RUnlock()
-	require.ErrorIs(t, err, ErrAgain)
+	require.ErrorIs(t, unmapNonblock(mm, 0x10000, 0x11000), ErrAgain)
 	seq, active := state(mm)
 	require.Zero(t, active, "deviation: the kernel would leave this at 1 for good")
 	require.Zero(t, seq%2)
@@ -306,11 +308,7 @@ func TestListRefusalWithoutIntervalsLeavesTheIntervalStateAlone(t *testing.T) {
 	f := &Funcs{Start: func(*Range) error { return ErrAgain }}
 	_, err := Register(mm, f.Notifier())
 	require.NoError(t, err)
-	r := NewRange(mm, EventUnmap, 0x10000, 0x11000)
-	mm.mmapLock.RLock()
-	err = InvalidateRangeStartNonblock(&r)
-	mm.mmapLock.RUnlock()
-	require.ErrorIs(t, err, ErrAgain)
+	require.ErrorIs(t, unmapNonblock(mm, 0x10000, 0x11000), ErrAgain)
 	seq, active := state(mm)
 	require.Zero(t, active)
 	require.Equal(t, uint64(2), seq)
