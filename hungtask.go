@@ -28,7 +28,8 @@ const hungTaskWarnings = 10
 //	INFO: task NAME:ID blocked for more than N seconds.
 //
 // followed by its stack and, as with lockdep, every held lock in the system
-// (ShowAllLocks), the owners of the lock it waits for first. As the
+// (ShowAllLocks), the owners of the lock it waits for first (the kernel
+// prints that list once, after the reports of one check). As the
 // kernel's check_hung_task, it reports a goroutine that stays blocked again
 // each timeout (the kernel finds it hung again at every check, whose
 // interval defaults to the timeout), N growing, and makes at most 10
@@ -145,7 +146,14 @@ func hungTaskReport(w *task.Waiter, all []*task.Waiter, now time.Time, last bool
 	// created it, 0 once that has gone (!pid_alive).
 	b.Printf("task:%-15.15s state:D stack:%-5d pid:%-5d tgid:%-5d ppid:%-6d flags:0x%08x\n", comm, 0, w.ID, 1, lineage.Live()[w.ID], 0)
 	splat.CallTrace(&b.Builder, w.Stack)
-	// The blocker, as CONFIG_DETECT_HUNG_TASK_BLOCKER names it.
+	if last {
+		b.WriteString("Future hung task reports are suppressed, see sysctl kernel.hung_task_warnings\n")
+	}
+	// v6.12 names no blocker (the "likely owned by" line is
+	// CONFIG_DETECT_HUNG_TASK_BLOCKER's, v6.15): debug_show_all_locks,
+	// which check_hung_uninterruptible_tasks calls once the tasks are
+	// shown, is where the owner appears, and this report lists the owners
+	// of the awaited lock first so that it is found at once.
 	var owners, rest []*task.Waiter
 	for _, o := range all {
 		if o != w && w.On != nil && o.Holds(w.On) {
@@ -153,13 +161,6 @@ func hungTaskReport(w *task.Waiter, all []*task.Waiter, now time.Time, last bool
 		} else {
 			rest = append(rest, o)
 		}
-	}
-	for _, o := range owners {
-		oc, _ := waiterWho(o)
-		b.Printf("INFO: task %s:%d is blocked on a lock likely owned by task %s:%d.\n", comm, w.ID, oc, o.ID)
-	}
-	if last {
-		b.WriteString("Future hung task reports are suppressed, see sysctl kernel.hung_task_warnings\n")
 	}
 	showLocks(&b.Builder, append(owners, rest...), nil)
 	return b.Report()

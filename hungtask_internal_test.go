@@ -59,7 +59,9 @@ func TestHungTaskCheckCadenceAndWarnings(t *testing.T) {
 	require.Len(t, rs, 7)
 	for i, r := range rs {
 		require.Equal(t, ws[i].ID, r.Goroutine.ID)
-		require.Equal(t, i == 6, strings.Contains(r.Text, "\nFuture hung task reports are suppressed, see sysctl kernel.hung_task_warnings\n"), "report %d", i)
+		// hung_task_info's order: the trace, the suppression notice, then
+		// debug_show_all_locks.
+		require.Equal(t, i == 6, strings.Contains(r.Text, " </TASK>\nFuture hung task reports are suppressed, see sysctl kernel.hung_task_warnings\n\nShowing all locks held in the system:\n"), "report %d", i)
 	}
 	require.Empty(t, h.check(t0.Add(20*timeout), ws))
 	_, kept := h.reported[w]
