@@ -97,9 +97,11 @@ func Emit(r *Report) {
 				return
 			}
 			r.Suppressed, l.missed = l.missed, 0
-		}
-		if r.Suppressed > 0 {
-			fmt.Fprintf(s.out, "krules: %d %s reports suppressed\n", r.Suppressed, r.Kind)
+			// A report limited where it is raised (bad_page's) says
+			// so in its own text; this line is for Emit's limits.
+			if r.Suppressed > 0 {
+				fmt.Fprintf(s.out, "krules: %d %s reports suppressed\n", r.Suppressed, r.Kind)
+			}
 		}
 		io.WriteString(s.out, r.Text)
 	}
@@ -177,7 +179,9 @@ func OnReport(fn func(*Report)) (remove func()) {
 type Stats struct {
 	// Reports counts every report raised, by kind, printed or not.
 	Reports map[Kind]int
-	// Suppressed counts unclaimed reports the rate limits kept quiet.
+	// Suppressed counts unclaimed reports Emit's rate limits kept quiet;
+	// a report its package keeps quiet (a bad page past gfp's burst) is
+	// never emitted, and counted nowhere here.
 	Suppressed int
 	// Tainted says whether any report was raised.
 	Tainted bool

@@ -340,6 +340,19 @@ func TestASingleSuppressedReportIsSaid(t *testing.T) {
 	require.Contains(t, out.String(), "krules: 1 sleep-in-atomic reports suppressed\nBUG: sleeping function called from invalid context at d.go:3")
 }
 
+// A report that its package limited (bad_page's) says so in its own text:
+// Emit, which has no limit for its kind, prints it as it is.
+func TestAReportLimitedWhereRaisedIsPrintedAsItIs(t *testing.T) {
+	out := unclaimed(t)
+	b := NewReport(BadPage, "BUG: Bad page state in process x  pfn:00001", 0)
+	b.Printf("BUG: Bad page state: 2 messages suppressed\n%s\n", b.Headline())
+	r := b.Report()
+	r.Suppressed = 2
+	Emit(r)
+	require.Equal(t, r.Text, out.String())
+	require.Equal(t, 2, r.Suppressed)
+}
+
 // Logf ends every line with one newline, the format's own or its.
 func TestLogfEndsEachLineOnce(t *testing.T) {
 	out := unclaimed(t)

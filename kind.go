@@ -61,7 +61,8 @@ const (
 	// GFPMisuse: a WARNING for a GFP combination the kernel warns about.
 	GFPMisuse
 	// BadPage: "BUG: Bad page state in process NAME  pfn:N", a page block
-	// freed twice, with the wrong order, or to the wrong zone.
+	// freed twice, with the wrong order, or to the wrong zone; a zone
+	// reports 60 a minute at most, as bad_page does.
 	BadPage
 	// SlabError: "BUG kmalloc-N (...): Object already free" and the other
 	// kfree checks (a pointer kmalloc did not return, a misaligned one).

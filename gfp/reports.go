@@ -3,9 +3,12 @@ package gfp
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/krules/krules"
+	"github.com/krules/krules/internal/splat"
 )
 
 // The allocator's reports: warn_alloc's failure report, WARN_ON_ONCE for
@@ -144,11 +147,69 @@ func reportForeignPage(z *Zone, p *Page) {
 	z.badPage(pfn, s, reason)
 }
 
-// badPage writes bad_page()'s report: the headline, dump_page's lines and
-// the stack.
+// badPageBurst and badPageQuiet are bad_page()'s rate limit: a burst of 60
+// reports, then quiet until a minute after the first of the burst.
+const (
+	badPageBurst = 60
+	badPageQuiet = time.Minute
+)
+
+// badPageLimit is bad_page()'s static resume, nr_shown and nr_unshown,
+// which krules keeps per zone: a new zone starts with a fresh burst.
+type badPageLimit struct {
+	mu      sync.Mutex
+	resume  time.Time // when a new burst may start: the burst's first + 1 min
+	shown   int       // reports of this burst
+	unshown int       // reports kept quiet since the burst filled
+}
+
+// allow is bad_page's decision at time now: whether the report is shown,
+// and if so how many were kept quiet before it (to be said first). Once
+// the burst is full, reports are quiet while now is before resume
+// (time_before(jiffies, resume)); the first one after starts a new burst.
+func (l *badPageLimit) allow(now time.Time) (show bool, suppressed int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.shown == badPageBurst {
+		if now.Before(l.resume) {
+			l.unshown++
+			return false, 0
+		}
+		suppressed, l.unshown, l.shown = l.unshown, 0, 0
+	}
+	if l.shown == 0 {
+		l.resume = now.Add(badPageQuiet)
+	}
+	l.shown++
+	return true, suppressed
+}
+
+// badPage is bad_page(): the headline, dump_page's lines, print_modules'
+// line and the stack, rate limited as the kernel does: of the bad pages of
+// one zone, a burst of 60 is reported, then none until a minute after the
+// first of the burst; the next report is preceded by "BUG: Bad page state:
+// N messages suppressed" and carries N in its Suppressed. A page kept quiet
+// is never emitted: no sink sees it (a claim, such as krulestest.Record,
+// does not get it, hooks do not run, krules.ReportStats neither counts it
+// in Reports nor in Suppressed, which are Emit's own limits), but it
+// taints the process all the same (add_taint runs either way), and the
+// caller leaves the page as it would after a report. A page of no zone has
+// no limit to consult and is always reported.
 func (z *Zone) badPage(pfn uint64, s uint32, reason string) {
+	suppressed := 0
+	if z != nil {
+		show, n := z.badPages.allow(time.Now())
+		if !show {
+			splat.Taint()
+			return
+		}
+		suppressed = n
+	}
 	headline := fmt.Sprintf("BUG: Bad page state in process %s  pfn:%05x", krules.CurrentGoroutine().Name, pfn)
 	b := krules.NewReport(krules.BadPage, headline, 0)
+	if suppressed > 0 {
+		b.Printf("BUG: Bad page state: %d messages suppressed\n", suppressed)
+	}
 	ref := 0
 	if k := stateKind(s); k == pgAlloc || k == pgLarge || k == pgSlab {
 		ref = 1
@@ -163,5 +224,7 @@ func (z *Zone) badPage(pfn uint64, s uint32, reason string) {
 	b.Printf("page dumped because: %s\n", reason)
 	b.Printf("Modules linked in:\n")
 	b.Dump()
-	krules.Emit(b.Report())
+	r := b.Report()
+	r.Suppressed = suppressed
+	krules.Emit(r)
 }

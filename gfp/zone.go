@@ -58,6 +58,7 @@ type Zone struct {
 	oom        oomState
 	stats      zoneStats
 	once       warnOnce
+	badPages   badPageLimit
 	vm         vmAreas // the vmalloc areas (vmalloc.go)
 
 	failPage atomic.Pointer[FaultAttr]
