@@ -192,13 +192,20 @@ func (r *Resv) snapshot(usage Usage) []resvFence {
 	return out
 }
 
-// Fences iterates over the fences of usage and every lower usage, with the
-// usage each was added with: dma_resv_for_each_fence, or with the lock not
-// held dma_resv_for_each_fence_unlocked (the iteration then sees a
-// snapshot).
+// Fences iterates over the unsignalled fences of usage and every lower
+// usage, with the usage each was added with: dma_resv_for_each_fence_unlocked.
+// It needs no lock, as the kernel's walks the list under RCU; it walks the
+// list as it was when the iteration began (where the kernel's would restart
+// on a change) and, as dma_resv_iter_walk_unlocked, passes over a fence
+// already signalled when it is reached. The lock holder's iterator,
+// dma_resv_for_each_fence, which also yields signalled fences, has no
+// counterpart.
 func (r *Resv) Fences(usage Usage) iter.Seq2[*Fence, Usage] {
 	return func(yield func(*Fence, Usage) bool) {
 		for _, rf := range r.snapshot(usage) {
+			if rf.f.IsSignaled() {
+				continue
+			}
 			if !yield(rf.f, rf.usage) {
 				return
 			}
@@ -207,12 +214,11 @@ func (r *Resv) Fences(usage Usage) iter.Seq2[*Fence, Usage] {
 }
 
 // TestSignaled reports whether every fence of usage and lower is
-// signalled: dma_resv_test_signaled.
+// signalled: dma_resv_test_signaled, which is true when the unlocked
+// iteration yields nothing.
 func (r *Resv) TestSignaled(usage Usage) bool {
-	for f := range r.Fences(usage) {
-		if !f.IsSignaled() {
-			return false
-		}
+	for range r.Fences(usage) {
+		return false
 	}
 	return true
 }
@@ -231,9 +237,6 @@ func (r *Resv) WaitTimeout(usage Usage, timeout time.Duration) time.Duration {
 		left = 1 // dma_resv_wait_timeout's "timeout ? timeout : 1"
 	}
 	for f := range r.Fences(usage) {
-		if f.IsSignaled() {
-			continue
-		}
 		if left = f.WaitTimeout(left); left <= 0 {
 			return left
 		}
@@ -245,9 +248,6 @@ func (r *Resv) WaitTimeout(usage Usage, timeout time.Duration) time.Duration {
 // dma_resv_wait_timeout(intr = true). It returns nil or ctx.Err().
 func (r *Resv) Wait(ctx context.Context, usage Usage) error {
 	for f := range r.Fences(usage) {
-		if f.IsSignaled() {
-			continue
-		}
 		if err := f.Wait(ctx); err != nil {
 			return err
 		}

@@ -46,10 +46,21 @@ func TestResvFences(t *testing.T) {
 	require.Zero(t, r.WaitTimeout(dmafence.UsageKernel, time.Millisecond))
 	require.NoError(t, k.Signal())
 	require.True(t, r.TestSignaled(dmafence.UsageKernel))
+	// dma_resv_for_each_fence_unlocked passes over signalled fences, even
+	// one signalled after the iteration began.
+	require.Equal(t, map[*dmafence.Fence]dmafence.Usage{w: dmafence.UsageWrite, rd: dmafence.UsageRead, bk: dmafence.UsageBookkeep}, collect(r, dmafence.UsageBookkeep))
+	var seen []*dmafence.Fence
+	for f := range r.Fences(dmafence.UsageBookkeep) {
+		if len(seen) == 0 {
+			require.NoError(t, rd.Signal())
+		}
+		seen = append(seen, f)
+	}
+	require.Equal(t, []*dmafence.Fence{w, bk}, seen)
 	require.Positive(t, r.WaitTimeout(dmafence.UsageKernel, time.Millisecond))
 	require.False(t, r.TestSignaled(dmafence.UsageBookkeep))
 	go func() {
-		for _, f := range []*dmafence.Fence{w, rd, bk} {
+		for _, f := range []*dmafence.Fence{w, bk} {
 			time.Sleep(time.Millisecond)
 			_ = f.Signal()
 		}
@@ -73,6 +84,7 @@ func TestResvReplace(t *testing.T) {
 	require.NoError(t, f2.Signal())
 	r.AddFence(other, dmafence.UsageBookkeep) // a signalled fence's slot is reused
 	require.Equal(t, map[*dmafence.Fence]dmafence.Usage{other: dmafence.UsageBookkeep}, collect(r, dmafence.UsageBookkeep))
+	require.Equal(t, []*dmafence.Fence{other}, dmafence.Listed(r), "f2's slot, not a new one")
 	r.Unlock()
 }
 
@@ -264,7 +276,7 @@ func TestResvReserveFencesCountsAsTheKernel(t *testing.T) {
 	require.NoError(t, first[0].Signal())
 	require.NoError(t, first[1].Signal())
 	require.NoError(t, r.ReserveFences(1))
-	require.Len(t, collect(r, dmafence.UsageBookkeep), 2, "growing drops the signalled fences")
+	require.Len(t, dmafence.Listed(r), 2, "growing drops the signalled fences")
 	add(6)
 	require.Zero(t, rec.Len(), "the room grew to twice 4")
 	r.Unlock()
@@ -292,7 +304,7 @@ func TestResvReserveFencesWithinAndFarBeyondTheRoom(t *testing.T) {
 	r.AddFence(dmafence.New(dmafence.ContextAlloc(1), 1), dmafence.UsageWrite)
 	require.NoError(t, done.Signal())
 	require.NoError(t, r.ReserveFences(2))
-	require.Contains(t, collect(r, dmafence.UsageWrite), done, "2 more fit in 4: nothing is copied, nothing dropped")
+	require.Contains(t, dmafence.Listed(r), done, "2 more fit in 4: nothing is copied, nothing dropped")
 
 	for range 3 { // the first takes the signalled fence's slot
 		r.AddFence(dmafence.New(dmafence.ContextAlloc(1), 1), dmafence.UsageRead)

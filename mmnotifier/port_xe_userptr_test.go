@@ -38,6 +38,7 @@ type xeVM struct {
 
 	timeline uint64
 	seqno    atomic.Uint64
+	last     *dmafence.Fence // the last job's fence; under resv
 	jobs     chan *xeJob
 	done     chan struct{}
 
@@ -275,9 +276,9 @@ func (vm *xeVM) exec(ctx context.Context) error {
 		}
 		// Point of no return: arm the job, publish its fence, push it.
 		job.fence = dmafence.New(vm.timeline, vm.seqno.Add(1))
-		for f := range vm.resv.Fences(dmafence.UsageBookkeep) {
-			job.prev = f
-		}
+		// The previous job's fence, signalled or not (Resv.Fences, the
+		// unlocked iterator, would skip it once signalled).
+		job.prev, vm.last = vm.last, job.fence
 		vm.resv.AddFence(job.fence, dmafence.UsageBookkeep)
 		vm.jobs <- job
 		vm.notifierLock.RUnlock()
