@@ -219,6 +219,40 @@ func TestStrategiesAreOneList(t *testing.T) {
 	require.Equal(t, []string{strategies[1].key, strategies[0].key}, []string{ss[0].key, ss[1].key})
 }
 
+// -run picks figures only: with neither -strategies nor -conditions given
+// no strategy runs; either one given runs strategies, the other flag left
+// out meaning all; without -run, all run.
+func TestRunAloneRunsNoStrategies(t *testing.T) {
+	keys := func(ss []strategy) (k []string) {
+		for _, s := range ss {
+			k = append(k, s.key)
+		}
+		return k
+	}
+	ss, cs, err := config{only: "Mutex"}.strategyRuns()
+	require.NoError(t, err)
+	require.Empty(t, ss)
+	require.Empty(t, cs)
+
+	ss, cs, err = config{only: "Mutex", strategies: "2"}.strategyRuns()
+	require.NoError(t, err)
+	require.Equal(t, []string{strategies[1].key}, keys(ss))
+	require.Len(t, cs, len(conditions))
+
+	ss, cs, err = config{only: "Mutex", conditions: conditions[0].key}.strategyRuns()
+	require.NoError(t, err)
+	require.Len(t, ss, len(strategies))
+	require.Equal(t, []conditionInfo{conditions[0]}, cs)
+
+	ss, cs, err = config{}.strategyRuns()
+	require.NoError(t, err)
+	require.Equal(t, keys(strategies), keys(ss))
+	require.Len(t, cs, len(conditions))
+
+	_, _, err = config{only: "Mutex", strategies: "nosuch"}.strategyRuns()
+	require.ErrorContains(t, err, "-strategies: unknown \"nosuch\"")
+}
+
 func TestRatioTicksLabelALogAxis(t *testing.T) {
 	var labels []string
 	for _, tk := range (ratioTicks{}).Ticks(0.03, 25) {

@@ -30,10 +30,10 @@ import (
 func main() {
 	var cfg config
 	flag.BoolVar(&cfg.quick, "quick", false, "measure briefly (CI smoke run, under 20 s)")
-	flag.StringVar(&cfg.only, "run", "", "only figures whose name contains this")
+	flag.StringVar(&cfg.only, "run", "", "only figures whose name contains this, and no strategy runs unless -strategies or -conditions is given")
 	flag.StringVar(&cfg.out, "out", "bench-out", "folder for results.json and the SVG charts (empty: write none)")
-	flag.StringVar(&cfg.strategies, "strategies", "all", fmt.Sprintf("strategies to run: all, none, or a comma list of %s (or 1-%d)", strategyKeys(), len(strategies)))
-	flag.StringVar(&cfg.conditions, "conditions", "all", "memory conditions: all, none, or a comma list of plenty,nearlow,belowmin,faults")
+	flag.StringVar(&cfg.strategies, "strategies", "", fmt.Sprintf("strategies to run: all, none, or a comma list of %s (or 1-%d); unset, all, or none with -run", strategyKeys(), len(strategies)))
+	flag.StringVar(&cfg.conditions, "conditions", "", "memory conditions: all, none, or a comma list of plenty,nearlow,belowmin,faults; unset, all, or none with -run")
 	flag.DurationVar(&cfg.duration, "duration", 0, "length of each strategy run (default 1.5s, 150ms with -quick)")
 	flag.IntVar(&cfg.workers, "workers", 4, "goroutines making blockable invalidations (two per address space)")
 	flag.IntVar(&cfg.zoneMiB, "zone", 16, "size of each run's zone, in MiB")
@@ -47,8 +47,8 @@ type config struct {
 	quick      bool
 	only       string
 	out        string
-	strategies string
-	conditions string
+	strategies string // "" when the flag is not given
+	conditions string // "" when the flag is not given
 	duration   time.Duration
 	workers    int
 	zoneMiB    int
@@ -71,16 +71,30 @@ func (cfg config) workload() workloadConfig {
 	return wl
 }
 
-func run(w io.Writer, cfg config) int {
-	quick, only := cfg.quick, cfg.only
+// strategyRuns returns the strategies and conditions to run: those the
+// flags name, every one for a flag not given, but none at all when -run
+// picks figures and neither flag is given, since a user who asks for some
+// figures expects only those.
+func (cfg config) strategyRuns() ([]strategy, []conditionInfo, error) {
+	if cfg.only != "" && cfg.strategies == "" && cfg.conditions == "" {
+		return nil, nil, nil
+	}
 	ss, err := parseStrategies(cfg.strategies)
 	if err != nil {
-		fmt.Fprintln(w, "bench: -strategies:", err)
-		return 2
+		return nil, nil, fmt.Errorf("-strategies: %w", err)
 	}
 	cs, err := parseConditions(cfg.conditions)
 	if err != nil {
-		fmt.Fprintln(w, "bench: -conditions:", err)
+		return nil, nil, fmt.Errorf("-conditions: %w", err)
+	}
+	return ss, cs, nil
+}
+
+func run(w io.Writer, cfg config) int {
+	quick, only := cfg.quick, cfg.only
+	ss, cs, err := cfg.strategyRuns()
+	if err != nil {
+		fmt.Fprintln(w, "bench:", err)
 		return 2
 	}
 	testing.Init()

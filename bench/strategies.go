@@ -229,8 +229,8 @@ func medianOf(rows []strategyResult, f func(strategyResult) int64) int64 {
 	return v[len(v)/2]
 }
 
-// parseStrategies reads -strategies: "all", "none", or a comma list of
-// keys or numbers.
+// parseStrategies reads -strategies: "all" (or "", the flag not given),
+// "none", or a comma list of keys or numbers.
 func parseStrategies(s string) ([]strategy, error) {
 	return parseList(s, strategies, func(x strategy) (string, int) { return x.key, x.id })
 }
