@@ -24,6 +24,7 @@ func TestWarnNamesTheCallerAndLaysOutACutHereBlock(t *testing.T) {
 	require.Regexp(t, regexp.MustCompile(`(?s)^------------\[ cut here \]------------\n`+
 		`callback failed with -11 in blockable context\n`+
 		regexp.QuoteMeta(r.Headline)+`\n`+
+		`Modules linked in:\n`+
 		`CPU: - UID: \d+ PID: \d+ Comm: TestWarnNamesTheCallerAndLaysOutACutHereBlock (Not tainted|Tainted: G +W {9}) krules go[^\n]*\n`+
 		`(Tainted: \[W\]=WARN\n)?Call Trace:\n <TASK>\n krules_test.TestWarnNamesTheCallerAndLaysOutACutHereBlock\+0x[0-9a-f]+ krules/krules_test.go:\d+\n.* </TASK>\n`+
 		`---\[ end trace 0000000000000000 \]---\n$`), r.Text)

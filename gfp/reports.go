@@ -222,7 +222,7 @@ func (z *Zone) badPage(pfn uint64, s uint32, reason string) {
 	b.Printf("page: refcount:%d mapcount:0 mapping:0000000000000000 index:0x0 pfn:%#x\n", ref, pfn)
 	b.Printf("flags: 0x0(%s|order=%d|zone=%s)\n", kindNames[stateKind(s)%uint32(len(kindNames))], stateOrder(s), name)
 	b.Printf("page dumped because: %s\n", reason)
-	b.Printf("Modules linked in:\n")
+	b.WriteString(splat.Modules)
 	b.Dump()
 	r := b.Report()
 	r.Suppressed = suppressed

@@ -79,6 +79,12 @@ func Dump(b *strings.Builder, id int64, comm string, pcs []uintptr) {
 	CallTrace(b, pcs)
 }
 
+// Modules is what print_modules (kernel/module/main.c) prints for a kernel
+// with no module loaded and none unloaded: the prefix and the newline,
+// nothing between. WARN blocks (__warn) and bad_page print it; lockdep's
+// reports and __might_resched's do not call print_modules.
+const Modules = "Modules linked in:\n"
+
 // CallTrace writes "Call Trace:" and the frames of pcs between the " <TASK>"
 // and " </TASK>" lines that v6.12's show_trace_log_lvl
 // (arch/x86/kernel/dumpstack.c) prints around the frames of a task's stack,
@@ -98,7 +104,8 @@ func WarnHeadline(id int64, f runtime.Frame) string {
 }
 
 // Warn lays out a WARN(): the cut-here rule, the message (if any), the
-// headline, the dump and the end-of-trace rule.
+// headline, print_modules' line, the dump and the end-of-trace rule, in
+// v6.12's __warn order (kernel/panic.c).
 func Warn(b *strings.Builder, headline, message string, id int64, comm string, pcs []uintptr) {
 	b.WriteString("------------[ cut here ]------------\n")
 	if message != "" {
@@ -107,6 +114,7 @@ func Warn(b *strings.Builder, headline, message string, id int64, comm string, p
 	}
 	b.WriteString(headline)
 	b.WriteByte('\n')
+	b.WriteString(Modules)
 	Dump(b, id, comm, pcs)
 	b.WriteString("---[ end trace 0000000000000000 ]---\n")
 }

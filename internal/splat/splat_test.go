@@ -72,7 +72,8 @@ func TestWarnHeadlineNamesTheFrameAndItsOffset(t *testing.T) {
 
 // A WARN() block: the cut-here rule, the message on its own lines (its
 // trailing newlines dropped, as printk ends a line once), the headline,
-// the dump and the end-of-trace rule; with no message, no line for it.
+// print_modules' line, the dump and the end-of-trace rule; with no
+// message, no line for it.
 func TestWarnLaysOutTheCutHereBlock(t *testing.T) {
 	keepTaint(t)
 	splat.ResetTaint()
@@ -81,7 +82,9 @@ func TestWarnLaysOutTheCutHereBlock(t *testing.T) {
 		splat.Warn(&b, "WARNING: CPU: - PID: 7 at drv/dev.go:12 drv.Bind+0x1c", message, 7, "kworker/0:1", nil)
 		return b.String()
 	}
-	rest := "WARNING: CPU: - PID: 7 at drv/dev.go:12 drv.Bind+0x1c\n" +
+	// __warn: the headline, print_modules' line (no modules: nothing after
+	// the colon), dump_stack, the end marker.
+	rest := "WARNING: CPU: - PID: 7 at drv/dev.go:12 drv.Bind+0x1c\nModules linked in:\n" +
 		cpu + " Comm: kworker/0:1 Not tainted " + release + "\nCall Trace:\n <TASK>\n </TASK>\n" +
 		"---[ end trace 0000000000000000 ]---\n"
 	require.Equal(t, "------------[ cut here ]------------\nsomething odd\non two lines\n"+rest, warn("something odd\non two lines\n\n"))
