@@ -228,6 +228,7 @@ func TestTraceReportNamesGoroutineAndDepth(t *testing.T) {
 	require.Regexp(t, headlineRE("oom_reaper", id, "3"), r.Headline)
 	require.Equal(t, krules.Goroutine{ID: id, Name: "oom_reaper"}, r.Goroutine)
 	require.Regexp(t, `\nNon-block section entered at:\nnonblock_test\.TestTraceReportNamesGoroutineAndDepth\.func1\+0x[0-9a-f]+ `+regexp.QuoteMeta(site)+`\n`, r.Text)
+	require.NotContains(t, r.Text, "Modules linked in:", "schedule_debug's non-block branch calls no print_modules")
 	require.Regexp(t, `\nCPU: - UID: \d+ PID: `+strconv.FormatInt(id, 10)+` Comm: oom_reaper `, r.Text)
 }
 
@@ -258,7 +259,7 @@ func TestTraceCatchesSchedulingWhileAtomic(t *testing.T) {
 		require.Equal(t, krules.ScheduleInNonBlock, r.Kind)
 	}
 	require.Equal(t, "BUG: scheduling while atomic: "+me.String()+"/0x00000001", reports[0].Headline)
-	require.Regexp(t, `\nblocked on: sleep\nPreemption disabled at:\nnonblock_test\.TestTraceCatchesSchedulingWhileAtomic\+0x[0-9a-f]+ `+regexp.QuoteMeta(atomicSite)+`\n`, reports[0].Text)
+	require.Regexp(t, `\nblocked on: sleep\nModules linked in:\nPreemption disabled at:\nnonblock_test\.TestTraceCatchesSchedulingWhileAtomic\+0x[0-9a-f]+ `+regexp.QuoteMeta(atomicSite)+`\n`, reports[0].Text)
 	require.Equal(t, "BUG: scheduling in a non-blocking section: "+me.String()+"/1", reports[1].Headline)
 	require.Regexp(t, `\nNon-block section entered at:\nnonblock_test\.TestTraceCatchesSchedulingWhileAtomic\+0x[0-9a-f]+ `+regexp.QuoteMeta(nbSite)+`\n`, reports[1].Text)
 	require.Equal(t, "BUG: scheduling while atomic: "+me.String()+"/0x00000002", reports[2].Headline)
@@ -284,7 +285,7 @@ func TestTraceFollowsInterleavedSections(t *testing.T) {
 	require.Equal(t, []krules.Kind{krules.ScheduleInNonBlock}, rec.Kinds())
 	r := rec.Last()
 	require.Equal(t, "BUG: scheduling while atomic: "+me.String()+"/0x00000001", r.Headline)
-	require.Regexp(t, `\nPreemption disabled at:\nnonblock_test\.TestTraceFollowsInterleavedSections\+0x[0-9a-f]+ `+regexp.QuoteMeta(atomicSite)+`\n`, r.Text)
+	require.Regexp(t, `\nModules linked in:\nPreemption disabled at:\nnonblock_test\.TestTraceFollowsInterleavedSections\+0x[0-9a-f]+ `+regexp.QuoteMeta(atomicSite)+`\n`, r.Text)
 	require.Nil(t, task.Lookup(), "no record, no region left behind")
 }
 

@@ -22,7 +22,8 @@ import (
 // for an atomic section (__schedule_bug(), preempt_count as %08x), then what
 // the goroutine blocked on (the kernel knows it from the call trace; the Go
 // trace gives the reason), where the section was entered ("Non-block section
-// entered at:", or the kernel's own "Preemption disabled at:"), and
+// entered at:", or the kernel's own "Modules linked in:" and "Preemption
+// disabled at:"), and
 // dump_stack() of the blocking stack.
 func (f *finding) report() *krules.Report {
 	who := krules.Goroutine{ID: f.goid, Name: f.name}
@@ -46,6 +47,10 @@ func (f *finding) report() *krules.Report {
 		b.WriteString("the Go runtime blocked the goroutine while it allocated: allocation may sleep in Go\n")
 	}
 	if f.atomic {
+		// __schedule_bug calls print_modules after the held locks (the
+		// trace knows none) and before the preemption site;
+		// schedule_debug's non-block branch prints neither.
+		b.WriteString(splat.Modules)
 		b.WriteString("Preemption disabled at:\n")
 	} else {
 		b.WriteString("Non-block section entered at:\n")

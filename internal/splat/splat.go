@@ -81,8 +81,8 @@ func Dump(b *strings.Builder, id int64, comm string, pcs []uintptr) {
 
 // Modules is what print_modules (kernel/module/main.c) prints for a kernel
 // with no module loaded and none unloaded: the prefix and the newline,
-// nothing between. WARN blocks (__warn) and bad_page print it; lockdep's
-// reports and __might_resched's do not call print_modules.
+// nothing between. WARN blocks (__warn), bad_page and __schedule_bug print
+// it; lockdep's reports and __might_resched's do not call print_modules.
 const Modules = "Modules linked in:\n"
 
 // CallTrace writes "Call Trace:" and the frames of pcs between the " <TASK>"
