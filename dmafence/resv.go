@@ -99,6 +99,13 @@ func (r *Resv) LockKillable(kctx context.Context, ctx *lockclass.WWAcquireCtx) e
 // LockSlow is dma_resv_lock_slow: after backing off from ErrDeadlock.
 func (r *Resv) LockSlow(ctx *lockclass.WWAcquireCtx) { r.lock.LockSlow(ctx) }
 
+// LockSlowKillable is dma_resv_lock_slow_interruptible: LockSlow that gives
+// up when kctx is done, returning kctx.Err(), as drm_exec takes the
+// contended object with DRM_EXEC_INTERRUPTIBLE_WAIT.
+func (r *Resv) LockSlowKillable(kctx context.Context, ctx *lockclass.WWAcquireCtx) error {
+	return r.lock.LockSlowKillable(kctx, ctx)
+}
+
 // TryLock is dma_resv_trylock, without a context.
 func (r *Resv) TryLock() bool { return r.lock.TryLock(nil) }
 

@@ -317,3 +317,41 @@ func TestResvReserveFencesWithinAndFarBeyondTheRoom(t *testing.T) {
 	require.Zero(t, rec.Len(), "room for fences + n")
 	r.Unlock()
 }
+
+// dma_resv_lock_slow_interruptible: after backing off, the contended object
+// is waited for until the caller is killed, and then taken once it is free.
+func TestResvLockSlowKillable(t *testing.T) {
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
+	a, b := dmafence.NewResv(), dmafence.NewResv()
+	held, release, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go func() { // the older context, holding a
+		defer close(done)
+		var old lockclass.WWAcquireCtx
+		old.Init(dmafence.ReservationClass)
+		require.NoError(t, a.Lock(&old))
+		close(held)
+		<-release
+		a.Unlock()
+		old.Fini()
+	}()
+	<-held
+	var ctx lockclass.WWAcquireCtx
+	ctx.Init(dmafence.ReservationClass)
+	require.NoError(t, b.Lock(&ctx))
+	require.ErrorIs(t, a.Lock(&ctx), lockclass.ErrDeadlock, "younger and holding b: dies")
+	b.Unlock()
+	killed, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, a.LockSlowKillable(killed, &ctx), context.DeadlineExceeded)
+	require.Zero(t, ctx.Acquired())
+	close(release)
+	require.NoError(t, a.LockSlowKillable(context.Background(), &ctx))
+	a.AssertHeld()
+	require.NoError(t, b.Lock(&ctx))
+	ctx.Done()
+	b.Unlock()
+	a.Unlock()
+	ctx.Fini()
+	<-done
+}
