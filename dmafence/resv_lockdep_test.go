@@ -68,3 +68,19 @@ func TestResvPrimesAfterReset(t *testing.T) {
 		rec.Clear()
 	}
 }
+
+// dma_resv_lock is a static inline around ww_mutex_lock, so lockdep's "at:"
+// for a reservation names dma_resv_lock's caller; so does Resv.Lock's.
+func TestResvLockSiteIsTheCaller(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	a, b := dmafence.NewResv(), dmafence.NewResv()
+	require.NoError(t, a.Lock(nil))
+	require.NoError(t, b.Lock(nil)) // two of one class without a ticket
+	b.Unlock()
+	a.Unlock()
+	require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+	text := rec.Last().Text
+	require.NotContains(t, text, "at: dmafence.(*Resv)")
+	require.Contains(t, text, "(reservation_ww_class_mutex){+.+.}-{3:3}, at: dmafence_test.TestResvLockSiteIsTheCaller+")
+}

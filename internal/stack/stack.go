@@ -114,18 +114,26 @@ func String(pcs []uintptr, indent string) string {
 // frame resolves a return address to the innermost (possibly inlined)
 // function at its call instruction, passing over a lock's own wrapper
 // inlined there (lockclass's Mutex.Lock is, for the compare-and-swap it
-// does inline): the site it names is its caller's, as the kernel's
-// _RET_IP_ in mutex_lock names mutex_lock's caller.
+// does inline; dmafence's Resv.Lock and kin are, as dma_resv_lock is a
+// static inline around ww_mutex_lock): the site it names is its caller's,
+// as the kernel's _RET_IP_ in mutex_lock names mutex_lock's caller, and
+// in ww_mutex_lock dma_resv_lock's.
 //
 // The trailing 0 is not a frame: runtime.Frames adds the frame an inlined
 // call sits in only when another PC follows, and skips a 0.
 func frame(pc uintptr) runtime.Frame {
 	frames := runtime.CallersFrames([]uintptr{pc, 0})
 	f, more := frames.Next()
-	for more && strings.HasPrefix(f.Function, module+"/lockclass.") {
+	for more && isLockWrapper(f.Function) {
 		f, more = frames.Next()
 	}
 	return f
+}
+
+// isLockWrapper reports whether fn is a lock's own code, which a lock
+// site passes over when it is inlined into its caller.
+func isLockWrapper(fn string) bool {
+	return strings.HasPrefix(fn, module+"/lockclass.") || strings.HasPrefix(fn, module+"/dmafence.(*Resv).")
 }
 
 // ShortFunc drops the module path: "github.com/a/b/pkg.(*T).M" -> "pkg.(*T).M".
