@@ -76,7 +76,7 @@ func TestDRMExecNestedTicket(t *testing.T) {
 // drm_exec_lock_obj where drm_exec_prepare_obj was needed: the fence is
 // added with no slot reserved. The kernel's dma_resv_add_fence stops there
 // (BUG_ON(fobj->num_fences >= fobj->max_fences), or a NULL list for a
-// fresh object); krules warns and adds the fence.
+// fresh object); krules reports the BUG_ON's condition and adds the fence.
 func TestDRMExecAddFenceWithoutPrepare(t *testing.T) {
 	krulestest.ResetDefault(t)
 	rec := krulestest.Record(t)
@@ -94,5 +94,5 @@ func TestDRMExecAddFenceWithoutPrepare(t *testing.T) {
 	e.fini()
 	require.NoError(t, f.Signal())
 	require.Equal(t, []krules.Kind{krules.FenceMisuse}, rec.Kinds())
-	require.Contains(t, rec.Last().Text, "dma_resv_add_fence: no room reserved")
+	require.Contains(t, rec.Last().Text, "BUG_ON(fobj->num_fences >= fobj->max_fences): dma_resv_add_fence: no room reserved")
 }

@@ -165,9 +165,11 @@ func (r *Resv) ReserveFences(n int) error {
 // AddFence adds f with usage: dma_resv_add_fence. The caller holds r and
 // has reserved room. An older fence of f's timeline added with the same or
 // a higher usage, and any signalled fence, is replaced by f instead of
-// taking room. Adding without room is reported, and the fence is added all
-// the same. With room reserved AddFence does not allocate, so it may run
-// in a signalling section.
+// taking room. Adding without room is the kernel's
+// BUG_ON(fobj->num_fences >= fobj->max_fences), which stops the task;
+// krules reports the condition, as its other BUG_ONs, and adds the fence
+// all the same. With room reserved AddFence does not allocate, so it may
+// run in a signalling section.
 func (r *Resv) AddFence(f *Fence, usage Usage) {
 	r.AssertHeld()
 	r.mu.Lock()
@@ -180,7 +182,7 @@ func (r *Resv) AddFence(f *Fence, usage Usage) {
 	}
 	if len(r.fences) >= r.max {
 		krules.Emit(krules.Warn(krules.FenceMisuse,
-			"dma_resv_add_fence: no room reserved (dma_resv_reserve_fences missing): num_fences == max_fences", 1))
+			"BUG_ON(fobj->num_fences >= fobj->max_fences): dma_resv_add_fence: no room reserved (dma_resv_reserve_fences missing)", 1))
 		r.max = len(r.fences) + 1
 	}
 	r.fences = append(r.fences, resvFence{f, usage})
