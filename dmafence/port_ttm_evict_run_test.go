@@ -108,9 +108,9 @@ func TestTTMEvictStress(t *testing.T) {
 // ticketlockAfterBusyHolder sets up a VRAM of one slot holding x, which a
 // CPU fault (ttm_bo_vm_reserve: no ticket) holds, and validates y into it
 // from a submission, inside drm_exec's loop or after it (amdgpu's
-// amdgpu_cs_parser_bos validates after the loop). The trylock walk fails
-// on x; the holder lets go as the ticketlocking walk starts, so that the
-// ticketlock takes x (waiting or not) and the eviction succeeds.
+// amdgpu_cs_parser_bos validates after the loop). The trylocks fail on x;
+// the holder lets go as the ticketlock begins, so that it takes x (waiting
+// or not) and the eviction succeeds.
 func ticketlockAfterBusyHolder(t *testing.T, validateAfterLoop bool) *ttmDevice {
 	bdev := newTTMDevice(1)
 	x, y := &ttmBO{gem: newGEMObject("x")}, &ttmBO{gem: newGEMObject("y")}
@@ -127,7 +127,7 @@ func ticketlockAfterBusyHolder(t *testing.T, validateAfterLoop bool) *ttmDevice 
 		x.gem.resv.Unlock()
 	}()
 	<-held
-	bdev.trylockFailed = func() { close(release) }
+	bdev.beforeTicketlock = func() { close(release) }
 	ctx := &ttmOperationCtx{kctx: context.Background()}
 	e := newDRMExec(drmExecInterruptibleWait)
 	for e.cleanup() {

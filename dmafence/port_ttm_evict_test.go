@@ -27,9 +27,9 @@ type ttmDevice struct {
 	slots   int
 	lru     []*ttmBO // the VRAM manager's LRU, least recently used first
 
-	// trylockFailed, if set, is told when a trylock-only walk made no
-	// progress, before the ticketlocking walks: a test's hook.
-	trylockFailed func()
+	// beforeTicketlock, if set, is told before each ticketlock: a test's
+	// hook.
+	beforeTicketlock func()
 
 	evictions, ticketlocks atomic.Int64
 }
@@ -102,9 +102,6 @@ func (bdev *ttmDevice) remove(bo *ttmBO) {
 func (bdev *ttmDevice) evictAlloc(evictor *ttmBO, ctx *ttmOperationCtx, ticket *lockclass.WWAcquireCtx) error {
 	progress, err := bdev.walk(evictor, ctx, nil)
 	if err == nil && progress == 0 && ticket != nil {
-		if bdev.trylockFailed != nil {
-			bdev.trylockFailed()
-		}
 		for {
 			var evicted int
 			if evicted, err = bdev.walk(evictor, ctx, ticket); err != nil || evicted == 0 {
@@ -156,6 +153,9 @@ func (bdev *ttmDevice) walk(evictor *ttmBO, ctx *ttmOperationCtx, ticket *lockcl
 		var err error
 		if !locked { // ttm_lru_walk_ticketlock
 			bdev.ticketlocks.Add(1)
+			if bdev.beforeTicketlock != nil {
+				bdev.beforeTicketlock()
+			}
 			if ctx.kctx != nil {
 				err = bo.gem.resv.LockKillable(ctx.kctx, ticket)
 			} else {
