@@ -55,9 +55,13 @@ type ttmOperationCtx struct {
 }
 
 // validate is ttm_bo_validate into VRAM: the caller holds bo's reservation,
-// with ticket if it has one (dma_resv_locking_ctx).
+// with ticket if it has one. TTM reads that ticket off the reservation
+// (dma_resv_locking_ctx); the port is handed it, and checks it is the one.
 func (bdev *ttmDevice) validate(bo *ttmBO, ctx *ttmOperationCtx, ticket *lockclass.WWAcquireCtx) error {
 	bo.gem.resv.AssertHeld()
+	if !bo.gem.resv.HeldBy(ticket) {
+		panic("ttm: validating with a ticket the BO is not reserved with")
+	}
 	bdev.lruLock.Lock()
 	if bo.inVRAM { // ttm_bo_move_to_lru_tail
 		bdev.remove(bo)

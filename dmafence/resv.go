@@ -119,6 +119,10 @@ func (r *Resv) Unlock() {
 	r.lock.Unlock()
 }
 
+// HeldBy reports whether r is locked through ctx:
+// dma_resv_locking_ctx(obj) == ctx (see lockclass.WWMutex.HeldBy).
+func (r *Resv) HeldBy(ctx *lockclass.WWAcquireCtx) bool { return r.lock.HeldBy(ctx) }
+
 // AssertHeld warns unless the caller holds r: dma_resv_assert_held.
 func (r *Resv) AssertHeld() { lockclass.AssertHeld(&r.lock) }
 

@@ -726,6 +726,26 @@ func (m *WWMutex) handOff() {
 // IsLocked reports whether somebody holds m: ww_mutex_is_locked.
 func (m *WWMutex) IsLocked() bool { s := m.state.Load(); return s != 0 && s&wwTags != wwStale }
 
+// HeldBy reports whether m is held through ctx: ww->ctx == ctx, as drivers
+// compare dma_resv_locking_ctx with their ticket (TTM finds the ticket of
+// a validation that way). A nil ctx asks whether m is free or held without
+// a context, the kernel's NULL. It reads the state word, whose context is
+// the holder's stamp, so any goroutine may ask without racing the holder;
+// about its own ctx the answer cannot change under it. Contexts of m's
+// class are told apart by stamp; a context of another class, which may
+// not hold m (ww_mutex_lock_acquired's ww_class check), is never the
+// holder.
+func (m *WWMutex) HeldBy(ctx *WWAcquireCtx) bool {
+	s := m.state.Load()
+	if s == 0 || s&wwTags == wwStale {
+		return ctx == nil
+	}
+	if ctx != nil && ctx.class != m.class {
+		return false
+	}
+	return wwHolds(s, ctx)
+}
+
 // releaseDep is owner.release with the cached path of a release by the
 // holder: releaseNested, with the record Lock kept, and no task lookup.
 func (m *WWMutex) releaseDep() {
