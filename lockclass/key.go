@@ -118,18 +118,34 @@ func allValidators() []*Validator {
 }
 
 // RegisterKey registers a dynamic key before its first use:
-// lockdep_register_key(). Registering a key twice is a WARNING; so is
-// registering a static key (a package-level Key, or one of the special
-// keys), which is then left alone (WARN_ON_ONCE(static_obj(key))).
+// lockdep_register_key(). Registering a static key (a package-level Key, or
+// one of the special keys) is a WARNING and leaves it alone
+// (WARN_ON_ONCE(static_obj(key))); registering a key twice is a WARNING
+// while validation is on (WARN_ON_ONCE(k == key), reached only once
+// graph_lock has succeeded, so never with debug_locks off). Each is a
+// WARN_ON_ONCE: it fires once per default validator, until that validator
+// is reset, whichever key trips it.
 func RegisterKey(k *Key) {
 	if staticKey(k) {
-		krules.Emit(warnf(krules.LockdepMisuse, "lockdep_register_key: key %p is static", k))
+		if keyWarnOnce("lockdep_register_key static_obj") {
+			krules.Emit(warnf(krules.LockdepMisuse, "lockdep_register_key: key %p is static", k))
+		}
 		return
 	}
-	if _, dup := registeredKeys.LoadOrStore(k, struct{}{}); dup {
+	if _, dup := registeredKeys.LoadOrStore(k, struct{}{}); dup && keyValidating() &&
+		keyWarnOnce("lockdep_register_key k == key") {
 		krules.Emit(warnf(krules.LockdepMisuse, "lockdep_register_key: key %p registered twice", k))
 	}
 }
+
+// keyValidating is what the key functions ask before a warning the kernel
+// gives only with debug_locks on. Keys are global, as in the kernel; the
+// default validator stands for its debug_locks.
+func keyValidating() bool { return IsEnabled() && defaultValidator.Enabled() }
+
+// keyWarnOnce is the WARN_ON_ONCE of a key function: the key functions
+// belong to no validator, so the default validator keeps their __warned.
+func keyWarnOnce(site string) bool { return defaultValidator.graph().warnOnce(site) }
 
 // UnregisterKey drops a dynamic key before its memory goes away:
 // lockdep_unregister_key(). It might sleep (it waits for an RCU grace
@@ -138,15 +154,18 @@ func RegisterKey(k *Key) {
 // locks still using the key get fresh classes on their next acquisition.
 // A static key is a WARNING and is left alone; a key that was not
 // registered is a WARNING while validation is on, and is left alone too.
+// Both are WARN_ON_ONCEs, once per default validator as RegisterKey's.
 func UnregisterKey(k *Key) {
 	nonblock.MightSleep()
 	if staticKey(k) {
-		krules.Emit(warnf(krules.LockdepMisuse, "lockdep_unregister_key: key %p is static", k))
+		if keyWarnOnce("lockdep_unregister_key static_obj") {
+			krules.Emit(warnf(krules.LockdepMisuse, "lockdep_unregister_key: key %p is static", k))
+		}
 		return
 	}
 	if _, ok := registeredKeys.LoadAndDelete(k); !ok {
 		// WARN_ON_ONCE(!found && debug_locks)
-		if IsEnabled() && defaultValidator.Enabled() {
+		if keyValidating() && keyWarnOnce("lockdep_unregister_key !found") {
 			krules.Emit(warnf(krules.LockdepMisuse, "lockdep_unregister_key: key %p was not registered", k))
 		}
 		return

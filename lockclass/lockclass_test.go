@@ -1180,6 +1180,7 @@ func TestSetEnabledMakesPlainLocks(t *testing.T) {
 }
 
 func TestRegisterUnregisterKeyZapsClasses(t *testing.T) {
+	krulestest.ResetDefault(t) // for a fresh WARN_ON_ONCE
 	rec := krulestest.Record(t)
 	v := lockclass.NewValidator()
 	type obj struct {
@@ -1225,6 +1226,7 @@ var staticKey lockclass.Key
 // (WARN_ON_ONCE(static_obj(key))): it is not registered, and its classes
 // are not zapped, so the order recorded under it stays.
 func TestRegisterAndUnregisterRefuseAStaticKey(t *testing.T) {
+	krulestest.ResetDefault(t) // for a fresh WARN_ON_ONCE
 	rec := krulestest.Record(t)
 	v := lockclass.NewValidator()
 	lockclass.RegisterKey(&staticKey)
@@ -1274,6 +1276,11 @@ func TestUnregisteringAnUnknownKeyIsQuietWhileValidationIsOff(t *testing.T) {
 	m.Unlock()
 	require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
 	lockclass.UnregisterKey(new(lockclass.Key))
+	// lockdep_register_key looks for the key only once graph_lock has
+	// succeeded, which it does not with debug_locks off.
+	k := registeredKey()
+	lockclass.RegisterKey(k)
+	lockclass.UnregisterKey(k)
 	require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
 }
 
@@ -1316,6 +1323,7 @@ func TestZapDropsDependenciesOnTheClassAndFreesItsSlot(t *testing.T) {
 // lockdep_register_key warns about a key already registered
 // (WARN_ON_ONCE(k == key)) and leaves it registered once.
 func TestRegisteringAKeyTwiceWarns(t *testing.T) {
+	krulestest.ResetDefault(t) // for a fresh WARN_ON_ONCE
 	rec := krulestest.Record(t)
 	k := registeredKey()
 	lockclass.RegisterKey(k)
@@ -1323,6 +1331,37 @@ func TestRegisteringAKeyTwiceWarns(t *testing.T) {
 	require.Contains(t, rec.Last().Text, "registered twice")
 	lockclass.UnregisterKey(k)
 	require.Equal(t, 1, rec.Len(), "one unregistration suffices")
+}
+
+// Every warning of lockdep_register_key and lockdep_unregister_key is a
+// WARN_ON_ONCE: the first key to trip one warns, the next key tripping it
+// does not, and a reset validator (a new boot) warns afresh.
+func TestKeyWarningsAreOncePerValidator(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	misuse := func() {
+		for _, k := range []*lockclass.Key{registeredKey(), registeredKey()} {
+			lockclass.RegisterKey(k)   // registered twice
+			lockclass.UnregisterKey(k) // fine
+			lockclass.UnregisterKey(k) // not registered
+		}
+		for _, k := range []*lockclass.Key{&staticKey, &staticKeyA} {
+			lockclass.RegisterKey(k) // static
+			lockclass.UnregisterKey(k)
+		}
+	}
+	want := []string{"registered twice", "was not registered", "lockdep_register_key: key ", "lockdep_unregister_key: key "}
+	for range 2 {
+		misuse()
+		require.Len(t, rec.Reports(), len(want))
+		for i, r := range rec.Reports() {
+			require.Equal(t, krules.LockdepMisuse, r.Kind)
+			require.Contains(t, r.Text, want[i])
+		}
+		require.True(t, lockclass.Default().Enabled(), "a WARN_ON_ONCE leaves lockdep on")
+		lockclass.Default().Reset()
+		rec.Clear()
+	}
 }
 
 // look_up_lock_class warns once (WARN_ONCE) when a key's class is found
