@@ -1038,6 +1038,47 @@ func TestSetClassUnderLockdepOffLeavesTheHeldLockAlone(t *testing.T) {
 	c.Release()
 }
 
+// lock_set_subclass and lock_set_class on a held lock (__lock_set_class)
+// give the held entry its subclass, but re-initialise the lock's map with
+// subclass 0 (lockdep_init_map_type(lock, name, key, 0, ...)): the lock's
+// next plain acquisition is subclass 0 again, so under another lock of its
+// class it is recursive locking. (On an unheld lock lockdep_set_subclass
+// makes the subclass the default: TestSetClassOnAHeldLockRevalidates.)
+func TestSetSubclassOnAHeldLockLastsForThatHold(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	k := registeredKey()
+	var a, b lockclass.Mutex
+	a.Init(lockclass.WithValidator(v), lockclass.WithKey(k), lockclass.WithName("I"))
+	b.Init(lockclass.WithValidator(v), lockclass.WithKey(k), lockclass.WithName("I"))
+	b.Lock()
+	lockclass.SetSubclass(&b, 1)
+	require.Contains(t, task.LabelOf(&task.Lookup().Lockdep.Held[0]), "(I/1)")
+	a.Lock() // I/1 -> I: two classes
+	a.Unlock()
+	b.Unlock()
+	require.Zero(t, rec.Len())
+
+	b.Lock()
+	require.Contains(t, task.LabelOf(&task.Lookup().Lockdep.Held[0]), "(I)")
+	a.Lock() // I under I
+	a.Unlock()
+	b.Unlock()
+	require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+
+	rec.Clear()
+	k2 := registeredKey()
+	m := lockclass.NewMap("M", lockclass.WithValidator(lockclass.NewValidator()))
+	m.Acquire()
+	lockclass.SetClassAndSubclass(m, k2, 2)
+	require.Regexp(t, `^\(M#2/2\)`, task.LabelOf(&task.Lookup().Lockdep.Held[0]), "the new key's class, after M's own")
+	m.Release()
+	m.Acquire()
+	require.Regexp(t, `^\(M#\d+\)`, task.LabelOf(&task.Lookup().Lockdep.Held[0]), "subclass 0 of the new key")
+	m.Release()
+	require.Zero(t, rec.Len())
+}
+
 // lockdep_set_class_and_subclass gives the lock its key's class at the
 // given subclass (lockdep_init_map_type with subclass), which plain
 // acquisitions then use.

@@ -11,6 +11,15 @@ import (
 // lock the caller holds, lock_set_class, which re-validates the locks
 // taken after it).
 //
+// On a lock the caller does not hold, SetClass and its siblings are the
+// lockdep_set_class* family: they re-key the lock for its next
+// acquisitions, and a nonzero subclass becomes the lock's default (the
+// kernel's class-cache abuse). On a lock the caller holds they are
+// lock_set_class/lock_set_subclass: the held entry moves to the new class
+// and subclass, but the lock itself is re-keyed with subclass 0
+// (__lock_set_class re-initialises the map with subclass 0), so its next
+// plain acquisition is subclass 0 of the new key.
+//
 //go:noinline
 func SetClass(l Lockable, key *Key) { setClass(l, key, "", 0, stack.ReturnPC()) }
 
@@ -74,7 +83,14 @@ func setClass(l Lockable, key *Key, name string, sub int, pc uintptr) {
 	if i < 0 {
 		return
 	}
-	c, rep := m.resolve(0, pc, nil)
+	if cfg.sub != 0 {
+		// __lock_set_class: lockdep_init_map_type(lock, ..., 0, ...), then
+		// register_lock_class(lock, subclass, 0) for the held entry only.
+		zero := cfg // a fresh config: the published one is never written
+		zero.sub = 0
+		m.setConfig(&zero)
+	}
+	c, rep := m.resolve(sub, pc, nil)
 	emit(rep)
 	if c == nil {
 		return
