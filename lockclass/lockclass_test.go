@@ -649,6 +649,33 @@ func TestTrylock(t *testing.T) {
 		b.Unlock()
 		require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
 	})
+	t.Run("lock_map_acquire_try", func(t *testing.T) {
+		rec := krulestest.Record(t)
+		v := lockclass.NewValidator()
+		a, b := mutex(v, "A"), mutex(v, "B")
+		m := lockclass.NewMap("M", lockclass.WithValidator(v))
+		a.Lock()
+		m.TryAcquire() // no A -> M: a trylock is never a target
+		top := task.Lookup().Lockdep.Held[1]
+		require.True(t, top.Trylock)
+		require.Zero(t, top.Read, "an exclusive trylock")
+		m.Release()
+		a.Unlock()
+		m.Acquire()
+		a.Lock()
+		a.Unlock()
+		m.Release()
+		require.Zero(t, rec.Len())
+		m.TryAcquire()
+		b.Lock() // M -> B: a trylock is a predecessor
+		b.Unlock()
+		m.Release()
+		b.Lock()
+		m.Acquire()
+		m.Release()
+		b.Unlock()
+		require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+	})
 	t.Run("trylocks above the nearest blocking lock all get edges", func(t *testing.T) {
 		rec := krulestest.Record(t)
 		v := lockclass.NewValidator()

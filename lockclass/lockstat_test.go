@@ -176,11 +176,13 @@ func TestLockStatKeepsTheSidesApartAndOnlyCountsWhileOn(t *testing.T) {
 	s.Init(lockclass.WithValidator(v), lockclass.WithName("sides_sem"))
 	prev := lockclass.SetLockStat(false)
 	defer lockclass.SetLockStat(prev)
+	require.False(t, lockclass.LockStatEnabled())
 	s.Lock()
 	s.Unlock()
 	require.Empty(t, statOf(v, "sides_sem"), "off: nothing counted")
 
 	lockclass.SetLockStat(true)
+	require.True(t, lockclass.LockStatEnabled())
 	for range 2 {
 		s.RLock()
 		s.RUnlock()

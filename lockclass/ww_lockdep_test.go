@@ -72,6 +72,32 @@ func TestWWLockdep(t *testing.T) {
 		require.Contains(t, rec.Last().Text, "ww_class_acquire")
 		require.Contains(t, rec.Last().Text, "driver_lock")
 	})
+	t.Run("the class's keys are its contexts' and its mutexes' classes", func(t *testing.T) {
+		rec, class, o := oneWWMutex(t)
+		require.Equal(t, "ww_class", class.Name())
+		require.Same(t, class, o.Class())
+		acquire := lockclass.NewMap("ww_class_acquire", lockclass.WithKey(class.AcquireKey()))
+		mutex := lockclass.NewMap("ww_class_mutex", lockclass.WithKey(class.MutexKey()))
+		var ctx lockclass.WWAcquireCtx
+		ctx.Init(class)
+		require.Same(t, class, ctx.Class())
+		acquire.Acquire() // the context's class, held by ctx
+		acquire.Release()
+		ctx.Fini()
+		require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+		require.Contains(t, rec.Last().Text, "(ww_class_acquire)")
+
+		lockclass.Default().Reset()
+		rec.Clear()
+		ctx.Init(class)
+		require.NoError(t, o.Lock(&ctx))
+		mutex.Acquire() // o's class, without the context as nest lock
+		mutex.Release()
+		o.Unlock()
+		ctx.Fini()
+		require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+		require.Contains(t, rec.Last().Text, "(ww_class_mutex)")
+	})
 	t.Run("a stale context, used after Fini", func(t *testing.T) {
 		rec, class, o := oneWWMutex(t)
 		var ctx lockclass.WWAcquireCtx
