@@ -1075,6 +1075,9 @@ func TestSetSubclassOnAHeldLockLastsForThatHold(t *testing.T) {
 	m.Release()
 	m.Acquire()
 	require.Regexp(t, `^\(M#\d+\)`, task.LabelOf(&task.Lookup().Lockdep.Held[0]), "subclass 0 of the new key")
+	lockclass.SetClassAndSubclass(m, k2, 2)
+	lockclass.SetClass(m, k2) // lock_set_class(..., 0, ...): subclass 0 again
+	require.Regexp(t, `^\(M#\d+\)`, task.LabelOf(&task.Lookup().Lockdep.Held[0]))
 	m.Release()
 	require.Zero(t, rec.Len())
 }
