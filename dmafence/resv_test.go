@@ -355,3 +355,84 @@ func TestResvLockSlowKillable(t *testing.T) {
 	ctx.Fini()
 	<-done
 }
+
+// The back-off of dma_resv users (drm_exec_lock_obj): a younger context
+// that gets -EDEADLK from dma_resv_lock drops its reservations and takes
+// the contended one with dma_resv_lock_slow, which waits for the older
+// context and cannot fail; then it takes the rest again.
+func TestResvLockSlowAfterBackOff(t *testing.T) {
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
+	r, mine := dmafence.NewResv(), dmafence.NewResv()
+	var older lockclass.WWAcquireCtx
+	older.Init(dmafence.ReservationClass)
+	require.NoError(t, r.Lock(&older))
+	backedOff, slow, done := make(chan error, 1), make(chan struct{}), make(chan error, 1)
+	go func() {
+		var younger lockclass.WWAcquireCtx
+		younger.Init(dmafence.ReservationClass)
+		if err := mine.Lock(&younger); err != nil {
+			backedOff <- err
+			return
+		}
+		err := r.Lock(&younger)
+		mine.Unlock()
+		backedOff <- err
+		r.LockSlow(&younger)
+		close(slow)
+		err = mine.Lock(&younger)
+		if err == nil {
+			younger.Done()
+			mine.Unlock()
+		}
+		r.Unlock()
+		younger.Fini()
+		done <- err
+	}()
+	require.ErrorIs(t, <-backedOff, lockclass.ErrDeadlock)
+	select {
+	case <-slow:
+		t.Fatal("dma_resv_lock_slow took the object from the older context")
+	case <-time.After(10 * time.Millisecond):
+	}
+	r.Unlock()
+	older.Fini()
+	<-slow
+	require.NoError(t, <-done)
+}
+
+// dma_resv_lock_interruptible gives up when interrupted, holding nothing
+// and counting nothing in its context; dma_resv_trylock takes a free
+// object only, without a context.
+func TestResvLockKillableAndTryLock(t *testing.T) {
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
+	r := dmafence.NewResv()
+	held, release, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		if r.Lock(nil) == nil {
+			close(held)
+			<-release
+			r.Unlock()
+		}
+	}()
+	<-held
+	require.False(t, r.TryLock(), "held by another")
+	kctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var ctx lockclass.WWAcquireCtx
+	ctx.Init(dmafence.ReservationClass)
+	require.ErrorIs(t, r.LockKillable(kctx, &ctx), context.Canceled)
+	require.Zero(t, ctx.Acquired())
+	close(release)
+	<-done
+	require.True(t, r.TryLock(), "the interrupted wait left the object free")
+	require.True(t, lockclass.IsHeld(r.WWMutex()))
+	r.Unlock()
+	require.NoError(t, r.LockKillable(context.Background(), &ctx))
+	require.True(t, lockclass.IsHeld(r.WWMutex()))
+	require.Equal(t, 1, ctx.Acquired())
+	r.Unlock()
+	ctx.Fini()
+}
