@@ -134,6 +134,11 @@ func TestPanicPolicyPanicsWithTheReportAfterPrinting(t *testing.T) {
 	r := Warn(NonBlockImbalance, "unbalanced", 0)
 	require.PanicsWithValue(t, r, func() { Emit(r) })
 	require.Contains(t, out.String(), "unbalanced")
+	// The value travels as an error whose message is the headline; the
+	// full text is its String, which is what was printed.
+	require.PanicsWithError(t, r.Headline, func() { Emit(r) })
+	require.NotEqual(t, r.Headline, r.String())
+	require.Contains(t, out.String(), r.String())
 }
 
 // A claimed report (a test's, Collect's) is the claimer's alone: the panic

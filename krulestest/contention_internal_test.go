@@ -69,7 +69,9 @@ func waitsIn(t *testing.T, path, fn string) (count, ns int64) {
 func TestContentionProfileIsWrittenAfterTheTests(t *testing.T) {
 	defer lockclass.Default().ClearLockStat()
 	path := filepath.Join(t.TempDir(), "contention.pb.gz")
-	require.Zero(t, packageRun{runFunc(contendOnce), options{contention: path}}.Run())
+	var o options
+	ContentionProfile(path)(&o)
+	require.Zero(t, packageRun{runFunc(contendOnce), o}.Run())
 	require.False(t, lockclass.SetLockStat(false), "lock_stat is back off after the run")
 	count, ns := waitsIn(t, path, "waitForProfiledLock")
 	require.Equal(t, int64(1), count)

@@ -62,6 +62,7 @@ func TestStatsCountEachPath(t *testing.T) {
 			s := &source{}
 			p, err := mempool.New(2, s.alloc, s.free, mempool.WithName("counted"), mempool.WithDebug(debug))
 			require.NoError(t, err)
+			require.Equal(t, "counted", p.Name())
 			s.fail.Store(true)
 			x, err := p.Alloc(gfp.Kernel) // a first pass, then the reserve
 			require.NoError(t, err)
