@@ -611,3 +611,21 @@ func TestRemoveOfAnIntervalMissingFromTheTreeIsReported(t *testing.T) {
 	require.Equal(t, []krules.Kind{krules.NotifierMisuse}, rec.Kinds())
 	require.Contains(t, rec.Last().Text, "WARN_ON(RB_EMPTY_NODE(&interval_sub->interval_tree.rb))")
 }
+
+// mmu_interval_notifier_insert_locked is for a caller that holds mmap_lock
+// for writing: the interval is inserted, registering the tree on first use,
+// and is invalidated as any other.
+func TestInsertIntervalLocked(t *testing.T) {
+	krulestest.Check(t)
+	mm := testMM(t)
+	a := &seqOps{}
+	mm.mmapLock.Lock()
+	A, err := InsertIntervalLocked(mm, 0x10000, page, a)
+	mm.mmapLock.Unlock()
+	require.NoError(t, err)
+	require.Equal(t, "[0x10000-0x10fff]", A.String())
+	require.True(t, inTree(A))
+	begin(mm, 0x10000, 0x11000)()
+	require.Equal(t, []uint64{3}, a.calls())
+	A.Remove()
+}
