@@ -176,6 +176,31 @@ func TestExitReleasesOnceAndUnregisterAfterwardDoesNot(t *testing.T) {
 	require.Empty(t, rec.whats())
 }
 
+// mmget takes a user reference: the owner's exit (exit_mm's mmput) then
+// leaves the address space alone, and the last mmput tears it down
+// (exit_mmap), releasing the notifiers and freeing the pages.
+func TestAUserReferenceOutlivesTheOwnersExit(t *testing.T) {
+	krulestest.Check(t)
+	mm := newMM(t)
+	rec := &recorder{}
+	n := &recNotifier{"n", rec}
+	sub, err := mmnotifier.Register(mm, n)
+	require.NoError(t, err)
+	require.Same(t, n, sub.Notifier())
+	require.Same(t, mm, sub.MM())
+	mapTouched(t, mm, 3)
+	mm.Get()
+	require.Equal(t, 2, mm.Users())
+	mm.Exit()
+	require.Equal(t, 1, mm.Users())
+	require.Empty(t, rec.whats(), "another user holds it")
+	require.EqualValues(t, 3, mm.RSS())
+	mm.Put()
+	require.Equal(t, []string{"n.release"}, rec.whats())
+	require.Zero(t, mm.RSS())
+	sub.Unregister()
+}
+
 // Unregister waits for a callback that is running, whichever epoch its
 // read section counted in: a run takes two grace periods (Unregister's and
 // the cleanup's), so the second run, one grace period later, finds the

@@ -185,3 +185,29 @@ func TestProcessForeignMremapInvalidatesTheOldRange(t *testing.T) {
 		span(p, 1, 2, mmnotifier.EventUnmap)}, starts)
 	require.Equal(t, byte(1), p.Bytes()[5*pg], "the page moved")
 }
+
+// A kernel access to a missing page, a read(2) into it, is a fault the
+// userfaultfd resolves (the fault path's page, then the data), unless the
+// userfaultfd handles user-mode faults only (UFFD_USER_MODE_ONLY, all an
+// unprivileged process gets with vm.unprivileged_userfaultfd=0): then the
+// system call fails with EFAULT (handle_userfault refuses a kernel fault).
+func TestProcessKernelAccessToAMissingPage(t *testing.T) {
+	krulestest.Check(t)
+	p := newProcess(t, 2)
+	require.Equal(t, fmt.Sprintf("uffd [%#x-%#x) of pid:42 (app)", p.Addr(), p.Addr()+2*pg), p.String())
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	defer w.Close()
+	_, err = w.Write([]byte("payload"))
+	require.NoError(t, err)
+	n, err := unix.Read(int(r.Fd()), p.Bytes()[pg:pg+7])
+	if p.UserModeOnly() {
+		require.ErrorIs(t, err, unix.EFAULT)
+		return
+	}
+	require.NoError(t, err)
+	require.Equal(t, 7, n)
+	require.Equal(t, "payload", string(p.Bytes()[pg:pg+7]))
+	require.EqualValues(t, 1, p.Stats().Faults, "the kernel's fault went through the fault path")
+}
