@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/google/pprof/profile"
 	"github.com/stretchr/testify/require"
 
+	"github.com/krules/krules"
 	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/lockclass"
 )
@@ -242,6 +244,69 @@ func TestLockStatCountsTheNestLockQuickTiers(t *testing.T) {
 	}
 }
 
+// lock_stat counts every acquisition (lock_acquired): the cached quick
+// tiers of RWSem.RLock, Map.Acquire and Map.AcquireShared count theirs as
+// the whole way does, each on its side.
+func TestLockStatCountsTheQuickTiersOfReadersAndMaps(t *testing.T) {
+	krulestest.Check(t)
+	v := lockclass.NewValidator()
+	var s lockclass.RWSem
+	s.Init(lockclass.WithValidator(v), lockclass.WithName("quick_sem"))
+	excl := lockclass.NewMap("exclusive_map", lockclass.WithValidator(v))
+	shared := lockclass.NewMap("shared_map", lockclass.WithValidator(v))
+	outer := mutex(v, "outer") // the maps' quick tiers want a task record
+	round := func() {
+		s.RLock()
+		s.RUnlock()
+		outer.Lock()
+		excl.Acquire()
+		excl.Release()
+		shared.AcquireShared()
+		shared.Release()
+		outer.Unlock()
+	}
+	round() // the chains are cached: the quick tiers take the rounds below
+	lockStatOn(t)
+	v.ClearLockStat()
+	const rounds = 3
+	for range rounds {
+		round()
+	}
+	sem := statOf(v, "quick_sem")
+	require.Len(t, sem, 1)
+	require.True(t, sem[0].Read)
+	require.EqualValues(t, rounds, sem[0].Acquisitions)
+	for _, m := range []struct {
+		name string
+		read bool
+	}{{"exclusive_map", false}, {"shared_map", true}} {
+		rows := statOf(v, m.name)
+		require.Len(t, rows, 1, m.name)
+		require.Equal(t, m.read, rows[0].Read, m.name)
+		require.EqualValues(t, rounds, rows[0].Acquisitions, m.name)
+	}
+}
+
+// lock_stat's header says when lock debugging is off
+// (lock_stat_open's seq_header: "*WARNING* lock debugging disabled!!"),
+// whose statistics may have stopped short.
+func TestWriteLockStatWarnsOnceValidationIsOff(t *testing.T) {
+	rec := krulestest.Record(t)
+	v, m := statMutex(t, "&warned->lock")
+	header := func() string {
+		var b strings.Builder
+		require.NoError(t, v.WriteLockStat(&b))
+		return b.String()
+	}
+	const warning = "*WARNING* lock debugging disabled!! - possibly due to a lockdep warning\n"
+	require.NotContains(t, header(), warning)
+	m.Lock()
+	lockclass.MightLock(m) // recursive: reported, validation off
+	m.Unlock()
+	require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+	require.Regexp(t, `^lock_stat version 0\.4\n`+regexp.QuoteMeta(warning), header())
+}
+
 // With lock_stat on, a seqcount read is annotated every time, its cached
 // quick tier included (which otherwise makes no acquisition at all), so
 // every read is counted.
@@ -441,6 +506,46 @@ func contendOnce(t *testing.T, v *lockclass.Validator, m *lockclass.Mutex, lock,
 	require.Eventually(t, func() bool { return queued(v) == n+1 }, 10*time.Second, time.Millisecond, "the waiter queues")
 	m.Unlock()
 	<-done
+}
+
+// A spinning lock's first attempt that fails is a contention
+// (LOCK_CONTENDED: lock_contended counts the contention point, then
+// lock_acquired the wait, which the contentions column counts), as a
+// sleeping lock's wait is.
+func TestLockStatCountsASpinLocksContention(t *testing.T) {
+	krulestest.Check(t)
+	lockStatOn(t)
+	v := lockclass.NewValidator()
+	var s lockclass.SpinLock
+	s.Init(lockclass.WithValidator(v), lockclass.WithName("&spun->lock"))
+	s.Lock() // a hold ended: the class has its row
+	s.Unlock()
+	held, release, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go func() {
+		s.Lock()
+		close(held)
+		<-release
+		s.Unlock()
+	}()
+	<-held
+	go func() {
+		defer close(done)
+		s.Lock() // spins: contended
+		s.Unlock()
+	}()
+	contended := func() bool {
+		rows := statOf(v, "&spun->lock")
+		return len(rows) == 1 && len(rows[0].ContentionPoints) == 1 // lock_contended
+	}
+	require.Eventually(t, contended, 10*time.Second, time.Millisecond, "the spinner counts its contention")
+	time.Sleep(time.Millisecond) // a wait to record
+	close(release)
+	<-done
+	rows := statOf(v, "&spun->lock")
+	require.EqualValues(t, 1, rows[0].Contentions)
+	require.EqualValues(t, 3, rows[0].Acquisitions)
+	require.Positive(t, rows[0].WaitTotal, "the wait is recorded")
+	require.Len(t, rows[0].ContendingPoints, 1, "where the holder took it")
 }
 
 // A class keeps LOCKSTAT_POINTS (4) contention points: the waits at a

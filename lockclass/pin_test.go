@@ -46,6 +46,10 @@ func TestRepinAndUnpinKeepTheCount(t *testing.T) {
 	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
 	require.Contains(t, rec.Last().Text, "pinning an unheld lock\n")
 	rec.Clear()
+	require.Zero(t, lockclass.Pin(&m), "NIL_COOKIE") // __lock_pin_lock's WARN
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "pinning an unheld lock\n")
+	rec.Clear()
 
 	m.Lock()
 	lockclass.Unpin(&m, 1)

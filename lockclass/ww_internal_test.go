@@ -582,3 +582,24 @@ func TestWWWaitDieNeverWounds(t *testing.T) {
 	})
 	require.Empty(t, kinds(reps))
 }
+
+// ww_mutex_deadlock_injection counts its countdown down to zero, then
+// injects and grows the interval by 3.5 (tmp*2 + tmp + tmp/2), and past
+// UINT_MAX/4 sets it to UINT_MAX rather than let it wrap.
+func TestWWInjectionIntervalGrowsAndStopsAtUintMax(t *testing.T) {
+	const maxUint = 1<<32 - 1
+	for _, tc := range []struct{ from, to uint64 }{
+		{1, 3}, {3, 10}, {10, 35},
+		{maxUint / 4, 3758096380}, // the largest that still grows
+		{maxUint/4 + 1, maxUint},
+	} {
+		var m WWMutex
+		c := &WWAcquireCtx{inject: true, interval: tc.from, countdown: 2}
+		require.False(t, c.injectDeadlock(&m))
+		require.False(t, c.injectDeadlock(&m))
+		require.True(t, c.injectDeadlock(&m), "the countdown reached zero")
+		require.Equal(t, tc.to, c.interval, "from %d", tc.from)
+		require.Equal(t, tc.to, c.countdown)
+		require.Same(t, &m, c.contending)
+	}
+}
