@@ -50,6 +50,10 @@ func TestNewPreallocates(t *testing.T) {
 
 	_, err = mempool.New(-1, s.alloc, s.free)
 	require.Error(t, err)
+	_, err = mempool.New(1, nil, s.free)
+	require.ErrorContains(t, err, "alloc and free are required")
+	_, err = mempool.New(1, s.alloc, nil)
+	require.ErrorContains(t, err, "alloc and free are required")
 }
 
 // Each path of Alloc and Free is counted where it is taken: the allocator's
@@ -655,6 +659,23 @@ func TestFreeWithNothingOutstandingIsRefused(t *testing.T) {
 	p.Free(z)
 	require.NoError(t, p.Close())
 	require.Zero(t, s.live.Load())
+}
+
+// mempool_free ignores a NULL element. For an interface element type that
+// is the nil interface only: an interface holding a nil pointer is an
+// element like any other, and freeing it with none outstanding is refused.
+func TestFreeIgnoresOnlyTheNilInterface(t *testing.T) {
+	rec := krulestest.Record(t)
+	p, err := mempool.New(1, func(gfp.Flags) (any, error) { return new(int), nil }, func(any) {},
+		mempool.WithDebug(false), mempool.WithName("iface"))
+	require.NoError(t, err)
+	p.Free(nil)
+	require.Zero(t, rec.Len(), "NULL is ignored")
+	p.Free((*int)(nil))
+	require.Equal(t, []krules.Kind{krules.MempoolMisuse}, rec.Kinds(), "a typed nil is an element")
+	require.Contains(t, rec.Last().Text, "mempool_free(iface): no element is outstanding")
+	require.Equal(t, 1, p.Stats().Reserve)
+	require.NoError(t, p.Close())
 }
 
 // mempool_exit gives the reserve back by popping it (remove_element), so
