@@ -277,6 +277,45 @@ func TestGetOnDeadAddressSpaceFreesTheNotifier(t *testing.T) {
 	require.EqualValues(t, 1, a.freed.Load(), "freed at once, never registered")
 }
 
+// The first interval of an address space registers its tree
+// (__mmu_notifier_register), which finds no users left:
+// BUG_ON(mm_users <= 0), and the insertion fails.
+func TestInsertIntervalOnDeadAddressSpaceIsReported(t *testing.T) {
+	rec := krulestest.Record(t)
+	mm := newMM(t)
+	mm.Exit()
+	sub, err := mmnotifier.InsertInterval(mm, 0x10000, pg, intervalSeq{})
+	require.ErrorIs(t, err, mmnotifier.ErrInvalid)
+	require.Nil(t, sub)
+	require.Equal(t, []krules.Kind{krules.NotifierMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "BUG_ON(atomic_read(&mm->mm_users) <= 0)")
+}
+
+// failingAlloc is an Allocator whose alloc_notifier fails.
+type failingAlloc struct{ freed atomic.Int32 }
+
+var errNoNotifier = errors.New("no notifier")
+
+func (*failingAlloc) AllocNotifier(*mmnotifier.MM) (mmnotifier.Notifier, error) {
+	return nil, errNoNotifier
+}
+
+func (a *failingAlloc) FreeNotifier(mmnotifier.Notifier) { a.freed.Add(1) }
+
+// mmu_notifier_get_locked returns alloc_notifier's error as it is, with
+// nothing registered and nothing to free; the next Get asks again.
+func TestGetReturnsTheAllocatorsError(t *testing.T) {
+	krulestest.Check(t)
+	mm := newMM(t)
+	a := &failingAlloc{}
+	for range 2 {
+		sub, err := mmnotifier.Get(mm, a)
+		require.ErrorIs(t, err, errNoNotifier)
+		require.Nil(t, sub)
+	}
+	require.Zero(t, a.freed.Load())
+}
+
 // A nil notifier is refused: registered, it would make every later
 // invalidation, Exit included, call a method on nil.
 func TestRegisterRefusesNilNotifier(t *testing.T) {
