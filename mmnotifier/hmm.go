@@ -57,7 +57,9 @@ type HMMRange struct {
 // and the caller starts over from ReadBegin. An address with no mapping, or
 // in a mapping that cannot be read (PROT_NONE), gets HMMPFNError, or fails
 // the walk with ErrFault if a fault was asked for; a write fault asked for
-// in a mapping without PROT_WRITE fails with ErrPerm. A page that is not
+// in a mapping without PROT_WRITE fails with ErrPerm, and a fault that
+// fails (a page that cannot be allocated, an address space the OOM reaper
+// has reaped) with ErrFault, as hmm_vma_fault's -EFAULT. A page that is not
 // present gets an entry of 0 unless a fault was asked for; a write request
 // means something only with ReqFault, as in the kernel.
 //
@@ -118,7 +120,9 @@ func (mm *MM) hmmEntry(addr, req uint64) (uint64, error) {
 		return 0, ErrPerm
 	}
 	if _, err := mm.faultLocked(addr, write); err != nil {
-		return 0, err
+		// hmm_vma_fault: any VM_FAULT_ERROR of handle_mm_fault, a page
+		// that cannot be allocated (VM_FAULT_OOM) included, is -EFAULT.
+		return 0, ErrFault
 	}
 	mm.ptl.Lock()
 	e = mm.pt.get(addr)

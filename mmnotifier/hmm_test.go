@@ -364,3 +364,36 @@ func TestHMMRangeFaultEntries(t *testing.T) {
 	mm.MmapLock().RUnlock()
 	require.ErrorIs(t, err, mmnotifier.ErrBusy)
 }
+
+// hmm_vma_fault turns every failure of handle_mm_fault (VM_FAULT_ERROR,
+// VM_FAULT_OOM included) into -EFAULT: a page that cannot be allocated
+// fails the walk with ErrFault, not with the allocator's error, and the
+// next walk faults it in.
+func TestHMMRangeFaultOfAPageThatCannotBeHadIsEFAULT(t *testing.T) {
+	krulestest.Check(t)
+	mm := newMM(t)
+	d := newMirror(t, mm)
+	addr, err := mm.Mmap(pg, mmnotifier.ProtReadWrite)
+	require.NoError(t, err)
+	fail := gfp.NewFaultAttr(100, 1)
+	fail.IgnoreGFPWait, fail.IgnoreGFPHighmem, fail.MinOrder, fail.Verbose = false, false, 0, 0
+	mm.Zone().InjectPageAllocFaults(fail)
+	defer mm.Zone().InjectPageAllocFaults(nil)
+	walk := func() ([]uint64, error) {
+		r := mmnotifier.HMMRange{Notifier: d.sub, Start: addr, End: addr + pg,
+			PFNs: make([]uint64, 1), DefaultFlags: mmnotifier.HMMPFNReqFault}
+		r.NotifierSeq = d.sub.ReadBegin()
+		mm.MmapLock().RLock()
+		defer mm.MmapLock().RUnlock()
+		err := mmnotifier.HMMRangeFault(&r)
+		return r.PFNs, err
+	}
+	pfns, err := walk()
+	require.Equal(t, 1, fail.Failures())
+	require.ErrorIs(t, err, mmnotifier.ErrFault)
+	require.NotErrorIs(t, err, gfp.ErrNoMemory)
+	require.Equal(t, mmnotifier.HMMPFNError, pfns[0])
+	pfns, err = walk() // fail_page_alloc's one failure is spent
+	require.NoError(t, err)
+	require.Equal(t, mmnotifier.HMMPFNValid, pfns[0]&mmnotifier.HMMPFNValid)
+}
