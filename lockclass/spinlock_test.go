@@ -164,6 +164,12 @@ func TestRWLockReadTakenWhileValidationOffUnlocksQuietly(t *testing.T) {
 	l.RUnlock()
 	require.False(t, nonblock.InAtomic())
 	require.Nil(t, task.Lookup())
+	lockclass.SetEnabled(false)
+	require.True(t, l.TryRLock()) // read_trylock: counted likewise
+	lockclass.SetEnabled(prev)
+	l.RUnlock()
+	require.False(t, nonblock.InAtomic())
+	require.Nil(t, task.Lookup())
 }
 
 // Unlocking a spinning lock that is not locked is a bad unlock balance and

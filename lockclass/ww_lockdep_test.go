@@ -205,3 +205,41 @@ func TestOutOfOrderReleaseRemergesWWEntries(t *testing.T) {
 	require.Empty(t, rec.Kinds())
 	require.Nil(t, task.Lookup())
 }
+
+// Every ww_mutex locked in a context is a nest_lock acquisition under it
+// (mutex_acquire_nest), so the locks of the class merge into one held
+// entry whose reference count, 11 bits wide, overflows at the 2048th:
+// DEBUG_LOCKS_WARN_ON(hlock->references < references), and lockdep is
+// off. The cached tiers count, and give back, the references as the slow
+// path does.
+func TestWWReferencesOverflowAt2048(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	class := lockclass.NewWWClass("ww_many")
+	ms := wwMutexes(class, 2048)
+	lockAll := func(n int) (refs uint32) {
+		var ctx lockclass.WWAcquireCtx
+		ctx.Init(class)
+		for _, m := range ms[:n] {
+			require.NoError(t, m.Lock(&ctx))
+		}
+		if held := task.Lookup().Lockdep.Held; len(held) == 2 {
+			refs = held[1].References
+		}
+		for _, m := range ms[:n] {
+			m.Unlock()
+		}
+		ctx.Fini()
+		return refs
+	}
+	for range 2 { // the second round through the cached tiers
+		require.EqualValues(t, 2047, lockAll(2047))
+		require.Nil(t, task.Lookup(), "every reference given back")
+	}
+	require.Zero(t, rec.Len())
+	lockAll(2048)
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "DEBUG_LOCKS_WARN_ON(hlock->references < references)")
+	require.False(t, lockclass.Default().Enabled())
+	require.Nil(t, task.Lookup())
+}
