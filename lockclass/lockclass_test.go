@@ -1684,4 +1684,12 @@ func TestViewsAndHandler(t *testing.T) {
 	require.Regexp(t, `(?m)^ max locking depth: +2$`, stats)
 	require.Regexp(t, `(?m)^ debug_locks: +1$`, stats)
 	require.Regexp(t, regexp.MustCompile(`(?s)digraph lockdep \{.*c1 \[label="A"\];.*c1 -> c2 \[label="EN"\];`), get("graph.dot"))
+	require.True(t, strings.HasPrefix(get("contention"), "\x1f\x8b"), "a gzipped pprof profile")
+	locks := get("locks") // SysRq-d: debug_show_all_locks's frame
+	require.True(t, strings.HasPrefix(locks, "\nShowing all locks held in the system:\n"), locks)
+	require.True(t, strings.HasSuffix(locks, "\n=============================================\n\n"), locks)
+	resp, err := srv.Client().Get(srv.URL + "/debug/lockdep/no_such_view")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, 404, resp.StatusCode)
 }
