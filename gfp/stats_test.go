@@ -93,6 +93,9 @@ func TestDefaultZone(t *testing.T) {
 	require.True(t, z.IsVmalloc(kv))
 	gfp.Kvfree(kv)
 	require.Equal(t, held, accounted(z))
+	gfp.Vfree(nil) // vfree(NULL) and kvfree(NULL) do nothing
+	gfp.Kvfree(nil)
+	require.Equal(t, held, accounted(z))
 
 	mine := newZone(t, 1<<20)
 	prev := gfp.SetDefault(mine)
