@@ -189,6 +189,7 @@ func TestSpinningUnlockOfAFreeLockLeavesNoSectionBehind(t *testing.T) {
 			nonblock.EndAtomic()
 			l.Lock()
 			require.True(t, nonblock.InAtomic())
+			require.True(t, lockclass.IsHeld(l))
 			l.Unlock()
 			require.False(t, nonblock.InAtomic())
 			require.Nil(t, task.Lookup())

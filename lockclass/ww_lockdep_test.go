@@ -81,6 +81,7 @@ func TestWWLockdep(t *testing.T) {
 		var ctx lockclass.WWAcquireCtx
 		ctx.Init(class)
 		require.Same(t, class, ctx.Class())
+		require.True(t, lockclass.IsHeld(&ctx), "ww_acquire_init acquires the context's map")
 		acquire.Acquire() // the context's class, held by ctx
 		acquire.Release()
 		ctx.Fini()
