@@ -7,6 +7,7 @@ import (
 	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
 	"github.com/krules/krules/lockclass"
+	"github.com/krules/krules/nonblock"
 )
 
 // MM is an address space (struct mm_struct): mapped ranges (VMAs) whose
@@ -153,8 +154,11 @@ func (mm *MM) GetNotZero() bool {
 // Put drops a user reference (mmput). The last one tears the address space
 // down as exit_mmap does: notifiers get Release (and interval notifiers a
 // RELEASE invalidation), every page is unmapped with a final UNMAP
-// invalidation and freed, and the shrinker is unregistered. It may sleep.
+// invalidation and freed, and the shrinker is unregistered. It may sleep,
+// and says so whether or not it drops the last user, as mmput's
+// might_sleep comes before its atomic_dec_and_test (kernel/fork.c).
 func (mm *MM) Put() {
+	nonblock.MightSleep()
 	switch n := mm.users.Add(-1); {
 	case n == 0:
 		mm.exitMmap()

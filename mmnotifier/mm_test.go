@@ -331,6 +331,19 @@ func TestExitUnmapsUnderTheReadLock(t *testing.T) {
 	require.False(t, empty.Reaped(), "with no VMA exit_mmap goes straight to destroy")
 }
 
+// mmput might sleep whether or not it drops the last user: its
+// might_sleep comes before the atomic_dec_and_test (kernel/fork.c mmput),
+// so a Put in an atomic section is reported even while other users keep
+// the address space alive.
+func TestPutMightSleepEvenWhenUsersRemain(t *testing.T) {
+	mm := newMM(t)
+	mm.Get()
+	rec := krulestest.Record(t)
+	atomically(func() { mm.Put() })
+	require.Equal(t, []krules.Kind{krules.SleepInAtomic}, rec.Kinds())
+	require.Equal(t, 1, mm.Users(), "the Put still dropped its user")
+}
+
 // Each call checks its arguments as its system call does: munmap refuses an
 // empty range and one reaching past TASK_SIZE (do_vmi_munmap); mprotect and
 // madvise do nothing for a zero length (do_mprotect_pkey, do_madvise); a
