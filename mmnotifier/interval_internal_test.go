@@ -173,6 +173,14 @@ func TestSequenceScheme(t *testing.T) {
 	seq, active = state(mm)
 	require.Equal(t, uint64(6), seq)
 	require.Zero(t, active)
+
+	// A disjoint invalidation ends with the sequence even: mn_itree_inv_end
+	// leaves it alone, or the address space would look frozen while idle.
+	end = begin(mm, 0x30000, 0x31000)
+	end()
+	seq, active = state(mm)
+	require.Equal(t, uint64(6), seq)
+	require.Zero(t, active)
 }
 
 func TestInsertAndRemoveAreDeferredWhileFrozen(t *testing.T) {
@@ -348,9 +356,16 @@ func TestExitSendsReleaseThenUnmap(t *testing.T) {
 	o := &seqOps{}
 	A, err := InsertInterval(mm, addr, 2*page, o)
 	require.NoError(t, err)
+	// mn_itree_release's range ends at ULONG_MAX, and so does exit_mmap's
+	// unmap: the top page of the address space is released too.
+	top := &seqOps{}
+	T, err := InsertInterval(mm, ^uint64(page-1), page, top)
+	require.NoError(t, err)
 	mm.Exit()
 	require.Equal(t, []Event{EventRelease, EventUnmap}, o.events)
+	require.Equal(t, []Event{EventRelease, EventUnmap}, top.events)
 	A.Remove() // still allowed after exit
+	T.Remove()
 	require.Zero(t, mm.count.Load())
 }
 
