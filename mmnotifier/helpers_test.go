@@ -9,6 +9,7 @@ import (
 
 	"github.com/krules/krules/gfp"
 	"github.com/krules/krules/krulestest"
+	"github.com/krules/krules/lockclass"
 	"github.com/krules/krules/mmnotifier"
 )
 
@@ -37,6 +38,13 @@ func newMM(t testing.TB, opts ...mmnotifier.Option) *mmnotifier.MM {
 		mmnotifier.Synchronize()
 	})
 	return mm
+}
+
+// driverLock returns a driver's mutex, of a class of its own.
+func driverLock() *lockclass.Mutex {
+	mu := new(lockclass.Mutex)
+	mu.Init(lockclass.WithName("&drv->lock"))
+	return mu
 }
 
 // mapTouched maps n pages read-write and touches each one.

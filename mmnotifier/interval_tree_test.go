@@ -125,6 +125,22 @@ func TestEqualStartsKeepTheirInsertionOrder(t *testing.T) {
 	require.Equal(t, []int{0, 1, 3, 4}, visit())
 }
 
+// Removing a node with two children puts its successor, the leftmost node
+// of its right subtree, in its place: every node on the way down to the
+// successor loses a descendant, so each gets its height and maxLast
+// recomputed and is rebalanced. Here the leftmost node of a subtree also
+// has its largest last, so a stale maxLast shows as well as a stale height.
+func TestRemovingANodeWithTwoChildrenKeepsTheInvariants(t *testing.T) {
+	var tree intervalTree[int]
+	for i := range 64 {
+		tree.Insert(uint64(i), 1000-uint64(i), i)
+	}
+	for tree.root != nil {
+		require.True(t, tree.Remove(tree.root))
+		require.Equal(t, tree.Len(), checkInvariants(t, tree.root, nil))
+	}
+}
+
 // A stabbing query over many intervals touches O(log n + k) nodes, not n.
 func TestQueryVisitsFewNodes(t *testing.T) {
 	var tree intervalTree[int]

@@ -36,12 +36,6 @@ func (n lockingInterval) Invalidate(sub *mmnotifier.IntervalNotifier, _ *mmnotif
 	return true
 }
 
-func driverLock() *lockclass.Mutex {
-	mu := new(lockclass.Mutex)
-	mu.Init(lockclass.WithName("&drv->lock"))
-	return mu
-}
-
 // allocUnder allocates with GFP_KERNEL while holding mu, with no memory
 // pressure at all.
 func allocUnder(t *testing.T, mm *mmnotifier.MM, mu *lockclass.Mutex) {

@@ -250,6 +250,50 @@ func unregisterWaitsForARunningCallback(t *testing.T) {
 	require.False(t, early.Load(), "Unregister returned while a callback ran")
 }
 
+// Synchronize is a grace period before anything else
+// (mmu_notifier_synchronize is synchronize_srcu): it waits for a callback
+// that is running, whether or not its caller holds locks of its own.
+func TestSynchronizeWaitsForARunningCallback(t *testing.T) {
+	for _, held := range []bool{false, true} {
+		t.Run(fmt.Sprintf("driver lock held %v", held), func(t *testing.T) {
+			krulestest.Check(t)
+			mm := newMM(t)
+			entered, leave := make(chan struct{}), make(chan struct{})
+			f := &mmnotifier.Funcs{Start: func(*mmnotifier.Range) error {
+				close(entered)
+				<-leave
+				return nil
+			}}
+			_, err := mmnotifier.Register(mm, f.Notifier())
+			require.NoError(t, err)
+			addr := mapTouched(t, mm, 1)
+			unmapped := make(chan error)
+			go func() { unmapped <- mm.Discard(addr, pg) }()
+			<-entered
+			mu := driverLock()
+			synced := make(chan struct{})
+			go func() {
+				if held {
+					mu.Lock()
+					defer mu.Unlock()
+				}
+				mmnotifier.Synchronize()
+				close(synced)
+			}()
+			waited := true
+			select {
+			case <-synced:
+				waited = false
+			case <-time.After(50 * time.Millisecond):
+			}
+			close(leave)
+			<-synced
+			require.NoError(t, <-unmapped)
+			require.True(t, waited, "Synchronize returned while a callback ran")
+		})
+	}
+}
+
 func TestRegisterOnDeadAddressSpaceIsReported(t *testing.T) {
 	rec := krulestest.Record(t)
 	mm := newMM(t)
