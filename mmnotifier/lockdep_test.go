@@ -434,11 +434,17 @@ func TestHMMRangeFaultWithoutMmapLockIsReported(t *testing.T) {
 	require.Contains(t, rec.Last().Text, "lockdep_assert_held(&mm->mmap_lock): lock not held")
 }
 
-// sleepyYoung is a notifier whose clear_flush_young callback may sleep.
+// sleepyYoung is a notifier whose clear_flush_young and test_young
+// callbacks may sleep.
 type sleepyYoung struct{}
 
 func (sleepyYoung) InvalidateRangeStart(*mmnotifier.Range) error { return nil }
 func (sleepyYoung) ClearFlushYoung(*mmnotifier.MM, uint64, uint64) bool {
+	nonblock.MightSleep()
+	return false
+}
+
+func (sleepyYoung) TestYoung(*mmnotifier.MM, uint64) bool {
 	nonblock.MightSleep()
 	return false
 }
@@ -453,6 +459,10 @@ func TestYoungCallbacksMayNotSleep(t *testing.T) {
 	rec := krulestest.Record(t)
 	mm.ClearFlushYoung(addr, addr+pg)
 	require.Equal(t, []krules.Kind{krules.SleepInAtomic}, rec.Kinds())
+	// The accessed bit is clear now, so TestYoung asks the notifier, under
+	// the page-table lock too, as khugepaged's scan does.
+	require.False(t, mm.TestYoung(addr))
+	require.Equal(t, []krules.Kind{krules.SleepInAtomic, krules.SleepInAtomic}, rec.Kinds())
 }
 
 // FaultLocked is handle_mm_fault under the caller's mmap_lock, as

@@ -1,6 +1,7 @@
 package mmnotifier_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -90,22 +91,37 @@ func TestEachOperationInvalidatesWithItsEvent(t *testing.T) {
 	require.Zero(t, mm.RSS())
 }
 
+// munmap and the OOM reaper free pages in tlb_finish_mmu, after the
+// invalidation's end.
 func TestPagesAreFreedAfterTheEnd(t *testing.T) {
-	krulestest.Check(t)
-	mm := newMM(t)
-	addr := mapTouched(t, mm, 2)
-	pfn, ok := mm.Lookup(addr)
-	require.True(t, ok)
-	page := mm.Zone().PageByPFN(pfn)
-	var atStart, atEnd bool
-	_, err := mmnotifier.Register(mm, endFuncs(
-		func(*mmnotifier.Range) error { atStart = page.InUse(); return nil },
-		func(*mmnotifier.Range) { atEnd = page.InUse() }))
-	require.NoError(t, err)
-	require.NoError(t, mm.Unmap(addr, 2*pg))
-	require.True(t, atStart, "still mapped at start")
-	require.True(t, atEnd, "freed only after the end, as tlb_finish_mmu")
-	require.False(t, page.InUse())
+	for _, tc := range []struct {
+		name string
+		zap  func(t *testing.T, mm *mmnotifier.MM, addr uint64)
+	}{
+		{"munmap", func(t *testing.T, mm *mmnotifier.MM, addr uint64) { require.NoError(t, mm.Unmap(addr, 2*pg)) }},
+		{"OOM reaper", func(t *testing.T, mm *mmnotifier.MM, _ uint64) {
+			require.True(t, mm.OOMReap(context.Background()).Reaped)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			krulestest.Check(t)
+			krulestest.CaptureLog(t)
+			mm := newMM(t)
+			addr := mapTouched(t, mm, 2)
+			pfn, ok := mm.Lookup(addr)
+			require.True(t, ok)
+			page := mm.Zone().PageByPFN(pfn)
+			var atStart, atEnd bool
+			_, err := mmnotifier.Register(mm, endFuncs(
+				func(*mmnotifier.Range) error { atStart = page.InUse(); return nil },
+				func(*mmnotifier.Range) { atEnd = page.InUse() }))
+			require.NoError(t, err)
+			tc.zap(t, mm, addr)
+			require.True(t, atStart, "still mapped at start")
+			require.True(t, atEnd, "freed only after the end, as tlb_finish_mmu")
+			require.False(t, page.InUse())
+		})
+	}
 }
 
 func endFuncs(start func(*mmnotifier.Range) error, end func(*mmnotifier.Range)) mmnotifier.Notifier {

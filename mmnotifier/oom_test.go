@@ -2,6 +2,7 @@ package mmnotifier_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -173,6 +174,79 @@ func TestReaperSleepsATenthOfASecondBetweenTries(t *testing.T) {
 	res := mm.OOMReap(ctx)
 	require.False(t, res.Reaped)
 	require.LessOrEqual(t, res.Tries, 2)
+}
+
+// oom_reap_task says "unable to reap" only when every one of its ten tries
+// failed: a victim reaped on the tenth try is reaped, and a reaper stopped
+// by its context before the tenth (krules's own way out) says nothing.
+func TestReaperIsUnableToReapOnlyAfterTenFailedTries(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		refusals int // non-blockable starts refused before one succeeds
+		cancelAt int // the non-blockable start that cancels the reaper's context, if any
+		want     mmnotifier.ReapResult
+	}{
+		{"reaped on the tenth try", 9, 0, mmnotifier.ReapResult{Tries: 10, Reaped: true, Freed: 1}},
+		{"stopped after the ninth", 10, 9, mmnotifier.ReapResult{Tries: 9}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			krulestest.Check(t)
+			log := krulestest.CaptureLog(t)
+			mm := newMM(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			calls := 0 // on the reaper's goroutine only
+			f := &mmnotifier.Funcs{Start: func(r *mmnotifier.Range) error {
+				if r.Blockable() {
+					return nil
+				}
+				calls++
+				if calls == tc.cancelAt {
+					cancel()
+				}
+				if calls <= tc.refusals {
+					return mmnotifier.ErrAgain
+				}
+				return nil
+			}}
+			_, err := mmnotifier.Register(mm, f.Notifier())
+			require.NoError(t, err)
+			mapTouched(t, mm, 1)
+			require.Equal(t, tc.want, mm.OOMReap(ctx, mmnotifier.WithRetryDelay(time.Millisecond)))
+			require.NotContains(t, log.String(), "oom_reaper: unable to reap")
+		})
+	}
+}
+
+// ReapResult.Freed counts every page the reaper freed: those of every VMA
+// of a try, and those of every try, when a VMA refused once is reaped by
+// the next.
+func TestReaperCountsEveryPageItFreed(t *testing.T) {
+	for _, refuse := range []bool{false, true} {
+		t.Run(fmt.Sprintf("first VMA refused once %v", refuse), func(t *testing.T) {
+			krulestest.Check(t)
+			krulestest.CaptureLog(t)
+			mm := newMM(t)
+			a := mapTouched(t, mm, 1)
+			mapTouched(t, mm, 2)
+			refused := !refuse // on the reaper's goroutine only
+			f := &mmnotifier.Funcs{Start: func(r *mmnotifier.Range) error {
+				if !r.Blockable() && r.Start == a && !refused {
+					refused = true
+					return mmnotifier.ErrAgain
+				}
+				return nil
+			}}
+			_, err := mmnotifier.Register(mm, f.Notifier())
+			require.NoError(t, err)
+			want := mmnotifier.ReapResult{Tries: 1, Reaped: true, Freed: 3}
+			if refuse {
+				want.Tries = 2
+			}
+			require.Equal(t, want, mm.OOMReap(context.Background(), mmnotifier.WithRetryDelay(time.Millisecond)))
+			require.Zero(t, mm.RSS())
+		})
+	}
 }
 
 // __oom_reap_task_mm invalidates each VMA whole, touched or not, with a
