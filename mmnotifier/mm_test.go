@@ -361,11 +361,66 @@ func TestArgumentsAreCheckedAsTheSystemCallsDo(t *testing.T) {
 	require.NoError(t, mm.Discard(a, 0))
 	require.ErrorIs(t, mm.Protect(a, ^uint64(0)-pg, mmnotifier.ProtRead), mmnotifier.ErrNoMem, "wraps around")
 	require.ErrorIs(t, mm.Discard(a, ^uint64(0)-pg), mmnotifier.ErrInvalid, "wraps around")
+	// A length that page alignment rounds to zero: mprotect's end <= start
+	// is ENOMEM, madvise's len_in && !len EINVAL.
+	require.ErrorIs(t, mm.Protect(a, ^uint64(0), mmnotifier.ProtRead), mmnotifier.ErrNoMem, "rounds to zero")
+	require.ErrorIs(t, mm.Discard(a, ^uint64(0)), mmnotifier.ErrInvalid, "rounds to zero")
 	require.ErrorIs(t, mm.Protect(a+1, pg, mmnotifier.ProtRead), mmnotifier.ErrInvalid)
 	require.ErrorIs(t, mm.Discard(a+1, pg), mmnotifier.ErrInvalid)
 	require.Empty(t, rec.take())
 	_, err := mm.Fault(a, true)
 	require.NoError(t, err, "still mapped and writable")
+}
+
+// A migration that cannot allocate its destination pages gives back those
+// it had and invalidates nothing: the pages are allocated before the
+// invalidation starts, as a driver allocates them before migrate_vma_setup.
+func TestMigrateThatCannotAllocateGivesBackItsPages(t *testing.T) {
+	krulestest.Check(t)
+	mm, rec := recordedMM(t)
+	addr := mapTouched(t, mm, 2)
+	rec.take()
+	z := mm.Zone()
+	before := z.Stats()
+	fail := gfp.NewFaultAttr(100, 1) // fail_page_alloc: the second page fails
+	fail.IgnoreGFPWait, fail.IgnoreGFPHighmem, fail.MinOrder, fail.Space, fail.Verbose = false, false, 0, 2, 0
+	z.InjectPageAllocFaults(fail)
+	_, err := mm.Migrate(addr, 2*pg, nil)
+	z.InjectPageAllocFaults(nil)
+	require.Error(t, err)
+	require.Equal(t, 1, fail.Failures())
+	after := z.Stats()
+	require.Equal(t, before.Free+before.PCP, after.Free+after.PCP, "the first page is free again")
+	require.Empty(t, rec.take())
+}
+
+// Migrate returns the pages it moved: a page discarded by another thread
+// while the migration's invalidation ran is neither moved nor counted, and
+// the destination page allocated for it goes back to the zone.
+func TestMigrateCountsThePagesItMoved(t *testing.T) {
+	krulestest.Check(t)
+	mm := newMM(t)
+	addr := mapTouched(t, mm, 2)
+	discarded := false // on the test's goroutine, which migrates
+	f := &mmnotifier.Funcs{Start: func(r *mmnotifier.Range) error {
+		if r.Event == mmnotifier.EventMigrate && !discarded {
+			discarded = true
+			done := make(chan error)
+			go func() { done <- mm.Discard(addr, pg) }()
+			require.NoError(t, <-done)
+		}
+		return nil
+	}}
+	_, err := mmnotifier.Register(mm, f.Notifier())
+	require.NoError(t, err)
+	before := mm.Zone().Stats()
+	n, err := mm.Migrate(addr, 2*pg, nil)
+	require.NoError(t, err)
+	require.True(t, discarded)
+	require.Equal(t, 1, n)
+	require.EqualValues(t, 1, mm.RSS())
+	after := mm.Zone().Stats()
+	require.Equal(t, before.Free+before.PCP+1, after.Free+after.PCP, "one page fewer in use, and no spare")
 }
 
 // vma_merge joins a piece whose protection goes back to that of its neighbours,
