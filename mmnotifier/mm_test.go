@@ -367,6 +367,9 @@ func TestArgumentsAreCheckedAsTheSystemCallsDo(t *testing.T) {
 	require.ErrorIs(t, mm.Discard(a, ^uint64(0)), mmnotifier.ErrInvalid, "rounds to zero")
 	require.ErrorIs(t, mm.Protect(a+1, pg, mmnotifier.ProtRead), mmnotifier.ErrInvalid)
 	require.ErrorIs(t, mm.Discard(a+1, pg), mmnotifier.ErrInvalid)
+	// The alignment is checked before the length (do_mprotect_pkey, do_madvise).
+	require.ErrorIs(t, mm.Protect(a+1, 0, mmnotifier.ProtRead), mmnotifier.ErrInvalid, "misaligned, zero length")
+	require.ErrorIs(t, mm.Discard(a+1, 0), mmnotifier.ErrInvalid, "misaligned, zero length")
 	require.Empty(t, rec.take())
 	_, err := mm.Fault(a, true)
 	require.NoError(t, err, "still mapped and writable")

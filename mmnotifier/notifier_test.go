@@ -780,6 +780,27 @@ func TestNonBlockableEndCallbacksMayNotSleep(t *testing.T) {
 	require.Contains(t, rec.Last().Text, "sleepyEnd")
 }
 
+// The ends that mn_hlist_invalidate_range_start calls to unwind a refused
+// non-blockable start run outside non-block sections, as in the kernel,
+// which wraps only the starts: an end that may sleep there is not reported.
+func TestUnwindingEndsRunOutsideNonBlockSections(t *testing.T) {
+	krulestest.CaptureLog(t)
+	rec := krulestest.Record(t)
+	mm := newMM(t)
+	sleepy := &mmnotifier.Funcs{End: func(*mmnotifier.Range) { nonblock.MightSleep() }}
+	_, err := mmnotifier.Register(mm, sleepy.Notifier())
+	require.NoError(t, err)
+	refusing := &mmnotifier.Funcs{Start: func(*mmnotifier.Range) error { return mmnotifier.ErrAgain }}
+	_, err = mmnotifier.Register(mm, refusing.Notifier())
+	require.NoError(t, err)
+	r := mmnotifier.NewRange(mm, mmnotifier.EventClear, 0, mmnotifier.PageSize)
+	mm.MmapLock().RLock()
+	require.ErrorIs(t, mmnotifier.InvalidateRangeStartNonblock(&r), mmnotifier.ErrAgain)
+	mm.MmapLock().RUnlock()
+	require.Equal(t, mmnotifier.Counts{Starts: 1, Ends: 1}, sleepy.Counts(), "its start succeeded: its end unwinds it")
+	require.Empty(t, rec.Kinds())
+}
+
 // uncomparableAlloc is an Allocator whose dynamic type cannot be compared
 // (it holds a slice), so Get could not find its notifier again.
 type uncomparableAlloc struct {
