@@ -1,9 +1,11 @@
 package mmnotifier
 
 import (
+	"fmt"
 	"math"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -136,4 +138,30 @@ func TestListEditFromAStaleListIsMadeAgain(t *testing.T) {
 	require.Equal(t, []*Subscription{b}, *subs.list.Load())
 	a.Unregister()
 	b.Unregister()
+}
+
+// A grace period waits for the readers of every counter shard, whichever
+// one a reader's stack address picked.
+func TestGracePeriodWaitsForEveryShard(t *testing.T) {
+	Synchronize() // nothing of an earlier test still running
+	for _, i := range []int{0, srcuShards / 2, srcuShards - 1} {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			c := &srcu.shards[i].readers[srcu.epoch.Load()&1]
+			c.Add(1) // a reader in shard i
+			done := make(chan struct{})
+			go func() {
+				srcu.synchronize()
+				close(done)
+			}()
+			waited := true
+			select {
+			case <-done:
+				waited = false
+			case <-time.After(20 * time.Millisecond):
+			}
+			srcu.walkUnlock(c)
+			<-done
+			require.True(t, waited, "the grace period ended while a reader of shard %d ran", i)
+		})
+	}
 }

@@ -222,25 +222,36 @@ func TestAUserReferenceOutlivesTheOwnersExit(t *testing.T) {
 // the cleanup's), so the second run, one grace period later, finds the
 // epochs the other way round.
 func TestUnregisterWaitsForRunningCallbacks(t *testing.T) {
-	for i := range 2 {
-		if i == 1 {
+	for _, tc := range []struct {
+		name  string
+		inEnd bool // the end callback runs, not the start
+	}{{"start", false}, {"start after a grace period", false}, {"end", true}} {
+		if tc.name == "start after a grace period" {
 			mmnotifier.Synchronize()
 		}
-		t.Run(fmt.Sprint(i), unregisterWaitsForARunningCallback)
+		t.Run(tc.name, func(t *testing.T) { unregisterWaitsForARunningCallback(t, tc.inEnd) })
 	}
 }
 
-func unregisterWaitsForARunningCallback(t *testing.T) {
+func unregisterWaitsForARunningCallback(t *testing.T, inEnd bool) {
 	krulestest.Check(t)
 	mm := newMM(t)
 	entered, leave := make(chan struct{}), make(chan struct{})
 	var returned, early atomic.Bool
-	f := &mmnotifier.Funcs{Start: func(*mmnotifier.Range) error {
+	run := func() {
 		close(entered)
 		<-leave
 		early.Store(returned.Load()) // checked on the test's goroutine
+	}
+	f := &mmnotifier.Funcs{Start: func(*mmnotifier.Range) error {
+		if !inEnd {
+			run()
+		}
 		return nil
 	}}
+	if inEnd {
+		f.End = func(*mmnotifier.Range) { run() }
+	}
 	sub, err := mmnotifier.Register(mm, f.Notifier())
 	require.NoError(t, err)
 	addr := mapTouched(t, mm, 1)
