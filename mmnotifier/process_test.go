@@ -238,6 +238,8 @@ func TestProcessRefusesBadRanges(t *testing.T) {
 	p := newProcess(t, 4)
 	rec := registerLog(t, p)
 	require.ErrorIs(t, p.Madvise(p.Len(), pg), mmnotifier.ErrInvalid)
+	require.NoError(t, p.Madvise(p.Len(), 0), "do_madvise: a zero length does nothing")
+	require.ErrorIs(t, p.Madvise(1, 0), mmnotifier.ErrInvalid, "misaligned, though of zero length")
 	require.ErrorIs(t, p.Munmap(p.Len()-pg, 2*pg), mmnotifier.ErrInvalid)
 	require.ErrorIs(t, p.Mremap(0, pg, 2*pg), mmnotifier.ErrInvalid, "overlapping")
 	starts, _ := rec.seen()
