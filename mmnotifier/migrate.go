@@ -10,8 +10,11 @@ import (
 // MMU_NOTIFY_MIGRATE and owner (the pgmap owner a driver compares with its
 // own to skip its own migrations), blockable. The new pages are allocated
 // before the invalidation starts, the old ones freed after it ends. Every
-// address must be mapped (else ErrNoMem). It returns the pages moved. It
-// takes mmap_lock for reading and may sleep.
+// address must be mapped, else it returns ErrInvalid and invalidates
+// nothing, as migrate_vma_setup refuses a range outside its VMA with
+// -EINVAL; the range may span several VMAs, as a driver's loop over
+// find_vma_intersection does. It returns the pages moved. It takes
+// mmap_lock for reading and may sleep.
 func (mm *MM) Migrate(addr, length uint64, owner any) (int, error) {
 	end, err := checkRange(addr, length)
 	if err != nil {
@@ -22,7 +25,7 @@ func (mm *MM) Migrate(addr, length uint64, owner any) (int, error) {
 	for a := addr; a < end; {
 		v := mm.vmaAt(a)
 		if v == nil {
-			return 0, ErrNoMem
+			return 0, ErrInvalid
 		}
 		a = v.end
 	}

@@ -75,7 +75,7 @@ func TestEachOperationInvalidatesWithItsEvent(t *testing.T) {
 	require.NoError(t, mm.Read(addr+4*pg, buf))
 	require.Equal(t, "hello", string(buf), "contents moved along")
 	_, err = mm.Migrate(addr+6*pg, 4*pg, owner) // runs past the mapping's end
-	require.ErrorIs(t, err, mmnotifier.ErrNoMem)
+	require.ErrorIs(t, err, mmnotifier.ErrInvalid, "migrate_vma_setup: end > vma->vm_end")
 	require.Empty(t, starts(), "a refused migration invalidates nothing")
 
 	mm.ClearSoftDirty()

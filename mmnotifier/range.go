@@ -133,8 +133,9 @@ var ErrFault error = syscall.EFAULT
 // in a mapping without PROT_WRITE.
 var ErrPerm error = syscall.EPERM
 
-// ErrInvalid is -EINVAL: a misaligned or empty range, or an operation on an
-// address space with no users left.
+// ErrInvalid is -EINVAL: a misaligned or empty range, a migration over
+// addresses that are not all mapped, or an operation on an address space
+// with no users left.
 var ErrInvalid error = syscall.EINVAL
 
 // ErrOverflow is -EOVERFLOW: an interval whose end wraps around, or a

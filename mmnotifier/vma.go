@@ -25,8 +25,8 @@ const (
 	ProtReadWrite = ProtRead | ProtWrite
 )
 
-// ErrNoMem is -ENOMEM: mprotect or a migration over addresses that are not
-// all mapped, or no room left in the address space.
+// ErrNoMem is -ENOMEM: mprotect over addresses that are not all mapped, or
+// no room left in the address space.
 var ErrNoMem error = syscall.ENOMEM
 
 // mmapBase is where Mmap starts looking for room (TASK_UNMAPPED_BASE).
