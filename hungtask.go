@@ -29,7 +29,9 @@ const hungTaskWarnings = 10
 //
 // followed by its stack and, as with lockdep, every held lock in the system
 // (ShowAllLocks), the owners of the lock it waits for first (the kernel
-// prints that list once, after the reports of one check). As the
+// prints that list once, after the reports of one check), or only "INFO:
+// lockdep is turned off." once the default validator has turned itself
+// off. As the
 // kernel's check_hung_task, it reports a goroutine that stays blocked again
 // each timeout (the kernel finds it hung again at every check, whose
 // interval defaults to the timeout), N growing, and makes at most 10
@@ -173,6 +175,10 @@ func hungTaskReport(w *task.Waiter, all []*task.Waiter, now time.Time, last bool
 // primitive (their lists are copied as they begin to wait, and only while a
 // hung-task detector runs): the lists of running goroutines change under a
 // reader, which the kernel tolerates and Go's memory model does not.
+// Once the default validator has turned itself off (the kernel's
+// debug_locks is 0: a report was made), it writes only "INFO: lockdep is
+// turned off.", as debug_show_all_locks does; lockclass.Off and
+// lockclass.SetEnabled do not change what it writes.
 func ShowAllLocks(w io.Writer) error {
 	var b strings.Builder
 	showLocks(&b, task.Waiters(), task.Lookup())
@@ -181,6 +187,13 @@ func ShowAllLocks(w io.Writer) error {
 }
 
 func showLocks(b *strings.Builder, ws []*task.Waiter, self *task.Task) {
+	// debug_show_all_locks reads debug_locks alone: once a report has
+	// turned lockdep off the lists are no longer trusted. lockdep_off()
+	// (current->lockdep_recursion) does not silence it.
+	if !task.DebugLocks() {
+		b.WriteString(task.LockdepOff)
+		return
+	}
 	b.WriteString("\nShowing all locks held in the system:\n")
 	if self != nil && len(self.Lockdep.Held) > 0 {
 		task.FormatHeldLocks(b, self, fmt.Sprintf("%s/%d", commOf(self), self.ID))

@@ -240,3 +240,72 @@ func TestShowAllLocksWithNothingHeld(t *testing.T) {
 		require.Equal(t, "\nShowing all locks held in the system:\n\n=============================================\n\n", b.String())
 	}
 }
+
+// debug_show_all_locks prints only "INFO: lockdep is turned off." once
+// debug_locks is 0, which a report on the default validator (the kernel's
+// lockdep) makes it; lockdep_off() is current->lockdep_recursion, which it
+// does not read, so the list survives lockclass.Off.
+func TestShowAllLocksOnlySaysLockdepIsOffOnceAReportTurnedItOff(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	var m lockclass.Mutex
+	m.Init(lockclass.WithName("held_across"))
+	m.Lock()
+	defer m.Unlock()
+	show := func() string {
+		var b strings.Builder
+		require.NoError(t, krules.ShowAllLocks(&b))
+		return b.String()
+	}
+	require.Contains(t, show(), "\nShowing all locks held in the system:\n1 lock held by ")
+	lockclass.Off()
+	offList := show()
+	lockclass.On()
+	require.Contains(t, offList, " (held_across)", "lockdep_off leaves debug_locks alone")
+
+	twice := lockclass.NewMap("taken_twice")
+	twice.Acquire()
+	twice.Acquire()
+	twice.Release()
+	require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+	require.False(t, lockclass.Default().Enabled())
+	require.Equal(t, "INFO: lockdep is turned off.\n", show())
+}
+
+// The hung-task report ends with debug_show_all_locks, so once a report
+// has turned the default validator off it ends with "INFO: lockdep is
+// turned off." instead of a list.
+func TestHungTaskReportSaysLockdepIsOffOnceAReportTurnedItOff(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	twice := lockclass.NewMap("taken_twice")
+	twice.Acquire()
+	twice.Acquire()
+	twice.Release()
+	require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+
+	const timeout = 50 * time.Millisecond
+	krulestest.DetectHungTasksAfter(t, timeout)
+	var m lockclass.Mutex
+	m.Init(lockclass.WithName("hung_off"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m.Lock()
+	res := make(chan error, 1)
+	krules.Go("stuck_off", func() { res <- m.LockKillable(ctx) })
+	var hung *krules.Report
+	require.Eventually(t, func() bool {
+		for _, r := range rec.Reports() {
+			if r.Kind == krules.HungTask {
+				hung = r
+				return true
+			}
+		}
+		return false
+	}, 40*timeout+5*time.Second, time.Millisecond)
+	cancel()
+	require.ErrorIs(t, <-res, context.Canceled)
+	m.Unlock()
+	require.True(t, strings.HasSuffix(hung.Text, " </TASK>\nINFO: lockdep is turned off.\n"), hung.Text)
+	require.NotContains(t, hung.Text, "Showing all locks")
+}

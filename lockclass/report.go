@@ -245,7 +245,7 @@ func depthReport(depth int) *krules.Report {
 	b.Printf("%s\nturning off the locking correctness validator.\n", msg)
 	b.Printf("depth: %d  max: %d!\n", depth, MaxLockDepth)
 	b.HeldLocks()
-	b.Printf("INFO: lockdep is turned off.\n")
+	b.WriteString(task.LockdepOff)
 	b.Dump()
 	return b.Report()
 }

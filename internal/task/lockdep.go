@@ -67,6 +67,25 @@ type HeldLock struct {
 	Check      bool
 }
 
+// LockdepOff is what lockdep prints in place of a lock list once debug_locks
+// is off: debug_show_all_locks (and debug_show_held_locks) print only it.
+const LockdepOff = "INFO: lockdep is turned off.\n"
+
+// debugLocks reads the kernel's debug_locks. Package lockclass points it at
+// its default validator (the one that stands for the kernel's lockdep)
+// during its initialisation; without lockclass nothing can be held, and
+// lockdep counts as on.
+var debugLocks = func() bool { return true }
+
+// SetDebugLocks makes fn the reader of debug_locks. Package lockclass calls
+// it once, from an init function, before any goroutine can read it.
+func SetDebugLocks(fn func() bool) { debugLocks = fn }
+
+// DebugLocks reports the kernel's debug_locks: false once the default
+// validator has turned itself off (debug_locks_off). lockdep_off() and
+// the prove_locking switch leave it alone, as in the kernel.
+func DebugLocks() bool { return debugLocks() }
+
 // LabelOf returns what reports print for h's class.
 func LabelOf(h *HeldLock) string {
 	if h.Label == nil || h.Class == nil {
