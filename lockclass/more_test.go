@@ -1019,9 +1019,10 @@ func TestSetClassOnAHeldLockRewindsTheChainKey(t *testing.T) {
 	require.Regexp(t, `: A\n -> \[[0-9a-f]+\] C\n -> \[[0-9a-f]+\] C'\n\n`, out.String())
 }
 
-// lock_set_class returns at once under lockdep_off (!lockdep_enabled()):
-// the held lock keeps its class; only the lock's map moves to the new key,
-// for its next acquisition.
+// lock_set_class returns at once when !lockdep_enabled(), under
+// lockdep_off and once debug_locks is off, before __lock_set_class
+// re-initialises the map: the held entry keeps its class, and so does the
+// lock's next acquisition.
 func TestSetClassUnderLockdepOffLeavesTheHeldLockAlone(t *testing.T) {
 	krulestest.Check(t)
 	v := lockclass.NewValidator()
@@ -1030,12 +1031,61 @@ func TestSetClassUnderLockdepOffLeavesTheHeldLockAlone(t *testing.T) {
 	c.Acquire()
 	lockclass.Off()
 	lockclass.SetClassAndName(c, k, "C'")
+	lockclass.SetSubclass(c, 1)
 	lockclass.On()
 	require.Contains(t, task.LabelOf(&task.Lookup().Lockdep.Held[0]), "(C)")
 	c.Release()
 	c.Acquire()
+	require.Contains(t, task.LabelOf(&task.Lookup().Lockdep.Held[0]), "(C)")
+	c.Release()
+	require.Equal(t, "C", c.Name())
+}
+
+// The same once debug_locks is off: a report turned the validator off
+// while the lock was held, and lock_set_class on it does nothing.
+func TestSetClassAfterDebugLocksOffLeavesTheHeldLockAlone(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	k := registeredKey()
+	c := lockclass.NewMap("C", lockclass.WithValidator(v))
+	c.Acquire()
+	twice := lockclass.NewMap("T", lockclass.WithValidator(v))
+	twice.Acquire()
+	twice.Acquire()
+	twice.Release()
+	require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+	require.False(t, v.Enabled())
+	lockclass.SetClassAndName(c, k, "C'")
+	require.Equal(t, "C", c.Name())
+	require.Contains(t, task.LabelOf(&task.Lookup().Lockdep.Held[0]), "(C)")
+	c.Release()
+	require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+}
+
+// On a lock the caller does not hold SetClass is lockdep_set_class, that
+// is lockdep_init_map_type, which sets the key whatever lockdep_enabled()
+// says: under lockdep_off, and with the validator off, the lock's next
+// acquisition has the new class (its name shows it while off).
+func TestSetClassOnAnUnheldLockRekeysItWhileLockdepIsOff(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	k := registeredKey()
+	c := lockclass.NewMap("C", lockclass.WithValidator(v))
+	lockclass.Off()
+	lockclass.SetClassAndName(c, k, "C'")
+	lockclass.On()
+	c.Acquire()
 	require.Contains(t, task.LabelOf(&task.Lookup().Lockdep.Held[0]), "(C')")
 	c.Release()
+
+	twice := lockclass.NewMap("T", lockclass.WithValidator(v))
+	twice.Acquire()
+	twice.Acquire()
+	twice.Release()
+	require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+	require.False(t, v.Enabled())
+	lockclass.SetClassAndName(c, registeredKey(), "C''")
+	require.Equal(t, "C''", c.Name())
 }
 
 // lock_set_subclass and lock_set_class on a held lock (__lock_set_class)

@@ -18,7 +18,13 @@ import (
 // lock_set_class/lock_set_subclass: the held entry moves to the new class
 // and subclass, but the lock itself is re-keyed with subclass 0
 // (__lock_set_class re-initialises the map with subclass 0), so its next
-// plain acquisition is subclass 0 of the new key.
+// plain acquisition is subclass 0 of the new key. While the validator
+// ignores the caller (Off) or has turned itself off (Validator.Enabled is
+// false), they leave a held lock alone, its entry and its key both:
+// lock_set_class returns at once when !lockdep_enabled(), before
+// __lock_set_class re-initialises the map. An unheld lock is re-keyed
+// whatever the validator's state, as lockdep_init_map_type sets the key
+// before it looks at debug_locks.
 //
 //go:noinline
 func SetClass(l Lockable, key *Key) { setClass(l, key, "", 0, stack.ReturnPC()) }
@@ -65,31 +71,35 @@ func setClass(l Lockable, key *Key, name string, sub int, pc uintptr) {
 		cfg.name = name
 	}
 	cfg.sub = sub
-	m.setConfig(&cfg)
-	if !compiledIn || !enabled.Load() {
-		return
-	}
-	t := task.Lookup()
-	if t == nil || t.Lockdep.Off != 0 {
-		return
+	var t *task.Task
+	if compiledIn && enabled.Load() {
+		t = task.Lookup()
 	}
 	i := -1
-	for j := len(t.Lockdep.Held) - 1; j >= 0; j-- {
-		if t.Lockdep.Held[j].Instance == unsafe.Pointer(m) {
-			i = j
-			break
+	if t != nil {
+		for j := len(t.Lockdep.Held) - 1; j >= 0; j-- {
+			if t.Lockdep.Held[j].Instance == unsafe.Pointer(m) {
+				i = j
+				break
+			}
 		}
 	}
 	if i < 0 {
+		// lockdep_set_class*: lockdep_init_map_type.
+		m.setConfig(&cfg)
 		return
 	}
-	if cfg.sub != 0 {
-		// __lock_set_class: lockdep_init_map_type(lock, ..., 0, ...), then
-		// register_lock_class(lock, subclass, 0) for the held entry only.
-		zero := cfg // a fresh config: the published one is never written
-		zero.sub = 0
-		m.setConfig(&zero)
+	// lock_set_class: nothing at all unless lockdep_enabled(), which is
+	// false under lockdep_off (current->lockdep_recursion) and once
+	// debug_locks is off.
+	if t.Lockdep.Off != 0 || !cfg.validator().Enabled() {
+		return
 	}
+	// __lock_set_class: lockdep_init_map_type(lock, ..., 0, ...), then
+	// register_lock_class(lock, subclass, 0) for the held entry only. cfg
+	// is a copy: a published config is never written.
+	cfg.sub = 0
+	m.setConfig(&cfg)
 	c, rep := m.resolve(sub, pc, nil)
 	emit(rep)
 	if c == nil {
