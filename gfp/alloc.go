@@ -11,7 +11,9 @@ package gfp
 // "page allocation failure: order:N, mode:0x…(FLAGS)" (rate limited). An
 // order above MaxOrder is reported (WARN_ON_ONCE_GFP) and fails.
 func (z *Zone) AllocPages(order int, flags Flags) (*Page, error) {
-	return z.allocPages(order, flags, pgAlloc)
+	// allocPages spelled out, so that the call's site, fs_reclaim's "at:"
+	// in reports, is AllocPages' own, not an inlined helper's.
+	return z.allocPagesChecked(order, flags, pgAlloc, true)
 }
 
 // allocPages is __alloc_pages for blocks of the given kind.
@@ -35,7 +37,7 @@ func (z *Zone) allocPagesChecked(order int, flags Flags, kind uint32, check bool
 		return nil, ErrNoMemory
 	}
 	if check {
-		mightAllocTask(gfp, t, pf)
+		mightAllocTask(gfp, t, pf, true) // its caller's caller is the entry
 	}
 	if fa := z.failPage.Load(); fa != nil && fa.shouldFailAllocPage(gfp, order) {
 		z.stats.injected.Add(1)

@@ -129,7 +129,19 @@ func (z *Zone) Alloc(size int, flags Flags) ([]byte, error) {
 	case size < 0:
 		return nil, fmt.Errorf("gfp: kmalloc of %d bytes", size)
 	case size > KmallocMaxCacheSize:
-		return z.allocLarge(size, flags)
+		// kmalloc_large: whole pages for sizes above the classes, spelled
+		// out so that the page allocator's check finds Alloc, the entry,
+		// as its caller's caller (fs_reclaim's "at:", mightAllocTask).
+		order := bits.Len(uint((size - 1) >> PageShift))
+		if flags&slabBugMask != 0 {
+			flags = kmallocFixFlags(flags)
+		}
+		p, err := z.allocPagesChecked(order, flags|Comp, pgLarge, true)
+		if err != nil {
+			return nil, err
+		}
+		off := p.index() << PageShift
+		return z.mem[off : off+size : off+size], nil
 	}
 	if z.closed.Load() {
 		return nil, ErrClosed
@@ -137,7 +149,7 @@ func (z *Zone) Alloc(size int, flags Flags) ([]byte, error) {
 	ci := classIndex(size)
 	t, pf := currentTask()
 	gfp := applyContext(flags, pf)
-	mightAllocTask(gfp, t, pf)
+	mightAllocTask(gfp, t, pf, false)
 	// should_failslab charges space with the cache's object_size: the
 	// size class, not the size asked for.
 	if fa := z.failSlab.Load(); fa != nil && fa.shouldFailSlab(gfp, classSizes[ci]) {
@@ -363,20 +375,6 @@ func kmallocFixFlags(gfp Flags) Flags {
 	b.Dump()
 	krules.Emit(b.Report())
 	return gfp
-}
-
-// allocLarge is kmalloc_large: whole pages for sizes above the classes.
-func (z *Zone) allocLarge(size int, flags Flags) ([]byte, error) {
-	order := bits.Len(uint((size - 1) >> PageShift))
-	if flags&slabBugMask != 0 {
-		flags = kmallocFixFlags(flags)
-	}
-	p, err := z.allocPages(order, flags|Comp, pgLarge)
-	if err != nil {
-		return nil, err
-	}
-	off := p.index() << PageShift
-	return z.mem[off : off+size : off+size], nil
 }
 
 // Free frees memory Alloc returned: kfree(). A nil or empty slice (length

@@ -338,3 +338,67 @@ func lockInNotifier(l *lockclass.Mutex) {
 	l.Unlock()
 	gfp.NotifierMap.Release()
 }
+
+// fs_reclaim_acquire takes __fs_reclaim_map with _RET_IP_: a site in the
+// allocator entry might_alloc is inlined into (__alloc_pages_noprof,
+// __kmalloc_noprof), or the caller of fs_reclaim_acquire or might_alloc.
+// A lock held around an allocation, after fs_reclaim -> lock was learnt,
+// is reported with fs_reclaim's "at:" in the entry, not in an allocator
+// helper.
+func TestFSReclaimAtNamesTheAllocatorEntry(t *testing.T) {
+	cases := []struct {
+		name, at string
+		alloc    func(z *gfp.Zone)
+	}{
+		{"AllocPages", `gfp\.\(\*Zone\)\.AllocPages\+0x[0-9a-f]+ gfp/alloc\.go:\d+`, func(z *gfp.Zone) {
+			p, err := z.AllocPages(0, gfp.Kernel)
+			require.NoError(t, err)
+			z.FreePages(p, 0)
+		}},
+		{"default AllocPages", `gfp\.\(\*Zone\)\.AllocPages\+0x[0-9a-f]+ gfp/alloc\.go:\d+`, func(*gfp.Zone) {
+			p, err := gfp.AllocPages(0, gfp.Kernel)
+			require.NoError(t, err)
+			gfp.FreePages(p, 0)
+		}},
+		{"kmalloc", `gfp\.\(\*Zone\)\.Alloc\+0x[0-9a-f]+ gfp/kmalloc\.go:\d+`, func(z *gfp.Zone) {
+			b, err := z.Alloc(100, gfp.Kernel)
+			require.NoError(t, err)
+			z.Free(b)
+		}},
+		{"kmalloc_large", `gfp\.\(\*Zone\)\.Alloc\+0x[0-9a-f]+ gfp/kmalloc\.go:\d+`, func(z *gfp.Zone) {
+			b, err := z.Alloc(3*gfp.PageSize, gfp.Kernel)
+			require.NoError(t, err)
+			z.Free(b)
+		}},
+		{"vmalloc", `gfp\.\(\*Zone\)\.Vmalloc\+0x[0-9a-f]+ gfp/vmalloc\.go:\d+`, func(z *gfp.Zone) {
+			b, err := z.Vmalloc(3*gfp.PageSize, gfp.Kernel)
+			require.NoError(t, err)
+			z.Vfree(b)
+		}},
+		{"MightAlloc", `gfp_test\.TestFSReclaimAtNamesTheAllocatorEntry\.func\d+\+0x[0-9a-f]+ gfp/lockdep_test\.go:\d+`, func(*gfp.Zone) {
+			gfp.MightAlloc(gfp.Kernel)
+		}},
+		{"FSReclaimAcquire", `gfp_test\.TestFSReclaimAtNamesTheAllocatorEntry\.func\d+\+0x[0-9a-f]+ gfp/lockdep_test\.go:\d+`, func(*gfp.Zone) {
+			gfp.FSReclaimAcquire(gfp.Kernel)
+			gfp.FSReclaimRelease(gfp.Kernel)
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			krulestest.ResetDefault(t)
+			rec := krulestest.Record(t)
+			z := newZone(t, 4<<20)
+			var l lockclass.Mutex
+			l.Init(lockclass.WithName("&drv->lock"))
+			gfp.FSReclaimAcquire(gfp.Kernel) // priming: fs_reclaim -> &drv->lock
+			l.Lock()
+			l.Unlock()
+			gfp.FSReclaimRelease(gfp.Kernel)
+			l.Lock()
+			c.alloc(z)
+			l.Unlock()
+			require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+			require.Regexp(t, `is trying to acquire lock:\n[0-9a-f]{16} \(fs_reclaim\)\{\+\.\+\.\}-\{0:0\}, at: `+c.at+`\n`, rec.Last().Text)
+		})
+	}
+}

@@ -210,6 +210,13 @@ func (m *Map) AcquireRead() { m.acquireShared(2, 0, stack.ReturnPC()) }
 // tiers.
 func (m *Map) AcquireSharedAt(pc uintptr) { m.acquireQuick(1, pc) }
 
+// AcquireAt is Acquire for an annotation helper that takes the map on its
+// caller's behalf: pc is the site lockdep's reports print as the holder's
+// "at:", the helper's return address (the kernel's _RET_IP_, which
+// fs_reclaim_acquire passes lock_acquire_exclusive for __fs_reclaim_map).
+// It has Acquire's quick tiers.
+func (m *Map) AcquireAt(pc uintptr) { m.acquireQuick(0, pc) }
+
 // TryAcquireShared is a successful shared trylock of the map
 // (lock_acquire_shared with trylock set).
 //
