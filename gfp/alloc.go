@@ -37,7 +37,7 @@ func (z *Zone) allocPagesChecked(order int, flags Flags, kind uint32, check bool
 		return nil, ErrNoMemory
 	}
 	if check {
-		mightAllocTask(gfp, t, pf, true) // its caller's caller is the entry
+		mightAllocTask(gfp, t, pf, outerSite) // its caller is the entry
 	}
 	if fa := z.failPage.Load(); fa != nil && fa.shouldFailAllocPage(gfp, order) {
 		z.stats.injected.Add(1)

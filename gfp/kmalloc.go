@@ -149,7 +149,7 @@ func (z *Zone) Alloc(size int, flags Flags) ([]byte, error) {
 	ci := classIndex(size)
 	t, pf := currentTask()
 	gfp := applyContext(flags, pf)
-	mightAllocTask(gfp, t, pf, false)
+	mightAllocTask(gfp, t, pf, callerSite)
 	// should_failslab charges space with the cache's object_size: the
 	// size class, not the size asked for.
 	if fa := z.failSlab.Load(); fa != nil && fa.shouldFailSlab(gfp, classSizes[ci]) {

@@ -50,14 +50,41 @@ func MightAlloc(flags Flags) {
 	}
 	if t != nil {
 		pf := TaskFlags(t.Memalloc)
-		mightAllocTask(applyContext(flags, pf), t, pf, true)
+		mightAllocTask(applyContext(flags, pf), t, pf, outerSite)
 	}
 }
 
+// MightAllocAt is MightAlloc for an allocator that checks the flags on its
+// caller's behalf, as mempool_alloc_noprof does (might_alloc is inlined
+// there): pc, the site reports name as where fs_reclaim was taken ("at:"),
+// is the allocator's return address (internal/stack.ReturnPC in it), so
+// that they name the entry its user called, not the allocator's helper.
+func MightAllocAt(flags Flags, pc uintptr) {
+	var t *task.Task // looked up as MightAlloc does
+	if id := task.GoID(); id != 0 {
+		t = task.LookupID(id)
+	} else {
+		t = task.Lookup()
+	}
+	if t != nil {
+		pf := TaskFlags(t.Memalloc)
+		mightAllocTask(applyContext(flags, pf), t, pf, pc)
+	}
+}
+
+// The sites mightAllocTask is told of that it finds itself: its caller's
+// (callerSite) or its caller's caller's (outerSite). No code lives at
+// addresses 0 and 1.
+const (
+	callerSite uintptr = 0
+	outerSite  uintptr = 1
+)
+
 // mightAllocTask is MightAlloc with the scopes applied and the task looked
-// up. Its caller is the allocator entry (Zone.Alloc, Zone.Vmalloc), or,
-// if outer, its caller's caller is (MightAlloc's caller, Zone.AllocPages
-// through allocPagesChecked): fs_reclaim's "at:" is a site there, as
+// up. site is fs_reclaim's "at:": a site in the allocator entry, which is
+// its caller (callerSite: Zone.Alloc, Zone.Vmalloc) or its caller's caller
+// (outerSite: MightAlloc's caller, Zone.AllocPages through
+// allocPagesChecked), or given (MightAllocAt), as
 // fs_reclaim_acquire takes the map with _RET_IP_, a site in the entry that
 // might_alloc is inlined into (__alloc_pages_noprof, __kmalloc_noprof), not
 // in an allocator helper.
@@ -78,7 +105,7 @@ func MightAlloc(flags Flags) {
 // kernel's skipped allocations would have.
 //
 //go:noinline
-func mightAllocTask(gfp Flags, t *task.Task, pf TaskFlags, outer bool) {
+func mightAllocTask(gfp Flags, t *task.Task, pf TaskFlags, site uintptr) {
 	if t == nil {
 		return // no sections, no locks: nothing to check
 	}
@@ -91,13 +118,12 @@ func mightAllocTask(gfp Flags, t *task.Task, pf TaskFlags, outer bool) {
 			// order-0 pages, lock held" 1424 -> 1435 instructions
 			// (cachegrind), 233 -> 241 ns (min of 8, noisy); "gfp
 			// Alloc+Free 64 B" 452 -> 451; AMD EPYC (Zen 3, KVM).
-			var pc uintptr
-			if outer {
-				pc = stack.OuterReturnPC()
-			} else {
-				pc = stack.ReturnPC()
+			if site == outerSite {
+				site = stack.OuterReturnPC()
+			} else if site == callerSite {
+				site = stack.ReturnPC()
 			}
-			FSReclaimMap.AcquireAt(pc)
+			FSReclaimMap.AcquireAt(site)
 			touchNotifierMap()
 			FSReclaimMap.Release()
 		} else {

@@ -78,8 +78,8 @@ func (z *Zone) Vmalloc(size int, flags Flags) ([]byte, error) {
 	nonblock.MightSleep()
 	t, pf := currentTask()
 	gfp := applyContext(flags, pf)
-	mightAllocTask(gfp, t, pf, false)
-	mightAllocTask(applyContext(Kernel&^(FS|IO)|gfp&(FS|IO), pf), t, pf, false) // the page tables
+	mightAllocTask(gfp, t, pf, callerSite)
+	mightAllocTask(applyContext(Kernel&^(FS|IO)|gfp&(FS|IO), pf), t, pf, callerSite) // the page tables
 	// __vmalloc_area_node adds __GFP_HIGHMEM unless DMA or DMA32 is asked
 	// for, to the pages and to its failure report; fail_page_alloc's
 	// ignore-gfp-highmem then spares the pages, as the kernel's.
