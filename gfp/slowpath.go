@@ -26,7 +26,8 @@ const jiffy = time.Millisecond
 //  11. retry while reclaim could still get the zone over min, at most
 //     MaxReclaimRetries rounds without progress;
 //  14. the OOM hook (OnOOM);
-//  17. NoFail never gives up (sleeping a tick between rounds);
+//  17. NoFail never gives up (sleeping a tick between rounds), keeping
+//     the count of rounds without progress;
 //  18. the failure report.
 func (z *Zone) slowPath(order int, gfp Flags, kind uint32, pf TaskFlags) *Page {
 	canReclaim := gfp&DirectReclaim != 0
@@ -109,8 +110,11 @@ retry:
 			z.noteReserveDip()
 			return p
 		}
+		// retry:, not restart:, which alone zeroes no_progress_loops:
+		// with the retries used up and no OOM progress to reset them
+		// (RetryMayFail, ThisNode), each further round of reclaim without
+		// progress comes straight back here.
 		time.Sleep(jiffy)
-		noProgressLoops = 0
 		goto retry
 	}
 	if z.closed.Load() {

@@ -750,3 +750,63 @@ func TestReclaimProgressCountsPagesNotBlocks(t *testing.T) {
 	require.Equal(t, before+gfp.SwapClusterMax, z.Stats().PgStealDirect)
 	require.Equal(t, int64(1), rounds.Load())
 }
+
+// nopage's __GFP_NOFAIL branch goes back to retry:, past restart:, where
+// no_progress_loops is zeroed: the count is kept, so once a request the
+// OOM step cannot help (__GFP_THISNODE here) has used up its
+// MAX_RECLAIM_RETRIES, each later round of reclaim without progress sends
+// it straight back to nopage's ALLOC_MIN_RESERVE fallback. The zone is
+// empty and a liar makes every round fruitless; at the first round after
+// the first fallback (round MAX_RECLAIM_RETRIES+2) the test frees pages
+// that only the fallback may take (between half the min watermark and
+// min): the allocation gets them at the end of that very round, not
+// MAX_RECLAIM_RETRIES rounds later.
+func TestNoFailKeepsTheNoProgressCountAcrossNopage(t *testing.T) {
+	krulestest.Check(t)
+	z := reserveZone(t)
+	rest := emptyZone(t, z)
+	wm := z.Watermarks()
+	give := int(wm.Min*3/4) + 1
+	require.Less(t, int64(give), wm.Min)
+	require.LessOrEqual(t, give, len(rest))
+
+	// Counted from the stalls emptying the zone made.
+	firstAfterNopage := z.Stats().AllocStall + gfp.MaxReclaimRetries + 2
+	reached, freed := make(chan struct{}), make(chan struct{})
+	var once atomic.Bool
+	s := &gfp.Shrinker{
+		Name:  "liar",
+		Seeks: gfp.DefaultSeeks,
+		Count: func(*gfp.ShrinkControl) uint64 { return 1 << 20 },
+		Scan: func(sc *gfp.ShrinkControl) uint64 {
+			if z.Stats().AllocStall == firstAfterNopage && once.CompareAndSwap(false, true) {
+				close(reached)
+				<-freed
+			}
+			return 0
+		},
+	}
+	require.NoError(t, z.RegisterShrinker(s))
+	defer z.UnregisterShrinker(s)
+
+	got := make(chan *gfp.Page, 1)
+	go func() {
+		p, _ := z.AllocPages(0, gfp.Kernel|gfp.NoFail|gfp.ThisNode)
+		got <- p
+	}()
+	select {
+	case <-reached:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the NOFAIL request never reached its first round after nopage")
+	}
+	for i := range give {
+		z.FreePages(rest[i], 0)
+		rest[i] = nil
+	}
+	z.DrainPages()
+	close(freed)
+	p := <-got
+	require.NotNil(t, p)
+	z.FreePages(p, 0)
+	require.Equal(t, firstAfterNopage, z.Stats().AllocStall, "one round, then nopage's fallback")
+}
