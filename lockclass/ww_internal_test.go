@@ -603,3 +603,46 @@ func TestWWInjectionIntervalGrowsAndStopsAtUintMax(t *testing.T) {
 		require.Same(t, &m, c.contending)
 	}
 }
+
+// __ww_mutex_die returns true for every wait-die class, so
+// __ww_mutex_check_waiters stops at the first waiter with a context, woken
+// or not, and never wounds in a wait-die class. The queues the API builds
+// never reach the difference (a younger waiter holding locks behind an
+// older one dies as it queues, and the lock goes to the oldest waiter);
+// these are built by hand.
+func TestWaitDieCheckWaitersStopsAtTheFirstWaiterWithAContext(t *testing.T) {
+	class := NewWDClass("ww_check_waiters")
+	ctx := func(stamp int64, acquired int) *WWAcquireCtx {
+		c := &WWAcquireCtx{class: class, stamp: stamp}
+		c.acquired = int32(acquired)
+		return c
+	}
+	waiter := func(c *WWAcquireCtx) *wwWaiter { return &wwWaiter{ctx: c, ch: make(chan struct{}, 1)} }
+	woken := func(w *wwWaiter) bool {
+		select {
+		case <-w.ch:
+			return true
+		default:
+			return false
+		}
+	}
+
+	// The first waiter with a context holds nothing: not woken, and the
+	// younger one behind it, holding a lock, is not looked at.
+	var m WWMutex
+	plain, idle, busy := &wwWaiter{ch: make(chan struct{}, 1)}, waiter(ctx(3, 0)), waiter(ctx(4, 1))
+	m.wq = []*wwWaiter{plain, idle, busy}
+	m.checkWaiters(ctx(2, 0))
+	require.False(t, woken(plain), "a waiter without a context is passed over")
+	require.False(t, woken(idle), "holding nothing, it need not die")
+	require.False(t, woken(busy), "__ww_mutex_die returned true at the first")
+
+	// The first waiter with a context is older and holds a lock: wait-die
+	// never wounds the younger owner.
+	owner := ctx(5, 0)
+	older := waiter(ctx(1, 1))
+	m.wq = []*wwWaiter{older}
+	m.checkWaiters(owner)
+	require.False(t, woken(older))
+	require.False(t, owner.Wounded(), "no wounds in a wait-die class")
+}

@@ -517,16 +517,18 @@ func (m *WWMutex) checkKill(ctx *WWAcquireCtx, w *wwWaiter) error {
 }
 
 // die is __ww_mutex_die: wake a waiter of a wait-die class that is younger
-// than ctx and holds locks, so that it backs off.
+// than ctx and holds locks, so that it backs off. It reports whether ctx's
+// class is wait-die, woken or not, as the kernel's does: the waiters
+// behind the first with a context are younger still (the queue is in
+// stamp order), and wait-die never wounds.
 func (m *WWMutex) die(w *wwWaiter, ctx *WWAcquireCtx) bool {
-	if !w.ctx.class.waitDie {
+	if !ctx.class.waitDie {
 		return false
 	}
 	if w.ctx.acquired > 0 && w.ctx.younger(ctx) {
 		wake(w)
-		return true
 	}
-	return false
+	return true
 }
 
 // wound is __ww_mutex_wound: ctx, holding locks, wants a lock held by the
@@ -539,8 +541,10 @@ func (m *WWMutex) wound(ctx, hold *WWAcquireCtx) bool {
 	return true
 }
 
-// checkWaiters is __ww_mutex_check_waiters, after ctx took the lock: the
-// first waiter that must die is woken, or ctx wounded by an older waiter.
+// checkWaiters is __ww_mutex_check_waiters, after ctx took the lock: it
+// stops at the first waiter with a context, which, in a wait-die class,
+// is woken if it must die, and in a wound-wait class wounds ctx if the
+// waiter is older and holds locks, or else lets the search go on.
 func (m *WWMutex) checkWaiters(ctx *WWAcquireCtx) {
 	for _, cur := range m.wq {
 		if cur.ctx == nil {
