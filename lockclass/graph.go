@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/krules/krules"
+	"github.com/krules/krules/internal/task"
 )
 
 // graph is one generation of a validator's state.
@@ -89,6 +90,7 @@ func (g *graph) off() bool {
 	if !g.enabled.CompareAndSwap(true, false) {
 		return false
 	}
+	g.publishDebugLocks()
 	g.mu.Lock()
 	for _, c := range g.classes {
 		if c != nil {
@@ -104,12 +106,24 @@ func (g *graph) offLocked() bool {
 	if !g.enabled.CompareAndSwap(true, false) {
 		return false
 	}
+	g.publishDebugLocks()
 	for _, c := range g.classes {
 		if c != nil {
 			c.state.Or(stOff)
 		}
 	}
 	return true
+}
+
+// publishDebugLocks hands the default validator's debug_locks to
+// internal/task, where the root package's debug_show_all_locks
+// (krules.ShowAllLocks, the hung-task report) reads it: the kernel's is
+// the default validator's, and other validators' stay their own. Only the
+// current graph speaks for its validator.
+func (g *graph) publishDebugLocks() {
+	if g.v == defaultValidator && g.v.g.Load() == g {
+		task.SetDebugLocks(g.enabled.Load())
+	}
 }
 
 // warnOnce reports whether the WARN_ON_ONCE at site (a caller's PC, or a

@@ -2,8 +2,6 @@ package lockclass
 
 import (
 	"sync/atomic"
-
-	"github.com/krules/krules/internal/task"
 )
 
 // Validator holds the whole state of lock validation: classes, the
@@ -85,10 +83,6 @@ func NewValidator(opts ...ValidatorOption) *Validator {
 
 var defaultValidator = NewValidator()
 
-// The default validator's debug_locks is the kernel's, which
-// debug_show_all_locks reads (krules.ShowAllLocks, the hung-task report).
-func init() { task.SetDebugLocks(defaultValidator.Enabled) }
-
 // Default returns the package's default validator.
 func Default() *Validator { return defaultValidator }
 
@@ -108,6 +102,7 @@ func (v *Validator) swap(n *graph) *graph {
 	old := v.g.Swap(n)
 	old.retire()
 	n.revive()
+	n.publishDebugLocks()
 	return old
 }
 

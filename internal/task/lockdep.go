@@ -3,6 +3,7 @@ package task
 import (
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/krules/krules/internal/stack"
@@ -71,20 +72,19 @@ type HeldLock struct {
 // is off: debug_show_all_locks (and debug_show_held_locks) print only it.
 const LockdepOff = "INFO: lockdep is turned off.\n"
 
-// debugLocks reads the kernel's debug_locks. Package lockclass points it at
+// debugLocksOff is the kernel's !debug_locks: package lockclass sets it when
 // its default validator (the one that stands for the kernel's lockdep)
-// during its initialisation; without lockclass nothing can be held, and
-// lockdep counts as on.
-var debugLocks = func() bool { return true }
+// turns itself off and clears it when that validator is reset. Without
+// lockclass nothing can be held, and lockdep counts as on.
+var debugLocksOff atomic.Bool
 
-// SetDebugLocks makes fn the reader of debug_locks. Package lockclass calls
-// it once, from an init function, before any goroutine can read it.
-func SetDebugLocks(fn func() bool) { debugLocks = fn }
+// SetDebugLocks records the default validator's debug_locks.
+func SetDebugLocks(on bool) { debugLocksOff.Store(!on) }
 
 // DebugLocks reports the kernel's debug_locks: false once the default
 // validator has turned itself off (debug_locks_off). lockdep_off() and
 // the prove_locking switch leave it alone, as in the kernel.
-func DebugLocks() bool { return debugLocks() }
+func DebugLocks() bool { return !debugLocksOff.Load() }
 
 // LabelOf returns what reports print for h's class.
 func LabelOf(h *HeldLock) string {
