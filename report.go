@@ -100,8 +100,21 @@ func (b *Builder) Who() string { return b.r.Goroutine.String() }
 // Header writes lockdep's framed headline.
 func (b *Builder) Header() { splat.Header(&b.Builder, b.r.Headline) }
 
-// HeldLocks writes the goroutine's held-lock list ("N locks held by ...").
+// HeldLocks writes the goroutine's held-lock list ("N locks held by ..."):
+// lockdep_print_held_locks, as lockdep's own reports print it.
 func (b *Builder) HeldLocks() { task.FormatHeldLocks(&b.Builder, b.task, b.Who()) }
+
+// ShowHeldLocks is debug_show_held_locks, what reports from outside lockdep
+// print (__might_resched, __cant_sleep): the held-lock list, or only "INFO:
+// lockdep is turned off." once the default validator has turned itself off,
+// because the list is no longer kept faithfully then.
+func (b *Builder) ShowHeldLocks() {
+	if !task.DebugLocks() {
+		b.WriteString(task.LockdepOff)
+		return
+	}
+	b.HeldLocks()
+}
 
 // Backtrace writes "stack backtrace:" and the dump.
 func (b *Builder) Backtrace() {

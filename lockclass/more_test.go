@@ -17,6 +17,7 @@ import (
 	"github.com/krules/krules/internal/task"
 	"github.com/krules/krules/krulestest"
 	"github.com/krules/krules/lockclass"
+	"github.com/krules/krules/nonblock"
 )
 
 func TestValidatorsDoNotSeeEachOther(t *testing.T) {
@@ -214,6 +215,52 @@ func TestStatsShowDebugLocksOffAfterAReport(t *testing.T) {
 	var out strings.Builder
 	require.NoError(t, v.WriteStats(&out))
 	require.Regexp(t, ` debug_locks: +0\n`, out.String())
+}
+
+// __might_resched and __cant_sleep print debug_show_held_locks, which
+// says only "INFO: lockdep is turned off." once a report has turned the
+// kernel's lockdep off (debug_locks); lockdep_off (Off) does not silence it.
+func TestSleepReportsSayLockdepIsOffOnceAReportTurnedItOff(t *testing.T) {
+	krulestest.ResetDefault(t)
+	rec := krulestest.Record(t)
+	var held lockclass.Mutex
+	held.Init(lockclass.WithName("&drv->lock"))
+	// The lock is taken first: under lockdep_off no acquisition is tracked.
+	sleepReports := func(off bool) (might, cant string) {
+		rec.Clear()
+		held.Lock()
+		if off {
+			lockclass.Off()
+		}
+		nonblock.StartAtomic()
+		nonblock.MightSleep()
+		nonblock.EndAtomic()
+		nonblock.CantSleep()
+		if off {
+			lockclass.On()
+		}
+		held.Unlock()
+		require.Equal(t, []krules.Kind{krules.SleepInAtomic, krules.AssumeAtomic}, rec.Kinds())
+		return rec.Reports()[0].Text, rec.Reports()[1].Text
+	}
+	might, cant := sleepReports(false)
+	require.Contains(t, might, "preempt_count: 1, expected: 0\n1 lock held by ")
+	require.Contains(t, cant, "\n1 lock held by ")
+	might, cant = sleepReports(true)
+	require.Contains(t, might, "\n1 lock held by ", "lockdep_off leaves debug_locks alone")
+	require.Contains(t, cant, "\n1 lock held by ")
+
+	rec.Clear()
+	m := lockclass.NewMap("M") // the default validator: the kernel's debug_locks
+	m.Acquire()
+	m.Acquire()
+	m.Release()
+	m.Release()
+	require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+	might, cant = sleepReports(false)
+	require.Contains(t, might, "preempt_count: 1, expected: 0\nINFO: lockdep is turned off.\n")
+	require.Contains(t, cant, "\nINFO: lockdep is turned off.\n")
+	require.NotContains(t, might+cant, "held by ")
 }
 
 // The dependency list entries may be used up exactly (two per

@@ -81,7 +81,7 @@ func reportSleep(t *task.Task, expected int32) {
 	b.Printf("in_atomic(): %d, irqs_disabled(): 0, non_block: %d, pid: %d, name: %s\n",
 		boolInt(preempt > 0), nonBlock, b.ID(), b.Name())
 	b.Printf("preempt_count: %x, expected: %x\n", preempt, expected)
-	b.HeldLocks()
+	b.ShowHeldLocks()
 	if preempt != expected {
 		b.Printf("Preemption disabled at:\n%s\n", stack.FormatPC(preemptSite))
 	}
@@ -100,7 +100,7 @@ func reportAssumeAtomic(t *task.Task) {
 	b.Printf("in_atomic(): %d, irqs_disabled(): 0, pid: %d, name: %s\n", boolInt(preempt > 0), b.ID(), b.Name())
 	// No preempt_count line: __cant_sleep prints none, unlike
 	// __might_resched (kernel/sched/core.c).
-	b.HeldLocks()
+	b.ShowHeldLocks()
 	b.Dump()
 	krules.Emit(b.Report())
 }
