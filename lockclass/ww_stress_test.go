@@ -627,6 +627,33 @@ func TestWWInjectDeadlocks(t *testing.T) {
 	require.NotZero(t, total, "no -EDEADLK was injected")
 }
 
+// SetInjectDeadlocks is CONFIG_DEBUG_WW_MUTEX_SLOWPATH for a whole class:
+// contexts initialised without the option get ErrDeadlock injected too,
+// and once it is off again, none.
+func TestWWClassInjectsDeadlocksIntoEveryContext(t *testing.T) {
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
+	class := lockclass.NewWWClass("ww_class")
+	ms := wwMutexes(class, 8)
+	injected := func() int {
+		total := 0
+		for range 20 {
+			var ctx lockclass.WWAcquireCtx
+			ctx.Init(class)
+			total += lockAll(&ctx, ms)
+			for _, m := range ms {
+				m.Unlock()
+			}
+			ctx.Fini()
+		}
+		return total
+	}
+	class.SetInjectDeadlocks(true)
+	require.NotZero(t, injected(), "no -EDEADLK was injected")
+	class.SetInjectDeadlocks(false)
+	require.Zero(t, injected(), "nothing contends: no back-off without injection")
+}
+
 // ww_mutex_deadlock_injection: the first ErrDeadlock comes after stamp&0xf
 // locks that count (taken while the context holds another), the next ones
 // after 3, 10 and 35 more (the interval grows 3.5 times), each with the

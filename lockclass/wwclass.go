@@ -31,6 +31,7 @@ type WWClass struct {
 	acquireKey Key
 	mutexKey   Key
 	wounds     wwWounds
+	inject     atomic.Bool // SetInjectDeadlocks
 }
 
 // NewWWClass returns a wound-wait class: DEFINE_WW_CLASS. An older context
@@ -43,6 +44,15 @@ func NewWWClass(name string) *WWClass { return newWWClass(name, false) }
 // that would wait for a lock held by an older one dies (ErrDeadlock) at
 // once; an older one waits.
 func NewWDClass(name string) *WWClass { return newWWClass(name, true) }
+
+// SetInjectDeadlocks turns deadlock injection (see InjectDeadlocks) on or
+// off for every context of the class initialised afterwards, with or
+// without the option: CONFIG_DEBUG_WW_MUTEX_SLOWPATH, which the kernel
+// builds into every ww_mutex, so that code making its own contexts (a
+// drm_exec loop, a driver's ticket) runs its back-off paths in a test
+// without passing the option through. Contexts already initialised keep
+// their setting.
+func (c *WWClass) SetInjectDeadlocks(on bool) { c.inject.Store(on) }
 
 func newWWClass(name string, waitDie bool) *WWClass {
 	c := &WWClass{waitDie: waitDie, name: name}

@@ -66,7 +66,8 @@ type WWCtxOption func(*WWAcquireCtx)
 // InjectDeadlocks makes the context's locks fail with ErrDeadlock now and
 // then even without contention, at growing intervals, as the kernel's
 // CONFIG_DEBUG_WW_MUTEX_SLOWPATH (ww_mutex_deadlock_injection), so that a
-// caller's back-off path runs in tests.
+// caller's back-off path runs in tests. WWClass.SetInjectDeadlocks does it
+// for every context of a class.
 func InjectDeadlocks() WWCtxOption { return func(c *WWAcquireCtx) { c.inject = true } }
 
 // Init starts an acquire context of class: ww_acquire_init. It takes a new
@@ -87,7 +88,7 @@ func (c *WWAcquireCtx) Init(class *WWClass, opts ...WWCtxOption) {
 	if c.wounded.Load() {
 		c.wounded.Store(false)
 	}
-	c.done, c.contending, c.inject = false, nil, false
+	c.done, c.contending, c.inject = false, nil, class.inject.Load()
 	for _, o := range opts {
 		o(c)
 	}
