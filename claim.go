@@ -17,7 +17,8 @@ import (
 // goroutine it is about, else to the claim of the nearest goroutine that
 // started it. While only one claim is open it takes every report; when the
 // lineage cannot be told, every open claim takes the report. Claimed
-// reports are never rate limited.
+// reports skip Emit's rate limits; a limit applied before a report is
+// raised (bad_page's burst per zone, package gfp) holds for them too.
 type Claim struct {
 	goid    int64
 	deliver func(*Report)

@@ -33,7 +33,10 @@
 // and its stack. By default the text goes to standard error and the program
 // continues, like WARN(). SetPanicOnReport mirrors panic_on_warn, OnReport
 // adds a hook, and sleep-in-atomic reports are limited to one a second as in
-// the kernel, with the suppressed ones counted (ReportStats).
+// the kernel, with the suppressed ones counted (ReportStats); package gfp
+// limits each zone's bad-page reports to a burst of 60 a minute, as
+// bad_page does, and the first report after a quiet spell says how many
+// were kept quiet.
 //
 // # Tests
 //

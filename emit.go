@@ -20,7 +20,8 @@ import (
 // Like the kernel, sleep-in-atomic reports are limited to one a second and
 // allocation-failure reports to one every ten seconds; the others are counted
 // and the next printed report says how many were suppressed. Claimed reports
-// are never rate limited, so tests see every one.
+// skip these limits, so tests see every one. bad_page's burst (package gfp)
+// is applied before a report is raised, so it holds for claims too.
 
 var sinks = struct {
 	mu            sync.Mutex

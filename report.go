@@ -33,7 +33,7 @@ type Report struct {
 	Stack []uintptr
 	// Suppressed counts reports of the same rate-limited group that were
 	// not printed since the previous printed one (the kernel's
-	// "N callbacks suppressed").
+	// "N callbacks suppressed", or bad_page's "N messages suppressed").
 	Suppressed int
 }
 

@@ -134,7 +134,8 @@ func (z *Zone) rmqueue(order int, headroom int64, kind uint32) *Page {
 // order must be the order it was allocated with. A nil page is ignored. A
 // page of another zone, a block that is already free, one freed with the
 // wrong order or a page that is not the head of an allocated block is
-// reported ("BUG: Bad page state") and left alone.
+// reported ("BUG: Bad page state", at most a burst of 60 a minute per
+// zone, as bad_page rate-limits) and left alone.
 func (z *Zone) FreePages(p *Page, order int) {
 	if p == nil {
 		return

@@ -21,9 +21,12 @@ type Recorder struct{ c *krules.Claim }
 
 // Record claims the reports raised while the test runs, without failing it,
 // so the test can assert on them. It is how tests provoke reports on
-// purpose. Claimed reports skip the kernel's rate limits, so the recorder
+// purpose. Claimed reports skip krules.Emit's rate limits, so the recorder
 // holds every one: two sleep-in-atomic reports a microsecond apart are two
-// here, where the kernel prints the first of each second.
+// here, where the kernel prints the first of each second. bad_page's limit
+// (a burst of 60 bad pages a minute per zone, package gfp) is applied
+// before a report is raised, so a recorder gets the reports of only the
+// pages it lets through.
 func Record(tb testing.TB) *Recorder {
 	tb.Helper()
 	return &Recorder{claim(tb, nil)}
