@@ -137,7 +137,8 @@ func (b *Builder) Report() *Report {
 
 // Warn builds a WARN()-style report about the calling goroutine: the
 // cut-here block with message, a headline naming the first caller outside
-// krules, and the stack from skip frames above Warn's caller.
+// krules, __warn's "Modules linked in:" line, and the stack from skip
+// frames above Warn's caller.
 func Warn(kind Kind, message string, skip int) *Report {
 	b := NewReport(kind, "", skip+1)
 	b.r.Headline = splat.WarnHeadline(b.r.Goroutine.ID, stack.Caller(skip+1))

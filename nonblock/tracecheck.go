@@ -22,7 +22,8 @@ import (
 //	BUG: scheduling in a non-blocking section: NAME/GOID/DEPTH
 //
 // or, for an atomic section, "BUG: scheduling while atomic: NAME/GOID/0xCOUNT",
-// with what the goroutine blocked on, where the section was entered and the
+// with what the goroutine blocked on, where the section was entered (for an
+// atomic section after __schedule_bug's "Modules linked in:") and the
 // blocking stack; the kind is krules.ScheduleInNonBlock. A block the runtime
 // imposed on an allocation (GC assist, starting a GC cycle) is reported as
 // krules.AllocBlockInNonBlock: Go's "allocation may sleep".
