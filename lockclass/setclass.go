@@ -24,7 +24,10 @@ import (
 // lock_set_class returns at once when !lockdep_enabled(), before
 // __lock_set_class re-initialises the map. An unheld lock is re-keyed
 // whatever the validator's state, as lockdep_init_map_type sets the key
-// before it looks at debug_locks.
+// before it looks at debug_locks. With validation switched off
+// (SetEnabled(false), or compiled out) they do not look for a held entry:
+// every lock is re-keyed as an unheld one, a nonzero subclass becoming its
+// default.
 //
 //go:noinline
 func SetClass(l Lockable, key *Key) { setClass(l, key, "", 0, stack.ReturnPC()) }
@@ -44,7 +47,8 @@ func SetClassAndSubclass(l Lockable, key *Key, sub int) {
 }
 
 // SetSubclass keeps l's key and makes sub its default subclass
-// (lockdep_set_subclass / lock_set_subclass).
+// (lockdep_set_subclass); on a lock the caller holds it is
+// lock_set_subclass, and sub is the held entry's alone (see SetClass).
 //
 //go:noinline
 func SetSubclass(l Lockable, sub int) { setClass(l, nil, "", sub, stack.ReturnPC()) }

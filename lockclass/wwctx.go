@@ -73,7 +73,8 @@ func InjectDeadlocks() WWCtxOption { return func(c *WWAcquireCtx) { c.inject = t
 // Init starts an acquire context of class: ww_acquire_init. It takes a new
 // stamp and acquires the context's lock map (class "NAME_acquire"); two
 // live contexts of one class on one goroutine are therefore reported as
-// recursive locking.
+// recursive locking. Deadlock injection is on if the class's
+// SetInjectDeadlocks is, or with InjectDeadlocks.
 //
 //go:noinline
 func (c *WWAcquireCtx) Init(class *WWClass, opts ...WWCtxOption) {

@@ -541,10 +541,10 @@ func (m *WWMutex) wound(ctx, hold *WWAcquireCtx) bool {
 	return true
 }
 
-// checkWaiters is __ww_mutex_check_waiters, after ctx took the lock: it
-// stops at the first waiter with a context, which, in a wait-die class,
-// is woken if it must die, and in a wound-wait class wounds ctx if the
-// waiter is older and holds locks, or else lets the search go on.
+// checkWaiters is __ww_mutex_check_waiters, after ctx took the lock: in a
+// wait-die class it stops at the first waiter with a context, woken if it
+// must die; in a wound-wait class it stops at the first waiter older than
+// ctx that holds locks, which wounds ctx, and passes over the others.
 func (m *WWMutex) checkWaiters(ctx *WWAcquireCtx) {
 	for _, cur := range m.wq {
 		if cur.ctx == nil {

@@ -9,7 +9,9 @@ import (
 // MightSleep declares that the caller may block: the kernel's might_sleep().
 // Inside an atomic or non-block section it reports
 // "BUG: sleeping function called from invalid context at FILE:LINE", naming
-// the first caller outside krules. Printed reports are rate limited to one
+// the first caller outside krules, with the goroutine's held locks, or only
+// "INFO: lockdep is turned off." once the default lock validator has turned
+// itself off (debug_show_held_locks). Printed reports are rate limited to one
 // a second, as in the kernel (__might_resched's prev_jiffy); the rest are
 // counted (krules.ReportStats). Reports a test claims (krulestest.Record,
 // Check, krules.Collect) are not rate limited: a callback that sleeps twice
@@ -59,8 +61,9 @@ func MightResched(expectedPreempt int) {
 }
 
 // CantSleep asserts that the caller is in an atomic section: cant_sleep().
-// Outside one it reports "BUG: assuming atomic context at FILE:LINE". It does
-// not look at non-block sections, like the kernel.
+// Outside one it reports "BUG: assuming atomic context at FILE:LINE", with
+// the held locks as MightSleep's report. It does not look at non-block
+// sections, like the kernel.
 func CantSleep() {
 	if t := task.Lookup(); t == nil || t.Preempt == 0 {
 		reportAssumeAtomic(t)
