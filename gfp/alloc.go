@@ -25,7 +25,9 @@ func (z *Zone) allocPages(order int, flags Flags, kind uint32) (*Page, error) {
 }
 
 // allocPagesChecked is allocPages, with might_alloc's checks only if check
-// (vmalloc checks once for all its pages).
+// (vmalloc checks once for all its pages). A caller that checks is the
+// allocator entry: reports name its caller's call as where fs_reclaim was
+// taken ("at:").
 func (z *Zone) allocPagesChecked(order int, flags Flags, kind uint32, check bool) (*Page, error) {
 	if z.closed.Load() {
 		return nil, ErrClosed

@@ -13,7 +13,9 @@ import (
 //
 //  1. __GFP_ZERO is reported (once per pool) and passed on: a pool cannot
 //     zero what it hands out from its reserve.
-//  2. MightAlloc(flags).
+//  2. MightAlloc(flags), with Alloc (or AllocContext) as the site reports
+//     name where fs_reclaim was taken (gfp.MightAllocAt), as might_alloc
+//     is inlined into mempool_alloc_noprof.
 //  3. NoMemalloc, NoRetry and NoWarn are added: the pool is the fallback,
 //     so the allocator must not dip into the emergency reserves, loop or
 //     complain.

@@ -126,7 +126,9 @@ var ErrAgain error = syscall.EAGAIN
 var ErrBusy error = syscall.EBUSY
 
 // ErrFault is -EFAULT: an access to an address with no mapping, or without
-// the permission asked for (the SIGSEGV of a CPU access).
+// the permission asked for (the SIGSEGV of a CPU access), or a fault
+// HMMRangeFault asked for that cannot be completed (hmm_vma_fault turns
+// every VM_FAULT_ERROR, VM_FAULT_OOM included, into -EFAULT).
 var ErrFault error = syscall.EFAULT
 
 // ErrPerm is -EPERM: HMMRangeFault asked to fault a page in for writing
