@@ -89,8 +89,9 @@ const (
 	OOMReaperFailure
 
 	// FenceMisuse: a WARNING from the dma-fence rules (a fence signalled
-	// twice, a signalling section ended with the wrong cookie, a fence added
-	// to a reservation object without room reserved).
+	// twice, a signalling section ended with the wrong cookie), or a fence
+	// added to a reservation object without room reserved, reported with
+	// the kernel's BUG_ON(fobj->num_fences >= fobj->max_fences).
 	FenceMisuse
 
 	// HungTask: "INFO: task NAME:ID blocked for more than N seconds.", a
