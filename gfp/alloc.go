@@ -26,8 +26,8 @@ func (z *Zone) allocPages(order int, flags Flags, kind uint32) (*Page, error) {
 
 // allocPagesChecked is allocPages, with might_alloc's checks only if check
 // (vmalloc checks once for all its pages). A caller that checks is the
-// allocator entry: reports name its caller's call as where fs_reclaim was
-// taken ("at:").
+// allocator entry: reports name the call site in that caller as where
+// fs_reclaim was taken ("at:").
 func (z *Zone) allocPagesChecked(order int, flags Flags, kind uint32, check bool) (*Page, error) {
 	if z.closed.Load() {
 		return nil, ErrClosed
