@@ -49,15 +49,6 @@ func Go(name string, fn func()) {
 	}()
 }
 
-// Exit is do_exit's tidying for the calling goroutine, which is about to
-// return: locks it still holds are reported ("WARNING: NAME/ID still has
-// locks held!", kind LocksHeldAtExit) with its own backtrace, open sections
-// get do_exit's notes, and its record is dropped. Goroutines started with Go
-// do it as they return; package krulestest does it on a test's goroutine
-// as the test ends, so that locks a test leaves held are blamed on it, not
-// on the later test whose sweep (ReapExited) would find them.
-func Exit() { exit() }
-
 // exit is do_exit for a goroutine started by Go: run as it returns.
 func exit() {
 	if t := task.Lookup(); t != nil {

@@ -8,9 +8,8 @@ import (
 
 // Check makes every report raised while the test runs fail it, with the
 // report's text. Reports raised on goroutines the test started count too.
-// When the test ends, locks still held by the test's own goroutine, and by
-// goroutines that returned during the test, are reported ("still has locks
-// held!"), which fails the test as well.
+// When the test ends, goroutines that returned while holding locks are
+// reported ("still has locks held!"), which fails the test as well.
 func Check(tb testing.TB) {
 	tb.Helper()
 	claim(tb, func(r *krules.Report) { tb.Errorf("krules: %s report:\n%s", r.Kind, r.Text) })
@@ -33,14 +32,11 @@ func Record(tb testing.TB) *Recorder {
 }
 
 // claim opens a claim for the test's goroutine and closes it when the test
-// ends, after the test's goroutine has done its exit (krules.Exit: the test
-// function has returned, and the goroutine returns once the cleanups have
-// run) and the goroutines that returned during the test have been reaped,
-// so that the locks any of them left held are reported to this test.
+// ends, after reaping the goroutines that returned during it, so that their
+// leftover locks are reported to the test.
 func claim(tb testing.TB, deliver func(*krules.Report)) *krules.Claim {
 	c := krules.OpenClaim(deliver)
 	tb.Cleanup(func() {
-		krules.Exit()
 		krules.ReapExited()
 		c.Close()
 	})

@@ -102,30 +102,6 @@ func TestCheckFailsTheTestOnLocksLeftByAReturnedGoroutine(t *testing.T) {
 	require.Contains(t, tb.errors[0], " still has locks held!\n")
 }
 
-// A lock the test's own goroutine still holds when the test ends is
-// reported to that test, as its goroutine's exit, and leaves no record
-// behind for a later test's sweep to report.
-func TestCheckFailsTheTestOnLocksItsOwnGoroutineLeftHeld(t *testing.T) {
-	if !lockclass.IsEnabled() {
-		t.Skip("lockdep compiled out")
-	}
-	tb := &fakeTB{TB: t}
-	recordLeft := make(chan bool)
-	go func() { // the fake test's goroutine
-		krules.SetName("TestLeavesALock")
-		krulestest.Check(tb)
-		var mu lockclass.Mutex
-		mu.Lock()
-		tb.end() // the test function returned holding mu
-		recordLeft <- task.Lookup() != nil
-	}()
-	require.False(t, <-recordLeft, "the exit dropped the record")
-	require.Len(t, tb.errors, 1)
-	require.Regexp(t, `^krules: locks-held-at-exit report:\n`, tb.errors[0])
-	require.Contains(t, tb.errors[0], "WARNING: TestLeavesALock/")
-	require.Contains(t, tb.errors[0], " still has locks held!\n")
-}
-
 // LeakOptions reach goleak: a goroutine they say to ignore is no leak.
 func TestLeakOptionsReachGoleak(t *testing.T) {
 	tb := &fakeTB{TB: t}
