@@ -15,7 +15,9 @@
 //     and a page allocator with watermarks, reclaim and fault injection;
 //   - package mempool: the kernel's forward-progress pool;
 //   - package mmnotifier: address spaces, MMU notifier chains and interval
-//     notifiers.
+//     notifiers;
+//   - package dmafence: dma-buf's fences with their signalling annotations,
+//     and reservation objects (dma_resv) on lockclass's ww_mutex.
 //
 // # The current goroutine
 //
@@ -32,8 +34,9 @@
 // laid out as the kernel prints it, the goroutine ("name/id", like comm/pid)
 // and its stack. By default the text goes to standard error and the program
 // continues, like WARN(). SetPanicOnReport mirrors panic_on_warn, OnReport
-// adds a hook, and sleep-in-atomic reports are limited to one a second as in
-// the kernel, with the suppressed ones counted (ReportStats); package gfp
+// adds a hook, and sleep-in-atomic reports are limited to one a second and
+// allocation failures to one every ten seconds as in the kernel, with the
+// suppressed ones counted (ReportStats); package gfp
 // limits each zone's bad-page reports to a burst of 60 a minute, as
 // bad_page does, and the first report after a quiet spell says how many
 // were kept quiet.

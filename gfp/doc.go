@@ -44,6 +44,6 @@
 // Where the arena cannot be remapped (huge pages, the heap arena off
 // Linux), Vmalloc takes one contiguous block instead.
 //
-// The package functions AllocPages, Alloc and Free use a default zone
-// (Default) created on first use.
+// The package functions AllocPages, Alloc, Free, Vmalloc, Vfree, Kvmalloc
+// and Kvfree use a default zone (Default) created on first use.
 package gfp
