@@ -11,21 +11,14 @@ package gfp
 // "page allocation failure: order:N, mode:0x…(FLAGS)" (rate limited). An
 // order above MaxOrder is reported (WARN_ON_ONCE_GFP) and fails.
 func (z *Zone) AllocPages(order int, flags Flags) (*Page, error) {
-	// allocPages spelled out, so that the call's site, fs_reclaim's "at:"
-	// in reports, is AllocPages' own, not an inlined helper's.
+	// The call's site, fs_reclaim's "at:" in reports, is AllocPages' own,
+	// not an inlined helper's.
 	return z.allocPagesChecked(order, flags, pgAlloc, true)
 }
 
-// allocPages is __alloc_pages for blocks of the given kind.
-func (z *Zone) allocPages(order int, flags Flags, kind uint32) (*Page, error) {
-	// A slab is grown inside a kmalloc that has already checked these flags
-	// (slab_pre_alloc_hook): checking again would report one bad call
-	// twice, which the kernel's __might_resched rate limit prevents.
-	return z.allocPagesChecked(order, flags, kind, kind != pgSlab)
-}
-
-// allocPagesChecked is allocPages, with might_alloc's checks only if check
-// (vmalloc checks once for all its pages). A caller that checks is the
+// allocPagesChecked is __alloc_pages for blocks of the given kind, with
+// might_alloc's checks only if check (vmalloc checks once for all its
+// pages, and a slab is grown inside a kmalloc that has checked already). A caller that checks is the
 // allocator entry: reports name the call site in that caller as where
 // fs_reclaim was taken ("at:").
 func (z *Zone) allocPagesChecked(order int, flags Flags, kind uint32, check bool) (*Page, error) {

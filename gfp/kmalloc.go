@@ -246,7 +246,10 @@ func (z *Zone) newSlab(c *sizeClass, gfp Flags) (*slab, error) {
 	if gfp&slabBugMask != 0 {
 		gfp = kmallocFixFlags(gfp)
 	}
-	p, err := z.allocPages(c.order, gfp&^Zero|Comp, pgSlab)
+	// No might_alloc: the kmalloc that grows the slab has checked these
+	// flags (slab_pre_alloc_hook), and checking again would report one bad
+	// call twice, which the kernel's __might_resched rate limit prevents.
+	p, err := z.allocPagesChecked(c.order, gfp&^Zero|Comp, pgSlab, false)
 	if err != nil {
 		return nil, err
 	}

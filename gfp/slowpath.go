@@ -57,7 +57,7 @@ func (z *Zone) slowPath(order int, gfp Flags, kind uint32, pf TaskFlags) *Page {
 retry:
 	for {
 		if z.closed.Load() {
-			return nil // allocPages says ErrClosed; no reclaim, no report
+			return nil // allocPagesChecked says ErrClosed; no reclaim, no report
 		}
 		if af&allocKswapd != 0 {
 			z.wakeupKswapd(order)
