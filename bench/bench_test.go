@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/krules/krules/gfp"
 	"github.com/krules/krules/krulestest"
 )
 
@@ -132,7 +133,13 @@ func TestQuickRun(t *testing.T) {
 				require.Positive(t, c.PageOutRuns, at)
 				require.Positive(t, c.Reclaimable, at)
 				require.Positive(t, c.KswapdReclaimed, at+": kswapd kept reclaiming during the run")
-				require.LessOrEqual(t, c.FreeP50, c.High, at+": and free pages stayed near low")
+				// kswapd stops once a round has taken free pages over high,
+				// which may overshoot it by a reclaim batch, and the writer
+				// that takes them back waits for a P behind the CPU-bound
+				// workers (up to a 10 ms time slice on two CPUs): a -quick
+				// run under krules_nolockdep failed 3 times in 20 with the
+				// median 2-11 pages over high.
+				require.LessOrEqual(t, c.FreeP50, c.High+gfp.SwapClusterMax, at+": and free pages stayed near low")
 			case "belowmin":
 				require.Less(t, c.Free, c.Min, at)
 				require.Greater(t, c.Free, c.AtomicFloor, at)
