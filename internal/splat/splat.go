@@ -29,29 +29,26 @@ func ResetTaint() { tainted.Store(false) }
 
 // Ident is the identity line under a lockdep headline, which the kernel
 // prints release first ("6.12.0 #1 Not tainted").
-func Ident() string { return release() + " " + taint() }
+func Ident() string { return release() + " " + PrintTainted() }
 
 // release stands for the kernel release: the library and the Go version.
 func release() string { return "krules " + runtime.Version() }
 
-// taint is print_tainted(): "Not tainted", or "Tainted: " and one column
-// for each of v6.12's 19 taint flags (kernel/panic.c taint_flags, 'P'
-// through 'N'), the flag's letter if set and otherwise a blank, but 'G' for
-// an unset 'P'. TAINT_WARN is the tenth, so nine blanks follow its 'W'.
-func taint() string {
+// PrintTainted is print_tainted(), which SLUB's "BUG kmalloc-64 (Not
+// tainted): ..." also prints alone: "Not tainted", or "Tainted: " and one
+// column for each of v6.12's 19 taint flags (kernel/panic.c taint_flags,
+// 'P' through 'N'), the flag's letter if set and otherwise a blank, but 'G'
+// for an unset 'P'. TAINT_WARN is the tenth, so nine blanks follow its 'W'.
+func PrintTainted() string {
 	if Tainted() {
 		return "Tainted: G        W         "
 	}
 	return "Not tainted"
 }
 
-// PrintTainted is print_tainted(), for the reports that print it alone
-// (SLUB's "BUG kmalloc-64 (Not tainted): ...").
-func PrintTainted() string { return taint() }
-
 // TaintRelease is what dump_stack's CPU/PID/Comm line and the hung-task
 // report print after the task: print_tainted() first, then the release.
-func TaintRelease() string { return taint() + " " + release() }
+func TaintRelease() string { return PrintTainted() + " " + release() }
 
 // Header writes lockdep's framing: a rule of '=' as wide as the headline,
 // the headline, the identity line and a rule of '-'.
