@@ -85,7 +85,7 @@ func warnSlowGoroutineIDs() {
 // it once the state they guard is consistent again, since the panic policy
 // unwinds from here.
 func Emit(r *Report) {
-	splat.Taint()
+	splat.AddTaint(r.taints())
 	claimers := claimsFor(r)
 	s := &sinks
 	s.mu.Lock()
@@ -184,7 +184,10 @@ type Stats struct {
 	// a report its package keeps quiet (a bad page past gfp's burst) is
 	// never emitted, and counted nowhere here.
 	Suppressed int
-	// Tainted says whether any report was raised.
+	// Tainted says whether a report tainted the process: a WARN, a
+	// might_sleep or scheduling BUG, a bad page or slab object. Lockdep's
+	// reports, allocation failures and hung tasks leave it untainted, as
+	// in the kernel, whose reports then still print "Not tainted".
 	Tainted bool
 }
 
@@ -192,7 +195,7 @@ type Stats struct {
 func ReportStats() Stats {
 	sinks.mu.Lock()
 	defer sinks.mu.Unlock()
-	st := Stats{Reports: map[Kind]int{}, Suppressed: sinks.suppressed, Tainted: splat.Tainted()}
+	st := Stats{Reports: map[Kind]int{}, Suppressed: sinks.suppressed, Tainted: splat.Tainted() != 0}
 	for k, n := range sinks.counts {
 		if n > 0 {
 			st.Reports[Kind(k)] = n

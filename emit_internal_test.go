@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/krules/krules/internal/lineage"
+	"github.com/krules/krules/internal/splat"
 	"github.com/krules/krules/internal/task"
 )
 
@@ -364,4 +365,30 @@ func TestLogfEndsEachLineOnce(t *testing.T) {
 	Logf("note: %s", "a")
 	Logf("note: %s\n", "b")
 	require.Equal(t, "note: a\nnote: b\n", out.String())
+}
+
+// Emitting a report taints as the kernel function that prints it calls
+// add_taint: lockdep's reports, warn_alloc and the hung-task report leave
+// the process untainted (the next report still says "Not tainted");
+// might_sleep's BUG and any WARN() taint W; bad_page taints B; a report of
+// a tainting kind built with Warn taints W only, as __warn does.
+func TestEmitTaintsAsTheKernelsAddTaint(t *testing.T) {
+	unclaimed(t)
+	for _, k := range []Kind{CircularDependency, RecursiveLocking, BadUnlockBalance, LocksHeldAtExit,
+		SuspiciousRCU, InvalidWaitContext, AllocFailure, MempoolPoison, HungTask} {
+		Emit(NewReport(k, "untainting "+k.String(), 0).Report())
+		Emit(&Report{Kind: k, Headline: "a Report value"})
+		require.Equal(t, "Not tainted", splat.PrintTainted(), k.String())
+	}
+	Emit(Warn(SlabError, "kfree: Object is not a Slab page!", 0))
+	require.Equal(t, splat.TaintWarn, splat.Tainted(), "a WARN taints W whatever its kind")
+	Reset()
+	Emit(NewReport(BadPage, "BUG: Bad page state in process t  pfn:00001", 0).Report())
+	require.Equal(t, splat.TaintBadPage, splat.Tainted())
+	Emit(sleepReport("t.go:1"))
+	require.Equal(t, splat.TaintBadPage|splat.TaintWarn, splat.Tainted())
+	require.True(t, ReportStats().Tainted)
+	Reset()
+	Emit(&Report{Kind: ScheduleInNonBlock, Headline: "BUG: scheduling in a non-blocking section: t/1/1"})
+	require.Equal(t, splat.TaintWarn, splat.Tainted(), "a Report value taints as its kind")
 }

@@ -1,5 +1,7 @@
 package krules
 
+import "github.com/krules/krules/internal/splat"
+
 // Kind says which rule a report is about. Each kind has one kernel headline;
 // tests should match on the kind, and on the headline's fixed part.
 type Kind int
@@ -131,6 +133,28 @@ var kindNames = [...]string{
 	OOMReaperFailure:     "oom-reaper-failure",
 	FenceMisuse:          "fence-misuse",
 	HungTask:             "hung-task",
+}
+
+// kindTaints is what a report of each kind built with NewReport, or as a
+// Report value, adds to the taint when emitted: what the kernel function
+// that prints it passes to add_taint. __might_resched, __cant_sleep and
+// __schedule_bug taint W; bad_page and SLUB's object_err taint B; lockdep's
+// reports, warn_alloc, kmalloc_fix_flags, the mempool poison check and the
+// hung-task report add none. A report built with Warn taints W whatever its
+// kind, as __warn does.
+var kindTaints = [...]splat.Taint{
+	SleepInAtomic:        splat.TaintWarn,
+	AssumeAtomic:         splat.TaintWarn,
+	NonBlockImbalance:    splat.TaintWarn,
+	ScheduleInNonBlock:   splat.TaintWarn,
+	AllocBlockInNonBlock: splat.TaintWarn,
+	GoroutineID:          splat.TaintWarn,
+	SyncMisuse:           splat.TaintWarn,
+	BadPage:              splat.TaintBadPage,
+	SlabError:            splat.TaintBadPage,
+	MempoolMisuse:        splat.TaintWarn,
+	NotifierMisuse:       splat.TaintWarn,
+	FenceMisuse:          splat.TaintWarn,
 }
 
 // String returns the kind's short name, such as "circular-dependency".

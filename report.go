@@ -35,6 +35,10 @@ type Report struct {
 	// not printed since the previous printed one (the kernel's
 	// "N callbacks suppressed", or bad_page's "N messages suppressed").
 	Suppressed int
+
+	// taint is what Emit adds to the taint: TAINT_WARN for a Warn report;
+	// zero for the kind's own (kindTaints).
+	taint splat.Taint
 }
 
 // Goroutine identifies a goroutine the way the kernel prints a task:
@@ -143,6 +147,7 @@ func Warn(kind Kind, message string, skip int) *Report {
 	b := NewReport(kind, "", skip+1)
 	b.r.Headline = splat.WarnHeadline(b.r.Goroutine.ID, stack.Caller(skip+1))
 	splat.Warn(&b.Builder, b.r.Headline, message, b.r.Goroutine.ID, b.r.Goroutine.Name, b.r.Stack)
+	b.r.taint = splat.TaintWarn
 	return b.Report()
 }
 
@@ -154,3 +159,14 @@ func (b *Builder) Name() string { return b.r.Goroutine.Name }
 
 // ID returns the goroutine's id.
 func (b *Builder) ID() int64 { return b.r.Goroutine.ID }
+
+// taints returns the taint flags emitting r adds (add_taint's flag).
+func (r *Report) taints() splat.Taint {
+	if r.taint != 0 {
+		return r.taint
+	}
+	if r.Kind > 0 && int(r.Kind) < len(kindTaints) {
+		return kindTaints[r.Kind]
+	}
+	return 0
+}

@@ -452,6 +452,7 @@ func (z *Zone) reportSlab(c *sizeClass, sl *slab, off uint64, what string, objec
 	}
 	b.Dump()
 	krules.Emit(b.Report())
+	lockdepNowUnreliable()
 }
 
 // reportKfreeForeign reports kfree of memory that is not in the zone:

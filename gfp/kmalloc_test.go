@@ -132,7 +132,7 @@ func TestKfreeMisuseIsReported(t *testing.T) {
 	z.Free(b)
 	z.Free(b)
 	require.Equal(t, []krules.Kind{krules.SlabError}, rec.Kinds())
-	require.Regexp(t, `^BUG kmalloc-64 \((Not tainted|Tainted: G +W {9})\): Object already free$`, rec.Last().Headline)
+	require.Regexp(t, `^BUG kmalloc-64 \((Not tainted|Tainted: G[ A-Z]{18})\): Object already free$`, rec.Last().Headline)
 	require.Contains(t, rec.Last().Text, "Object 0x")
 
 	c, err := z.Alloc(64, gfp.Kernel)
@@ -184,9 +184,15 @@ func TestKmallocClassesUpToMaxCacheSizeNamedAsTheKernels(t *testing.T) {
 
 // SLUB's slab_bug prints the taint as every report header does
 // (print_tainted): after a WARNING the kernel is tainted W, and the
-// "BUG kmalloc-N" headline says so.
-func TestSlabReportNamesTheWarnTaint(t *testing.T) {
+// "BUG kmalloc-N" headline says so. object_err then taints B with
+// LOCKDEP_NOW_UNRELIABLE (add_taint): the next headline shows B beside W,
+// and lock debugging is off, said once.
+func TestSlabReportNamesTheTaint(t *testing.T) {
 	rec := krulestest.Record(t)
+	krulestest.ResetDefault(t)
+	krules.Reset()
+	t.Cleanup(krules.Reset)
+	log := krulestest.CaptureLog(t)
 	z := newZone(t, 4<<20)
 	z.Free(make([]byte, 10)) // a WARNING: taints W
 	b, err := z.Alloc(64, gfp.Kernel)
@@ -194,6 +200,13 @@ func TestSlabReportNamesTheWarnTaint(t *testing.T) {
 	z.Free(b)
 	z.Free(b)
 	require.Equal(t, "BUG kmalloc-64 (Tainted: G        W         ): Object already free", rec.Last().Headline)
+	require.Contains(t, rec.Last().Text, "\nTainted: [W]=WARN\n")
+	require.False(t, lockclass.Default().Enabled(), "LOCKDEP_NOW_UNRELIABLE turned lock debugging off")
+	require.Equal(t, "Disabling lock debugging due to kernel taint\n", log.String())
+	z.Free(b)
+	require.Equal(t, "BUG kmalloc-64 (Tainted: G    B   W         ): Object already free", rec.Last().Headline)
+	require.Contains(t, rec.Last().Text, "\nTainted: [B]=BAD_PAGE, [W]=WARN\n")
+	require.Equal(t, "Disabling lock debugging due to kernel taint\n", log.String(), "said once, when it turned off")
 }
 
 // kmalloc_large takes the smallest block of pages that holds the request,

@@ -9,6 +9,7 @@ import (
 
 	"github.com/krules/krules"
 	"github.com/krules/krules/internal/splat"
+	"github.com/krules/krules/lockclass"
 )
 
 // The allocator's reports: warn_alloc's failure report, WARN_ON_ONCE for
@@ -200,7 +201,8 @@ func (z *Zone) badPage(pfn uint64, s uint32, reason string) {
 	if z != nil {
 		show, n := z.badPages.allow(time.Now())
 		if !show {
-			splat.Taint()
+			splat.AddTaint(splat.TaintBadPage)
+			lockdepNowUnreliable()
 			return
 		}
 		suppressed = n
@@ -227,4 +229,16 @@ func (z *Zone) badPage(pfn uint64, s uint32, reason string) {
 	r := b.Report()
 	r.Suppressed = suppressed
 	krules.Emit(r)
+	lockdepNowUnreliable()
+}
+
+// lockdepNowUnreliable is what add_taint does when bad_page and SLUB's
+// object checks pass it LOCKDEP_NOW_UNRELIABLE (kernel/panic.c): memory
+// the validator's state may live in is suspect, so debug_locks goes off,
+// with a pr_warn if this call turned it off. It is the default
+// validator's, the kernel's only one.
+func lockdepNowUnreliable() {
+	if lockclass.Default().Disable() {
+		krules.Logf("Disabling lock debugging due to kernel taint")
+	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/krules/krules"
 	"github.com/krules/krules/internal/splat"
+	"github.com/krules/krules/lockclass"
 )
 
 // bad_page's limit on a clock of the test's: 60 reports, then quiet until a
@@ -59,14 +60,18 @@ func TestBadPageQuietAndSuppressedLine(t *testing.T) {
 
 	z.badPages = badPageLimit{shown: badPageBurst, resume: time.Now().Add(time.Hour)}
 	splat.ResetTaint()
+	t.Cleanup(lockclass.Default().ResetWithRestore())
 	z.FreePages(tail, 0)
 	require.Zero(t, c.Len())
-	require.True(t, splat.Tainted())
+	require.Equal(t, splat.TaintBadPage, splat.Tainted(), "bad_page taints B even when it prints nothing")
+	require.False(t, lockclass.Default().Enabled(), "and lock debugging goes off (LOCKDEP_NOW_UNRELIABLE)")
 	require.Equal(t, 1, z.badPages.unshown)
 
 	z.badPages = badPageLimit{shown: badPageBurst, unshown: 3, resume: time.Now().Add(-time.Second)}
+	lockclass.Default().Reset()
 	z.FreePages(tail, 0)
 	require.Equal(t, 1, c.Len())
+	require.False(t, lockclass.Default().Enabled(), "a printed bad page turns lock debugging off too")
 	r := c.Last()
 	require.Equal(t, krules.BadPage, r.Kind)
 	require.Equal(t, 3, r.Suppressed)

@@ -1338,3 +1338,40 @@ func TestEntriesLimitCountsTwoPerDependency(t *testing.T) {
 	require.Equal(t, []krules.Kind{krules.LockdepLimit}, rec.Kinds())
 	require.Equal(t, "BUG: MAX_LOCKDEP_ENTRIES too low!", rec.Last().Headline)
 }
+
+// Disable is debug_locks_off as add_taint calls it for LOCKDEP_NOW_UNRELIABLE:
+// it turns validation off without a report, says whether this call did it
+// (so the caller prints its pr_warn once), and the validator then proves
+// nothing, as after a report, until Reset. For the default validator,
+// reports from outside lockdep stop listing held locks.
+func TestDisableTurnsValidationOffOnce(t *testing.T) {
+	rec := krulestest.Record(t)
+	v := lockclass.NewValidator()
+	require.True(t, v.Enabled())
+	require.True(t, v.Disable())
+	require.False(t, v.Disable(), "already off")
+	require.False(t, v.Enabled())
+	a := lockclass.NewMap("A", lockclass.WithValidator(v))
+	b := lockclass.NewMap("B", lockclass.WithValidator(v))
+	a.Acquire()
+	b.Acquire()
+	b.Release()
+	a.Release()
+	b.Acquire()
+	a.Acquire()
+	a.Release()
+	b.Release()
+	require.Empty(t, rec.Reports(), "an inversion is not proved while off")
+	v.Reset()
+	require.True(t, v.Enabled())
+
+	krulestest.ResetDefault(t)
+	var held lockclass.Mutex
+	held.Init(lockclass.WithName("&drv->lock"))
+	require.True(t, lockclass.Default().Disable())
+	held.Lock()
+	nonblock.CantSleep()
+	held.Unlock()
+	require.Equal(t, []krules.Kind{krules.AssumeAtomic}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "\nINFO: lockdep is turned off.\n")
+}

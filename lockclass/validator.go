@@ -92,6 +92,13 @@ func (v *Validator) graph() *graph { return v.g.Load() }
 // report (the kernel's debug_locks == 0) or an exhausted limit.
 func (v *Validator) Enabled() bool { return v.graph().enabled.Load() }
 
+// Disable turns validation off as a report does (debug_locks_off) and
+// reports whether this call turned it off. Code outside lockdep calls it
+// where the kernel's add_taint is passed LOCKDEP_NOW_UNRELIABLE (bad_page,
+// SLUB's object checks): from then on held locks are no longer trusted.
+// Reset turns validation back on.
+func (v *Validator) Disable() bool { return v.graph().off() }
+
 // Reset empties the validator (lockdep_reset plus zapping every class):
 // no classes, dependencies or chains, and validation on. Locks keep working;
 // their next acquisition registers fresh classes. Locks held across a reset

@@ -9,23 +9,10 @@ import (
 	"os"
 	"runtime"
 	"strings"
-	"sync/atomic"
 
 	"github.com/krules/krules/internal/stack"
 	"github.com/krules/krules/internal/task"
 )
-
-// tainted mirrors the kernel's TAINT_WARN: set by the first BUG or WARNING.
-var tainted atomic.Bool
-
-// Taint marks the process as having reported a problem.
-func Taint() { tainted.Store(true) }
-
-// Tainted reports whether a problem was reported.
-func Tainted() bool { return tainted.Load() }
-
-// ResetTaint clears the taint; tests use it.
-func ResetTaint() { tainted.Store(false) }
 
 // Ident is the identity line under a lockdep headline, which the kernel
 // prints release first ("6.12.0 #1 Not tainted").
@@ -33,18 +20,6 @@ func Ident() string { return release() + " " + PrintTainted() }
 
 // release stands for the kernel release: the library and the Go version.
 func release() string { return "krules " + runtime.Version() }
-
-// PrintTainted is print_tainted(), which SLUB's "BUG kmalloc-64 (Not
-// tainted): ..." also prints alone: "Not tainted", or "Tainted: " and one
-// column for each of v6.12's 19 taint flags (kernel/panic.c taint_flags,
-// 'P' through 'N'), the flag's letter if set and otherwise a blank, but 'G'
-// for an unset 'P'. TAINT_WARN is the tenth, so nine blanks follow its 'W'.
-func PrintTainted() string {
-	if Tainted() {
-		return "Tainted: G        W         "
-	}
-	return "Not tainted"
-}
 
 // TaintRelease is what dump_stack's CPU/PID/Comm line and the hung-task
 // report print after the task: print_tainted() first, then the release.
@@ -70,8 +45,9 @@ func Header(b *strings.Builder, headline string) {
 // call trace of pcs.
 func Dump(b *strings.Builder, id int64, comm string, pcs []uintptr) {
 	fmt.Fprintf(b, "CPU: - UID: %d PID: %d Comm: %s %s\n", uint32(os.Geteuid()), id, comm, TaintRelease())
-	if Tainted() {
-		b.WriteString("Tainted: [W]=WARN\n")
+	if Tainted() != 0 {
+		b.WriteString(PrintTaintedVerbose())
+		b.WriteByte('\n')
 	}
 	CallTrace(b, pcs)
 }

@@ -26,20 +26,18 @@ var cpu = "CPU: - UID: " + strconv.FormatUint(uint64(uint32(os.Geteuid())), 10) 
 func keepTaint(t *testing.T) {
 	was := splat.Tainted()
 	t.Cleanup(func() {
-		if was {
-			splat.Taint()
-		} else {
-			splat.ResetTaint()
-		}
+		splat.ResetTaint()
+		splat.AddTaint(was)
 	})
 }
 
-// The taint is print_tainted's: "Not tainted" until the first WARN or BUG,
+// The taint is print_tainted's: "Not tainted" until the first flag is set,
 // then "Tainted: " and a column for each of v6.12's 19 taint flags, 'G' for
-// the unset 'P', 'W' for TAINT_WARN (the tenth) and blanks for the others;
-// it follows the release under a lockdep headline (print_kernel_ident) and
-// precedes it on dump_stack's CPU/UID/PID/Comm line, which v6.12 follows,
-// once tainted, with print_tainted_verbose's line.
+// the unset 'P', 'B' for TAINT_BAD_PAGE (the sixth), 'W' for TAINT_WARN
+// (the tenth) and blanks for the others; it follows the release under a
+// lockdep headline (print_kernel_ident) and precedes it on dump_stack's
+// CPU/UID/PID/Comm line, which v6.12 follows, once tainted, with
+// print_tainted_verbose's line: the set flags in bit order, comma-separated.
 func TestTaintShowsInTheIdentityAndDumpLines(t *testing.T) {
 	keepTaint(t)
 	dump := func() string {
@@ -48,19 +46,29 @@ func TestTaintShowsInTheIdentityAndDumpLines(t *testing.T) {
 		return b.String()
 	}
 	splat.ResetTaint()
-	require.False(t, splat.Tainted())
+	require.Zero(t, splat.Tainted())
 	require.Equal(t, release+" Not tainted", splat.Ident())
 	require.Equal(t, "Not tainted "+release, splat.TaintRelease())
 	require.Equal(t, "Not tainted", splat.PrintTainted())
 	require.Equal(t, cpu+" Comm: kworker/0:1 Not tainted "+release+"\nCall Trace:\n <TASK>\n </TASK>\n", dump())
-	splat.Taint()
-	require.True(t, splat.Tainted())
+	splat.AddTaint(splat.TaintWarn)
+	require.Equal(t, splat.TaintWarn, splat.Tainted())
 	const tainted = "Tainted: G        W         "
 	require.Len(t, tainted, len("Tainted: ")+19)
 	require.Equal(t, release+" "+tainted, splat.Ident())
 	require.Equal(t, tainted, splat.PrintTainted())
 	require.Equal(t, tainted+" "+release, splat.TaintRelease())
 	require.Equal(t, cpu+" Comm: kworker/0:1 "+tainted+" "+release+"\nTainted: [W]=WARN\nCall Trace:\n <TASK>\n </TASK>\n", dump())
+
+	splat.ResetTaint()
+	splat.AddTaint(splat.TaintBadPage)
+	require.Equal(t, "Tainted: G    B"+strings.Repeat(" ", 13), splat.PrintTainted())
+	require.Equal(t, "Tainted: [B]=BAD_PAGE", splat.PrintTaintedVerbose())
+	splat.AddTaint(splat.TaintWarn)
+	const both = "Tainted: G    B   W         "
+	require.Len(t, both, len("Tainted: ")+19)
+	require.Equal(t, both, splat.PrintTainted())
+	require.Equal(t, cpu+" Comm: kworker/0:1 "+both+" "+release+"\nTainted: [B]=BAD_PAGE, [W]=WARN\nCall Trace:\n <TASK>\n </TASK>\n", dump())
 }
 
 // WARN()'s headline names the frame it blames as __warn does, file and line
