@@ -9,6 +9,7 @@ package mmnotifier_test
 // updates or guest_memfd.
 
 import (
+	"runtime"
 	"sync/atomic"
 
 	"github.com/krules/krules/gfp"
@@ -193,12 +194,21 @@ func (k *kvm) zapLeafs(start, end uint64, canYield bool) bool {
 				k.flushRemoteTLBs()
 				flush = false
 			}
-			k.mmuLock.Unlock() // cond_resched_rwlock_write
-			nonblock.CondResched()
-			k.mmuLock.Lock()
+			condReschedRWLockWrite(&k.mmuLock)
 		}
 	}
 	return flush
+}
+
+// condReschedRWLockWrite is cond_resched_rwlock_write: the might-sleep
+// check allows the one lock held (PREEMPT_LOCK_OFFSET), then the lock is
+// dropped around the yield (the kernel drops it only if need_resched or
+// a waiter asks; krules has neither to ask).
+func condReschedRWLockWrite(l *lockclass.RWLock) {
+	nonblock.MightResched(1)
+	l.Unlock()
+	runtime.Gosched()
+	l.Lock()
 }
 
 // InvalidateRangeStart is kvm_mmu_notifier_invalidate_range_start.
