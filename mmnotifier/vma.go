@@ -389,7 +389,10 @@ func (mm *MM) faultLocked(addr uint64, write bool) (*gfp.Page, error) {
 }
 
 // Lookup returns the frame number of the page mapped at addr, if one is
-// present (follow_page); it never faults.
+// present (follow_page); it never faults. Unlike follow_page, whose caller
+// holds mmap_lock, it takes mmap_lock for reading itself, so the caller
+// must not hold it, nor a lock an invalidation takes (a driver's page-table
+// lock): look up first, then take the driver lock and check ReadRetry.
 func (mm *MM) Lookup(addr uint64) (pfn uint64, ok bool) {
 	mm.mmapLock.RLock()
 	defer mm.mmapLock.RUnlock()
