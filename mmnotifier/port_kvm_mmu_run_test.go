@@ -177,3 +177,41 @@ func TestKVMMMUNotifierFaithful(t *testing.T) {
 	require.True(t, reap.Reaped)
 	require.Contains(t, log.String(), "oom_reaper: reaped process 2710 (qemu-system-x86)")
 }
+
+// Beside a notifier that refuses the OOM reaper's range (registered after
+// KVM, so called first), KVM's start still runs, and so does its end
+// once the start has failed: mn_hlist_invalidate_range_start calls every
+// start on -EAGAIN, then every end, since a notifier with an end cannot
+// know whether its start ran. KVM's counts stay balanced.
+func TestKVMMMUNotifierBesideARefusingNotifier(t *testing.T) {
+	krulestest.ResetDefault(t)
+	krulestest.Check(t)
+	log := krulestest.CaptureLog(t)
+	zone := newZone(t, 16<<20)
+	mm := mmnotifier.NewMM(mmnotifier.WithZone(zone), mmnotifier.WithTask(2710, "qemu-system-x86"))
+	hva, err := mm.Mmap(kvmPages*gfp.PageSize, mmnotifier.ProtReadWrite)
+	require.NoError(t, err)
+	k, err := kvmCreateVM(mm, hva, kvmPages, kvmBugs{})
+	require.NoError(t, err)
+	k.touchAll(t)
+	refuse := &mmnotifier.Funcs{Start: func(r *mmnotifier.Range) error {
+		if !r.Blockable() {
+			return mmnotifier.ErrAgain
+		}
+		return nil
+	}}
+	sub, err := mmnotifier.Register(mm, refuse.Notifier())
+	require.NoError(t, err)
+	reap := mm.OOMReap(context.Background(), mmnotifier.WithRetryDelay(0))
+	require.False(t, reap.Reaped)
+	require.EqualValues(t, mmnotifier.MaxOOMReapRetries, refuse.Counts().Starts)
+	require.Contains(t, log.String(), "callback failed with -11 in non-blockable context.\n")
+	require.EqualValues(t, kvmPages, k.zapped.Load(), "KVM's start ran and zapped")
+	require.Zero(t, k.mmuInvalidateInProgress.Load())
+	require.EqualValues(t, mmnotifier.MaxOOMReapRetries, k.mmuInvalidateSeq.Load(), "every failed start was ended")
+	require.Zero(t, k.mnActiveInvalidateCount)
+	sub.Unregister()
+	mm.Exit()
+	k.destroy()
+	mmnotifier.Synchronize()
+}
