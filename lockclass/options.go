@@ -14,6 +14,8 @@ type mapConfig struct {
 	outer uint8
 	wait  waitCtx // what check_wait_context compares (waitcontext.go)
 	site  uintptr
+	// queued makes an RWLock's readers a queued rwlock's (QueuedReaders).
+	queued bool
 	// dead is the warning a use of a destroyed lock prints (mutex_destroy
 	// clears lock->magic, which DEBUG_MUTEXES and DEBUG_RWSEMS check on
 	// every lock and unlock); empty while the lock is alive.
@@ -48,6 +50,17 @@ func NoValidate() Option { return func(c *mapConfig) { c.key = &noValidateKey } 
 // the validator ignores it entirely, so it appears nowhere and AssertHeld on
 // it fails.
 func NoTrack() Option { return func(c *mapConfig) { c.key = &noTrackKey } }
+
+// QueuedReaders makes an RWLock's readers those of a queued rwlock in
+// process context (CONFIG_QUEUED_RWLOCKS, which x86 and arm64 select):
+// read_lock is a non-recursive read (read = 1, as rwlock_acquire_read
+// passes when read_lock_is_recursive is false), so taking it twice is
+// reported as recursive locking and a cycle through a read hold is proved;
+// and a reader waits while a writer waits (queued_read_lock_slowpath), so
+// a second read_lock behind a waiting writer deadlocks, as it does in the
+// kernel. Without it RWLock's readers are recursive, as lockdep's selftests
+// force them (force_read_lock_recursive). Other lock types ignore it.
+func QueuedReaders() Option { return func(c *mapConfig) { c.queued = true } }
 
 // waitTypes sets the kernel's wait types; the lock types use it.
 func waitTypes(inner, outer uint8) Option {

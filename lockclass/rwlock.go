@@ -13,14 +13,19 @@ import (
 // lock whose holders are in an atomic section. Readers are recursive (read
 // mode 2), as lockdep's selftests treat them: a reader is only kept out by a
 // writer that holds the lock, never by one that waits, so read_lock twice is
-// safe and is not reported.
+// safe and is not reported. Init with QueuedReaders for the queued rwlock
+// of x86 and arm64 in process context, whose readers are not recursive.
 //
 // Keys, classes and the zero value are as for Mutex.
 type RWLock struct {
 	_     noCopy
 	state atomic.Int32 // -1: a writer; n > 0: n readers
-	own   owner
-	dep   Map
+	// writers counts the writers spinning in Lock; a queued reader
+	// (QueuedReaders) waits while there is one, as _QW_WAITING keeps
+	// queued_read_lock_slowpath's readers out.
+	writers atomic.Int32
+	own     owner
+	dep     Map
 }
 
 var rwlockDefaults = []Option{waitTypes(waitConfig, 0)}
@@ -43,7 +48,11 @@ func (l *RWLock) Lock() {
 	pc := stack.ReturnPC()
 	startAtomic(pc)
 	t := acquire(&l.dep, 0, 0, 0, nil, pc, rwlockDefaults)
-	spinUntil(&l.dep, func() bool { return l.state.CompareAndSwap(0, -1) }, func() bool { return l.state.Load() == 0 })
+	if !l.state.CompareAndSwap(0, -1) {
+		l.writers.Add(1)
+		spinUntil(&l.dep, func() bool { return l.state.CompareAndSwap(0, -1) }, func() bool { return l.state.Load() == 0 })
+		l.writers.Add(-1)
+	}
 	if t != nil {
 		l.own.set(t)
 	}
@@ -83,10 +92,37 @@ func (l *RWLock) Unlock() {
 func (l *RWLock) RLock() {
 	pc := stack.ReturnPC()
 	startAtomic(pc)
-	if acquire(&l.dep, 0, 2, 0, nil, pc, rwlockDefaults) == nil && compiledIn {
+	queued := l.queued()
+	if acquire(&l.dep, 0, readMode(queued), 0, nil, pc, rwlockDefaults) == nil && compiledIn {
 		l.dep.untracked.Add(1)
 	}
+	if queued {
+		spinUntil(&l.dep, l.tryQueuedRead, func() bool { return l.state.Load() >= 0 && l.writers.Load() == 0 })
+		return
+	}
 	spinUntil(&l.dep, l.tryRead, func() bool { return l.state.Load() >= 0 })
+}
+
+// queued reports whether the lock was initialised with QueuedReaders.
+func (l *RWLock) queued() bool {
+	cfg := l.dep.cfg.Load()
+	return cfg != nil && cfg.queued
+}
+
+// readMode is the read argument rwlock_acquire_read passes: 2 (recursive)
+// where read_lock_is_recursive holds, 1 for a queued rwlock in process
+// context.
+func readMode(queued bool) uint8 {
+	if queued {
+		return 1
+	}
+	return 2
+}
+
+// tryQueuedRead is queued_read_trylock: no read while a writer holds the
+// lock or waits for it.
+func (l *RWLock) tryQueuedRead() bool {
+	return l.writers.Load() == 0 && l.tryRead()
 }
 
 func (l *RWLock) tryRead() bool {
@@ -107,11 +143,12 @@ func (l *RWLock) tryRead() bool {
 func (l *RWLock) TryRLock() bool {
 	pc := stack.ReturnPC()
 	startAtomic(pc)
-	if !l.tryRead() {
+	queued := l.queued()
+	if queued && !l.tryQueuedRead() || !queued && !l.tryRead() {
 		nonblock.EndAtomic()
 		return false
 	}
-	if acquire(&l.dep, 0, 2, fTry, nil, pc, rwlockDefaults) == nil && compiledIn {
+	if acquire(&l.dep, 0, readMode(queued), fTry, nil, pc, rwlockDefaults) == nil && compiledIn {
 		l.dep.untracked.Add(1)
 	}
 	return true

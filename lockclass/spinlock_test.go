@@ -5,6 +5,7 @@ package lockclass_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -194,5 +195,98 @@ func TestSpinningUnlockOfAFreeLockLeavesNoSectionBehind(t *testing.T) {
 			require.False(t, nonblock.InAtomic())
 			require.Nil(t, task.Lookup())
 		})
+	}
+}
+
+// rwlockPair returns two fresh rwlocks of their own classes, queued or not,
+// validated by a validator of their own.
+func rwlockPair(queued bool) (a, b *lockclass.RWLock) {
+	v := lockclass.NewValidator()
+	a, b = new(lockclass.RWLock), new(lockclass.RWLock)
+	opts := []lockclass.Option{lockclass.WithValidator(v)}
+	if queued {
+		opts = append(opts, lockclass.QueuedReaders())
+	}
+	a.Init(append(opts, lockclass.WithName("&a->lock"))...)
+	b.Init(append(opts, lockclass.WithName("&b->lock"))...)
+	return a, b
+}
+
+// A queued rwlock's read_lock in process context is a non-recursive read
+// (rwlock_acquire_read with read_lock_is_recursive false): taking it twice
+// is recursive locking, and read_lock(A); write_lock(B) against
+// write_lock(B); read_lock(A) is a cycle, because a writer waiting for A
+// between them keeps the second reader out. RWLock's default readers are
+// the selftests' recursive ones, for which neither is a deadlock.
+func TestQueuedReadersAreNotRecursive(t *testing.T) {
+	rec := krulestest.Record(t)
+	for _, queued := range []bool{false, true} {
+		rec.Clear()
+		a, _ := rwlockPair(queued)
+		a.RLock()
+		a.RLock()
+		a.RUnlock()
+		a.RUnlock()
+		if queued {
+			require.Equal(t, []krules.Kind{krules.RecursiveLocking}, rec.Kinds())
+			require.Contains(t, rec.Last().Text, "&a->lock")
+		} else {
+			require.Empty(t, rec.Kinds(), "recursive readers")
+		}
+
+		rec.Clear()
+		a, b := rwlockPair(queued)
+		a.RLock()
+		b.Lock()
+		b.Unlock()
+		a.RUnlock()
+		b.Lock()
+		a.RLock()
+		a.RUnlock()
+		b.Unlock()
+		if queued {
+			require.Equal(t, []krules.Kind{krules.CircularDependency}, rec.Kinds())
+		} else {
+			require.Empty(t, rec.Kinds(), "a recursive reader is not kept out by a waiting writer")
+		}
+	}
+}
+
+// A queued rwlock keeps new readers out while a writer waits for the lock
+// (queued_read_trylock fails on _QW_WAITING), so writers are not starved;
+// the default RWLock lets readers in until a writer holds it.
+func TestQueuedReadersWaitBehindAWaitingWriter(t *testing.T) {
+	for _, queued := range []bool{false, true} {
+		l, _ := rwlockPair(queued)
+		l.RLock()
+		locked := make(chan struct{})
+		go func() {
+			l.Lock()
+			close(locked)
+			l.Unlock()
+		}()
+		// The writer spins behind the read hold; a queued reader sees it
+		// waiting once it has started.
+		if queued {
+			require.Eventually(t, func() bool {
+				if l.TryRLock() {
+					l.RUnlock()
+					return false
+				}
+				return true
+			}, 10*time.Second, time.Millisecond, "a waiting writer keeps queued readers out")
+		} else {
+			for range 100 {
+				require.True(t, l.TryRLock(), "recursive readers pass a waiting writer")
+				l.RUnlock()
+			}
+		}
+		select {
+		case <-locked:
+			t.Fatal("the writer took the lock from a reader")
+		default:
+		}
+		l.RUnlock()
+		<-locked
 	}
 }

@@ -78,7 +78,7 @@ type kvm struct {
 func kvmCreateVM(mm *mmnotifier.MM, hva, npages uint64, bugs kvmBugs) (*kvm, error) {
 	k := &kvm{mm: mm, bugs: bugs, slot: kvmMemslot{npages: npages, userspaceAddr: hva}, sptes: map[uint64]*kvmSPTE{}}
 	k.srcu.Init(lockclass.WithName("&kvm->srcu"))
-	k.mmuLock.Init(lockclass.WithName("&kvm->mmu_lock"))
+	k.mmuLock.Init(lockclass.WithName("&kvm->mmu_lock"), lockclass.QueuedReaders()) // x86: a queued rwlock
 	k.mnInvalidateLock.Init(lockclass.WithName("&kvm->mn_invalidate_lock"))
 	var err error
 	if k.sub, err = mmnotifier.Register(mm, (*kvmMMUNotifier)(k)); err != nil {
