@@ -24,6 +24,9 @@ type RWLock struct {
 	// (QueuedReaders) waits while there is one, as _QW_WAITING keeps
 	// queued_read_lock_slowpath's readers out.
 	writers atomic.Int32
+	// readers counts the readers spinning in RLock: with writers, what
+	// rwlock_is_contended sees (CondReschedRead, CondReschedWrite).
+	readers atomic.Int32
 	own     owner
 	dep     Map
 }
@@ -44,8 +47,9 @@ func (l *RWLock) Init(opts ...Option) {
 // Lock takes the write side: write_lock.
 //
 //go:noinline
-func (l *RWLock) Lock() {
-	pc := stack.ReturnPC()
+func (l *RWLock) Lock() { l.lock(stack.ReturnPC()) }
+
+func (l *RWLock) lock(pc uintptr) {
 	startAtomic(pc)
 	t := acquire(&l.dep, 0, 0, 0, nil, pc, rwlockDefaults)
 	if !l.state.CompareAndSwap(0, -1) {
@@ -89,18 +93,27 @@ func (l *RWLock) Unlock() {
 // RLock takes the read side: read_lock.
 //
 //go:noinline
-func (l *RWLock) RLock() {
-	pc := stack.ReturnPC()
+func (l *RWLock) RLock() { l.rlock(stack.ReturnPC()) }
+
+func (l *RWLock) rlock(pc uintptr) {
 	startAtomic(pc)
 	queued := l.queued()
 	if acquire(&l.dep, 0, readMode(queued), 0, nil, pc, rwlockDefaults) == nil && compiledIn {
 		l.dep.untracked.Add(1)
 	}
 	if queued {
-		spinUntil(&l.dep, l.tryQueuedRead, func() bool { return l.state.Load() >= 0 && l.writers.Load() == 0 })
+		if !l.tryQueuedRead() {
+			l.readers.Add(1)
+			spinUntil(&l.dep, l.tryQueuedRead, func() bool { return l.state.Load() >= 0 && l.writers.Load() == 0 })
+			l.readers.Add(-1)
+		}
 		return
 	}
-	spinUntil(&l.dep, l.tryRead, func() bool { return l.state.Load() >= 0 })
+	if !l.tryRead() {
+		l.readers.Add(1)
+		spinUntil(&l.dep, l.tryRead, func() bool { return l.state.Load() >= 0 })
+		l.readers.Add(-1)
+	}
 }
 
 // queued reports whether the lock was initialised with QueuedReaders.

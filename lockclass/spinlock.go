@@ -21,8 +21,11 @@ import (
 type SpinLock struct {
 	_     noCopy
 	state atomic.Int32
-	own   owner
-	dep   Map
+	// spinners counts the goroutines spinning in Lock: spin_is_contended
+	// for CondResched.
+	spinners atomic.Int32
+	own      owner
+	dep      Map
 }
 
 var spinDefaults = []Option{waitTypes(waitConfig, 0)}
@@ -56,7 +59,11 @@ func (l *SpinLock) LockNestLock(nest Lockable) { l.lock(0, nest.lockdepMap(), st
 func (l *SpinLock) lock(sub int, nest *Map, pc uintptr) {
 	startAtomic(pc)
 	t := acquire(&l.dep, sub, 0, 0, nest, pc, spinDefaults)
-	spinUntil(&l.dep, func() bool { return l.state.CompareAndSwap(0, 1) }, func() bool { return l.state.Load() == 0 })
+	if !l.state.CompareAndSwap(0, 1) {
+		l.spinners.Add(1)
+		spinUntil(&l.dep, func() bool { return l.state.CompareAndSwap(0, 1) }, func() bool { return l.state.Load() == 0 })
+		l.spinners.Add(-1)
+	}
 	if t != nil {
 		l.own.set(t)
 	}

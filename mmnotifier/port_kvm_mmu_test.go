@@ -9,7 +9,6 @@ package mmnotifier_test
 // updates or guest_memfd.
 
 import (
-	"runtime"
 	"sync/atomic"
 
 	"github.com/krules/krules/gfp"
@@ -194,21 +193,10 @@ func (k *kvm) zapLeafs(start, end uint64, canYield bool) bool {
 				k.flushRemoteTLBs()
 				flush = false
 			}
-			condReschedRWLockWrite(&k.mmuLock)
+			k.mmuLock.CondReschedWrite()
 		}
 	}
 	return flush
-}
-
-// condReschedRWLockWrite is cond_resched_rwlock_write: the might-sleep
-// check allows the one lock held (PREEMPT_LOCK_OFFSET), then the lock is
-// dropped around the yield (the kernel drops it only if need_resched or
-// a waiter asks; krules has neither to ask).
-func condReschedRWLockWrite(l *lockclass.RWLock) {
-	nonblock.MightResched(1)
-	l.Unlock()
-	runtime.Gosched()
-	l.Lock()
 }
 
 // InvalidateRangeStart is kvm_mmu_notifier_invalidate_range_start.
