@@ -14,7 +14,9 @@ import (
 // FS, inside a NoReclaim (PF_MEMALLOC) scope so that whatever the shrinkers
 // allocate uses the reserves and never recurses into reclaim.
 
-// performReclaim is __perform_reclaim. It returns the pages reclaimed.
+// performReclaim is __perform_reclaim. It returns the pages reclaimed. It
+// yields (cond_resched) before reclaim and again after fs_reclaim_release,
+// as v6.12's does.
 func (z *Zone) performReclaim(order int, gfp Flags) int64 {
 	runtime.Gosched() // cond_resched
 	FSReclaimAcquire(gfp)
@@ -28,6 +30,7 @@ func (z *Zone) performReclaim(order int, gfp Flags) int64 {
 	if reclaimed > 0 {
 		z.kswapd.failures.Store(0)
 	}
+	runtime.Gosched() // cond_resched
 	return reclaimed
 }
 

@@ -9,7 +9,10 @@ import (
 // after which the slow path stops retrying.
 const MaxReclaimRetries = 16
 
-// jiffy is the tick the allocator sleeps for when it waits for others.
+// jiffy is the tick the allocator sleeps for when it waits for others: only
+// __alloc_pages_may_oom's schedule_timeout_uninterruptible(1) when another
+// goroutine holds oom_lock. Every other pause of the slow path is a
+// cond_resched (runtime.Gosched), as in v6.12's mm/page_alloc.c.
 const jiffy = time.Millisecond
 
 // slowPath is __alloc_pages_slowpath, in the kernel's order, without the
@@ -26,8 +29,10 @@ const jiffy = time.Millisecond
 //  11. retry while reclaim could still get the zone over min, at most
 //     MaxReclaimRetries rounds without progress;
 //  14. the OOM hook (OnOOM);
-//  17. NoFail never gives up (sleeping a tick between rounds), keeping
-//     the count of rounds without progress;
+//  16. OOM progress resets the rounds without progress and retries at
+//     once, NoFail or not;
+//  17. NoFail never gives up (a cond_resched between rounds, no sleep),
+//     keeping the count of rounds without progress;
 //  18. the failure report.
 func (z *Zone) slowPath(order int, gfp Flags, kind uint32, pf TaskFlags) *Page {
 	canReclaim := gfp&DirectReclaim != 0
@@ -93,10 +98,10 @@ retry:
 			return p
 		}
 		if oomProgress {
+			// __alloc_pages_slowpath: "Retry as long as the OOM killer
+			// is making progress", straight to retry:, with no pause of
+			// its own for any request.
 			noProgressLoops = 0
-			if gfp&NoFail != 0 {
-				time.Sleep(jiffy)
-			}
 			continue
 		}
 		break retry
@@ -113,8 +118,10 @@ retry:
 		// retry:, not restart:, which alone zeroes no_progress_loops:
 		// with the retries used up and no OOM progress to reset them
 		// (RetryMayFail, ThisNode), each further round of reclaim without
-		// progress comes straight back here.
-		time.Sleep(jiffy)
+		// progress comes straight back here. The kernel only calls
+		// cond_resched() before goto retry: a NoFail loop with nothing
+		// to reclaim spins, yielding, rather than sleeping a tick.
+		runtime.Gosched()
 		goto retry
 	}
 	if z.closed.Load() {
@@ -148,7 +155,10 @@ func (z *Zone) directReclaim(order int, gfp Flags, af allocFlags, kind uint32) (
 
 // shouldReclaimRetry is should_reclaim_retry: count rounds without
 // progress, give up after MaxReclaimRetries, and retry only if what reclaim
-// could still free plus the free pages would pass the min watermark.
+// could still free plus the free pages would pass the min watermark. Unless
+// it gave up on the count, it yields (cond_resched) whatever the watermark
+// said, as v6.12 does before returning; the kernel's one-tick sleep for
+// PF_WQ_WORKER has no counterpart, krules having no workqueue workers.
 func (z *Zone) shouldReclaimRetry(order int, af allocFlags, progress bool, loops *int) bool {
 	if progress && order <= CostlyOrder {
 		*loops = 0
@@ -159,9 +169,7 @@ func (z *Zone) shouldReclaimRetry(order int, af allocFlags, progress bool, loops
 		return false
 	}
 	available := z.reclaimablePages() + z.nrFree.Load()
-	if z.watermarkOK(order, af&^allocWmarkMask|allocWmarkMin, available) == 0 {
-		return false
-	}
+	ok := z.watermarkOK(order, af&^allocWmarkMask|allocWmarkMin, available) != 0
 	runtime.Gosched()
-	return true
+	return ok
 }

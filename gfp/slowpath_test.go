@@ -2,6 +2,8 @@ package gfp_test
 
 import (
 	"fmt"
+	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -809,4 +811,55 @@ func TestNoFailKeepsTheNoProgressCountAcrossNopage(t *testing.T) {
 	require.NotNil(t, p)
 	z.FreePages(p, 0)
 	require.Equal(t, firstAfterNopage, z.Stats().AllocStall, "one round, then nopage's fallback")
+}
+
+// A NOFAIL request that cannot be satisfied loops without sleeping: v6.12's
+// __alloc_pages_slowpath goes back to retry: straight after OOM progress,
+// and from nopage after only cond_resched(); the one tick it sleeps is
+// __alloc_pages_may_oom's when oom_lock is contended, which no other
+// goroutine takes here. The test samples every goroutine's stack while the
+// request goes round and fails if the allocator is ever found asleep.
+func TestNoFailLoopYieldsButNeverSleeps(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		flags gfp.Flags
+		kinds []krules.Kind
+	}{
+		// OOM finds nothing to kill, warns once, and claims progress.
+		{"oom progress", gfp.Kernel | gfp.NoFail, []krules.Kind{krules.GFPMisuse}},
+		// ThisNode skips the OOM step: every round ends at nopage.
+		{"nopage", gfp.Kernel | gfp.NoFail | gfp.ThisNode, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := krulestest.Record(t)
+			z := reserveZone(t)
+			rest := emptyZone(t, z)
+			start := z.Stats().AllocStall
+
+			got := make(chan *gfp.Page, 1)
+			go func() {
+				p, _ := z.AllocPages(0, tc.flags)
+				got <- p
+			}()
+			buf := make([]byte, 1<<20)
+			asleep := ""
+			for z.Stats().AllocStall-start < 200 && asleep == "" {
+				for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+					if strings.Contains(g, "gfp.(*Zone).slowPath") && strings.Contains(g, "time.Sleep") {
+						asleep = g
+					}
+				}
+			}
+			for i, p := range rest {
+				z.FreePages(p, 0)
+				rest[i] = nil
+			}
+			z.DrainPages()
+			p := <-got
+			require.NotNil(t, p)
+			z.FreePages(p, 0)
+			require.Empty(t, asleep, "the NOFAIL loop slept")
+			require.Equal(t, tc.kinds, rec.Kinds())
+		})
+	}
 }
