@@ -31,7 +31,8 @@ const hungTaskWarnings = 10
 // (ShowAllLocks), the owners of the lock it waits for first (the kernel
 // prints that list once, after the reports of one check), or only "INFO:
 // lockdep is turned off." once the default validator has turned itself
-// off. As the
+// off, or nothing after the trace when built with -tags krules_nolockdep
+// (CONFIG_LOCKDEP=n). As the
 // kernel's check_hung_task, it reports a goroutine that stays blocked again
 // each timeout (the kernel finds it hung again at every check, whose
 // interval defaults to the timeout), N growing, and makes at most 10
@@ -178,7 +179,9 @@ func hungTaskReport(w *task.Waiter, all []*task.Waiter, now time.Time, last bool
 // Once the default validator has turned itself off (the kernel's
 // debug_locks is 0: a report was made), it writes only "INFO: lockdep is
 // turned off.", as debug_show_all_locks does; lockclass.Off and
-// lockclass.SetEnabled do not change what it writes.
+// lockclass.SetEnabled do not change what it writes. Built with -tags
+// krules_nolockdep (CONFIG_LOCKDEP=n) it writes nothing, since
+// debug_show_all_locks is an empty inline there.
 func ShowAllLocks(w io.Writer) error {
 	var b strings.Builder
 	showLocks(&b, task.Waiters(), task.Lookup())
@@ -187,6 +190,10 @@ func ShowAllLocks(w io.Writer) error {
 }
 
 func showLocks(b *strings.Builder, ws []*task.Waiter, self *task.Task) {
+	// CONFIG_LOCKDEP=n: debug_show_all_locks is an empty inline.
+	if !task.ConfigLockdep {
+		return
+	}
 	// debug_show_all_locks reads debug_locks alone: once a report has
 	// turned lockdep off the lists are no longer trusted. lockdep_off()
 	// (current->lockdep_recursion) does not silence it.

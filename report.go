@@ -111,8 +111,13 @@ func (b *Builder) HeldLocks() { task.FormatHeldLocks(&b.Builder, b.task, b.Who()
 // ShowHeldLocks is debug_show_held_locks, what reports from outside lockdep
 // print (__might_resched, __cant_sleep): the held-lock list, or only "INFO:
 // lockdep is turned off." once the default validator has turned itself off,
-// because the list is no longer kept faithfully then.
+// because the list is no longer kept faithfully then. Built with -tags
+// krules_nolockdep (CONFIG_LOCKDEP=n) it prints nothing at all, as the
+// kernel's empty inline does.
 func (b *Builder) ShowHeldLocks() {
+	if !task.ConfigLockdep {
+		return
+	}
 	if !task.DebugLocks() {
 		b.WriteString(task.LockdepOff)
 		return

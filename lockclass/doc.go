@@ -76,11 +76,16 @@
 // SetEnabled(false) turns validation off at run time: the locks become plain
 // locks costing one atomic load more, and skip their might-sleep check
 // too, since it shares validation's lookup of the task record. Building with
-// -tags krules_nolockdep compiles validation out (same API, plain locks,
-// empty views). The locks lose their might-sleep check with it, where the
-// kernel's CONFIG_LOCKDEP=n keeps mutex_lock's might_sleep (that is
-// CONFIG_DEBUG_ATOMIC_SLEEP): a Mutex taken in a non-block section is
-// reported only with validation compiled in. nonblock.MightSleep itself,
+// -tags krules_nolockdep compiles validation out (same API, plain locks):
+// CONFIG_LOCKDEP=n, whose kernel has no /proc/lockdep, lockdep_chains,
+// lockdep_stats or lock_stat, so the views of those fail with
+// fs.ErrNotExist and the Handler does not find them, and whose
+// debug_show_held_locks and debug_show_all_locks print nothing, so neither
+// might_sleep's report nor the hung-task report lists locks. The locks lose
+// their might-sleep check with it, where the kernel's CONFIG_LOCKDEP=n keeps
+// mutex_lock's might_sleep (that is CONFIG_DEBUG_ATOMIC_SLEEP): a Mutex
+// taken in a non-block section is reported only with validation compiled
+// in. nonblock.MightSleep itself,
 // and the sleeping primitives of package nonblock, still check.
 //
 // # Views

@@ -37,8 +37,10 @@ func SetLockStat(on bool) bool {
 	return lockStat.Swap(on)
 }
 
-// LockStatEnabled reports whether lock statistics are being gathered.
-func LockStatEnabled() bool { return lockStat.Load() }
+// LockStatEnabled reports whether lock statistics are being gathered: never
+// when built with -tags krules_nolockdep, where CONFIG_LOCK_STAT, which
+// selects CONFIG_LOCKDEP, cannot be set.
+func LockStatEnabled() bool { return compiledIn && lockStat.Load() }
 
 // lockstatPoints is LOCKSTAT_POINTS: the call sites kept per class.
 const lockstatPoints = 4
@@ -410,12 +412,16 @@ func statName(c *class) string {
 // wait whose lock is still held shows in the points but in no row yet; each
 // contended class followed by its contention points and contending points
 // ("<count> [<addr>] <symbol>"), and a dotted line after the contending
-// points if there are any.
+// points if there are any. Built with -tags krules_nolockdep it writes
+// nothing and returns an error satisfying errors.Is(err, fs.ErrNotExist).
 func (v *Validator) WriteLockStat(w io.Writer) error {
+	if !compiledIn {
+		return noProcFile("lock_stat")
+	}
 	var b strings.Builder
 	const width = 40 + 1 + 12*(14+1)
 	b.WriteString("lock_stat version 0.4\n")
-	if compiledIn && !v.graph().enabled.Load() {
+	if !v.graph().enabled.Load() {
 		b.WriteString("*WARNING* lock debugging disabled!! - possibly due to a lockdep warning\n")
 	}
 	statLine(&b, '-', 0, width)

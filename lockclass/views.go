@@ -3,6 +3,7 @@ package lockclass
 import (
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"strings"
 
@@ -14,61 +15,73 @@ import (
 // class graph, and an http.Handler serving them. Keys print as addresses,
 // as %p does.
 
+// noProcFile is the error of a view of a file that a CONFIG_LOCKDEP=n
+// kernel does not have (-tags krules_nolockdep): kernel/locking/Makefile
+// builds lockdep_proc.c, which makes /proc/lockdep, /proc/lockdep_chains,
+// /proc/lockdep_stats and /proc/lock_stat, only with CONFIG_LOCKDEP, so
+// opening them fails with ENOENT.
+func noProcFile(name string) error {
+	return &fs.PathError{Op: "open", Path: "/proc/" + name, Err: fs.ErrNotExist}
+}
+
 func keyAddr(c *class) uintptr {
 	return uintptr(keyPtr(c.key)) + uintptr(c.sub)
 }
 
 // WriteClasses writes /proc/lockdep: every class with its forward and
 // backward dependency counts and usage, then its direct dependencies.
+// Built with -tags krules_nolockdep it writes nothing and returns an error
+// satisfying errors.Is(err, fs.ErrNotExist): there is no /proc/lockdep.
 func (v *Validator) WriteClasses(w io.Writer) error {
+	if !compiledIn {
+		return noProcFile("lockdep")
+	}
 	var b strings.Builder
 	b.WriteString("all lock classes:\n")
-	if compiledIn {
-		g := v.graph()
-		g.mu.Lock()
-		for _, c := range g.classes {
-			if c == nil {
-				continue
-			}
-			fmt.Fprintf(&b, "%016x FD:%5d BD:%5d %s: %s\n", keyAddr(c), g.countDeps(c, true), g.countDeps(c, false), c.usageChars(), c.displayName())
-			for _, e := range c.after {
-				if e.distance == 1 {
-					fmt.Fprintf(&b, " -> [%016x] %s\n", keyAddr(e.to), e.to.displayName())
-				}
-			}
-			b.WriteString("\n")
+	g := v.graph()
+	g.mu.Lock()
+	for _, c := range g.classes {
+		if c == nil {
+			continue
 		}
-		g.mu.Unlock()
+		fmt.Fprintf(&b, "%016x FD:%5d BD:%5d %s: %s\n", keyAddr(c), g.countDeps(c, true), g.countDeps(c, false), c.usageChars(), c.displayName())
+		for _, e := range c.after {
+			if e.distance == 1 {
+				fmt.Fprintf(&b, " -> [%016x] %s\n", keyAddr(e.to), e.to.displayName())
+			}
+		}
+		b.WriteString("\n")
 	}
+	g.mu.Unlock()
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
 // WriteChains writes /proc/lockdep_chains: every cached chain, its classes
-// in acquisition order.
+// in acquisition order. Built with -tags krules_nolockdep it writes nothing
+// and returns an error satisfying errors.Is(err, fs.ErrNotExist).
 func (v *Validator) WriteChains(w io.Writer) error {
-	var b strings.Builder
-	if compiledIn {
-		g := v.graph()
-		g.mu.Lock()
-		if g.chainHlocks >= g.v.lim.ChainHlocks {
-			b.WriteString("(buggered) ")
-		}
-		b.WriteString("all lock chains:\n")
-		for _, ch := range g.chainList {
-			b.WriteString("irq_context: 0\n")
-			for _, h := range ch.hlocks {
-				if h.c.state.Load()&stStale != 0 && h.c.g == g {
-					continue
-				}
-				fmt.Fprintf(&b, "[%016x] %s\n", keyAddr(h.c), h.c.displayName())
-			}
-			b.WriteString("\n")
-		}
-		g.mu.Unlock()
-	} else {
-		b.WriteString("all lock chains:\n")
+	if !compiledIn {
+		return noProcFile("lockdep_chains")
 	}
+	var b strings.Builder
+	g := v.graph()
+	g.mu.Lock()
+	if g.chainHlocks >= g.v.lim.ChainHlocks {
+		b.WriteString("(buggered) ")
+	}
+	b.WriteString("all lock chains:\n")
+	for _, ch := range g.chainList {
+		b.WriteString("irq_context: 0\n")
+		for _, h := range ch.hlocks {
+			if h.c.state.Load()&stStale != 0 && h.c.g == g {
+				continue
+			}
+			fmt.Fprintf(&b, "[%016x] %s\n", keyAddr(h.c), h.c.displayName())
+		}
+		b.WriteString("\n")
+	}
+	g.mu.Unlock()
 	_, err := io.WriteString(w, b.String())
 	return err
 }
@@ -129,8 +142,13 @@ func (v *Validator) Stats() Stats {
 	return s
 }
 
-// WriteStats writes /proc/lockdep_stats.
+// WriteStats writes /proc/lockdep_stats. Built with -tags krules_nolockdep
+// it writes nothing and returns an error satisfying errors.Is(err,
+// fs.ErrNotExist).
 func (v *Validator) WriteStats(w io.Writer) error {
+	if !compiledIn {
+		return noProcFile("lockdep_stats")
+	}
 	s := v.Stats()
 	var b strings.Builder
 	line := func(label string, n any) { fmt.Fprintf(&b, " %-31s%11v\n", label+":", n) }
@@ -168,7 +186,7 @@ func (v *Validator) WriteStats(w io.Writer) error {
 	line("max lock class index", s.MaxClassIndex)
 	line("chain lookup misses", s.ChainCacheMisses)
 	debug := 0
-	if s.DebugLocks && compiledIn {
+	if s.DebugLocks {
 		debug = 1
 	}
 	line("debug_locks", debug)
@@ -215,7 +233,9 @@ func (v *Validator) WriteDOT(w io.Writer) error {
 //
 // It serves lockdep, lockdep_chains, lockdep_stats, locks (krules.ShowAllLocks), lock_stat (a POST or PUT
 // of "0" clears it first) and graph.dot, and an
-// index at the root.
+// index at the root. Built with -tags krules_nolockdep (CONFIG_LOCKDEP=n)
+// the five the kernel then lacks (the /proc files and SysRq-d, which
+// drivers/tty/sysrq.c registers only with CONFIG_LOCKDEP) are not found.
 func Handler(v *Validator) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		val := v
@@ -225,6 +245,13 @@ func Handler(v *Validator) http.Handler {
 		name := r.URL.Path
 		if i := strings.LastIndexByte(name, '/'); i >= 0 {
 			name = name[i+1:]
+		}
+		switch name {
+		case "lockdep", "lockdep_chains", "lockdep_stats", "lock_stat", "locks":
+			if !compiledIn {
+				http.NotFound(w, r)
+				return
+			}
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		switch name {
