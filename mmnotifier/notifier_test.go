@@ -715,8 +715,8 @@ func atomically(fn func()) {
 }
 
 // The address-space operations touch only what is there: mprotect of a
-// range never touched reaches no notifier (change_pmd_range starts the
-// invalidation at the first present table), a read fault dirties nothing
+// range never touched reaches no notifier (change_pud_range starts the
+// invalidation at the first populated PUD), a read fault dirties nothing
 // (only a write fault sets the dirty and soft-dirty bits), and
 // madvise(MADV_DONTNEED) over a hole zaps the mapped parts and says ENOMEM,
 // and munmap of a hole reaches no notifier, even right before a mapping.
@@ -731,8 +731,13 @@ func TestOperationsTouchOnlyWhatIsThere(t *testing.T) {
 	_, err = mm.Fault(addr+3*pg, true)
 	require.NoError(t, err)
 	rec.take()
+	// A piece without pages of its own is still invalidated when its page
+	// table is there: v6.12 tests pud_none, not the PTEs.
 	require.NoError(t, mm.Protect(addr, pg, mmnotifier.ProtRead))
-	require.Empty(t, rec.take(), "no pages in the piece, though its page table has one")
+	require.Equal(t, []call{
+		{who: "n", what: "start", event: mmnotifier.EventProtectionVMA, start: addr, end: addr + pg, blockable: true},
+		{who: "n", what: "end", event: mmnotifier.EventProtectionVMA, start: addr, end: addr + pg, blockable: true},
+	}, rec.take(), "no pages in the piece, but its page table has one")
 
 	require.NoError(t, mm.Protect(addr, 4*pg, mmnotifier.ProtReadWrite))
 	require.NoError(t, mm.Discard(addr+3*pg, pg))
@@ -882,4 +887,62 @@ func TestExitWaitsForAReleaseThatUnregisterStarted(t *testing.T) {
 	require.True(t, waited, "Exit did not wait for Unregister's Release")
 	require.EqualValues(t, 1, rss.Load(), "the page was unmapped under the running Release")
 	require.EqualValues(t, 2, calls.Load())
+}
+
+// mprotect invalidates what v6.12's change_pud_range does: for each
+// 512 GiB PGDIR span of a piece, one MMU_NOTIFY_PROTECTION_VMA range from
+// the first 1 GiB slot with page tables (clamped to the piece) to the end
+// of the span in the piece; a span without page tables is not invalidated,
+// and a page in the same slot but outside the piece populates the slot.
+func TestProtectStartsAtTheFirstPopulatedPUD(t *testing.T) {
+	krulestest.Check(t)
+	const gib = 1 << 30
+	mm, rec := recordedMM(t)
+	starts := func() [][2]uint64 {
+		var out [][2]uint64
+		for _, c := range rec.take() {
+			if c.what == "start" {
+				require.Equal(t, mmnotifier.EventProtectionVMA, c.event)
+				out = append(out, [2]uint64{c.start, c.end})
+			}
+		}
+		return out
+	}
+	// 3 GiB from 4 GiB (a PUD boundary), one page touched in the middle
+	// of the second GiB.
+	addr, err := mm.Mmap(3*gib, mmnotifier.ProtReadWrite)
+	require.NoError(t, err)
+	require.Zero(t, addr%gib)
+	_, err = mm.Fault(addr+gib+gib/2, true)
+	require.NoError(t, err)
+	rec.take()
+
+	require.NoError(t, mm.Protect(addr, 3*gib, mmnotifier.ProtRead))
+	require.Equal(t, [][2]uint64{{addr + gib, addr + 3*gib}}, starts(), "from the populated slot to the end")
+
+	require.NoError(t, mm.Protect(addr+gib+pg, pg, mmnotifier.ProtReadWrite))
+	require.Equal(t, [][2]uint64{{addr + gib + pg, addr + gib + 2*pg}}, starts(), "the slot is populated, the piece clamps")
+
+	require.NoError(t, mm.Protect(addr+2*gib, gib, mmnotifier.ProtNone))
+	require.Empty(t, starts(), "a slot without page tables")
+
+	// A piece across a 512 GiB boundary, with pages on both sides: one
+	// range for each span.
+	const pgdir = 512 * gib
+	big, err := mm.Mmap(pgdir+2*gib, mmnotifier.ProtReadWrite)
+	require.NoError(t, err)
+	cross := (big+gib)&^(pgdir-1) + pgdir
+	require.Greater(t, cross, big)
+	require.Less(t, cross, big+pgdir+2*gib)
+	for _, a := range []uint64{cross - pg, cross + gib} {
+		_, err = mm.Fault(a, true)
+		require.NoError(t, err)
+	}
+	rec.take()
+	end := big + pgdir + 2*gib
+	require.NoError(t, mm.Protect(big, end-big, mmnotifier.ProtRead))
+	require.Equal(t, [][2]uint64{
+		{max(big, (cross-pg)&^(gib-1)), cross},
+		{cross + gib, end},
+	}, starts())
 }

@@ -23,6 +23,8 @@ import (
 const (
 	ptrsPerPTE = 512                   // PTRS_PER_PTE
 	pmdSize    = ptrsPerPTE * PageSize // PMD_SIZE: what one table maps
+	pudSize    = 512 * pmdSize         // PUD_SIZE: what one PMD table maps
+	pgdirSize  = 512 * pudSize         // PGDIR_SIZE (4 levels, P4D folded)
 )
 
 // pte is a page table entry. An entry is present if it has a page; its
@@ -127,6 +129,23 @@ func (pt *pageTable) walk(start, end uint64, fn func(addr uint64, e *pte) bool) 
 			}
 		}
 	}
+}
+
+// firstPUD returns the start of the first PUD-sized slot overlapping
+// [start, end) whose PUD entry is populated (!pud_none), clamped to start:
+// the slot of the lowest table mapping anything at or above the slot of
+// start, since a PUD entry points to a PMD table as long as any table under
+// it does. It reports false if no slot is populated.
+func (pt *pageTable) firstPUD(start, end uint64) (uint64, bool) {
+	i, _ := pt.find(start &^ (pudSize - 1))
+	if i == len(pt.tables) {
+		return 0, false
+	}
+	slot := pt.tables[i].base &^ (pudSize - 1)
+	if slot >= end {
+		return 0, false
+	}
+	return max(start, slot), true
 }
 
 // count returns the number of present entries in [start, end).

@@ -52,14 +52,6 @@ func (mm *MM) zap(freed []*gfp.Page, start, end uint64) []*gfp.Page {
 	return freed
 }
 
-// hasPages reports whether any entry of v is present. The caller holds
-// mmap_lock.
-func (v *vma) hasPages(mm *MM) bool {
-	mm.ptl.Lock()
-	defer mm.ptl.Unlock()
-	return mm.pt.count(v.start, v.end) != 0
-}
-
 // freePages frees pages after an invalidation's end: tlb_finish_mmu.
 func (mm *MM) freePages(pages []*gfp.Page) {
 	for _, p := range pages {
@@ -208,11 +200,17 @@ func (mm *MM) Unmap(addr, length uint64) error {
 // mprotect. The mappings are changed in address order up to the first
 // address that is not mapped, which fails the call with ErrNoMem: what
 // came before it keeps its new protection, and a hole at addr changes
-// nothing (do_mprotect_pkey). Each piece whose protection changes and that
-// has pages is invalidated with MMU_NOTIFY_PROTECTION_VMA (blockable), as
-// change_protection does; a piece already at prot fires nothing. A zero
-// length does nothing; a misaligned addr is ErrInvalid and a range that
-// wraps around ErrNoMem. It takes mmap_lock for writing and may sleep.
+// nothing (do_mprotect_pkey). A piece already at prot fires nothing; each
+// other piece is invalidated with MMU_NOTIFY_PROTECTION_VMA (blockable) the
+// way v6.12's change_pud_range starts the range lazily: once for each
+// PGDIR_SIZE (512 GiB) span of the piece, from the first PUD_SIZE (1 GiB)
+// slot in it that has page tables, clamped to the piece, to the span's end
+// in the piece, and not at all for a span without page tables. So the range
+// may begin after the piece does, and a piece without pages of its own is
+// still invalidated if a page elsewhere in the same 1 GiB slot is mapped
+// (the kernel tests pud_none, not the PTEs). A zero length does nothing; a
+// misaligned addr is ErrInvalid and a range that wraps around ErrNoMem. It
+// takes mmap_lock for writing and may sleep.
 func (mm *MM) Protect(addr, length uint64, prot Prot) error {
 	if addr%PageSize != 0 {
 		return ErrInvalid
@@ -251,16 +249,27 @@ func (mm *MM) Protect(addr, length uint64, prot Prot) error {
 		if v.prot == prot {
 			continue
 		}
-		if !v.hasPages(mm) {
-			v.prot = prot
-			continue
+		// change_protection_range walks the PGD entries (change_p4d_range
+		// is one step with the P4D folded); change_pud_range starts one
+		// range for each, at its first populated PUD. The protection is the
+		// VMA's, so it changes, under the page-table lock, within the first
+		// range started, or at once if none is.
+		for a := v.start; a < v.end; {
+			b := min(v.end, a&^(pgdirSize-1)+pgdirSize)
+			mm.ptl.Lock()
+			s, ok := mm.pt.firstPUD(a, b)
+			mm.ptl.Unlock()
+			if ok {
+				r := NewRange(mm, EventProtectionVMA, s, b)
+				InvalidateRangeStart(&r)
+				mm.ptl.Lock()
+				v.prot = prot
+				mm.ptl.Unlock()
+				InvalidateRangeEnd(&r)
+			}
+			a = b
 		}
-		r := NewRange(mm, EventProtectionVMA, v.start, v.end)
-		InvalidateRangeStart(&r)
-		mm.ptl.Lock()
 		v.prot = prot
-		mm.ptl.Unlock()
-		InvalidateRangeEnd(&r)
 	}
 	mm.merge(lo, hi)
 	return err
