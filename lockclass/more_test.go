@@ -1375,3 +1375,46 @@ func TestDisableTurnsValidationOffOnce(t *testing.T) {
 	require.Equal(t, []krules.Kind{krules.AssumeAtomic}, rec.Kinds())
 	require.Contains(t, rec.Last().Text, "\nINFO: lockdep is turned off.\n")
 }
+
+// Reset is lockdep_reset: lockdep_init_task(current) empties the calling
+// goroutine's held locks, so releasing one it held across the reset is a
+// bad unlock balance (the lock itself is still unlocked), and it leaves
+// lockdep_off; a lock of another validator stays held, and another
+// goroutine's lock held across the reset is released quietly.
+func TestResetForgetsOnlyTheCallersLocks(t *testing.T) {
+	rec := krulestest.Record(t)
+	v, other := lockclass.NewValidator(), lockclass.NewValidator()
+	a, b, o := mutex(v, "A"), mutex(v, "B"), mutex(other, "O")
+
+	held, release, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		b.Lock()
+		close(held)
+		<-release
+		b.Unlock()
+	}()
+	<-held
+
+	a.Lock()
+	o.Lock()
+	lockclass.Off()
+	v.Reset()
+	require.True(t, lockclass.IsHeld(o), "another validator's lock stays held")
+	close(release)
+	<-done
+	require.Zero(t, rec.Len(), "the other goroutine's release is quiet")
+
+	lockclass.AssertHeld(a) // validated again, Off being over: not held
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "lockdep_assert_held(A): lock not held")
+	a.Unlock()
+	require.Equal(t, []krules.Kind{krules.LockdepMisuse, krules.BadUnlockBalance}, rec.Kinds())
+	require.Contains(t, rec.Last().Text, "is trying to release lock (A) at:")
+	require.True(t, a.TryLock(), "the lock itself was released")
+	a.Unlock()
+	o.Unlock()
+	require.Len(t, rec.Kinds(), 2)
+	lockclass.On() // unmatched after the reset: no effect
+	require.Nil(t, task.Lookup())
+}

@@ -2,6 +2,8 @@ package lockclass
 
 import (
 	"sync/atomic"
+
+	"github.com/krules/krules/internal/task"
 )
 
 // Validator holds the whole state of lock validation: classes, the
@@ -101,9 +103,44 @@ func (v *Validator) Disable() bool { return v.graph().off() }
 
 // Reset empties the validator (lockdep_reset plus zapping every class):
 // no classes, dependencies or chains, and validation on. Locks keep working;
-// their next acquisition registers fresh classes. Locks held across a reset
-// are released quietly.
-func (v *Validator) Reset() { v.swap(newGraph(v)) }
+// their next acquisition registers fresh classes. As lockdep_reset's
+// lockdep_init_task(current) does, the calling goroutine then holds none of
+// v's locks as far as validation knows, and is out of any Off: releasing a
+// lock of v it held across the reset is a bad unlock balance. Its locks of
+// other validators stay on its list, and other goroutines' locks held across
+// a reset are released quietly (lockdep_reset touches only current).
+func (v *Validator) Reset() {
+	v.swap(newGraph(v))
+	if compiledIn {
+		forgetHeld(v)
+	}
+}
+
+// forgetHeld is lockdep_init_task(current) for validator v: the calling
+// goroutine's entries of v's classes go (with their lock_stat stamps
+// unrecorded, as lockdep_reset's memset drops them), the others are
+// re-acquired on an empty stack (reacquire_held_locks) for their chain keys,
+// and lockdep_recursion, Off, is zeroed.
+func forgetHeld(v *Validator) {
+	t := task.Lookup()
+	if t == nil {
+		return
+	}
+	var keep []task.HeldLock
+	for _, h := range t.Lockdep.Held {
+		if c := (*class)(h.Class); c == nil || c.g.v != v {
+			keep = append(keep, h)
+		}
+	}
+	t.Lockdep.Off = 0
+	t.Lockdep.ChainKey = 0
+	truncateHeld(t, 0)
+	reps := rebuild(t, keep)
+	if len(t.Lockdep.Held) == 0 {
+		t.ReleaseIfEmpty()
+	}
+	emitAll(reps)
+}
 
 func (v *Validator) swap(n *graph) *graph {
 	old := v.g.Swap(n)
@@ -115,7 +152,9 @@ func (v *Validator) swap(n *graph) *graph {
 
 // ResetWithRestore empties the validator, as Reset does, and returns a
 // function that puts back what it held before; krulestest.ResetDefault
-// brackets a test with it.
+// brackets a test with it. Unlike Reset it leaves the calling goroutine's
+// held locks and Off alone, so that the restore puts everything back: it is
+// a test's bracket, not lockdep_reset.
 func (v *Validator) ResetWithRestore() (restore func()) {
 	old := v.swap(newGraph(v))
 	return func() { v.swap(old) }
