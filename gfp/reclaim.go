@@ -22,7 +22,7 @@ func (z *Zone) performReclaim(order int, gfp Flags) int64 {
 	FSReclaimAcquire(gfp)
 	saved := NoReclaimSave()
 	z.stats.allocStall.Add(1)
-	reclaimed, scanned := z.tryToFreePages(gfp, int64(max(SwapClusterMax, 1<<order)))
+	reclaimed, scanned := z.tryToFreePages(gfp, int64(max(SwapClusterMax, 1<<order)), false)
 	z.stats.pgscanDirect.Add(scanned)
 	z.stats.pgstealDirect.Add(reclaimed)
 	NoReclaimRestore(saved)
@@ -36,13 +36,22 @@ func (z *Zone) performReclaim(order int, gfp Flags) int64 {
 
 // tryToFreePages is do_try_to_free_pages: shrink at decreasing priorities
 // until want pages have come back. It returns the pages reclaimed and the
-// objects scanned.
-func (z *Zone) tryToFreePages(gfp Flags, want int64) (reclaimed, scanned int64) {
+// objects scanned. Direct reclaim (not proactive, which is cgroup reclaim)
+// that has reclaimed nothing by priority 1 yields: shrink_zones'
+// consider_reclaim_throttle calls reclaim_throttle(VMSCAN_THROTTLE_NOPROGRESS)
+// there, whose one-tick sleep skip_throttle_noprogress skips for a cond_resched
+// unless dirty and writeback pages are over half the reclaimable ones, and
+// krules has neither.
+func (z *Zone) tryToFreePages(gfp Flags, want int64, proactive bool) (reclaimed, scanned int64) {
 	id := z.reclaimStart()
 	for prio := DefPriority; prio >= 0; prio-- {
 		_, sc := z.shrinkSlab(gfp, prio)
 		scanned += int64(sc)
-		if z.reclaimed(id) >= want {
+		got := z.reclaimed(id)
+		if prio == 1 && got == 0 && !proactive {
+			runtime.Gosched() // reclaim_throttle's cond_resched
+		}
+		if got >= want {
 			break
 		}
 	}
@@ -131,7 +140,7 @@ func (z *Zone) Reclaim(nrPages int64, flags Flags) int64 {
 	}
 	FSReclaimAcquire(flags)
 	saved := NoReclaimSave()
-	reclaimed, scanned := z.tryToFreePages(flags, nrPages)
+	reclaimed, scanned := z.tryToFreePages(flags, nrPages, true)
 	z.stats.pgscanDirect.Add(scanned)
 	z.stats.pgstealDirect.Add(reclaimed)
 	NoReclaimRestore(saved)

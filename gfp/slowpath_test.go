@@ -815,9 +815,10 @@ func TestNoFailKeepsTheNoProgressCountAcrossNopage(t *testing.T) {
 
 // A NOFAIL request that cannot be satisfied loops without sleeping: v6.12's
 // __alloc_pages_slowpath goes back to retry: straight after OOM progress,
-// and from nopage after only cond_resched(); the one tick it sleeps is
-// __alloc_pages_may_oom's when oom_lock is contended, which no other
-// goroutine takes here. The test samples every goroutine's stack while the
+// and from nopage after only cond_resched(); direct reclaim's
+// reclaim_throttle only cond_rescheds without dirty pages; the one tick it
+// sleeps is __alloc_pages_may_oom's when oom_lock is contended, which no
+// other goroutine takes here. The test samples every goroutine's stack while the
 // request goes round and fails if the allocator is ever found asleep.
 func TestNoFailLoopYieldsButNeverSleeps(t *testing.T) {
 	for _, tc := range []struct {
