@@ -105,8 +105,14 @@ func (b *Builder) Who() string { return b.r.Goroutine.String() }
 func (b *Builder) Header() { splat.Header(&b.Builder, b.r.Headline) }
 
 // HeldLocks writes the goroutine's held-lock list ("N locks held by ..."):
-// lockdep_print_held_locks, as lockdep's own reports print it.
-func (b *Builder) HeldLocks() { task.FormatHeldLocks(&b.Builder, b.task, b.Who()) }
+// lockdep_print_held_locks, as lockdep's own reports print it. Built with
+// -tags krules_nolockdep (CONFIG_LOCKDEP=n) it writes nothing: no list is
+// kept, and "no locks held" would be untrue.
+func (b *Builder) HeldLocks() {
+	if task.ConfigLockdep {
+		task.FormatHeldLocks(&b.Builder, b.task, b.Who())
+	}
+}
 
 // ShowHeldLocks is debug_show_held_locks, what reports from outside lockdep
 // print (__might_resched, __cant_sleep): the held-lock list, or only "INFO:
