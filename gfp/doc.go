@@ -26,9 +26,11 @@
 // A Zone is a buddy allocator over a fixed arena, with watermarks and the
 // kernel's reserve rules (GFP_ATOMIC may use 62.5% of the min reserve,
 // __GFP_HIGH half of it, PF_MEMALLOC all of it), a slow path that wakes
-// kswapd, reclaims through registered Shrinkers and retries as the flags
-// allow, an OOM hook, fault injection and vmstat-style statistics. Alloc
-// and Free give kmalloc-style sizes on top. Failures return ErrNoMemory
+// kswapd, reclaims through registered Shrinkers (waiting for kswapd first
+// while free pages are at or under half the min watermark, as
+// throttle_direct_reclaim does) and retries as the flags allow, an OOM
+// hook, fault injection and vmstat-style statistics. Alloc and Free give
+// kmalloc-style sizes on top. Failures return ErrNoMemory
 // and, unless NoWarn, report "page allocation failure: order:N, mode:…".
 //
 // # vmalloc and kvmalloc

@@ -83,6 +83,15 @@ func (k *kswapd) stop() {
 	}
 }
 
+// kswapdEnabled reports whether the zone has a kswapd, running or to be
+// started: not WithoutKswapd, and not closed.
+func (z *Zone) kswapdEnabled() bool {
+	k := &z.kswapd
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return !k.disabled && !k.stopped
+}
+
 // KswapdRunning reports whether the zone's kswapd goroutine exists.
 func (z *Zone) KswapdRunning() bool {
 	k := &z.kswapd
@@ -104,6 +113,9 @@ func (z *Zone) kswapdRun(wake, quit, done chan struct{}) {
 	for {
 		order := int(k.order.Load())
 		if z.balanced(order) || k.failures.Load() >= MaxReclaimRetries {
+			// prepare_kswapd_sleep: nobody may stay throttled while
+			// kswapd sleeps; a premature wake-up throttles again.
+			z.pfmemalloc.wakeAll()
 			select {
 			case <-quit:
 				return
@@ -148,6 +160,11 @@ func (z *Zone) balancePgdat(quit chan struct{}) {
 		z.stats.pgstealKswapd.Add(z.reclaimed(id) - before)
 		if z.reclaimed(id) == before {
 			prio--
+		}
+		// balance_pgdat wakes the throttled direct reclaimers as soon as
+		// allow_direct_reclaim holds.
+		if z.pfmemalloc.active() && z.allowDirectReclaim() {
+			z.pfmemalloc.wakeAll()
 		}
 	}
 	reclaimed := z.reclaimEnd(id)

@@ -21,6 +21,7 @@ func (z *Zone) performReclaim(order int, gfp Flags) int64 {
 	runtime.Gosched() // cond_resched
 	FSReclaimAcquire(gfp)
 	saved := NoReclaimSave()
+	z.throttleDirectReclaim(gfp) // try_to_free_pages begins with it
 	z.stats.allocStall.Add(1)
 	reclaimed, scanned := z.tryToFreePages(gfp, int64(max(SwapClusterMax, 1<<order)), false)
 	z.stats.pgscanDirect.Add(scanned)

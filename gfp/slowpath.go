@@ -12,7 +12,9 @@ const MaxReclaimRetries = 16
 // jiffy is the tick the allocator sleeps for when it waits for others: only
 // __alloc_pages_may_oom's schedule_timeout_uninterruptible(1) when another
 // goroutine holds oom_lock. Every other pause of the slow path is a
-// cond_resched (runtime.Gosched), as in v6.12's mm/page_alloc.c.
+// cond_resched (runtime.Gosched), as in v6.12's mm/page_alloc.c, but for
+// direct reclaim's wait for kswapd under half the min watermark
+// (throttleDirectReclaim).
 const jiffy = time.Millisecond
 
 // slowPath is __alloc_pages_slowpath, in the kernel's order, without the

@@ -24,6 +24,8 @@ type zoneStats struct {
 	injected      atomic.Int64
 	slabInjected  atomic.Int64
 	oomCalls      atomic.Int64
+
+	pgscanDirectThrottle atomic.Int64
 }
 
 // Stats is a snapshot of a zone's state and counters, the information of
@@ -53,6 +55,10 @@ type Stats struct {
 	PageOutRun    int64 // pageoutrun: kswapd balancing runs
 	ReserveDips   int64 // allocations that left the zone below min
 	OOMCalls      int64 // out-of-memory events (the OnOOM chain called)
+
+	// PgScanDirectThrottle counts the direct reclaimers throttled
+	// (pgscan_direct_throttle, by throttle_direct_reclaim).
+	PgScanDirectThrottle int64
 
 	FaultsInjected     int64 // fail_page_alloc failures
 	SlabFaultsInjected int64 // failslab failures
@@ -101,6 +107,7 @@ func (z *Zone) Stats() Stats {
 	}
 	st.AllocStall = z.stats.allocStall.Load()
 	st.PgScanDirect = z.stats.pgscanDirect.Load()
+	st.PgScanDirectThrottle = z.stats.pgscanDirectThrottle.Load()
 	st.PgStealDirect = z.stats.pgstealDirect.Load()
 	st.PgScanKswapd = z.stats.pgscanKswapd.Load()
 	st.PgStealKswapd = z.stats.pgstealKswapd.Load()
@@ -130,6 +137,7 @@ func (s Stats) String() string {
 	line("pgsteal_direct", s.PgStealDirect)
 	line("pgscan_kswapd", s.PgScanKswapd)
 	line("pgscan_direct", s.PgScanDirect)
+	line("pgscan_direct_throttle", s.PgScanDirectThrottle)
 	line("slabs_scanned", s.SlabsScanned)
 	line("pageoutrun", s.PageOutRun)
 	line("oom_kill", 0)

@@ -45,7 +45,7 @@ func TestStatsCountAndPrint(t *testing.T) {
 		}
 	}
 	require.Equal(t, []string{"nr_free_pages", "nr_slab_unreclaimable", "pgalloc_normal", "allocstall_normal", "pgfree",
-		"pgsteal_kswapd", "pgsteal_direct", "pgscan_kswapd", "pgscan_direct", "slabs_scanned", "pageoutrun", "oom_kill"}, names,
+		"pgsteal_kswapd", "pgsteal_direct", "pgscan_kswapd", "pgscan_direct", "pgscan_direct_throttle", "slabs_scanned", "pageoutrun", "oom_kill"}, names,
 		"/proc/vmstat's order: zone and node items, then enum vm_event_item's")
 
 	require.Regexp(t, `^Node 0, zone    DMA32 ( {0,5}\d{1,6} ){11}\n$`, z.BuddyInfo(), "frag_show_print: \"%6lu \" per order")

@@ -55,6 +55,7 @@ type Zone struct {
 	reclaim    reclaimState
 	reclaimers reclaimers
 	kswapd     kswapd
+	pfmemalloc pfmemallocWait // throttled direct reclaimers (throttle.go)
 	oom        oomState
 	stats      zoneStats
 	once       warnOnce
@@ -229,6 +230,7 @@ func (z *Zone) Close() error {
 		return nil
 	}
 	z.kswapd.stop()
+	z.pfmemalloc.wakeAll() // throttled reclaimers see the zone closed
 	z.drainAll()
 	z.drainSlabs()
 	// The fence against allocations in flight: they passed the closed
