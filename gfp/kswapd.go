@@ -163,7 +163,7 @@ func (z *Zone) balancePgdat(quit chan struct{}) {
 		}
 		// balance_pgdat wakes the throttled direct reclaimers as soon as
 		// allow_direct_reclaim holds.
-		if z.pfmemalloc.active() && z.allowDirectReclaim() {
+		if z.pfmemalloc.active() && z.reservesOK() {
 			z.pfmemalloc.wakeAll()
 		}
 	}

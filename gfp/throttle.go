@@ -45,12 +45,11 @@ func (w *pfmemallocWait) wakeAll() {
 	}
 }
 
-// allowDirectReclaim is allow_direct_reclaim: true once kswapd has failed
+// reservesOK is allow_direct_reclaim's test: true once kswapd has failed
 // MaxReclaimRetries times, when the zone has nothing reclaimable (it then
 // counts for no reserve) or no min watermark, and otherwise while the free
-// pages are over half the min watermark. When they are not, it wakes
-// kswapd, which must be awake while goroutines are throttled.
-func (z *Zone) allowDirectReclaim() bool {
+// pages are over half the min watermark.
+func (z *Zone) reservesOK() bool {
 	if z.kswapd.failures.Load() >= MaxReclaimRetries {
 		return true
 	}
@@ -58,7 +57,15 @@ func (z *Zone) allowDirectReclaim() bool {
 	if reserve == 0 || z.reclaimablePages() == 0 {
 		return true
 	}
-	if z.nrFree.Load() > reserve/2 {
+	return z.nrFree.Load() > reserve/2
+}
+
+// allowDirectReclaim is allow_direct_reclaim as a throttled goroutine calls
+// it: reservesOK, and when that is false a wake-up for kswapd, which must be
+// awake while goroutines are throttled (the kernel wakes it only if it
+// sleeps; a wake-up sent while it runs makes it look once more).
+func (z *Zone) allowDirectReclaim() bool {
+	if z.reservesOK() {
 		return true
 	}
 	if wake := z.kswapd.ensure(z); wake != nil {

@@ -1,6 +1,7 @@
 package gfp_test
 
 import (
+	"sync"
 	"testing"
 	"time"
 
@@ -11,35 +12,42 @@ import (
 )
 
 // throttleZone is a zone with kswapd whose shrinker holds held pages
-// taken from it, frees them only when kswapd scans, and makes kswapd wait
-// for allow before its first scan; the zone is then emptied below half its
-// min watermark under PF_MEMALLOC, as reserve users leave it. It returns the
-// zone and its shrinker; everything is freed when the test ends.
-func throttleZone(t *testing.T, held int, allow chan struct{}) (*gfp.Zone, *heldShrinker) {
+// taken from it and frees them, all at once, only when kswapd scans, after
+// waiting for allow to be called; the zone is then emptied below half its
+// min watermark under PF_MEMALLOC, as reserve users leave it. It returns
+// the zone, its shrinker and allow; everything is freed when the test ends,
+// kswapd being allowed first if the test did not.
+func throttleZone(t *testing.T, held int) (z *gfp.Zone, s *heldShrinker, allow func()) {
 	t.Helper()
-	z := newZone(t, 16<<20, gfp.WithMinFreeKbytes(1024), gfp.WithShards(1))
+	allowed := make(chan struct{})
+	var once sync.Once
+	allow = func() { once.Do(func() { close(allowed) }) }
+	z = newZone(t, 16<<20, gfp.WithMinFreeKbytes(1024), gfp.WithShards(1))
 	var pages []*gfp.Page
 	for range held {
 		p, err := z.AllocPages(0, gfp.Kernel)
 		require.NoError(t, err)
 		pages = append(pages, p)
 	}
-	s := newHeldShrinker(z, pages, 32)
-	scan := s.Scan
+	s = newHeldShrinker(z, pages, 0)
 	s.Scan = func(sc *gfp.ShrinkControl) uint64 {
 		if gfp.CurrentTaskFlags()&gfp.PFKswapd == 0 {
-			return 0 // direct reclaim finds nothing
+			s.calls.Add(1) // direct reclaim's calls only
+			return 0       // and it finds nothing
 		}
-		<-allow
-		return scan(sc)
+		<-allowed
+		n := len(s.held)
+		s.release()
+		return uint64(n)
 	}
 	require.NoError(t, z.RegisterShrinker(&s.Shrinker))
 	t.Cleanup(func() {
+		allow()
 		z.UnregisterShrinker(&s.Shrinker)
 		s.release()
 	})
 	emptyZone(t, z)
-	return z, s
+	return z, s, allow
 }
 
 // throttle_direct_reclaim: with free pages at or under half the min
@@ -48,8 +56,7 @@ func throttleZone(t *testing.T, held int, allow chan struct{}) (*gfp.Zone, *held
 // it does not scan meanwhile.
 func TestDirectReclaimWaitsForKswapdUnderHalfMin(t *testing.T) {
 	krulestest.Check(t)
-	allow := make(chan struct{})
-	z, s := throttleZone(t, 600, allow)
+	z, s, allow := throttleZone(t, 600)
 	require.Zero(t, z.Stats().PgScanDirectThrottle)
 	scans := s.calls.Load()
 
@@ -65,7 +72,8 @@ func TestDirectReclaimWaitsForKswapdUnderHalfMin(t *testing.T) {
 	case <-time.After(20 * time.Millisecond):
 	}
 	require.Equal(t, scans, s.calls.Load(), "a throttled reclaimer does not scan")
-	close(allow)
+	require.Positive(t, scans, "direct reclaim scanned while the zone was drained to min")
+	allow()
 	p := <-got
 	require.NotNil(t, p)
 	z.FreePages(p, 0)
@@ -78,9 +86,7 @@ func TestDirectReclaimWaitsForKswapdUnderHalfMin(t *testing.T) {
 // round of direct reclaim waits again (NoRetry makes it one here).
 func TestNoFSDirectReclaimIsThrottledForASecondAtMost(t *testing.T) {
 	krulestest.Check(t)
-	allow := make(chan struct{})
-	z, _ := throttleZone(t, 600, allow)
-	defer close(allow)
+	z, _, _ := throttleZone(t, 600)
 	start := time.Now()
 	p, err := z.AllocPages(0, gfp.NoFS|gfp.NoRetry|gfp.NoWarn)
 	require.ErrorIs(t, err, gfp.ErrNoMemory, "kswapd never reclaimed")
