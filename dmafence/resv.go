@@ -167,10 +167,12 @@ func (r *Resv) ReserveFences(n int) error {
 }
 
 // AddFence adds f with usage: dma_resv_add_fence. The caller holds r and
-// has reserved room. An older fence of f's timeline added with the same or
-// a higher usage, and any signalled fence, is replaced by f instead of
-// taking room. Adding without room is the kernel's
-// BUG_ON(fobj->num_fences >= fobj->max_fences), which stops the task;
+// has reserved room. f itself, or an earlier fence of f's timeline, added
+// with the same or a higher usage, and any signalled fence, is replaced by
+// f instead of taking room; a different fence with f's sequence number is
+// not, as dma_resv_add_fence's dma_fence_is_later_or_same compares the
+// fences themselves before their numbers. Adding without room is the
+// kernel's BUG_ON(fobj->num_fences >= fobj->max_fences), which stops the task;
 // krules reports the condition, as its other BUG_ONs, and adds the fence
 // all the same. With room reserved AddFence does not allocate, so it may
 // run in a signalling section.
@@ -179,7 +181,7 @@ func (r *Resv) AddFence(f *Fence, usage Usage) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i, old := range r.fences {
-		if old.f.context == f.context && old.usage >= usage && !old.f.IsLater(f) || old.f.IsSignaled() {
+		if old.f.context == f.context && old.usage >= usage && (old.f == f || f.IsLater(old.f)) || old.f.IsSignaled() {
 			r.fences[i] = resvFence{f, usage}
 			return
 		}

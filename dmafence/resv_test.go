@@ -102,6 +102,7 @@ func TestResvKeepsWhatAReplacementWouldHide(t *testing.T) {
 		{"later, stricter", 1, 2, dmafence.UsageRead, dmafence.UsageWrite, true},
 		{"later, same usage", 1, 2, dmafence.UsageWrite, dmafence.UsageWrite, true},
 		{"same fence again", 1, 1, dmafence.UsageWrite, dmafence.UsageWrite, true},
+		{"another fence, same seqno", 4, 4, dmafence.UsageWrite, dmafence.UsageWrite, false},
 		{"later, looser", 1, 2, dmafence.UsageKernel, dmafence.UsageBookkeep, false},
 		{"earlier, same usage", 5, 3, dmafence.UsageWrite, dmafence.UsageWrite, false},
 	} {
@@ -112,7 +113,7 @@ func TestResvKeepsWhatAReplacementWouldHide(t *testing.T) {
 			tl := dmafence.ContextAlloc(1)
 			old := dmafence.New(tl, tc.oldSeq)
 			add := dmafence.New(tl, tc.newSeq)
-			if tc.newSeq == tc.oldSeq {
+			if tc.replaced && tc.newSeq == tc.oldSeq {
 				add = old
 			}
 			require.NoError(t, r.Lock(nil))
