@@ -12,3 +12,12 @@ func Listed(r *Resv) []*Fence {
 	}
 	return out
 }
+
+// Room returns how many fences r's list has room for: max_fences, which
+// ReserveFences grows, Unlock cuts to the fences held, and a missing
+// reservation's AddFence raises by one.
+func Room(r *Resv) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.max
+}
