@@ -127,8 +127,8 @@ func addr(b []byte) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(b))
 // one step: the low three bits the operation, the rest its argument; an
 // allocation takes one byte more, its size.
 func FuzzKmallocAgainstModel(f *testing.F) {
-	// sizes of every range, all freed
-	f.Add([]byte{0, 0x00, 0, 0x40, 0, 0x80, 0, 0xc0, 0, 0xe2, 1, 1, 1, 1 | 1<<3})
+	// sizes of every range, all freed, two through a slice of their first bytes
+	f.Add([]byte{0, 0x00, 0, 0x40, 0, 0x80, 0, 0xc0, 0, 0xe2, 1, 1 | 17<<3, 1, 1 | 19<<3})
 	// double frees from kmalloc-8 to kmalloc-8k and of a large block
 	f.Add([]byte{0, 0x23, 2, 0, 0xa0 | 12, 2, 0, 0xa0 | 13, 2, 0, 0x00, 2, 0, 0x20 | 7, 2, 0, 0x20 | 24, 2, 0, 0xe0 | 31, 3, 1})
 	// a pointer into an object and into a large block; foreign memory; a page
@@ -149,12 +149,14 @@ func FuzzKmallocAgainstModel(f *testing.F) {
 		require.NoError(t, err)
 		m := &kmallocModel{}
 		checked := 0 // reports compared already
-		// free is kfree of live object i, which must be whole.
-		free := func(i int) {
+		// free is kfree of live object i, whose marks must be intact; kfree takes
+		// a pointer, so a slice of the object's first n bytes (n > 0)
+		// frees it as the whole one does.
+		free := func(i, n int) {
 			o := m.live[i]
 			require.Equal(t, o.mark, o.b[0], "the object's first byte")
 			require.Equal(t, o.mark, o.b[len(o.b)-1], "the object's last byte")
-			z.Free(o.b)
+			z.Free(o.b[:n])
 			m.live = slices.Delete(m.live, i, i+1)
 			if o.large {
 				m.largePages -= 1 << largeOrder(len(o.b))
@@ -220,13 +222,18 @@ func FuzzKmallocAgainstModel(f *testing.F) {
 				}
 			case 1:
 				if len(m.live) > 0 {
-					free(arg % len(m.live))
+					i := arg % len(m.live)
+					n := len(m.live[i].b)
+					if arg&16 != 0 {
+						n = 1 + arg%n
+					}
+					free(i, n)
 				}
 			case 2:
 				if len(m.live) > 0 {
 					i := arg % len(m.live)
 					o := m.live[i]
-					free(i)
+					free(i, len(o.b))
 					doubleFree(o)
 				}
 			case 3:
@@ -299,7 +306,7 @@ func FuzzKmallocAgainstModel(f *testing.F) {
 		}
 
 		for len(m.live) > 0 {
-			free(len(m.live) - 1)
+			free(len(m.live)-1, len(m.live[len(m.live)-1].b))
 		}
 		st := z.Stats()
 		require.Equal(t, st.Kmallocs, st.Kfrees, "every object came back")
