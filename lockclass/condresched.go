@@ -42,33 +42,33 @@ func (l *SpinLock) CondResched() bool {
 // holds for writing.
 //
 //go:noinline
-func (l *RWLock) CondReschedWrite() bool {
-	pc := stack.ReturnPC()
-	nonblock.MightResched(1)
-	AssertHeldWrite(l)
-	if !l.contended() {
-		return false
-	}
-	l.Unlock()
-	runtime.Gosched()
-	l.lock(pc)
-	return true
-}
+func (l *RWLock) CondReschedWrite() bool { return l.condResched(true, stack.ReturnPC()) }
 
 // CondReschedRead is cond_resched_rwlock_read for the RWLock the caller
 // holds for reading.
 //
 //go:noinline
-func (l *RWLock) CondReschedRead() bool {
-	pc := stack.ReturnPC()
+func (l *RWLock) CondReschedRead() bool { return l.condResched(false, stack.ReturnPC()) }
+
+func (l *RWLock) condResched(write bool, pc uintptr) bool {
 	nonblock.MightResched(1)
-	AssertHeldRead(l)
+	if write {
+		AssertHeldWrite(l)
+	} else {
+		AssertHeldRead(l)
+	}
 	if !l.contended() {
 		return false
 	}
-	l.RUnlock()
-	runtime.Gosched()
-	l.rlock(pc)
+	if write {
+		l.Unlock()
+		runtime.Gosched()
+		l.lock(pc)
+	} else {
+		l.RUnlock()
+		runtime.Gosched()
+		l.rlock(pc)
+	}
 	return true
 }
 
