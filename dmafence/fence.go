@@ -59,6 +59,7 @@ type Fence struct {
 	context, seqno uint64
 	mu             sync.Mutex // fence->lock: guards the fields below
 	signaled       atomic.Bool
+	seqno64        bool // ops->use_64bit_seqno: New64's fences order by all 64 bits
 	err            error
 	stamp          time.Duration // when signalled, as an offset from epoch
 	cbs            []func(*Fence)
@@ -79,9 +80,16 @@ var closed = func() chan struct{} {
 }()
 
 // New returns an unsignalled fence of timeline context with sequence number
-// seqno: dma_fence_init.
+// seqno: dma_fence_init with ops that leave use_64bit_seqno unset, as most
+// drivers' do, so IsLater orders it by the lower 32 bits of its seqno.
 func New(context, seqno uint64) *Fence {
 	return &Fence{context: context, seqno: seqno}
+}
+
+// New64 is New for a fence whose ops set use_64bit_seqno, as
+// dma_fence_chain's do: IsLater orders it by its whole 64-bit seqno.
+func New64(context, seqno uint64) *Fence {
+	return &Fence{context: context, seqno: seqno, seqno64: true}
 }
 
 // Context returns the fence's timeline.
@@ -92,7 +100,21 @@ func (f *Fence) Seqno() uint64 { return f.seqno }
 
 // IsLater reports whether f comes after o on their common timeline
 // (dma_fence_is_later); fences of different timelines are not ordered.
-func (f *Fence) IsLater(o *Fence) bool { return f.context == o.context && f.seqno > o.seqno }
+// As v6.12's __dma_fence_is_later, which looks at f's ops only, a fence
+// made with New64 compares the seqnos as 64-bit numbers, and one made with
+// New compares their lower 32 bits with wrap-around: f is later when
+// int32(uint32(f.seqno) - uint32(o.seqno)) > 0, so seqno 1 is later than
+// 0xffffffff and 1<<32 is not later than 0, for drivers whose hardware
+// counts only 32 bits.
+func (f *Fence) IsLater(o *Fence) bool {
+	if f.context != o.context {
+		return false
+	}
+	if f.seqno64 {
+		return f.seqno > o.seqno
+	}
+	return int32(uint32(f.seqno)-uint32(o.seqno)) > 0
+}
 
 // Signal completes the fence: dma_fence_signal. It runs the callbacks, in
 // the order they were added, on the calling goroutine inside an atomic

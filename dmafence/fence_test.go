@@ -172,6 +172,37 @@ func TestFenceOrdering(t *testing.T) {
 	require.False(t, g.IsLater(f1), "different timelines are not ordered")
 }
 
+// As v6.12's __dma_fence_is_later: a fence of default ops compares the
+// lower 32 bits of the seqnos with wrap-around, one whose ops set
+// use_64bit_seqno (New64) compares all 64, and the first fence's ops decide.
+func TestFenceOrderingSeqnoWidth(t *testing.T) {
+	tl := dmafence.ContextAlloc(1)
+	for _, tc := range []struct {
+		name    string
+		f, o    uint64
+		later   bool
+		seqno64 bool
+	}{
+		{"past the wrap", 1, 0xffffffff, true, false},
+		{"before the wrap", 0xffffffff, 1, false, false},
+		{"1<<32 over 0, only the low bits count", 1 << 32, 0, false, false},
+		{"half the space ahead", 1<<31 - 1, 0, true, false},
+		{"half the space ahead is behind", 1 << 31, 0, false, false},
+		{"64-bit: 1 is not later than 0xffffffff", 1, 0xffffffff, false, true},
+		{"64-bit: 1<<32 over 0", 1 << 32, 0, true, true},
+		{"64-bit: 1<<63 over 0", 1 << 63, 0, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mk := dmafence.New
+			if tc.seqno64 {
+				mk = dmafence.New64
+			}
+			require.Equal(t, tc.later, mk(tl, tc.f).IsLater(dmafence.New(tl, tc.o)))
+			require.Equal(t, tc.later, mk(tl, tc.f).IsLater(dmafence.New64(tl, tc.o)), "only f's ops count")
+		})
+	}
+}
+
 // A fence signalled before anybody waits makes no wait channel: New is the
 // only allocation of a signal and a wait (the bench figure "Fence
 // Signal+Wait" counts on it), and a poll allocates nothing.

@@ -98,21 +98,30 @@ func TestResvKeepsWhatAReplacementWouldHide(t *testing.T) {
 		oldSeq, newSeq     uint64
 		oldUsage, newUsage dmafence.Usage
 		replaced           bool
+		seqno64            bool // New64: use_64bit_seqno
 	}{
-		{"later, stricter", 1, 2, dmafence.UsageRead, dmafence.UsageWrite, true},
-		{"later, same usage", 1, 2, dmafence.UsageWrite, dmafence.UsageWrite, true},
-		{"same fence again", 1, 1, dmafence.UsageWrite, dmafence.UsageWrite, true},
-		{"another fence, same seqno", 4, 4, dmafence.UsageWrite, dmafence.UsageWrite, false},
-		{"later, looser", 1, 2, dmafence.UsageKernel, dmafence.UsageBookkeep, false},
-		{"earlier, same usage", 5, 3, dmafence.UsageWrite, dmafence.UsageWrite, false},
+		{"later, stricter", 1, 2, dmafence.UsageRead, dmafence.UsageWrite, true, false},
+		{"later, same usage", 1, 2, dmafence.UsageWrite, dmafence.UsageWrite, true, false},
+		{"same fence again", 1, 1, dmafence.UsageWrite, dmafence.UsageWrite, true, false},
+		{"another fence, same seqno", 4, 4, dmafence.UsageWrite, dmafence.UsageWrite, false, false},
+		{"later, looser", 1, 2, dmafence.UsageKernel, dmafence.UsageBookkeep, false, false},
+		{"earlier, same usage", 5, 3, dmafence.UsageWrite, dmafence.UsageWrite, false, false},
+		{"later past the 32-bit wrap", 0xffffffff, 1, dmafence.UsageWrite, dmafence.UsageWrite, true, false},
+		{"later by 1<<32, 32-bit", 0, 1 << 32, dmafence.UsageWrite, dmafence.UsageWrite, false, false},
+		{"earlier past the 32-bit wrap, 64-bit", 0xffffffff, 1, dmafence.UsageWrite, dmafence.UsageWrite, false, true},
+		{"later by 1<<32, 64-bit", 0, 1 << 32, dmafence.UsageWrite, dmafence.UsageWrite, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			krulestest.ResetDefault(t)
 			krulestest.Check(t)
 			r := dmafence.NewResv()
 			tl := dmafence.ContextAlloc(1)
-			old := dmafence.New(tl, tc.oldSeq)
-			add := dmafence.New(tl, tc.newSeq)
+			newFence := dmafence.New
+			if tc.seqno64 {
+				newFence = dmafence.New64
+			}
+			old := newFence(tl, tc.oldSeq)
+			add := newFence(tl, tc.newSeq)
 			if tc.replaced && tc.newSeq == tc.oldSeq {
 				add = old
 			}
