@@ -163,13 +163,18 @@ func TestFenceSignalWaitRace(t *testing.T) {
 }
 
 func TestFenceOrdering(t *testing.T) {
+	rec := krulestest.Record(t)
 	a, b := dmafence.ContextAlloc(2), uint64(0)
 	b = a + 1
 	f1, f2, g := dmafence.New(a, 1), dmafence.New(a, 2), dmafence.New(b, 5)
 	require.True(t, f2.IsLater(f1))
 	require.False(t, f1.IsLater(f2))
 	require.False(t, f1.IsLater(dmafence.New(a, 1)), "the same seqno is not later (dma_fence_is_later is strict)")
+	require.Zero(t, rec.Len())
 	require.False(t, g.IsLater(f1), "different timelines are not ordered")
+	require.Equal(t, []krules.Kind{krules.FenceMisuse}, rec.Kinds(), "dma_fence_is_later's WARN_ON")
+	require.Contains(t, rec.Last().Text, "WARN_ON(f1->context != f2->context)")
+	require.Contains(t, rec.Last().Headline, "fence_test.go", "the headline names IsLater's caller")
 }
 
 // As v6.12's __dma_fence_is_later: a fence of default ops compares the
