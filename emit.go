@@ -185,7 +185,7 @@ type Stats struct {
 	// never emitted, and counted nowhere here.
 	Suppressed int
 	// Tainted says whether a report tainted the process: a WARN, a
-	// might_sleep or scheduling BUG, a bad page or slab object. Lockdep's
+	// might_sleep or scheduling BUG, a bad page or slab object, a BUG_ON. Lockdep's
 	// reports, allocation failures and hung tasks leave it untainted, as
 	// in the kernel, whose reports then still print "Not tainted".
 	Tainted bool

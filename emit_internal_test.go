@@ -2,6 +2,7 @@ package krules
 
 import (
 	"bytes"
+	"regexp"
 	"runtime"
 	"testing"
 	"time"
@@ -391,4 +392,22 @@ func TestEmitTaintsAsTheKernelsAddTaint(t *testing.T) {
 	Reset()
 	Emit(&Report{Kind: ScheduleInNonBlock, Headline: "BUG: scheduling in a non-blocking section: t/1/1"})
 	require.Equal(t, splat.TaintWarn, splat.Tainted(), "a Report value taints as its kind")
+}
+
+// A BUG_ON's report is the oops x86 prints for it: "kernel BUG at
+// file:line!" naming the caller, report_bug's cut-here rule before it,
+// __die_header's "Oops: invalid opcode" line after, the dump, then
+// print_modules; emitting it taints D (oops_end's add_taint(TAINT_DIE)),
+// not W, whatever its kind.
+func TestBugIsAnOopsThatTaintsD(t *testing.T) {
+	unclaimed(t)
+	r := Bug(FenceMisuse, "BUG_ON(x): what went wrong", 0)
+	require.Regexp(t, `^kernel BUG at [^ ]*emit_internal_test\.go:\d+!$`, r.Headline)
+	require.Regexp(t, `^------------\[ cut here \]------------\nBUG_ON\(x\): what went wrong\n`+
+		regexp.QuoteMeta(r.Headline)+`\nOops: invalid opcode: 0000 \[#1\] PREEMPT SMP\nCPU: `, r.Text)
+	require.Regexp(t, `(?s)\n </TASK>\nModules linked in:\n---\[ end trace 0000000000000000 \]---\n$`, r.Text)
+	Emit(r)
+	require.Equal(t, splat.TaintDie, splat.Tainted())
+	require.Equal(t, "Tainted: G      D           ", splat.PrintTainted())
+	require.Equal(t, "Tainted: [D]=DIE", splat.PrintTaintedVerbose())
 }

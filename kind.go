@@ -141,7 +141,8 @@ var kindNames = [...]string{
 // __schedule_bug taint W; bad_page and SLUB's object_err taint B; lockdep's
 // reports, warn_alloc, kmalloc_fix_flags, the mempool poison check and the
 // hung-task report add none. A report built with Warn taints W whatever its
-// kind, as __warn does.
+// kind, as __warn does, and one built with Bug taints D, as a BUG_ON's
+// oops does (oops_end).
 var kindTaints = [...]splat.Taint{
 	SleepInAtomic:        splat.TaintWarn,
 	AssumeAtomic:         splat.TaintWarn,

@@ -162,6 +162,23 @@ func Warn(kind Kind, message string, skip int) *Report {
 	return b.Report()
 }
 
+// Bug builds the report of a BUG_ON() that fired in the calling goroutine:
+// the oops x86 prints for it (the cut-here rule, message, "kernel BUG at
+// file:line!" naming the first caller outside krules as its headline,
+// "Oops: invalid opcode", the stack from skip frames above Bug's caller,
+// the "Modules linked in:" line). Emitting it taints D, as die's oops_end
+// does with add_taint(TAINT_DIE, LOCKDEP_NOW_UNRELIABLE); the lock
+// validator's half of that is lockclass.TaintNowUnreliable, which the
+// caller runs after Emit. The kernel then kills the task; krules returns,
+// and the caller goes on as its documentation says.
+func Bug(kind Kind, message string, skip int) *Report {
+	b := NewReport(kind, "", skip+1)
+	b.r.Headline = splat.BugHeadline(stack.Caller(skip + 1))
+	splat.Bug(&b.Builder, b.r.Headline, message, b.r.Goroutine.ID, b.r.Goroutine.Name, b.r.Stack)
+	b.r.taint = splat.TaintDie
+	return b.Report()
+}
+
 // Headline returns the report's headline.
 func (b *Builder) Headline() string { return b.r.Headline }
 

@@ -173,8 +173,9 @@ func (r *Resv) ReserveFences(n int) error {
 // not, as dma_resv_add_fence's dma_fence_is_later_or_same compares the
 // fences themselves before their numbers. Adding without room is the
 // kernel's BUG_ON(fobj->num_fences >= fobj->max_fences), which stops the task;
-// krules reports the condition, as its other BUG_ONs, and adds the fence
-// all the same. With room reserved AddFence does not allocate, so it may
+// krules reports the condition, as its other BUG_ONs, with the oops's
+// headline and taint (krules.Bug), turns lock debugging off as the oops's
+// add_taint does, and adds the fence all the same. With room reserved AddFence does not allocate, so it may
 // run in a signalling section.
 func (r *Resv) AddFence(f *Fence, usage Usage) {
 	r.AssertHeld()
@@ -187,8 +188,9 @@ func (r *Resv) AddFence(f *Fence, usage Usage) {
 		}
 	}
 	if len(r.fences) >= r.max {
-		krules.Emit(krules.Warn(krules.FenceMisuse,
+		krules.Emit(krules.Bug(krules.FenceMisuse,
 			"BUG_ON(fobj->num_fences >= fobj->max_fences): dma_resv_add_fence: no room reserved (dma_resv_reserve_fences missing)", 1))
+		lockclass.TaintNowUnreliable()
 		r.max = len(r.fences) + 1
 	}
 	r.fences = append(r.fences, resvFence{f, usage})

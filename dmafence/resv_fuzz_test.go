@@ -130,6 +130,7 @@ func FuzzResvAgainstModel(f *testing.F) {
 		if len(script) > 200 {
 			script = script[:200]
 		}
+		krulestest.ResetDefault(t) // the no-room BUG_ON's oops turns lock debugging off
 		rec := krulestest.Record(t)
 		r := dmafence.NewResv()
 		tl := dmafence.ContextAlloc(4)

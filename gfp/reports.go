@@ -233,12 +233,6 @@ func (z *Zone) badPage(pfn uint64, s uint32, reason string) {
 }
 
 // lockdepNowUnreliable is what add_taint does when bad_page and SLUB's
-// object checks pass it LOCKDEP_NOW_UNRELIABLE (kernel/panic.c): memory
-// the validator's state may live in is suspect, so debug_locks goes off,
-// with a pr_warn if this call turned it off. It is the default
-// validator's, the kernel's only one.
-func lockdepNowUnreliable() {
-	if lockclass.Default().Disable() {
-		krules.Logf("Disabling lock debugging due to kernel taint")
-	}
-}
+// object checks pass it LOCKDEP_NOW_UNRELIABLE (kernel/panic.c):
+// lockclass.TaintNowUnreliable.
+func lockdepNowUnreliable() { lockclass.TaintNowUnreliable() }

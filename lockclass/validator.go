@@ -3,6 +3,7 @@ package lockclass
 import (
 	"sync/atomic"
 
+	"github.com/krules/krules"
 	"github.com/krules/krules/internal/task"
 )
 
@@ -100,6 +101,19 @@ func (v *Validator) Enabled() bool { return v.graph().enabled.Load() }
 // SLUB's object checks): from then on held locks are no longer trusted.
 // Reset turns validation back on.
 func (v *Validator) Disable() bool { return v.graph().off() }
+
+// TaintNowUnreliable is what add_taint does when passed
+// LOCKDEP_NOW_UNRELIABLE (kernel/panic.c), as bad_page, SLUB's object
+// checks and the oops of a BUG_ON (oops_end) pass it: the validator's state
+// may be corrupt, so the default validator, the kernel's only one, goes off
+// (__debug_locks_off), with "Disabling lock debugging due to kernel taint"
+// if this call turned it off. The caller has emitted its report, which
+// carries the taint flag.
+func TaintNowUnreliable() {
+	if Default().Disable() {
+		krules.Logf("Disabling lock debugging due to kernel taint")
+	}
+}
 
 // Reset empties the validator (lockdep_reset plus zapping every class):
 // no classes, dependencies or chains, and validation on. Locks keep working;

@@ -15,6 +15,7 @@ import (
 	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
 	"github.com/krules/krules/krulestest"
+	"github.com/krules/krules/lockclass"
 	"github.com/krules/krules/mempool"
 )
 
@@ -408,6 +409,7 @@ func TestResizeWhileAllocationsRun(t *testing.T) {
 }
 
 func TestResizeGrowFailureIsNotAnError(t *testing.T) {
+	krulestest.ResetDefault(t) // Resize(0)'s BUG_ON turns lock debugging off
 	rec := krulestest.Record(t)
 	s := &source{}
 	p, err := mempool.New(1, s.alloc, s.free)
@@ -703,4 +705,30 @@ func TestResizeInANonBlockSectionIsReported(t *testing.T) {
 	require.NoError(t, p.Resize(1))
 	nonblockEnd()
 	require.Equal(t, []krules.Kind{krules.SleepInAtomic}, rec.Kinds())
+}
+
+// mempool_resize's BUG_ON(new_min_nr <= 0) is an oops: "kernel BUG at",
+// tainted D after it, and add_taint's LOCKDEP_NOW_UNRELIABLE turns lock
+// debugging off, said once.
+func TestResizeToNothingIsAnOops(t *testing.T) {
+	krulestest.ResetDefault(t)
+	krules.Reset()
+	t.Cleanup(krules.Reset)
+	rec := krulestest.Record(t)
+	log := krulestest.CaptureLog(t)
+	s := &source{}
+	p, err := mempool.New(1, s.alloc, s.free)
+	require.NoError(t, err)
+	require.Error(t, p.Resize(0))
+	require.Equal(t, []krules.Kind{krules.MempoolMisuse}, rec.Kinds())
+	require.Regexp(t, `^kernel BUG at .*pool_test\.go:\d+!$`, rec.Last().Headline)
+	require.Contains(t, rec.Last().Text, "BUG_ON(new_min_nr <= 0)")
+	require.Contains(t, rec.Last().Text, "CPU: - UID: 0 PID: ", "the oops prints the taint from before")
+	require.NotContains(t, rec.Last().Text, "[D]=DIE")
+	require.True(t, krules.ReportStats().Tainted)
+	require.False(t, lockclass.Default().Enabled(), "LOCKDEP_NOW_UNRELIABLE turned lock debugging off")
+	require.Equal(t, "Disabling lock debugging due to kernel taint\n", log.String())
+	require.Error(t, p.Resize(-1))
+	require.Equal(t, "Disabling lock debugging due to kernel taint\n", log.String(), "said once, when it turned off")
+	require.NoError(t, p.Close())
 }

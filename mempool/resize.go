@@ -5,6 +5,7 @@ import (
 
 	"github.com/krules/krules"
 	"github.com/krules/krules/gfp"
+	"github.com/krules/krules/lockclass"
 	"github.com/krules/krules/nonblock"
 )
 
@@ -16,7 +17,8 @@ import (
 // concurrently; Close must not.
 func (p *Pool[T]) Resize(newMin int) error {
 	if newMin <= 0 {
-		krules.Emit(krules.Warn(krules.MempoolMisuse, fmt.Sprintf("BUG_ON(new_min_nr <= 0): mempool_resize(%s, %d)", p.cfg.name, newMin), 0))
+		krules.Emit(krules.Bug(krules.MempoolMisuse, fmt.Sprintf("BUG_ON(new_min_nr <= 0): mempool_resize(%s, %d)", p.cfg.name, newMin), 0))
+		lockclass.TaintNowUnreliable()
 		return fmt.Errorf("mempool: resize to %d", newMin)
 	}
 	if newMin > maxMinNr {

@@ -184,8 +184,9 @@ func (mm *MM) drop() {
 		return
 	}
 	if s := mm.subs.Load(); s != nil && len(*s.list.Load()) != 0 {
-		krules.Emit(krules.Warn(krules.NotifierMisuse,
+		krules.Emit(krules.Bug(krules.NotifierMisuse,
 			"BUG_ON(!hlist_empty(&subscriptions->list)): "+mm.String()+" freed with notifiers registered", 0))
+		lockclass.TaintNowUnreliable()
 	}
 }
 

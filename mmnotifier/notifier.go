@@ -183,8 +183,9 @@ func RegisterLocked(mm *MM, n Notifier, opts ...RegisterOption) (*Subscription, 
 func register(mm *MM, s *Subscription, cfg registerConfig) error {
 	lockclass.AssertHeldWrite(&mm.mmapLock)
 	if mm.users.Load() <= 0 {
-		krules.Emit(krules.Warn(krules.NotifierMisuse,
+		krules.Emit(krules.Bug(krules.NotifierMisuse,
 			"BUG_ON(atomic_read(&mm->mm_users) <= 0): registering on "+mm.String()+", which has no users", 1))
+		lockclass.TaintNowUnreliable()
 		return ErrInvalid
 	}
 	if cfg.prime {
@@ -232,7 +233,8 @@ func (s *Subscription) Unregister() {
 	}
 	mm := s.mm
 	if mm.count.Load() <= 0 {
-		krules.Emit(krules.Warn(krules.NotifierMisuse, "BUG_ON(atomic_read(&mm->mm_count) <= 0)", 0))
+		krules.Emit(krules.Bug(krules.NotifierMisuse, "BUG_ON(atomic_read(&mm->mm_count) <= 0)", 0))
+		lockclass.TaintNowUnreliable()
 	}
 	if s.hashed.Load() {
 		tok := srcu.readLock()

@@ -74,6 +74,7 @@ func TestGetCountsUsersUpToUintMax(t *testing.T) {
 // zero) with a notifier still on the list is a BUG_ON. Only a broken
 // reference count gets there, so the test breaks it.
 func TestAddressSpaceFreedWithNotifiersIsReported(t *testing.T) {
+	krulestest.ResetDefault(t) // the BUG_ON's oops turns lock debugging off
 	mm := testMM(t)
 	rec := krulestest.Record(t)
 	sub, err := Register(mm, plainNotifier{})
@@ -104,6 +105,7 @@ func TestRegisterPinsTheAddressSpaceOnceAndUnregisterUnpinsIt(t *testing.T) {
 // unregistration that finds the structure unpinned. Only a broken reference
 // count gets there, so the test breaks it: at zero, not only below.
 func TestUnregisterOfAnUnpinnedAddressSpaceIsReported(t *testing.T) {
+	krulestest.ResetDefault(t) // the BUG_ON's oops turns lock debugging off
 	mm := testMM(t)
 	rec := krulestest.Record(t)
 	sub, err := Register(mm, plainNotifier{})

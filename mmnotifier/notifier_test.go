@@ -322,6 +322,7 @@ func TestSynchronizeWaitsForARunningCallback(t *testing.T) {
 }
 
 func TestRegisterOnDeadAddressSpaceIsReported(t *testing.T) {
+	krulestest.ResetDefault(t) // the BUG_ON's oops turns lock debugging off
 	rec := krulestest.Record(t)
 	mm := newMM(t)
 	mm.Exit()
@@ -335,6 +336,7 @@ func TestRegisterOnDeadAddressSpaceIsReported(t *testing.T) {
 // __mmu_notifier_register refuses it (out_free: ops->free_notifier): Get on
 // an address space with no users is reported, fails and frees its notifier.
 func TestGetOnDeadAddressSpaceFreesTheNotifier(t *testing.T) {
+	krulestest.ResetDefault(t) // the BUG_ON's oops turns lock debugging off
 	rec := krulestest.Record(t)
 	mm := newMM(t)
 	mm.Exit()
@@ -352,6 +354,7 @@ func TestGetOnDeadAddressSpaceFreesTheNotifier(t *testing.T) {
 // (__mmu_notifier_register), which finds no users left:
 // BUG_ON(mm_users <= 0), and the insertion fails.
 func TestInsertIntervalOnDeadAddressSpaceIsReported(t *testing.T) {
+	krulestest.ResetDefault(t) // the BUG_ON's oops turns lock debugging off
 	rec := krulestest.Record(t)
 	mm := newMM(t)
 	mm.Exit()

@@ -76,6 +76,32 @@ func WarnHeadline(id int64, f runtime.Frame) string {
 	return fmt.Sprintf("WARNING: CPU: - PID: %d at %s %s+0x%x", id, stack.FileLineOf(f), stack.ShortFunc(f.Function), f.PC-f.Entry)
 }
 
+// BugHeadline is BUG()'s headline for a BUG_ON at the user's frame f:
+// "kernel BUG at dir/file.go:12!", as report_bug prints it ("kernel BUG at
+// %s:%u!").
+func BugHeadline(f runtime.Frame) string {
+	return fmt.Sprintf("kernel BUG at %s!", stack.FileLineOf(f))
+}
+
+// Bug lays out the oops a BUG_ON() raises on x86: the cut-here rule, the
+// message (if any; the kernel's BUG_ON has none, krules names the
+// condition), report_bug's headline, __die_header's "Oops: invalid opcode"
+// line, the dump, print_modules' line and the end-of-trace rule, in v6.12's
+// order (lib/bug.c __report_bug, arch/x86/kernel/dumpstack.c __die_body).
+func Bug(b *strings.Builder, headline, message string, id int64, comm string, pcs []uintptr) {
+	b.WriteString("------------[ cut here ]------------\n")
+	if message != "" {
+		b.WriteString(strings.TrimRight(message, "\n"))
+		b.WriteByte('\n')
+	}
+	b.WriteString(headline)
+	b.WriteByte('\n')
+	b.WriteString("Oops: invalid opcode: 0000 [#1] PREEMPT SMP\n")
+	Dump(b, id, comm, pcs)
+	b.WriteString(Modules)
+	b.WriteString("---[ end trace 0000000000000000 ]---\n")
+}
+
 // Warn lays out a WARN(): the cut-here rule, the message (if any), the
 // headline, print_modules' line, the dump and the end-of-trace rule, in
 // v6.12's __warn order (kernel/panic.c).

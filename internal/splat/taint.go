@@ -11,10 +11,12 @@ type Taint uint32
 
 // The flags a report can set. add_taint callers pick them: a WARN() and
 // the scheduler's and might_sleep's BUGs set TAINT_WARN, bad_page and
-// SLUB's object checks set TAINT_BAD_PAGE. Lockdep's own reports, warn_alloc
-// and the hung-task report set none.
+// SLUB's object checks set TAINT_BAD_PAGE, and the oops a BUG_ON() raises
+// sets TAINT_DIE (oops_end). Lockdep's own reports, warn_alloc and the
+// hung-task report set none.
 const (
 	TaintBadPage Taint = 1 << 5 // TAINT_BAD_PAGE, 'B'
+	TaintDie     Taint = 1 << 7 // TAINT_DIE, 'D'
 	TaintWarn    Taint = 1 << 9 // TAINT_WARN, 'W'
 )
 
