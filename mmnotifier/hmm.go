@@ -133,7 +133,7 @@ func (mm *MM) hmmEntry(addr, req uint64) (uint64, error) {
 	return entryOf(v, e), nil
 }
 
-func entryOf(v *vma, e pte) uint64 {
+func entryOf(v *VMA, e pte) uint64 {
 	out := e.page.PFN() | HMMPFNValid
 	if v.prot&ProtWrite != 0 && e.flags&pteWP == 0 {
 		out |= HMMPFNWrite

@@ -45,7 +45,7 @@ type MM struct {
 	// vmas is sorted by start; the slice and the VMAs' bounds and
 	// protections change under mmap_lock held for writing; their page
 	// table entries under the page-table lock.
-	vmas     []*vma
+	vmas     []*VMA
 	pt       pageTable    // page-table lock
 	rss      atomic.Int64 // resident pages
 	shrinker *gfp.Shrinker
@@ -194,7 +194,10 @@ func (mm *MM) drop() {
 // The unmap holds mmap_lock for reading only, as the kernel's does, so the
 // OOM reaper's trylock may run alongside it; MMF_OOM_SKIP is set after it,
 // outside the lock, and the VMAs go under the lock held for writing, which
-// waits for a reaper that read the flag too early.
+// waits for a reaper that read the flag too early. The pages are freed
+// before the VMAs with operations get Close, in address order with the
+// lock held for writing, as exit_mmap's tlb_finish_mmu comes before its
+// remove_vma walk.
 func (mm *MM) exitMmap() {
 	if s := mm.subs.Load(); s != nil {
 		s.release(mm)
@@ -214,10 +217,12 @@ func (mm *MM) exitMmap() {
 	if unmapped { // with no VMA, exit_mmap goes straight to destroy
 		mm.flags.Or(mmfOOMSkip)
 	}
-	mm.mmapLock.Lock()
-	mm.vmas = nil
-	mm.mmapLock.Unlock()
 	mm.freePages(freed)
+	mm.mmapLock.Lock()
+	vmas := mm.vmas
+	mm.vmas = nil
+	closeVMAs(vmas)
+	mm.mmapLock.Unlock()
 	if mm.shrinker != nil {
 		mm.zone.UnregisterShrinker(mm.shrinker)
 	}

@@ -36,12 +36,26 @@ const mmapBase = 1 << 32
 // the user address space (128 TiB less a guard page).
 const taskSize = 1<<47 - PageSize
 
-// vma is a mapped range (struct vm_area_struct) of anonymous private
-// memory. Its pages are in the address space's page table.
-type vma struct {
+// VMA is a mapped range of an address space (struct vm_area_struct). Its
+// pages are in the address space's page table; a mapping made by Mmap is
+// anonymous private memory, one made by MmapDevice also has the
+// operations its mmap handler gave it (vm_ops, with vm_private_data).
+// A VMA's bounds and protection change under mmap_lock held for writing,
+// so read them with mmap_lock held, as in VMOps' callbacks.
+type VMA struct {
 	start, end uint64
 	prot       Prot
+	ops        VMOps // vm_ops; nil for anonymous memory
 }
+
+// Start returns the VMA's first address (vm_start).
+func (v *VMA) Start() uint64 { return v.start }
+
+// End returns the address just past the VMA (vm_end).
+func (v *VMA) End() uint64 { return v.end }
+
+// Prot returns the VMA's protection.
+func (v *VMA) Prot() Prot { return v.prot }
 
 // zap clears the entries of [start, end), appends their pages to freed
 // and returns it. The caller holds the page-table lock.
@@ -75,7 +89,7 @@ func checkRange(addr, length uint64) (uint64, error) {
 // find returns the index of the first VMA that ends after addr. The caller
 // holds mmap_lock.
 func (mm *MM) find(addr uint64) int {
-	i, _ := slices.BinarySearchFunc(mm.vmas, addr, func(v *vma, a uint64) int {
+	i, _ := slices.BinarySearchFunc(mm.vmas, addr, func(v *VMA, a uint64) int {
 		if v.end <= a {
 			return -1
 		}
@@ -86,7 +100,7 @@ func (mm *MM) find(addr uint64) int {
 
 // vmaAt returns the VMA containing addr, or nil. The caller holds
 // mmap_lock.
-func (mm *MM) vmaAt(addr uint64) *vma {
+func (mm *MM) vmaAt(addr uint64) *VMA {
 	if i := mm.find(addr); i < len(mm.vmas) && mm.vmas[i].start <= addr {
 		return mm.vmas[i]
 	}
@@ -94,26 +108,45 @@ func (mm *MM) vmaAt(addr uint64) *vma {
 }
 
 // split makes addr a VMA boundary if it falls inside one (__split_vma).
-// The caller holds mmap_lock for writing. The page table is the address
-// space's, so it does not change.
-func (mm *MM) split(addr uint64) {
+// The new VMA is the piece below addr if newBelow, else the piece above;
+// munmap and mprotect split the range's first VMA with newBelow and its
+// last without (vms_gather_munmap_vmas, vma_modify), so the VMA a driver
+// saw keeps the part inside the range and the pieces outside are new.
+// A new piece of a VMA with operations gets Open, as __split_vma calls
+// vm_ops->open(new) once the new VMA has its bounds and before it is
+// stored or the old one shrinks. The caller holds mmap_lock for writing.
+// The page table is the address space's, so it does not change.
+func (mm *MM) split(addr uint64, newBelow bool) {
 	i := mm.find(addr)
 	if i == len(mm.vmas) || mm.vmas[i].start >= addr {
 		return
 	}
 	v := mm.vmas[i]
-	tail := &vma{start: addr, end: v.end, prot: v.prot}
+	n := &VMA{start: addr, end: v.end, prot: v.prot, ops: v.ops}
+	if newBelow {
+		n.start, n.end = v.start, addr
+	}
+	if n.ops != nil {
+		n.ops.Open(n)
+	}
+	if newBelow {
+		v.start = addr
+		mm.vmas = slices.Insert(mm.vmas, i, n)
+		return
+	}
 	v.end = addr
-	mm.vmas = slices.Insert(mm.vmas, i+1, tail)
+	mm.vmas = slices.Insert(mm.vmas, i+1, n)
 }
 
 // merge joins neighbouring VMAs with the same protection in [lo, hi]
-// (vma_merge). The caller holds mmap_lock for writing.
+// (vma_merge), except VMAs with operations: MmapDevice's mappings are
+// VM_DONTEXPAND, which is in VM_SPECIAL, and vma_merge_existing_range
+// merges no special VMA. The caller holds mmap_lock for writing.
 func (mm *MM) merge(lo, hi int) {
 	lo, hi = max(lo, 1), min(hi, len(mm.vmas)-1)
 	for i := hi; i >= lo; i-- {
 		a, b := mm.vmas[i-1], mm.vmas[i]
-		if a.end == b.start && a.prot == b.prot {
+		if a.end == b.start && a.prot == b.prot && a.ops == nil && b.ops == nil {
 			a.end = b.end
 			mm.vmas = slices.Delete(mm.vmas, i, i+1)
 		}
@@ -138,8 +171,19 @@ func (mm *MM) Mmap(length uint64, prot Prot) (uint64, error) {
 	length = (length + PageSize - 1) &^ (PageSize - 1)
 	mm.mmapLock.Lock()
 	defer mm.mmapLock.Unlock()
+	v, err := mm.mapLocked(length, prot)
+	if err != nil {
+		return 0, err
+	}
+	return v.start, nil
+}
+
+// mapLocked inserts a VMA of length bytes (a whole number of pages, not
+// zero) at the lowest free address from 4 GiB up. The caller holds
+// mmap_lock for writing.
+func (mm *MM) mapLocked(length uint64, prot Prot) (*VMA, error) {
 	if mm.users.Load() <= 0 {
-		return 0, ErrInvalid
+		return nil, ErrInvalid
 	}
 	addr := uint64(mmapBase)
 	i := mm.find(addr)
@@ -150,11 +194,11 @@ func (mm *MM) Mmap(length uint64, prot Prot) (uint64, error) {
 		addr = mm.vmas[i].end
 	}
 	if addr > taskSize-length {
-		return 0, ErrNoMem
+		return nil, ErrNoMem
 	}
-	v := &vma{start: addr, end: addr + length, prot: prot}
+	v := &VMA{start: addr, end: addr + length, prot: prot}
 	mm.vmas = slices.Insert(mm.vmas, i, v)
-	return addr, nil
+	return v, nil
 }
 
 // Unmap removes the mappings in [addr, addr+length): munmap. If any VMA
@@ -164,6 +208,14 @@ func (mm *MM) Mmap(length uint64, prot Prot) (uint64, error) {
 // an error and fires nothing; a misaligned or empty range, or one that
 // reaches past the end of the user address space, is ErrInvalid
 // (do_vmi_munmap). It takes mmap_lock for writing and may sleep.
+//
+// A VMA with operations that straddles an end of the range is split
+// first, and the piece outside gets Open (__split_vma); after the pages
+// are freed, each removed VMA with operations gets Close, in address
+// order (remove_vma), with mmap_lock still held for writing, as
+// vm_munmap holds it (munmap(2) downgrades it to reading first, in
+// vms_complete_munmap_vmas, which gives lockdep the same mmap_lock ->
+// driver lock dependency).
 func (mm *MM) Unmap(addr, length uint64) error {
 	if addr > taskSize || length > taskSize-addr {
 		return ErrInvalid
@@ -178,11 +230,15 @@ func (mm *MM) Unmap(addr, length uint64) error {
 	if i == len(mm.vmas) || mm.vmas[i].start >= end {
 		return nil
 	}
-	mm.split(addr)
-	mm.split(end)
+	mm.split(addr, true)
+	mm.split(end, false)
 	lo := mm.find(addr)
 	hi := lo
+	var closing []*VMA
 	for hi < len(mm.vmas) && mm.vmas[hi].start < end {
+		if mm.vmas[hi].ops != nil {
+			closing = append(closing, mm.vmas[hi])
+		}
 		hi++
 	}
 	r := NewRange(mm, EventUnmap, addr, end)
@@ -193,6 +249,7 @@ func (mm *MM) Unmap(addr, length uint64) error {
 	InvalidateRangeEnd(&r)
 	mm.vmas = slices.Delete(mm.vmas, lo, hi)
 	mm.freePages(freed)
+	closeVMAs(closing)
 	return nil
 }
 
@@ -211,6 +268,11 @@ func (mm *MM) Unmap(addr, length uint64) error {
 // (the kernel tests pud_none, not the PTEs). A zero length does nothing; a
 // misaligned addr is ErrInvalid and a range that wraps around ErrNoMem. It
 // takes mmap_lock for writing and may sleep.
+//
+// A VMA with operations that straddles an end of the range and changes
+// protection is split, and the piece outside gets Open (vma_modify,
+// __split_vma); one already at prot is left whole, as mprotect_fixup
+// returns early for it. VMAs with operations are never merged.
 func (mm *MM) Protect(addr, length uint64, prot Prot) error {
 	if addr%PageSize != 0 {
 		return ErrInvalid
@@ -239,8 +301,15 @@ func (mm *MM) Protect(addr, length uint64, prot Prot) error {
 	if end == addr {
 		return err
 	}
-	mm.split(addr)
-	mm.split(end)
+	// An anonymous VMA split here for nothing merges back below; one with
+	// operations would not, and its Open would see a piece the kernel
+	// never makes.
+	if v := mm.vmaAt(addr); v.ops == nil || v.prot != prot {
+		mm.split(addr, true)
+	}
+	if v := mm.vmaAt(end); v == nil || v.ops == nil || v.prot != prot {
+		mm.split(end, false)
+	}
 	lo := mm.find(addr)
 	hi := lo
 	for hi < len(mm.vmas) && mm.vmas[hi].start < end {
