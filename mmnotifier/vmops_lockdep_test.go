@@ -79,7 +79,7 @@ func TestVMOpsLockUnderMmapLockIsACycleWithAFault(t *testing.T) {
 func TestVMOpsWithoutLocksAreNoCycle(t *testing.T) {
 	rec := krulestest.Record(t)
 	mm := newMM(t)
-	d := newVMDev(mm)
+	d := newVMDev(t, mm)
 	addr, err := mm.MmapDevice(2*pg, mmnotifier.ProtReadWrite, d.mmap)
 	require.NoError(t, err)
 	require.NoError(t, mm.Unmap(addr, pg))

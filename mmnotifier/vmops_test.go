@@ -29,10 +29,19 @@ type vmDev struct {
 	writeLocked bool
 	rss         []int64
 	closes      int
+	bad         []string // callbacks for a VMA in the wrong state
 }
 
-func newVMDev(mm *mmnotifier.MM) *vmDev {
-	return &vmDev{mm: mm, seen: map[*mmnotifier.VMA]string{}, writeLocked: true}
+// newVMDev returns a device for mm; the test fails if an Open or Close
+// comes for a VMA in the wrong state.
+func newVMDev(t *testing.T, mm *mmnotifier.MM) *vmDev {
+	d := &vmDev{mm: mm, seen: map[*mmnotifier.VMA]string{}, writeLocked: true}
+	t.Cleanup(func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		require.Empty(t, d.bad)
+	})
+	return d
 }
 
 // writeHeld reports whether mm's mmap_lock is held for writing, by
@@ -78,8 +87,8 @@ func (d *vmDev) Open(v *mmnotifier.VMA) {
 	d.note("open", v)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.seen[v] != "" {
-		panic("Open of a VMA already seen")
+	if s := d.seen[v]; s != "" {
+		d.bad = append(d.bad, "Open of a VMA already "+s)
 	}
 	d.seen[v] = "open"
 }
@@ -89,7 +98,7 @@ func (d *vmDev) Close(v *mmnotifier.VMA) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if s := d.seen[v]; s != "mmap" && s != "open" {
-		panic("Close of a VMA not open: " + s)
+		d.bad = append(d.bad, "Close of a VMA not open: "+s)
 	}
 	d.seen[v] = "closed"
 	d.closes++
@@ -109,7 +118,7 @@ func (d *vmDev) take() []string {
 // the driver's mmap saw is the one that keeps the inside of each range.
 func TestVMOpsBalancedAcrossSplits(t *testing.T) {
 	mm := newMM(t)
-	d := newVMDev(mm)
+	d := newVMDev(t, mm)
 	addr, err := mm.MmapDevice(8*pg, mmnotifier.ProtReadWrite, d.mmap)
 	require.NoError(t, err)
 	require.EqualValues(t, mmBase, addr)
@@ -145,7 +154,7 @@ func TestVMOpsBalancedAcrossSplits(t *testing.T) {
 // notifiers' release and the final unmap, with every page freed.
 func TestVMOpsCloseComesAfterTheUnmap(t *testing.T) {
 	mm, rec := recordedMM(t)
-	d := newVMDev(mm)
+	d := newVMDev(t, mm)
 	d.onMmap = func(v *mmnotifier.VMA) error { // populate, as map_grant_pages
 		for a := v.Start(); a < v.End(); a += pg {
 			if _, err := mm.FaultLocked(a, true); err != nil {
@@ -176,7 +185,7 @@ func TestVMOpsCloseComesAfterTheUnmap(t *testing.T) {
 // does not merge into it.
 func TestVMOpsAreNotMerged(t *testing.T) {
 	mm := newMM(t)
-	d := newVMDev(mm)
+	d := newVMDev(t, mm)
 	addr, err := mm.MmapDevice(2*pg, mmnotifier.ProtRead, d.mmap)
 	require.NoError(t, err)
 	anon, err := mm.Mmap(2*pg, mmnotifier.ProtReadWrite)
@@ -192,7 +201,7 @@ func TestVMOpsAreNotMerged(t *testing.T) {
 // exit does.
 func TestVMOpsOOMReaperDoesNotClose(t *testing.T) {
 	mm := newMM(t)
-	d := newVMDev(mm)
+	d := newVMDev(t, mm)
 	addr, err := mm.MmapDevice(2*pg, mmnotifier.ProtReadWrite, d.mmap)
 	require.NoError(t, err)
 	_, err = mm.Fault(addr, true)
@@ -212,7 +221,7 @@ func TestVMOpsOOMReaperDoesNotClose(t *testing.T) {
 // again, and nothing is closed.
 func TestMmapDeviceFailureUnmapsWithoutClose(t *testing.T) {
 	mm, rec := recordedMM(t)
-	d := newVMDev(mm)
+	d := newVMDev(t, mm)
 	errNoDev := errors.New("ENODEV")
 	d.onMmap = func(v *mmnotifier.VMA) error {
 		_, err := mm.FaultLocked(v.Start()+pg, true)
