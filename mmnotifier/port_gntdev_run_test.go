@@ -20,11 +20,14 @@ import (
 func gntdevMap(t *testing.T, priv *gntdevPriv, count int, prot mmnotifier.Prot) (uint64, *gntdevGrantMap) {
 	index, err := priv.ioctlMapGrantRef(count)
 	require.NoError(t, err)
-	addr, err := priv.mm.Mmap(uint64(count)*gfp.PageSize, prot)
-	require.NoError(t, err)
-	priv.mm.MmapLock().Lock()
-	m, err := priv.mmap(addr, index, uint64(count))
-	priv.mm.MmapLock().Unlock()
+	var m *gntdevGrantMap
+	addr, err := priv.mm.MmapDevice(uint64(count)*gfp.PageSize, prot, func(v *mmnotifier.VMA) (mmnotifier.VMOps, error) {
+		var err error
+		if m, err = priv.mmap(v.Start(), index, uint64(count)); err != nil {
+			return nil, err
+		}
+		return m, nil
+	})
 	require.NoError(t, err)
 	return addr, m
 }
@@ -46,8 +49,7 @@ func runGntdev(t *testing.T, legacy bool, bugs gntdevBugs) (*gntdevPriv, mmnotif
 		defer wg.Done()
 		for range 20 {
 			addr, m := gntdevMap(t, priv, 4, mmnotifier.ProtReadWrite)
-			require.NoError(t, mm.Unmap(addr, 4*gfp.PageSize))
-			m.vmaClose()
+			require.NoError(t, mm.Unmap(addr, 4*gfp.PageSize)) // gntdev_vma_close
 			require.NoError(t, priv.ioctlUnmapGrantRef(m.index, m.count))
 		}
 	})
@@ -77,11 +79,12 @@ func runGntdev(t *testing.T, legacy bool, bugs gntdevBugs) (*gntdevPriv, mmnotif
 	// A grant map mapped at the end, for the OOM reaper to meet.
 	_, last := gntdevMap(t, priv, 4, mmnotifier.ProtRead)
 	reap := mm.OOMReap(context.Background(), mmnotifier.WithRetryDelay(0))
-	mm.Exit() // exit_mmap: the release unmaps every grant
-	// exit_mmap's remove_vma closes the VMAs left; krules' MM has no
-	// vm_operations to call gntdev_vma_close.
-	long.vmaClose()
-	last.vmaClose()
+	// exit_mmap: the release unmaps every grant, then remove_vma closes
+	// the VMAs left, the two pieces of the one Protect split among them.
+	mm.Exit()
+	priv.work.Wait() // the unmaps in flight hold references too
+	require.EqualValues(t, 1, long.users.Load(), "the ioctl's reference is the last")
+	require.EqualValues(t, 1, last.users.Load())
 	priv.release() // exit_files
 	mmnotifier.Synchronize()
 	require.EqualValues(t, 22, priv.freed.Load(), "every grant map was freed")

@@ -151,11 +151,12 @@ func (priv *gntdevPriv) ioctlUnmapGrantRef(index, count uint64) error {
 	return nil
 }
 
-// mmap is gntdev_mmap for a mapping the process made at addr, called
-// with mmap_lock held for writing as the kernel's ->mmap is: insert the
-// interval notifier (mmu_interval_notifier_insert_locked) under
+// mmap is gntdev_mmap for the VMA MM.MmapDevice made at addr, which calls
+// it with mmap_lock held for writing as mmap_region calls ->mmap: insert
+// the interval notifier (mmu_interval_notifier_insert_locked) under
 // priv->lock, then map the grants (map_grant_pages).
-// It returns the map (vma->vm_private_data).
+// It returns the map, which is both vma->vm_ops (gntdev_vmops) and
+// vma->vm_private_data.
 func (priv *gntdevPriv) mmap(addr, index, count uint64) (*gntdevGrantMap, error) {
 	priv.lock.Lock()
 	m := priv.findMapIndex(index, count)
@@ -189,9 +190,12 @@ func (priv *gntdevPriv) mmap(addr, index, count uint64) (*gntdevGrantMap, error)
 	return m, nil
 }
 
-// vmaClose is gntdev_vma_close, when the process unmaps the mapping.
-// krules' MM has no vm_operations, so the port calls it after MM.Unmap.
-func (m *gntdevGrantMap) vmaClose() {
+// Open is gntdev_vma_open: a split gives the new piece a reference.
+func (m *gntdevGrantMap) Open(*mmnotifier.VMA) { m.users.Add(1) }
+
+// Close is gntdev_vma_close, for each piece of the mapping as the process
+// unmaps it or exits.
+func (m *gntdevGrantMap) Close(*mmnotifier.VMA) {
 	if m.priv.legacy {
 		m.priv.lock.Lock()
 		m.mapped = false
