@@ -60,6 +60,15 @@
 // reclaim, which unmaps pages of every MM on it with blockable CLEAR
 // invalidations.
 //
+// # Device mappings
+//
+// MmapDevice maps as mmap(2) on a device file does: its handler, called
+// with mmap_lock held for writing, gives the VMA its VMOps, whose Open and
+// Close the address space calls where the kernel calls vm_ops->open and
+// ->close (a split by Unmap or Protect, Unmap, exit; not the OOM reaper),
+// so a driver's per-mapping references stay balanced and lockdep sees
+// mmap_lock before the locks they take.
+//
 // # Real memory
 //
 // NewProcess maps real anonymous memory of this process and registers it
