@@ -45,7 +45,10 @@ type MM struct {
 	// vmas is sorted by start; the slice and the VMAs' bounds and
 	// protections change under mmap_lock held for writing; their page
 	// table entries under the page-table lock.
-	vmas     []*VMA
+	vmas []*VMA
+	// vmOps holds the operations of the VMAs that have them (mmap_lock
+	// held for writing).
+	vmOps    map[*VMA]VMOps
 	pt       pageTable    // page-table lock
 	rss      atomic.Int64 // resident pages
 	shrinker *gfp.Shrinker
@@ -221,7 +224,7 @@ func (mm *MM) exitMmap() {
 	mm.mmapLock.Lock()
 	vmas := mm.vmas
 	mm.vmas = nil
-	closeVMAs(vmas)
+	mm.closeVMAs(vmas)
 	mm.mmapLock.Unlock()
 	if mm.shrinker != nil {
 		mm.zone.UnregisterShrinker(mm.shrinker)

@@ -67,7 +67,12 @@ func (mm *MM) MmapDevice(length uint64, prot Prot, mmap func(v *VMA) (VMOps, err
 	}
 	ops, err := mmap(v)
 	if err == nil {
-		v.ops = ops
+		if ops != nil {
+			if mm.vmOps == nil {
+				mm.vmOps = make(map[*VMA]VMOps)
+			}
+			mm.vmOps[v], v.hasOps = ops, true
+		}
 		return v.start, nil
 	}
 	r := NewRange(mm, EventUnmap, v.start, v.end)
@@ -85,10 +90,12 @@ func (mm *MM) MmapDevice(length uint64, prot Prot, mmap func(v *VMA) (VMOps, err
 // closeVMAs calls Close on those of vmas, which have left the address
 // space, that have operations, in order. The caller holds mmap_lock for
 // writing.
-func closeVMAs(vmas []*VMA) {
+func (mm *MM) closeVMAs(vmas []*VMA) {
 	for _, v := range vmas {
-		if v.ops != nil {
-			v.ops.Close(v)
+		if v.hasOps {
+			ops := mm.vmOps[v]
+			delete(mm.vmOps, v)
+			ops.Close(v)
 		}
 	}
 }
