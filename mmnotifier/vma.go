@@ -171,21 +171,11 @@ func (mm *MM) merge(lo, hi int) {
 // (128 TiB, x86-64's TASK_SIZE), is ErrNoMem, as do_mmap and
 // get_unmapped_area say. Mapping fires no notifier.
 func (mm *MM) Mmap(length uint64, prot Prot) (uint64, error) {
-	if length == 0 {
-		return 0, ErrInvalid
-	}
-	if length > taskSize-mmapBase {
-		return 0, ErrNoMem
-	}
-	length = (length + PageSize - 1) &^ (PageSize - 1)
-	mm.mmapLock.Lock()
-	defer mm.mmapLock.Unlock()
-	v, err := mm.mapLocked(length, prot)
-	if err != nil {
-		return 0, err
-	}
-	return v.start, nil
+	return mm.MmapDevice(length, prot, anonymous)
 }
+
+// anonymous is the mmap of an anonymous mapping: no operations.
+func anonymous(*VMA) (VMOps, error) { return nil, nil }
 
 // mapLocked inserts a VMA of length bytes (a whole number of pages, not
 // zero) at the lowest free address from 4 GiB up. The caller holds

@@ -89,13 +89,7 @@ func BugHeadline(f runtime.Frame) string {
 // line, the dump, print_modules' line and the end-of-trace rule, in v6.12's
 // order (lib/bug.c __report_bug, arch/x86/kernel/dumpstack.c __die_body).
 func Bug(b *strings.Builder, headline, message string, id int64, comm string, pcs []uintptr) {
-	b.WriteString("------------[ cut here ]------------\n")
-	if message != "" {
-		b.WriteString(strings.TrimRight(message, "\n"))
-		b.WriteByte('\n')
-	}
-	b.WriteString(headline)
-	b.WriteByte('\n')
+	cutHere(b, headline, message)
 	b.WriteString("Oops: invalid opcode: 0000 [#1] PREEMPT SMP\n")
 	Dump(b, id, comm, pcs)
 	b.WriteString(Modules)
@@ -106,6 +100,16 @@ func Bug(b *strings.Builder, headline, message string, id int64, comm string, pc
 // headline, print_modules' line, the dump and the end-of-trace rule, in
 // v6.12's __warn order (kernel/panic.c).
 func Warn(b *strings.Builder, headline, message string, id int64, comm string, pcs []uintptr) {
+	cutHere(b, headline, message)
+	b.WriteString(Modules)
+	Dump(b, id, comm, pcs)
+	b.WriteString("---[ end trace 0000000000000000 ]---\n")
+}
+
+// cutHere writes how WARN() and BUG() begin: the cut-here rule, the message
+// (if any, its trailing newlines dropped, as printk ends a line once) and
+// the headline.
+func cutHere(b *strings.Builder, headline, message string) {
 	b.WriteString("------------[ cut here ]------------\n")
 	if message != "" {
 		b.WriteString(strings.TrimRight(message, "\n"))
@@ -113,9 +117,6 @@ func Warn(b *strings.Builder, headline, message string, id int64, comm string, p
 	}
 	b.WriteString(headline)
 	b.WriteByte('\n')
-	b.WriteString(Modules)
-	Dump(b, id, comm, pcs)
-	b.WriteString("---[ end trace 0000000000000000 ]---\n")
 }
 
 // Comm returns the name reports print for goroutine t: its chosen name, or
