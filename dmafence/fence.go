@@ -101,9 +101,10 @@ func (f *Fence) Seqno() uint64 { return f.seqno }
 // IsLater reports whether f comes after o on their common timeline
 // (dma_fence_is_later). Fences of different timelines are not ordered:
 // comparing them returns false and is reported (kind FenceMisuse), as the
-// kernel's WARN_ON(f1->context != f2->context). As v6.12's __dma_fence_is_later, which looks at f's ops only, a fence
-// made with New64 compares the seqnos as 64-bit numbers, and one made with
-// New compares their lower 32 bits with wrap-around: f is later when
+// kernel's WARN_ON(f1->context != f2->context). As v6.12's
+// __dma_fence_is_later, which looks at f's ops only, a fence made with
+// New64 compares the seqnos as 64-bit numbers, and one made with New
+// compares their lower 32 bits with wrap-around: f is later when
 // int32(uint32(f.seqno) - uint32(o.seqno)) > 0, so seqno 1 is later than
 // 0xffffffff and 1<<32 is not later than 0, for drivers whose hardware
 // counts only 32 bits.

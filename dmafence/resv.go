@@ -172,11 +172,12 @@ func (r *Resv) ReserveFences(n int) error {
 // f instead of taking room; a different fence with f's sequence number is
 // not, as dma_resv_add_fence's dma_fence_is_later_or_same compares the
 // fences themselves before their numbers. Adding without room is the
-// kernel's BUG_ON(fobj->num_fences >= fobj->max_fences), which stops the task;
-// krules reports the condition, as its other BUG_ONs, with the oops's
-// headline and taint (krules.Bug), turns lock debugging off as the oops's
-// add_taint does, and adds the fence all the same. With room reserved AddFence does not allocate, so it may
-// run in a signalling section.
+// kernel's BUG_ON(fobj->num_fences >= fobj->max_fences), which stops the
+// task; krules reports the condition, as its other BUG_ONs, with the
+// oops's headline and taint (krules.Bug), turns lock debugging off as the
+// oops's add_taint does, and adds the fence all the same. With room
+// reserved AddFence does not allocate, so it may run in a signalling
+// section.
 func (r *Resv) AddFence(f *Fence, usage Usage) {
 	r.AssertHeld()
 	r.mu.Lock()

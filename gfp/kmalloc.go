@@ -9,6 +9,7 @@ import (
 	"github.com/krules/krules"
 	"github.com/krules/krules/internal/list"
 	"github.com/krules/krules/internal/splat"
+	"github.com/krules/krules/lockclass"
 )
 
 // kmalloc on top of the page allocator: the kernel's kmalloc size classes
@@ -452,7 +453,7 @@ func (z *Zone) reportSlab(c *sizeClass, sl *slab, off uint64, what string, objec
 	}
 	b.Dump()
 	krules.Emit(b.Report())
-	lockdepNowUnreliable()
+	lockclass.TaintNowUnreliable()
 }
 
 // reportKfreeForeign reports kfree of memory that is not in the zone:

@@ -202,7 +202,7 @@ func (z *Zone) badPage(pfn uint64, s uint32, reason string) {
 		show, n := z.badPages.allow(time.Now())
 		if !show {
 			splat.AddTaint(splat.TaintBadPage)
-			lockdepNowUnreliable()
+			lockclass.TaintNowUnreliable()
 			return
 		}
 		suppressed = n
@@ -229,10 +229,5 @@ func (z *Zone) badPage(pfn uint64, s uint32, reason string) {
 	r := b.Report()
 	r.Suppressed = suppressed
 	krules.Emit(r)
-	lockdepNowUnreliable()
+	lockclass.TaintNowUnreliable()
 }
-
-// lockdepNowUnreliable is what add_taint does when bad_page and SLUB's
-// object checks pass it LOCKDEP_NOW_UNRELIABLE (kernel/panic.c):
-// lockclass.TaintNowUnreliable.
-func lockdepNowUnreliable() { lockclass.TaintNowUnreliable() }
