@@ -384,10 +384,12 @@ func kmallocFixFlags(gfp Flags) Flags {
 // Free frees memory Alloc returned: kfree(). A nil or empty slice (length
 // 0, whatever its capacity) is ignored: it names no object, as
 // ZERO_SIZE_PTR names none, so Free(b[:0]) frees nothing and cannot free an
-// object its caller still holds through b. A second Free of the same object ("Object already free"), a
-// pointer into the middle of an object ("Invalid object pointer"), memory
-// Alloc did not return and memory of another zone are reported and left
-// alone.
+// object its caller still holds through b. A second Free of the same
+// object ("Object already free"), a pointer into the middle of an object
+// ("Invalid object pointer"), memory Alloc did not return and memory of
+// another zone are reported and left alone; but a single page from
+// AllocPages is freed after a once-only WARNING, as free_large_kmalloc
+// frees an order-0 folio.
 func (z *Zone) Free(b []byte) {
 	if len(b) == 0 {
 		return
@@ -428,9 +430,23 @@ func (z *Zone) Free(b []byte) {
 	s.mu.Unlock()
 }
 
-// freeLarge frees a kmalloc_large block; anything else is a bad free.
+// freeLarge frees a kmalloc_large block, as free_large_kmalloc does, and
+// also a single page from AllocPages: its folio has order 0, which
+// free_large_kmalloc meets with WARN_ON_ONCE(order == 0) and its "object
+// pointer" pr_warn_once, then frees it all the same (folio_put). Anything
+// else is a bad free: a pointer inside a block, memory that is not
+// allocated, or a block of several pages from AllocPages, whose first page
+// alone the kernel would free.
 func (z *Zone) freeLarge(pg *Page, off int) {
 	s := pg.state.Load()
+	if off%PageSize == 0 && s == pageState(pgAlloc, 0) && pg.state.CompareAndSwap(s, pageState(pgFreeing, 0)) {
+		if z.once.claim(warnKfreeOrder0) {
+			krules.Emit(krules.Warn(krules.SlabError,
+				fmt.Sprintf("WARN_ON_ONCE(order == 0): free_large_kmalloc: object pointer: 0x%x", z.arena.base()+uintptr(off)), 0))
+		}
+		z.freeBlock(int32(off>>PageShift), 0)
+		return
+	}
 	if off%PageSize != 0 || stateKind(s) != pgLarge || !pg.state.CompareAndSwap(s, pageState(pgFreeing, stateOrder(s))) {
 		z.badPage(pg.PFN(), s, "kfree() of memory kmalloc did not return")
 		return

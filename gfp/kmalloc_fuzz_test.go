@@ -258,11 +258,15 @@ func FuzzKmallocAgainstModel(f *testing.F) {
 				z.Free(make([]byte, 1+arg)) // virt_to_cache: not a slab page
 				m.report(krules.SlabError, `^WARNING: `)
 			case 5:
-				p, err := z.AllocPages(arg%3, gfp.Kernel)
+				// Several pages of the page allocator: not a folio
+				// kfree can free (a single page is freed, with a
+				// WARN_ON_ONCE: TestKfreeOfAnOrder0PageWarnsOnceAndFreesIt).
+				order := 1 + arg%2
+				p, err := z.AllocPages(order, gfp.Kernel)
 				require.NoError(t, err, "step %d", step)
 				z.Free(p.Bytes())
 				m.report(krules.BadPage, `kfree\(\) of memory kmalloc did not return`)
-				z.FreePages(p, arg%3)
+				z.FreePages(p, order)
 			case 6:
 				if arg&1 == 0 {
 					p, err := z.Alloc(0, gfp.Kernel) // ZERO_SIZE_PTR

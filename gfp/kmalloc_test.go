@@ -148,12 +148,12 @@ func TestKfreeMisuseIsReported(t *testing.T) {
 	require.Contains(t, rec.Last().Text, "kfree: Object is not a Slab page!")
 	require.Regexp(t, `^WARNING: CPU: - PID: \d+ at gfp/kmalloc_test.go:`, rec.Last().Headline)
 
-	p, err := z.AllocPages(0, gfp.Kernel)
+	p, err := z.AllocPages(1, gfp.Kernel)
 	require.NoError(t, err)
 	z.Free(p.Bytes())
-	require.Equal(t, krules.BadPage, rec.Last().Kind)
+	require.Equal(t, krules.BadPage, rec.Last().Kind, "two pages of the page allocator")
 	require.Contains(t, rec.Last().Text, "page dumped because: kfree() of memory kmalloc did not return")
-	z.FreePages(p, 0)
+	z.FreePages(p, 1)
 
 	big, err := z.Alloc(3*gfp.PageSize, gfp.Kernel)
 	require.NoError(t, err)
@@ -221,6 +221,35 @@ func TestLargeKmallocTakesTheOrderItNeeds(t *testing.T) {
 		require.Equal(t, int64(c.pages), before-accounted(z), "size %d", c.size)
 		z.Free(b)
 	}
+}
+
+// kfree of a single page from the page allocator is free_large_kmalloc's
+// order-0 folio: WARN_ON_ONCE(order == 0) with the object pointer, once a
+// zone, and the page is freed all the same (folio_put), so freeing it
+// again with FreePages is a double free.
+func TestKfreeOfAnOrder0PageWarnsOnceAndFreesIt(t *testing.T) {
+	rec := krulestest.Record(t)
+	z := newZone(t, 4<<20)
+	st := z.Stats()
+	before := st.Free + st.PCP
+	for range 2 {
+		p, err := z.AllocPages(0, gfp.Kernel)
+		require.NoError(t, err)
+		z.Free(p.Bytes())
+		require.False(t, p.InUse(), "freed")
+	}
+	require.Equal(t, []krules.Kind{krules.SlabError}, rec.Kinds(), "once")
+	require.Regexp(t, `^WARNING: CPU: - PID: \d+ at gfp/kmalloc_test\.go:\d+ `, rec.Last().Headline)
+	require.Regexp(t, `WARN_ON_ONCE\(order == 0\): free_large_kmalloc: object pointer: 0x[0-9a-f]+\n`, rec.Last().Text)
+	st = z.Stats()
+	require.Equal(t, before, st.Free+st.PCP, "both pages back")
+
+	p, err := z.AllocPages(0, gfp.Kernel)
+	require.NoError(t, err)
+	z.Free(p.Bytes())
+	z.FreePages(p, 0)
+	require.Equal(t, krules.BadPage, rec.Last().Kind)
+	require.Contains(t, rec.Last().Text, "page dumped because: page already free (double free)")
 }
 
 // kfree of a pointer inside a kmalloc_large block, not at its start, is a

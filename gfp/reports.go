@@ -43,6 +43,7 @@ const (
 	warnNoFailOOM
 	warnVmallocZeroSize
 	warnKvmallocTooLarge
+	warnKfreeOrder0
 )
 
 // warnOnceGFP is WARN_ON_ONCE_GFP: a once-only WARNING that NoWarn keeps
