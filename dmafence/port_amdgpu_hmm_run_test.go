@@ -85,9 +85,7 @@ func runAMDGPU(t *testing.T, bugs amdgpuBugs) (*amdgpuDevice, []*amdgpuBO) {
 		}
 		for i := range 12 {
 			bo := bos[i%len(bos)]
-			require.NoError(t, mm.Protect(bo.start, bo.size, mmnotifier.ProtRead))
-			require.NoError(t, mm.Protect(bo.start, bo.size, mmnotifier.ProtReadWrite))
-			require.NoError(t, mm.Discard(bo.start, gfp.PageSize))
+			churnUserptr(t, mm, bo.start, bo.size)
 		}
 	})
 	wg.Wait()

@@ -75,9 +75,7 @@ func runKFD(t *testing.T, bugs kfdBugs) *kfdProcessInfo {
 				waitRestored()
 				continue
 			}
-			require.NoError(t, mm.Protect(mem.bo.start, mem.bo.size, mmnotifier.ProtRead))
-			require.NoError(t, mm.Protect(mem.bo.start, mem.bo.size, mmnotifier.ProtReadWrite))
-			require.NoError(t, mm.Discard(mem.bo.start, gfp.PageSize))
+			churnUserptr(t, mm, mem.bo.start, mem.bo.size)
 			time.Sleep(2 * amdgpuUserptrRestoreDelay) // let restores interleave
 		}
 	})

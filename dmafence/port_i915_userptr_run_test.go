@@ -79,9 +79,7 @@ func runI915(t *testing.T, bugs i915Bugs, gate <-chan struct{}) *i915Device {
 		}
 		for i := range 12 {
 			obj := objs[i%len(objs)]
-			require.NoError(t, mm.Protect(obj.start, obj.size, mmnotifier.ProtRead))
-			require.NoError(t, mm.Protect(obj.start, obj.size, mmnotifier.ProtReadWrite))
-			require.NoError(t, mm.Discard(obj.start, gfp.PageSize))
+			churnUserptr(t, mm, obj.start, obj.size)
 		}
 	})
 	wg.Wait()
