@@ -36,8 +36,8 @@ type Report struct {
 	// "N callbacks suppressed", or bad_page's "N messages suppressed").
 	Suppressed int
 
-	// taint is what Emit adds to the taint: TAINT_WARN for a Warn report;
-	// zero for the kind's own (kindTaints).
+	// taint is what Emit adds to the taint: TAINT_WARN for a Warn report,
+	// TAINT_DIE for a Bug report; zero for the kind's own (kindTaints).
 	taint splat.Taint
 }
 
